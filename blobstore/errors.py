@@ -1,0 +1,64 @@
+"""The blobstore error tree.
+
+Every error raised by the public API derives from :class:`BlobStoreError`, and
+each also inherits the builtin it resembles, so callers may catch either::
+
+    BlobStoreError(Exception)
+    ├── NotFound(FileNotFoundError)        missing key (or another tenant's key)
+    ├── InvalidKey(ValueError)             key breaks the naming rules
+    ├── InvalidTenant(ValueError)          tenant name breaks the naming rules
+    ├── InvalidInput(ValueError)           any other bad argument
+    ├── AlreadyExists(FileExistsError)     put(if_absent=True) on an existing key
+    ├── IntegrityError(ValueError)         bytes do not match their digest
+    ├── QuotaExceeded(Exception)           a tenant limit would be crossed
+    ├── ConfigurationError(ValueError)     bad settings, detected at start
+    └── StorageUnavailable(ConnectionError) object storage or database unreachable
+
+``retryable`` tells whether trying the same call again can help.
+"""
+
+from __future__ import annotations
+
+
+class BlobStoreError(Exception):
+    """Base of every blobstore error."""
+
+    retryable = False
+
+
+class NotFound(BlobStoreError, FileNotFoundError):
+    """The key does not exist for this tenant."""
+
+
+class InvalidKey(BlobStoreError, ValueError):
+    """The key breaks the naming rules; raised before any I/O."""
+
+
+class InvalidTenant(BlobStoreError, ValueError):
+    """The tenant name breaks the naming rules; raised before any I/O."""
+
+
+class InvalidInput(BlobStoreError, ValueError):
+    """An argument other than a key or tenant is unusable (a byte range, a digest, a limit)."""
+
+
+class AlreadyExists(BlobStoreError, FileExistsError):
+    """``put(..., if_absent=True)`` found the key already present."""
+
+
+class IntegrityError(BlobStoreError, ValueError):
+    """Stored or supplied bytes do not hash to the expected digest."""
+
+
+class QuotaExceeded(BlobStoreError):
+    """The put would push a tenant past its byte or object limit; nothing was stored."""
+
+
+class ConfigurationError(BlobStoreError, ValueError):
+    """Settings are unusable; the message names the variable to fix."""
+
+
+class StorageUnavailable(BlobStoreError, ConnectionError):
+    """Object storage or the database could not be reached or kept failing."""
+
+    retryable = True

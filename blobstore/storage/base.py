@@ -1,0 +1,110 @@
+"""The object storage interface every backend implements.
+
+Backends store opaque objects under string keys. They know nothing of tenants,
+digests, reference counts or SQL: the store decides every key and all the
+bookkeeping. Keys are ``/``-separated relative paths of ``[0-9a-z._/-]``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Self
+
+from blobstore.errors import BlobStoreError
+
+#: What a backend is asked to store: bytes in memory, or a local file it may read
+#: as often and in as many pieces as it likes (the file does not change meanwhile).
+Source = bytes | Path
+
+#: Size of the chunks that ``read`` yields.
+CHUNK_SIZE = 1024 * 1024
+
+
+class ObjectMissing(BlobStoreError):
+    """The backend holds no object under the key."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """An object as the backend lists it; ``modified`` is timezone-aware UTC."""
+
+    key: str
+    size: int
+    modified: datetime
+
+
+class ObjectStorage(abc.ABC):
+    """A flat, async object store.
+
+    Transient failures that outlast the backend's own retries raise
+    :class:`~blobstore.errors.StorageUnavailable`; a misconfiguration found by
+    :meth:`check` raises :class:`~blobstore.errors.ConfigurationError`.
+    """
+
+    #: A URL naming where the objects live, for messages and the store marker.
+    url: str
+
+    @property
+    def supports_incomplete_uploads(self) -> bool:
+        """True if the backend can leave incomplete uploads that :meth:`abort_incomplete_uploads` clears."""
+        return False
+
+    async def check(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Verify at start that the storage is reachable and usable (the bucket exists, the directory is writable)."""
+
+    @abc.abstractmethod
+    async def write(self, key: str, source: Source) -> None:
+        """Store ``source`` under ``key`` atomically: readers see the whole object or none.
+
+        Writing an existing key replaces it. On failure nothing is left under ``key``
+        (a partial upload may linger for :meth:`abort_incomplete_uploads`).
+        """
+
+    @abc.abstractmethod
+    def read(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncIterator[bytes]:
+        """Yield the object's bytes in chunks of at most :data:`CHUNK_SIZE`.
+
+        ``byte_range`` is an inclusive ``(first, last)`` within the object; the
+        caller never asks past its end. Raises :class:`ObjectMissing` (before the
+        first chunk) when there is no such object.
+        """
+
+    @abc.abstractmethod
+    async def stat(self, key: str) -> ObjectInfo | None:
+        """Return the object's info, or None if there is no object under ``key``."""
+
+    @abc.abstractmethod
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete every object in ``keys``; keys without an object are ignored. Idempotent."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Yield every object whose key starts with ``prefix``, each exactly once, in no set order."""
+
+    async def abort_incomplete_uploads(self, older_than: datetime) -> int:
+        """Abort uploads started before ``older_than`` that never completed; return how many."""
+        del older_than
+        return 0
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release connections and clients; the backend is unusable afterwards."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def read_all(storage: ObjectStorage, key: str) -> bytes:
+    """Return a whole object's bytes (for small objects and tests)."""
+    return b"".join([chunk async for chunk in storage.read(key)])
+
+
+def source_size(source: Source) -> int:
+    """Return the byte length of a write source."""
+    return len(source) if isinstance(source, bytes) else source.stat().st_size
