@@ -1,0 +1,100 @@
+"""Engine setup and the retrying transaction runner.
+
+Every write runs as one short transaction through :meth:`Database.transaction`,
+which replays the whole transaction when the database reports a transient
+conflict (deadlock, serialization failure, a lost unique-insert race, a locked
+SQLite file, a dropped connection), so callers never see one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from blobstore.errors import StorageUnavailable
+
+T = TypeVar("T")
+
+#: PostgreSQL SQLSTATEs after which replaying the transaction succeeds.
+_RETRYABLE_SQLSTATES = {"40001", "40P01", "23505", "55P03", "57P01"}
+_MAX_ATTEMPTS = 12
+
+
+class Database:
+    """An async engine plus the transaction runner every query goes through."""
+
+    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine: AsyncEngine = create_async_engine(url, connect_args={"timeout": 60})
+            _configure_sqlite(self.engine)
+        else:
+            self.engine = create_async_engine(
+                url, pool_size=pool_size, max_overflow=2 * pool_size, pool_pre_ping=True
+            )
+
+    async def transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run ``work`` in one transaction, replaying it on transient conflicts; commit on return.
+
+        ``work`` may run more than once, so it must not have effects outside the
+        transaction. Exceptions it raises roll the transaction back and propagate.
+        """
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            try:
+                async with self.engine.begin() as conn:
+                    return await work(conn)
+            except DBAPIError as exc:
+                if attempt == _MAX_ATTEMPTS or not is_transient(exc):
+                    if is_transient(exc) or exc.connection_invalidated:
+                        raise StorageUnavailable(f"database kept failing: {exc.orig}") from exc
+                    raise
+                await asyncio.sleep(min(0.5, 0.005 * 2**attempt) * random.random())
+        raise AssertionError("unreachable")
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+
+def is_transient(exc: DBAPIError) -> bool:
+    """True if replaying the transaction that raised ``exc`` can succeed."""
+    if exc.connection_invalidated:
+        return True
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if code is not None:
+        return str(code) in _RETRYABLE_SQLSTATES
+    message = str(exc.orig).lower()
+    if isinstance(exc, OperationalError):
+        return "locked" in message or "busy" in message
+    return isinstance(exc, IntegrityError) and "unique" in message
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """WAL with full fsync on commit, foreign keys on, and ``BEGIN IMMEDIATE`` for every transaction.
+
+    Taking the write lock at ``BEGIN`` serialises writers up front instead of
+    failing them when a read lock cannot be upgraded.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,134 @@
+"""Tables of the metadata database.
+
+``blobs`` holds one row per stored object. Its ``state`` moves one way::
+
+    uploading --(upload done, committed)--> live --(refcount 0 past grace, GC)--> deleting --> row gone
+        \\______________(upload abandoned or lost a race)______________________/
+
+A reference may point only at a ``live`` blob, and only a blob whose refcount is
+0 can leave ``live``; docs/gc-protocol.md argues why no interleaving loses data.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Keys sort and compare by code point (byte order of UTF-8) on both databases,
+#: so a prefix is a contiguous index range.
+KeyString = String(1024).with_variant(String(1024, collation="C"), "postgresql")
+#: Integer primary keys that autoincrement on both databases.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC as a naive timestamp; always returns timezone-aware UTC datetimes."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class StoreMeta(Base):
+    """Facts about the store itself, such as the id that pairs this database with its storage."""
+
+    __tablename__ = "store_meta"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
+class Tenant(Base):
+    """A tenant with its usage counters and optional quota limits."""
+
+    __tablename__ = "tenants"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    used_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    used_objects: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    max_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    max_objects: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Blob(Base):
+    """One stored object: its digest, size, storage key, lifecycle state and reference count."""
+
+    __tablename__ = "blobs"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    object_key: Mapped[str] = mapped_column(String(200), unique=True)
+    state: Mapped[str] = mapped_column(String(16))
+    refcount: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    unreferenced_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index(
+            "uq_blobs_live_scope_digest",
+            "scope",
+            "digest",
+            unique=True,
+            sqlite_where=text("state = 'live'"),
+            postgresql_where=text("state = 'live'"),
+        ),
+        Index("ix_blobs_digest", "digest"),
+        Index("ix_blobs_state_unreferenced_since", "state", "unreferenced_since"),
+    )
+
+
+class Ref(Base):
+    """A tenant's logical key pointing at a live blob."""
+
+    __tablename__ = "refs"
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(KeyString, primary_key=True)
+    blob_id: Mapped[int] = mapped_column(ForeignKey("blobs.id"))
+    size: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    user_metadata: Mapped[dict[str, str]] = mapped_column("metadata", JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_refs_blob_id_tenant_id", "blob_id", "tenant_id"),)
+
+
+tables = Base.metadata.tables
