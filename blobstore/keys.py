@@ -15,8 +15,7 @@ def validate_tenant(name: object) -> str:
     """Return ``name`` if it is 1-63 chars of ``a-z 0-9 - _ .`` starting with a letter or digit."""
     if not isinstance(name, str) or not _TENANT.fullmatch(name):
         raise InvalidTenant(
-            f"invalid tenant {name!r}: use 1-63 characters of a-z 0-9 - _ . "
-            "starting with a letter or digit"
+            f"invalid tenant {name!r}: use 1-63 characters of a-z 0-9 - _ . starting with a letter or digit"
         )
     return name
 
@@ -70,7 +69,5 @@ def validate_byte_range(byte_range: object) -> tuple[int, int] | None:
         or byte_range[0] < 0
         or byte_range[1] < byte_range[0]
     ):
-        raise InvalidInput(
-            f"invalid byte range {byte_range!r}: expected (first, last) with 0 <= first <= last"
-        )
+        raise InvalidInput(f"invalid byte range {byte_range!r}: expected (first, last) with 0 <= first <= last")
     return byte_range[0], byte_range[1]

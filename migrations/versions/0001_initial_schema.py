@@ -19,9 +19,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "blobs",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("scope", sa.String(length=64), nullable=False),
         sa.Column("digest", sa.String(length=64), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
@@ -35,9 +33,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("blobs", schema=None) as batch_op:
         batch_op.create_index("ix_blobs_digest", ["digest"], unique=False)
-        batch_op.create_index(
-            "ix_blobs_state_unreferenced_since", ["state", "unreferenced_since"], unique=False
-        )
+        batch_op.create_index("ix_blobs_state_unreferenced_since", ["state", "unreferenced_since"], unique=False)
         batch_op.create_index(
             "uq_blobs_live_scope_digest",
             ["scope", "digest"],
@@ -54,9 +50,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "tenants",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("name", sa.String(length=63), nullable=False),
         sa.Column("used_bytes", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
         sa.Column("used_objects", sa.BigInteger(), server_default=sa.text("0"), nullable=False),

@@ -1,0 +1,1 @@
+"""The blobstore command line."""

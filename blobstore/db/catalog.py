@@ -1,0 +1,351 @@
+"""The metadata queries: tenants, blobs, references and their counters.
+
+Every function runs inside a transaction opened by
+:meth:`blobstore.db.engine.Database.transaction` and knows nothing of bytes.
+Reference counts, tenant usage and references change together in the same
+transaction, so they never drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, delete, exists, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from blobstore.db.models import tables
+from blobstore.errors import AlreadyExists, QuotaExceeded
+
+tenants = tables["tenants"]
+blobs = tables["blobs"]
+refs = tables["refs"]
+store_meta = tables["store_meta"]
+
+UPLOADING, LIVE, DELETING = "uploading", "live", "deleting"
+
+
+@dataclass(frozen=True)
+class RefRow:
+    """A reference joined with its blob."""
+
+    key: str
+    blob_id: int
+    digest: str
+    object_key: str
+    size: int
+    content_type: str | None
+    metadata: dict[str, str]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A tenant's counters and limits."""
+
+    used_bytes: int
+    used_objects: int
+    max_bytes: int | None
+    max_objects: int | None
+
+
+_REF_COLUMNS = (
+    refs.c.key,
+    refs.c.blob_id,
+    blobs.c.digest,
+    blobs.c.object_key,
+    refs.c.size,
+    refs.c.content_type,
+    refs.c.metadata,
+    refs.c.created_at,
+)
+
+
+def _ref_row(row: Any) -> RefRow:
+    return RefRow(*row)
+
+
+async def insert_ignoring_conflict(conn: AsyncConnection, table: Any, values: dict[str, Any]) -> None:
+    """INSERT a row unless one with the same unique key exists (both dialects)."""
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    await conn.execute(dialect_insert(table).values(**values).on_conflict_do_nothing())
+
+
+# --- tenants ---------------------------------------------------------------------------------------
+
+
+async def tenant_id(conn: AsyncConnection, name: str) -> int | None:
+    """The tenant's id, or None if it has never stored anything."""
+    return (await conn.execute(select(tenants.c.id).where(tenants.c.name == name))).scalar()
+
+
+async def ensure_tenant(conn: AsyncConnection, name: str, now: datetime) -> int:
+    """The tenant's id, creating the tenant on first use."""
+    await insert_ignoring_conflict(conn, tenants, {"name": name, "created_at": now})
+    found = await tenant_id(conn, name)
+    assert found is not None
+    return found
+
+
+async def usage(conn: AsyncConnection, tenant: int) -> Usage:
+    """The tenant's usage counters and limits."""
+    row = (
+        await conn.execute(
+            select(tenants.c.used_bytes, tenants.c.used_objects, tenants.c.max_bytes, tenants.c.max_objects).where(
+                tenants.c.id == tenant
+            )
+        )
+    ).one()
+    return Usage(*row)
+
+
+async def charge(conn: AsyncConnection, tenant: int, name: str, add_bytes: int, add_objects: int) -> None:
+    """Add to the tenant's usage, or raise QuotaExceeded (changing nothing) if a limit would be crossed.
+
+    The check and the update are one conditional UPDATE, so concurrent writers
+    in any number of processes can never push usage past a limit together.
+    """
+    limits = [tenants.c.id == tenant]
+    if add_bytes > 0:
+        limits.append(tenants.c.max_bytes.is_(None) | (tenants.c.used_bytes + add_bytes <= tenants.c.max_bytes))
+    if add_objects > 0:
+        limits.append(tenants.c.max_objects.is_(None) | (tenants.c.used_objects + add_objects <= tenants.c.max_objects))
+    result = await conn.execute(
+        update(tenants)
+        .where(*limits)
+        .values(used_bytes=tenants.c.used_bytes + add_bytes, used_objects=tenants.c.used_objects + add_objects)
+    )
+    if result.rowcount == 0:
+        violation = quota_violation(await usage(conn, tenant), name, add_bytes, add_objects)
+        assert violation is not None
+        raise violation
+
+
+def quota_violation(now: Usage, name: str, add_bytes: int, add_objects: int) -> QuotaExceeded | None:
+    """The error that adding ``add_bytes``/``add_objects`` to ``now`` would cause, or None if within limits."""
+    over_bytes = now.max_bytes is not None and add_bytes > 0 and now.used_bytes + add_bytes > now.max_bytes
+    over_objects = now.max_objects is not None and add_objects > 0 and now.used_objects + add_objects > now.max_objects
+    if not (over_bytes or over_objects):
+        return None
+    return QuotaExceeded(
+        f"tenant {name!r} quota exceeded: this put needs {add_bytes} more bytes and {add_objects} more "
+        f"objects; usage is {now.used_bytes} bytes (limit {_limit(now.max_bytes)}) and "
+        f"{now.used_objects} objects (limit {_limit(now.max_objects)})"
+    )
+
+
+def _limit(value: int | None) -> str:
+    return "none" if value is None else str(value)
+
+
+# --- blobs -----------------------------------------------------------------------------------------
+
+
+async def find_live_blob(conn: AsyncConnection, scope: str, digest: str) -> int | None:
+    """The id of the live blob with these bytes in this dedup scope, if any."""
+    query = select(blobs.c.id).where(blobs.c.scope == scope, blobs.c.digest == digest, blobs.c.state == LIVE)
+    return (await conn.execute(query)).scalar()
+
+
+async def tenant_blob_with_digest(conn: AsyncConnection, tenant: int, digest: str) -> tuple[int, int] | None:
+    """The id and size of a blob with ``digest`` that ``tenant`` already references, if any."""
+    query = (
+        select(blobs.c.id, blobs.c.size)
+        .join(refs, refs.c.blob_id == blobs.c.id)
+        .where(refs.c.tenant_id == tenant, blobs.c.digest == digest)
+        .limit(1)
+    )
+    row = (await conn.execute(query)).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def tenant_holds_blob(conn: AsyncConnection, tenant: int, blob_id: int) -> bool:
+    """True if ``tenant`` has a reference to the blob."""
+    query = select(exists().where(refs.c.blob_id == blob_id, refs.c.tenant_id == tenant))
+    return bool((await conn.execute(query)).scalar())
+
+
+async def acquire(conn: AsyncConnection, blob_id: int) -> bool:
+    """Add a reference to a live blob; False (changing nothing) if the blob is no longer live."""
+    result = await conn.execute(
+        update(blobs)
+        .where(blobs.c.id == blob_id, blobs.c.state == LIVE)
+        .values(refcount=blobs.c.refcount + 1, unreferenced_since=None)
+    )
+    return result.rowcount == 1
+
+
+async def release(conn: AsyncConnection, blob_id: int, now: datetime) -> None:
+    """Drop a reference; the blob's unreferenced clock starts when its count reaches zero."""
+    await conn.execute(
+        update(blobs)
+        .where(blobs.c.id == blob_id)
+        .values(
+            refcount=blobs.c.refcount - 1,
+            unreferenced_since=case((blobs.c.refcount == 1, now), else_=blobs.c.unreferenced_since),
+        )
+    )
+
+
+async def insert_uploading(
+    conn: AsyncConnection, scope: str, digest: str, size: int, object_key: str, now: datetime
+) -> int:
+    """Record the intent to upload ``object_key`` (before any byte is written); return the blob id."""
+    result = await conn.execute(
+        insert(blobs)
+        .values(scope=scope, digest=digest, size=size, object_key=object_key, state=UPLOADING, created_at=now)
+        .returning(blobs.c.id)
+    )
+    return int(result.scalar_one())
+
+
+async def promote(conn: AsyncConnection, blob_id: int, now: datetime) -> bool:
+    """Make an uploaded blob live with no references; False if GC reclaimed the upload meanwhile.
+
+    Raises the database's unique violation if another live blob with the same
+    bytes appeared first; the transaction runner replays, and the replay finds it.
+    """
+    result = await conn.execute(
+        update(blobs)
+        .where(blobs.c.id == blob_id, blobs.c.state == UPLOADING)
+        .values(state=LIVE, refcount=0, unreferenced_since=now)
+    )
+    return result.rowcount == 1
+
+
+async def abandon(conn: AsyncConnection, blob_id: int) -> bool:
+    """Tombstone an upload nobody will reference; True if this call moved it to ``deleting``."""
+    result = await conn.execute(
+        update(blobs).where(blobs.c.id == blob_id, blobs.c.state == UPLOADING).values(state=DELETING)
+    )
+    return result.rowcount == 1
+
+
+async def forget_blobs(conn: AsyncConnection, blob_ids: Sequence[int]) -> None:
+    """Delete tombstoned blob rows whose objects are already gone from storage."""
+    await conn.execute(delete(blobs).where(blobs.c.id.in_(blob_ids), blobs.c.state == DELETING))
+
+
+# --- references ------------------------------------------------------------------------------------
+
+
+async def find_ref(conn: AsyncConnection, tenant: int, key: str, *, lock: bool = False) -> RefRow | None:
+    """The tenant's reference under ``key`` with its blob, optionally locked for update."""
+    query = (
+        select(*_REF_COLUMNS)
+        .join(blobs, blobs.c.id == refs.c.blob_id)
+        .where(refs.c.tenant_id == tenant, refs.c.key == key)
+    )
+    if lock:
+        query = query.with_for_update(of=refs)
+    row = (await conn.execute(query)).first()
+    return None if row is None else _ref_row(row)
+
+
+async def bind_key(
+    conn: AsyncConnection,
+    *,
+    tenant: int,
+    tenant_name: str,
+    key: str,
+    blob_id: int,
+    size: int,
+    content_type: str | None,
+    metadata: dict[str, str],
+    if_absent: bool,
+    now: datetime,
+) -> None:
+    """Point ``key`` at ``blob_id``, whose reference the caller has already acquired.
+
+    Replacing a key releases its old blob and charges only the size difference.
+    Raises AlreadyExists (``if_absent``) or QuotaExceeded; the caller's
+    transaction then rolls back, acquisition included.
+    """
+    old = await find_ref(conn, tenant, key, lock=True)
+    if old is not None and if_absent:
+        raise AlreadyExists(f"key {key!r} already exists")
+    await charge(conn, tenant, tenant_name, size - (old.size if old else 0), 0 if old else 1)
+    values = {
+        "blob_id": blob_id,
+        "size": size,
+        "content_type": content_type,
+        "metadata": metadata,
+        "created_at": now,
+    }
+    if old is None:
+        await conn.execute(insert(refs).values(tenant_id=tenant, key=key, **values))
+    else:
+        await conn.execute(update(refs).where(refs.c.tenant_id == tenant, refs.c.key == key).values(**values))
+        await release(conn, old.blob_id, now)
+
+
+async def unbind_key(conn: AsyncConnection, tenant: int, key: str, now: datetime) -> bool:
+    """Delete the reference under ``key``, releasing its blob and freeing quota; False if absent."""
+    old = await find_ref(conn, tenant, key, lock=True)
+    if old is None:
+        return False
+    await conn.execute(delete(refs).where(refs.c.tenant_id == tenant, refs.c.key == key))
+    await release(conn, old.blob_id, now)
+    await conn.execute(
+        update(tenants)
+        .where(tenants.c.id == tenant)
+        .values(used_bytes=tenants.c.used_bytes - old.size, used_objects=tenants.c.used_objects - 1)
+    )
+    return True
+
+
+async def list_refs(conn: AsyncConnection, tenant: int, prefix: str, after: str | None, limit: int) -> list[RefRow]:
+    """Up to ``limit`` references whose key starts with ``prefix`` (literally), in key order after ``after``.
+
+    The prefix becomes a key range, so the query walks the primary-key index
+    from the first match: its cost depends on the page, not on the offset.
+    """
+    conditions = [refs.c.tenant_id == tenant]
+    if prefix:
+        conditions.append(refs.c.key >= prefix)
+        upper = prefix_upper_bound(prefix)
+        if upper is not None:
+            conditions.append(refs.c.key < upper)
+    if after is not None:
+        conditions.append(refs.c.key > after)
+    query = (
+        select(*_REF_COLUMNS)
+        .join(blobs, blobs.c.id == refs.c.blob_id)
+        .where(and_(*conditions))
+        .order_by(refs.c.key)
+        .limit(limit)
+    )
+    return [_ref_row(row) for row in await conn.execute(query)]
+
+
+def prefix_upper_bound(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix`` (None if unbounded)."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        if 0xD800 <= code <= 0xDFFF:
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return "".join(chars) + chr(code)
+    return None
+
+
+# --- store identity --------------------------------------------------------------------------------
+
+
+async def store_id(conn: AsyncConnection) -> str | None:
+    """The id pairing this database with its object storage, if set."""
+    return (await conn.execute(select(store_meta.c.value).where(store_meta.c.name == "store_id"))).scalar()
+
+
+async def set_store_id(conn: AsyncConnection, value: str) -> None:
+    """Record the store id unless one is already set."""
+    await insert_ignoring_conflict(conn, store_meta, {"name": "store_id", "value": value})
+
+
+async def blob_count(conn: AsyncConnection) -> int:
+    """How many blob rows exist, in any state."""
+    return int((await conn.execute(select(func.count()).select_from(blobs))).scalar_one())

@@ -1,0 +1,141 @@
+"""Turning what a caller hands to ``put`` into a digest, a size and a source a backend can write.
+
+One pass over the input: bytes are hashed in place; a path is hashed where it
+lies (memory-mapped) and later read by the backend; file objects and async
+iterables are hashed while they are spooled to a temporary file, because
+their bytes must be known (hashed) before the store can decide whether to
+upload them at all. Nothing large is ever held in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import tempfile
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import blake3
+
+from blobstore.errors import IntegrityError, InvalidInput, NotFound
+from blobstore.storage.base import CHUNK_SIZE, Source
+
+#: Inputs that ``put`` accepts.
+PutData = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes] | AsyncIterable[bytes]
+
+_THREADED_HASH_BYTES = 1024 * 1024
+
+
+@dataclass
+class Ingested:
+    """The hashed input, ready to upload: call :meth:`discard` when done with it."""
+
+    digest: str
+    size: int
+    source: Source
+    spooled: bool = False
+    fingerprint: tuple[int, int] | None = None
+
+    def ensure_unchanged(self) -> None:
+        """Raise IntegrityError if a caller's file changed since it was hashed."""
+        if (
+            self.fingerprint is not None
+            and isinstance(self.source, Path)
+            and _fingerprint(self.source) != self.fingerprint
+        ):
+            raise IntegrityError(f"{self.source} changed while it was being stored; nothing was stored")
+
+    def discard(self) -> None:
+        """Remove the spool file, if this ingest made one."""
+        if self.spooled and isinstance(self.source, Path):
+            self.source.unlink(missing_ok=True)
+
+
+def new_hasher() -> Any:
+    """A BLAKE3 hasher that uses several threads for large updates."""
+    return blake3.blake3(max_threads=blake3.blake3.AUTO)
+
+
+async def ingest(data: object) -> Ingested:
+    """Hash ``data`` in one pass and return it as a writable source; raise InvalidInput for anything else."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return await _ingest_bytes(bytes(data))
+    if isinstance(data, str | os.PathLike):
+        return await _ingest_path(Path(data))
+    if hasattr(data, "read"):
+        return await _spool(_file_chunks(data))
+    if isinstance(data, AsyncIterable):
+        return await _spool(data)
+    raise InvalidInput(
+        f"cannot store {type(data).__name__}: pass bytes, a path, a binary file or an async iterable of bytes"
+    )
+
+
+async def _ingest_bytes(data: bytes) -> Ingested:
+    hasher = new_hasher()
+    if len(data) >= _THREADED_HASH_BYTES:
+        await asyncio.to_thread(hasher.update, data)
+    else:
+        hasher.update(data)
+    return Ingested(hasher.hexdigest(), len(data), data)
+
+
+async def _ingest_path(path: Path) -> Ingested:
+    try:
+        fingerprint = _fingerprint(path)
+    except FileNotFoundError:
+        raise NotFound(f"no such file: {path}") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+
+    def _hash() -> str:
+        hasher = new_hasher()
+        hasher.update_mmap(path)
+        return str(hasher.hexdigest())
+
+    try:
+        digest = await asyncio.to_thread(_hash)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+    ingested = Ingested(digest, fingerprint[0], path, fingerprint=fingerprint)
+    ingested.ensure_unchanged()
+    return ingested
+
+
+def _fingerprint(path: Path) -> tuple[int, int]:
+    """Size and modification time of a regular file; InvalidInput for anything else."""
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidInput(f"{path} is not a regular file")
+    return info.st_size, info.st_mtime_ns
+
+
+async def _file_chunks(file: Any) -> AsyncIterable[bytes]:
+    while chunk := await asyncio.to_thread(file.read, CHUNK_SIZE):
+        yield chunk
+
+
+async def _spool(chunks: AsyncIterable[Any]) -> Ingested:
+    fd, name = tempfile.mkstemp(prefix="blobstore-spool-")
+    path = Path(name)
+    hasher = new_hasher()
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as spool:
+            async for chunk in chunks:
+                await asyncio.to_thread(_hash_and_write, hasher, spool, chunk)
+                size += len(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return Ingested(hasher.hexdigest(), size, path, spooled=True)
+
+
+def _hash_and_write(hasher: Any, spool: IO[bytes], chunk: object) -> None:
+    if not isinstance(chunk, bytes | bytearray | memoryview):
+        raise InvalidInput(f"the input yielded {type(chunk).__name__}, expected bytes")
+    hasher.update(chunk)
+    spool.write(chunk)

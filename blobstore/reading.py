@@ -1,0 +1,44 @@
+"""Streaming reads that check the bytes against their digest."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from blobstore.errors import IntegrityError
+from blobstore.ingest import new_hasher
+from blobstore.storage.base import ObjectMissing, ObjectStorage
+
+
+async def verified_chunks(
+    storage: ObjectStorage,
+    object_key: str,
+    *,
+    key: str,
+    digest: str,
+    size: int,
+    byte_range: tuple[int, int] | None,
+) -> AsyncIterator[bytes]:
+    """Yield the stored bytes of ``key``; raise IntegrityError if they are missing, short, or (on a
+    whole read) do not hash to ``digest``.
+
+    A whole read hashes as it streams, so the error comes at the end, after the
+    chunks; callers that must never see wrong bytes buffer (``Tenant.get`` does).
+    ``byte_range`` must already be clamped to the object.
+    """
+    expected = size if byte_range is None else byte_range[1] - byte_range[0] + 1
+    hasher = new_hasher() if byte_range is None else None
+    received = 0
+    try:
+        async for chunk in storage.read(object_key, byte_range):
+            received += len(chunk)
+            if received > expected:
+                raise IntegrityError(f"stored object for {key!r} is longer than its recorded size {size}")
+            if hasher is not None:
+                hasher.update(chunk)
+            yield chunk
+    except ObjectMissing:
+        raise IntegrityError(f"stored object for {key!r} is missing from storage") from None
+    if received != expected:
+        raise IntegrityError(f"stored object for {key!r} is truncated: {received} of {expected} bytes")
+    if hasher is not None and hasher.hexdigest() != digest:
+        raise IntegrityError(f"stored object for {key!r} is corrupted: its bytes do not hash to {digest}")

@@ -1,0 +1,457 @@
+"""BlobStore and Tenant: the one place that orchestrates the database and object storage.
+
+The write path follows docs/gc-protocol.md: a new object is recorded as an
+``uploading`` blob row *before* its bytes are written under a fresh, unique
+object key, and becomes ``live`` in the same transaction that binds the key.
+Dedup only ever acquires ``live`` blobs, with a conditional update that loses
+cleanly against a concurrent GC tombstone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Self
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from blobstore.config import Settings
+from blobstore.db import catalog, migrate
+from blobstore.db.engine import Database
+from blobstore.errors import AlreadyExists, ConfigurationError, IntegrityError, InvalidInput, NotFound
+from blobstore.identity import pair
+from blobstore.ingest import Ingested, PutData, ingest
+from blobstore.keys import validate_byte_range, validate_digest, validate_key, validate_prefix, validate_tenant
+from blobstore.reading import verified_chunks
+from blobstore.results import BlobInfo, Page
+from blobstore.storage import ObjectStorage, open_storage_from_url
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+MAX_LIST_LIMIT = 10_000
+#: Where blob objects live in storage; everything else there is the store's own.
+OBJECT_PREFIX = "data/"
+_MAX_METADATA_BYTES = 8192
+_MAX_UPLOAD_ATTEMPTS = 3
+
+
+def utc_now() -> datetime:
+    """The default clock."""
+    return datetime.now(UTC)
+
+
+def object_key_for(digest: str) -> str:
+    """A fresh storage key for one upload of ``digest``: fanned out by digest, unique per upload."""
+    return f"{OBJECT_PREFIX}{digest[:2]}/{digest[2:4]}/{digest}.{secrets.token_hex(16)}"
+
+
+class _UploadReclaimed(Exception):
+    """GC reclaimed our ``uploading`` row before we committed (the upload outlasted the grace period)."""
+
+
+class BlobStore:
+    """A deduplicating blob store over one metadata database and one object storage."""
+
+    def __init__(
+        self, settings: Settings, database: Database, storage: ObjectStorage, *, clock: Clock = utc_now
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.storage = storage
+        self.clock = clock
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings | None = None,
+        *,
+        database_url: str | None = None,
+        storage_url: str | None = None,
+        storage: ObjectStorage | None = None,
+        clock: Clock = utc_now,
+        migrate_schema: bool | None = None,
+    ) -> BlobStore:
+        """Open the store named by ``settings`` (default: the environment, see PRODUCT.md).
+
+        The embedded SQLite database migrates itself; other databases must be at
+        the newest schema (``blobstore db upgrade``) unless ``migrate_schema``.
+        Any misconfiguration raises ConfigurationError naming the variable.
+        """
+        settings = settings or Settings.from_env(database_url=database_url, storage_url=storage_url)
+        if storage is None:
+            storage = open_storage_from_url(
+                settings.storage_url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
+            )
+        database = await open_database(settings)
+        try:
+            await storage.check()
+            if settings.is_sqlite if migrate_schema is None else migrate_schema:
+                await migrate.upgrade(database)
+            elif not await migrate.is_current(database):
+                raise ConfigurationError(
+                    "BLOBSTORE_DATABASE_URL: the database schema is not up to date; run `blobstore db upgrade`"
+                )
+            await pair(database, storage)
+        except BaseException:
+            await database.dispose()
+            await storage.close()
+            raise
+        return cls(settings, database, storage, clock=clock)
+
+    def tenant(self, name: str) -> Tenant:
+        """A handle scoped to one tenant; raises InvalidTenant for a bad name."""
+        return Tenant(self, validate_tenant(name))
+
+    async def close(self) -> None:
+        """Release the database pool and the storage client."""
+        await self.database.dispose()
+        await self.storage.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def dedup_scope_of(self, tenant: str) -> str:
+        """The scope inside which blobs are shared: everyone (``""``) or one tenant."""
+        return "" if self.settings.dedup_scope == "global" else tenant
+
+
+async def open_database(settings: Settings) -> Database:
+    """Create the engine and prove the database answers; ConfigurationError if it does not."""
+    if settings.is_sqlite:
+        path = settings.database_url.partition(":///")[2]
+        if path and path != ":memory:":
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigurationError(f"BLOBSTORE_DATABASE_URL: cannot create {path}: {exc.strerror}") from None
+    database = Database(settings.database_url)
+    try:
+        async with database.engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+    except (DBAPIError, OSError) as exc:
+        await database.dispose()
+        reason = getattr(exc, "orig", None) or exc
+        raise ConfigurationError(f"BLOBSTORE_DATABASE_URL: cannot connect to the database: {reason}") from None
+    return database
+
+
+@dataclass(frozen=True)
+class _PutRequest:
+    key: str
+    content_type: str | None
+    metadata: dict[str, str]
+    if_absent: bool
+
+
+class Tenant:
+    """Every read and write of one tenant. Another tenant's keys are indistinguishable from missing ones."""
+
+    def __init__(self, store: BlobStore, name: str) -> None:
+        self.store = store
+        self.name = name
+
+    # --- writes ------------------------------------------------------------------------------------
+
+    async def put(
+        self,
+        key: str,
+        data: PutData | None = None,
+        *,
+        digest: str | None = None,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        if_absent: bool = False,
+    ) -> BlobInfo:
+        """Store ``data`` under ``key``, replacing what was there (``if_absent``: AlreadyExists instead).
+
+        With ``data`` None, ``digest`` names bytes this tenant already references.
+        With both, ``digest`` is an expectation: a mismatch raises IntegrityError
+        and stores nothing. Nothing is written to storage when the bytes exist.
+        """
+        request = _PutRequest(validate_key(key), _content_type(content_type), _metadata(metadata), if_absent)
+        if digest is not None:
+            validate_digest(digest)
+        if data is None:
+            if digest is None:
+                raise InvalidInput("put needs data, or the digest of bytes this tenant already holds")
+            return await self._put_known_digest(request, digest)
+        ingested = await ingest(data)
+        try:
+            if digest is not None and digest != ingested.digest:
+                raise IntegrityError(f"the data hash to {ingested.digest}, not the expected {digest}")
+            return await self._put_ingested(request, ingested)
+        finally:
+            ingested.discard()
+
+    async def copy(self, src_key: str, dst_key: str, *, if_absent: bool = False) -> BlobInfo:
+        """Make ``dst_key`` a new reference to ``src_key``'s bytes; no bytes move."""
+        validate_key(src_key)
+        validate_key(dst_key)
+
+        async def work(conn: AsyncConnection) -> BlobInfo:
+            tenant = await catalog.tenant_id(conn, self.name)
+            source = None if tenant is None else await catalog.find_ref(conn, tenant, src_key, lock=True)
+            if tenant is None or source is None:
+                raise NotFound(f"no such key: {src_key!r}")
+            acquired = await catalog.acquire(conn, source.blob_id)
+            assert acquired, "a referenced blob is always live"
+            request = _PutRequest(dst_key, source.content_type, dict(source.metadata), if_absent)
+            return await self._bind(conn, tenant, request, source.blob_id, source.digest, source.size)
+
+        return await self.store.database.transaction(work)
+
+    async def delete(self, key: str) -> bool:
+        """Delete ``key``; True if it existed. The bytes stay while any reference remains."""
+        validate_key(key)
+        now = self.store.clock()
+
+        async def work(conn: AsyncConnection) -> bool:
+            tenant = await catalog.tenant_id(conn, self.name)
+            return tenant is not None and await catalog.unbind_key(conn, tenant, key, now)
+
+        return await self.store.database.transaction(work)
+
+    # --- reads -------------------------------------------------------------------------------------
+
+    async def stat(self, key: str) -> BlobInfo:
+        """The key's digest, size, content type, metadata and creation time; NotFound if absent."""
+        return self._info(await self._ref(key))
+
+    async def exists(self, key: str) -> bool:
+        """True if the key exists for this tenant."""
+        try:
+            await self._ref(key)
+        except NotFound:
+            return False
+        return True
+
+    async def get(self, key: str) -> bytes:
+        """The whole value, verified against its digest (IntegrityError otherwise)."""
+        async with self.open(key) as stream:
+            return b"".join([chunk async for chunk in stream])
+
+    @contextlib.asynccontextmanager
+    async def open(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncIterator[BlobStream]:
+        """Stream the value, or the inclusive ``byte_range`` of it (clamped to the value's end).
+
+        A whole read is hashed as it streams and ends in IntegrityError if the
+        bytes are wrong; a ranged read checks only the length.
+        """
+        wanted = validate_byte_range(byte_range)
+        ref = await self._ref(key)
+        if wanted is not None:
+            last = min(wanted[1], ref.size - 1)
+            wanted = (wanted[0], last) if wanted[0] <= last else None
+            if wanted is None:
+                yield BlobStream(self._info(ref), _empty())
+                return
+        chunks = verified_chunks(
+            self.store.storage, ref.object_key, key=key, digest=ref.digest, size=ref.size, byte_range=wanted
+        )
+        try:
+            yield BlobStream(self._info(ref), chunks)
+        finally:
+            await chunks.aclose()
+
+    async def list(self, prefix: str = "", *, limit: int = 1000, after: str | None = None) -> Page:
+        """Keys starting with ``prefix`` (literally: no wildcards), in code-point order, after ``after``."""
+        validate_prefix(prefix)
+        if after is not None:
+            validate_prefix(after)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}, not {limit!r}")
+
+        async def work(conn: AsyncConnection) -> list[catalog.RefRow]:
+            tenant = await catalog.tenant_id(conn, self.name)
+            return [] if tenant is None else await catalog.list_refs(conn, tenant, prefix, after, limit + 1)
+
+        rows = await self.store.database.transaction(work)
+        items = [self._info(row) for row in rows[:limit]]
+        return Page(items, items[-1].key if len(rows) > limit else None)
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    async def _ref(self, key: str) -> catalog.RefRow:
+        validate_key(key)
+
+        async def work(conn: AsyncConnection) -> catalog.RefRow | None:
+            tenant = await catalog.tenant_id(conn, self.name)
+            return None if tenant is None else await catalog.find_ref(conn, tenant, key)
+
+        ref = await self.store.database.transaction(work)
+        if ref is None:
+            raise NotFound(f"no such key: {key!r}")
+        return ref
+
+    def _info(self, ref: catalog.RefRow, *, deduplicated: bool = False) -> BlobInfo:
+        return BlobInfo(
+            tenant=self.name,
+            key=ref.key,
+            digest=ref.digest,
+            size=ref.size,
+            content_type=ref.content_type,
+            metadata=dict(ref.metadata),
+            created_at=ref.created_at,
+            deduplicated=deduplicated,
+        )
+
+    async def _bind(
+        self, conn: AsyncConnection, tenant: int, request: _PutRequest, blob_id: int, digest: str, size: int
+    ) -> BlobInfo:
+        """Bind the key to an acquired blob inside the caller's transaction; return what the tenant sees."""
+        held_before = await catalog.tenant_holds_blob(conn, tenant, blob_id)
+        now = self.store.clock()
+        await catalog.bind_key(
+            conn,
+            tenant=tenant,
+            tenant_name=self.name,
+            key=request.key,
+            blob_id=blob_id,
+            size=size,
+            content_type=request.content_type,
+            metadata=request.metadata,
+            if_absent=request.if_absent,
+            now=now,
+        )
+        return BlobInfo(self.name, request.key, digest, size, request.content_type, request.metadata, now, held_before)
+
+    async def _put_known_digest(self, request: _PutRequest, digest: str) -> BlobInfo:
+        async def work(conn: AsyncConnection) -> BlobInfo:
+            tenant = await catalog.tenant_id(conn, self.name)
+            held = None if tenant is None else await catalog.tenant_blob_with_digest(conn, tenant, digest)
+            if tenant is None or held is None or not await catalog.acquire(conn, held[0]):
+                raise NotFound(f"this tenant holds no bytes with digest {digest}")
+            return await self._bind(conn, tenant, request, held[0], digest, held[1])
+
+        return await self.store.database.transaction(work)
+
+    async def _put_ingested(self, request: _PutRequest, ingested: Ingested) -> BlobInfo:
+        for _ in range(_MAX_UPLOAD_ATTEMPTS):
+            deduplicated = await self.store.database.transaction(
+                lambda conn: self._bind_existing(conn, request, ingested)
+            )
+            if deduplicated is not None:
+                return deduplicated
+            try:
+                return await self._upload_and_bind(request, ingested)
+            except _UploadReclaimed:
+                log.warning("upload of %s outlasted the GC grace period; uploading again", ingested.digest)
+        raise IntegrityError(f"upload of {ingested.digest} kept outlasting the GC grace period; nothing was stored")
+
+    async def _bind_existing(self, conn: AsyncConnection, request: _PutRequest, ingested: Ingested) -> BlobInfo | None:
+        """Dedup: bind the key to the live blob with these bytes, or return None if there is none."""
+        tenant = await catalog.ensure_tenant(conn, self.name, self.store.clock())
+        blob_id = await catalog.find_live_blob(conn, self.store.dedup_scope_of(self.name), ingested.digest)
+        if blob_id is None or not await catalog.acquire(conn, blob_id):
+            return None
+        return await self._bind(conn, tenant, request, blob_id, ingested.digest, ingested.size)
+
+    async def _upload_and_bind(self, request: _PutRequest, ingested: Ingested) -> BlobInfo:
+        """Record the upload, write the bytes under a fresh key, then make the blob live and bind the key."""
+        store = self.store
+        scope = store.dedup_scope_of(self.name)
+        object_key = object_key_for(ingested.digest)
+
+        async def record(conn: AsyncConnection) -> int:
+            tenant = await catalog.ensure_tenant(conn, self.name, store.clock())
+            await self._precheck(conn, tenant, request, ingested.size)
+            return await catalog.insert_uploading(
+                conn, scope, ingested.digest, ingested.size, object_key, store.clock()
+            )
+
+        async def commit(conn: AsyncConnection) -> tuple[BlobInfo, bool]:
+            tenant = await catalog.ensure_tenant(conn, self.name, store.clock())
+            winner = await catalog.find_live_blob(conn, scope, ingested.digest)
+            if winner is not None and await catalog.acquire(conn, winner):
+                info = await self._bind(conn, tenant, request, winner, ingested.digest, ingested.size)
+                return info, False
+            if not await catalog.promote(conn, blob_id, store.clock()):
+                raise _UploadReclaimed
+            await catalog.acquire(conn, blob_id)
+            return await self._bind(conn, tenant, request, blob_id, ingested.digest, ingested.size), True
+
+        blob_id = await store.database.transaction(record)
+        try:
+            await store.storage.write(object_key, ingested.source)
+            ingested.ensure_unchanged()
+            info, used = await store.database.transaction(commit)
+        except BaseException:
+            await self._discard_upload(blob_id, object_key)
+            raise
+        if not used:
+            await self._discard_upload(blob_id, object_key)
+        return info
+
+    async def _precheck(self, conn: AsyncConnection, tenant: int, request: _PutRequest, size: int) -> None:
+        """Fail before uploading when the put is bound to fail (the bind re-checks authoritatively)."""
+        old = await catalog.find_ref(conn, tenant, request.key)
+        if old is not None and request.if_absent:
+            raise AlreadyExists(f"key {request.key!r} already exists")
+        usage = await catalog.usage(conn, tenant)
+        violation = catalog.quota_violation(usage, self.name, size - (old.size if old else 0), 0 if old else 1)
+        if violation is not None:
+            raise violation
+
+    async def _discard_upload(self, blob_id: int, object_key: str) -> None:
+        """Best effort: tombstone an upload nobody references, delete its object, forget its row.
+
+        Whatever a crash or error leaves behind here, GC finishes (docs/gc-protocol.md).
+        """
+        database = self.store.database
+        try:
+            if await database.transaction(lambda conn: catalog.abandon(conn, blob_id)):
+                await self.store.storage.delete_many([object_key])
+                await database.transaction(lambda conn: catalog.forget_blobs(conn, [blob_id]))
+        except Exception:
+            log.warning("could not discard upload %s; GC will reclaim it", object_key, exc_info=True)
+
+
+class BlobStream:
+    """An open value: ``info`` describes it; iterate for its chunks."""
+
+    def __init__(self, info: BlobInfo, chunks: AsyncIterator[bytes]) -> None:
+        self.info = info
+        self._chunks = chunks
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks
+
+    async def read(self) -> bytes:
+        """The rest of the stream as one bytes object."""
+        return b"".join([chunk async for chunk in self._chunks])
+
+
+async def _empty() -> AsyncIterator[bytes]:
+    return
+    yield b""
+
+
+def _content_type(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= 255 or not value.isprintable():
+        raise InvalidInput(f"invalid content_type {value!r}: expected up to 255 printable characters")
+    return value
+
+
+def _metadata(value: object) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise InvalidInput("metadata must be a dict of str to str")
+    if (
+        sum(len(k.encode("utf-8", "replace")) + len(v.encode("utf-8", "replace")) for k, v in value.items())
+        > _MAX_METADATA_BYTES
+    ):
+        raise InvalidInput(f"metadata must total at most {_MAX_METADATA_BYTES} bytes")
+    return dict(value)
