@@ -1,0 +1,5 @@
+"""``python -m blobstore``: the same as the ``blobstore`` command."""
+
+from blobstore.cli import main
+
+main()

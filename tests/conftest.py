@@ -1,0 +1,177 @@
+"""Shared fixtures: real PostgreSQL and S3 servers, a controllable clock, and stores over every deployment.
+
+Servers are started (or found) once per session. When one is missing its
+tests are skipped loudly, unless ``BLOBSTORE_REQUIRE_SERVERS=1`` (CI), where
+a missing server fails the run instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from s3_server import S3Endpoint, s3_endpoint, temporary_bucket
+from servers import ServerUnavailable, postgres_server, run_sync, scratch_database
+from sqlalchemy import text
+
+from blobstore import BlobStore, Settings
+from blobstore.db import migrate
+from blobstore.db.engine import Database
+from blobstore.db.models import Base
+
+REQUIRE_SERVERS = os.environ.get("BLOBSTORE_REQUIRE_SERVERS") == "1"
+
+#: The deployments every store-level test runs against.
+DEPLOYMENTS = ["sqlite-local", "postgres-s3"]
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRE_SERVERS:
+        pytest.fail(f"{reason} (BLOBSTORE_REQUIRE_SERVERS=1 makes this an error)", pytrace=False)
+    pytest.skip(reason)
+
+
+class FakeClock:
+    """A clock the tests move by hand; starts at the real time."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a migrated scratch database on a real PostgreSQL server, for the whole session."""
+    try:
+        with postgres_server() as admin_url, scratch_database(admin_url) as url:
+            run_sync(_migrate(url))
+            yield url
+    except ServerUnavailable as exc:
+        _unavailable(str(exc))
+
+
+async def _migrate(url: str) -> None:
+    database = Database(url)
+    try:
+        await migrate.upgrade(database)
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Endpoint]:
+    """A real S3 HTTP endpoint (moto's server unless the environment names one)."""
+    try:
+        with s3_endpoint() as endpoint:
+            yield endpoint
+    except Exception as exc:  # any failure to start the server is reported the same way
+        _unavailable(f"no S3 endpoint: {exc}")
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(s3: S3Endpoint) -> Iterator[str]:
+    """One bucket for the session; each store gets a prefix of its own inside it."""
+
+    async def hold() -> None:
+        async with temporary_bucket(s3) as name:
+            created.set_result(name)
+            await asyncio.wrap_future(release)
+
+    created: Future[str] = Future()
+    release: Future[None] = Future()
+    with ThreadPoolExecutor(1) as pool:
+        holder = pool.submit(asyncio.run, hold())
+        yield created.result(timeout=60)
+        release.set_result(None)
+        holder.result()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+async def _truncate(url: str) -> None:
+    database = Database(url)
+    try:
+        names = ", ".join(table.name for table in Base.metadata.sorted_tables)
+        async with database.engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    finally:
+        await database.dispose()
+
+
+StoreFactory = Callable[..., Awaitable[BlobStore]]
+
+
+@pytest.fixture
+def settings_for(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], Awaitable[Settings]]:
+    """Build clean settings for a deployment name (``sqlite-local``, ``postgres-s3``, ``sqlite-memory``)."""
+    prefix = uuid.uuid4().hex[:12]
+
+    async def build(deployment: str) -> Settings:
+        home = tmp_path / "home"
+        if deployment.startswith("postgres"):
+            url = request.getfixturevalue("postgres_url")
+            run_sync(_truncate(url))
+        else:
+            url = f"sqlite+aiosqlite:///{home / 'blobstore.db'}"
+        if deployment.endswith("-s3"):
+            endpoint: S3Endpoint = request.getfixturevalue("s3")
+            bucket = request.getfixturevalue("s3_bucket")
+            storage_url, endpoint_url = f"s3://{bucket}/{prefix}", endpoint.url
+        elif deployment.endswith("-memory"):
+            storage_url, endpoint_url = "memory://", None
+        else:
+            storage_url, endpoint_url = (home / "blobs").as_uri(), None
+        return Settings(home=home, database_url=url, storage_url=storage_url, s3_endpoint_url=endpoint_url)
+
+    return build
+
+
+@pytest.fixture
+async def open_store(
+    settings_for: Callable[[str], Awaitable[Settings]], clock: FakeClock
+) -> AsyncIterator[StoreFactory]:
+    """Open stores on a deployment; every store opened here is closed after the test.
+
+    Stores opened on the same deployment in one test share its database and storage,
+    like several processes of one deployment do.
+    """
+    opened: list[BlobStore] = []
+    prepared: dict[str, Settings] = {}
+
+    async def factory(deployment: str, **overrides: object) -> BlobStore:
+        if deployment not in prepared:
+            prepared[deployment] = await settings_for(deployment)
+        store = await BlobStore.open(replace(prepared[deployment], **overrides), clock=clock, migrate_schema=True)
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture(params=DEPLOYMENTS)
+def deployment(request: pytest.FixtureRequest) -> str:
+    """Each deployment in turn."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def store(open_store: StoreFactory, deployment: str) -> BlobStore:
+    """An empty store on each deployment in turn."""
+    return await open_store(deployment)
