@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,9 +24,15 @@ from blobstore.config import Settings
 from blobstore.db import catalog, migrate
 from blobstore.db.engine import Database
 from blobstore.errors import AlreadyExists, ConfigurationError, IntegrityError, InvalidInput, NotFound
+from blobstore.fsck import FsckReport
+from blobstore.fsck import fsck as run_fsck
+from blobstore.gc import GcStats
+from blobstore.gc import gc as run_gc
 from blobstore.identity import pair
 from blobstore.ingest import Ingested, PutData, ingest
 from blobstore.keys import validate_byte_range, validate_digest, validate_key, validate_prefix, validate_tenant
+from blobstore.layout import object_key_for
+from blobstore.progress import Progress, no_progress
 from blobstore.reading import verified_chunks
 from blobstore.results import BlobInfo, Page
 from blobstore.storage import ObjectStorage, open_storage_from_url
@@ -36,8 +41,6 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 MAX_LIST_LIMIT = 10_000
-#: Where blob objects live in storage; everything else there is the store's own.
-OBJECT_PREFIX = "data/"
 _MAX_METADATA_BYTES = 8192
 _MAX_UPLOAD_ATTEMPTS = 3
 
@@ -45,11 +48,6 @@ _MAX_UPLOAD_ATTEMPTS = 3
 def utc_now() -> datetime:
     """The default clock."""
     return datetime.now(UTC)
-
-
-def object_key_for(digest: str) -> str:
-    """A fresh storage key for one upload of ``digest``: fanned out by digest, unique per upload."""
-    return f"{OBJECT_PREFIX}{digest[:2]}/{digest[2:4]}/{digest}.{secrets.token_hex(16)}"
 
 
 class _UploadReclaimed(Exception):
@@ -104,6 +102,16 @@ class BlobStore:
             await storage.close()
             raise
         return cls(settings, database, storage, clock=clock)
+
+    async def gc(self, *, dry_run: bool = False, progress: Progress = no_progress) -> GcStats:
+        """Reclaim objects unreferenced for longer than the grace period, and orphans (see blobstore.gc)."""
+        return await run_gc(self, dry_run=dry_run, progress=progress)
+
+    async def fsck(
+        self, *, read_data: bool = False, repair: bool = False, progress: Progress = no_progress
+    ) -> FsckReport:
+        """Check database and storage agree (see blobstore.fsck); ``read_data`` re-hashes every object."""
+        return await run_fsck(self, read_data=read_data, repair=repair, progress=progress)
 
     def tenant(self, name: str) -> Tenant:
         """A handle scoped to one tenant; raises InvalidTenant for a bad name."""

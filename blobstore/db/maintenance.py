@@ -1,0 +1,183 @@
+"""Queries for garbage collection and fsck: finding, tombstoning and forgetting reclaimable blobs.
+
+Every state change here is a conditional UPDATE that re-checks, under the row
+lock, the condition that made a blob reclaimable, so a plan that went stale
+(a put acquired the blob meanwhile) changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from blobstore.db.catalog import DELETING, LIVE, UPLOADING, blobs, refs, tenants
+
+
+@dataclass(frozen=True)
+class Reclaimable:
+    """A blob GC may reclaim, and why: ``unreferenced``, ``abandoned-upload`` or ``tombstoned``."""
+
+    blob_id: int
+    object_key: str
+    size: int
+    reason: str
+
+
+def reclaimable_condition(cutoff: datetime) -> ColumnElement[bool]:
+    """Blobs whose objects may be deleted: unreferenced since before ``cutoff``, uploads begun
+    before ``cutoff`` and never committed, or already tombstoned. Never a blob any reference names.
+    """
+    unreferenced = and_(blobs.c.state == LIVE, blobs.c.refcount == 0, blobs.c.unreferenced_since < cutoff)
+    abandoned = and_(blobs.c.state == UPLOADING, blobs.c.created_at < cutoff)
+    no_reference = ~exists().where(refs.c.blob_id == blobs.c.id)
+    return and_(or_(unreferenced, abandoned, blobs.c.state == DELETING), no_reference)
+
+
+async def find_reclaimable(conn: AsyncConnection, cutoff: datetime) -> list[Reclaimable]:
+    """Every blob that is reclaimable at ``cutoff``."""
+    reason = (
+        select(blobs.c.id, blobs.c.object_key, blobs.c.size, blobs.c.state)
+        .where(reclaimable_condition(cutoff))
+        .order_by(blobs.c.id)
+    )
+    labels = {LIVE: "unreferenced", UPLOADING: "abandoned-upload", DELETING: "tombstoned"}
+    return [Reclaimable(row[0], row[1], row[2], labels[row[3]]) for row in await conn.execute(reason)]
+
+
+async def tombstone(conn: AsyncConnection, blob_ids: Sequence[int], cutoff: datetime) -> list[Reclaimable]:
+    """Move the still-reclaimable blobs among ``blob_ids`` to ``deleting``; return them.
+
+    After this commits no put can acquire them, so their objects may be deleted.
+    """
+    result = await conn.execute(
+        update(blobs)
+        .where(blobs.c.id.in_(blob_ids), reclaimable_condition(cutoff))
+        .values(state=DELETING)
+        .returning(blobs.c.id, blobs.c.object_key, blobs.c.size)
+    )
+    return [Reclaimable(row[0], row[1], row[2], "tombstoned") for row in result]
+
+
+async def known_object_keys(conn: AsyncConnection, object_keys: Sequence[str]) -> set[str]:
+    """Which of ``object_keys`` a blob row (in any state) accounts for."""
+    query = select(blobs.c.object_key).where(blobs.c.object_key.in_(object_keys))
+    return {row[0] for row in await conn.execute(query)}
+
+
+@dataclass(frozen=True)
+class BlobRecord:
+    """A blob row as fsck sees it, with the number of references that really point at it."""
+
+    blob_id: int
+    digest: str
+    object_key: str
+    size: int
+    state: str
+    refcount: int
+    actual_refs: int
+
+
+async def blob_records(conn: AsyncConnection) -> list[BlobRecord]:
+    """Every blob row with its true reference count."""
+    counted = select(refs.c.blob_id, func.count().label("n")).group_by(refs.c.blob_id).subquery()
+    query = (
+        select(
+            blobs.c.id,
+            blobs.c.digest,
+            blobs.c.object_key,
+            blobs.c.size,
+            blobs.c.state,
+            blobs.c.refcount,
+            func.coalesce(counted.c.n, 0),
+        )
+        .outerjoin(counted, counted.c.blob_id == blobs.c.id)
+        .order_by(blobs.c.id)
+    )
+    return [BlobRecord(*row) for row in await conn.execute(query)]
+
+
+async def refs_to_unusable_blobs(conn: AsyncConnection) -> list[tuple[str, str, int]]:
+    """(tenant, key, blob id) of every reference whose blob is not ``live``."""
+    query = (
+        select(tenants.c.name, refs.c.key, refs.c.blob_id)
+        .join(tenants, tenants.c.id == refs.c.tenant_id)
+        .join(blobs, blobs.c.id == refs.c.blob_id)
+        .where(blobs.c.state != LIVE)
+    )
+    return [(row[0], row[1], row[2]) for row in await conn.execute(query)]
+
+
+async def recount_blob(conn: AsyncConnection, blob_id: int, now: datetime) -> None:
+    """Set a blob's reference count to the true number of references (fsck --repair).
+
+    The blob row is locked first; every reference change also updates that row,
+    so no reference can come or go between the count and the fix.
+    """
+    await conn.execute(select(blobs.c.id).where(blobs.c.id == blob_id).with_for_update())
+    count = (await conn.execute(select(func.count()).where(refs.c.blob_id == blob_id))).scalar_one()
+    await conn.execute(
+        update(blobs)
+        .where(blobs.c.id == blob_id)
+        .values(
+            refcount=count,
+            unreferenced_since=case((blobs.c.refcount == 0, blobs.c.unreferenced_since), else_=now)
+            if count == 0
+            else None,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """A tenant's usage counters beside the sums over its references."""
+
+    tenant: str
+    used_bytes: int
+    used_objects: int
+    actual_bytes: int
+    actual_objects: int
+
+
+async def usage_records(conn: AsyncConnection) -> list[UsageRecord]:
+    """Every tenant's counters and the true sums over its references."""
+    sums = (
+        select(refs.c.tenant_id, func.sum(refs.c.size).label("b"), func.count().label("n"))
+        .group_by(refs.c.tenant_id)
+        .subquery()
+    )
+    query = (
+        select(
+            tenants.c.name,
+            tenants.c.used_bytes,
+            tenants.c.used_objects,
+            func.coalesce(sums.c.b, 0),
+            func.coalesce(sums.c.n, 0),
+        )
+        .outerjoin(sums, sums.c.tenant_id == tenants.c.id)
+        .order_by(tenants.c.name)
+    )
+    return [
+        UsageRecord(row[0], int(row[1]), int(row[2]), int(row[3]), int(row[4])) for row in await conn.execute(query)
+    ]
+
+
+async def recount_usage(conn: AsyncConnection, tenant: str) -> None:
+    """Set a tenant's usage counters to the true sums over its references (fsck --repair).
+
+    The tenant row is locked first; every reference change also updates it.
+    """
+    tenant_id = (
+        await conn.execute(select(tenants.c.id).where(tenants.c.name == tenant).with_for_update())
+    ).scalar_one()
+    used_bytes, used_objects = (
+        await conn.execute(
+            select(func.coalesce(func.sum(refs.c.size), 0), func.count()).where(refs.c.tenant_id == tenant_id)
+        )
+    ).one()
+    await conn.execute(
+        update(tenants).where(tenants.c.id == tenant_id).values(used_bytes=used_bytes, used_objects=used_objects)
+    )
