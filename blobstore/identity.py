@@ -37,7 +37,7 @@ async def pair(database: Database, storage: ObjectStorage) -> str:
             f"BLOBSTORE_DATABASE_URL: the database is empty but {storage.url} already holds "
             f"blobstore {storage_id}; point blobstore at that store's database"
         )
-    if db_id is not None and await database.transaction(catalog.blob_count):
+    if db_id is not None and await database.transaction(catalog.blob_count) > 0:
         raise ConfigurationError(
             f"BLOBSTORE_STORAGE_URL: {storage.url} has no blobstore marker but the database "
             f"references objects; point blobstore at that store's storage"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
-from blobstore.errors import IntegrityError
+from blobstore.errors import IntegrityError, StorageUnavailable
 from blobstore.ingest import new_hasher
 from blobstore.storage.base import ObjectMissing, ObjectStorage
 
@@ -17,7 +17,7 @@ async def verified_chunks(
     digest: str,
     size: int,
     byte_range: tuple[int, int] | None,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Yield the stored bytes of ``key``; raise IntegrityError if they are missing, short, or (on a
     whole read) do not hash to ``digest``.
 
@@ -38,6 +38,19 @@ async def verified_chunks(
             yield chunk
     except ObjectMissing:
         raise IntegrityError(f"stored object for {key!r} is missing from storage") from None
+    except StorageUnavailable:
+        # A range past the end of a shrunken object fails as a request error on S3 (416);
+        # the object's real size tells a damaged object from an unreachable storage.
+        if byte_range is None or received:
+            raise
+        actual = await storage.stat(object_key)
+        if actual is None:
+            raise IntegrityError(f"stored object for {key!r} is missing from storage") from None
+        if actual.size != size:
+            raise IntegrityError(
+                f"stored object for {key!r} is {actual.size} bytes, not its recorded size {size}"
+            ) from None
+        raise
     if received != expected:
         raise IntegrityError(f"stored object for {key!r} is truncated: {received} of {expected} bytes")
     if hasher is not None and hasher.hexdigest() != digest:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path

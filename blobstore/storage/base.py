@@ -8,7 +8,7 @@ bookkeeping. Keys are ``/``-separated relative paths of ``[0-9a-z._/-]``.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -65,12 +65,13 @@ class ObjectStorage(abc.ABC):
         """
 
     @abc.abstractmethod
-    def read(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncIterator[bytes]:
+    def read(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncGenerator[bytes, None]:
         """Yield the object's bytes in chunks of at most :data:`CHUNK_SIZE`.
 
         ``byte_range`` is an inclusive ``(first, last)`` within the object; the
         caller never asks past its end. Raises :class:`ObjectMissing` (before the
-        first chunk) when there is no such object.
+        first chunk) when there is no such object. A caller that stops early
+        calls ``aclose()`` so the backend releases its file or connection.
         """
 
     @abc.abstractmethod

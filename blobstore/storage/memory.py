@@ -1,0 +1,51 @@
+"""Objects in a dict, for tests: each instance is its own empty store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from datetime import UTC, datetime
+
+from blobstore.storage.base import CHUNK_SIZE, ObjectInfo, ObjectMissing, ObjectStorage, Source
+
+
+class MemoryStorage(ObjectStorage):
+    """Objects held in memory; writes are atomic because one dict assignment publishes them."""
+
+    url = "memory://"
+
+    def __init__(self) -> None:
+        self._objects: dict[str, tuple[bytes, datetime]] = {}
+
+    async def write(self, key: str, source: Source) -> None:
+        """Store a copy of the bytes, stamped with the current UTC time."""
+        data = source if isinstance(source, bytes) else await asyncio.to_thread(source.read_bytes)
+        self._objects[key] = (data, datetime.now(UTC))
+
+    async def read(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncGenerator[bytes, None]:
+        """Yield the object (or the inclusive range) in chunks of at most CHUNK_SIZE."""
+        try:
+            data, _ = self._objects[key]
+        except KeyError:
+            raise ObjectMissing(key) from None
+        first, last = byte_range or (0, len(data) - 1)
+        for start in range(first, last + 1, CHUNK_SIZE):
+            yield data[start : min(start + CHUNK_SIZE, last + 1)]
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        """Return the object's info, or None if absent."""
+        if key not in self._objects:
+            return None
+        data, modified = self._objects[key]
+        return ObjectInfo(key, len(data), modified)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """Drop every key; absent keys are ignored."""
+        for key in keys:
+            self._objects.pop(key, None)
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Yield a snapshot of the objects under ``prefix``, each once."""
+        for key, (data, modified) in list(self._objects.items()):
+            if key.startswith(prefix):
+                yield ObjectInfo(key, len(data), modified)

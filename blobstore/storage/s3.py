@@ -1,0 +1,305 @@
+"""Objects in an S3 bucket (AWS or any S3-compatible service) through aioboto3.
+
+One client serves the storage for its whole life; botocore retries transient
+failures itself (standard mode: exponential backoff with jitter). Every error
+from botocore or aiohttp is translated once, by :func:`_translate`, keeping
+``__cause__``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aioboto3
+import aiohttp
+from aiobotocore.config import AioConfig
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    InvalidRegionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from blobstore.errors import BlobStoreError, ConfigurationError, StorageUnavailable
+from blobstore.storage.base import CHUNK_SIZE, ObjectInfo, ObjectMissing, ObjectStorage, Source, source_size
+
+MiB = 1024 * 1024
+_MIN_PART_SIZE = 5 * MiB
+_MAX_PARTS = 10_000
+_DELETE_BATCH = 1000
+
+_MISSING = frozenset({"NoSuchKey", "NoSuchUpload", "NotFound", "404"})
+_DENIED = frozenset(
+    {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
+)
+_RETRYABLE_4XX = frozenset({408, 429})
+_BACKEND_ERRORS = (BotoCoreError, ClientError, aiohttp.ClientError)
+
+
+class S3Storage(ObjectStorage):
+    """Objects under ``prefix/`` in ``bucket``; large writes go up as concurrent multipart uploads.
+
+    Storages may share an aioboto3 ``session`` (its credentials and loaded service models);
+    each still opens its own client, once.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None,
+        region: str,
+        multipart_threshold: int = 64 * MiB,
+        part_size: int = 16 * MiB,
+        max_concurrency: int = 4,
+        connect_timeout: float = 10,
+        read_timeout: float = 60,
+        max_attempts: int = 5,
+        session: aioboto3.Session | None = None,
+    ) -> None:
+        if endpoint_url is not None:
+            parts = urlsplit(endpoint_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ConfigurationError(
+                    f"BLOBSTORE_S3_ENDPOINT_URL: {endpoint_url!r} is not an http:// or https:// URL"
+                )
+        if part_size < _MIN_PART_SIZE or max_concurrency < 1:
+            raise ValueError("part_size must be at least 5 MiB and max_concurrency at least 1")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.multipart_threshold = multipart_threshold
+        self.part_size = part_size
+        self.max_concurrency = max_concurrency
+        self.endpoint = endpoint_url or f"AWS S3 ({region})"
+        self._client_args: dict[str, Any] = {
+            "endpoint_url": endpoint_url,
+            "region_name": region,
+            "config": AioConfig(
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                retries={"mode": "standard", "max_attempts": max_attempts},
+                max_pool_connections=max(10, max_concurrency),
+                # blobstore verifies content by its own digests; many S3-compatible
+                # services reject the checksum headers botocore sends by default.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                # Custom endpoints (MinIO and friends) rarely resolve bucket subdomains.
+                s3={"addressing_style": "path"} if endpoint_url else None,
+            ),
+        }
+        self._session = session or aioboto3.Session()
+        self._stack = AsyncExitStack()
+        self._client: Any = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def supports_incomplete_uploads(self) -> bool:
+        """Failed multipart uploads may linger in the bucket."""
+        return True
+
+    async def _s3(self) -> Any:
+        """Return the one client, creating it on first use."""
+        if self._closed:
+            raise RuntimeError(f"storage {self.url} is closed")
+        async with self._lock:
+            if self._client is None:
+                with self._translated(checking=True):
+                    client = self._session.client("s3", **self._client_args)
+                    self._client = await self._stack.enter_async_context(client)
+        return self._client
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    @contextlib.contextmanager
+    def _translated(self, key: str = "", *, checking: bool = False) -> Iterator[None]:
+        try:
+            yield
+        except _BACKEND_ERRORS as error:
+            raise _translate(error, self, key, checking=checking) from error
+
+    async def check(self) -> None:
+        """Verify with HeadBucket that the bucket exists and the credentials may use it."""
+        s3 = await self._s3()
+        with self._translated(checking=True):
+            await s3.head_bucket(Bucket=self.bucket)
+
+    async def write(self, key: str, source: Source) -> None:
+        """PutObject up to ``multipart_threshold`` bytes, a multipart upload above it."""
+        size = source_size(source)
+        if size > self.multipart_threshold:
+            await self._write_multipart(key, source, size)
+            return
+        data = source if isinstance(source, bytes) else await asyncio.to_thread(source.read_bytes)
+        s3 = await self._s3()
+        with self._translated(key):
+            await s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    async def _write_multipart(self, key: str, source: Source, size: int) -> None:
+        """Upload the parts concurrently and complete; abort the upload on any failure."""
+        s3 = await self._s3()
+        with self._translated(key):
+            upload = await s3.create_multipart_upload(Bucket=self.bucket, Key=self._key(key))
+        upload_id = upload["UploadId"]
+        try:
+            parts = await self._upload_parts(s3, key, upload_id, source, size)
+            with self._translated(key):
+                await s3.complete_multipart_upload(
+                    Bucket=self.bucket, Key=self._key(key), UploadId=upload_id, MultipartUpload={"Parts": parts}
+                )
+        except BaseException:
+            # A failed abort leaves the upload for abort_incomplete_uploads; the first error matters.
+            with contextlib.suppress(*_BACKEND_ERRORS):
+                await s3.abort_multipart_upload(Bucket=self.bucket, Key=self._key(key), UploadId=upload_id)
+            raise
+
+    async def _upload_parts(self, s3: Any, key: str, upload_id: str, source: Source, size: int) -> list[dict[str, Any]]:
+        part_size = max(self.part_size, -(-size // _MAX_PARTS))
+        slots = asyncio.Semaphore(self.max_concurrency)
+
+        async def upload(number: int, offset: int) -> dict[str, Any]:
+            async with slots:
+                length = min(part_size, size - offset)
+                if isinstance(source, bytes):
+                    body = source[offset : offset + length]
+                else:
+                    body = await asyncio.to_thread(_read_part, source, offset, length)
+                with self._translated(key):
+                    response = await s3.upload_part(
+                        Bucket=self.bucket, Key=self._key(key), UploadId=upload_id, PartNumber=number, Body=body
+                    )
+                return {"PartNumber": number, "ETag": response["ETag"]}
+
+        offsets = range(0, size, part_size)
+        tasks = [asyncio.create_task(upload(number, offset)) for number, offset in enumerate(offsets, 1)]
+        try:
+            return await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def read(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncGenerator[bytes, None]:
+        """Stream GetObject's body (Range ``bytes=first-last`` when given); the body is closed on early exit."""
+        s3 = await self._s3()
+        extra = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
+        with self._translated(key):
+            response = await s3.get_object(Bucket=self.bucket, Key=self._key(key), **extra)
+            body = response["Body"]
+            try:
+                while chunk := await body.read(CHUNK_SIZE):
+                    yield chunk
+            finally:
+                body.close()
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        """HeadObject; None when S3 answers 404."""
+        s3 = await self._s3()
+        try:
+            with self._translated(key):
+                response = await s3.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ObjectMissing:
+            return None
+        return ObjectInfo(key, response["ContentLength"], response["LastModified"].astimezone(UTC))
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """DeleteObjects in batches of 1000; any per-key error other than a missing key raises StorageUnavailable."""
+        s3 = await self._s3()
+        for start in range(0, len(keys), _DELETE_BATCH):
+            batch = keys[start : start + _DELETE_BATCH]
+            with self._translated():
+                response = await s3.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": self._key(key)} for key in batch], "Quiet": True},
+                )
+            errors = [error for error in response.get("Errors", []) if error.get("Code") not in _MISSING]
+            if errors:
+                first = errors[0]
+                raise StorageUnavailable(
+                    f"S3 failed to delete {len(errors)} objects from {self.url}, "
+                    f"first {first.get('Key')!r}: {first.get('Code')} {first.get('Message')}"
+                )
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Page through ListObjectsV2 under the storage prefix, yielding keys without it."""
+        s3 = await self._s3()
+        strip = len(self._key(""))
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix))
+        with self._translated():
+            async for page in pages:
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(item["Key"][strip:], item["Size"], item["LastModified"].astimezone(UTC))
+
+    async def abort_incomplete_uploads(self, older_than: datetime) -> int:
+        """Abort multipart uploads under the prefix initiated before ``older_than`` (tz-aware); return how many."""
+        s3 = await self._s3()
+        pages = s3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self._key(""))
+        with self._translated():
+            stale = [
+                (upload["Key"], upload["UploadId"])
+                async for page in pages
+                for upload in page.get("Uploads", [])
+                if upload["Initiated"] < older_than
+            ]
+        aborted = 0
+        for full_key, upload_id in stale:
+            with contextlib.suppress(ObjectMissing), self._translated(full_key):
+                await s3.abort_multipart_upload(Bucket=self.bucket, Key=full_key, UploadId=upload_id)
+                aborted += 1
+        return aborted
+
+    async def close(self) -> None:
+        """Close the client; later calls raise RuntimeError. Safe to call twice."""
+        self._closed = True
+        self._client = None
+        await self._stack.aclose()
+
+
+def _read_part(path: Path, offset: int, length: int) -> bytes:
+    with path.open("rb") as file:
+        file.seek(offset)
+        data = file.read(length)
+    if len(data) != length:
+        raise OSError(f"{path} shrank during the upload")
+    return data
+
+
+def _translate(error: Exception, storage: S3Storage, key: str, *, checking: bool) -> BlobStoreError:
+    """Map a botocore or aiohttp error to the blobstore error a caller can act on."""
+    code, status = "", 0
+    if isinstance(error, ClientError):
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    if isinstance(error, InvalidRegionError):
+        return ConfigurationError(f"BLOBSTORE_S3_REGION: {error}")
+    if isinstance(error, NoCredentialsError | PartialCredentialsError) or code in _DENIED:
+        return ConfigurationError(
+            f"S3 refused access to bucket '{storage.bucket}' ({code or error}); check the AWS credentials "
+            "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the AWS profile)"
+        )
+    if code == "NoSuchBucket" or (checking and code in _MISSING):
+        return ConfigurationError(
+            f"bucket '{storage.bucket}' does not exist at {storage.endpoint}; create it or fix BLOBSTORE_STORAGE_URL"
+        )
+    if code in _MISSING:
+        return ObjectMissing(key)
+    if checking and isinstance(error, BotoConnectionError):
+        return ConfigurationError(
+            f"cannot reach the S3 endpoint {storage.endpoint} ({error}); check BLOBSTORE_S3_ENDPOINT_URL"
+        )
+    unavailable = StorageUnavailable(f"S3 request on {storage.url} failed: {error}")
+    if 400 <= status < 500 and status not in _RETRYABLE_4XX:
+        unavailable.retryable = False
+    return unavailable

@@ -1,0 +1,205 @@
+"""The conformance suite every :class:`~blobstore.storage.ObjectStorage` backend passes.
+
+Subclass :class:`StorageConformance` in a test module and give it an async
+``storage`` fixture that yields a fresh, empty backend and closes it::
+
+    class TestMemoryStorage(StorageConformance):
+        @pytest.fixture
+        async def storage(self) -> AsyncIterator[ObjectStorage]:
+            async with MemoryStorage() as storage:
+                yield storage
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from blobstore.storage.base import CHUNK_SIZE, ObjectMissing, ObjectStorage, read_all
+
+LARGE = 5 * 1024 * 1024 + 123
+
+
+async def _read_range(storage: ObjectStorage, key: str, first: int, last: int) -> bytes:
+    return b"".join([chunk async for chunk in storage.read(key, (first, last))])
+
+
+async def _write_many(storage: ObjectStorage, keys: list[str], data: bytes) -> None:
+    slots = asyncio.Semaphore(32)
+
+    async def write(key: str) -> None:
+        async with slots:
+            await storage.write(key, data)
+
+    await asyncio.gather(*(write(key) for key in keys))
+
+
+async def _listed(storage: ObjectStorage, prefix: str = "") -> dict[str, int]:
+    """Map each listed key to its size, failing if a key is listed twice."""
+    keys = [(info.key, info.size) async for info in storage.list(prefix)]
+    listed = dict(keys)
+    assert len(listed) == len(keys), f"keys listed more than once: {sorted(k for k, _ in keys)}"
+    return listed
+
+
+class StorageConformance:
+    """Behaviour every backend shares; subclasses provide the ``storage`` fixture."""
+
+    async def test_bytes_round_trip(self, storage: ObjectStorage) -> None:
+        """Bytes written under a key read back identically."""
+        await storage.write("a/b/one", b"hello world")
+        assert await read_all(storage, "a/b/one") == b"hello world"
+
+    async def test_path_round_trip(self, storage: ObjectStorage, tmp_path: Path) -> None:
+        """A file written by path reads back with the file's bytes."""
+        source = tmp_path / "source.bin"
+        data = os.urandom(70_000)
+        source.write_bytes(data)
+        await storage.write("from-path", source)
+        assert await read_all(storage, "from-path") == data
+
+    async def test_empty_object(self, storage: ObjectStorage) -> None:
+        """An empty object exists with size 0 and reads back as no bytes."""
+        await storage.write("empty", b"")
+        info = await storage.stat("empty")
+        assert info is not None
+        assert info.size == 0
+        assert await read_all(storage, "empty") == b""
+
+    async def test_large_object_streams_in_bounded_chunks(self, storage: ObjectStorage, tmp_path: Path) -> None:
+        """A multi-chunk object reads back whole, in several chunks none larger than CHUNK_SIZE."""
+        data = os.urandom(LARGE)
+        source = tmp_path / "large.bin"
+        source.write_bytes(data)
+        await storage.write("large", source)
+        chunks = [chunk async for chunk in storage.read("large")]
+        assert len(chunks) > 1
+        assert max(len(chunk) for chunk in chunks) <= CHUNK_SIZE
+        assert b"".join(chunks) == data
+
+    async def test_overwrite_replaces(self, storage: ObjectStorage) -> None:
+        """Writing an existing key replaces its bytes and size."""
+        await storage.write("key", b"first version, longer")
+        await storage.write("key", b"second")
+        assert await read_all(storage, "key") == b"second"
+        info = await storage.stat("key")
+        assert info is not None
+        assert info.size == len(b"second")
+
+    async def test_concurrent_writes_leave_one_whole_object(self, storage: ObjectStorage) -> None:
+        """Concurrent writes of one key leave exactly one of the written objects, never a mix."""
+        versions = [bytes([n]) * 100_000 for n in range(4)]
+        await asyncio.gather(*(storage.write("contended", data) for data in versions))
+        assert await read_all(storage, "contended") in versions
+
+    async def test_byte_ranges_are_inclusive(self, storage: ObjectStorage) -> None:
+        """Ranges return exactly bytes first..last: the first byte, a middle span, the last byte, everything."""
+        data = bytes(range(256)) * 40
+        await storage.write("ranged", data)
+        last = len(data) - 1
+        assert await _read_range(storage, "ranged", 0, 0) == data[:1]
+        assert await _read_range(storage, "ranged", 100, 2099) == data[100:2100]
+        assert await _read_range(storage, "ranged", last, last) == data[-1:]
+        assert await _read_range(storage, "ranged", 0, last) == data
+
+    async def test_byte_range_across_chunks(self, storage: ObjectStorage) -> None:
+        """A range spanning chunk boundaries of a large object returns exactly its bytes."""
+        data = os.urandom(LARGE)
+        await storage.write("large-ranged", data)
+        first, last = CHUNK_SIZE - 10, 3 * CHUNK_SIZE + 10
+        chunks = [chunk async for chunk in storage.read("large-ranged", (first, last))]
+        assert max(len(chunk) for chunk in chunks) <= CHUNK_SIZE
+        assert b"".join(chunks) == data[first : last + 1]
+
+    async def test_read_missing_raises(self, storage: ObjectStorage) -> None:
+        """Reading a key without an object raises ObjectMissing, with or without a range."""
+        with pytest.raises(ObjectMissing):
+            await read_all(storage, "no/such/key")
+        with pytest.raises(ObjectMissing):
+            await _read_range(storage, "no/such/key", 0, 0)
+
+    async def test_stat_missing_is_none(self, storage: ObjectStorage) -> None:
+        """stat of a key without an object returns None."""
+        assert await storage.stat("no/such/key") is None
+
+    async def test_stat_present(self, storage: ObjectStorage) -> None:
+        """stat reports the key, the exact size and a recent timezone-aware UTC modification time."""
+        await storage.write("dir/stat-me", b"12345")
+        info = await storage.stat("dir/stat-me")
+        assert info is not None
+        assert (info.key, info.size) == ("dir/stat-me", 5)
+        assert info.modified.utcoffset() == timedelta(0)
+        assert abs(datetime.now(UTC) - info.modified) < timedelta(minutes=10)
+
+    async def test_failed_write_leaves_nothing(self, storage: ObjectStorage, tmp_path: Path) -> None:
+        """A write from a file that does not exist fails and leaves no object under the key."""
+        with pytest.raises(OSError, match="missing"):
+            await storage.write("never", tmp_path / "missing")
+        assert await storage.stat("never") is None
+        assert await _listed(storage) == {}
+
+    async def test_delete_many_ignores_missing(self, storage: ObjectStorage) -> None:
+        """delete_many removes present keys, ignores absent ones, keeps the rest, and may be repeated."""
+        await storage.write("d/1", b"1")
+        await storage.write("d/2", b"2")
+        await storage.write("d/keep", b"3")
+        await storage.delete_many(["d/1", "d/absent", "d/2"])
+        await storage.delete_many(["d/1", "d/2"])
+        assert await storage.stat("d/1") is None
+        assert await storage.stat("d/2") is None
+        assert await _listed(storage) == {"d/keep": 1}
+
+    async def test_delete_many_beyond_one_batch(self, storage: ObjectStorage) -> None:
+        """delete_many of 1005 keys deletes objects anywhere in the list, past the 1000th too."""
+        keys = [f"many/{n:04d}" for n in range(1005)]
+        present = sorted({*keys[::40], *keys[998:]})  # a spread, plus both sides of the 1000 mark
+        await _write_many(storage, present, b"x")
+        await storage.write("other", b"y")
+        assert len(await _listed(storage, "many/")) == len(present)
+        await storage.delete_many(keys)
+        assert await _listed(storage) == {"other": 1}
+
+    async def test_delete_many_empty(self, storage: ObjectStorage) -> None:
+        """delete_many with no keys does nothing."""
+        await storage.write("stays", b"1")
+        await storage.delete_many([])
+        assert await _listed(storage) == {"stays": 1}
+
+    async def test_list_by_prefix(self, storage: ObjectStorage) -> None:
+        """list yields every key under the prefix exactly once, with its size, and no other key."""
+        objects = {"a/1": b"1", "a/2": b"22", "a/b/3": b"333", "ab/4": b"4444", "b/5": b"55555"}
+        for key, data in objects.items():
+            await storage.write(key, data)
+        assert await _listed(storage) == {key: len(data) for key, data in objects.items()}
+        assert await _listed(storage, "a/") == {"a/1": 1, "a/2": 2, "a/b/3": 3}
+        assert await _listed(storage, "a") == {"a/1": 1, "a/2": 2, "a/b/3": 3, "ab/4": 4}
+        assert await _listed(storage, "a/b") == {"a/b/3": 3}
+        assert await _listed(storage, "c") == {}
+
+    async def test_list_reports_timezone_aware_times(self, storage: ObjectStorage) -> None:
+        """Listed modification times are timezone-aware UTC."""
+        await storage.write("timed", b"t")
+        [info] = [info async for info in storage.list()]
+        assert info.modified.utcoffset() == timedelta(0)
+
+    async def test_abort_incomplete_uploads_after_clean_writes(self, storage: ObjectStorage) -> None:
+        """After only successful writes there is nothing to abort, and the count is an int."""
+        await storage.write("complete", b"done")
+        assert isinstance(storage.supports_incomplete_uploads, bool)
+        aborted = await storage.abort_incomplete_uploads(datetime.now(UTC) + timedelta(minutes=1))
+        assert aborted == 0
+        assert type(aborted) is int
+        assert await read_all(storage, "complete") == b"done"
+
+    async def test_url_names_the_storage(self, storage: ObjectStorage) -> None:
+        """The storage has a URL with a scheme."""
+        assert "://" in storage.url
+
+    async def test_close_twice(self, storage: ObjectStorage) -> None:
+        """close may be called more than once (the fixture closes again afterwards)."""
+        await storage.close()
+        await storage.close()

@@ -1,0 +1,125 @@
+"""LocalStorage passes the conformance suite and keeps its files safe."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from blobstore.errors import ConfigurationError
+from blobstore.storage import LocalStorage, ObjectStorage, open_storage_from_url, read_all
+from blobstore.testing.storage_suite import StorageConformance
+
+
+class TestLocalStorage(StorageConformance):
+    @pytest.fixture
+    async def storage(self, tmp_path: Path) -> AsyncIterator[ObjectStorage]:
+        async with LocalStorage(tmp_path / "root") as storage:
+            await storage.check()
+            yield storage
+
+
+@pytest.mark.parametrize("key", ["/abs", "../up", "a/../../up", "a//b", "a/./b", "a/", "", "a\\b", ".tmp/x", "nul\0"])
+async def test_unsafe_keys_are_rejected(tmp_path: Path, key: str) -> None:
+    """Keys that are absolute, contain empty/./.. segments, backslashes or name .tmp raise ValueError."""
+    storage = LocalStorage(tmp_path)
+    with pytest.raises(ValueError, match="unsafe storage key"):
+        await storage.write(key, b"x")
+    with pytest.raises(ValueError, match="unsafe storage key"):
+        await storage.stat(key)
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_keys_map_to_paths_under_root(tmp_path: Path) -> None:
+    """A key is stored at root/key, and the URL is file:// plus the absolute root."""
+    storage = LocalStorage(tmp_path)
+    await storage.write("blobs/ab/cd/abcd.1", b"data")
+    assert (tmp_path / "blobs/ab/cd/abcd.1").read_bytes() == b"data"
+    assert storage.url == tmp_path.resolve().as_uri()
+
+
+async def test_failed_write_leaves_no_temp_file(tmp_path: Path) -> None:
+    """A write whose source vanished leaves neither the object nor a temporary file."""
+    storage = LocalStorage(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        await storage.write("k", tmp_path / "gone.bin")
+    assert list((tmp_path / ".tmp").iterdir()) == []
+    assert not (tmp_path / "k").exists()
+
+
+async def test_failed_fsync_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that fails after the temporary file was filled removes it and keeps the old object."""
+    storage = LocalStorage(tmp_path)
+    await storage.write("k", b"old")
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="disk on fire"):
+        await storage.write("k", b"new")
+    monkeypatch.undo()
+    assert list((tmp_path / ".tmp").iterdir()) == []
+    assert await read_all(storage, "k") == b"old"
+
+
+async def test_stale_temp_files_are_cleaned(tmp_path: Path) -> None:
+    """abort_incomplete_uploads removes temp files older than the cutoff only, and never objects."""
+    storage = LocalStorage(tmp_path)
+    await storage.write("obj", b"kept")
+    stale, fresh = tmp_path / ".tmp/upload-stale", tmp_path / ".tmp/upload-fresh"
+    stale.write_bytes(b"partial")
+    fresh.write_bytes(b"in progress")
+    hour_ago = (datetime.now(UTC) - timedelta(hours=1)).timestamp()
+    os.utime(stale, (hour_ago, hour_ago))
+    assert await storage.abort_incomplete_uploads(datetime.now(UTC) - timedelta(minutes=5)) == 1
+    assert not stale.exists()
+    assert fresh.exists()
+    assert storage.supports_incomplete_uploads
+    assert [info.key async for info in storage.list()] == ["obj"]
+
+
+async def test_check_creates_root(tmp_path: Path) -> None:
+    """check creates a missing root directory."""
+    await LocalStorage(tmp_path / "new" / "root").check()
+    assert (tmp_path / "new" / "root").is_dir()
+
+
+async def test_check_rejects_unusable_root(tmp_path: Path) -> None:
+    """check on a root that is a file raises ConfigurationError naming BLOBSTORE_STORAGE_URL."""
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(ConfigurationError, match="BLOBSTORE_STORAGE_URL"):
+        await LocalStorage(tmp_path / "file").check()
+
+
+async def test_early_exit_from_read_closes_the_file(tmp_path: Path) -> None:
+    """Leaving a read after the first chunk closes the file (no ResourceWarning under -W error)."""
+    storage = LocalStorage(tmp_path)
+    await storage.write("big", os.urandom(3 * 1024 * 1024))
+    stream = storage.read("big")
+    assert len(await anext(stream)) > 0
+    await stream.aclose()
+
+
+def test_file_url_opens_local_storage(tmp_path: Path) -> None:
+    """file:///abs/dir opens LocalStorage on that directory, and its url round-trips."""
+    storage = open_storage_from_url(tmp_path.as_uri(), endpoint_url=None, region="us-east-1")
+    assert isinstance(storage, LocalStorage)
+    assert storage.root == tmp_path.resolve()
+    assert open_storage_from_url(storage.url, endpoint_url=None, region="us-east-1").url == storage.url
+
+
+@pytest.mark.parametrize("url", ["file://relative/dir", "file://", "file:relative", "/srv/blobs", "blobs"])
+def test_bad_file_urls(url: str) -> None:
+    """A relative, empty or scheme-less location is a ConfigurationError naming BLOBSTORE_STORAGE_URL."""
+    with pytest.raises(ConfigurationError, match="BLOBSTORE_STORAGE_URL"):
+        open_storage_from_url(url, endpoint_url=None, region="us-east-1")
+
+
+def test_plain_path_is_not_a_url() -> None:
+    """A bare path instead of a URL is rejected saying so."""
+    with pytest.raises(ConfigurationError, match="BLOBSTORE_STORAGE_URL: '/srv/blobs' is not a URL"):
+        open_storage_from_url("/srv/blobs", endpoint_url=None, region="us-east-1")
