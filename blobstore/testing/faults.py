@@ -1,0 +1,214 @@
+"""Fault injection for object storage: a wrapper that fails, slows, hangs or "crashes" chosen calls.
+
+Faults are a wrapper around a real backend, never flags inside one::
+
+    storage = FaultyStorage(real_storage)
+    fault = storage.inject(Fault("write", error=StorageUnavailable("injected")))
+    store = await BlobStore.open(settings, storage=storage)
+    ...
+    assert fault.hits == 1          # prove the fault really fired
+
+A :class:`Fault` picks calls by operation (and optionally by key prefix), lets
+``skip`` of them through, then hits the next ``times`` of them: it waits
+``delay`` seconds (or forever, ``hang``), runs ``action`` (a test hook, for
+example one that kills the process), and raises ``error`` at its ``phase``:
+
+* ``before`` the real call (nothing happened),
+* ``after`` the real call (it happened, but the caller hears of a failure),
+* ``midway`` through it: a write stores only the first half of the bytes
+  under the key (a torn object), a delete removes only the first half of
+  the keys, a read or listing yields ``after_items`` items before failing.
+
+Raising :class:`SimulatedCrash` models the process dying at that point: the
+storage is dead afterwards (every later call raises it too), and since it is
+a ``BaseException`` no ``except Exception`` clean-up runs past it. Wrap the
+process's other dependencies with :func:`dies_with` so they die with it::
+
+    store.database.transaction = dies_with(storage, store.database.transaction)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal, ParamSpec, TypeVar
+
+from blobstore.storage.base import ObjectInfo, ObjectStorage, Source
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+Operation = Literal["check", "write", "read", "stat", "delete_many", "list", "abort_incomplete_uploads"]
+Phase = Literal["before", "after", "midway"]
+
+
+class SimulatedCrash(BaseException):
+    """The process "died" here. Every later call of the storage raises it too."""
+
+
+@dataclass
+class Fault:
+    """One injected misbehaviour of one storage operation (see the module docstring)."""
+
+    operation: Operation
+    error: BaseException | Callable[[], BaseException] | None = None
+    phase: Phase = "before"
+    delay: float = 0.0
+    hang: bool = False
+    action: Callable[[], None] | None = None
+    key_prefix: str = ""
+    skip: int = 0
+    times: int | None = 1
+    after_items: int = 0
+    #: Matching calls seen, and calls this fault hit.
+    seen: int = field(default=0, init=False)
+    hits: int = field(default=0, init=False)
+
+    def make_error(self) -> BaseException | None:
+        """A fresh exception to raise, or None for a fault that only delays or runs its action."""
+        if self.error is None or isinstance(self.error, BaseException):
+            return self.error
+        return self.error()
+
+    def _claims(self, operation: str, key: str) -> bool:
+        """Count a call and say whether this fault hits it."""
+        if operation != self.operation or not key.startswith(self.key_prefix):
+            return False
+        self.seen += 1
+        if self.seen <= self.skip or (self.times is not None and self.hits >= self.times):
+            return False
+        self.hits += 1
+        return True
+
+
+class FaultyStorage(ObjectStorage):
+    """Wraps a backend; each call consults the injected faults, then delegates to ``inner``."""
+
+    def __init__(self, inner: ObjectStorage, *faults: Fault) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.faults = list(faults)
+        #: Every call made, as ``(operation, key or prefix)``, in order.
+        self.calls: list[tuple[str, str]] = []
+        #: True once a SimulatedCrash fired: the "process" is dead.
+        self.crashed = False
+
+    def inject(self, fault: Fault) -> Fault:
+        """Add a fault; returns it, so the test can check ``fault.hits`` later."""
+        self.faults.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        """Remove every fault and forget a crash: the storage behaves like ``inner`` again."""
+        self.faults.clear()
+        self.crashed = False
+
+    def count(self, operation: str) -> int:
+        """How many calls of ``operation`` were made."""
+        return sum(1 for op, _ in self.calls if op == operation)
+
+    @property
+    def supports_incomplete_uploads(self) -> bool:
+        return self.inner.supports_incomplete_uploads
+
+    async def _enter(self, operation: Operation, key: str = "") -> Fault | None:
+        """Record the call and run the fault that hits it up to its phase; return that fault."""
+        if self.crashed:
+            raise SimulatedCrash(f"{operation}({key!r}) called after the simulated crash")
+        self.calls.append((operation, key))
+        fault = next((fault for fault in self.faults if fault._claims(operation, key)), None)
+        if fault is None:
+            return None
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault.hang:
+            await asyncio.Event().wait()
+        if fault.action is not None:
+            fault.action()
+        if fault.phase == "before":
+            self._raise(fault)
+        return fault
+
+    def _raise(self, fault: Fault | None) -> None:
+        error = None if fault is None else fault.make_error()
+        if error is None:
+            return
+        if isinstance(error, SimulatedCrash):
+            self.crashed = True
+        raise error
+
+    async def check(self) -> None:
+        fault = await self._enter("check")
+        await self.inner.check()
+        self._raise(fault)
+
+    async def write(self, key: str, source: Source) -> None:
+        fault = await self._enter("write", key)
+        if fault is not None and fault.phase == "midway":
+            data = source if isinstance(source, bytes) else await asyncio.to_thread(Path.read_bytes, source)
+            await self.inner.write(key, data[: len(data) // 2])
+        else:
+            await self.inner.write(key, source)
+        self._raise(fault)
+
+    async def read(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncGenerator[bytes, None]:
+        fault = await self._enter("read", key)
+        chunks = self.inner.read(key, byte_range)
+        try:
+            yielded = 0
+            async for chunk in chunks:
+                if fault is not None and fault.phase == "midway" and yielded == fault.after_items:
+                    self._raise(fault)
+                yield chunk
+                yielded += 1
+        finally:
+            await chunks.aclose()
+        self._raise(fault)
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        fault = await self._enter("stat", key)
+        info = await self.inner.stat(key)
+        self._raise(fault)
+        return info
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        fault = await self._enter("delete_many", keys[0] if keys else "")
+        if fault is not None and fault.phase == "midway":
+            await self.inner.delete_many(keys[: len(keys) // 2])
+        else:
+            await self.inner.delete_many(keys)
+        self._raise(fault)
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        fault = await self._enter("list", prefix)
+        yielded = 0
+        async for info in self.inner.list(prefix):
+            if fault is not None and fault.phase == "midway" and yielded == fault.after_items:
+                self._raise(fault)
+            yield info
+            yielded += 1
+        self._raise(fault)
+
+    async def abort_incomplete_uploads(self, older_than: datetime) -> int:
+        fault = await self._enter("abort_incomplete_uploads")
+        aborted = await self.inner.abort_incomplete_uploads(older_than)
+        self._raise(fault)
+        return aborted
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def dies_with(storage: FaultyStorage, call: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Wrap another async dependency of the process (say, the database's transaction runner) so it
+    raises :class:`SimulatedCrash` once ``storage`` has crashed: nothing runs after a crash."""
+
+    async def dead_or_alive(*args: P.args, **kwargs: P.kwargs) -> T:
+        if storage.crashed:
+            raise SimulatedCrash(f"{getattr(call, '__name__', 'call')} after the simulated crash")
+        return await call(*args, **kwargs)
+
+    return dead_or_alive
