@@ -101,6 +101,8 @@ async def fsck(
     live = [record for record in records if record.state == LIVE]
     for record in live:
         found = sizes.get(record.object_key)
+        if found is None and not await _still_live(store, record):
+            continue  # deleted by GC while fsck ran: not a problem
         if found is None:
             report.problems.append(
                 Problem("missing-object", record.object_key, f"blob {record.blob_id} ({record.digest})")
@@ -128,6 +130,12 @@ async def fsck(
         await execute_gc(store, plan)
     report.duration_seconds = time.monotonic() - started
     return report
+
+
+async def _still_live(store: BlobStore, record: maintenance.BlobRecord) -> bool:
+    """True if the blob is still live now (fsck reads rows and storage at slightly different moments)."""
+    state = await store.database.transaction(partial(maintenance.blob_state, blob_id=record.blob_id))
+    return state == LIVE
 
 
 async def _check_digest(
