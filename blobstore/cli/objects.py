@@ -1,0 +1,303 @@
+"""Object commands: put, get, stat, ls, rm, cp."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import mimetypes
+import os
+import stat as statmod
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import click
+
+from blobstore.cli import output
+from blobstore.cli.app import common_options, key_argument, options, run, tenant_argument
+from blobstore.keys import validate_key
+from blobstore.results import BlobInfo
+from blobstore.store import BlobStore, Tenant
+
+#: Page size when following a listing to its end.
+LIST_PAGE = 1000
+
+
+def _metadata(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    metadata: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}")
+        metadata[name] = value
+    return metadata
+
+
+@dataclass(frozen=True)
+class _PutOptions:
+    content_type: str | None
+    metadata: dict[str, str]
+    if_absent: bool
+
+    async def put(self, tenant: Tenant, key: str, source: Path | IO[bytes]) -> BlobInfo:
+        guessed = mimetypes.guess_type(source.name)[0] if isinstance(source, Path) else None
+        return await tenant.put(
+            key, source, content_type=self.content_type or guessed, metadata=self.metadata, if_absent=self.if_absent
+        )
+
+
+@click.command()
+@tenant_argument
+@key_argument(required=False)
+@click.argument("file", required=False, metavar="[FILE|-]")
+@click.option("-r", "--recursive", metavar="DIR", help="Store every regular file under DIR (symlinks are skipped).")
+@click.option("--prefix", metavar="P", help="With --recursive: key = P + path relative to DIR (add your own '/').")
+@click.option("--content-type", metavar="TYPE", help="Content type to record (default: guessed from the file name).")
+@click.option("--meta", multiple=True, metavar="NAME=VALUE", callback=_metadata, help="Metadata to record; repeatable.")
+@click.option("--if-absent", is_flag=True, help="Fail instead of replacing a key that exists.")
+@common_options
+def put(
+    tenant: str,
+    key: str | None,
+    file: str | None,
+    recursive: str | None,
+    prefix: str | None,
+    content_type: str | None,
+    meta: dict[str, str],
+    if_absent: bool,
+) -> None:
+    """Store FILE (or stdin) under KEY, or every file under DIR with -r.
+
+    \b
+      blobstore put acme invoices/11.pdf ./11.pdf
+      some-command | blobstore put acme logs/today.txt -
+      blobstore put acme --recursive ./site --prefix site/
+
+    --json prints the stored key (an array of them with --recursive): tenant,
+    key, digest, size, deduplicated (true when this tenant already held the bytes).
+    """
+    how = _PutOptions(content_type, meta, if_absent)
+    if recursive is not None:
+        if key is not None or file is not None:
+            raise click.UsageError("--recursive DIR takes no KEY or FILE")
+        _put_tree(tenant, Path(recursive), prefix or "", how)
+        return
+    if key is None:
+        raise click.UsageError("Missing argument 'KEY' (or --recursive DIR).")
+    if prefix is not None:
+        raise click.UsageError("--prefix goes with --recursive")
+    source: Path | IO[bytes]
+    if file is None or file == "-":
+        source = sys.stdin.buffer
+        if file is None and source.isatty():
+            raise click.UsageError("Missing argument 'FILE' (use '-' to read stdin).")
+        size = None
+    else:
+        source = Path(file)
+        size = _size_of(source)
+
+    async def work(store: BlobStore) -> BlobInfo:
+        with output.transfer_progress(f"put {key}", size, pulse=True):
+            return await how.put(store.tenant(tenant), key, source)
+
+    output.echo_blob("put", run(work), as_json=options().json)
+
+
+def _size_of(path: Path) -> int | None:
+    """The size of a regular file, None for anything else (put reports what is wrong with it)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_size if statmod.S_ISREG(info.st_mode) else None
+
+
+def _put_tree(tenant: str, root: Path, prefix: str, how: _PutOptions) -> None:
+    files = [(path, validate_key(prefix + path.relative_to(root).as_posix()), size) for path, size in _walk(root)]
+    total = sum(size for _, _, size in files)
+
+    async def work(store: BlobStore) -> list[BlobInfo]:
+        handle = store.tenant(tenant)
+        done = []
+        with output.transfer_progress(f"put {tenant}", total, files=len(files)) as advance:
+            for path, key, size in files:
+                done.append(await how.put(handle, key, path))
+                advance(size)
+        return done
+
+    results = run(work)
+    if options().json:
+        output.echo_json([info.to_dict() for info in results])
+        return
+    for info in results:
+        output.echo_blob("put", info, as_json=False)
+    deduplicated = sum(info.deduplicated for info in results)
+    click.echo(
+        f"put {len(results)} file{'' if len(results) == 1 else 's'}, "
+        f"{output.size_text(sum(info.size for info in results))} ({deduplicated} deduplicated)"
+    )
+
+
+def _walk(root: Path) -> Iterator[tuple[Path, int]]:
+    """Every regular file under ``root`` with its size, in a stable order; symlinks are skipped."""
+    if not root.is_dir():
+        raise click.ClickException(f"{root}: {'not a directory' if root.exists() else 'no such directory'}")
+
+    def fail(exc: OSError) -> None:
+        raise exc
+
+    for directory, subdirectories, names in os.walk(root, onerror=fail):
+        subdirectories.sort()
+        for name in sorted(names):
+            path = Path(directory, name)
+            info = path.lstat()
+            if statmod.S_ISREG(info.st_mode):
+                yield path, info.st_size
+
+
+@click.command()
+@tenant_argument
+@key_argument()
+@click.option("-o", "--output", "target", metavar="FILE", help="Write to FILE (replaced only once complete).")
+@common_options
+def get(tenant: str, key: str, target: str | None) -> None:
+    """Write a key's value to stdout, or to FILE with -o.
+
+    The value is checked against its digest as it streams; a mismatch is an
+    error that leaves FILE untouched (on stdout it comes after the bytes:
+    check the exit status). --json needs -o and prints the key's details.
+    """
+    as_json = options().json
+    if target is None or target == "-":
+        if as_json:
+            raise click.UsageError("--json needs -o FILE (the value itself goes to stdout)")
+        run(lambda store: _to_stdout(store.tenant(tenant), key))
+        return
+    path = Path(target)
+    if path.is_dir():
+        raise click.ClickException(f"{target}: is a directory")
+    info = run(lambda store: _to_file(store.tenant(tenant), key, path))
+    output.echo_blob("get", info, as_json=as_json, target=target, extra={"path": target})
+
+
+async def _to_stdout(tenant: Tenant, key: str) -> None:
+    stdout = sys.stdout.buffer
+    async with tenant.open(key) as stream:
+        async for chunk in stream:
+            await asyncio.to_thread(stdout.write, chunk)
+    await asyncio.to_thread(stdout.flush)
+
+
+async def _to_file(tenant: Tenant, key: str, path: Path) -> BlobInfo:
+    async with tenant.open(key) as stream:
+        with output.transfer_progress(f"get {key}", stream.info.size) as advance, _replacing(path) as out:
+            async for chunk in stream:
+                await asyncio.to_thread(out.write, chunk)
+                advance(len(chunk))
+    return stream.info
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[IO[bytes]]:
+    """A new file next to ``path`` that replaces it on success and vanishes on failure."""
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror}") from None
+    temporary = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+        umask = os.umask(0)
+        os.umask(umask)
+        temporary.chmod(0o666 & ~umask)
+        temporary.replace(path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+@click.command()
+@tenant_argument
+@key_argument()
+@common_options
+def stat(tenant: str, key: str) -> None:
+    """Show a key's size, digest, content type, metadata and creation time."""
+    output.echo_stat(run(lambda store: store.tenant(tenant).stat(key)), as_json=options().json)
+
+
+@click.command()
+@tenant_argument
+@click.argument("prefix", default="", required=False)
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Stop after N keys (default: all).")
+@common_options
+def ls(tenant: str, prefix: str, limit: int | None) -> None:
+    """List keys starting with PREFIX, in code-point order.
+
+    Human output: created (UTC), size, key. --json prints one JSON array of
+    objects with tenant, key, digest, size, content_type, metadata, created_at.
+    """
+    as_json = options().json
+
+    async def work(store: BlobStore) -> None:
+        with output.listing(as_json=as_json) as show:
+            async for info in _follow(store.tenant(tenant), prefix, limit):
+                show(info)
+
+    run(work)
+
+
+async def _follow(tenant: Tenant, prefix: str, limit: int | None) -> AsyncIterator[BlobInfo]:
+    """Follow the pages of a listing until ``limit`` keys or its end."""
+    after: str | None = None
+    remaining = limit
+    while remaining is None or remaining > 0:
+        page = await tenant.list(prefix, limit=min(LIST_PAGE, remaining or LIST_PAGE), after=after)
+        for info in page:
+            yield info
+        if remaining is not None:
+            remaining -= len(page)
+        if page.next_after is None:
+            return
+        after = page.next_after
+
+
+@click.command()
+@tenant_argument
+@key_argument("keys", nargs=-1, required=True, metavar="KEY...")
+@common_options
+def rm(tenant: str, keys: tuple[str, ...]) -> None:
+    """Delete keys; bytes another key still uses stay stored. Fails naming any key that did not exist."""
+
+    async def work(store: BlobStore) -> list[bool]:
+        handle = store.tenant(tenant)
+        return [await handle.delete(key) for key in keys]
+
+    existed = run(work)
+    if options().json:
+        output.echo_json([{"tenant": tenant, "key": k, "deleted": e} for k, e in zip(keys, existed, strict=True)])
+    else:
+        for key, deleted in zip(keys, existed, strict=True):
+            if deleted:
+                click.echo(f"deleted {tenant}/{key}")
+    missing = [key for key, deleted in zip(keys, existed, strict=True) if not deleted]
+    if missing:
+        raise click.ClickException(f"no such key{'s' if len(missing) > 1 else ''}: {', '.join(map(repr, missing))}")
+
+
+@click.command()
+@tenant_argument
+@key_argument("src")
+@key_argument("dst")
+@click.option("--if-absent", is_flag=True, help="Fail instead of replacing DST if it exists.")
+@common_options
+def cp(tenant: str, src: str, dst: str, if_absent: bool) -> None:
+    """Make DST refer to SRC's bytes; nothing is copied in storage."""
+    info = run(lambda store: store.tenant(tenant).copy(src, dst, if_absent=if_absent))
+    output.echo_blob("cp", info, as_json=options().json, subject=f"{tenant}/{src}", target=f"{tenant}/{dst}")
+
+
+COMMANDS = [put, get, stat, ls, rm, cp]
