@@ -114,7 +114,10 @@ def _fingerprint(path: Path) -> tuple[int, int]:
 
 
 async def _file_chunks(file: Any) -> AsyncIterable[bytes]:
-    while chunk := await asyncio.to_thread(file.read, CHUNK_SIZE):
+    """The file's bytes; ``read1`` (where the file has it) returns what a pipe has so far instead of
+    blocking until a whole chunk arrives."""
+    read = getattr(file, "read1", file.read)
+    while chunk := await asyncio.to_thread(read, CHUNK_SIZE):
         yield chunk
 
 
