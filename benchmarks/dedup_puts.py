@@ -1,0 +1,131 @@
+"""P1: puts per second of 4 KiB blobs whose bytes already exist (dedup hits), on SQLite and PostgreSQL.
+
+Subject: ``Tenant.put`` of the same 4 KiB under new keys, one after another
+(hash the bytes, then one transaction binds the key to the existing blob).
+Baseline: the same number of raw transactions of two statements (an UPDATE of
+a counter row and an INSERT of a row) with the bare driver (aiosqlite with
+blobstore's pragmas, or asyncpg) on the same database.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from benchmarks.deployments import open_store, postgres_database, raw_postgres, raw_sqlite
+from benchmarks.harness import Context, Row, Stopwatch, Target, interleave, phase, throughput_row, unmeasured
+from blobstore import Tenant
+
+TARGET = Target(">=", 0.5)
+WHAT = "puts/s, 4 KiB dedup hits"
+BLOB = 4096
+
+
+@dataclass(frozen=True)
+class Sizes:
+    puts: int  # per batch
+    rounds: int
+
+
+QUICK = Sizes(puts=100, rounds=5)
+FULL = Sizes(puts=400, rounds=7)
+
+_CREATE = (
+    "CREATE TABLE bench_counter (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)",
+    "CREATE TABLE bench_rows (k VARCHAR(64) PRIMARY KEY, v BIGINT NOT NULL)",
+    "INSERT INTO bench_counter (id, n) VALUES (1, 0)",
+)
+
+
+async def run(ctx: Context, sizes: Sizes | None = None) -> list[Row]:
+    sizes = sizes or (QUICK if ctx.quick else FULL)
+    rows = [await _sqlite(ctx, sizes)]
+    if ctx.postgres_admin_url is None:
+        rows.append(unmeasured("P1", "postgres", WHAT, TARGET, "skip", "PostgreSQL disabled for this run"))
+    else:
+        rows.append(await _postgres(ctx, sizes))
+    return rows
+
+
+def _subject(tenant: Tenant, puts: int) -> Callable[[], Awaitable[float]]:
+    data = os.urandom(BLOB)
+    batches = itertools.count()
+
+    async def batch() -> float:
+        number = next(batches)
+        with Stopwatch() as watch:
+            for i in range(puts):
+                await tenant.put(f"p1/{number}/{i}", data)
+        return watch.seconds
+
+    return batch
+
+
+async def _sqlite(ctx: Context, sizes: Sizes) -> Row:
+    home = ctx.workdir / "p1-sqlite"
+    async with open_store(home) as store, raw_sqlite(home / "blobstore.db") as raw:
+        tenant = store.tenant("bench")
+        await tenant.put("p1/seed", b"")  # the tenant exists before timing starts
+        for sql in _CREATE:
+            await raw.execute(sql)
+        subject = _subject(tenant, sizes.puts)
+        seq = itertools.count()
+        await subject()  # the blob exists
+
+        async def baseline() -> float:
+            with Stopwatch() as watch:
+                for _ in range(sizes.puts):
+                    await raw.execute("BEGIN IMMEDIATE")
+                    await raw.execute("UPDATE bench_counter SET n = n + 1 WHERE id = 1")
+                    await raw.execute("INSERT INTO bench_rows (k, v) VALUES (?, ?)", (f"r{next(seq)}", 1))
+                    await raw.execute("COMMIT")
+            return watch.seconds
+
+        with phase(ctx, "P1 sqlite"):
+            paired = await interleave(sizes.rounds, baseline, subject)
+    return throughput_row(
+        "P1",
+        "sqlite",
+        WHAT,
+        paired,
+        sizes.puts,
+        "puts/s",
+        TARGET,
+        "baseline: aiosqlite BEGIN IMMEDIATE; UPDATE; INSERT; COMMIT with blobstore's pragmas (WAL, synchronous=FULL)",
+    )
+
+
+async def _postgres(ctx: Context, sizes: Sizes) -> Row:
+    home = ctx.workdir / "p1-postgres"
+    with postgres_database(ctx) as url:
+        async with open_store(home, database_url=url) as store, raw_postgres(url) as raw:
+            tenant = store.tenant("bench")
+            await tenant.put("p1/seed", b"")
+            for sql in _CREATE:
+                await raw.execute(sql)
+            subject = _subject(tenant, sizes.puts)
+            seq = itertools.count()
+            await subject()
+
+            async def baseline() -> float:
+                with Stopwatch() as watch:
+                    for _ in range(sizes.puts):
+                        async with raw.transaction():
+                            await raw.execute("UPDATE bench_counter SET n = n + 1 WHERE id = 1")
+                            await raw.execute("INSERT INTO bench_rows (k, v) VALUES ($1, $2)", f"r{next(seq)}", 1)
+                return watch.seconds
+
+            with phase(ctx, "P1 postgres"):
+                paired = await interleave(sizes.rounds, baseline, subject)
+    return throughput_row(
+        "P1",
+        "postgres",
+        WHAT,
+        paired,
+        sizes.puts,
+        "puts/s",
+        TARGET,
+        "baseline: asyncpg transaction of UPDATE + INSERT (synchronous_commit as the server sets it)",
+    )

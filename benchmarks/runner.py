@@ -1,0 +1,88 @@
+"""Which module measures which benchmark, and running a selection of them, each on a fresh event loop.
+
+A benchmark that fails becomes an ``error`` row and the others still run.
+P6 lives in ``benchmarks/report_scale.py`` (the cost-report issue); until that
+module exists its row says it waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import traceback
+from collections.abc import Iterable
+from typing import Any
+
+from benchmarks.harness import Context, Row, Target, unmeasured
+
+#: id -> (module, what it measures, its target) in table order.
+BENCHMARKS: dict[str, tuple[str, str, Target]] = {
+    "P1": ("benchmarks.dedup_puts", "puts/s, 4 KiB dedup hits", Target(">=", 0.5)),
+    "P2": ("benchmarks.unique_puts", "unique put throughput", Target(">=", 0.7)),
+    "P3": ("benchmarks.large_dedup", "put of a 256 MiB file already stored", Target(">=", 0.5)),
+    "P4": ("benchmarks.memory", "peak RSS of a streamed 1 GiB transfer", Target("<=", 64, "MiB")),
+    "P5": ("benchmarks.listing", "a page of 1000 deep in 1,000,000 keys", Target("<=", 1.5)),
+    "P6": ("benchmarks.report_scale", "cost report over 1,000,000 refs", Target("<=", 3)),
+    "P7": ("benchmarks.contention", "32 concurrent puts of identical bytes", Target(">=", 0.5)),
+    "P8": ("benchmarks.gc_reclaim", "GC reclaiming 100,000 blobs", Target(">=", 0.5)),
+}
+
+
+def parse_only(text: str | None) -> list[str]:
+    """``"P1,p3"`` -> ``["P1", "P3"]``; None -> every benchmark. ValueError for an unknown id."""
+    if not text:
+        return list(BENCHMARKS)
+    wanted = [part.strip().upper() for part in text.split(",") if part.strip()]
+    unknown = [name for name in wanted if name not in BENCHMARKS]
+    if unknown:
+        raise ValueError(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    return [name for name in BENCHMARKS if name in wanted]
+
+
+def run_benchmarks(ctx: Context, ids: Iterable[str]) -> list[Row]:
+    """Run each benchmark in ``ids`` and return all their rows."""
+    rows: list[Row] = []
+    for bench_id in ids:
+        module_name, what, target = BENCHMARKS[bench_id]
+        ctx.log(f"{bench_id}: {what}")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            rows.append(unmeasured(bench_id, "postgres", what, target, "waits", "waits for the cost-report issue"))
+            continue
+        try:
+            rows += _normalise(bench_id, _call(module, ctx, ctx.sizes.get(bench_id)), what, target)
+        except Exception as exc:
+            traceback.print_exc()
+            rows.append(unmeasured(bench_id, "-", what, target, "error", f"{type(exc).__name__}: {exc}"))
+        ctx.log(f"{bench_id} done")
+    return rows
+
+
+def _call(module: Any, ctx: Context, sizes: Any) -> Any:
+    """Call the module's ``run(ctx)`` (``run(ctx, sizes)`` with an override); a coroutine runs on a fresh loop."""
+    result = module.run(ctx) if sizes is None else module.run(ctx, sizes)
+    return asyncio.run(result) if inspect.isawaitable(result) else result
+
+
+def _normalise(bench_id: str, result: Any, what: str, target: Target) -> list[Row]:
+    """Rows from what an entry function returned: a Row, a list of them, or dicts with the Row's fields."""
+    items = result if isinstance(result, list) else [result]
+    rows = []
+    for item in items:
+        if isinstance(item, Row):
+            rows.append(item)
+            continue
+        fields = dict(item)
+        fields.setdefault("id", bench_id)
+        fields.setdefault("variant", "postgres")
+        fields.setdefault("what", what)
+        fields.setdefault("unit", "s")
+        if isinstance(fields.get("target"), dict):
+            fields["target"] = Target(**fields["target"])
+        fields.setdefault("target", target)
+        rows.append(Row(**{key: value for key, value in fields.items() if key in Row.__dataclass_fields__}))
+    return rows
