@@ -76,6 +76,19 @@ class GcStats:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def of_plan(cls, plan: GcPlan, duration_seconds: float) -> GcStats:
+        """The stats of a dry run: what executing ``plan`` would reclaim."""
+        return cls(
+            dry_run=True,
+            blobs_reclaimed=len(plan.blobs),
+            bytes_reclaimed=plan.blob_bytes,
+            orphans_deleted=len(plan.orphans),
+            orphan_bytes=plan.orphan_bytes,
+            incomplete_uploads_aborted=0,
+            duration_seconds=duration_seconds,
+        )
+
 
 async def plan_gc(store: BlobStore, progress: Progress = no_progress) -> GcPlan:
     """List what GC may reclaim now; changes nothing."""
@@ -139,12 +152,4 @@ async def gc(store: BlobStore, *, dry_run: bool = False, progress: Progress = no
     plan = await plan_gc(store, progress)
     if not dry_run:
         return await execute_gc(store, plan, progress)
-    return GcStats(
-        dry_run=True,
-        blobs_reclaimed=len(plan.blobs),
-        bytes_reclaimed=plan.blob_bytes,
-        orphans_deleted=len(plan.orphans),
-        orphan_bytes=plan.orphan_bytes,
-        incomplete_uploads_aborted=0,
-        duration_seconds=time.monotonic() - started,
-    )
+    return GcStats.of_plan(plan, time.monotonic() - started)

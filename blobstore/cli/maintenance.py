@@ -1,0 +1,85 @@
+"""``blobstore gc`` and ``blobstore fsck``: reclaiming space and checking consistency."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from blobstore.cli import output
+from blobstore.cli.app import common_options, options, run
+from blobstore.fsck import FsckReport
+from blobstore.gc import GcStats, execute_gc, plan_gc
+from blobstore.store import BlobStore
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Print what would be reclaimed; change nothing.")
+@common_options
+def gc(dry_run: bool) -> None:
+    """Reclaim objects unreferenced for longer than BLOBSTORE_GC_GRACE, orphans and stale uploads.
+
+    Safe to run at any time, alongside writers and other gc runs.
+    """
+    as_json = options().json
+
+    async def work(store: BlobStore) -> GcStats:
+        started = time.monotonic()
+        with output.phase_progress() as progress:
+            plan = await plan_gc(store, progress)
+            if dry_run:
+                if as_json:
+                    output.echo_json(plan.to_dict())
+                else:
+                    for blob in plan.blobs:
+                        click.echo(f"would delete {blob.object_key}  {output.size_text(blob.size)}  ({blob.reason})")
+                    for orphan in plan.orphans:
+                        click.echo(f"would delete {orphan.key}  {output.size_text(orphan.size)}  (orphan)")
+            return (
+                GcStats.of_plan(plan, time.monotonic() - started)
+                if dry_run
+                else await execute_gc(store, plan, progress)
+            )
+
+    stats = run(work)
+    if dry_run and as_json:
+        return
+    if as_json:
+        output.echo_json(stats.to_dict())
+        return
+    verb = "would reclaim" if dry_run else "reclaimed"
+    aborted = "" if dry_run else f"; aborted {stats.incomplete_uploads_aborted} incomplete uploads"
+    click.echo(
+        f"{verb} {stats.blobs_reclaimed} blobs ({output.size_text(stats.bytes_reclaimed)}) and "
+        f"{stats.orphans_deleted} orphan objects ({output.size_text(stats.orphan_bytes)}){aborted} "
+        f"in {stats.duration_seconds:.1f}s"
+    )
+
+
+@click.command()
+@click.option("--read-data", is_flag=True, help="Also re-hash every object (reads all the bytes).")
+@click.option("--repair", is_flag=True, help="Fix counter drift and reclaim what is past grace.")
+@common_options
+def fsck(read_data: bool, repair: bool) -> int:
+    """Check that the database and object storage agree; exit 1 if a problem remains unrepaired."""
+
+    async def work(store: BlobStore) -> FsckReport:
+        with output.phase_progress() as progress:
+            return await store.fsck(read_data=read_data, repair=repair, progress=progress)
+
+    report = run(work)
+    if options().json:
+        output.echo_json(report.to_dict())
+    else:
+        for problem in report.problems:
+            state = "repaired" if problem.repaired else "PROBLEM"
+            click.echo(f"{state}: {problem.kind}: {problem.subject}: {problem.detail}")
+        click.echo(
+            f"checked {report.blobs_checked} blobs, {report.objects_checked} objects"
+            + (f", hashed {output.size_text(report.bytes_hashed)}" if read_data else "")
+            + f": {'ok' if report.ok else 'problems found'}"
+        )
+    return 0 if report.ok else output.EXIT_ERROR
+
+
+COMMANDS = [gc, fsck]
