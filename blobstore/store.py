@@ -13,16 +13,19 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Self
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from blobstore import quotas
+from blobstore import report as reports
 from blobstore.config import Settings
 from blobstore.db import catalog, migrate
 from blobstore.db.engine import Database
+from blobstore.egress import EgressMeter
 from blobstore.errors import AlreadyExists, ConfigurationError, IntegrityError, InvalidInput, NotFound
 from blobstore.fsck import FsckReport
 from blobstore.fsck import fsck as run_fsck
@@ -32,6 +35,7 @@ from blobstore.identity import pair
 from blobstore.ingest import Ingested, PutData, ingest
 from blobstore.keys import validate_byte_range, validate_digest, validate_key, validate_prefix, validate_tenant
 from blobstore.layout import object_key_for
+from blobstore.pricing import PriceList
 from blobstore.progress import Progress, no_progress
 from blobstore.reading import verified_chunks
 from blobstore.results import BlobInfo, Page
@@ -112,6 +116,26 @@ class BlobStore:
     ) -> FsckReport:
         """Check database and storage agree (see blobstore.fsck); ``read_data`` re-hashes every object."""
         return await run_fsck(self, read_data=read_data, repair=repair, progress=progress)
+
+    async def report(
+        self, *, tenant: str | None = None, pricing: str | PriceList | None = None, since: date | None = None
+    ) -> reports.CostReport:
+        """A storage cost report per tenant and for the whole store (see blobstore.report)."""
+        return await reports.report(self, tenant=tenant, pricing=pricing, since=since)
+
+    async def set_quota(
+        self, tenant: str, *, max_bytes: quotas.Limit = quotas.KEEP, max_objects: quotas.Limit = quotas.KEEP
+    ) -> quotas.Quota:
+        """Limit a tenant's stored bytes and objects (None clears a limit; omitted ones stay; see blobstore.quotas)."""
+        return await quotas.set_quota(self, tenant, max_bytes=max_bytes, max_objects=max_objects)
+
+    async def quota(self, tenant: str) -> quotas.Quota:
+        """A tenant's usage and limits."""
+        return await quotas.quota(self, tenant)
+
+    async def tenants(self) -> list[quotas.Quota]:
+        """Every tenant's usage and limits, by name."""
+        return await quotas.tenants(self)
 
     def tenant(self, name: str) -> Tenant:
         """A handle scoped to one tenant; raises InvalidTenant for a bad name."""
@@ -253,7 +277,8 @@ class Tenant:
         """Stream the value, or the inclusive ``byte_range`` of it (clamped to the value's end).
 
         A whole read is hashed as it streams and ends in IntegrityError if the
-        bytes are wrong; a ranged read checks only the length.
+        bytes are wrong; a ranged read checks only the length. The bytes streamed
+        count as the tenant's egress, recorded when the stream closes.
         """
         wanted = validate_byte_range(byte_range)
         ref = await self._ref(key)
@@ -266,10 +291,12 @@ class Tenant:
         chunks = verified_chunks(
             self.store.storage, ref.object_key, key=key, digest=ref.digest, size=ref.size, byte_range=wanted
         )
+        meter = EgressMeter(chunks)
         try:
-            yield BlobStream(self._info(ref), chunks)
+            yield BlobStream(self._info(ref), meter)
         finally:
             await chunks.aclose()
+            await meter.record(self.store.database, self.name, self.store.clock().date())
 
     async def list(self, prefix: str = "", *, limit: int = 1000, after: str | None = None) -> Page:
         """Keys starting with ``prefix`` (literally: no wildcards), in code-point order, after ``after``."""

@@ -11,12 +11,13 @@ A reference may point only at a ``live`` blob, and only a blob whose refcount is
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -128,7 +129,17 @@ class Ref(Base):
     user_metadata: Mapped[dict[str, str]] = mapped_column("metadata", JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_refs_blob_id_tenant_id", "blob_id", "tenant_id"),)
+    #: By blob, then tenant; ``size`` rides along so cost reports read this index alone (blobstore.db.reporting).
+    __table_args__ = (Index("ix_refs_blob_id_tenant_id_size", "blob_id", "tenant_id", "size"),)
+
+
+class Egress(Base):
+    """Bytes a tenant read, per UTC day: one row per (tenant, day), added to by one upsert per read."""
+
+    __tablename__ = "egress"
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    bytes: Mapped[int] = mapped_column(BigInteger)
 
 
 tables = Base.metadata.tables

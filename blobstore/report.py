@@ -1,0 +1,254 @@
+"""Storage cost reports: what each tenant stores, shares, reads, and costs.
+
+Figures of a tenant (a *reference* is one of its keys; a *blob* is one stored object):
+
+``objects``
+    its references.
+``logical_bytes``
+    the sum of the sizes of its references: what it would store without dedup.
+``unique_bytes``
+    the sizes of the blobs only this tenant references, each blob once.
+``shared_bytes``
+    the sizes of the blobs this tenant references that at least one other
+    tenant references too, each blob once. ``unique + shared`` is the size of
+    everything the tenant holds, counted once per blob.
+``attributed_bytes``
+    the tenant's share of the physical bytes. A blob of ``size`` bytes held by
+    ``n`` references (of any tenants) attributes ``size // n`` bytes to each
+    reference; the remaining ``size % n`` bytes (fewer than ``n``) go to the
+    blob's *first holder*: of the tenants holding it, the one that became a
+    tenant first (the smallest tenant id; a fixed order that needs no lookup).
+    So the attributed bytes of all tenants add up *exactly* to the physical bytes.
+``bytes_saved``, ``dedup_ratio``
+    ``logical - attributed`` and ``logical / attributed`` (None when nothing is attributed).
+``egress_bytes``
+    bytes read (``Tenant.get`` and ``Tenant.open``, as streamed) from ``since`` to ``until``.
+
+Costs are exact decimals at a :class:`~blobstore.pricing.PriceList`:
+``storage_cost`` is the estimated cost per month of the attributed bytes,
+``egress_cost`` the cost of the egress in the window.
+
+The :class:`StoreTotal` is always the whole store, whatever tenant the report
+selects: the tenants' sums, plus figures that belong to no tenant.
+``unique_bytes`` are the blobs held by exactly one tenant and ``shared_bytes``
+those held by several, each blob once, so ``unique + shared = physical``;
+``physical_bytes`` (= the sum of attributed bytes) is every blob a reference
+points at, once; ``pending_gc_bytes`` is what storage still holds for GC to
+reclaim (unreferenced live blobs, tombstoned blobs, uploads older than the GC
+grace period that never committed), costed as ``pending_gc_cost``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from blobstore.db import egress, reporting
+from blobstore.errors import InvalidInput
+from blobstore.keys import validate_tenant
+from blobstore.pricing import PriceList, decimal_text, exact_sum, price_list
+
+if TYPE_CHECKING:
+    from blobstore.store import BlobStore
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The figures tenants and the store total share; derived ratios are properties."""
+
+    objects: int
+    logical_bytes: int
+    unique_bytes: int
+    shared_bytes: int
+    attributed_bytes: int
+    egress_bytes: int
+    storage_cost: Decimal
+    egress_cost: Decimal
+
+    @property
+    def bytes_saved(self) -> int:
+        """Logical bytes minus attributed bytes: what dedup saves."""
+        return self.logical_bytes - self.attributed_bytes
+
+    @property
+    def dedup_ratio(self) -> float | None:
+        """Logical bytes per attributed byte; None when nothing is attributed."""
+        return self.logical_bytes / self.attributed_bytes if self.attributed_bytes else None
+
+    @property
+    def total_cost(self) -> Decimal:
+        """Storage per month plus egress in the window."""
+        return exact_sum([self.storage_cost, self.egress_cost])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: integers for bytes, decimal strings for money, the ratio rounded to 4 places."""
+        values: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            values[item.name] = decimal_text(value) if isinstance(value, Decimal) else value
+        ratio = self.dedup_ratio
+        values |= {
+            "bytes_saved": self.bytes_saved,
+            "dedup_ratio": None if ratio is None else round(ratio, 4),
+            "total_cost": decimal_text(self.total_cost),
+        }
+        return values
+
+
+@dataclass(frozen=True)
+class TenantCost(Figures):
+    """One tenant's figures and costs."""
+
+    tenant: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tenant": self.tenant} | super().to_dict()
+
+
+@dataclass(frozen=True)
+class StoreTotal(Figures):
+    """The whole store: the tenants' sums, physical bytes, and what GC has yet to reclaim."""
+
+    tenants: int
+    blobs: int
+    pending_gc_blobs: int
+    pending_gc_bytes: int
+    pending_gc_cost: Decimal
+
+    @property
+    def physical_bytes(self) -> int:
+        """Every blob a reference points at, once (the sum of attributed bytes)."""
+        return self.attributed_bytes
+
+    @property
+    def stored_bytes(self) -> int:
+        """Physical bytes plus bytes pending GC: what object storage holds."""
+        return self.physical_bytes + self.pending_gc_bytes
+
+    @property
+    def total_cost(self) -> Decimal:
+        """Storage per month (pending GC included) plus egress in the window."""
+        return exact_sum([self.storage_cost, self.pending_gc_cost, self.egress_cost])
+
+    def to_dict(self) -> dict[str, Any]:
+        return super().to_dict() | {"physical_bytes": self.physical_bytes, "stored_bytes": self.stored_bytes}
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """A cost report: per-tenant rows (all tenants, or the one selected) and the store total."""
+
+    generated_at: datetime
+    since: date
+    until: date
+    pricing: PriceList
+    total: StoreTotal
+    tenants: list[TenantCost] = field(default_factory=list)
+    tenant: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the whole report."""
+        return {
+            "generated_at": self.generated_at.isoformat(),
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "tenant": self.tenant,
+            "pricing": self.pricing.to_dict(),
+            "tenants": [row.to_dict() for row in self.tenants],
+            "total": self.total.to_dict(),
+        }
+
+
+async def report(
+    store: BlobStore,
+    *,
+    tenant: str | None = None,
+    pricing: str | PriceList | None = None,
+    since: date | None = None,
+) -> CostReport:
+    """Build a cost report (see the module docstring for every figure).
+
+    ``pricing`` is a preset name or a PriceList (default ``aws-s3-standard``);
+    egress counts from ``since`` (default: the first day of the current month
+    by the store's clock) to today, both included.
+    """
+    if tenant is not None:
+        validate_tenant(tenant)
+    prices = pricing if isinstance(pricing, PriceList) else price_list(pricing)
+    now = store.clock()
+    until = now.date()
+    window_start = _since(since, until)
+    cutoff = now - timedelta(seconds=store.settings.gc_grace_seconds)
+
+    async def work(
+        conn: AsyncConnection,
+    ) -> tuple[list[reporting.TenantFigures], reporting.BlobTotals, dict[str, int]]:
+        await reporting.one_snapshot(conn)
+        figures = await reporting.tenant_figures(conn)
+        return figures, await reporting.blob_totals(conn, cutoff), await egress.by_tenant(conn, window_start, until)
+
+    figures, blobs, reads = await store.database.transaction(work)
+    rows = [_tenant_cost(row, reads.get(row.tenant, 0), prices) for row in figures]
+    selected = rows if tenant is None else [row for row in rows if row.tenant == tenant]
+    if tenant is not None and not selected:
+        empty = reporting.TenantFigures(tenant, 0, 0, 0, 0, 0)
+        selected = [_tenant_cost(empty, 0, prices)]
+    return CostReport(
+        generated_at=now,
+        since=window_start,
+        until=until,
+        pricing=prices,
+        total=_total(rows, blobs, prices),
+        tenants=selected,
+        tenant=tenant,
+    )
+
+
+def _since(since: object, until: date) -> date:
+    if since is None:
+        return until.replace(day=1)
+    if isinstance(since, datetime):
+        since = since.date()
+    if not isinstance(since, date):
+        raise InvalidInput(f"invalid since {since!r}: expected a date")
+    if since > until:
+        raise InvalidInput(f"since {since.isoformat()} is after today ({until.isoformat()})")
+    return since
+
+
+def _tenant_cost(row: reporting.TenantFigures, egress_bytes: int, prices: PriceList) -> TenantCost:
+    return TenantCost(
+        objects=row.objects,
+        logical_bytes=row.logical_bytes,
+        unique_bytes=row.unique_bytes,
+        shared_bytes=row.shared_bytes,
+        attributed_bytes=row.attributed_bytes,
+        egress_bytes=egress_bytes,
+        storage_cost=prices.storage_cost(row.attributed_bytes),
+        egress_cost=prices.egress_cost(egress_bytes),
+        tenant=row.tenant,
+    )
+
+
+def _total(rows: list[TenantCost], blobs: reporting.BlobTotals, prices: PriceList) -> StoreTotal:
+    physical = sum(row.attributed_bytes for row in rows)
+    unique = sum(row.unique_bytes for row in rows)
+    return StoreTotal(
+        objects=sum(row.objects for row in rows),
+        logical_bytes=sum(row.logical_bytes for row in rows),
+        unique_bytes=unique,
+        shared_bytes=physical - unique,
+        attributed_bytes=physical,
+        egress_bytes=sum(row.egress_bytes for row in rows),
+        storage_cost=exact_sum(row.storage_cost for row in rows),
+        egress_cost=exact_sum(row.egress_cost for row in rows),
+        tenants=len(rows),
+        blobs=blobs.referenced_blobs,
+        pending_gc_blobs=blobs.pending_gc_blobs,
+        pending_gc_bytes=blobs.pending_gc_bytes,
+        pending_gc_cost=prices.storage_cost(blobs.pending_gc_bytes),
+    )

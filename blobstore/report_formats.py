@@ -1,0 +1,156 @@
+"""Cost reports rendered for people (a rich table) and for scripts (JSON, CSV); HTML is in report_html.
+
+Every renderer takes a :class:`~blobstore.report.CostReport` and changes nothing.
+JSON is ``CostReport.to_dict()``; CSV has one row per tenant and a last
+``total`` row, with the same column names as the JSON; money is exact decimal
+text in both.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+from typing import Any
+
+from rich import box
+from rich.filesize import decimal as human_size
+from rich.table import Table
+
+from blobstore.pricing import GB, PriceList, decimal_text
+from blobstore.report import CostReport, Figures
+
+#: The formats ``blobstore report --format`` offers.
+FORMATS = ("table", "json", "csv", "html")
+
+#: CSV columns, in order; a tenant row leaves the store-only ones empty.
+CSV_COLUMNS = (
+    "row",
+    "tenant",
+    "objects",
+    "logical_bytes",
+    "unique_bytes",
+    "shared_bytes",
+    "attributed_bytes",
+    "bytes_saved",
+    "dedup_ratio",
+    "egress_bytes",
+    "storage_cost",
+    "egress_cost",
+    "total_cost",
+    "blobs",
+    "physical_bytes",
+    "pending_gc_blobs",
+    "pending_gc_bytes",
+    "pending_gc_cost",
+    "stored_bytes",
+)
+
+
+def render_json(report: CostReport) -> str:
+    """The report as indented JSON."""
+    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def render_csv(report: CostReport) -> str:
+    """The report as CSV: a header, one row per tenant, then the store's ``total`` row."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, CSV_COLUMNS, restval="", extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in report.tenants:
+        writer.writerow({"row": "tenant", **_csv_values(row.to_dict())})
+    writer.writerow({"row": "total", **_csv_values(report.total.to_dict()), "tenant": ""})
+    return buffer.getvalue()
+
+
+def _csv_values(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: "" if value is None else value for name, value in values.items()}
+
+
+def size_text(nbytes: int, *, exact: bool = False) -> str:
+    """Bytes for people: ``2.6 kB`` (GB = 10^9 bytes), or ``2,551`` with ``exact``."""
+    return f"{nbytes:,}" if exact else human_size(nbytes)
+
+
+def ratio_text(ratio: float | None) -> str:
+    """A dedup ratio for people: ``2.51x``, or ``-`` when nothing is stored."""
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
+def money_text(amount: Decimal, currency: str = "USD") -> str:
+    """Money for people: cents from one cent up (``$1,234.57``), three significant digits below (``$0.0000234``)."""
+    if amount == 0:
+        digits = "0.00"
+    elif abs(amount) >= Decimal("0.01"):
+        digits = f"{amount.quantize(Decimal('0.01')):,}"
+    else:
+        digits = format(amount.quantize(Decimal(1).scaleb(amount.adjusted() - 2)), "f")
+    return f"${digits}" if currency == "USD" else f"{digits} {currency}"
+
+
+def price_text(prices: PriceList) -> str:
+    """``aws-s3-standard: $0.023 per GB-month, egress $0.09 per GB (GB = 10^9 bytes)``."""
+    unit = "$" if prices.currency == "USD" else ""
+    suffix = "" if prices.currency == "USD" else f" {prices.currency}"
+    return (
+        f"{prices.name}: {unit}{decimal_text(prices.storage_per_gb_month)}{suffix} per GB-month, "
+        f"egress {unit}{decimal_text(prices.egress_per_gb)}{suffix} per GB (GB = {GB:,} bytes)"
+    )
+
+
+def window_text(report: CostReport) -> str:
+    """``egress from 2026-04-01 to 2026-04-30``."""
+    return f"egress from {report.since.isoformat()} to {report.until.isoformat()}"
+
+
+def render_table(report: CostReport, *, exact: bool = False) -> Table:
+    """A rich table: one row per tenant, the store total, and a caption with prices and pending GC."""
+    currency = report.pricing.currency
+    table = Table(
+        title="Storage cost report" + (f" for tenant {report.tenant}" if report.tenant else ""),
+        caption=_caption(report, exact=exact),
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("tenant", no_wrap=True)
+    for header in ("objects", "logical", "unique", "shared", "attributed", "saved", "dedup", "egress"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for header in ("storage/month", "egress cost", "total"):
+        table.add_column(header, justify="right", no_wrap=True)
+
+    def cells(name: str, row: Figures) -> list[str]:
+        return [
+            name,
+            f"{row.objects:,}",
+            *(
+                size_text(value, exact=exact)
+                for value in (row.logical_bytes, row.unique_bytes, row.shared_bytes, row.attributed_bytes)
+            ),
+            size_text(row.bytes_saved, exact=exact),
+            ratio_text(row.dedup_ratio),
+            size_text(row.egress_bytes, exact=exact),
+            money_text(row.storage_cost, currency),
+            money_text(row.egress_cost, currency),
+            money_text(row.total_cost, currency),
+        ]
+
+    for row in report.tenants:
+        table.add_row(*cells(row.tenant, row))
+    table.add_section()
+    total = report.total
+    table.add_row(*cells(f"all {total.tenants} tenants", total), style="bold")
+    return table
+
+
+def _caption(report: CostReport, *, exact: bool) -> str:
+    total = report.total
+    lines = [
+        f"Prices {price_text(report.pricing)}; {window_text(report)}.",
+        f"Physical {size_text(total.physical_bytes, exact=exact)} in {total.blobs:,} blobs; "
+        f"pending GC {size_text(total.pending_gc_bytes, exact=exact)} in {total.pending_gc_blobs:,} blobs "
+        f"({money_text(total.pending_gc_cost, report.pricing.currency)}/month, included in the total).",
+        "Attributed: each blob's size split evenly over its references; "
+        "the remainder bytes go to the holder that became a tenant first.",
+    ]
+    return "\n".join(lines)
