@@ -112,7 +112,7 @@ def to_json(rows: Sequence[Row], machine: dict[str, Any], mode: str, seconds: fl
     """The JSON document written to benchmarks/results/latest.json."""
     return {
         "mode": mode,
-        "machine": machine,
+        "machine": {**machine, "load_average_end": [round(x, 2) for x in os.getloadavg()]},
         "duration_seconds": round(seconds, 1),
         "results": [row.to_dict() for row in rows],
     }
