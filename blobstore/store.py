@@ -232,12 +232,14 @@ class Tenant:
 
         async def work(conn: AsyncConnection) -> BlobInfo:
             tenant = await catalog.tenant_id(conn, self.name)
+            if tenant is not None:
+                await catalog.lock_tenant(conn, tenant)
             source = None if tenant is None else await catalog.find_ref(conn, tenant, src_key, lock=True)
             if tenant is None or source is None:
                 raise NotFound(f"no such key: {src_key!r}")
-            acquired = await catalog.acquire(conn, source.blob_id)
-            assert acquired, "a referenced blob is always live"
             request = _PutRequest(dst_key, source.content_type, dict(source.metadata), if_absent)
+            acquired = await _lock_and_acquire(conn, tenant, request, source.blob_id)
+            assert acquired, "a referenced blob is always live"
             return await self._bind(conn, tenant, request, source.blob_id, source.digest, source.size)
 
         return await self.store.database.transaction(work)
@@ -363,8 +365,10 @@ class Tenant:
     async def _put_known_digest(self, request: _PutRequest, digest: str) -> BlobInfo:
         async def work(conn: AsyncConnection) -> BlobInfo:
             tenant = await catalog.tenant_id(conn, self.name)
+            if tenant is not None:
+                await catalog.lock_tenant(conn, tenant)
             held = None if tenant is None else await catalog.tenant_blob_with_digest(conn, tenant, digest)
-            if tenant is None or held is None or not await catalog.acquire(conn, held[0]):
+            if tenant is None or held is None or not await _lock_and_acquire(conn, tenant, request, held[0]):
                 raise NotFound(f"this tenant holds no bytes with digest {digest}")
             return await self._bind(conn, tenant, request, held[0], digest, held[1])
 
@@ -387,7 +391,7 @@ class Tenant:
         """Dedup: bind the key to the live blob with these bytes, or return None if there is none."""
         tenant = await catalog.ensure_tenant(conn, self.name, self.store.clock())
         blob_id = await catalog.find_live_blob(conn, self.store.dedup_scope_of(self.name), ingested.digest)
-        if blob_id is None or not await catalog.acquire(conn, blob_id):
+        if blob_id is None or not await _lock_and_acquire(conn, tenant, request, blob_id):
             return None
         return await self._bind(conn, tenant, request, blob_id, ingested.digest, ingested.size)
 
@@ -406,18 +410,24 @@ class Tenant:
 
         async def commit(conn: AsyncConnection) -> tuple[BlobInfo, bool]:
             tenant = await catalog.ensure_tenant(conn, self.name, store.clock())
+            await catalog.lock_tenant(conn, tenant)
             winner = await catalog.find_live_blob(conn, scope, ingested.digest)
-            if winner is not None and await catalog.acquire(conn, winner):
+            if winner is not None and await _lock_and_acquire(conn, tenant, request, winner):
                 info = await self._bind(conn, tenant, request, winner, ingested.digest, ingested.size)
                 return info, False
             if not await catalog.promote(conn, blob_id, store.clock()):
                 raise _UploadReclaimed
-            await catalog.acquire(conn, blob_id)
+            await _lock_and_acquire(conn, tenant, request, blob_id)
             return await self._bind(conn, tenant, request, blob_id, ingested.digest, ingested.size), True
 
         blob_id = await store.database.transaction(record)
         try:
-            await store.storage.write(object_key, ingested.source)
+            try:
+                await store.storage.write(object_key, ingested.source)
+            except Exception as exc:
+                if await self._reclaimed(blob_id):  # GC took the upload (and its partial object) mid-write
+                    raise _UploadReclaimed from exc
+                raise
             ingested.ensure_unchanged()
             info, used = await store.database.transaction(commit)
         except BaseException:
@@ -437,6 +447,14 @@ class Tenant:
         if violation is not None:
             raise violation
 
+    async def _reclaimed(self, blob_id: int) -> bool:
+        """True if GC reclaimed our ``uploading`` blob row; False if it is still ours or we cannot tell."""
+        try:
+            state = await self.store.database.transaction(lambda conn: catalog.blob_state(conn, blob_id))
+        except Exception:
+            return False
+        return state != catalog.UPLOADING
+
     async def _discard_upload(self, blob_id: int, object_key: str) -> None:
         """Best effort: tombstone an upload nobody references, delete its object, forget its row.
 
@@ -449,6 +467,19 @@ class Tenant:
                 await database.transaction(lambda conn: catalog.forget_blobs(conn, [blob_id]))
         except Exception:
             log.warning("could not discard upload %s; GC will reclaim it", object_key, exc_info=True)
+
+
+async def _lock_and_acquire(conn: AsyncConnection, tenant: int, request: _PutRequest, blob_id: int) -> bool:
+    """Take a bind's row locks in the order every writer uses, then acquire the blob (False: not live).
+
+    The order is the tenant row, then the blob rows (new and replaced) by id; delete follows it
+    too, so concurrent writers wait for each other instead of deadlocking (and waiting out
+    PostgreSQL's deadlock timeout before a retry).
+    """
+    await catalog.lock_tenant(conn, tenant)
+    old = await catalog.find_ref(conn, tenant, request.key)
+    await catalog.lock_blobs(conn, [blob_id] if old is None else [blob_id, old.blob_id])
+    return await catalog.acquire(conn, blob_id)
 
 
 class BlobStream:

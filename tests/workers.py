@@ -209,11 +209,13 @@ async def _put_key(store: BlobStore, args: argparse.Namespace) -> dict[str, Any]
 
 
 async def _churn(store: BlobStore, args: argparse.Namespace) -> dict[str, Any]:
-    """Rounds of put-then-read of the same bytes on one key that another worker keeps deleting."""
+    """For ``seconds``: put the same bytes on one key that other workers keep deleting, and read it back."""
+    rng = random.Random(args.index)
     tenant = store.tenant(args.tenant)
     data = args.data.encode()
     read_back = missing = 0
-    for _ in range(args.count):
+    deadline = time.monotonic() + args.seconds
+    while time.monotonic() < deadline:
         await tenant.put(args.prefix, data)
         try:
             got = await tenant.get(args.prefix)
@@ -222,17 +224,32 @@ async def _churn(store: BlobStore, args: argparse.Namespace) -> dict[str, Any]:
         else:
             assert got == data, "read back other bytes than were put"
             read_back += 1
+        if rng.random() < 0.5:  # now and then leave the bytes unreferenced long enough for GC to take them
+            await asyncio.sleep(rng.random() * 2 * store.settings.gc_grace_seconds)
     return {"read_back": read_back, "missing": missing}
 
 
 async def _delete(store: BlobStore, args: argparse.Namespace) -> dict[str, Any]:
-    """Rounds of deleting one key."""
+    """For ``seconds``: delete one key, again and again."""
+    rng = random.Random(args.index)
     tenant = store.tenant(args.tenant)
-    deleted = 0
-    for _ in range(args.count):
+    deleted = attempts = 0
+    deadline = time.monotonic() + args.seconds
+    while time.monotonic() < deadline:
         deleted += await tenant.delete(args.prefix)
-        await asyncio.sleep(0)
-    return {"deleted": deleted}
+        attempts += 1
+        await asyncio.sleep(rng.random() * 0.005)
+    return {"deleted": deleted, "attempts": attempts}
+
+
+async def _gc(store: BlobStore, args: argparse.Namespace) -> dict[str, Any]:
+    """For ``seconds``: collect garbage, again and again."""
+    reclaimed = runs = 0
+    deadline = time.monotonic() + args.seconds
+    while time.monotonic() < deadline:
+        reclaimed += (await store.gc()).blobs_reclaimed
+        runs += 1
+    return {"reclaimed": reclaimed, "runs": runs}
 
 
 async def _mix(store: BlobStore, args: argparse.Namespace) -> dict[str, Any]:
@@ -261,7 +278,7 @@ async def _mix(store: BlobStore, args: argparse.Namespace) -> dict[str, Any]:
     return done
 
 
-_MODES = {"put-same": _put_same, "put-key": _put_key, "churn": _churn, "delete": _delete, "mix": _mix}
+_MODES = {"put-same": _put_same, "put-key": _put_key, "churn": _churn, "delete": _delete, "mix": _mix, "gc": _gc}
 
 
 async def _wait_for_go(sync: Path, index: int) -> None:
@@ -279,13 +296,16 @@ async def _main(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--tenant", default="acme")
     parser.add_argument("--prefix", default="k")
     parser.add_argument("--count", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--data", default="same bytes")
     parser.add_argument("--sync", type=Path, required=True)
     parser.add_argument("--index", type=int, default=0)
     args = parser.parse_args(argv)
     async with await BlobStore.open() as store:  # the deployment named by BLOBSTORE_*
         await _wait_for_go(args.sync, args.index)
+        started = time.monotonic()
         report = await _MODES[args.mode](store, args)
+        report["seconds"] = round(time.monotonic() - started, 3)
     report["pid"] = os.getpid()
     return report
 

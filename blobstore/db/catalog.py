@@ -90,6 +90,11 @@ async def ensure_tenant(conn: AsyncConnection, name: str, now: datetime) -> int:
     return found
 
 
+async def lock_tenant(conn: AsyncConnection, tenant: int) -> None:
+    """Lock the tenant's row until the transaction ends: the first lock of every write (see lock_blobs)."""
+    await conn.execute(select(tenants.c.id).where(tenants.c.id == tenant).with_for_update())
+
+
 async def usage(conn: AsyncConnection, tenant: int) -> Usage:
     """The tenant's usage counters and limits."""
     row = (
@@ -168,6 +173,16 @@ async def tenant_holds_blob(conn: AsyncConnection, tenant: int, blob_id: int) ->
     return bool((await conn.execute(query)).scalar())
 
 
+async def lock_blobs(conn: AsyncConnection, blob_ids: Sequence[int]) -> None:
+    """Lock blob rows in id order, after the tenant row (:func:`lock_tenant`).
+
+    Every write takes its row locks in this one order (tenant, then blobs by id),
+    so concurrent writers in any number of processes wait instead of deadlocking.
+    """
+    query = select(blobs.c.id).where(blobs.c.id.in_(sorted(set(blob_ids)))).order_by(blobs.c.id).with_for_update()
+    await conn.execute(query)
+
+
 async def acquire(conn: AsyncConnection, blob_id: int) -> bool:
     """Add a reference to a live blob; False (changing nothing) if the blob is no longer live."""
     result = await conn.execute(
@@ -214,6 +229,11 @@ async def promote(conn: AsyncConnection, blob_id: int, now: datetime) -> bool:
         .values(state=LIVE, refcount=0, unreferenced_since=now)
     )
     return result.rowcount == 1
+
+
+async def blob_state(conn: AsyncConnection, blob_id: int) -> str | None:
+    """The blob's lifecycle state, or None if its row is gone."""
+    return (await conn.execute(select(blobs.c.state).where(blobs.c.id == blob_id))).scalar()
 
 
 async def abandon(conn: AsyncConnection, blob_id: int) -> bool:
@@ -284,6 +304,7 @@ async def bind_key(
 
 async def unbind_key(conn: AsyncConnection, tenant: int, key: str, now: datetime) -> bool:
     """Delete the reference under ``key``, releasing its blob and freeing quota; False if absent."""
+    await lock_tenant(conn, tenant)
     old = await find_ref(conn, tenant, key, lock=True)
     if old is None:
         return False
