@@ -39,6 +39,7 @@ CSV_COLUMNS = (
     "storage_cost",
     "egress_cost",
     "total_cost",
+    "tenants",
     "blobs",
     "physical_bytes",
     "pending_gc_blobs",
@@ -145,12 +146,20 @@ def render_table(report: CostReport, *, exact: bool = False) -> Table:
 
 def _caption(report: CostReport, *, exact: bool) -> str:
     total = report.total
+
+    def sized(nbytes: int) -> str:
+        return f"{nbytes:,} bytes" if exact else size_text(nbytes)
+
     lines = [
         f"Prices {price_text(report.pricing)}; {window_text(report)}.",
-        f"Physical {size_text(total.physical_bytes, exact=exact)} in {total.blobs:,} blobs; "
-        f"pending GC {size_text(total.pending_gc_bytes, exact=exact)} in {total.pending_gc_blobs:,} blobs "
+        f"Physical {sized(total.physical_bytes)} in {_blobs(total.blobs)}; "
+        f"pending GC {sized(total.pending_gc_bytes)} in {_blobs(total.pending_gc_blobs)} "
         f"({money_text(total.pending_gc_cost, report.pricing.currency)}/month, included in the total).",
         "Attributed: each blob's size split evenly over its references; "
         "the remainder bytes go to the holder that became a tenant first.",
     ]
     return "\n".join(lines)
+
+
+def _blobs(count: int) -> str:
+    return f"{count:,} blob" + ("" if count == 1 else "s")

@@ -27,9 +27,9 @@ h1 { font-size: 24px; margin: 0 0 4px; }
 h2 { font-size: 17px; margin: 32px 0 12px; }
 .meta { color: var(--muted); margin: 0; }
 .cards { display: flex; flex-wrap: wrap; gap: 12px; margin-top: 20px; }
-.card { background: var(--card); border-radius: 8px; padding: 12px 16px; min-width: 160px; }
+.card { background: var(--card); border-radius: 8px; padding: 12px 14px; flex: 1 1 130px; }
 .card .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
-.card .value { font-size: 22px; font-weight: 600; }
+.card .value { font-size: 20px; font-weight: 600; white-space: nowrap; }
 .card .note { color: var(--muted); font-size: 12px; }
 svg { display: block; max-width: 100%; height: auto; }
 svg text { font: 12px -apple-system, "Segoe UI", Roboto, Arial, sans-serif; fill: var(--ink); }
@@ -81,12 +81,12 @@ def _cards(report: CostReport) -> str:
     total = report.total
     currency = report.pricing.currency
     cards = [
-        ("Physical", size_text(total.physical_bytes), f"{total.blobs:,} blobs"),
+        ("Physical", size_text(total.physical_bytes), f"{total.blobs:,} blob{'' if total.blobs == 1 else 's'}"),
         ("Logical", size_text(total.logical_bytes), f"{total.objects:,} objects"),
         ("Saved by dedup", size_text(total.bytes_saved), f"dedup ratio {ratio_text(total.dedup_ratio)}"),
         ("Storage per month", money_text(total.storage_cost, currency), "attributed to tenants"),
         ("Pending GC", size_text(total.pending_gc_bytes), f"{money_text(total.pending_gc_cost, currency)} per month"),
-        ("Egress", size_text(total.egress_bytes), f"{money_text(total.egress_cost, currency)} since the window start"),
+        ("Egress", size_text(total.egress_bytes), f"{money_text(total.egress_cost, currency)} since {report.since}"),
         ("Total", money_text(total.total_cost, currency), "storage, pending GC and egress"),
     ]
     items = "".join(

@@ -1,0 +1,149 @@
+"""Worker processes that race puts against one tenant's quota; importable helpers and the worker itself.
+
+Run by :func:`race` as ``python tests/quota_workers.py MODE --tenant T --count N --size S --sync DIR --index I``
+with the ``BLOBSTORE_*`` environment of the test's store. Each worker waits for
+the test's go, runs its writes four at a time, and prints one JSON line: how
+many succeeded, and the message of every QuotaExceeded (any other error fails
+the worker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __name__ == "__main__":  # run as a script: make the checkout importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from blobstore import BlobStore, NotFound, QuotaExceeded
+
+#: Writes each worker keeps in flight at once.
+CONCURRENCY = 4
+
+
+async def race(
+    env: dict[str, str], sync: Path, commands: list[list[str]], *, timeout: float = 120
+) -> list[dict[str, Any]]:
+    """Start one worker per command, release them together, return their JSON reports (fail on any error)."""
+    sync.mkdir(parents=True, exist_ok=True)
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            *command,
+            "--sync",
+            str(sync),
+            "--index",
+            str(index),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for index, command in enumerate(commands)
+    ]
+    outputs = [asyncio.ensure_future(proc.communicate()) for proc in procs]
+    try:
+        deadline = time.monotonic() + timeout
+        while len(list(sync.glob("ready.*"))) < len(procs):
+            assert time.monotonic() < deadline, "workers did not get ready in time"
+            assert not any(output.done() for output in outputs), "a worker exited before the start"
+            await asyncio.sleep(0.02)
+        (sync / "go").touch()
+        results = await asyncio.wait_for(asyncio.gather(*outputs), timeout)
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    reports = []
+    for proc, (out, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, f"worker failed ({proc.returncode}):\n{err.decode()}"
+        reports.append(json.loads(out.decode().strip().splitlines()[-1]))
+    return reports
+
+
+async def _bounded(jobs: list[Any]) -> list[Any]:
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(job: Any) -> Any:
+        async with gate:
+            return await job
+
+    return await asyncio.gather(*(one(job) for job in jobs))
+
+
+async def _attempt(write: Any) -> str | None:
+    """None if the write succeeded, the message if it hit the quota (anything else propagates)."""
+    try:
+        await write
+    except QuotaExceeded as exc:
+        return str(exc)
+    return None
+
+
+async def _puts(store: BlobStore, args: argparse.Namespace) -> dict[str, Any]:
+    """``count`` puts of distinct bytes (``size`` each) under new keys."""
+    tenant = store.tenant(args.tenant)
+    writes = [
+        _attempt(tenant.put(f"w{args.index}/{i}", f"{args.index}:{i}:".encode().ljust(args.size, b".")))
+        for i in range(args.count)
+    ]
+    failures = [message for message in await _bounded(writes) if message is not None]
+    return {"succeeded": args.count - len(failures), "quota_failures": failures}
+
+
+async def _mix(store: BlobStore, args: argparse.Namespace) -> dict[str, Any]:
+    """Puts of new keys, replacements with larger or smaller values, copies and deletes over a few keys."""
+    tenant = store.tenant(args.tenant)
+    keys = [f"m/{i}" for i in range(6)]
+
+    async def one(i: int) -> str | None:
+        key, other = keys[i % len(keys)], keys[(i * 5 + args.index) % len(keys)]
+        kind = (i + args.index) % 4
+        if kind == 3:
+            await tenant.delete(key)
+            return None
+        if kind == 2:
+            try:
+                return await _attempt(tenant.copy(other, key))
+            except NotFound:
+                return None
+        size = args.size * (1 + (i + args.index) % 3)
+        return await _attempt(tenant.put(key, f"{args.index}:{i}:".encode().ljust(size, b"-")))
+
+    failures = [message for message in await _bounded([one(i) for i in range(args.count)]) if message is not None]
+    return {"succeeded": args.count - len(failures), "quota_failures": failures}
+
+
+_MODES = {"puts": _puts, "mix": _mix}
+
+
+async def _main(argv: list[str]) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("mode", choices=sorted(_MODES))
+    parser.add_argument("--tenant", required=True)
+    parser.add_argument("--count", type=int, default=8)
+    parser.add_argument("--size", type=int, default=1000)
+    parser.add_argument("--sync", type=Path, required=True)
+    parser.add_argument("--index", type=int, default=0)
+    args = parser.parse_args(argv)
+    async with await BlobStore.open() as store:  # the deployment named by BLOBSTORE_*
+        (args.sync / f"ready.{args.index}").touch()
+        deadline = time.monotonic() + 120
+        while not (args.sync / "go").exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the test never said go")
+            await asyncio.sleep(0.005)
+        report = await _MODES[args.mode](store, args)
+    report["pid"] = os.getpid()
+    return report
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(_main(sys.argv[1:]))))
