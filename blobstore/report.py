@@ -186,23 +186,23 @@ async def report(
 
     async def work(
         conn: AsyncConnection,
-    ) -> tuple[list[reporting.TenantFigures], reporting.BlobTotals, dict[str, int]]:
+    ) -> tuple[list[reporting.TenantFigures], reporting.PendingGc, dict[str, int]]:
         await reporting.one_snapshot(conn)
         figures = await reporting.tenant_figures(conn)
-        return figures, await reporting.blob_totals(conn, cutoff), await egress.by_tenant(conn, window_start, until)
+        return figures, await reporting.pending_gc(conn, cutoff), await egress.by_tenant(conn, window_start, until)
 
-    figures, blobs, reads = await store.database.transaction(work)
+    figures, pending, reads = await store.database.transaction(work)
     rows = [_tenant_cost(row, reads.get(row.tenant, 0), prices) for row in figures]
     selected = rows if tenant is None else [row for row in rows if row.tenant == tenant]
     if tenant is not None and not selected:
-        empty = reporting.TenantFigures(tenant, 0, 0, 0, 0, 0)
+        empty = reporting.TenantFigures(tenant, 0, 0, 0, 0, 0, 0)
         selected = [_tenant_cost(empty, 0, prices)]
     return CostReport(
         generated_at=now,
         since=window_start,
         until=until,
         pricing=prices,
-        total=_total(rows, blobs, prices),
+        total=_total(rows, sum(row.first_held_blobs for row in figures), pending, prices),
         tenants=selected,
         tenant=tenant,
     )
@@ -234,7 +234,7 @@ def _tenant_cost(row: reporting.TenantFigures, egress_bytes: int, prices: PriceL
     )
 
 
-def _total(rows: list[TenantCost], blobs: reporting.BlobTotals, prices: PriceList) -> StoreTotal:
+def _total(rows: list[TenantCost], blobs: int, pending: reporting.PendingGc, prices: PriceList) -> StoreTotal:
     physical = sum(row.attributed_bytes for row in rows)
     unique = sum(row.unique_bytes for row in rows)
     return StoreTotal(
@@ -247,8 +247,8 @@ def _total(rows: list[TenantCost], blobs: reporting.BlobTotals, prices: PriceLis
         storage_cost=exact_sum(row.storage_cost for row in rows),
         egress_cost=exact_sum(row.egress_cost for row in rows),
         tenants=len(rows),
-        blobs=blobs.referenced_blobs,
-        pending_gc_blobs=blobs.pending_gc_blobs,
-        pending_gc_bytes=blobs.pending_gc_bytes,
-        pending_gc_cost=prices.storage_cost(blobs.pending_gc_bytes),
+        blobs=blobs,
+        pending_gc_blobs=pending.blobs,
+        pending_gc_bytes=pending.bytes,
+        pending_gc_cost=prices.storage_cost(pending.bytes),
     )

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, and_, case, cast, func, literal, or_, select
+from sqlalchemy import BigInteger, Integer, and_, case, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.db.catalog import DELETING, LIVE, UPLOADING, blobs, refs, tenants
@@ -38,16 +38,16 @@ class TenantFigures:
     unique_bytes: int
     shared_bytes: int
     attributed_bytes: int
+    #: Blobs of which this tenant is the first holder; over all tenants, every referenced blob once.
+    first_held_blobs: int
 
 
 @dataclass(frozen=True)
-class BlobTotals:
-    """Store-wide blob figures: blobs references point at, and what GC has yet to reclaim."""
+class PendingGc:
+    """Blobs storage still holds that GC has yet to reclaim."""
 
-    referenced_blobs: int
-    referenced_bytes: int
-    pending_gc_blobs: int
-    pending_gc_bytes: int
+    blobs: int
+    bytes: int
 
 
 async def one_snapshot(conn: AsyncConnection) -> None:
@@ -83,7 +83,7 @@ async def tenant_figures(conn: AsyncConnection) -> list[TenantFigures]:
         func.count().over(partition_by=per_blob).label("holders"),
         func.min(pairs.c.tenant_id).over(partition_by=per_blob).label("first"),
     ).subquery("shares")
-    k, size, n = shares.c.k, shares.c.size, shares.c.n
+    k, size, n, first = shares.c.k, shares.c.size, shares.c.n, shares.c.tenant_id == shares.c.first
     sums = (
         select(
             shares.c.tenant_id,
@@ -91,9 +91,8 @@ async def tenant_figures(conn: AsyncConnection) -> list[TenantFigures]:
             func.sum(k * size).label("logical"),
             func.sum(case((shares.c.holders == 1, size), else_=0)).label("unique"),
             func.sum(case((shares.c.holders > 1, size), else_=0)).label("shared"),
-            func.sum((size // n) * k + case((shares.c.tenant_id == shares.c.first, size % n), else_=0)).label(
-                "attributed"
-            ),
+            func.sum((size // n) * k + case((first, size % n), else_=0)).label("attributed"),
+            func.sum(case((first, 1), else_=0)).label("first_held"),
         )
         .group_by(shares.c.tenant_id)
         .subquery("sums")
@@ -106,22 +105,19 @@ async def tenant_figures(conn: AsyncConnection) -> list[TenantFigures]:
     return [TenantFigures(row[0], *(int(value) for value in row[1:])) for row in await conn.execute(query)]
 
 
-async def blob_totals(conn: AsyncConnection, cutoff: datetime) -> BlobTotals:
-    """Referenced blobs, and blobs pending GC: unreferenced live blobs (whatever their age),
-    tombstoned blobs, and uploads begun before ``cutoff`` that never committed.
-    Uploads younger than ``cutoff`` are in flight and counted in neither.
+async def pending_gc(conn: AsyncConnection, cutoff: datetime) -> PendingGc:
+    """Blobs GC will reclaim, now or once past the grace period: unreferenced live blobs, tombstoned
+    blobs, and uploads begun before ``cutoff`` that never committed (younger ones are in flight).
+
+    The conditions are GC's own (blobstore.db.maintenance) without the age of unreferenced blobs,
+    and they select through the ``(state, unreferenced_since)`` index: the cost follows what is
+    pending, not the number of blobs.
     """
-    referenced = and_(blobs.c.state == LIVE, blobs.c.refcount > 0)
-    pending = or_(
-        and_(blobs.c.state == LIVE, blobs.c.refcount <= 0),
+    condition = or_(
+        and_(blobs.c.state == LIVE, blobs.c.unreferenced_since.is_not(None), blobs.c.refcount <= 0),
         blobs.c.state == DELETING,
         and_(blobs.c.state == UPLOADING, blobs.c.created_at < cutoff),
     )
-
-    columns = [
-        func.coalesce(func.sum(case((condition, value), else_=0)), 0)
-        for condition in (referenced, pending)
-        for value in (literal(1, BigInteger), blobs.c.size)
-    ]
-    row = (await conn.execute(select(*columns))).one()
-    return BlobTotals(*(int(value) for value in row))
+    query = select(func.count(), func.coalesce(func.sum(blobs.c.size), 0)).where(condition)
+    count, total = (await conn.execute(query)).one()
+    return PendingGc(int(count), int(total))
