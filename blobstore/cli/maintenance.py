@@ -13,7 +13,7 @@ from blobstore.gc import GcStats, execute_gc, plan_gc
 from blobstore.store import BlobStore
 
 
-@click.command()
+@click.command(short_help="Reclaim unreferenced objects past the grace period.")
 @click.option("--dry-run", is_flag=True, help="Print what would be reclaimed; change nothing.")
 @common_options
 def gc(dry_run: bool) -> None:
@@ -56,7 +56,7 @@ def gc(dry_run: bool) -> None:
     )
 
 
-@click.command()
+@click.command(short_help="Check that the database and storage agree.")
 @click.option("--read-data", is_flag=True, help="Also re-hash every object (reads all the bytes).")
 @click.option("--repair", is_flag=True, help="Fix counter drift and reclaim what is past grace.")
 @common_options
