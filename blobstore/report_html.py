@@ -80,13 +80,14 @@ def render_html(report: CostReport) -> str:
 def _cards(report: CostReport) -> str:
     total = report.total
     currency = report.pricing.currency
+    since = _unbroken(report.since.isoformat())
     cards = [
         ("Physical", size_text(total.physical_bytes), f"{total.blobs:,} blob{'' if total.blobs == 1 else 's'}"),
         ("Logical", size_text(total.logical_bytes), f"{total.objects:,} objects"),
         ("Saved by dedup", size_text(total.bytes_saved), f"dedup ratio {ratio_text(total.dedup_ratio)}"),
-        ("Storage per month", money_text(total.storage_cost, currency), "attributed to tenants"),
+        ("Storage / month", money_text(total.storage_cost, currency), "attributed to tenants"),
         ("Pending GC", size_text(total.pending_gc_bytes), f"{money_text(total.pending_gc_cost, currency)} per month"),
-        ("Egress", size_text(total.egress_bytes), f"{money_text(total.egress_cost, currency)} since {report.since}"),
+        ("Egress", size_text(total.egress_bytes), f"{money_text(total.egress_cost, currency)} since {since}"),
         ("Total", money_text(total.total_cost, currency), "storage, pending GC and egress"),
     ]
     items = "".join(
@@ -159,6 +160,11 @@ def _bar(x: float, y: float, width: float, height: float, fill: str, title: str)
         f'<rect x="{x:.1f}" y="{y:.1f}" width="{shown:.1f}" height="{height}" rx="2" fill="{fill}">'
         f"<title>{escape(title)}</title></rect>"
     )
+
+
+def _unbroken(text: str) -> str:
+    """``text`` with non-breaking hyphens, so a date never wraps across lines."""
+    return text.replace("-", "\u2011")
 
 
 def _clip(name: str, limit: int = 22) -> str:
