@@ -10,8 +10,8 @@ Faults are a wrapper around a real backend, never flags inside one::
 
 A :class:`Fault` picks calls by operation (and optionally by key prefix), lets
 ``skip`` of them through, then hits the next ``times`` of them: it waits
-``delay`` seconds (or forever, ``hang``), runs ``action`` (a test hook, for
-example one that kills the process), and raises ``error`` at its ``phase``:
+``delay`` seconds (or forever, ``hang``), then at its ``phase`` runs ``action``
+(a test hook, for example one that kills the process) and raises ``error``:
 
 * ``before`` the real call (nothing happened),
 * ``after`` the real call (it happened, but the caller hears of a failure),
@@ -115,7 +115,7 @@ class FaultyStorage(ObjectStorage):
         return self.inner.supports_incomplete_uploads
 
     async def _enter(self, operation: Operation, key: str = "") -> Fault | None:
-        """Record the call and run the fault that hits it up to its phase; return that fault."""
+        """Record the call; for the fault that hits it, wait, and strike now if its phase is ``before``."""
         if self.crashed:
             raise SimulatedCrash(f"{operation}({key!r}) called after the simulated crash")
         self.calls.append((operation, key))
@@ -126,24 +126,30 @@ class FaultyStorage(ObjectStorage):
             await asyncio.sleep(fault.delay)
         if fault.hang:
             await asyncio.Event().wait()
-        if fault.action is not None:
-            fault.action()
         if fault.phase == "before":
-            self._raise(fault)
+            self._strike(fault)
         return fault
 
-    def _raise(self, fault: Fault | None) -> None:
-        error = None if fault is None else fault.make_error()
+    def _strike(self, fault: Fault) -> None:
+        """Run the fault's action, then raise its error (if it has one)."""
+        if fault.action is not None:
+            fault.action()
+        error = fault.make_error()
         if error is None:
             return
         if isinstance(error, SimulatedCrash):
             self.crashed = True
         raise error
 
+    def _leave(self, fault: Fault | None) -> None:
+        """Strike a fault whose phase is ``after`` (or ``midway``, if the call ended before the middle)."""
+        if fault is not None and fault.phase != "before":
+            self._strike(fault)
+
     async def check(self) -> None:
         fault = await self._enter("check")
         await self.inner.check()
-        self._raise(fault)
+        self._leave(fault)
 
     async def write(self, key: str, source: Source) -> None:
         fault = await self._enter("write", key)
@@ -152,7 +158,7 @@ class FaultyStorage(ObjectStorage):
             await self.inner.write(key, data[: len(data) // 2])
         else:
             await self.inner.write(key, source)
-        self._raise(fault)
+        self._leave(fault)
 
     async def read(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncGenerator[bytes, None]:
         fault = await self._enter("read", key)
@@ -161,17 +167,17 @@ class FaultyStorage(ObjectStorage):
             yielded = 0
             async for chunk in chunks:
                 if fault is not None and fault.phase == "midway" and yielded == fault.after_items:
-                    self._raise(fault)
+                    self._strike(fault)
                 yield chunk
                 yielded += 1
         finally:
             await chunks.aclose()
-        self._raise(fault)
+        self._leave(fault)
 
     async def stat(self, key: str) -> ObjectInfo | None:
         fault = await self._enter("stat", key)
         info = await self.inner.stat(key)
-        self._raise(fault)
+        self._leave(fault)
         return info
 
     async def delete_many(self, keys: Sequence[str]) -> None:
@@ -180,22 +186,22 @@ class FaultyStorage(ObjectStorage):
             await self.inner.delete_many(keys[: len(keys) // 2])
         else:
             await self.inner.delete_many(keys)
-        self._raise(fault)
+        self._leave(fault)
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         fault = await self._enter("list", prefix)
         yielded = 0
         async for info in self.inner.list(prefix):
             if fault is not None and fault.phase == "midway" and yielded == fault.after_items:
-                self._raise(fault)
+                self._strike(fault)
             yield info
             yielded += 1
-        self._raise(fault)
+        self._leave(fault)
 
     async def abort_incomplete_uploads(self, older_than: datetime) -> int:
         fault = await self._enter("abort_incomplete_uploads")
         aborted = await self.inner.abort_incomplete_uploads(older_than)
-        self._raise(fault)
+        self._leave(fault)
         return aborted
 
     async def close(self) -> None:
