@@ -35,8 +35,8 @@ class Sizes:
     rounds: int
 
 
-QUICK = Sizes(puts=100, rounds=5)
-FULL = Sizes(puts=400, rounds=7)
+QUICK = Sizes(puts=40, rounds=9)
+FULL = Sizes(puts=100, rounds=21)
 
 _UPDATE = text("UPDATE bench_counter SET n = n + 1 WHERE id = 1")
 _INSERT = text("INSERT INTO bench_rows (k, v) VALUES (:k, 1)")

@@ -7,6 +7,8 @@ the one-hour grace). Subject: ``store.gc()``, all of it: the plan (the
 reclaimable query and the scan of storage for orphans) and the execution
 (tombstone, delete, forget, in batches of 1000). Baseline: ``Path.unlink`` of
 N objects laid out the same way in another directory, in one worker thread.
+Both sides ``sync`` after their setup, so no write-back of the fresh objects
+runs while they are timed (objects GC reclaims are hours old, long on disk).
 S3 is not measured here (moto's delete_objects would measure moto).
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -88,6 +91,7 @@ async def _measure(ctx: Context, store: BlobStore, home: Path, variant: str, siz
     async def baseline() -> float:
         keys = _fresh_keys(fanout)
         await asyncio.to_thread(_write_objects, raw_root, keys)
+        await asyncio.to_thread(os.sync)
         with Stopwatch() as watch:
             await asyncio.to_thread(_unlink_all, [raw_root / key for key in keys])
         return watch.seconds
@@ -97,6 +101,7 @@ async def _measure(ctx: Context, store: BlobStore, home: Path, variant: str, siz
         await asyncio.to_thread(_write_objects, storage_root, keys)
         past = datetime.now(UTC) - timedelta(hours=2, seconds=next(stamp))
         await load(keys, past)
+        await asyncio.to_thread(os.sync)
         with Stopwatch() as watch:
             stats = await store.gc()
         assert stats.blobs_reclaimed == sizes.blobs, stats

@@ -96,6 +96,15 @@ class Row:
         assert self.figure is not None
         return "pass" if self.target.met(self.figure) else "miss"
 
+    def round_ratios(self) -> list[float]:
+        """The ratio of each round, in the row's direction (empty when the row has no paired samples)."""
+        base, subj = self.samples.get("baseline_seconds"), self.samples.get("subject_seconds")
+        if not base or not subj or len(base) != len(subj):
+            return []
+        if self.target.op == ">=":
+            return [b / s for b, s in zip(base, subj, strict=True)]
+        return [s / b for b, s in zip(base, subj, strict=True)]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -107,6 +116,7 @@ class Row:
             "figure": self.figure,
             "target": self.target.to_dict(),
             "status": self.status,
+            "round_ratios": self.round_ratios(),
             "notes": self.notes,
             "samples": self.samples,
         }

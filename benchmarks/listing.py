@@ -44,8 +44,8 @@ class Sizes:
     page: int = PAGE  # keys per listing
 
 
-QUICK = Sizes(keys=100_000)
-FULL = Sizes(keys=1_000_000, rounds=9)
+QUICK = Sizes(keys=100_000, rounds=9)
+FULL = Sizes(keys=1_000_000, rounds=21)
 
 
 def _what(sizes: Sizes) -> str:

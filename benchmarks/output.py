@@ -13,7 +13,7 @@ from typing import Any
 
 from benchmarks.harness import Row
 
-COLUMNS = ("id", "variant", "what", "subject", "baseline", "ratio", "target", "result")
+COLUMNS = ("id", "variant", "what", "subject", "baseline", "ratio", "rounds", "target", "result")
 
 
 def machine_info() -> dict[str, Any]:
@@ -59,6 +59,8 @@ def cells(row: Row) -> list[str]:
     ratio = "-" if row.ratio is None else f"{row.ratio:.2f}x"
     if row.figure is not None and row.target.unit != "x":
         ratio = f"{_number(row.figure, row.target.unit)} ({ratio})"
+    per_round = row.round_ratios()
+    spread = f"{min(per_round):.2f}-{max(per_round):.2f}" if len(per_round) > 1 else "-"
     return [
         row.id,
         row.variant,
@@ -66,6 +68,7 @@ def cells(row: Row) -> list[str]:
         _number(row.subject, row.unit),
         _number(row.baseline, row.unit),
         ratio,
+        spread,
         str(row.target),
         row.status,
     ]
@@ -93,8 +96,9 @@ def markdown(rows: Sequence[Row], machine: dict[str, Any], mode: str, command: s
             "",
             f"`{command}` ({mode} mode). Every ratio is blobstore against a baseline measured in the same",
             "run on the same data, alternating baseline and subject (ABBA) for several rounds; the ratio",
-            "is the median of the per-round ratios. Speeds: subject / baseline throughput (higher is",
-            "better). Times: subject / baseline time (lower is better). See benchmarks/__init__.py.",
+            "is the median of the per-round ratios (`rounds` shows their lowest and highest). Speeds:",
+            "subject / baseline throughput (higher is better). Times: subject / baseline time (lower is",
+            "better). See benchmarks/__init__.py.",
             "",
             f"Machine: {about}.",
             "",

@@ -58,6 +58,8 @@ def test_every_measured_row_has_positive_figures(document: dict[str, object]) ->
         assert row["ratio"] > 0, row
         assert row["target"]["op"] in (">=", "<="), row
         assert len(row["samples"]["subject_seconds"]) == len(row["samples"]["baseline_seconds"]) == 2, row
+        assert len(row["round_ratios"]) == 2, row
+        assert all(ratio > 0 for ratio in row["round_ratios"]), row
 
 
 def test_postgres_rows_are_skipped_not_dropped_when_postgres_is_off(document: dict[str, object]) -> None:
