@@ -66,8 +66,9 @@ def normalize_database_url(url: str) -> str:
     """Return ``url`` with its async driver made explicit (``postgresql://`` becomes ``postgresql+asyncpg://``)."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in _DB_DRIVERS:
+        shown = f"{scheme}://…" if sep else "(no scheme)"
         raise ConfigurationError(
-            f"BLOBSTORE_DATABASE_URL: unsupported database URL {url!r}; "
+            f"BLOBSTORE_DATABASE_URL: unsupported database URL {shown}; "
             "use sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db"
         )
     return f"{_DB_DRIVERS[scheme]}://{rest}"

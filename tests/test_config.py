@@ -124,7 +124,6 @@ def test_a_bad_database_url_in_the_environment_names_the_variable() -> None:
         Settings.from_env({"BLOBSTORE_DATABASE_URL": "oracle://x"})
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: config.py echoes the whole URL, password included")
 def test_a_rejected_database_url_does_not_echo_its_password() -> None:
     """The error for an unsupported database URL does not print the password it contains."""
     with pytest.raises(ConfigurationError) as caught:
