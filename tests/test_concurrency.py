@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Awaitable
 from pathlib import Path
 
 import blake3
@@ -124,17 +125,24 @@ async def test_put_racing_delete_and_gc_never_loses_acknowledged_bytes(
     data = b"fragile bytes"
     rng = random.Random(7)
 
-    async def gc_after(delay: int) -> None:
-        for _ in range(delay):
-            await asyncio.sleep(0)
-        clock.advance(2)  # past the grace period: whatever is unreferenced now may be reclaimed
-        await store.gc()
+    async def after(delay: float, step: Awaitable[object]) -> None:
+        await asyncio.sleep(delay)
+        await step
 
-    outcomes = {"present": 0, "absent": 0}
+    async def collect() -> None:
+        clock.advance(2)  # past the grace period: whatever is unreferenced now may be reclaimed
+        outcomes["reclaimed"] += (await store.gc()).blobs_reclaimed
+
+    outcomes = {"present": 0, "absent": 0, "reclaimed": 0}
     for _ in range(rounds):
         if rng.random() < 0.1:  # sometimes the raced reference is not the last one
             await acme.put("other", data)
-        await asyncio.gather(acme.put("k", data), acme.delete("k"), gc_after(rng.randrange(6)))
+        # Random head starts of up to 15 ms (about one put) let each of the three win in some rounds.
+        await asyncio.gather(
+            after(rng.random() * 0.005, acme.put("k", data)),
+            after(rng.random() * 0.015, acme.delete("k")),
+            after(rng.random() * 0.015, collect()),
+        )
         try:
             assert await acme.get("k") == data
             outcomes["present"] += 1
@@ -142,8 +150,9 @@ async def test_put_racing_delete_and_gc_never_loses_acknowledged_bytes(
             outcomes["absent"] += 1
         await check_invariants(store)
         await acme.delete("other")
-    assert outcomes["present"] > 0
-    assert outcomes["absent"] > 0
+    assert outcomes["present"] > 0, outcomes
+    assert outcomes["absent"] > 0, outcomes
+    assert outcomes["reclaimed"] > 0, outcomes
 
 
 async def test_processes_racing_put_delete_and_gc_keep_every_reference_readable(
