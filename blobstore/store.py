@@ -9,10 +9,8 @@ cleanly against a concurrent GC tombstone.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -97,7 +95,7 @@ class BlobStore:
         try:
             await storage.check()
             if settings.is_sqlite if migrate_schema is None else migrate_schema:
-                await _upgrade_schema(database)
+                await migrate.upgrade(database)
             elif not await migrate.is_current(database):
                 raise ConfigurationError(
                     "BLOBSTORE_DATABASE_URL: the database schema is not up to date; run `blobstore db upgrade`"
@@ -157,21 +155,6 @@ class BlobStore:
     def dedup_scope_of(self, tenant: str) -> str:
         """The scope inside which blobs are shared: everyone (``""``) or one tenant."""
         return "" if self.settings.dedup_scope == "global" else tenant
-
-
-#: Alembic keeps the running migration in module globals: one migration at a time per process.
-_MIGRATING = threading.Lock()
-
-
-async def _upgrade_schema(database: Database) -> None:
-    """Migrate ``database`` to the newest schema, waiting (without blocking the loop) for any other
-    migration in this process: concurrent opens of several stores would otherwise corrupt each other's."""
-    while not _MIGRATING.acquire(blocking=False):  # noqa: ASYNC110 - a thread lock, shared by every event loop
-        await asyncio.sleep(0.01)
-    try:
-        await migrate.upgrade(database)
-    finally:
-        _MIGRATING.release()
 
 
 async def open_database(settings: Settings) -> Database:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from importlib.resources import files
 
 from alembic import command
@@ -20,8 +22,22 @@ def alembic_config() -> Config:
     return config
 
 
+#: Alembic keeps its running environment in module globals: one migration at a time per process.
+_ALEMBIC = threading.Lock()
+
+
 async def upgrade(database: Database) -> None:
-    """Bring the schema to the newest revision; safe to run from several processes at once."""
+    """Bring the schema to the newest revision; safe to run from several processes, and from several
+    tasks or threads of one process, at once."""
+    while not _ALEMBIC.acquire(blocking=False):  # noqa: ASYNC110 - a thread lock shared by every event loop
+        await asyncio.sleep(0.01)
+    try:
+        await _upgrade(database)
+    finally:
+        _ALEMBIC.release()
+
+
+async def _upgrade(database: Database) -> None:
     config = alembic_config()
 
     def _upgrade(connection: Connection) -> None:
