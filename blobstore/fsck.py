@@ -17,7 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from blobstore.db import maintenance
-from blobstore.db.catalog import LIVE
+from blobstore.db.catalog import LIVE, blob_state
 from blobstore.gc import execute_gc, plan_gc
 from blobstore.ingest import new_hasher
 from blobstore.layout import OBJECT_PREFIX
@@ -134,7 +134,7 @@ async def fsck(
 
 async def _still_live(store: BlobStore, record: maintenance.BlobRecord) -> bool:
     """True if the blob is still live now (fsck reads rows and storage at slightly different moments)."""
-    state = await store.database.transaction(partial(maintenance.blob_state, blob_id=record.blob_id))
+    state = await store.database.transaction(partial(blob_state, blob_id=record.blob_id))
     return state == LIVE
 
 

@@ -399,14 +399,17 @@ class Tenant:
         """Record the upload, write the bytes under a fresh key, then make the blob live and bind the key."""
         store = self.store
         scope = store.dedup_scope_of(self.name)
-        object_key = object_key_for(ingested.digest)
 
-        async def record(conn: AsyncConnection) -> int:
+        async def record(conn: AsyncConnection) -> tuple[int, str]:
+            # A fresh key per attempt: a replay after a lost COMMIT reply must not collide with the
+            # row that did commit (which GC reclaims as an abandoned upload).
+            object_key = object_key_for(ingested.digest)
             tenant = await catalog.ensure_tenant(conn, self.name, store.clock())
             await self._precheck(conn, tenant, request, ingested.size)
-            return await catalog.insert_uploading(
+            blob_id = await catalog.insert_uploading(
                 conn, scope, ingested.digest, ingested.size, object_key, store.clock()
             )
+            return blob_id, object_key
 
         async def commit(conn: AsyncConnection) -> tuple[BlobInfo, bool]:
             tenant = await catalog.ensure_tenant(conn, self.name, store.clock())
@@ -420,7 +423,7 @@ class Tenant:
             await _lock_and_acquire(conn, tenant, request, blob_id)
             return await self._bind(conn, tenant, request, blob_id, ingested.digest, ingested.size), True
 
-        blob_id = await store.database.transaction(record)
+        blob_id, object_key = await store.database.transaction(record)
         try:
             try:
                 await store.storage.write(object_key, ingested.source)

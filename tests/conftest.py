@@ -62,6 +62,16 @@ def postgres_url() -> Iterator[str]:
         _unavailable(str(exc))
 
 
+@pytest.fixture
+def empty_postgres_url() -> Iterator[str]:
+    """A brand-new, unmigrated PostgreSQL database of this test's own, dropped afterwards."""
+    try:
+        with postgres_server() as admin_url, scratch_database(admin_url) as url:
+            yield url
+    except ServerUnavailable as exc:
+        _unavailable(str(exc))
+
+
 async def _migrate(url: str) -> None:
     database = Database(url)
     try:

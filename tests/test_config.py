@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import StoreFactory
 from s3_server import S3Endpoint
-from servers import ServerUnavailable, postgres_server, scratch_database
 from workers import rows
 
 from blobstore import BlobStore, ConfigurationError, Settings
@@ -227,19 +225,9 @@ async def test_an_unreachable_s3_endpoint_fails_at_open(tmp_path: Path, s3: S3En
     _one_sentence(caught.value, "BLOBSTORE_S3_ENDPOINT_URL")
 
 
-@pytest.fixture
-def empty_postgres_database() -> Iterator[str]:
-    """A brand-new, unmigrated PostgreSQL database."""
-    try:
-        with postgres_server() as admin_url, scratch_database(admin_url) as url:
-            yield url
-    except ServerUnavailable as exc:
-        pytest.skip(str(exc))
-
-
-async def test_an_unmigrated_server_database_asks_for_an_upgrade(tmp_path: Path, empty_postgres_database: str) -> None:
+async def test_an_unmigrated_server_database_asks_for_an_upgrade(tmp_path: Path, empty_postgres_url: str) -> None:
     """A PostgreSQL database without the schema fails at open, telling to run `blobstore db upgrade`."""
-    settings = replace(_sqlite(tmp_path, (tmp_path / "blobs").as_uri()), database_url=empty_postgres_database)
+    settings = replace(_sqlite(tmp_path, (tmp_path / "blobs").as_uri()), database_url=empty_postgres_url)
     with pytest.raises(ConfigurationError, match="blobstore db upgrade") as caught:
         await BlobStore.open(settings)
     _one_sentence(caught.value, "BLOBSTORE_DATABASE_URL")

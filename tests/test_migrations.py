@@ -7,8 +7,6 @@ import asyncio
 import importlib
 import sys
 import tomllib
-import warnings
-from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from servers import ServerUnavailable, postgres_server, scratch_database
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
@@ -38,20 +35,10 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'migrations.db'}"
 
 
-@pytest.fixture
-def postgres_scratch_url() -> Iterator[str]:
-    """A brand-new, empty PostgreSQL database of this test's own."""
-    try:
-        with postgres_server() as admin_url, scratch_database(admin_url) as url:
-            yield url
-    except ServerUnavailable as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest) -> str:
     """An empty database on each engine in turn."""
-    name = "sqlite_url" if request.param == "sqlite" else "postgres_scratch_url"
+    name = "sqlite_url" if request.param == "sqlite" else "empty_postgres_url"
     return str(request.getfixturevalue(name))
 
 
@@ -156,19 +143,19 @@ asyncio.run(main())
 """
 
 
-async def test_concurrent_upgrades_from_several_processes_are_safe(postgres_scratch_url: str) -> None:
+async def test_concurrent_upgrades_from_several_processes_are_safe(empty_postgres_url: str) -> None:
     """Three processes upgrading one empty PostgreSQL database at once all succeed, leaving one correct schema."""
     processes = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _UPGRADE, postgres_scratch_url, cwd=ROOT, stderr=asyncio.subprocess.PIPE
+            sys.executable, "-c", _UPGRADE, empty_postgres_url, cwd=ROOT, stderr=asyncio.subprocess.PIPE
         )
         for _ in range(3)
     ]
     for process in processes:
         _, err = await asyncio.wait_for(process.communicate(), 120)
         assert process.returncode == 0, err.decode()
-    assert await _run(postgres_scratch_url, _current) == _head()
-    assert await _run(postgres_scratch_url, _model_diffs) == []
+    assert await _run(empty_postgres_url, _current) == _head()
+    assert await _run(empty_postgres_url, _model_diffs) == []
 
 
 async def test_stores_opened_concurrently_in_one_process_each_migrate(tmp_path: Path) -> None:
@@ -184,9 +171,9 @@ async def test_stores_opened_concurrently_in_one_process_each_migrate(tmp_path: 
             await store.close()
 
 
-async def test_concurrent_opens_migrate_one_server_database_once(tmp_path: Path, postgres_scratch_url: str) -> None:
+async def test_concurrent_opens_migrate_one_server_database_once(tmp_path: Path, empty_postgres_url: str) -> None:
     """Several stores opened at once with migrate_schema on one empty PostgreSQL database all open and agree."""
-    settings = Settings(home=tmp_path, database_url=postgres_scratch_url, storage_url=(tmp_path / "blobs").as_uri())
+    settings = Settings(home=tmp_path, database_url=empty_postgres_url, storage_url=(tmp_path / "blobs").as_uri())
     stores = await asyncio.wait_for(
         asyncio.gather(*(BlobStore.open(settings, migrate_schema=True) for _ in range(3))), 60
     )
@@ -196,12 +183,12 @@ async def test_concurrent_opens_migrate_one_server_database_once(tmp_path: Path,
     finally:
         for store in stores:
             await store.close()
-    assert await _run(postgres_scratch_url, _model_diffs) == []
+    assert await _run(empty_postgres_url, _model_diffs) == []
 
 
-async def test_data_survives_reopening_a_migrated_store(tmp_path: Path, postgres_scratch_url: str) -> None:
+async def test_data_survives_reopening_a_migrated_store(tmp_path: Path, empty_postgres_url: str) -> None:
     """A store opened on a database migrated by `upgrade` keeps its data across reopen and re-upgrade."""
-    settings = Settings(home=tmp_path, database_url=postgres_scratch_url, storage_url=(tmp_path / "blobs").as_uri())
+    settings = Settings(home=tmp_path, database_url=empty_postgres_url, storage_url=(tmp_path / "blobs").as_uri())
     async with await BlobStore.open(settings, migrate_schema=True) as store:
         await store.tenant("acme").put("k", b"kept")
     async with await BlobStore.open(settings, migrate_schema=True) as store:
@@ -231,10 +218,7 @@ def test_migrations_are_the_package_blobstore_migrations() -> None:
 def test_the_package_and_the_checkout_see_one_history_with_one_head() -> None:
     """alembic.ini (checkout) and blobstore._migrations (wheel) name the same revisions, in one line, one head."""
     packaged = ScriptDirectory.from_config(migrate.alembic_config())
-    with warnings.catch_warnings():
-        # alembic.ini predates Alembic's path_separator option; Alembic warns but reads it the same.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        checkout = ScriptDirectory.from_config(Config(str(ROOT / "alembic.ini")))
+    checkout = ScriptDirectory.from_config(Config(str(ROOT / "alembic.ini")))
     assert len(packaged.get_heads()) == 1
     assert packaged.get_heads() == checkout.get_heads()
     assert [s.revision for s in packaged.walk_revisions()] == [s.revision for s in checkout.walk_revisions()]

@@ -33,8 +33,10 @@ def test_every_error_has_one_base_and_its_builtin() -> None:
         assert issubclass(getattr(blobstore, name), blobstore.BlobStoreError), name
     assert issubclass(blobstore.NotFound, builtins.FileNotFoundError)
     assert issubclass(blobstore.InvalidKey, ValueError)
-    assert blobstore.StorageUnavailable.retryable and not blobstore.NotFound.retryable
-    assert errors.__doc__ is not None and "NotFound" in errors.__doc__
+    assert blobstore.StorageUnavailable.retryable
+    assert not blobstore.NotFound.retryable
+    assert errors.__doc__ is not None
+    assert "NotFound" in errors.__doc__
 
 
 def test_package_ships_type_information_and_migrations() -> None:

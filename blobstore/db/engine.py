@@ -48,8 +48,7 @@ class Database:
         """
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             try:
-                async with self.engine.begin() as conn:
-                    return await work(conn)
+                return await _run_to_the_end(self._attempt(work))
             except DBAPIError as exc:
                 if attempt == _MAX_ATTEMPTS or not is_transient(exc):
                     if is_transient(exc) or exc.connection_invalidated:
@@ -58,9 +57,37 @@ class Database:
                 await asyncio.sleep(min(0.5, 0.005 * 2**attempt) * random.random())
         raise AssertionError("unreachable")
 
+    async def _attempt(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        async with self.engine.begin() as conn:
+            return await work(conn)
+
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+async def _run_to_the_end(attempt: Awaitable[T]) -> T:
+    """Await one transaction attempt; if the caller is cancelled meanwhile, let the attempt finish first.
+
+    A transaction cut off mid-statement gets its connection invalidated half-way
+    through; with aiosqlite the raw SQLite connection can then linger, holding
+    the write lock taken by ``BEGIN IMMEDIATE`` until garbage collection, and
+    every other writer (in any process) waits out its busy timeout. Finishing
+    the attempt (commit or rollback) returns the connection cleanly.
+    """
+    task = asyncio.ensure_future(attempt)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(_retrieve)
+        await asyncio.wait([task])
+        raise
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark the outcome of an attempt nobody awaits any more as seen."""
+    if not task.cancelled():
+        task.exception()
 
 
 def is_transient(exc: DBAPIError) -> bool:

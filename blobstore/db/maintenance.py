@@ -100,11 +100,6 @@ async def blob_records(conn: AsyncConnection) -> list[BlobRecord]:
     return [BlobRecord(*row) for row in await conn.execute(query)]
 
 
-async def blob_state(conn: AsyncConnection, blob_id: int) -> str | None:
-    """The blob's state, or None if its row is gone."""
-    return (await conn.execute(select(blobs.c.state).where(blobs.c.id == blob_id))).scalar()
-
-
 async def refs_to_unusable_blobs(conn: AsyncConnection) -> list[tuple[str, str, int]]:
     """(tenant, key, blob id) of every reference whose blob is not ``live``."""
     query = (
