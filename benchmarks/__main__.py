@@ -2,12 +2,14 @@
 
 Prints the results table on stdout (progress goes to stderr) and writes the
 JSON document; exits 0 even when a target is missed (the table says so),
-and 1 only when a benchmark could not run at all.
+and 1 only when a benchmark could not run at all. ``--from-json PATH``
+renders a saved document again (table, ``--markdown``) without running anything.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from benchmarks.deployments import postgres_reachable
 from benchmarks.harness import Context
-from benchmarks.output import machine_info, markdown, text_table, to_json, write_json
+from benchmarks.output import machine_info, markdown, rows_from_json, text_table, to_json, write_json
 from benchmarks.runner import parse_only, run_benchmarks
 from tests.servers import LOCAL_POSTGRES
 
@@ -36,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="where scratch files go (default: a temp dir)")
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL variants")
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 (moto) variants")
+    parser.add_argument("--from-json", type=Path, help="render this saved JSON document instead of running")
     args = parser.parse_args(argv)
+    if args.from_json:
+        return _render(args.from_json, args.markdown)
     try:
         ids = parse_only(args.only)
     except ValueError as exc:
@@ -62,12 +67,22 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.monotonic() - started
 
     print(text_table(rows))
-    write_json(args.json, to_json(rows, machine, mode, seconds))
+    command = ("python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:])).strip()
+    write_json(args.json, {"command": command, **to_json(rows, machine, mode, seconds)})
     print(f"\n{mode} mode, {seconds:.0f} s; JSON in {args.json}", file=sys.stderr)
     if args.markdown:
-        command = "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:])
-        args.markdown.write_text(markdown(rows, machine, mode, command.strip()))
+        args.markdown.write_text(markdown(rows, machine, mode, command))
     return 1 if any(row.status == "error" for row in rows) else 0
+
+
+def _render(path: Path, markdown_path: Path | None) -> int:
+    document = json.loads(path.read_text())
+    rows = rows_from_json(document)
+    print(text_table(rows))
+    if markdown_path:
+        command = document.get("command") or f"python -m benchmarks --{document['mode']}"
+        markdown_path.write_text(markdown(rows, document["machine"], document["mode"], command))
+    return 0
 
 
 if __name__ == "__main__":

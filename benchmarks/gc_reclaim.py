@@ -109,7 +109,10 @@ async def _measure(ctx: Context, store: BlobStore, home: Path, variant: str, siz
 
     with phase(ctx, f"P8 {variant} {sizes.blobs:,} blobs"):
         paired = await interleave(sizes.rounds, baseline, subject)
-    notes = "baseline: os.unlink loop over the same number of objects in the same fan-out layout (one thread)"
+    notes = (
+        "baseline: a Path.unlink loop (one worker thread) over as many objects in the same fan-out layout; "
+        "both sides sync before timing"
+    )
     return throughput_row("P8", variant, _what(sizes.blobs), paired, sizes.blobs, "blobs/s", TARGET, notes)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Row
+from benchmarks.harness import Row, Target
 
 COLUMNS = ("id", "variant", "what", "subject", "baseline", "ratio", "rounds", "target", "result")
 
@@ -88,7 +88,7 @@ def markdown(rows: Sequence[Row], machine: dict[str, Any], mode: str, command: s
     head = "| " + " | ".join(COLUMNS) + " |"
     rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
     table = [head, rule] + ["| " + " | ".join(c.replace("|", "\\|") for c in cells(row)) + " |" for row in rows]
-    notes = [f"- **{row.id} {row.variant}**: {row.notes}" for row in rows if row.notes]
+    notes = [f"- **{row.id} {row.variant}, {row.what}**: {row.notes}" for row in rows if row.notes]
     about = ", ".join(f"{key} {value}" for key, value in machine.items())
     return "\n".join(
         [
@@ -120,6 +120,30 @@ def to_json(rows: Sequence[Row], machine: dict[str, Any], mode: str, seconds: fl
         "duration_seconds": round(seconds, 1),
         "results": [row.to_dict() for row in rows],
     }
+
+
+def rows_from_json(document: dict[str, Any]) -> list[Row]:
+    """The rows of a document written by :func:`to_json` (to render it again without running anything)."""
+    rows = []
+    for item in document["results"]:
+        subject, baseline = item["subject"], item["baseline"]
+        rows.append(
+            Row(
+                item["id"],
+                item["variant"],
+                item["what"],
+                None if subject is None else subject["value"],
+                None if baseline is None else baseline["value"],
+                (subject or baseline or {"unit": ""})["unit"],
+                item["ratio"],
+                Target(**item["target"]),
+                figure=item["figure"],
+                notes=item["notes"],
+                state=None if item["status"] in ("pass", "miss") else item["status"],
+                samples=item["samples"],
+            )
+        )
+    return rows
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:

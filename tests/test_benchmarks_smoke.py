@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks import dedup_puts, gc_reclaim, large_dedup, listing
 from benchmarks.harness import Context
-from benchmarks.output import machine_info, markdown, text_table, to_json, write_json
+from benchmarks.output import machine_info, markdown, rows_from_json, text_table, to_json, write_json
 from benchmarks.runner import BENCHMARKS, parse_only, run_benchmarks
 
 TINY = {
@@ -31,7 +31,9 @@ def document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     write_json(path, to_json(rows, machine_info(), "quick", 1.0))
     assert text_table(rows).count("\n") == len(rows) + 1
     assert "| P1 |" in markdown(rows, machine_info(), "quick", "python -m benchmarks --quick")
-    return dict(json.loads(path.read_text()))
+    document = dict(json.loads(path.read_text()))
+    assert text_table(rows_from_json(document)) == text_table(rows), "a saved run renders as it printed"
+    return document
 
 
 def test_json_describes_the_run_and_the_machine(document: dict[str, object]) -> None:
