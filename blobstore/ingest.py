@@ -10,10 +10,11 @@ upload them at all. Nothing large is ever held in memory.
 from __future__ import annotations
 
 import asyncio
+import mmap
 import os
 import stat
 import tempfile
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -27,6 +28,8 @@ from blobstore.storage.base import CHUNK_SIZE, Source
 PutData = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes] | AsyncIterable[bytes]
 
 _THREADED_HASH_BYTES = 1024 * 1024
+#: How much of a file is mapped into memory at once while hashing it (a multiple of the page size).
+_HASH_WINDOW = 16 * 1024 * 1024
 
 
 @dataclass
@@ -93,7 +96,10 @@ async def _ingest_path(path: Path) -> Ingested:
 
     def _hash() -> str:
         hasher = new_hasher()
-        hasher.update_mmap(path)
+        with path.open("rb") as file:
+            for window in _mapped_windows(file, fingerprint[0]):
+                with window:
+                    hasher.update(window)
         return str(hasher.hexdigest())
 
     try:
@@ -103,6 +109,16 @@ async def _ingest_path(path: Path) -> Ingested:
     ingested = Ingested(digest, fingerprint[0], path, fingerprint=fingerprint)
     ingested.ensure_unchanged()
     return ingested
+
+
+def _mapped_windows(file: IO[bytes], size: int) -> Iterator[mmap.mmap]:
+    """The file as consecutive read-only memory maps of at most :data:`_HASH_WINDOW` bytes.
+
+    Mapping a window at a time keeps resident memory bounded (one window), where
+    mapping the whole file would count every page of it against the process.
+    """
+    for offset in range(0, size, _HASH_WINDOW):
+        yield mmap.mmap(file.fileno(), min(_HASH_WINDOW, size - offset), access=mmap.ACCESS_READ, offset=offset)
 
 
 def _fingerprint(path: Path) -> tuple[int, int]:

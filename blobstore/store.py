@@ -231,16 +231,14 @@ class Tenant:
         validate_key(dst_key)
 
         async def work(conn: AsyncConnection) -> BlobInfo:
-            tenant = await catalog.tenant_id(conn, self.name)
-            if tenant is not None:
-                await catalog.lock_tenant(conn, tenant)
+            tenant = await self._lock_tenant(conn, create=False)
             source = None if tenant is None else await catalog.find_ref(conn, tenant, src_key, lock=True)
             if tenant is None or source is None:
                 raise NotFound(f"no such key: {src_key!r}")
             request = _PutRequest(dst_key, source.content_type, dict(source.metadata), if_absent)
-            acquired = await _lock_and_acquire(conn, tenant, request, source.blob_id)
-            assert acquired, "a referenced blob is always live"
-            return await self._bind(conn, tenant, request, source.blob_id, source.digest, source.size)
+            info = await self._acquire_and_bind(conn, tenant, request, source.blob_id, source.digest, source.size)
+            assert info is not None, "a referenced blob is always live"
+            return info
 
         return await self.store.database.transaction(work)
 
@@ -250,7 +248,7 @@ class Tenant:
         now = self.store.clock()
 
         async def work(conn: AsyncConnection) -> bool:
-            tenant = await catalog.tenant_id(conn, self.name)
+            tenant = await self._lock_tenant(conn, create=False)
             return tenant is not None and await catalog.unbind_key(conn, tenant, key, now)
 
         return await self.store.database.transaction(work)
@@ -342,11 +340,27 @@ class Tenant:
             deduplicated=deduplicated,
         )
 
-    async def _bind(
+    async def _lock_tenant(self, conn: AsyncConnection, *, create: bool) -> int | None:
+        """Lock this tenant's row, the first lock every write takes; its id (None: unknown and not created)."""
+        return await catalog.lock_tenant_named(conn, self.name, self.store.clock(), create=create)
+
+    async def _acquire_and_bind(
         self, conn: AsyncConnection, tenant: int, request: _PutRequest, blob_id: int, digest: str, size: int
-    ) -> BlobInfo:
-        """Bind the key to an acquired blob inside the caller's transaction; return what the tenant sees."""
-        held_before = await catalog.tenant_holds_blob(conn, tenant, blob_id)
+    ) -> BlobInfo | None:
+        """With the tenant row locked: acquire the blob and bind the key to it, in the caller's transaction.
+
+        Returns what the tenant sees, or None (changing nothing) if the blob is no longer live.
+        Row locks follow the order every writer uses: the tenant row, then blob rows by id (the
+        acquired one and the one the key replaces), so concurrent writers wait instead of deadlocking.
+        """
+        old = await catalog.find_ref(conn, tenant, request.key, lock=True)
+        if old is not None and old.blob_id != blob_id:
+            await catalog.lock_blobs(conn, [blob_id, old.blob_id])
+        if not await catalog.acquire(conn, blob_id):
+            return None
+        held_before = (old is not None and old.blob_id == blob_id) or await catalog.tenant_holds_blob(
+            conn, tenant, blob_id
+        )
         now = self.store.clock()
         await catalog.bind_key(
             conn,
@@ -359,71 +373,75 @@ class Tenant:
             metadata=request.metadata,
             if_absent=request.if_absent,
             now=now,
+            old=old,
         )
         return BlobInfo(self.name, request.key, digest, size, request.content_type, request.metadata, now, held_before)
 
     async def _put_known_digest(self, request: _PutRequest, digest: str) -> BlobInfo:
         async def work(conn: AsyncConnection) -> BlobInfo:
-            tenant = await catalog.tenant_id(conn, self.name)
-            if tenant is not None:
-                await catalog.lock_tenant(conn, tenant)
+            tenant = await self._lock_tenant(conn, create=False)
             held = None if tenant is None else await catalog.tenant_blob_with_digest(conn, tenant, digest)
-            if tenant is None or held is None or not await _lock_and_acquire(conn, tenant, request, held[0]):
+            info = None
+            if tenant is not None and held is not None:
+                info = await self._acquire_and_bind(conn, tenant, request, held[0], digest, held[1])
+            if info is None:
                 raise NotFound(f"this tenant holds no bytes with digest {digest}")
-            return await self._bind(conn, tenant, request, held[0], digest, held[1])
+            return info
 
         return await self.store.database.transaction(work)
 
     async def _put_ingested(self, request: _PutRequest, ingested: Ingested) -> BlobInfo:
         for _ in range(_MAX_UPLOAD_ATTEMPTS):
-            deduplicated = await self.store.database.transaction(
-                lambda conn: self._bind_existing(conn, request, ingested)
-            )
-            if deduplicated is not None:
-                return deduplicated
+            outcome = await self.store.database.transaction(lambda conn: self._dedup_or_record(conn, request, ingested))
+            if isinstance(outcome, BlobInfo):
+                return outcome
             try:
-                return await self._upload_and_bind(request, ingested)
+                return await self._upload_and_bind(request, ingested, *outcome)
             except _UploadReclaimed:
                 log.warning("upload of %s outlasted the GC grace period; uploading again", ingested.digest)
         raise IntegrityError(f"upload of {ingested.digest} kept outlasting the GC grace period; nothing was stored")
 
-    async def _bind_existing(self, conn: AsyncConnection, request: _PutRequest, ingested: Ingested) -> BlobInfo | None:
-        """Dedup: bind the key to the live blob with these bytes, or return None if there is none."""
-        tenant = await catalog.ensure_tenant(conn, self.name, self.store.clock())
+    async def _dedup_or_record(
+        self, conn: AsyncConnection, request: _PutRequest, ingested: Ingested
+    ) -> BlobInfo | tuple[int, str]:
+        """Dedup: bind the key to the live blob with these bytes. Failing that, record the intent to
+        upload them (an ``uploading`` blob row under a fresh object key) and return its id and key."""
+        tenant = await self._lock_tenant(conn, create=True)
+        assert tenant is not None
         blob_id = await catalog.find_live_blob(conn, self.store.dedup_scope_of(self.name), ingested.digest)
-        if blob_id is None or not await _lock_and_acquire(conn, tenant, request, blob_id):
-            return None
-        return await self._bind(conn, tenant, request, blob_id, ingested.digest, ingested.size)
+        if blob_id is not None:
+            info = await self._acquire_and_bind(conn, tenant, request, blob_id, ingested.digest, ingested.size)
+            if info is not None:
+                return info
+        await self._precheck(conn, tenant, request, ingested.size)
+        # A fresh key per attempt: a replay after a lost COMMIT reply must not collide with the
+        # row that did commit (which GC reclaims as an abandoned upload).
+        object_key = object_key_for(ingested.digest)
+        now = self.store.clock()
+        scope = self.store.dedup_scope_of(self.name)
+        return await catalog.insert_uploading(conn, scope, ingested.digest, ingested.size, object_key, now), object_key
 
-    async def _upload_and_bind(self, request: _PutRequest, ingested: Ingested) -> BlobInfo:
-        """Record the upload, write the bytes under a fresh key, then make the blob live and bind the key."""
+    async def _upload_and_bind(
+        self, request: _PutRequest, ingested: Ingested, blob_id: int, object_key: str
+    ) -> BlobInfo:
+        """Write the bytes of the recorded upload, then make the blob live and bind the key."""
         store = self.store
         scope = store.dedup_scope_of(self.name)
 
-        async def record(conn: AsyncConnection) -> tuple[int, str]:
-            # A fresh key per attempt: a replay after a lost COMMIT reply must not collide with the
-            # row that did commit (which GC reclaims as an abandoned upload).
-            object_key = object_key_for(ingested.digest)
-            tenant = await catalog.ensure_tenant(conn, self.name, store.clock())
-            await self._precheck(conn, tenant, request, ingested.size)
-            blob_id = await catalog.insert_uploading(
-                conn, scope, ingested.digest, ingested.size, object_key, store.clock()
-            )
-            return blob_id, object_key
-
         async def commit(conn: AsyncConnection) -> tuple[BlobInfo, bool]:
-            tenant = await catalog.ensure_tenant(conn, self.name, store.clock())
-            await catalog.lock_tenant(conn, tenant)
+            tenant = await self._lock_tenant(conn, create=True)
+            assert tenant is not None
             winner = await catalog.find_live_blob(conn, scope, ingested.digest)
-            if winner is not None and await _lock_and_acquire(conn, tenant, request, winner):
-                info = await self._bind(conn, tenant, request, winner, ingested.digest, ingested.size)
-                return info, False
+            if winner is not None:
+                info = await self._acquire_and_bind(conn, tenant, request, winner, ingested.digest, ingested.size)
+                if info is not None:
+                    return info, False
             if not await catalog.promote(conn, blob_id, store.clock()):
                 raise _UploadReclaimed
-            await _lock_and_acquire(conn, tenant, request, blob_id)
-            return await self._bind(conn, tenant, request, blob_id, ingested.digest, ingested.size), True
+            info = await self._acquire_and_bind(conn, tenant, request, blob_id, ingested.digest, ingested.size)
+            assert info is not None, "the blob was promoted in this transaction"
+            return info, True
 
-        blob_id, object_key = await store.database.transaction(record)
         try:
             try:
                 await store.storage.write(object_key, ingested.source)
@@ -470,19 +488,6 @@ class Tenant:
                 await database.transaction(lambda conn: catalog.forget_blobs(conn, [blob_id]))
         except Exception:
             log.warning("could not discard upload %s; GC will reclaim it", object_key, exc_info=True)
-
-
-async def _lock_and_acquire(conn: AsyncConnection, tenant: int, request: _PutRequest, blob_id: int) -> bool:
-    """Take a bind's row locks in the order every writer uses, then acquire the blob (False: not live).
-
-    The order is the tenant row, then the blob rows (new and replaced) by id; delete follows it
-    too, so concurrent writers wait for each other instead of deadlocking (and waiting out
-    PostgreSQL's deadlock timeout before a retry).
-    """
-    await catalog.lock_tenant(conn, tenant)
-    old = await catalog.find_ref(conn, tenant, request.key)
-    await catalog.lock_blobs(conn, [blob_id] if old is None else [blob_id, old.blob_id])
-    return await catalog.acquire(conn, blob_id)
 
 
 class BlobStream:

@@ -90,9 +90,17 @@ async def ensure_tenant(conn: AsyncConnection, name: str, now: datetime) -> int:
     return found
 
 
-async def lock_tenant(conn: AsyncConnection, tenant: int) -> None:
-    """Lock the tenant's row until the transaction ends: the first lock of every write (see lock_blobs)."""
-    await conn.execute(select(tenants.c.id).where(tenants.c.id == tenant).with_for_update())
+async def lock_tenant_named(conn: AsyncConnection, name: str, now: datetime, *, create: bool) -> int | None:
+    """Lock the named tenant's row (the first lock of every write) and return its id.
+
+    A tenant that has never stored anything is created when ``create``, else None is returned.
+    """
+    query = select(tenants.c.id).where(tenants.c.name == name).with_for_update()
+    found = (await conn.execute(query)).scalar()
+    if found is None and create:
+        await insert_ignoring_conflict(conn, tenants, {"name": name, "created_at": now})
+        found = (await conn.execute(query)).scalar()
+    return found
 
 
 async def usage(conn: AsyncConnection, tenant: int) -> Usage:
@@ -174,7 +182,7 @@ async def tenant_holds_blob(conn: AsyncConnection, tenant: int, blob_id: int) ->
 
 
 async def lock_blobs(conn: AsyncConnection, blob_ids: Sequence[int]) -> None:
-    """Lock blob rows in id order, after the tenant row (:func:`lock_tenant`).
+    """Lock blob rows in id order, after the tenant row (:func:`lock_tenant_named`).
 
     Every write takes its row locks in this one order (tenant, then blobs by id),
     so concurrent writers in any number of processes wait instead of deadlocking.
@@ -277,14 +285,15 @@ async def bind_key(
     metadata: dict[str, str],
     if_absent: bool,
     now: datetime,
+    old: RefRow | None,
 ) -> None:
-    """Point ``key`` at ``blob_id``, whose reference the caller has already acquired.
+    """Point ``key`` at ``blob_id``, whose reference the caller has already acquired; ``old`` is the
+    key's current reference, found (and locked) by the caller.
 
     Replacing a key releases its old blob and charges only the size difference.
     Raises AlreadyExists (``if_absent``) or QuotaExceeded; the caller's
     transaction then rolls back, acquisition included.
     """
-    old = await find_ref(conn, tenant, key, lock=True)
     if old is not None and if_absent:
         raise AlreadyExists(f"key {key!r} already exists")
     await charge(conn, tenant, tenant_name, size - (old.size if old else 0), 0 if old else 1)
@@ -303,8 +312,10 @@ async def bind_key(
 
 
 async def unbind_key(conn: AsyncConnection, tenant: int, key: str, now: datetime) -> bool:
-    """Delete the reference under ``key``, releasing its blob and freeing quota; False if absent."""
-    await lock_tenant(conn, tenant)
+    """Delete the reference under ``key``, releasing its blob and freeing quota; False if absent.
+
+    The caller holds the tenant's row lock (:func:`lock_tenant_named`).
+    """
     old = await find_ref(conn, tenant, key, lock=True)
     if old is None:
         return False

@@ -38,7 +38,9 @@ class Database:
             self.engine: AsyncEngine = create_async_engine(url, connect_args={"timeout": 60})
             _configure_sqlite(self.engine)
         else:
-            self.engine = create_async_engine(url, pool_size=pool_size, max_overflow=2 * pool_size, pool_pre_ping=True)
+            # No pre-ping round trip per checkout: a stale pooled connection fails its first statement,
+            # is invalidated, and the transaction is replayed on a fresh one (see transaction()).
+            self.engine = create_async_engine(url, pool_size=pool_size, max_overflow=2 * pool_size)
 
     async def transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run ``work`` in one transaction, replaying it on transient conflicts; commit on return.
