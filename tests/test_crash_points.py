@@ -120,8 +120,10 @@ async def check_debris(store: BlobStore, point: str, request: pytest.FixtureRequ
 async def test_a_killed_process_loses_no_acknowledged_write_and_leaks_nothing(
     open_store: StoreFactory, deployment: str, point: str, clock: FakeClock, request: pytest.FixtureRequest
 ) -> None:
-    """SIGKILL at the point, then reopen: every ACKed key reads back, the interrupted operation is all or
-    nothing, and after GC past grace no object leaks and fsck --read-data is clean."""
+    """After SIGKILL at the point: ACKed keys read back, the operation is all or nothing, nothing leaks.
+
+    Checked after reopening the store, collecting past grace and running fsck --read-data.
+    """
     store = await open_store(deployment)
     lines = await run_worker(store, point)
     await check_debris(store, point, request)

@@ -64,8 +64,10 @@ async def collect_and_check(store: BlobStore, clock: FakeClock) -> None:
 async def test_a_failed_write_fails_the_put_cleanly(
     store: BlobStore, clock: FakeClock, phase: str, error: BaseException
 ) -> None:
-    """A write that fails before, halfway through (a torn object) or after storing raises from put; the
-    key keeps its old value, a new key does not appear, and no row or object is left behind."""
+    """A write failing before, midway (torn object) or after storing fails the put and leaves nothing behind.
+
+    The key keeps its old value, a new key does not appear, no row or object remains.
+    """
     storage = faulty(store)
     acme = store.tenant("acme")
     await acme.put("k", b"old value")
@@ -85,8 +87,7 @@ async def test_a_failed_write_fails_the_put_cleanly(
 
 
 async def test_a_failed_write_whose_clean_up_fails_too_is_finished_by_gc(store: BlobStore) -> None:
-    """When the write fails and so does the deletion of what it left, the row stays tombstoned and the
-    next GC (no grace needed for a tombstone) removes row and object."""
+    """A failed write whose clean-up fails too leaves a tombstone that the next GC removes, object and all."""
     storage = faulty(store)
     storage.inject(Fault("write", error=StorageUnavailable("injected"), phase="after"))
     cleanup = storage.inject(Fault("delete_many", error=StorageUnavailable("injected: delete refused")))
@@ -105,8 +106,10 @@ async def test_a_failed_write_whose_clean_up_fails_too_is_finished_by_gc(store: 
 
 
 async def test_a_read_failing_mid_stream_fails_the_get_and_changes_nothing(store: BlobStore) -> None:
-    """A read that breaks after the first chunk makes get raise (never return part of the value); a stream
-    delivers the chunks it had and then the error; the next read returns the whole value."""
+    """A read breaking mid-stream makes get raise, never return part of the value; the next read succeeds.
+
+    A stream delivers the chunks it had, then the error.
+    """
     storage = faulty(store)
     acme = store.tenant("acme")
     await acme.put("big", LARGE)
@@ -137,8 +140,7 @@ async def test_a_read_failing_mid_stream_fails_the_get_and_changes_nothing(store
 async def test_a_failed_storage_delete_during_gc_loses_nothing_and_the_next_gc_finishes(
     store: BlobStore, clock: FakeClock, phase: str
 ) -> None:
-    """GC whose batch delete fails (entirely, or after deleting half) raises; referenced keys are untouched,
-    the doomed rows stay tombstoned, and the next GC finishes the job."""
+    """A GC whose batch delete fails (wholly or halfway) raises and loses nothing; the next GC finishes."""
     storage = faulty(store)
     acme = store.tenant("acme")
     for i in range(4):
@@ -194,8 +196,7 @@ async def poll(store: BlobStore, keys: list[str], seen: list[str], stop: asyncio
 
 
 async def test_a_put_timing_out_in_a_slow_write_is_never_half_visible(store: BlobStore, clock: FakeClock) -> None:
-    """A put whose upload is too slow for the caller's timeout fails with TimeoutError; a reader polling
-    meanwhile only ever sees the key missing, and nothing is left behind."""
+    """A put timing out in a slow upload fails cleanly; a reader meanwhile only ever sees the key missing."""
     storage = faulty(store)
     slow = storage.inject(Fault("write", delay=5.0, key_prefix="data/"))
     problems: list[str] = []
@@ -216,8 +217,7 @@ async def test_a_put_timing_out_in_a_slow_write_is_never_half_visible(store: Blo
 async def test_a_gc_cancelled_during_a_hung_delete_is_finished_by_the_next_run(
     store: BlobStore, clock: FakeClock
 ) -> None:
-    """GC cancelled while its storage delete hangs leaves tombstones only; referenced keys stay readable and
-    the next GC finishes."""
+    """A GC cancelled in a hung storage delete leaves only tombstones, which the next GC finishes."""
     storage = faulty(store)
     acme = store.tenant("acme")
     await acme.put("doomed", b"doomed")
@@ -234,9 +234,11 @@ async def test_a_gc_cancelled_during_a_hung_delete_is_finished_by_the_next_run(
 
 
 async def test_operations_cancelled_at_any_moment_are_all_or_nothing(store: BlobStore, clock: FakeClock) -> None:
-    """Puts, copies and deletes cancelled at random moments (slow storage makes every phase reachable)
-    each took effect entirely or not at all; a concurrent reader never meets a key whose bytes are
-    unreadable; counts stay exact and GC leaves no leak."""
+    """Puts, copies and deletes cancelled at random moments each took effect entirely or not at all.
+
+    Slow storage makes every phase reachable; a concurrent reader never meets a key whose bytes are unreadable,
+    no cancelled operation leaves a lock behind, counts stay exact and GC leaves no leak.
+    """
     storage = faulty(store)
     storage.inject(Fault("write", delay=0.02, times=None))
     rng = random.Random(7)
@@ -311,8 +313,10 @@ def kill_own_connection_once(real: Callable[..., Awaitable[Any]], killed: list[i
 async def test_a_connection_terminated_mid_transaction_is_retried_transparently(
     open_store: StoreFactory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, module: Any, name: str
 ) -> None:
-    """pg_terminate_backend on the connection of a put's commit, a delete or a GC tombstone: the transaction
-    is replayed on a new connection and the operation succeeds exactly once."""
+    """A PostgreSQL backend terminated mid-transaction is replayed on a new connection; the operation succeeds once.
+
+    Killed in a put's commit, a delete, or a GC tombstone.
+    """
     store = await open_store("postgres-s3")
     acme = store.tenant("acme")
     await acme.put("kept", b"kept")
@@ -361,8 +365,7 @@ class LostReply:
 async def test_a_lost_commit_reply_is_replayed_without_double_counting(
     store: BlobStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    """A transaction that committed but whose reply was lost is replayed: the put still succeeds once,
-    copies and deletes do not count twice, and every count stays exact."""
+    """A commit whose reply was lost is replayed: the operation succeeds once and no count drifts."""
     engine = LostReply(store.database.engine)
     monkeypatch.setattr(store.database, "engine", engine)
     real = getattr(catalog, name)

@@ -113,8 +113,7 @@ async def test_usage_drift_is_reported_and_repaired(store: BlobStore) -> None:
 
 
 async def test_a_missing_object_is_reported_and_never_papered_over(store: BlobStore) -> None:
-    """An object deleted from storage is a missing-object problem (ok False); repair cannot fix it and says so,
-    and reading the key fails with IntegrityError."""
+    """A missing object is reported (ok False), not repaired, and reading its key raises IntegrityError."""
     await populate(store)
     object_key = await object_key_of(store, "acme", "b")
     await store.storage.delete_many([object_key])
@@ -133,8 +132,7 @@ async def test_a_missing_object_is_reported_and_never_papered_over(store: BlobSt
 
 
 async def test_a_corrupted_object_of_the_right_size_is_found_only_by_reading_the_data(store: BlobStore) -> None:
-    """Same-size wrong bytes pass the cheap check; read_data finds them (corrupted-object), and get raises
-    IntegrityError instead of returning them."""
+    """Same-size wrong bytes are found only by read_data (corrupted-object); get raises IntegrityError."""
     values = await populate(store)
     object_key = await object_key_of(store, "globex", "big")
     damaged = bytearray(values["globex", "big"])

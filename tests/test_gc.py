@@ -148,8 +148,10 @@ async def test_a_reference_taken_before_grace_ends_saves_the_blob(store: BlobSto
 async def test_an_abandoned_upload_is_kept_until_grace_passes(
     store: BlobStore, clock: FakeClock, point: Literal["after-intent", "after-upload"]
 ) -> None:
-    """A put that crashed after recording its intent (with or without the object) leaves no key, and GC
-    reclaims its row and object only once grace has passed."""
+    """A put that crashed after recording its intent leaves no key; GC reclaims its row and object only past grace.
+
+    With or without the object written (``after-upload`` / ``after-intent``).
+    """
     await crash_put(store, "crashed", b"never acknowledged", point)
     assert await blob_states(store) == [("uploading", 0)]
     assert len(await data_objects(store)) == (1 if point == "after-upload" else 0)
@@ -290,8 +292,10 @@ async def test_more_blobs_than_one_batch_are_all_reclaimed(store: BlobStore, clo
 async def test_more_orphans_than_one_batch_are_all_deleted(
     store: BlobStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Orphans beyond one batch are listed, re-checked and deleted batch by batch: 1,100 of them on local
-    storage; on S3 (~10 ms a write) 100 of them with the batch size lowered to 40."""
+    """Orphans beyond one batch are listed, re-checked and deleted batch by batch.
+
+    1,100 of them on local storage; on S3 (~10 ms a write) 100 of them with the batch size lowered to 40.
+    """
     if isinstance(store.storage, S3Storage):
         monkeypatch.setattr(gc_module, "BATCH", 40)
         count, batches = 100, [40, 40, 20]
@@ -316,8 +320,10 @@ async def test_more_orphans_than_one_batch_are_all_deleted(
 async def test_an_orphan_is_deleted_only_past_grace_and_nothing_outside_data_is_touched(
     store: BlobStore, clock: FakeClock
 ) -> None:
-    """An object under data/ that no row holds is kept until grace has passed since it was written; objects
-    outside data/ (the store marker, anything else) are never touched."""
+    """An object under data/ without a row is deleted only once grace has passed since it was written.
+
+    Objects outside data/ (the store marker, anything else) are never touched.
+    """
     await store.tenant("acme").put("k", b"referenced")
     orphan = orphan_key()
     await store.storage.write(orphan, b"nobody's")
@@ -386,8 +392,10 @@ async def start_incomplete_upload(store: BlobStore, request: pytest.FixtureReque
 async def test_incomplete_uploads_are_aborted_only_past_grace(
     store: BlobStore, clock: FakeClock, request: pytest.FixtureRequest
 ) -> None:
-    """A multipart upload never completed (S3) or a stale temp file (local) is aborted by GC once past grace
-    (and kept before, where the endpoint reports when the upload started)."""
+    """An S3 multipart upload never completed, or a stale local temp file, is aborted by GC past grace.
+
+    And kept before, where the endpoint reports when the upload started (moto says 2010 for every upload).
+    """
     await start_incomplete_upload(store, request)
     [(_, started)] = await incomplete_uploads(store, request)
     if started > clock() - timedelta(seconds=GRACE):  # moto reports every upload as started in 2010
@@ -417,8 +425,7 @@ async def wipe_database(store: BlobStore, deployment: str) -> str:
 async def test_an_empty_database_never_meets_storage_that_holds_objects(
     store: BlobStore, deployment: str, clock: FakeClock
 ) -> None:
-    """Opening the store's storage with an empty database fails (identity pairing), so GC never gets to treat
-    "no rows" as "nothing referenced": every object survives."""
+    """An empty database does not open with the store's storage, so GC never runs on it: every object survives."""
     acme = store.tenant("acme")
     for i in range(3):
         await acme.put(f"k{i}", f"value {i}".encode())
@@ -514,8 +521,10 @@ async def test_gc_against_a_broken_database_deletes_nothing(store: BlobStore, cl
 async def test_concurrent_gc_runs_and_writers_leave_every_reference_readable(
     open_store: StoreFactory, deployment: str, clock: FakeClock
 ) -> None:
-    """Two GC runs on two stores race with writers on both (puts reviving just-reclaimable bytes, copies,
-    deletes); afterwards every key reads back its exact bytes, and a final GC leaves no leak."""
+    """Two GC runs racing writers on two stores leave every key readable and, after a final GC, no leak.
+
+    The writers put bytes whose blobs are unreferenced past grace (reviving them or uploading anew), copy and delete.
+    """
     clock.advance(-(GRACE + 100))  # the set-up happens "long ago", so it is past grace now
     first, second = await open_store(deployment), await open_store(deployment)
     pool = [f"shared value {i}".encode() * (i + 1) for i in range(12)]

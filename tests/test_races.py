@@ -79,9 +79,11 @@ async def run_workers(store: BlobStore, sync: Path, commands: list[list[str]]) -
 async def test_puts_deletes_and_gc_racing_on_the_same_bytes_lose_nothing_and_leak_nothing(
     open_store: StoreFactory, tmp_path: Path, clock: FakeClock
 ) -> None:
-    """PROCESSES processes x ROUNDS rounds of put / delete-last-reference / GC (grace 0) / read on the same
-    bytes: no acknowledged put is ever unreadable, no reference ever names a missing object, refcounts and
-    usage stay exact, and a final GC leaves exactly the referenced object."""
+    """Processes racing put / delete-last-reference / GC (grace 0) on the same bytes lose and leak nothing.
+
+    PROCESSES x ROUNDS rounds: no acknowledged put is ever unreadable, no reference ever names a missing
+    object, refcounts and usage stay exact, and a final GC leaves exactly the referenced object.
+    """
     store = await open_store(DEPLOYMENT, gc_grace_seconds=0.0)
     reports = await run_workers(
         store, tmp_path / "sync", [["churn", "--rounds", str(ROUNDS), "--seed", str(seed)] for seed in range(PROCESSES)]
@@ -115,8 +117,7 @@ async def test_puts_deletes_and_gc_racing_on_the_same_bytes_lose_nothing_and_lea
 async def test_a_storm_of_identical_puts_stores_one_object_and_counts_every_reference(
     open_store: StoreFactory, tmp_path: Path
 ) -> None:
-    """64 concurrent puts of the same new bytes (4 processes x 16 tasks) leave exactly one object and one
-    live blob with refcount 64."""
+    """64 concurrent puts of the same new bytes (4 processes x 16) store one object with refcount 64."""
     store = await open_store(DEPLOYMENT)
     reports = await run_workers(store, tmp_path / "sync", [["storm", "--count", "16"]] * 4)
     assert [report["digests"] for report in reports] == [[digest_of(STORM_PAYLOAD)]] * 4
