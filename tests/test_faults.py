@@ -25,6 +25,7 @@ from workers import data_objects, invariant_violations, rows
 
 from blobstore import BlobStore, NotFound, StorageUnavailable
 from blobstore.db import catalog, maintenance
+from blobstore.db.engine import Database
 from blobstore.testing.faults import Fault, FaultyStorage
 
 GRACE = 3600.0
@@ -338,6 +339,36 @@ async def test_a_connection_terminated_mid_transaction_is_retried_transparently(
     assert await acme.get("kept") == b"kept"
     assert await invariant_violations(store, quiescent=False) == []
     await collect_and_check(store, clock)
+
+
+async def test_pooled_connections_dropped_by_the_server_are_replaced_transparently(
+    open_store: StoreFactory, clock: FakeClock
+) -> None:
+    """After PostgreSQL drops every idle pooled connection (a restart, a failover), the next operations succeed."""
+    store = await open_store("postgres-s3")
+    acme = store.tenant("acme")
+    await acme.put("a", b"before")
+    await acme.put("gone", b"doomed")
+    killer = Database(store.settings.database_url)
+    try:
+        async with killer.engine.connect() as conn:
+            dropped = (
+                await conn.execute(
+                    text(
+                        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+            ).scalar_one()
+    finally:
+        await killer.dispose()
+    assert dropped >= 1
+    await acme.put("b", b"after")
+    assert await acme.get("a") == b"before"
+    assert await acme.delete("gone") is True
+    clock.advance(GRACE + 1)
+    assert (await store.gc()).blobs_reclaimed == 1
+    assert await invariant_violations(store) == []
 
 
 class LostReply:
