@@ -13,6 +13,7 @@ import secrets
 from blobstore.db import catalog
 from blobstore.db.engine import Database
 from blobstore.errors import ConfigurationError
+from blobstore.layout import OBJECT_PREFIX
 from blobstore.storage.base import ObjectMissing, ObjectStorage, read_all
 
 MARKER_KEY = "blobstore-store-id"
@@ -42,6 +43,11 @@ async def pair(database: Database, storage: ObjectStorage) -> str:
             f"BLOBSTORE_STORAGE_URL: {storage.url} has no blobstore marker but the database "
             f"references objects; point blobstore at that store's storage"
         )
+    if await _holds_objects(storage):
+        raise ConfigurationError(
+            f"BLOBSTORE_STORAGE_URL: {storage.url} holds blob objects but no blobstore marker; "
+            "refusing to adopt it as a new store (its objects would look unreferenced)"
+        )
     # A new store: the database settles the id (the first writer wins), then storage gets it.
     candidate = secrets.token_hex(16)
     await database.transaction(lambda conn: catalog.set_store_id(conn, candidate))
@@ -49,3 +55,10 @@ async def pair(database: Database, storage: ObjectStorage) -> str:
     assert settled is not None
     await storage.write(MARKER_KEY, settled.encode("ascii"))
     return settled
+
+
+async def _holds_objects(storage: ObjectStorage) -> bool:
+    """True if any blob object exists in ``storage``."""
+    async for _ in storage.list(OBJECT_PREFIX):
+        return True
+    return False
