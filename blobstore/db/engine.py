@@ -35,7 +35,12 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            self.engine: AsyncEngine = create_async_engine(url, connect_args={"timeout": 60})
+            # One connection per process: SQLite admits one writer at a time anyway, and queueing for the
+            # pooled connection beats several connections sleeping in SQLite's busy back-off (5x slower
+            # for 32 concurrent puts). No transaction here ever opens another while it runs.
+            self.engine: AsyncEngine = create_async_engine(
+                url, connect_args={"timeout": 60}, pool_size=1, max_overflow=0, pool_timeout=600
+            )
             _configure_sqlite(self.engine)
         else:
             # No pre-ping round trip per checkout: a stale pooled connection fails its first statement,
