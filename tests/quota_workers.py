@@ -14,12 +14,13 @@ import asyncio
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 if __name__ == "__main__":  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gate import launch_gated, wait_for_go
 
 from blobstore import BlobStore, NotFound, QuotaExceeded
 
@@ -31,41 +32,7 @@ async def race(
     env: dict[str, str], sync: Path, commands: list[list[str]], *, timeout: float = 120
 ) -> list[dict[str, Any]]:
     """Start one worker per command, release them together, return their JSON reports (fail on any error)."""
-    sync.mkdir(parents=True, exist_ok=True)
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            __file__,
-            *command,
-            "--sync",
-            str(sync),
-            "--index",
-            str(index),
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        for index, command in enumerate(commands)
-    ]
-    outputs = [asyncio.ensure_future(proc.communicate()) for proc in procs]
-    try:
-        deadline = time.monotonic() + timeout
-        while len(list(sync.glob("ready.*"))) < len(procs):
-            assert time.monotonic() < deadline, "workers did not get ready in time"
-            assert not any(output.done() for output in outputs), "a worker exited before the start"
-            await asyncio.sleep(0.02)
-        (sync / "go").touch()
-        results = await asyncio.wait_for(asyncio.gather(*outputs), timeout)
-    finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    reports = []
-    for proc, (out, err) in zip(procs, results, strict=True):
-        assert proc.returncode == 0, f"worker failed ({proc.returncode}):\n{err.decode()}"
-        reports.append(json.loads(out.decode().strip().splitlines()[-1]))
-    return reports
+    return await launch_gated(__file__, env, sync, commands, timeout=timeout)
 
 
 async def _bounded(jobs: list[Any]) -> list[Any]:
@@ -134,12 +101,7 @@ async def _main(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--index", type=int, default=0)
     args = parser.parse_args(argv)
     async with await BlobStore.open() as store:  # the deployment named by BLOBSTORE_*
-        (args.sync / f"ready.{args.index}").touch()
-        deadline = time.monotonic() + 120
-        while not (args.sync / "go").exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError("the test never said go")
-            await asyncio.sleep(0.005)
+        await wait_for_go(args.sync, args.index)
         report = await _MODES[args.mode](store, args)
     report["pid"] = os.getpid()
     return report

@@ -25,7 +25,6 @@ import asyncio
 import json
 import random
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,8 @@ from sqlalchemy import text
 
 if __name__ == "__main__":  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gate import wait_for_go
 
 from blobstore import BlobStore, IntegrityError, NotFound, Tenant
 
@@ -143,15 +144,6 @@ async def storm(store: BlobStore, index: int, count: int) -> dict[str, Any]:
     tenant = store.tenant(TENANT)
     infos = await asyncio.gather(*(tenant.put(f"storm/{index}/{i}", STORM_PAYLOAD) for i in range(count)))
     return {"done": {"put": len(infos)}, "digests": sorted({info.digest for info in infos}), "violations": []}
-
-
-async def wait_for_go(sync: Path, index: int) -> None:
-    (sync / f"ready.{index}").touch()
-    deadline = time.monotonic() + 120
-    while not (sync / "go").exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the test never said go")
-        await asyncio.sleep(0.005)
 
 
 async def main(argv: list[str]) -> dict[str, Any]:

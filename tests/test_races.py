@@ -7,9 +7,6 @@ GC runs really race on the same blob row and object.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import FakeClock, StoreFactory
+from gate import launch_gated
 from race_worker import PAYLOAD, STORM_PAYLOAD, TENANT, own_keys
 from workers import data_objects, invariant_violations, rows, worker_env
 
@@ -39,40 +37,7 @@ def digest_of(data: bytes) -> str:
 
 async def run_workers(store: BlobStore, sync: Path, commands: list[list[str]]) -> list[dict[str, Any]]:
     """Start one race_worker process per command, release them together, return their JSON reports."""
-    env = worker_env(store)
-    sync.mkdir(parents=True)
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(WORKER),
-            *command,
-            "--index",
-            str(index),
-            "--sync",
-            str(sync),
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        for index, command in enumerate(commands)
-    ]
-    outputs = [asyncio.ensure_future(proc.communicate()) for proc in procs]
-    try:
-        while len(list(sync.glob("ready.*"))) < len(procs):
-            assert not any(output.done() for output in outputs), "a worker exited before the start"
-            await asyncio.sleep(0.02)
-        (sync / "go").touch()
-        results = await asyncio.wait_for(asyncio.gather(*outputs), 240)
-    finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    reports = []
-    for proc, (out, err) in zip(procs, results, strict=True):
-        assert proc.returncode == 0, f"worker failed ({proc.returncode}):\n{err.decode()}"
-        reports.append(json.loads(out.decode().strip().splitlines()[-1]))
-    return reports
+    return await launch_gated(WORKER, worker_env(store), sync, commands, timeout=240)
 
 
 @pytest.mark.slow

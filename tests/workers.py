@@ -27,6 +27,8 @@ from sqlalchemy import text
 if __name__ == "__main__":  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gate import launch_gated, wait_for_go
+
 from blobstore import BlobStore, NotFound
 from blobstore.layout import OBJECT_PREFIX
 
@@ -149,42 +151,7 @@ async def run_workers(
 ) -> list[dict[str, Any]]:
     """Start one worker process per command on ``store``'s deployment, release them together, and
     return each one's JSON report; fail with its stderr if any worker fails."""
-    env = worker_env(store)
-    sync_dir.mkdir(parents=True, exist_ok=True)
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            __file__,
-            *command,
-            "--sync",
-            str(sync_dir),
-            "--index",
-            str(index),
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        for index, command in enumerate(commands)
-    ]
-    outputs = [asyncio.ensure_future(proc.communicate()) for proc in procs]
-    try:
-        deadline = time.monotonic() + timeout
-        while len(list(sync_dir.glob("ready.*"))) < len(procs):
-            assert time.monotonic() < deadline, "workers did not get ready in time"
-            assert not any(output.done() for output in outputs), "a worker exited before the start"
-            await asyncio.sleep(0.02)
-        (sync_dir / "go").touch()
-        results = await asyncio.wait_for(asyncio.gather(*outputs), timeout)
-    finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    reports = []
-    for proc, (out, err) in zip(procs, results, strict=True):
-        assert proc.returncode == 0, f"worker failed ({proc.returncode}):\n{err.decode()}"
-        reports.append(json.loads(out.decode().strip().splitlines()[-1]))
-    return reports
+    return await launch_gated(__file__, worker_env(store), sync_dir, commands, timeout=timeout)
 
 
 # --- the worker process ----------------------------------------------------------------------------
@@ -281,15 +248,6 @@ async def _mix(store: BlobStore, args: argparse.Namespace) -> dict[str, Any]:
 _MODES = {"put-same": _put_same, "put-key": _put_key, "churn": _churn, "delete": _delete, "mix": _mix, "gc": _gc}
 
 
-async def _wait_for_go(sync: Path, index: int) -> None:
-    (sync / f"ready.{index}").touch()
-    deadline = time.monotonic() + 120
-    while not (sync / "go").exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the test never said go")
-        await asyncio.sleep(0.005)
-
-
 async def _main(argv: list[str]) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", choices=sorted(_MODES))
@@ -302,7 +260,7 @@ async def _main(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--index", type=int, default=0)
     args = parser.parse_args(argv)
     async with await BlobStore.open() as store:  # the deployment named by BLOBSTORE_*
-        await _wait_for_go(args.sync, args.index)
+        await wait_for_go(args.sync, args.index)
         started = time.monotonic()
         report = await _MODES[args.mode](store, args)
         report["seconds"] = round(time.monotonic() - started, 3)
