@@ -68,7 +68,8 @@ async def set_quota(store: BlobStore, tenant: str, *, max_bytes: Limit = KEEP, m
     }
 
     async def work(conn: AsyncConnection) -> Quota:
-        tenant_id = await catalog.ensure_tenant(conn, tenant, store.clock())
+        tenant_id = await catalog.lock_tenant_named(conn, tenant, store.clock(), create=True)
+        assert tenant_id is not None
         await set_limits(conn, tenant_id, limits)
         return Quota.from_row((await tenant_rows(conn, tenant))[0])
 

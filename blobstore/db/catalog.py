@@ -82,14 +82,6 @@ async def tenant_id(conn: AsyncConnection, name: str) -> int | None:
     return (await conn.execute(select(tenants.c.id).where(tenants.c.name == name))).scalar()
 
 
-async def ensure_tenant(conn: AsyncConnection, name: str, now: datetime) -> int:
-    """The tenant's id, creating the tenant on first use."""
-    await insert_ignoring_conflict(conn, tenants, {"name": name, "created_at": now})
-    found = await tenant_id(conn, name)
-    assert found is not None
-    return found
-
-
 async def lock_tenant_named(conn: AsyncConnection, name: str, now: datetime, *, create: bool) -> int | None:
     """Lock the named tenant's row (the first lock of every write) and return its id.
 
