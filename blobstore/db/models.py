@@ -102,6 +102,8 @@ class Blob(Base):
     refcount: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     unreferenced_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: While ``uploading``: the uploader renews this as bytes flow; GC reclaims the upload only after it passes.
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index(
