@@ -7,7 +7,7 @@ across tenants and copied within them (and some blobs are unreferenced,
 pending GC), plus this month's egress rows. Refcounts and
 tenant usage are computed in the same statements, so the store is consistent
 (fsck-clean); indexes are rebuilt after the load, then VACUUM ANALYZE.
-Storage is ``memory://``: the report never touches object storage.
+Storage is an empty local directory: the report never touches object storage.
 
 Subject: ``await store.report()``, everything included (the per-tenant GROUP
 BY with attribution windows, the blob totals, egress, Python assembly).
@@ -134,7 +134,9 @@ async def load(url: str, sizes: Sizes, ctx: Context) -> None:
 async def measure(ctx: Context, sizes: Sizes) -> tuple[Row, dict[str, Any]]:
     """Load a scratch database, check the report adds up, then time report and baseline side by side."""
     with postgres_database(ctx) as url:
-        async with open_store(ctx.workdir / "p6", database_url=url, storage_url="memory://") as store:
+        async with open_store(
+            ctx.workdir / "p6", database_url=url, storage_url=(ctx.workdir / "p6-blobs").as_uri()
+        ) as store:
             await load(url, sizes, ctx)
             facts = await _check(store, sizes)
             async with raw_postgres(url) as raw:

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from blobstore.db.urls import split_ssl_options
 from blobstore.errors import ConfigurationError
 
 DedupScope = Literal["global", "tenant"]
@@ -61,6 +65,29 @@ class Settings:
         """True for the embedded SQLite database."""
         return self.database_url.startswith("sqlite+aiosqlite:")
 
+    @property
+    def database_is_ephemeral(self) -> bool:
+        """True for an in-memory SQLite database, which vanishes with the process."""
+        return self.is_sqlite and make_url(self.database_url).database in (None, "", ":memory:")
+
+    def check_durability(self) -> None:
+        """Refuse a database and a storage of which only one outlives the process.
+
+        Either side alone in memory acknowledges puts that the next process cannot
+        honour: bytes vanish under surviving references, or objects outlive every record of them.
+        """
+        storage_is_ephemeral = self.storage_url.startswith("memory:")
+        if storage_is_ephemeral and not self.database_is_ephemeral:
+            raise ConfigurationError(
+                "BLOBSTORE_STORAGE_URL: memory:// storage loses its objects when the process ends while the "
+                "database (BLOBSTORE_DATABASE_URL) keeps their references; pair it with sqlite+aiosqlite:///:memory:"
+            )
+        if self.database_is_ephemeral and not storage_is_ephemeral:
+            raise ConfigurationError(
+                "BLOBSTORE_DATABASE_URL: an in-memory database forgets every reference when the process ends "
+                "while the storage (BLOBSTORE_STORAGE_URL) keeps the objects; use a database file, or memory://"
+            )
+
 
 def normalize_database_url(url: str) -> str:
     """Return ``url`` with its async driver made explicit (``postgresql://`` becomes ``postgresql+asyncpg://``)."""
@@ -71,7 +98,20 @@ def normalize_database_url(url: str) -> str:
             f"BLOBSTORE_DATABASE_URL: unsupported database URL {shown}; "
             "use sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db"
         )
-    return f"{_DB_DRIVERS[scheme]}://{rest}"
+    normalized = f"{_DB_DRIVERS[scheme]}://{rest}"
+    try:
+        port = make_url(normalized).port
+    except ArgumentError:
+        raise ConfigurationError("BLOBSTORE_DATABASE_URL: the database URL cannot be parsed") from None
+    except ValueError:
+        raise ConfigurationError("BLOBSTORE_DATABASE_URL: the port is not a number") from None
+    if port is not None and not 0 < port < 65536:
+        raise ConfigurationError(f"BLOBSTORE_DATABASE_URL: port {port} is out of range (1-65535)")
+    try:
+        split_ssl_options(normalized)
+    except ValueError as exc:
+        raise ConfigurationError(f"BLOBSTORE_DATABASE_URL: {exc}") from None
+    return normalized
 
 
 def _parse_scope(value: str) -> DedupScope:
@@ -82,11 +122,18 @@ def _parse_scope(value: str) -> DedupScope:
     raise ConfigurationError(f"BLOBSTORE_DEDUP_SCOPE must be 'global' or 'tenant', not {value!r}")
 
 
+#: The longest grace period: ten years (longer ones overflow date arithmetic in some databases).
+MAX_GC_GRACE_SECONDS = 10 * 365 * 24 * 3600
+
+
 def _parse_grace(value: str) -> float:
     try:
         seconds = float(value)
     except ValueError:
         seconds = -1.0
-    if not seconds >= 0:
-        raise ConfigurationError(f"BLOBSTORE_GC_GRACE must be a number of seconds >= 0, not {value!r}")
+    if not 0 <= seconds <= MAX_GC_GRACE_SECONDS:
+        raise ConfigurationError(
+            f"BLOBSTORE_GC_GRACE must be a number of seconds from 0 to {MAX_GC_GRACE_SECONDS} (ten years), "
+            f"not {value!r}"
+        )
     return seconds

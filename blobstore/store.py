@@ -87,6 +87,7 @@ class BlobStore:
         Any misconfiguration raises ConfigurationError naming the variable.
         """
         settings = settings or Settings.from_env(database_url=database_url, storage_url=storage_url)
+        settings.check_durability()
         if storage is None:
             storage = open_storage_from_url(
                 settings.storage_url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region

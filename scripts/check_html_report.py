@@ -140,7 +140,7 @@ async def demo_report_html(home: Path) -> str:
     from blobstore import BlobStore, Settings
     from blobstore.report_html import render_html
 
-    settings = Settings(home=home, database_url=f"sqlite+aiosqlite:///{home / 'db.sqlite'}", storage_url="memory://")
+    settings = Settings(home=home, database_url="sqlite+aiosqlite:///:memory:", storage_url="memory://")
     async with await BlobStore.open(settings) as store:
         common = os.urandom(300_000)
         for index, name in enumerate(["acme", "globex", "initech", "umbrella", "hooli", "stark-industries"]):

@@ -108,6 +108,15 @@ def s3_bucket(s3: S3Endpoint) -> Iterator[str]:
         holder.result()
 
 
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless Chromium (``.ci/run`` installs it; only a developer's machine may skip)."""
+    path = Path("/usr/bin/chromium")
+    if not path.exists():
+        _unavailable("no /usr/bin/chromium (Debian: apt-get install -y chromium)")
+    return str(path)
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -136,6 +145,8 @@ def settings_for(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[st
         if deployment.startswith("postgres"):
             url = request.getfixturevalue("postgres_url")
             run_sync(_truncate(url))
+        elif deployment.endswith("-memory"):
+            url = "sqlite+aiosqlite:///:memory:"
         else:
             url = f"sqlite+aiosqlite:///{home / 'blobstore.db'}"
         if deployment.endswith("-s3"):

@@ -191,17 +191,20 @@ async def test_an_unwritable_storage_directory_fails_at_open(tmp_path: Path) -> 
 )
 async def test_an_unreachable_database_fails_at_open(tmp_path: Path, url: str) -> None:
     """A database that refuses connections or does not exist raises ConfigurationError naming the variable."""
-    settings = replace(_sqlite(tmp_path, "memory://"), database_url=url)
+    settings = replace(_sqlite(tmp_path, (tmp_path / "blobs").as_uri()), database_url=url)
     with pytest.raises(ConfigurationError) as caught:
         await BlobStore.open(settings)
     _one_sentence(caught.value, "BLOBSTORE_DATABASE_URL")
+    assert "cannot connect" in str(caught.value)
 
 
 async def test_an_uncreatable_sqlite_directory_fails_at_open(tmp_path: Path) -> None:
     """A SQLite file whose directory cannot be created raises ConfigurationError naming the variable."""
     blocker = tmp_path / "file"
     blocker.write_bytes(b"")
-    settings = replace(_sqlite(tmp_path, "memory://"), database_url=f"sqlite+aiosqlite:///{blocker}/sub/x.db")
+    settings = replace(
+        _sqlite(tmp_path, (tmp_path / "blobs").as_uri()), database_url=f"sqlite+aiosqlite:///{blocker}/sub/x.db"
+    )
     with pytest.raises(ConfigurationError) as caught:
         await BlobStore.open(settings)
     _one_sentence(caught.value, "BLOBSTORE_DATABASE_URL")
@@ -328,3 +331,81 @@ async def test_pairing_holds_on_postgres_and_s3(open_store: StoreFactory, tmp_pa
         await BlobStore.open(replace(store.settings, storage_url=other_prefix))
     assert other_id in str(caught.value)
     assert await store.tenant("acme").get("k") == b"v"
+
+
+# --- settings that used to fail late or strangely (issue 8, item 9; item 7) -------------------------
+
+
+@pytest.mark.parametrize("grace", ["inf", "1e12", "-5", "1e400", "infinity"])
+def test_an_unrepresentable_gc_grace_is_refused_at_start(grace: str) -> None:
+    """A grace that is infinite, negative or past any date the databases hold names the variable at start."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"BLOBSTORE_GC_GRACE": grace})
+    _one_sentence(caught.value, "BLOBSTORE_GC_GRACE")
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql+asyncpg://postgres@127.0.0.1:port/x", "postgresql://postgres@127.0.0.1:99999/x"]
+)
+def test_a_bad_database_port_names_the_variable(url: str) -> None:
+    """A non-numeric or out-of-range port is refused when the settings are read."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"BLOBSTORE_DATABASE_URL": url})
+    _one_sentence(caught.value, "BLOBSTORE_DATABASE_URL")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("mode", ["disable", "allow", "prefer"])
+async def test_libpq_sslmode_is_understood(tmp_path: Path, empty_postgres_url: str, mode: str) -> None:
+    """``?sslmode=`` as libpq spells it reaches asyncpg as its ``ssl`` option; the store opens and works."""
+    url = f"{empty_postgres_url}?sslmode={mode}"
+    settings = replace(_sqlite(tmp_path, (tmp_path / "blobs").as_uri()), database_url=url)
+    store = await BlobStore.open(settings, migrate_schema=True)
+    async with store:
+        assert (await store.tenant("acme").put("k", b"over ssl settings")).size == 17
+
+
+@pytest.mark.postgres
+async def test_sslmode_require_against_a_server_without_ssl_is_one_sentence(
+    tmp_path: Path, empty_postgres_url: str
+) -> None:
+    """sslmode=require is passed on (not ignored): a server without SSL refuses, in one sentence."""
+    url = f"{empty_postgres_url}?sslmode=require"
+    with pytest.raises(ConfigurationError) as caught:
+        await BlobStore.open(replace(_sqlite(tmp_path, (tmp_path / "blobs").as_uri()), database_url=url))
+    _one_sentence(caught.value, "BLOBSTORE_DATABASE_URL")
+
+
+def test_an_unknown_sslmode_names_the_variable() -> None:
+    """An sslmode libpq does not know is refused when the settings are read."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"BLOBSTORE_DATABASE_URL": "postgresql://h/db?sslmode=sometimes"})
+    _one_sentence(caught.value, "BLOBSTORE_DATABASE_URL")
+
+
+async def test_memory_storage_beside_a_persistent_database_is_refused(tmp_path: Path) -> None:
+    """memory:// with a database file would acknowledge puts whose bytes vanish with the process."""
+    with pytest.raises(ConfigurationError) as caught:
+        await BlobStore.open(_sqlite(tmp_path, "memory://"))
+    _one_sentence(caught.value, "BLOBSTORE_STORAGE_URL")
+    assert not (tmp_path / "db" / "blobstore.db").exists()
+
+
+async def test_an_in_memory_database_beside_persistent_storage_is_refused(tmp_path: Path) -> None:
+    """:memory: with a directory would leave objects that no database remembers."""
+    settings = replace(_sqlite(tmp_path, (tmp_path / "blobs").as_uri()), database_url="sqlite+aiosqlite:///:memory:")
+    with pytest.raises(ConfigurationError) as caught:
+        await BlobStore.open(settings)
+    _one_sentence(caught.value, "BLOBSTORE_DATABASE_URL")
+
+
+async def test_an_in_memory_database_with_memory_storage_is_a_working_scratch_store(tmp_path: Path) -> None:
+    """Both sides in memory make a consistent throw-away store: puts, dedup, reads, deletes and GC work."""
+    settings = replace(_sqlite(tmp_path, "memory://"), database_url="sqlite+aiosqlite:///:memory:")
+    async with await BlobStore.open(settings) as store:
+        acme = store.tenant("acme")
+        await acme.put("a", b"scratch")
+        assert (await acme.put("b", b"scratch")).deduplicated
+        assert await acme.get("a") == b"scratch"
+        assert await acme.delete("a")
+        assert [item.key for item in await acme.list()] == ["b"]

@@ -17,8 +17,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 
+from blobstore.db.urls import split_ssl_options
 from blobstore.errors import StorageUnavailable
 
 T = TypeVar("T")
@@ -38,14 +39,25 @@ class Database:
             # One connection per process: SQLite admits one writer at a time anyway, and queueing for the
             # pooled connection beats several connections sleeping in SQLite's busy back-off (5x slower
             # for 32 concurrent puts). No transaction here ever opens another while it runs.
+            # An in-memory database lives exactly as long as that one connection (its pool is named
+            # explicitly: SQLAlchemy's default for :memory: shares one connection between transactions).
             self.engine: AsyncEngine = create_async_engine(
-                url, connect_args={"timeout": 60}, pool_size=1, max_overflow=0, pool_timeout=600
+                url,
+                connect_args={"timeout": 60},
+                poolclass=AsyncAdaptedQueuePool,
+                pool_size=1,
+                max_overflow=0,
+                pool_timeout=600,
             )
             _configure_sqlite(self.engine)
         else:
             # No pre-ping round trip per checkout: a stale pooled connection fails its first statement,
             # is invalidated, and the transaction is replayed on a fresh one (see transaction()).
-            self.engine = create_async_engine(url, pool_size=pool_size, max_overflow=2 * pool_size)
+            # libpq-style ?sslmode= and certificate options become asyncpg's ssl argument.
+            engine_url, ssl_args = split_ssl_options(url)
+            self.engine = create_async_engine(
+                engine_url, connect_args=ssl_args, pool_size=pool_size, max_overflow=2 * pool_size
+            )
 
     async def transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run ``work`` in one transaction, replaying it on transient conflicts; commit on return.
