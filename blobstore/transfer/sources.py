@@ -1,0 +1,186 @@
+"""Where an import reads from: a local directory or an S3 bucket (under a prefix), behind one interface.
+
+A source lists its files once (:meth:`ImportSource.scan`), then hands each one
+to ``Tenant.put`` as something it streams (:meth:`ImportSource.data`: a
+:class:`~pathlib.Path` for a local file, an async iterable of chunks for an
+object) and hashes it the way the store does (:meth:`ImportSource.digest`).
+Nothing holds a whole file in memory.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
+from urllib.parse import urlsplit
+
+import aioboto3
+from botocore.exceptions import BotoCoreError
+
+from blobstore.errors import ConfigurationError, InvalidInput
+from blobstore.ingest import PutData, ingest, new_hasher
+from blobstore.storage import S3Storage
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file of a source: its ``/``-separated path relative to the source's root, and its size when listed."""
+
+    path: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A file (or folder) that could not be imported or exported, and why."""
+
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
+def shown(path: str) -> str:
+    """A path fit to print: bytes of a name that is not UTF-8 appear as ``\\xff`` escapes."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+@dataclass
+class Scan:
+    """What a source holds: its files in path order, and what could not be listed."""
+
+    files: list[SourceFile] = field(default_factory=list)
+    problems: list[Failure] = field(default_factory=list)
+
+
+class ImportSource(abc.ABC):
+    """A tree of files to import; use as ``async with`` (or call :meth:`close`)."""
+
+    #: The source as the user named it, for messages and reports.
+    url: str
+
+    @abc.abstractmethod
+    async def scan(self) -> Scan:
+        """Every regular file, each once, sorted by path; unreadable folders are reported, not fatal."""
+
+    @abc.abstractmethod
+    async def data(self, file: SourceFile) -> PutData:
+        """The file's bytes as ``Tenant.put`` takes them, streamed when it reads them."""
+
+    @abc.abstractmethod
+    async def digest(self, file: SourceFile) -> tuple[str, int]:
+        """The file's BLAKE3 digest (exactly as the store computes it) and its size now."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release clients; the source is unusable afterwards."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class DirectorySource(ImportSource):
+    """The regular files under a local directory; symbolic links and special files are skipped."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = str(root)
+
+    async def scan(self) -> Scan:
+        if not self.root.is_dir():
+            raise InvalidInput(f"{self.root}: {'not a directory' if self.root.exists() else 'no such directory'}")
+        return await asyncio.to_thread(self._walk)
+
+    def _walk(self) -> Scan:
+        scan = Scan()
+
+        def unreadable(exc: OSError) -> None:
+            where = Path(exc.filename).relative_to(self.root).as_posix() if exc.filename else "."
+            scan.problems.append(Failure(shown(where), f"cannot list: {exc.strerror}"))
+
+        for directory, subdirectories, names in os.walk(self.root, onerror=unreadable):
+            subdirectories.sort()
+            base = Path(directory).relative_to(self.root)
+            for name in names:
+                relative = (base / name).as_posix()
+                try:
+                    info = os.lstat(Path(directory, name))
+                except OSError as exc:
+                    scan.problems.append(Failure(shown(relative), f"cannot read: {exc.strerror}"))
+                    continue
+                if stat.S_ISREG(info.st_mode):
+                    scan.files.append(SourceFile(relative, info.st_size))
+        scan.files.sort(key=lambda file: file.path)
+        return scan
+
+    def _path(self, file: SourceFile) -> Path:
+        return self.root / file.path
+
+    async def data(self, file: SourceFile) -> PutData:
+        return self._path(file)
+
+    async def digest(self, file: SourceFile) -> tuple[str, int]:
+        ingested = await ingest(self._path(file))
+        ingested.discard()
+        return ingested.digest, ingested.size
+
+
+class BucketSource(ImportSource):
+    """The objects under ``prefix/`` of another S3 (or S3-compatible) bucket; ``.../`` folder markers are skipped."""
+
+    def __init__(self, url: str, storage: S3Storage) -> None:
+        self.url = url
+        self.storage = storage
+
+    async def scan(self) -> Scan:
+        await self.storage.check()
+        scan = Scan(
+            files=[SourceFile(item.key, item.size) async for item in self.storage.list() if item.key[-1:] != "/"]
+        )
+        scan.files.sort(key=lambda file: file.path)
+        return scan
+
+    async def data(self, file: SourceFile) -> PutData:
+        return self.storage.read(file.path)
+
+    async def digest(self, file: SourceFile) -> tuple[str, int]:
+        hasher = new_hasher()
+        size = 0
+        async for chunk in self.storage.read(file.path):
+            hasher.update(chunk)
+            size += len(chunk)
+        return str(hasher.hexdigest()), size
+
+    async def close(self) -> None:
+        await self.storage.close()
+
+
+def open_source(source: str, *, endpoint_url: str | None = None, profile: str | None = None) -> ImportSource:
+    """The source ``source`` names: ``s3://bucket[/prefix]`` or a local directory.
+
+    ``endpoint_url`` (MinIO, R2, ...) and ``profile`` (a named AWS profile; default:
+    the standard credential chain) apply to S3 only. Raises ConfigurationError
+    for an unusable URL or profile; nothing is contacted yet.
+    """
+    if not source.startswith("s3://"):
+        if endpoint_url is not None or profile is not None:
+            raise InvalidInput("--source-endpoint-url and --source-profile apply to s3:// sources only")
+        return DirectorySource(Path(source))
+    parts = urlsplit(source)
+    prefix = parts.path.strip("/")
+    if not parts.netloc or parts.query or parts.fragment:
+        raise ConfigurationError(f"SOURCE: {source!r} is not s3://bucket[/prefix]")
+    try:
+        session = aioboto3.Session(profile_name=profile)
+        region = session.region_name or "us-east-1"
+    except BotoCoreError as exc:
+        raise ConfigurationError(f"--source-profile: {exc}") from None
+    storage = S3Storage(parts.netloc, prefix, endpoint_url=endpoint_url, region=region, session=session)
+    return BucketSource(source, storage)
