@@ -27,10 +27,9 @@ from sqlalchemy import text
 if __name__ == "__main__":  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gate import launch_gated, wait_for_go
-
 from blobstore import BlobStore, NotFound
 from blobstore.layout import OBJECT_PREFIX
+from tests.gate import launch_gated, wait_for_go
 
 # --- inspecting a store ----------------------------------------------------------------------------
 
