@@ -29,6 +29,7 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
     TransferSpeedColumn,
 )
 from rich.progress import Progress as RichProgress
@@ -169,7 +170,8 @@ def transfer_progress(
 
     Single transfers (``files`` None) get a bar only from :data:`PROGRESS_MIN_BYTES`
     on; ``files`` adds a files-done counter, and each ``advance`` counts one file.
-    ``pulse`` animates the bar without filling it, for work whose progress cannot be observed.
+    ``pulse`` animates the bar without filling it, for work whose progress cannot be observed;
+    otherwise the bar shows the time remaining.
     """
     console = stderr_console()
     big = total_bytes is not None and total_bytes >= PROGRESS_MIN_BYTES
@@ -178,6 +180,8 @@ def transfer_progress(
     if files is not None:
         columns.append(TextColumn("{task.fields[files]}/" + str(files) + " files"))
     columns += [BarColumn(), DownloadColumn(), TransferSpeedColumn()]
+    if not pulse:
+        columns.append(TimeRemainingColumn())
     with RichProgress(*columns, console=console, transient=True, disable=not shown) as bar:
         task = bar.add_task(description, total=None if pulse else total_bytes, files=0)
         done_files = 0
