@@ -46,8 +46,9 @@ class Failure:
 
 
 def shown(path: str) -> str:
-    """A path fit to print: bytes of a name that is not UTF-8 appear as ``\\xff`` escapes."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """A path fit to print on one line: control characters and bytes that are not UTF-8 appear as ``\\x01`` escapes."""
+    text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(f"\\x{ord(ch):02x}" if ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F else ch for ch in text)
 
 
 @dataclass
