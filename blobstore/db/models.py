@@ -144,4 +144,18 @@ class Egress(Base):
     bytes: Mapped[int] = mapped_column(BigInteger)
 
 
+class Token(Base):
+    """An API token of one tenant: only a hash of its secret is kept (see blobstore.tokens)."""
+
+    __tablename__ = "tokens"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(63), index=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    scopes: Mapped[str] = mapped_column(String(64))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 tables = Base.metadata.tables

@@ -1,0 +1,76 @@
+"""Queries on API tokens: insert, find by id, list, revoke. Only hashes of secrets reach this layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from blobstore.db.models import tables
+
+tokens = tables["tokens"]
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    """One row of ``tokens``; ``scopes`` is a comma-separated list."""
+
+    id: str
+    tenant: str
+    name: str | None
+    scopes: str
+    secret_hash: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+_COLUMNS = (
+    tokens.c.id,
+    tokens.c.tenant,
+    tokens.c.name,
+    tokens.c.scopes,
+    tokens.c.secret_hash,
+    tokens.c.created_at,
+    tokens.c.expires_at,
+    tokens.c.revoked_at,
+)
+
+
+async def insert_token(conn: AsyncConnection, row: TokenRow) -> None:
+    """Record a new token."""
+    await conn.execute(
+        insert(tokens).values(
+            id=row.id,
+            tenant=row.tenant,
+            name=row.name,
+            scopes=row.scopes,
+            secret_hash=row.secret_hash,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            revoked_at=row.revoked_at,
+        )
+    )
+
+
+async def find_token(conn: AsyncConnection, token_id: str) -> TokenRow | None:
+    """The token with this id, revoked or not; None if there is none."""
+    row = (await conn.execute(select(*_COLUMNS).where(tokens.c.id == token_id))).first()
+    return None if row is None else TokenRow(*row)
+
+
+async def list_tokens(conn: AsyncConnection, tenant: str | None) -> list[TokenRow]:
+    """Every token (or every token of ``tenant``), by tenant and creation time."""
+    query = select(*_COLUMNS).order_by(tokens.c.tenant, tokens.c.created_at, tokens.c.id)
+    if tenant is not None:
+        query = query.where(tokens.c.tenant == tenant)
+    return [TokenRow(*row) for row in await conn.execute(query)]
+
+
+async def revoke_token(conn: AsyncConnection, token_id: str, now: datetime) -> None:
+    """Mark the token revoked at ``now`` unless it already is."""
+    await conn.execute(
+        update(tokens).where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None)).values(revoked_at=now)
+    )

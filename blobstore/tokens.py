@@ -1,0 +1,196 @@
+"""API tokens: who may call the HTTP service, for which tenant, and for what.
+
+A token is ``bst~<tenant>~<id>~<secret>``: the tenant and id are public (the
+client reads its tenant from the token, ``token ls`` shows ids), the secret is
+32 random bytes shown once at creation. The database keeps only the SHA-256
+of the secret, compared in constant time. Every request is checked against the
+database, so a revocation or an expiry takes effect at once on every server.
+
+Scopes: ``read`` (get, head, list, stat, usage, missing-digest probe),
+``write`` (put, copy), ``delete``, ``sign`` (signed URLs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from blobstore.db import tokens as db
+from blobstore.errors import BlobStoreError, InvalidInput, NotFound
+from blobstore.keys import validate_tenant
+
+if TYPE_CHECKING:
+    from blobstore.store import BlobStore
+
+SCOPES = ("read", "write", "delete", "sign")
+DEFAULT_SCOPES = ("read", "write", "delete")
+_PREFIX = "bst"
+_TOKEN = re.compile(r"bst~([a-z0-9][a-z0-9._-]{0,62})~([0-9a-f]{16})~([A-Za-z0-9_-]{43})")
+_ID = re.compile(r"[0-9a-f]{16}")
+#: Compared against when a token id is unknown, so that case costs what a wrong secret costs.
+_DUMMY_HASH = hashlib.sha256(b"no such token").hexdigest()
+
+
+class Unauthorized(BlobStoreError, PermissionError):
+    """The request carries no token, or one that is malformed, unknown, expired or revoked (HTTP 401)."""
+
+
+class Forbidden(BlobStoreError, PermissionError):
+    """The token is valid but not for this tenant or this operation (HTTP 403)."""
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token as ``token ls`` shows it: everything but the secret."""
+
+    id: str
+    tenant: str
+    name: str | None
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def active(self, now: datetime) -> bool:
+        """Neither revoked nor expired at ``now``."""
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+    def allows(self, tenant: str, scope: str) -> bool:
+        """True if this token may do ``scope`` operations on ``tenant``."""
+        return hmac.compare_digest(tenant.encode(), self.tenant.encode()) and scope in self.scopes
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (times in ISO 8601)."""
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "name": self.name,
+            "scopes": list(self.scopes),
+            "created_at": self.created_at.isoformat(),
+            "expires_at": None if self.expires_at is None else self.expires_at.isoformat(),
+            "revoked_at": None if self.revoked_at is None else self.revoked_at.isoformat(),
+        }
+
+    @classmethod
+    def from_row(cls, row: db.TokenRow) -> TokenInfo:
+        return cls(
+            row.id, row.tenant, row.name, tuple(row.scopes.split(",")), row.created_at, row.expires_at, row.revoked_at
+        )
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A freshly created token: ``token`` is the secret to hand to the caller, shown this once."""
+
+    info: TokenInfo
+    token: str
+
+
+def tenant_of(token: str) -> str:
+    """The tenant a token belongs to, read from the token itself; Unauthorized if it is malformed."""
+    return _parse(token)[0]
+
+
+def validate_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
+    """The scopes in canonical order, without repeats; InvalidInput for an unknown or empty set."""
+    wanted = set(scopes)
+    unknown = wanted - set(SCOPES)
+    if unknown or not wanted:
+        raise InvalidInput(f"scopes must be some of {', '.join(SCOPES)}; got {', '.join(sorted(wanted)) or 'none'}")
+    return tuple(scope for scope in SCOPES if scope in wanted)
+
+
+async def create(
+    store: BlobStore,
+    tenant: str,
+    *,
+    scopes: Iterable[str] = DEFAULT_SCOPES,
+    expires_in: timedelta | None = None,
+    name: str | None = None,
+) -> NewToken:
+    """Create a token for ``tenant``; the returned secret is not stored and cannot be shown again."""
+    validate_tenant(tenant)
+    granted = validate_scopes(scopes)
+    if expires_in is not None and expires_in <= timedelta(0):
+        raise InvalidInput("a token's lifetime must be positive")
+    if name is not None and (not 0 < len(name) <= 255 or not name.isprintable()):
+        raise InvalidInput("a token's name must be 1-255 printable characters")
+    now = store.clock()
+    token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+    row = db.TokenRow(
+        id=token_id,
+        tenant=tenant,
+        name=name,
+        scopes=",".join(granted),
+        secret_hash=_hash(secret),
+        created_at=now,
+        expires_at=None if expires_in is None else now + expires_in,
+        revoked_at=None,
+    )
+
+    async def work(conn: AsyncConnection) -> None:
+        await db.insert_token(conn, row)
+
+    await store.database.transaction(work)
+    return NewToken(TokenInfo.from_row(row), f"{_PREFIX}~{tenant}~{token_id}~{secret}")
+
+
+async def list_tokens(store: BlobStore, tenant: str | None = None) -> list[TokenInfo]:
+    """Every token (or every token of ``tenant``), revoked and expired ones included, by tenant and age."""
+    if tenant is not None:
+        validate_tenant(tenant)
+    rows = await store.database.transaction(lambda conn: db.list_tokens(conn, tenant))
+    return [TokenInfo.from_row(row) for row in rows]
+
+
+async def revoke(store: BlobStore, token_id: str) -> TokenInfo:
+    """Revoke a token by id, effective on every server at once; NotFound if there is no such token.
+
+    Revoking a revoked token changes nothing.
+    """
+    if not isinstance(token_id, str) or not _ID.fullmatch(token_id):
+        raise InvalidInput(f"invalid token id {token_id!r}: expected 16 hex digits, as `token ls` shows")
+    now = store.clock()
+
+    async def work(conn: AsyncConnection) -> db.TokenRow | None:
+        await db.revoke_token(conn, token_id, now)
+        return await db.find_token(conn, token_id)
+
+    row = await store.database.transaction(work)
+    if row is None:
+        raise NotFound(f"no such token: {token_id}")
+    return TokenInfo.from_row(row)
+
+
+async def authenticate(store: BlobStore, token: str | None) -> TokenInfo:
+    """The active token ``token`` names; Unauthorized if it is missing, malformed, unknown, expired or revoked."""
+    if token is None:
+        raise Unauthorized("no token: send Authorization: Bearer <token>")
+    tenant, token_id, secret = _parse(token)
+    row = await store.database.transaction(lambda conn: db.find_token(conn, token_id))
+    matches = hmac.compare_digest(_hash(secret), _DUMMY_HASH if row is None else row.secret_hash)
+    if row is None or not matches or row.tenant != tenant:
+        raise Unauthorized("the token is not valid")
+    info = TokenInfo.from_row(row)
+    if not info.active(store.clock()):
+        raise Unauthorized("the token has expired or was revoked")
+    return info
+
+
+def _parse(token: str) -> tuple[str, str, str]:
+    match = _TOKEN.fullmatch(token) if isinstance(token, str) else None
+    if match is None:
+        raise Unauthorized("malformed token: expected bst~<tenant>~<id>~<secret>, as `blobstore token create` prints")
+    return match.group(1), match.group(2), match.group(3)
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
