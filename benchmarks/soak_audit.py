@@ -1,0 +1,90 @@
+"""The soak's final audit: with every worker stopped, check the store exactly against the workers' models.
+
+After waiting out the grace period and running one GC (no faults): every
+key a worker owns holds one of the values its model allows, read back byte
+for byte, and no other key exists; the bookkeeping invariants hold
+(references point at live blobs, refcounts equal references, tenant usage
+equals the sums over references, see ``tests/workers.py``); nothing
+unreferenced is left in the database or in storage; fsck --read-data is clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.soak_model import TENANTS, Model, content, digest_of, keys_of, listing, match, worker_of
+from blobstore import BlobStore, BlobStoreError, Settings
+from tests.workers import invariant_violations, rows
+
+
+@dataclass
+class Audit:
+    """What the audit checked and every problem it found (none: passed)."""
+
+    problems: list[str] = field(default_factory=list)
+    keys_checked: int = 0
+    bytes_verified: int = 0
+    final_gc: dict[str, Any] = field(default_factory=dict)
+    fsck: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "problems": self.problems,
+            "keys_checked": self.keys_checked,
+            "bytes_verified": self.bytes_verified,
+            "final_gc": self.final_gc,
+            "fsck": self.fsck,
+        }
+
+
+async def audit(settings: Settings, models: Sequence[Model], *, wait: float) -> Audit:
+    """Wait ``wait`` seconds (the grace period and any upload lease), run one GC, then check everything."""
+    await asyncio.sleep(wait)
+    result = Audit()
+    async with await BlobStore.open(settings) as store:
+        result.final_gc = (await store.gc()).to_dict()
+        await _check_keys(store, models, result)
+        result.problems += await invariant_violations(store, quiescent=True)
+        unreferenced = await rows(store, "SELECT id, digest FROM blobs WHERE refcount = 0")
+        result.problems += [f"blob {i} ({d[:12]}) is unreferenced after grace + one GC" for i, d in unreferenced]
+        report = await store.fsck(read_data=True)
+        result.fsck = {"ok": report.ok, "blobs": report.blobs_checked, "bytes_hashed": report.bytes_hashed}
+        result.problems += [f"fsck --read-data: {p.kind} {p.subject}: {p.detail}" for p in report.problems]
+    return result
+
+
+async def _check_keys(store: BlobStore, models: Sequence[Model], result: Audit) -> None:
+    """Each worker's keys hold allowed values, byte for byte; no key outside the workers' keys exists."""
+    workers = {model.worker for model in models}
+    for name in TENANTS:
+        tenant = store.tenant(name)
+        found = await listing(tenant)
+        result.problems += [
+            f"{name}/{key} exists, but no worker wrote it" for key in found if worker_of(key) not in workers
+        ]
+        for model in models:
+            for key in keys_of(model.worker):
+                allowed = model.possible(name, key)
+                shown = sorted(str(value) for value in allowed)
+                if key not in found:
+                    if None not in allowed:
+                        result.problems += [f"{name}/{key} is gone; it must hold one of {shown}"]
+                    continue
+                try:
+                    data = await tenant.get(key)
+                except BlobStoreError as exc:
+                    result.problems += [f"{name}/{key} is listed but reading it failed: {exc!r}"]
+                    continue
+                value = match(digest_of(data), allowed)
+                if value not in allowed or data != content(value):
+                    result.problems += [f"{name}/{key} holds {len(data)} bytes ({value}), not one of {shown}"]
+                result.keys_checked += 1
+                result.bytes_verified += len(data)
