@@ -25,7 +25,7 @@ from blobstore.errors import IntegrityError, InvalidInput, NotFound
 from blobstore.storage.base import CHUNK_SIZE, Source
 
 #: Inputs that ``put`` accepts.
-PutData = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes] | AsyncIterable[bytes]
+PutData = bytes | bytearray | memoryview | os.PathLike[str] | IO[bytes] | AsyncIterable[bytes]
 
 _THREADED_HASH_BYTES = 1024 * 1024
 #: How much of a file is mapped into memory at once while hashing it (a multiple of the page size).
@@ -66,7 +66,11 @@ async def ingest(data: object) -> Ingested:
     """Hash ``data`` in one pass and return it as a writable source; raise InvalidInput for anything else."""
     if isinstance(data, bytes | bytearray | memoryview):
         return await _ingest_bytes(bytes(data))
-    if isinstance(data, str | os.PathLike):
+    if isinstance(data, str):
+        raise InvalidInput(
+            "cannot store a str: pass bytes, or a pathlib.Path to store a file (a str is never read as a path)"
+        )
+    if isinstance(data, os.PathLike):
         return await _ingest_path(Path(data))
     if hasattr(data, "read"):
         return await _spool(_file_chunks(data))

@@ -1,4 +1,4 @@
-"""Validation of tenant names, keys, digests and byte ranges: pure functions, no I/O."""
+"""Validation of tenant names, keys, prefixes, metadata, digests and byte ranges: pure functions, no I/O."""
 
 from __future__ import annotations
 
@@ -9,6 +9,24 @@ from blobstore.errors import InvalidInput, InvalidKey, InvalidTenant
 MAX_KEY_BYTES = 1024
 _TENANT = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+#: Characters no key, prefix or metadata may hold: C0/C1 controls, DEL, the bidirectional controls
+#: (which make ``ls`` print one name as another), line/paragraph separators and lone surrogates.
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]")
+MAX_METADATA_BYTES = 8192
+_MAX_CONTENT_TYPE = 255
+
+
+def _forbidden_character(text: str) -> str | None:
+    """A description of the first character ``text`` must not hold, or None."""
+    found = _FORBIDDEN.search(text)
+    if found is None:
+        return None
+    code = ord(found.group())
+    if 0xD800 <= code <= 0xDFFF:
+        return f"a lone surrogate (U+{code:04X}, not valid UTF-8)"
+    if code < 0x20 or 0x7F <= code <= 0x9F:
+        return f"a NUL or control character (U+{code:04X})"
+    return f"a bidirectional control or line separator (U+{code:04X})"
 
 
 def validate_tenant(name: object) -> str:
@@ -24,14 +42,12 @@ def validate_key(key: object) -> str:
     """Return ``key`` unchanged if it satisfies the key rules of PRODUCT.md, else raise InvalidKey."""
     if not isinstance(key, str):
         raise InvalidKey(f"invalid key {key!r}: keys are strings")
-    try:
-        size = len(key.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InvalidKey(f"invalid key {key!r}: not valid UTF-8") from None
+    problem = _forbidden_character(key)
+    if problem is not None:
+        raise InvalidKey(f"invalid key {key!r}: it contains {problem}")
+    size = len(key.encode("utf-8"))
     if not 1 <= size <= MAX_KEY_BYTES:
         raise InvalidKey(f"invalid key: must be 1-{MAX_KEY_BYTES} bytes of UTF-8, got {size}")
-    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in key):
-        raise InvalidKey(f"invalid key {key!r}: NUL and control characters are not allowed")
     if key.startswith("/"):
         raise InvalidKey(f"invalid key {key!r}: must not start with '/'")
     for segment in key.split("/"):
@@ -41,12 +57,13 @@ def validate_key(key: object) -> str:
 
 
 def validate_prefix(prefix: object) -> str:
-    """Return a listing prefix: any string without control characters (it need not be a full key)."""
+    """Return a listing prefix (or cursor): any string a key could start with (it need not be a full key)."""
     if not isinstance(prefix, str):
         raise InvalidKey(f"invalid prefix {prefix!r}: prefixes are strings")
-    if prefix and any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in prefix):
-        raise InvalidKey(f"invalid prefix {prefix!r}: NUL and control characters are not allowed")
-    if len(prefix.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+    problem = _forbidden_character(prefix)
+    if problem is not None:
+        raise InvalidKey(f"invalid prefix {prefix!r}: it contains {problem}")
+    if len(prefix.encode("utf-8")) > MAX_KEY_BYTES:
         raise InvalidKey(f"invalid prefix: longer than {MAX_KEY_BYTES} bytes")
     return prefix
 
@@ -71,3 +88,29 @@ def validate_byte_range(byte_range: object) -> tuple[int, int] | None:
     ):
         raise InvalidInput(f"invalid byte range {byte_range!r}: expected (first, last) with 0 <= first <= last")
     return byte_range[0], byte_range[1]
+
+
+def validate_content_type(value: object) -> str | None:
+    """Return a content type of up to 255 printable characters, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= _MAX_CONTENT_TYPE or not value.isprintable():
+        raise InvalidInput(f"invalid content_type {value!r}: expected up to {_MAX_CONTENT_TYPE} printable characters")
+    return value
+
+
+def validate_metadata(value: object) -> dict[str, str]:
+    """Return a copy of user metadata: non-empty str names to str values, printable, at most 8 KiB in all."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise InvalidInput("metadata must be a dict of str to str")
+    for name, text in value.items():
+        if not name:
+            raise InvalidInput("metadata names must not be empty")
+        problem = _forbidden_character(name) or _forbidden_character(text)
+        if problem is not None:
+            raise InvalidInput(f"metadata {name!r} contains {problem}")
+    if sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in value.items()) > MAX_METADATA_BYTES:
+        raise InvalidInput(f"metadata must total at most {MAX_METADATA_BYTES} bytes")
+    return dict(value)

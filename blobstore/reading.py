@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
-from blobstore.errors import IntegrityError, StorageUnavailable
+from blobstore.errors import BlobStoreError, IntegrityError, StorageUnavailable
 from blobstore.ingest import new_hasher
 from blobstore.storage.base import ObjectMissing, ObjectStorage
 
@@ -17,9 +17,10 @@ async def verified_chunks(
     digest: str,
     size: int,
     byte_range: tuple[int, int] | None,
+    missing: Callable[[], Awaitable[BlobStoreError]],
 ) -> AsyncGenerator[bytes, None]:
-    """Yield the stored bytes of ``key``; raise IntegrityError if they are missing, short, or (on a
-    whole read) do not hash to ``digest``.
+    """Yield the stored bytes of ``key``; raise IntegrityError if they are short or (on a whole read)
+    do not hash to ``digest``, and the error ``missing()`` returns if the object is gone.
 
     A whole read hashes as it streams, so the error comes at the end, after the
     chunks; callers that must never see wrong bytes buffer (``Tenant.get`` does).
@@ -37,7 +38,7 @@ async def verified_chunks(
                 hasher.update(chunk)
             yield chunk
     except ObjectMissing:
-        raise IntegrityError(f"stored object for {key!r} is missing from storage") from None
+        raise await missing() from None
     except StorageUnavailable:
         # A range past the end of a shrunken object fails as a request error on S3 (416);
         # the object's real size tells a damaged object from an unreachable storage.
@@ -45,7 +46,7 @@ async def verified_chunks(
             raise
         actual = await storage.stat(object_key)
         if actual is None:
-            raise IntegrityError(f"stored object for {key!r} is missing from storage") from None
+            raise await missing() from None
         if actual.size != size:
             raise IntegrityError(
                 f"stored object for {key!r} is {actual.size} bytes, not its recorded size {size}"

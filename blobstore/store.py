@@ -26,14 +26,29 @@ from blobstore.config import Settings
 from blobstore.db import catalog, migrate
 from blobstore.db.engine import Database
 from blobstore.egress import EgressMeter
-from blobstore.errors import AlreadyExists, ConfigurationError, IntegrityError, InvalidInput, NotFound
+from blobstore.errors import (
+    AlreadyExists,
+    BlobStoreError,
+    ConfigurationError,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+)
 from blobstore.fsck import FsckReport
 from blobstore.fsck import fsck as run_fsck
 from blobstore.gc import GcStats
 from blobstore.gc import gc as run_gc
 from blobstore.identity import pair
 from blobstore.ingest import Ingested, PutData, ingest
-from blobstore.keys import validate_byte_range, validate_digest, validate_key, validate_prefix, validate_tenant
+from blobstore.keys import (
+    validate_byte_range,
+    validate_content_type,
+    validate_digest,
+    validate_key,
+    validate_metadata,
+    validate_prefix,
+    validate_tenant,
+)
 from blobstore.layout import object_key_for
 from blobstore.pricing import PriceList
 from blobstore.progress import Progress, no_progress
@@ -45,7 +60,6 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 MAX_LIST_LIMIT = 10_000
-_MAX_METADATA_BYTES = 8192
 _MAX_UPLOAD_ATTEMPTS = 3
 
 
@@ -211,7 +225,9 @@ class Tenant:
         With both, ``digest`` is an expectation: a mismatch raises IntegrityError
         and stores nothing. Nothing is written to storage when the bytes exist.
         """
-        request = _PutRequest(validate_key(key), _content_type(content_type), _metadata(metadata), if_absent)
+        request = _PutRequest(
+            validate_key(key), validate_content_type(content_type), validate_metadata(metadata), if_absent
+        )
         if digest is not None:
             validate_digest(digest)
         if data is None:
@@ -290,7 +306,13 @@ class Tenant:
                 yield BlobStream(self._info(ref), _empty())
                 return
         chunks = verified_chunks(
-            self.store.storage, ref.object_key, key=key, digest=ref.digest, size=ref.size, byte_range=wanted
+            self.store.storage,
+            ref.object_key,
+            key=key,
+            digest=ref.digest,
+            size=ref.size,
+            byte_range=wanted,
+            missing=lambda: self._missing_object_error(key, ref.object_key),
         )
         meter = EgressMeter(chunks)
         try:
@@ -328,6 +350,17 @@ class Tenant:
         if ref is None:
             raise NotFound(f"no such key: {key!r}")
         return ref
+
+    async def _missing_object_error(self, key: str, object_key: str) -> BlobStoreError:
+        """Why ``key``'s object was gone mid-read: the key moved on (a delete or replace let GC reclaim
+        the object: NotFound), or it still names that object (corruption: IntegrityError)."""
+        try:
+            current = await self._ref(key)
+        except NotFound:
+            current = None
+        if current is None or current.object_key != object_key:
+            return NotFound(f"key {key!r} was deleted while it was being read")
+        return IntegrityError(f"stored object for {key!r} is missing from storage")
 
     def _info(self, ref: catalog.RefRow, *, deduplicated: bool = False) -> BlobInfo:
         return BlobInfo(
@@ -509,24 +542,3 @@ class BlobStream:
 async def _empty() -> AsyncIterator[bytes]:
     return
     yield b""
-
-
-def _content_type(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not 0 < len(value) <= 255 or not value.isprintable():
-        raise InvalidInput(f"invalid content_type {value!r}: expected up to 255 printable characters")
-    return value
-
-
-def _metadata(value: object) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise InvalidInput("metadata must be a dict of str to str")
-    if (
-        sum(len(k.encode("utf-8", "replace")) + len(v.encode("utf-8", "replace")) for k, v in value.items())
-        > _MAX_METADATA_BYTES
-    ):
-        raise InvalidInput(f"metadata must total at most {_MAX_METADATA_BYTES} bytes")
-    return dict(value)

@@ -579,3 +579,18 @@ async def test_gc_finds_nothing_to_do_on_a_clean_store(store: BlobStore, clock: 
     assert stats.duration_seconds <= time.monotonic() - started
     assert (stats.blobs_reclaimed, stats.orphans_deleted, stats.incomplete_uploads_aborted) == (0, 0, 0)
     assert await snapshot(store) == before
+
+
+async def test_a_read_racing_a_legitimate_delete_and_gc_is_not_found(store: BlobStore, clock: FakeClock) -> None:
+    """A stream opened before its key was deleted and its object reclaimed ends in NotFound, not IntegrityError.
+
+    IntegrityError means corruption: bytes wrong or missing under a live reference. Here nothing is wrong.
+    """
+    acme = store.tenant("acme")
+    await acme.put("k", b"short-lived bytes")
+    async with acme.open("k") as stream:
+        assert await acme.delete("k")
+        clock.advance(GRACE + 1)
+        assert (await store.gc()).blobs_reclaimed == 1
+        with pytest.raises(NotFound, match="deleted while it was being read"):
+            await stream.read()

@@ -124,6 +124,13 @@ def test_keys_over_1024_bytes_are_rejected(key: str) -> None:
         "../a",
         "a/../b",
         "a/..",
+        "invoice\u202egpj.exe",
+        "rtl\u202bembedding",
+        "isolate\u2066x\u2069",
+        "mark\u200fright",
+        "arabic\u061cmark",
+        "line\u2028separator",
+        "paragraph\u2029separator",
     ],
 )
 def test_invalid_keys_are_rejected(key: str) -> None:
@@ -283,3 +290,42 @@ async def test_a_1024_byte_multibyte_key_round_trips(store: BlobStore) -> None:
     await acme.put(key, b"long")
     assert await acme.get(key) == b"long"
     assert [item.key for item in await acme.list("dir/")] == [key]
+
+
+@pytest.mark.parametrize("prefix", ["\udcff", "ok/\ud800", "line\u2028", "\u202e"])
+def test_listing_prefixes_with_lone_surrogates_or_spoofing_characters_are_rejected(prefix: str) -> None:
+    """A prefix (or ``after``) that no key could start with is an InvalidKey, not a database error."""
+    with pytest.raises(InvalidKey):
+        validate_prefix(prefix)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"name\0": "v"},
+        {"name": "v\0"},
+        {"na\nme": "v"},
+        {"name": "line\rbreak"},
+        {"name": "\udcff"},
+        {"\ud800": "v"},
+        {"name": "spoof\u202e"},
+        {"": "empty name"},
+    ],
+)
+async def test_metadata_with_control_characters_or_surrogates_is_rejected(
+    store: BlobStore, metadata: dict[str, str]
+) -> None:
+    """Metadata names and values must be printable text: InvalidInput, and nothing is stored."""
+    with pytest.raises(InvalidInput):
+        await store.tenant("acme").put("k", b"x", metadata=metadata)
+    assert not await store.tenant("acme").exists("k")
+
+
+async def test_listing_with_a_surrogate_prefix_is_an_invalid_key_in_the_store(store: BlobStore) -> None:
+    """Tenant.list refuses undecodable prefixes and cursors before they reach the database."""
+    acme = store.tenant("acme")
+    await acme.put("k", b"x")
+    with pytest.raises(InvalidKey):
+        await acme.list(prefix="\udcff")
+    with pytest.raises(InvalidKey):
+        await acme.list(after="k\udcff")

@@ -47,7 +47,6 @@ INPUTS: dict[str, Callable[[Path, bytes], Any]] = {
     "bytearray": lambda tmp, data: bytearray(data),
     "memoryview": lambda tmp, data: memoryview(data),
     "memoryview-slice": lambda tmp, data: memoryview(b"<" + data + b">")[1:-1],
-    "str-path": lambda tmp, data: str(_write(tmp, data)),
     "path": _write,
     "binary-file": lambda tmp, data: _write(tmp, data).open("rb"),
     "bytesio": lambda tmp, data: io.BytesIO(data),
@@ -69,7 +68,7 @@ async def _mixed_chunks(data: bytes) -> AsyncIterator[bytes | bytearray | memory
 @pytest.mark.parametrize("kind", sorted(INPUTS))
 @pytest.mark.parametrize("data", [SMALL, b"", LARGE], ids=["small", "empty", "large"])
 async def test_every_input_kind_stores_its_bytes(store: BlobStore, tmp_path: Path, kind: str, data: bytes) -> None:
-    """bytes, bytearray, memoryview, str path, Path, binary files, BytesIO and async iterables store exact bytes."""
+    """bytes, bytearray, memoryview, Path, binary files, BytesIO and async iterables store exact bytes."""
     argument = INPUTS[kind](tmp_path, data)
     try:
         info = await store.tenant("acme").put("k", argument)
@@ -146,12 +145,11 @@ async def test_unusable_inputs_raise_invalid_input_and_store_nothing(
     assert await data_objects(store) == []
 
 
-@pytest.mark.parametrize("as_str", [True, False])
-async def test_a_missing_path_is_not_found(store: BlobStore, tmp_path: Path, as_str: bool) -> None:
-    """A path (str or Path) that does not exist raises NotFound and stores nothing."""
+async def test_a_missing_path_is_not_found(store: BlobStore, tmp_path: Path) -> None:
+    """A Path that does not exist raises NotFound and stores nothing."""
     missing = tmp_path / "no-such-file.bin"
     with pytest.raises(NotFound):
-        await store.tenant("acme").put("k", str(missing) if as_str else missing)
+        await store.tenant("acme").put("k", missing)
     assert await rows(store, "SELECT name FROM tenants") == []
 
 
@@ -218,3 +216,15 @@ async def test_the_callers_file_object_is_read_from_its_position(store: BlobStor
     info = await store.tenant("acme").put("k", file)
     assert info.size == 4
     assert await store.tenant("acme").get("k") == b"keep"
+
+
+@pytest.mark.parametrize("text", ["/etc/hostname", "hello", "relative/file.txt", ""])
+async def test_a_str_is_never_read_as_a_server_side_path(store: BlobStore, tmp_path: Path, text: str) -> None:
+    """A str (text a service may forward from a user) is refused with InvalidInput, even naming a real file."""
+    existing = tmp_path / "server-secret.txt"
+    existing.write_text("do not leak")
+    for argument in (text, str(existing)):
+        with pytest.raises(InvalidInput, match=r"pathlib\.Path"):
+            await store.tenant("acme").put("k", argument)  # type: ignore[arg-type]
+    assert not await store.tenant("acme").exists("k")
+    assert await data_objects(store) == []
