@@ -12,10 +12,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import aioboto3
 import blake3
 import pytest
+from aiobotocore.config import AioConfig
 from cli_helpers import Run, finish, invoke, spawn
 from conftest import FakeClock
+from s3_server import S3Endpoint, temporary_bucket
 from workers import check_invariants, worker_env
 
 from blobstore import BlobStore
@@ -203,3 +206,22 @@ async def test_an_import_killed_mid_way_resumes_and_stores_nothing_twice(
 
 def _digest(data: bytes) -> str:
     return str(blake3.blake3(data).hexdigest())
+
+
+async def test_import_from_a_bucket_with_an_endpoint_url(home: Path, s3: S3Endpoint) -> None:
+    """``s3://bucket/prefix`` with --source-endpoint-url: a dry run, then the import, from another bucket."""
+    config = AioConfig(s3={"addressing_style": "path"})
+    async with (
+        temporary_bucket(s3) as bucket,
+        aioboto3.Session().client("s3", endpoint_url=s3.url, region_name=s3.region, config=config) as client,
+    ):
+        for key, body in [("in/x.txt", b"x"), ("in/sub/y.txt", b"x"), ("out.txt", b"no")]:
+            await client.put_object(Bucket=bucket, Key=key, Body=body)
+        args = ["import", "acme", f"s3://{bucket}/in", "--source-endpoint-url", s3.url, "--json"]
+        planned = await asyncio.to_thread(invoke, [*args, "--dry-run"], home=home)
+        imported = await asyncio.to_thread(invoke, args, home=home)
+    report = json.loads(planned.ok().stdout)
+    assert (report["files"], report["logical_bytes"], report["new_bytes"]) == (2, 2, 1)
+    assert json.loads(imported.ok().stdout)["imported"] == 2
+    listed = (await asyncio.to_thread(invoke, ["ls", "acme"], home=home)).ok().stdout
+    assert [line.split()[-1] for line in listed.splitlines()] == ["sub/y.txt", "x.txt"]
