@@ -74,8 +74,9 @@ def error_class(exc: BaseException) -> str:
 def where(exc: BaseException) -> str:
     """The innermost line of blobstore's own code the error passed through."""
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        if frame.filename.startswith(PACKAGE):
-            return f"{Path(frame.filename).relative_to(PACKAGE.parent)}:{frame.lineno} in {frame.name}"
+        path = Path(frame.filename)
+        if path.is_relative_to(PACKAGE):
+            return f"{path.relative_to(PACKAGE.parent)}:{frame.lineno} in {frame.name}"
     return ""
 
 
@@ -267,8 +268,10 @@ class Checker(Worker):
             serious = [problem for problem in report.problems if problem.kind not in PENDING_GC]
             outcome: Record = {"outcome": "ok", "blobs": report.blobs_checked, "problems": dict(kinds)}
             if serious:
-                found = [f"{p.kind} {p.subject}: {p.detail}{await now(store, p)}" for p in serious[:5]]
-                outcome["violation"] = f"fsck during the run found {len(serious)} problems: " + "; ".join(found)
+                found = Counter([f"{p.kind}{await now(store, p)}" for p in serious])
+                shown = ", ".join(f"{n} {finding}" for finding, n in found.items())
+                example = f"{serious[0].kind} {serious[0].subject}: {serious[0].detail}"
+                outcome["violation"] = f"fsck during the run reported {shown}; e.g. {example}"
             return outcome
 
         await self.call({"op": "fsck"}, fsck)
@@ -282,7 +285,7 @@ async def now(store: BlobStore, problem: Problem) -> str:
     async with store.database.engine.connect() as conn:
         query = text("SELECT state FROM blobs WHERE object_key = :k")
         state = (await conn.execute(query, {"k": problem.subject})).scalar()
-    return f" [blob row now: {state or 'gone'}]"
+    return f" (blob row now {state or 'gone'})"
 
 
 async def work(worker: Worker) -> None:
