@@ -82,21 +82,28 @@ class Fleet:
     hung: list[str] = field(default_factory=list)
 
     async def run(self) -> None:
-        """Run every member until the end time, then wait for all to finish (killing any that hang)."""
+        """Run every member until the end time, then wait for all to finish. A process still running
+        ``STOP_TIMEOUT`` after the end is reported as hung; it, and any process left when this is
+        cancelled, is killed."""
         supervisors = [asyncio.ensure_future(self._supervise(member)) for member in self.members]
-        done, pending = await asyncio.wait(supervisors, timeout=self.until - time.time() + STOP_TIMEOUT)
-        for task in done:
-            task.result()
-        for member in self.members:
-            if member.process is not None and member.process.returncode is None:
-                self.hung.append(
-                    f"{member.name} did not stop within {STOP_TIMEOUT:.0f} s of the end:\n{member.log_tail()}"
-                )
+        try:
+            done, _ = await asyncio.wait(supervisors, timeout=self.until - time.time() + STOP_TIMEOUT)
+            for task in done:
+                task.result()
+            self.hung += [
+                f"{m.name} still ran {STOP_TIMEOUT:.0f} s after the end:\n{m.log_tail()}" for m in self._running()
+            ]
+        finally:
+            for member in self._running():
+                assert member.process is not None
                 member.process.kill()
-        for task in pending:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in supervisors:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def _running(self) -> list[Member]:
+        return [m for m in self.members if m.process and m.process.returncode is None]
 
     def kill(self, member: Member) -> bool:
         """SIGKILL the member's process (its supervisor restarts it); False if it is not running."""

@@ -56,8 +56,8 @@ def content(value: str) -> bytes:
     if value == SHARED_VALUES[0]:
         return b""
     rng = random.Random(value)
-    size = rng.choices([rng.randrange(1, 4096), rng.randrange(4096, 65536), rng.randrange(65536, 524288)], [6, 3, 1])
-    return rng.randbytes(size[0])
+    low, high = rng.choices([(1, 4096), (4096, 65536), (65536, 524288)], [6, 3, 1])[0]
+    return rng.randbytes(rng.randrange(low, high))
 
 
 def digest_of(data: bytes) -> str:
