@@ -19,6 +19,8 @@ P5     a page of 1000 keys deep inside 1,000,000 keys                     listin
 P6     the cost report over 1,000,000 references                          report_scale
 P7     32 concurrent puts of identical bytes                              contention
 P8     GC reclaiming 100,000 unreferenced blobs                           gc_reclaim
+I1     import of 10,000 files of 64 KiB (30% duplicates) vs ``cp -r``     import_files
+I2     ``import --dry-run`` of a 1 GiB tree vs BLAKE3 alone               dry_run
 =====  =================================================================  ===============
 
 Each module has ``async def run(ctx, sizes=None) -> list[Row]`` (see

@@ -24,13 +24,13 @@ Figures (``unique`` counts each distinct digest once):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from blobstore.db.live_blobs import live_digests
-from blobstore.errors import BlobStoreError
 from blobstore.pricing import PriceList, decimal_text, price_list
 from blobstore.store import BlobStore
 from blobstore.transfer.importer import stored_keys
@@ -42,6 +42,9 @@ from blobstore.transfer.sources import Failure, ImportSource, shown
 TOP_GROUPS = 10
 #: Paths listed per duplicate group.
 GROUP_PATHS = 5
+#: Files hashed per batch (one worker-thread hop each), and the bytes at which a batch closes early.
+BATCH_FILES = 64
+BATCH_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -134,6 +137,20 @@ class DryRun:
         }
 
 
+def batched(entries: list[Entry]) -> Iterator[list[Entry]]:
+    """The entries in order, in batches of at most :data:`BATCH_FILES` files or about :data:`BATCH_BYTES` bytes."""
+    batch: list[Entry] = []
+    weight = 0
+    for entry in entries:
+        batch.append(entry)
+        weight += entry.file.size
+        if len(batch) == BATCH_FILES or weight >= BATCH_BYTES:
+            yield batch
+            batch, weight = [], 0
+    if batch:
+        yield batch
+
+
 async def dry_run(
     store: BlobStore,
     tenant: str,
@@ -158,23 +175,23 @@ async def dry_run(
     held_keys = await stored_keys(handle, plan.prefix)
     groups: dict[str, DuplicateGroup] = {}
 
-    async def one(entry: Entry) -> None:
-        try:
-            digest, size = await source.digest(entry.file)
-        except (BlobStoreError, OSError) as exc:
-            report.failures.append(Failure(shown(entry.file.path), str(exc) or type(exc).__name__))
-        else:
-            group = groups.setdefault(digest, DuplicateGroup(digest, size))
-            group.count += 1
-            if len(group.paths) < GROUP_PATHS:
-                group.paths.append(shown(entry.file.path))
-            report.files += 1
-            report.logical_bytes += size
-            stored = held_keys.get(entry.key)
-            report.already_imported += stored is not None and (stored.digest, stored.size) == (digest, size)
-        progress(entry.file.size)
+    async def hash_batch(batch: list[Entry]) -> None:
+        for entry, outcome in zip(batch, await source.digests([entry.file for entry in batch]), strict=True):
+            if isinstance(outcome, Exception):
+                report.failures.append(Failure(shown(entry.file.path), str(outcome) or type(outcome).__name__))
+            else:
+                digest, size = outcome
+                group = groups.setdefault(digest, DuplicateGroup(digest, size))
+                group.count += 1
+                if len(group.paths) < GROUP_PATHS:
+                    group.paths.append(shown(entry.file.path))
+                report.files += 1
+                report.logical_bytes += size
+                stored = held_keys.get(entry.key)
+                report.already_imported += stored is not None and (stored.digest, stored.size) == (digest, size)
+            progress(entry.file.size)
 
-    await for_each(plan.entries, jobs, one)
+    await for_each(batched(plan.entries), jobs, hash_batch)
     scope = store.dedup_scope_of(tenant)
     held = await store.database.transaction(lambda conn: live_digests(conn, scope, groups))
     report.unique_bytes = sum(group.size for group in groups.values())
