@@ -1,13 +1,24 @@
-"""put/get/stat/exists/copy/delete/list, dedup and read integrity, on every deployment."""
+"""put/get/stat/exists/copy/delete/list, dedup and read integrity, on every deployment, over both transports:
+the in-process ``Tenant`` and ``BlobClient`` over a real HTTP server."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
-from conftest import StoreFactory
+from conftest import FakeClock, StoreFactory
+from live_server import TRANSPORTS, Connect, Handle, connector
 from workers import blob_rows, check_invariants, data_objects, object_key_of, refcount_of, rows, scalar
 
 from blobstore import AlreadyExists, BlobStore, IntegrityError, InvalidInput, InvalidKey, NotFound
 from blobstore.ingest import new_hasher
+
+
+@pytest.fixture(params=TRANSPORTS)
+async def connect(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Connect]:
+    """Tenants in-process (``Tenant``) and over a real HTTP server (``BlobClient``), in turn."""
+    async with connector(request.param, clock) as connect:
+        yield connect
 
 
 def digest_of(data: bytes) -> str:
@@ -16,17 +27,17 @@ def digest_of(data: bytes) -> str:
     return str(hasher.hexdigest())
 
 
-async def read_range(store: BlobStore, tenant: str, key: str, byte_range: tuple[int, int]) -> bytes:
-    async with store.tenant(tenant).open(key, byte_range=byte_range) as stream:
+async def read_range(tenant: Handle, key: str, byte_range: tuple[int, int]) -> bytes:
+    async with tenant.open(key, byte_range=byte_range) as stream:
         return await stream.read()
 
 
 # --- put / get / stat / exists ---------------------------------------------------------------------
 
 
-async def test_put_returns_what_get_and_stat_see(store: BlobStore) -> None:
+async def test_put_returns_what_get_and_stat_see(store: BlobStore, connect: Connect) -> None:
     """A put returns digest, size, content type and metadata; get returns the bytes and stat the same info."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     data = b"hello, blobstore"
     info = await acme.put("docs/a.txt", data, content_type="text/plain", metadata={"user": "42"})
     assert (info.tenant, info.key, info.digest, info.size) == ("acme", "docs/a.txt", digest_of(data), len(data))
@@ -45,9 +56,9 @@ async def test_put_returns_what_get_and_stat_see(store: BlobStore) -> None:
     assert not await acme.exists("docs/b.txt")
 
 
-async def test_missing_keys_raise_not_found(store: BlobStore) -> None:
+async def test_missing_keys_raise_not_found(store: BlobStore, connect: Connect) -> None:
     """get/stat/open/copy of a missing key raise NotFound (also a FileNotFoundError); delete returns False."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     await acme.put("present", b"x")
     for call in (lambda: acme.get("absent"), lambda: acme.stat("absent"), lambda: acme.copy("absent", "other")):
         with pytest.raises(NotFound):
@@ -59,9 +70,9 @@ async def test_missing_keys_raise_not_found(store: BlobStore) -> None:
     assert not await acme.exists("other")
 
 
-async def test_put_replaces_and_the_old_blob_loses_a_reference(store: BlobStore) -> None:
+async def test_put_replaces_and_the_old_blob_loses_a_reference(store: BlobStore, connect: Connect) -> None:
     """Putting other bytes on an existing key replaces them and decrements the old blob's refcount."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     old, new = b"old bytes", b"new bytes!"
     await acme.put("k", old)
     await acme.put("k2", old)
@@ -78,9 +89,9 @@ async def test_put_replaces_and_the_old_blob_loses_a_reference(store: BlobStore)
     await check_invariants(store)
 
 
-async def test_replacing_with_the_same_bytes_keeps_one_reference(store: BlobStore) -> None:
+async def test_replacing_with_the_same_bytes_keeps_one_reference(store: BlobStore, connect: Connect) -> None:
     """Putting the same bytes again on the same key keeps refcount 1 and reports deduplicated."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     await acme.put("k", b"same")
     again = await acme.put("k", b"same", metadata={"v": "2"})
     assert again.deduplicated
@@ -90,9 +101,9 @@ async def test_replacing_with_the_same_bytes_keeps_one_reference(store: BlobStor
     await check_invariants(store)
 
 
-async def test_put_if_absent_on_an_existing_key_changes_nothing(store: BlobStore) -> None:
+async def test_put_if_absent_on_an_existing_key_changes_nothing(store: BlobStore, connect: Connect) -> None:
     """put(if_absent=True) on an existing key raises AlreadyExists; value, refcounts and storage stay as they were."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     first = await acme.put("k", b"first", metadata={"a": "1"})
     objects = await data_objects(store)
     for data in (b"second", b"first"):
@@ -109,9 +120,9 @@ async def test_put_if_absent_on_an_existing_key_changes_nothing(store: BlobStore
     assert (await acme.put("new", b"second", if_absent=True)).size == 6
 
 
-async def test_put_by_digest_alone_adds_a_reference_to_held_bytes(store: BlobStore) -> None:
+async def test_put_by_digest_alone_adds_a_reference_to_held_bytes(store: BlobStore, connect: Connect) -> None:
     """put(key, digest=d) without data binds the key to bytes this tenant already references, writing nothing."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     first = await acme.put("a", b"payload", content_type="application/x")
     objects = await data_objects(store)
     info = await acme.put("b", digest=first.digest, content_type="text/plain")
@@ -123,10 +134,10 @@ async def test_put_by_digest_alone_adds_a_reference_to_held_bytes(store: BlobSto
     await check_invariants(store)
 
 
-async def test_put_by_digest_of_foreign_or_unknown_bytes_is_not_found_alike(store: BlobStore) -> None:
+async def test_put_by_digest_of_foreign_or_unknown_bytes_is_not_found_alike(store: BlobStore, connect: Connect) -> None:
     """put by a digest only another tenant holds fails exactly like an unknown digest: NotFound, same message."""
-    other = store.tenant("other")
-    acme = store.tenant("acme")
+    other = await connect(store, "other")
+    acme = await connect(store, "acme")
     held = await other.put("secret", b"other tenant's bytes")
     await acme.put("mine", b"acme's own bytes")
     unknown = digest_of(b"nobody has these")
@@ -139,12 +150,12 @@ async def test_put_by_digest_of_foreign_or_unknown_bytes_is_not_found_alike(stor
     assert not await acme.exists("k")
     assert await refcount_of(store, held.digest) == 1
     with pytest.raises(NotFound):
-        await store.tenant("fresh").put("k", digest=held.digest)  # a tenant that holds nothing at all
+        await (await connect(store, "fresh")).put("k", digest=held.digest)  # a tenant that holds nothing at all
 
 
-async def test_put_needs_data_or_a_digest(store: BlobStore) -> None:
+async def test_put_needs_data_or_a_digest(store: BlobStore, connect: Connect) -> None:
     """put without data and without digest, or with a malformed digest, raises InvalidInput."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     with pytest.raises(InvalidInput):
         await acme.put("k")
     with pytest.raises(InvalidInput):
@@ -152,9 +163,9 @@ async def test_put_needs_data_or_a_digest(store: BlobStore) -> None:
     assert await rows(store, "SELECT id FROM blobs") == []
 
 
-async def test_expected_digest_mismatch_stores_nothing(store: BlobStore) -> None:
+async def test_expected_digest_mismatch_stores_nothing(store: BlobStore, connect: Connect) -> None:
     """A put whose bytes do not hash to the supplied digest raises IntegrityError and stores nothing at all."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     with pytest.raises(IntegrityError):
         await acme.put("k", b"actual bytes", digest=digest_of(b"other bytes"))
     assert not await acme.exists("k")
@@ -165,9 +176,9 @@ async def test_expected_digest_mismatch_stores_nothing(store: BlobStore) -> None
     assert info.digest == digest_of(b"actual bytes")
 
 
-async def test_a_mismatch_against_existing_bytes_changes_nothing(store: BlobStore) -> None:
+async def test_a_mismatch_against_existing_bytes_changes_nothing(store: BlobStore, connect: Connect) -> None:
     """A digest mismatch on an existing key with already stored bytes leaves key, refcounts and storage alone."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     await acme.put("k", b"v1")
     await acme.put("k2", b"v2")
     objects = await data_objects(store)
@@ -189,10 +200,12 @@ async def test_a_mismatch_against_existing_bytes_changes_nothing(store: BlobStor
         ({"metadata": {"k": "v" * 9000}}, InvalidInput),
     ],
 )
-async def test_bad_put_options_store_nothing(store: BlobStore, kwargs: dict[str, object], error: type) -> None:
+async def test_bad_put_options_store_nothing(
+    store: BlobStore, kwargs: dict[str, object], error: type, connect: Connect
+) -> None:
     """Bad content types or metadata raise InvalidInput and leave no tenant, blob or object behind."""
     with pytest.raises(error):
-        await store.tenant("acme").put("k", b"data", **kwargs)  # type: ignore[arg-type]
+        await (await connect(store, "acme")).put("k", b"data", **kwargs)  # type: ignore[arg-type]
     assert await rows(store, "SELECT name FROM tenants") == []
     assert await data_objects(store) == []
 
@@ -200,9 +213,9 @@ async def test_bad_put_options_store_nothing(store: BlobStore, kwargs: dict[str,
 # --- delete ----------------------------------------------------------------------------------------
 
 
-async def test_delete_returns_whether_the_key_existed(store: BlobStore) -> None:
+async def test_delete_returns_whether_the_key_existed(store: BlobStore, connect: Connect) -> None:
     """delete returns True once, then False; the key is gone and the refcount drops to zero."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     info = await acme.put("k", b"bytes")
     assert await acme.delete("k") is True
     assert await acme.delete("k") is False
@@ -211,12 +224,12 @@ async def test_delete_returns_whether_the_key_existed(store: BlobStore) -> None:
         await acme.get("k")
     assert await refcount_of(store, info.digest) == 0
     assert await rows(store, "SELECT used_bytes, used_objects FROM tenants WHERE name = 'acme'") == [(0, 0)]
-    assert await store.tenant("never-used").delete("k") is False
+    assert await (await connect(store, "never-used")).delete("k") is False
 
 
-async def test_delete_keeps_bytes_for_other_references(store: BlobStore) -> None:
+async def test_delete_keeps_bytes_for_other_references(store: BlobStore, connect: Connect) -> None:
     """Deleting one of several references (same tenant or another) leaves the others readable."""
-    acme, other = store.tenant("acme"), store.tenant("other")
+    acme, other = await connect(store, "acme"), await connect(store, "other")
     data = b"shared bytes" * 100
     await acme.put("a", data)
     await acme.put("b", data)
@@ -236,9 +249,9 @@ async def test_delete_keeps_bytes_for_other_references(store: BlobStore) -> None
 # --- copy ------------------------------------------------------------------------------------------
 
 
-async def test_copy_adds_a_reference_without_writing_an_object(store: BlobStore) -> None:
+async def test_copy_adds_a_reference_without_writing_an_object(store: BlobStore, connect: Connect) -> None:
     """copy binds a new key to the same blob: refcount +1, no new object, metadata carried over."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     src = await acme.put("src", b"copy me", content_type="text/plain", metadata={"m": "1"})
     before = await data_objects(store)
     copied = await acme.copy("src", "dst")
@@ -253,9 +266,9 @@ async def test_copy_adds_a_reference_without_writing_an_object(store: BlobStore)
     await check_invariants(store)
 
 
-async def test_copy_over_an_existing_key_replaces_it(store: BlobStore) -> None:
+async def test_copy_over_an_existing_key_replaces_it(store: BlobStore, connect: Connect) -> None:
     """copy onto an existing key replaces it (the old blob loses a reference); if_absent raises AlreadyExists."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     await acme.put("src", b"source")
     old = await acme.put("dst", b"old destination")
     with pytest.raises(AlreadyExists):
@@ -288,15 +301,17 @@ DATA = bytes(range(256)) * 40  # 10240 bytes
         ((10**9, 10**9), b""),
     ],
 )
-async def test_open_with_a_byte_range(store: BlobStore, byte_range: tuple[int, int], expected: bytes) -> None:
+async def test_open_with_a_byte_range(
+    store: BlobStore, byte_range: tuple[int, int], expected: bytes, connect: Connect
+) -> None:
     """open(byte_range=(first, last)) yields the inclusive range, clamped at the end; past the end is empty."""
-    await store.tenant("acme").put("k", DATA)
-    assert await read_range(store, "acme", "k", byte_range) == expected
+    await (await connect(store, "acme")).put("k", DATA)
+    assert await read_range(await connect(store, "acme"), "k", byte_range) == expected
 
 
-async def test_open_streams_the_whole_value_with_its_info(store: BlobStore) -> None:
+async def test_open_streams_the_whole_value_with_its_info(store: BlobStore, connect: Connect) -> None:
     """open without a range streams all bytes in chunks and exposes the key's info."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     info = await acme.put("k", DATA, content_type="application/octet-stream")
     async with acme.open("k") as stream:
         assert stream.info.digest == info.digest
@@ -306,26 +321,26 @@ async def test_open_streams_the_whole_value_with_its_info(store: BlobStore) -> N
 
 
 @pytest.mark.parametrize("byte_range", [(-1, 5), (5, 4), (0,), [0, 1], (0, 1.5), "0-9"])
-async def test_open_rejects_invalid_byte_ranges(store: BlobStore, byte_range: object) -> None:
+async def test_open_rejects_invalid_byte_ranges(store: BlobStore, byte_range: object, connect: Connect) -> None:
     """A negative, reversed or malformed byte range raises InvalidInput."""
-    await store.tenant("acme").put("k", DATA)
+    await (await connect(store, "acme")).put("k", DATA)
     with pytest.raises(InvalidInput):
-        await read_range(store, "acme", "k", byte_range)  # type: ignore[arg-type]
+        await read_range(await connect(store, "acme"), "k", byte_range)  # type: ignore[arg-type]
 
 
-async def test_ranges_of_an_empty_blob_are_empty(store: BlobStore) -> None:
+async def test_ranges_of_an_empty_blob_are_empty(store: BlobStore, connect: Connect) -> None:
     """An empty value reads as b'' whole and for any range."""
-    await store.tenant("acme").put("empty", b"")
-    assert await store.tenant("acme").get("empty") == b""
-    assert await read_range(store, "acme", "empty", (0, 0)) == b""
+    await (await connect(store, "acme")).put("empty", b"")
+    assert await (await connect(store, "acme")).get("empty") == b""
+    assert await read_range(await connect(store, "acme"), "empty", (0, 0)) == b""
 
 
 # --- list ------------------------------------------------------------------------------------------
 
 
-async def test_list_by_prefix_in_code_point_order(store: BlobStore) -> None:
+async def test_list_by_prefix_in_code_point_order(store: BlobStore, connect: Connect) -> None:
     """list(prefix) returns exactly the keys starting with the prefix, in code-point order, with their info."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     keys = ["a/1", "a/2", "a/10", "a/B", "a/b", "a/é", "a/🙂", "a/\uffff", "ab", "b/1", "a"]
     for key in keys:
         await acme.put(key, key.encode())
@@ -340,9 +355,9 @@ async def test_list_by_prefix_in_code_point_order(store: BlobStore) -> None:
 
 
 @pytest.mark.parametrize("wild", ["%", "_", "\\", "*", "[a]", "%%"])
-async def test_prefix_characters_are_literal(store: BlobStore, wild: str) -> None:
+async def test_prefix_characters_are_literal(store: BlobStore, wild: str, connect: Connect) -> None:
     """SQL LIKE wildcards and escapes in a prefix match only themselves."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     for key in [f"x{wild}y", "xay", "x_y_", "x%", "xy", "x\\", "x\\y"]:
         await acme.put(key, b".")
     listed = [item.key for item in await acme.list(f"x{wild}")]
@@ -350,9 +365,9 @@ async def test_prefix_characters_are_literal(store: BlobStore, wild: str) -> Non
     assert listed == sorted(k for k in stored if k.startswith(f"x{wild}"))
 
 
-async def test_keyset_pagination_returns_every_key_once_in_order(store: BlobStore) -> None:
+async def test_keyset_pagination_returns_every_key_once_in_order(store: BlobStore, connect: Connect) -> None:
     """Paging with after=next_after visits every matching key exactly once, in order, and stops."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     keys = [f"p/{i:03d}" for i in range(23)] + ["p/é", "p/\U0001f600", "p/Z", "q/0"]
     for key in keys:
         await acme.put(key, b"v")
@@ -376,9 +391,9 @@ async def test_keyset_pagination_returns_every_key_once_in_order(store: BlobStor
     assert exact.next_after is None
 
 
-async def test_after_a_key_that_does_not_exist(store: BlobStore) -> None:
+async def test_after_a_key_that_does_not_exist(store: BlobStore, connect: Connect) -> None:
     """after need not be a stored key: listing continues from the next key above it."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     for key in ["a", "c", "e"]:
         await acme.put(key, b".")
     assert [item.key for item in await acme.list(after="b")] == ["c", "e"]
@@ -386,15 +401,15 @@ async def test_after_a_key_that_does_not_exist(store: BlobStore) -> None:
 
 
 @pytest.mark.parametrize("limit", [0, -1, 10_001, 1.5, "10", True, None])
-async def test_list_rejects_bad_limits(store: BlobStore, limit: object) -> None:
+async def test_list_rejects_bad_limits(store: BlobStore, limit: object, connect: Connect) -> None:
     """limit must be an int from 1 to 10000; anything else raises InvalidInput."""
     with pytest.raises(InvalidInput):
-        await store.tenant("acme").list(limit=limit)  # type: ignore[arg-type]
+        await (await connect(store, "acme")).list(limit=limit)  # type: ignore[arg-type]
 
 
-async def test_list_limits_at_the_boundaries(store: BlobStore) -> None:
+async def test_list_limits_at_the_boundaries(store: BlobStore, connect: Connect) -> None:
     """limit=1 and limit=10000 are accepted."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     await acme.put("a", b".")
     await acme.put("b", b".")
     page = await acme.list(limit=1)
@@ -403,16 +418,16 @@ async def test_list_limits_at_the_boundaries(store: BlobStore) -> None:
     assert len(await acme.list(limit=10_000)) == 2
 
 
-async def test_list_rejects_control_characters_in_prefix(store: BlobStore) -> None:
+async def test_list_rejects_control_characters_in_prefix(store: BlobStore, connect: Connect) -> None:
     """A prefix with a control character raises InvalidKey."""
     with pytest.raises(InvalidKey):
-        await store.tenant("acme").list("a\n")
+        await (await connect(store, "acme")).list("a\n")
 
 
-async def test_listing_an_unknown_tenant_is_empty(store: BlobStore) -> None:
+async def test_listing_an_unknown_tenant_is_empty(store: BlobStore, connect: Connect) -> None:
     """A tenant that never stored anything lists no keys (and is not created by listing)."""
-    await store.tenant("acme").put("k", b".")
-    page = await store.tenant("nobody").list()
+    await (await connect(store, "acme")).put("k", b".")
+    page = await (await connect(store, "nobody")).list()
     assert (page.items, page.next_after) == ([], None)
     assert await rows(store, "SELECT name FROM tenants ORDER BY name") == [("acme",)]
 
@@ -420,9 +435,9 @@ async def test_listing_an_unknown_tenant_is_empty(store: BlobStore) -> None:
 # --- dedup -----------------------------------------------------------------------------------------
 
 
-async def test_same_bytes_under_two_tenants_and_three_keys_are_stored_once(store: BlobStore) -> None:
+async def test_same_bytes_under_two_tenants_and_three_keys_are_stored_once(store: BlobStore, connect: Connect) -> None:
     """Three puts of the same bytes (two tenants) write one object, count refcount 3, and read back everywhere."""
-    acme, other = store.tenant("acme"), store.tenant("other")
+    acme, other = await connect(store, "acme"), await connect(store, "other")
     data = b"deduplicate me" * 1000
     await acme.put("one", data)
     await acme.put("two", data)
@@ -435,9 +450,9 @@ async def test_same_bytes_under_two_tenants_and_three_keys_are_stored_once(store
     await check_invariants(store)
 
 
-async def test_deduplicated_flag_is_tenant_relative(store: BlobStore) -> None:
+async def test_deduplicated_flag_is_tenant_relative(store: BlobStore, connect: Connect) -> None:
     """deduplicated is false for a tenant's first copy of bytes (even if another tenant has them), true after."""
-    acme, other = store.tenant("acme"), store.tenant("other")
+    acme, other = await connect(store, "acme"), await connect(store, "other")
     data = b"flag me"
     assert (await acme.put("a", data)).deduplicated is False
     assert (await acme.put("b", data)).deduplicated is True
@@ -451,10 +466,12 @@ async def test_deduplicated_flag_is_tenant_relative(store: BlobStore) -> None:
     assert len(await data_objects(store)) == 1
 
 
-async def test_tenant_dedup_scope_stores_one_object_per_tenant(open_store: StoreFactory, deployment: str) -> None:
+async def test_tenant_dedup_scope_stores_one_object_per_tenant(
+    open_store: StoreFactory, deployment: str, connect: Connect
+) -> None:
     """With dedup_scope='tenant' identical bytes are shared inside a tenant but stored once per tenant."""
     store = await open_store(deployment, dedup_scope="tenant")
-    acme, other = store.tenant("acme"), store.tenant("other")
+    acme, other = await connect(store, "acme"), await connect(store, "other")
     data = b"per tenant" * 10
     await acme.put("a", data)
     await acme.put("b", data)
@@ -469,9 +486,9 @@ async def test_tenant_dedup_scope_stores_one_object_per_tenant(open_store: Store
     await check_invariants(store)
 
 
-async def test_a_deleted_blob_is_revived_by_a_new_put(store: BlobStore) -> None:
+async def test_a_deleted_blob_is_revived_by_a_new_put(store: BlobStore, connect: Connect) -> None:
     """Bytes whose last reference was deleted are reused (no new object) by a put before GC reclaims them."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     await acme.put("k", b"phoenix")
     objects = await data_objects(store)
     await acme.delete("k")
@@ -488,9 +505,9 @@ async def test_a_deleted_blob_is_revived_by_a_new_put(store: BlobStore) -> None:
     "damage",
     ["flip", "truncate", "extend", "empty", "delete"],
 )
-async def test_damaged_objects_fail_reads_with_integrity_error(store: BlobStore, damage: str) -> None:
+async def test_damaged_objects_fail_reads_with_integrity_error(store: BlobStore, damage: str, connect: Connect) -> None:
     """A stored object that was overwritten, truncated, extended, emptied or deleted makes get raise IntegrityError."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     data = b"precious bytes " * 100
     await acme.put("k", data)
     object_key = await object_key_of(store, "acme", "k")
@@ -511,22 +528,22 @@ async def test_damaged_objects_fail_reads_with_integrity_error(store: BlobStore,
             await stream.read()
 
 
-async def test_a_ranged_read_of_a_missing_object_is_an_integrity_error(store: BlobStore) -> None:
+async def test_a_ranged_read_of_a_missing_object_is_an_integrity_error(store: BlobStore, connect: Connect) -> None:
     """A ranged read of a key whose object vanished from storage raises IntegrityError, not a backend error."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     await acme.put("k", DATA)
     await store.storage.delete_many([await object_key_of(store, "acme", "k")])
     with pytest.raises(IntegrityError):
-        await read_range(store, "acme", "k", (10, 20))
+        await read_range(await connect(store, "acme"), "k", (10, 20))
 
 
 @pytest.mark.parametrize("byte_range", [(5000, 5100), (9000, 20_000)])
 async def test_a_ranged_read_past_a_truncated_object_is_an_integrity_error(
-    store: BlobStore, byte_range: tuple[int, int]
+    store: BlobStore, byte_range: tuple[int, int], connect: Connect
 ) -> None:
     """A ranged read that reaches past the end of a truncated object raises IntegrityError, never short bytes."""
-    acme = store.tenant("acme")
+    acme = await connect(store, "acme")
     await acme.put("k", DATA)
     await store.storage.write(await object_key_of(store, "acme", "k"), DATA[:4000])
     with pytest.raises(IntegrityError):
-        await read_range(store, "acme", "k", byte_range)
+        await read_range(await connect(store, "acme"), "k", byte_range)

@@ -1,0 +1,48 @@
+"""``blobstore serve``: the HTTP service (blobstore.server) on uvicorn."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from blobstore.cli.app import common_options, options, run
+from blobstore.store import BlobStore
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256), help="Server processes.")
+@common_options
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the store over HTTP, to clients in any language.
+
+    Every request needs a token (`blobstore token create`). Any number of
+    servers may share one PostgreSQL database and one bucket.
+
+    \b
+      blobstore serve --host 0.0.0.0 --port 8080 --workers 4
+    """
+    import uvicorn  # only this command needs the server stack
+
+    settings = options().settings()
+
+    async def check(_store: BlobStore) -> None:
+        """Opening the store proves the configuration (and migrates the embedded database) before any worker starts."""
+
+    run(check)
+    os.environ["BLOBSTORE_DATABASE_URL"] = settings.database_url
+    os.environ["BLOBSTORE_STORAGE_URL"] = settings.storage_url
+    uvicorn.run(
+        "blobstore.server.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        server_header=False,
+    )
+
+
+COMMANDS = [serve]

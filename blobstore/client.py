@@ -1,0 +1,315 @@
+"""``BlobClient``: the HTTP service (``blobstore serve``) with the methods and errors of ``Tenant``.
+
+::
+
+    async with BlobClient("http://127.0.0.1:8080", token) as acme:
+        info = await acme.put("invoices/11.pdf", Path("11.pdf"), content_type="application/pdf")
+        async with acme.open("invoices/11.pdf", byte_range=(0, 1023)) as stream:
+            async for chunk in stream: ...
+
+The token names its tenant. Bodies stream both ways; a whole read is checked
+against its digest as it arrives (IntegrityError at the end otherwise). Problem
+documents become the same error classes ``Tenant`` raises, from one table; a
+server that cannot be reached is StorageUnavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import os
+import stat
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any, Self
+
+import httpx
+
+from blobstore import holdings, tokens, wire
+from blobstore.errors import (
+    AlreadyExists,
+    BlobStoreError,
+    ConfigurationError,
+    IntegrityError,
+    InvalidInput,
+    InvalidKey,
+    InvalidTenant,
+    NotFound,
+    QuotaExceeded,
+    StorageUnavailable,
+)
+from blobstore.ingest import new_hasher
+from blobstore.keys import validate_byte_range, validate_digest, validate_key, validate_prefix
+from blobstore.results import BlobInfo, Page
+from blobstore.storage.base import CHUNK_SIZE
+from blobstore.store import MAX_LIST_LIMIT, BlobStream
+
+#: The one table back from a problem document's ``code`` to the error class (anything else: BlobStoreError).
+ERRORS: dict[str, type[BlobStoreError]] = {
+    cls.__name__: cls
+    for cls in (
+        NotFound,
+        InvalidKey,
+        InvalidTenant,
+        InvalidInput,
+        AlreadyExists,
+        IntegrityError,
+        QuotaExceeded,
+        StorageUnavailable,
+        ConfigurationError,
+        tokens.Unauthorized,
+        tokens.Forbidden,
+    )
+}
+
+_RANGE_NOT_SATISFIABLE = 416
+
+
+class BlobClient:
+    """One tenant of a blobstore server, reached with one of that tenant's tokens."""
+
+    def __init__(self, base_url: str, token: str, *, timeout: float = 60.0) -> None:
+        self.name = tokens.tenant_of(token)
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        )
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # --- writes ------------------------------------------------------------------------------------
+
+    async def put(
+        self,
+        key: str,
+        data: object = None,
+        *,
+        digest: str | None = None,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        if_absent: bool = False,
+    ) -> BlobInfo:
+        """As ``Tenant.put``: bytes, a path, a binary file or an async iterable of bytes, streamed to the server."""
+        validate_key(key)
+        headers = _put_headers(content_type, metadata, if_absent)
+        if digest is not None:
+            validate_digest(digest)
+        if data is None:
+            if digest is None:
+                raise InvalidInput("put needs data, or the digest of bytes this tenant already holds")
+            headers[wire.COPY_DIGEST] = digest
+            content: bytes | AsyncIterable[bytes] = b""
+        else:
+            content = await _content(data)
+            if digest is not None:
+                headers[wire.DIGEST] = digest
+        response = await self._request("PUT", wire.object_path(self.name, key), content=content, headers=headers)
+        return wire.info_from_json(response.json())
+
+    async def copy(self, src_key: str, dst_key: str, *, if_absent: bool = False) -> BlobInfo:
+        """As ``Tenant.copy``: a new reference, no bytes move."""
+        validate_key(src_key)
+        validate_key(dst_key)
+        body = {"from": src_key, "to": dst_key, "if_absent": if_absent}
+        response = await self._request("POST", f"{wire.tenant_path(self.name)}/copy", json=body)
+        return wire.info_from_json(response.json())
+
+    async def delete(self, key: str) -> bool:
+        """As ``Tenant.delete``: True if the key existed."""
+        validate_key(key)
+        try:
+            await self._request("DELETE", wire.object_path(self.name, key))
+        except NotFound:
+            return False
+        return True
+
+    # --- reads -------------------------------------------------------------------------------------
+
+    async def stat(self, key: str) -> BlobInfo:
+        """As ``Tenant.stat`` (one HEAD request)."""
+        validate_key(key)
+        response = await self._request("HEAD", wire.object_path(self.name, key))
+        return wire.info_from_headers(self.name, key, int(response.headers["content-length"]), response.headers)
+
+    async def exists(self, key: str) -> bool:
+        """True if the key exists for this tenant."""
+        try:
+            await self.stat(key)
+        except NotFound:
+            return False
+        return True
+
+    async def get(self, key: str) -> bytes:
+        """The whole value, verified against its digest (IntegrityError otherwise)."""
+        async with self.open(key) as stream:
+            return await stream.read()
+
+    @contextlib.asynccontextmanager
+    async def open(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncIterator[BlobStream]:
+        """As ``Tenant.open``: stream the value or the inclusive ``byte_range`` of it (clamped; past the end: empty)."""
+        validate_key(key)
+        wanted = validate_byte_range(byte_range)
+        headers = {} if wanted is None else {"range": f"bytes={wanted[0]}-{wanted[1]}"}
+        request = self._http.build_request("GET", wire.object_path(self.name, key), headers=headers)
+        response = await self._send(request, stream=True)
+        try:
+            if response.status_code == _RANGE_NOT_SATISFIABLE:
+                yield BlobStream(await self.stat(key), _no_chunks())
+                return
+            await _raise_for_problem(response)
+            content_range = response.headers.get("content-range")
+            size = int(content_range.rpartition("/")[2]) if content_range else int(response.headers["content-length"])
+            info = wire.info_from_headers(self.name, key, size, response.headers)
+            expected = int(response.headers["content-length"])
+            yield BlobStream(info, _verified(response, key, expected, info.digest if content_range is None else None))
+        finally:
+            await response.aclose()
+
+    async def list(self, prefix: str = "", *, limit: int = 1000, after: str | None = None) -> Page:
+        """As ``Tenant.list``: keys starting with ``prefix`` in code-point order, after ``after``."""
+        validate_prefix(prefix)
+        if after is not None:
+            validate_prefix(after)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}, not {limit!r}")
+        params: dict[str, Any] = {"prefix": prefix, "limit": limit}
+        if after is not None:
+            params["after"] = after
+        body = (await self._request("GET", f"{wire.tenant_path(self.name)}/objects", params=params)).json()
+        return Page([wire.info_from_json(item) for item in body["items"]], body["next_after"])
+
+    async def missing(self, digests: Iterable[str]) -> builtins.list[str]:
+        """Those of ``digests`` this tenant does not hold (other tenants' bytes count as missing)."""
+        body = {"digests": list(digests)}
+        response = await self._request("POST", f"{wire.tenant_path(self.name)}/digests/missing", json=body)
+        return list(response.json()["missing"])
+
+    async def usage(self) -> holdings.Usage:
+        """This tenant's own usage and limits."""
+        return holdings.Usage(**(await self._request("GET", f"{wire.tenant_path(self.name)}/usage")).json())
+
+    # --- transport ---------------------------------------------------------------------------------
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = await self._send(self._http.build_request(method, path, **kwargs))
+        await _raise_for_problem(response)
+        return response
+
+    async def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+        try:
+            return await self._http.send(request, stream=stream)
+        except httpx.TransportError as exc:
+            raise StorageUnavailable(f"cannot reach the blobstore server: {exc!r}") from exc
+
+
+async def _raise_for_problem(response: httpx.Response) -> None:
+    """Raise the error a failed response names (its problem ``code``, else its status)."""
+    if response.is_success or response.status_code == httpx.codes.NOT_MODIFIED:
+        return
+    await response.aread()
+    code = response.headers.get(wire.ERROR_CODE, "")
+    detail = f"HTTP {response.status_code}"
+    with contextlib.suppress(ValueError):
+        problem = response.json()
+        code, detail = problem.get("code", code), problem.get("detail", detail)
+    raise ERRORS.get(code, BlobStoreError)(detail)
+
+
+def _put_headers(content_type: object, metadata: object, if_absent: bool) -> dict[str, str]:
+    headers = {}
+    if content_type is not None:
+        if not isinstance(content_type, str) or not content_type.isprintable():
+            raise InvalidInput(f"invalid content_type {content_type!r}: expected printable characters")
+        headers["content-type"] = content_type
+    if metadata is not None:
+        if not isinstance(metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+        ):
+            raise InvalidInput("metadata must be a dict of str to str")
+        headers.update(wire.metadata_headers(metadata))
+    if if_absent:
+        headers["if-none-match"] = "*"
+    return headers
+
+
+async def _content(data: object) -> bytes | AsyncIterable[bytes]:
+    """What httpx sends for ``data``, streamed unless it is already bytes."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    if isinstance(data, str):
+        raise InvalidInput("cannot store a str: pass bytes, or a pathlib.Path to store a file")
+    if isinstance(data, os.PathLike):
+        return _file_chunks(_open_regular(Path(data)))
+    if hasattr(data, "read"):
+        return _file_chunks(data, close=False)
+    if isinstance(data, AsyncIterable):
+        return _checked_chunks(data)
+    raise InvalidInput(
+        f"cannot store {type(data).__name__}: pass bytes, a path, a binary file or an async iterable of bytes"
+    )
+
+
+def _open_regular(path: Path) -> Any:
+    try:
+        file = path.open("rb")
+    except FileNotFoundError:
+        raise NotFound(f"no such file: {path}") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+        file.close()
+        raise InvalidInput(f"{path} is not a regular file")
+    return file
+
+
+async def _file_chunks(file: Any, *, close: bool = True) -> AsyncIterator[bytes]:
+    try:
+        read = getattr(file, "read1", file.read)
+        while chunk := await asyncio.to_thread(read, CHUNK_SIZE):
+            yield chunk
+    finally:
+        if close:
+            file.close()
+
+
+async def _checked_chunks(chunks: AsyncIterable[object]) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        if not isinstance(chunk, bytes | bytearray | memoryview):
+            raise InvalidInput(f"the input yielded {type(chunk).__name__}, expected bytes")
+        yield bytes(chunk)
+
+
+async def _verified(response: httpx.Response, key: str, expected: int, digest: str | None) -> AsyncIterator[bytes]:
+    """The body's chunks; IntegrityError if it ends short or (whole reads) does not hash to ``digest``."""
+    hasher = None if digest is None else new_hasher()
+    received = 0
+    try:
+        async for chunk in response.aiter_raw():
+            received += len(chunk)
+            if hasher is not None:
+                hasher.update(chunk)
+            yield chunk
+    except httpx.TransportError as exc:
+        raise IntegrityError(
+            f"the server ended {key!r} after {received} of {expected} bytes "
+            "(damaged in storage, or the connection broke)"
+        ) from exc
+    if received != expected:
+        raise IntegrityError(f"{key!r} arrived with {received} of {expected} bytes")
+    if hasher is not None and hasher.hexdigest() != digest:
+        raise IntegrityError(f"{key!r} arrived with bytes that do not hash to {digest}")
+
+
+async def _no_chunks() -> AsyncIterator[bytes]:
+    return
+    yield b""

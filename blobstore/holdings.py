@@ -1,0 +1,60 @@
+"""What one tenant holds, as that tenant may see it: which digests it has, and its own usage.
+
+Nothing here reveals other tenants: a digest only another tenant holds is
+"missing", and usage shows only the tenant's own logical figures (never the
+shared or attributed ones of cost reports).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from blobstore.db import holdings
+from blobstore.errors import InvalidInput
+from blobstore.keys import validate_digest, validate_tenant
+
+if TYPE_CHECKING:
+    from blobstore.store import BlobStore
+
+#: At most this many digests per probe.
+MAX_PROBE = 1000
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A tenant's own usage: keys, logical bytes, limits, and bytes read this UTC month."""
+
+    tenant: str
+    objects: int
+    logical_bytes: int
+    max_objects: int | None
+    max_bytes: int | None
+    egress_bytes_this_month: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+async def missing(store: BlobStore, tenant: str, digests: Iterable[str]) -> list[str]:
+    """Those of ``digests`` that ``tenant`` does not reference, in the order given, without repeats."""
+    validate_tenant(tenant)
+    wanted = list(dict.fromkeys(digests))
+    if len(wanted) > MAX_PROBE:
+        raise InvalidInput(f"at most {MAX_PROBE} digests per probe, got {len(wanted)}")
+    for digest in wanted:
+        validate_digest(digest)
+    held = await store.database.transaction(lambda conn: holdings.held_digests(conn, tenant, wanted))
+    return [digest for digest in wanted if digest not in held]
+
+
+async def usage(store: BlobStore, tenant: str) -> Usage:
+    """The tenant's own usage and limits; a tenant that never stored anything has none."""
+    quota = await store.quota(tenant)
+    today = store.clock().date()
+    read = await store.database.transaction(
+        lambda conn: holdings.egress_bytes(conn, tenant, today.replace(day=1), today)
+    )
+    return Usage(tenant, quota.used_objects, quota.used_bytes, quota.max_objects, quota.max_bytes, read)

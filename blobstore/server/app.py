@@ -1,0 +1,87 @@
+"""The HTTP service as a FastAPI app: ``create_app`` over a store, ``app_from_env`` for ``blobstore serve``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from blobstore.config import Settings
+from blobstore.db import migrate
+from blobstore.errors import StorageUnavailable
+from blobstore.server import objects, problems, tenants
+from blobstore.server.auth import store_of
+from blobstore.server.schemas import Health
+from blobstore.store import BlobStore, Clock, utc_now
+
+DESCRIPTION = """\
+A content-addressed, deduplicating blob store. Every request carries
+`Authorization: Bearer <token>` (from `blobstore token create`); errors are
+RFC 9457 `application/problem+json` documents whose `code` is the error class.
+"""
+
+
+def create_app(store: BlobStore | None = None, *, settings: Settings | None = None, clock: Clock = utc_now) -> FastAPI:
+    """The HTTP API over ``store`` (left open), or over a store opened from ``settings`` (default: the
+    environment) when the app starts and closed when it stops."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if store is not None:
+            app.state.blobstore = store
+            yield
+            return
+        opened = await BlobStore.open(settings, clock=clock)
+        app.state.blobstore = opened
+        try:
+            yield
+        finally:
+            await opened.close()
+
+    app = FastAPI(title="blobstore", version=_version(), description=DESCRIPTION, lifespan=lifespan)
+    problems.install(app)
+    app.include_router(objects.router)
+    app.include_router(tenants.router)
+    app.add_api_route("/healthz", healthz, methods=["GET"], response_model=Health, tags=["health"])
+    app.add_api_route(
+        "/readyz",
+        readyz,
+        methods=["GET"],
+        response_model=Health,
+        tags=["health"],
+        responses=problems.error_responses(),
+    )
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app over the store the environment names (uvicorn's factory for ``blobstore serve``)."""
+    return create_app()
+
+
+async def healthz() -> JSONResponse:
+    """Liveness: the process answers."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: the database answers at the newest schema and the storage is usable (503 otherwise)."""
+    store = store_of(request)
+    try:
+        current = await migrate.is_current(store.database)
+        await store.storage.check()
+    except Exception as exc:
+        raise StorageUnavailable(f"not ready: {exc}") from exc
+    if not current:
+        raise StorageUnavailable("not ready: the database schema is not current; run `blobstore db upgrade`")
+    return JSONResponse({"status": "ready"})
+
+
+def _version() -> str:
+    try:
+        return version("blobstore")
+    except PackageNotFoundError:
+        return "unknown"

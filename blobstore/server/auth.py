@@ -1,0 +1,58 @@
+"""Who the caller is and what it may do: FastAPI dependencies every route declares.
+
+The token is checked against the database on every request (revocation and
+expiry take effect at once, on every server). A valid token used on another
+tenant's path, or for an operation outside its scopes, gets the same 403
+whether or not that tenant or key exists: nothing about the path is looked up
+before the token is known to allow it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from blobstore import tokens
+from blobstore.store import BlobStore, Tenant
+from blobstore.tokens import Forbidden, TokenInfo
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    bearerFormat="bst~<tenant>~<id>~<secret>",
+    description="A token from `blobstore token create TENANT`.",
+)
+
+
+def store_of(request: Request) -> BlobStore:
+    """The store the app serves."""
+    store: BlobStore = request.app.state.blobstore
+    return store
+
+
+async def caller(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> TokenInfo:
+    """The caller's active token; Unauthorized (401) if it is missing, malformed, expired or revoked."""
+    return await tokens.authenticate(store_of(request), None if credentials is None else credentials.credentials)
+
+
+TenantPath = Annotated[str, Path(description="The tenant; a token works only on its own tenant's paths.")]
+
+
+def tenant_with(scope: str) -> Callable[..., Awaitable[Tenant]]:
+    """A dependency giving the path's Tenant if the caller's token is for that tenant and has ``scope``."""
+
+    async def authorized(request: Request, tenant: TenantPath, token: Annotated[TokenInfo, Depends(caller)]) -> Tenant:
+        if not token.allows(tenant, scope):
+            raise Forbidden("this token does not allow that operation on this tenant")
+        return store_of(request).tenant(tenant)
+
+    return authorized
+
+
+Reader = Annotated[Tenant, Depends(tenant_with("read"))]
+Writer = Annotated[Tenant, Depends(tenant_with("write"))]
+Deleter = Annotated[Tenant, Depends(tenant_with("delete"))]

@@ -1,0 +1,304 @@
+"""Object routes: PUT, GET, HEAD and DELETE of one key, copy, and listing. Bodies stream both ways.
+
+Handlers parse headers, call the same ``Tenant`` methods the library exposes and
+shape the reply; every error becomes a problem document in blobstore.server.problems.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from blobstore import wire
+from blobstore.errors import InvalidInput, InvalidKey, NotFound
+from blobstore.results import BlobInfo
+from blobstore.server.auth import Deleter, Reader, Writer
+from blobstore.server.problems import RangeNotSatisfiable, error_responses
+from blobstore.server.ranges import ByteRange, parse_range
+from blobstore.server.schemas import CopyRequest, ObjectInfo, ObjectPage, json_body_openapi, parse_json
+from blobstore.store import MAX_LIST_LIMIT, BlobStream, Tenant
+
+router = APIRouter(prefix=wire.API_PREFIX + "/tenants/{tenant}", tags=["objects"])
+
+_RAW_KEY = re.compile(rb"/v1/tenants/[^/]*/objects/(.*)\Z", re.DOTALL)
+_BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+_RAW_BODY = {"requestBody": {"required": False, "content": _BINARY}}
+
+
+def object_key(
+    request: Request, key: Annotated[str, Path(description="The key, percent-encoded; / may stay literal.")]
+) -> str:
+    """The key exactly as sent: the raw path after ``/objects/``, percent-decoded once, as strict UTF-8.
+
+    Decoding once means ``%252e`` is the literal key ``%2e``; ``%2e%2e`` and ``%2f`` decode to ``..``
+    and ``/`` and are judged like any key (so ``a/%2e%2e/b`` is InvalidKey).
+    """
+    raw_path = request.scope.get("raw_path")
+    match = _RAW_KEY.search(raw_path) if isinstance(raw_path, bytes) else None
+    if match is None:
+        return key
+    try:
+        return unquote_to_bytes(match.group(1)).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidKey("invalid key: its percent-encoding is not UTF-8") from None
+
+
+ObjectKey = Annotated[str, Depends(object_key)]
+Digest = Annotated[str | None, Header(alias=wire.DIGEST, description="The digest the body must hash to (422 if not).")]
+CopyDigest = Annotated[
+    str | None,
+    Header(alias=wire.COPY_DIGEST, description="Put by digest, without a body: bytes this tenant already holds."),
+]
+IfNoneMatch = Annotated[str | None, Header(alias="if-none-match")]
+IfAbsent = Annotated[str | None, Header(alias="if-none-match", description="* : store only if the key is absent")]
+
+
+# --- writes -----------------------------------------------------------------------------------------
+
+
+@router.put(
+    "/objects/{key:path}",
+    status_code=201,
+    summary="Store an object (streamed body), or put by digest",
+    response_model=ObjectInfo,
+    responses={
+        200: {"model": ObjectInfo, "description": "An existing key was replaced"},
+        **error_responses(404, 412, 413, 422),
+    },
+    openapi_extra=_RAW_BODY,
+)
+async def put_object(
+    request: Request,
+    tenant: Writer,
+    key: ObjectKey,
+    digest: Digest = None,
+    copy_digest: CopyDigest = None,
+    if_none_match: Annotated[
+        str | None, Header(alias="if-none-match", description="* : only if the key is absent")
+    ] = None,
+    content_type: Annotated[str | None, Header(alias="content-type")] = None,
+) -> Response:
+    """``X-Blobstore-Meta-<name>`` headers become metadata. 201 for a new key, 200 when one was replaced."""
+    if if_none_match is not None and if_none_match.strip() != "*":
+        raise InvalidInput("PUT supports only If-None-Match: * (store only if the key does not exist)")
+    if_absent = if_none_match is not None
+    metadata = wire.metadata_from_headers(request.headers.items())
+    declared = _content_length(request)
+    existed = not if_absent and await tenant.exists(key)
+    if copy_digest is not None:
+        if digest is not None and digest != copy_digest:
+            raise InvalidInput(f"{wire.COPY_DIGEST} and {wire.DIGEST} name different digests")
+        await _expect_no_body(request, declared)
+        info = await tenant.put(
+            key, digest=copy_digest, content_type=content_type, metadata=metadata, if_absent=if_absent
+        )
+    else:
+        info = await tenant.put(
+            key,
+            _body(request, declared),
+            digest=digest,
+            content_type=content_type,
+            metadata=metadata,
+            if_absent=if_absent,
+        )
+    return JSONResponse(info.to_dict(), status_code=200 if existed else 201, headers={"etag": wire.etag(info.digest)})
+
+
+@router.post(
+    "/copy",
+    status_code=201,
+    summary="Make a key a new reference to another key's bytes",
+    response_model=ObjectInfo,
+    responses=error_responses(404, 412, 413),
+    openapi_extra=json_body_openapi(CopyRequest),
+)
+async def copy_object(request: Request, tenant: Writer) -> JSONResponse:
+    """No bytes move; ``if_absent`` fails with 412 when ``to`` exists."""
+    body = await parse_json(request, CopyRequest)
+    info = await tenant.copy(body.source, body.to, if_absent=body.if_absent)
+    return JSONResponse(info.to_dict(), status_code=201, headers={"etag": wire.etag(info.digest)})
+
+
+@router.delete("/objects/{key:path}", status_code=204, summary="Delete a key", responses=error_responses(404))
+async def delete_object(tenant: Deleter, key: ObjectKey) -> Response:
+    """The bytes stay while any other reference to them remains."""
+    if not await tenant.delete(key):
+        raise NotFound(f"no such key: {key!r}")
+    return Response(status_code=204)
+
+
+# --- reads ------------------------------------------------------------------------------------------
+
+
+@router.get(
+    "/objects",
+    summary="List keys by prefix, a page at a time",
+    response_model=ObjectPage,
+    responses=error_responses(),
+)
+async def list_objects(
+    tenant: Reader,
+    prefix: Annotated[str, Query(description="Only keys starting with this (literally).")] = "",
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = 1000,
+    after: Annotated[str | None, Query(description="Start after this key: the previous page's next_after.")] = None,
+) -> JSONResponse:
+    """Keys in code-point order; ``next_after`` is null on the last page."""
+    page = await tenant.list(prefix, limit=limit, after=after)
+    return JSONResponse({"items": [item.to_dict() for item in page], "next_after": page.next_after})
+
+
+@router.head(
+    "/objects/{key:path}",
+    summary="An object's headers, without its bytes",
+    responses={304: {"description": "Not modified"}, **error_responses(404)},
+)
+async def head_object(tenant: Reader, key: ObjectKey, if_none_match: IfNoneMatch = None) -> Response:
+    """The headers GET would send for the whole object."""
+    info = await tenant.stat(key)
+    if _matches(if_none_match, info.digest):
+        return Response(status_code=304, headers=_validators(info))
+    return Response(headers={**wire.object_headers(info), "content-length": str(info.size)})
+
+
+@router.get(
+    "/objects/{key:path}",
+    summary="Stream an object, or one range of it",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": _BINARY, "description": "The whole object"},
+        206: {"content": _BINARY, "description": "The requested range (Content-Range)"},
+        304: {"description": "Not modified (If-None-Match)"},
+        **error_responses(404, 416, 422),
+    },
+)
+async def get_object(
+    tenant: Reader,
+    key: ObjectKey,
+    range_header: Annotated[str | None, Header(alias="range", description="bytes=a-b, bytes=a- or bytes=-n")] = None,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """ETag is the digest; one range gives 206 (several ranges or bad syntax: the whole object)."""
+    wanted = parse_range(range_header)
+    stack = AsyncExitStack()
+    try:
+        stream, requested = await _open(stack, tenant, key, wanted)
+        info = stream.info
+        if _matches(if_none_match, info.digest):
+            await stack.aclose()
+            return Response(status_code=304, headers=_validators(info))
+        headers = wire.object_headers(info)
+        status = 200
+        if requested is None:
+            headers["content-length"] = str(info.size)
+        else:
+            if requested[0] >= info.size:
+                raise RangeNotSatisfiable(f"the range starts past the object's {info.size} bytes", info.size)
+            first, last = requested[0], min(requested[1], info.size - 1)
+            status = 206
+            headers["content-length"] = str(last - first + 1)
+            headers["content-range"] = f"bytes {first}-{last}/{info.size}"
+        body = await _verified_body(stream, stack)
+        return _ObjectResponse(body, stack, status_code=status, headers=headers)
+    except BaseException:
+        await stack.aclose()
+        raise
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+
+
+async def _open(
+    stack: AsyncExitStack, tenant: Tenant, key: str, wanted: ByteRange | None
+) -> tuple[BlobStream, tuple[int, int] | None]:
+    """Open the key (or the range of it) inside ``stack``; return the stream and the range asked of it."""
+    requested = None if wanted is None else wanted.open_range()
+    if wanted is not None and requested is None:  # the last n bytes: the size comes first
+        info = await tenant.stat(key)
+        requested = wanted.resolve(info.size)
+    stream = await stack.enter_async_context(tenant.open(key, byte_range=requested))
+    return stream, requested
+
+
+async def _verified_body(stream: BlobStream, stack: AsyncExitStack) -> AsyncIterator[bytes]:
+    """The stream's chunks, read two ahead before the reply starts and one ahead after.
+
+    An object that fails before or within its first two chunks becomes a problem
+    response; one that fails later (a whole read verifies the digest at its end)
+    never delivers its last chunk, so no client takes a damaged object as complete.
+    """
+    chunks = aiter(stream)
+    held = await anext(chunks, None)
+    following = None if held is None else await anext(chunks, None)
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal held, following
+        while held is not None:
+            yield held
+            held, following = following, None if following is None else await anext(chunks, None)
+
+    generator = body()
+    stack.push_async_callback(generator.aclose)  # type: ignore[attr-defined]
+    return generator
+
+
+class _ObjectResponse(StreamingResponse):
+    """A streamed object that closes its read (recording egress) however the response ends."""
+
+    def __init__(self, content: AsyncIterator[bytes], stack: AsyncExitStack, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._stack = stack
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._stack.aclose()
+
+
+def _matches(if_none_match: str | None, digest: str) -> bool:
+    """True if an If-None-Match header names this digest's entity tag (weakly) or is ``*``."""
+    if if_none_match is None:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or wire.etag(digest) in tags
+
+
+def _validators(info: BlobInfo) -> dict[str, str]:
+    return {"etag": wire.etag(info.digest), "last-modified": wire.object_headers(info)["last-modified"]}
+
+
+def _content_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise InvalidInput(f"invalid Content-Length {value!r}")
+    return int(value)
+
+
+async def _body(request: Request, declared: int | None) -> AsyncIterator[bytes]:
+    """The request body as it arrives, checked against its Content-Length."""
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if declared is not None and received > declared:
+            raise InvalidInput(f"the body is longer than its Content-Length {declared}")
+        if chunk:
+            yield chunk
+    if declared is not None and received != declared:
+        raise InvalidInput(f"the body has {received} bytes, not its Content-Length {declared}")
+
+
+async def _expect_no_body(request: Request, declared: int | None) -> None:
+    if declared:
+        raise InvalidInput(f"a put by {wire.COPY_DIGEST} takes no body")
+    async for chunk in request.stream():
+        if chunk:
+            raise InvalidInput(f"a put by {wire.COPY_DIGEST} takes no body")

@@ -1,0 +1,164 @@
+"""Errors at the HTTP boundary: one table from error class to status, rendered as RFC 9457 problem documents.
+
+Every failure of a request, whatever raised it, leaves as ``application/problem+json``
+with ``type``, ``title``, ``status``, ``detail`` and ``code`` (the error class name,
+which ``blobstore.client`` maps back to the same class). Nothing else in the
+server chooses an error status.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+
+from blobstore.errors import (
+    AlreadyExists,
+    BlobStoreError,
+    ConfigurationError,
+    IntegrityError,
+    InvalidInput,
+    InvalidKey,
+    InvalidTenant,
+    NotFound,
+    QuotaExceeded,
+    StorageUnavailable,
+)
+from blobstore.tokens import Forbidden, Unauthorized
+from blobstore.wire import ERROR_CODE, PROBLEM_TYPE
+
+log = logging.getLogger(__name__)
+
+#: Seconds a client should wait before retrying after StorageUnavailable.
+RETRY_AFTER = 1
+
+
+class RangeNotSatisfiable(BlobStoreError):
+    """No byte of the requested range exists (the object is shorter, or empty)."""
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
+#: The one translation table: error class -> HTTP status. The first entry the error is an instance of wins.
+STATUS: dict[type[Exception], int] = {
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    InvalidKey: 400,
+    InvalidTenant: 400,
+    InvalidInput: 400,
+    AlreadyExists: 412,
+    QuotaExceeded: 413,
+    RangeNotSatisfiable: 416,
+    IntegrityError: 422,
+    StorageUnavailable: 503,
+    ConfigurationError: 500,
+    ClientDisconnect: 400,
+}
+
+_INTERNAL = 500
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str = Field(description="urn:blobstore:error:<code>")
+    title: str = Field(description="What kind of error this is.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong with this request.")
+    code: str = Field(description="The Python error class: NotFound, InvalidKey, QuotaExceeded, ...")
+
+
+def status_of(exc: BaseException) -> int:
+    """The HTTP status of an error, from :data:`STATUS` (500 for anything unexpected)."""
+    for cls, status in STATUS.items():
+        if isinstance(exc, cls):
+            return status
+    return _INTERNAL
+
+
+def problem_response(exc: BaseException) -> JSONResponse:
+    """The problem document for ``exc``, with the headers its class calls for."""
+    status = status_of(exc)
+    code = type(exc).__name__ if status != _INTERNAL or isinstance(exc, BlobStoreError) else "InternalError"
+    title = (type(exc).__doc__ or code).strip().splitlines()[0] if code != "InternalError" else "Internal error"
+    detail = str(exc) if code != "InternalError" else "the server failed; the error is in its log"
+    return _problem(status, code, title, detail, _headers_for(exc))
+
+
+def _problem(status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = Problem(type=f"urn:blobstore:error:{code}", title=title, status=status, detail=detail, code=code)
+    # The code also rides in a header, so the body-less answer to a HEAD still names the error.
+    headers = {**(headers or {}), ERROR_CODE: code}
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers, media_type=PROBLEM_TYPE)
+
+
+def _headers_for(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, Unauthorized):
+        return {"www-authenticate": 'Bearer realm="blobstore"'}
+    if isinstance(exc, StorageUnavailable):
+        return {"retry-after": str(RETRY_AFTER)}
+    if isinstance(exc, RangeNotSatisfiable):
+        return {"content-range": f"bytes */{exc.size}"}
+    return {}
+
+
+async def _on_error(_request: Request, exc: Exception) -> JSONResponse:
+    if status_of(exc) == _INTERNAL:
+        log.error("request failed", exc_info=exc)
+    return problem_response(exc)
+
+
+async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    where = "; ".join(
+        f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', 'invalid')}"
+        for error in exc.errors()
+    )
+    return problem_response(InvalidInput(f"invalid request: {where}"))
+
+
+async def _on_http_exception(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "InvalidInput")
+    return _problem(exc.status_code, code, str(exc.detail), str(exc.detail), dict(exc.headers or {}))
+
+
+def install(app: FastAPI) -> None:
+    """Make ``app`` answer every error with a problem document."""
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(HTTPException, _on_http_exception)
+    for cls in STATUS:  # answered where they are raised; only unexpected errors reach the last resort
+        app.add_exception_handler(cls, _on_error)
+    app.add_exception_handler(Exception, _on_error)
+
+
+#: OpenAPI ``responses`` entries for the error statuses of an operation.
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The documented problem responses with these statuses (401, 403 and 503 are always possible)."""
+    wanted = sorted({400, 401, 403, 503, *statuses})
+    return {
+        status: {"model": Problem, "content": {PROBLEM_TYPE: {}}, "description": _DESCRIPTIONS[status]}
+        for status in wanted
+    }
+
+
+_DESCRIPTIONS = {
+    400: "Invalid input (InvalidKey, InvalidInput, ...)",
+    401: "Missing, malformed, expired or revoked token (Unauthorized)",
+    403: "The token is not for this tenant or lacks the scope (Forbidden)",
+    404: "No such key (NotFound)",
+    412: "A precondition failed (AlreadyExists)",
+    413: "A tenant quota would be exceeded (QuotaExceeded)",
+    416: "The range is not satisfiable (RangeNotSatisfiable)",
+    422: "Bytes do not match their digest (IntegrityError)",
+    503: "Storage or database unavailable; retry after Retry-After (StorageUnavailable)",
+}

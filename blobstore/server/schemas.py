@@ -1,0 +1,96 @@
+"""The JSON documents of the HTTP API, as pydantic models (they make the OpenAPI document)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from blobstore.errors import InvalidInput
+
+#: A JSON request body larger than this is refused.
+MAX_JSON_BODY = 1024 * 1024
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ObjectInfo(BaseModel):
+    """A key as its tenant sees it (``deduplicated``: a put found this tenant already held the bytes)."""
+
+    tenant: str
+    key: str
+    digest: str
+    size: int
+    content_type: str | None
+    metadata: dict[str, str]
+    created_at: datetime
+    deduplicated: bool
+
+
+class ObjectPage(BaseModel):
+    """One page of a listing; pass ``next_after`` as ``after`` for the next (null: no more)."""
+
+    items: list[ObjectInfo]
+    next_after: str | None
+
+
+class CopyRequest(BaseModel):
+    """Make ``to`` a new reference to the bytes of ``from``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    source: str = Field(alias="from")
+    to: str
+    if_absent: bool = False
+
+
+class MissingRequest(BaseModel):
+    """Digests to probe."""
+
+    model_config = ConfigDict(extra="forbid")
+    digests: list[str] = Field(max_length=1000)
+
+
+class MissingResponse(BaseModel):
+    """The probed digests this tenant does not hold."""
+
+    missing: list[str]
+
+
+class Usage(BaseModel):
+    """This tenant's own usage: keys, logical bytes, limits and bytes read this UTC month."""
+
+    tenant: str
+    objects: int
+    logical_bytes: int
+    max_objects: int | None
+    max_bytes: int | None
+    egress_bytes_this_month: int
+
+
+class Health(BaseModel):
+    """Liveness or readiness."""
+
+    status: str
+
+
+def json_body_openapi(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` declaring a required JSON body of ``model``."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+async def parse_json(request: Request, model: type[M]) -> M:
+    """The request's JSON body as ``model``; InvalidInput if it is too large, not JSON, or does not fit."""
+    size = 0
+    parts = []
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_JSON_BODY:
+            raise InvalidInput(f"the JSON body is larger than {MAX_JSON_BODY} bytes")
+        parts.append(chunk)
+    try:
+        return model.model_validate_json(b"".join(parts))
+    except ValidationError as exc:
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"invalid JSON body: {where}") from None

@@ -1,0 +1,77 @@
+"""A real uvicorn server on a loopback port, in a thread, serving a store's deployment over HTTP.
+
+``serving(settings)`` opens its own store on the same database and storage as
+the caller's (as a separate server process would) and yields the base URL.
+``connector`` hands a test either the in-process ``Tenant`` or a ``BlobClient``
+over such a server, so one test body proves both transports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import uvicorn
+
+from blobstore import BlobStore, Settings, Tenant, tokens
+from blobstore.client import BlobClient
+from blobstore.server import create_app
+from blobstore.store import Clock, utc_now
+
+#: The transports the store-semantics suite runs over.
+TRANSPORTS = ["tenant", "http"]
+
+Handle = Tenant | BlobClient
+Connect = Callable[[BlobStore, str], Awaitable[Any]]
+
+
+@contextlib.contextmanager
+def serving(settings: Settings, *, clock: Clock = utc_now, store: BlobStore | None = None) -> Iterator[str]:
+    """Serve the deployment of ``settings`` on 127.0.0.1 and a free port until the block ends; yield the base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = create_app(store, settings=settings, clock=clock)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def connector(transport: str, clock: Clock) -> AsyncIterator[Connect]:
+    """``connect(store, tenant)``: ``store.tenant(tenant)``, or a BlobClient with an all-scopes token of that
+    tenant over a server of the store's deployment (one server per store, for the whole test)."""
+    with contextlib.ExitStack() as servers:
+        urls: dict[int, str] = {}
+        clients: list[BlobClient] = []
+
+        async def connect(store: BlobStore, tenant: str) -> Handle:
+            if transport == "tenant":
+                return store.tenant(tenant)
+            if id(store) not in urls:
+                urls[id(store)] = servers.enter_context(serving(store.settings, clock=clock))
+            token = await tokens.create(store, tenant, scopes=tokens.SCOPES)
+            client = BlobClient(urls[id(store)], token.token)
+            clients.append(client)
+            return client
+
+        try:
+            yield connect
+        finally:
+            for client in clients:
+                await client.aclose()
