@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import dedup_puts, gc_reclaim, large_dedup, listing
+from benchmarks import dedup_puts, dry_run, gc_reclaim, import_files, large_dedup, listing
 from benchmarks.harness import Context
 from benchmarks.output import machine_info, markdown, rows_from_json, text_table, to_json, write_json
 from benchmarks.runner import BENCHMARKS, parse_only, run_benchmarks
@@ -18,12 +18,14 @@ TINY = {
     "P3": large_dedup.Sizes(size=2 * 1024 * 1024, rounds=2),
     "P5": listing.Sizes(keys=3000, rounds=2, pages=1, page=100),
     "P8": gc_reclaim.Sizes(blobs=50, rounds=2),
+    "I1": import_files.Sizes(files=20, size=4096, rounds=2),
+    "I2": dry_run.Sizes(files=6, size=1024 * 1024, rounds=2),
 }
 
 
 @pytest.fixture(scope="module")
 def document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """The JSON document of a tiny quick run of P1, P3, P5 and P8 on SQLite and a local directory."""
+    """The JSON document of a tiny quick run of P1, P3, P5, P8, I1 and I2 on SQLite and a local directory."""
     workdir = tmp_path_factory.mktemp("bench")
     ctx = Context(quick=True, workdir=workdir, postgres_admin_url=None, s3=False, verbose=False, sizes=TINY)
     rows = run_benchmarks(ctx, list(TINY))
