@@ -24,6 +24,7 @@ Figures (``unique`` counts each distinct digest once):
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,7 +50,7 @@ BATCH_BYTES = 32 * 1024 * 1024
 
 @dataclass
 class DuplicateGroup:
-    """Files of the source with identical bytes: ``count`` copies of ``size`` bytes, the first few ``paths``."""
+    """Files of the source with identical bytes: ``count`` copies of ``size`` bytes, the first ``paths`` in order."""
 
     digest: str
     size: int
@@ -183,8 +184,8 @@ async def dry_run(
                 digest, size = outcome
                 group = groups.setdefault(digest, DuplicateGroup(digest, size))
                 group.count += 1
-                if len(group.paths) < GROUP_PATHS:
-                    group.paths.append(shown(entry.file.path))
+                bisect.insort(group.paths, shown(entry.file.path))
+                del group.paths[GROUP_PATHS:]
                 report.files += 1
                 report.logical_bytes += size
                 stored = held_keys.get(entry.key)
@@ -199,7 +200,5 @@ async def dry_run(
     duplicates = [group for group in groups.values() if group.count > 1]
     duplicates.sort(key=lambda group: (-group.saved_bytes, group.digest))
     report.duplicate_groups = duplicates[:TOP_GROUPS]
-    for group in report.duplicate_groups:
-        group.paths.sort()
     report.failures.sort(key=lambda failure: failure.path)
     return report
