@@ -111,6 +111,7 @@ def test_import_lists_failures_and_exits_1(bs: Callable[..., Run], tree: Path) -
         (["import", "acme", "{tree}", "--source-profile", "p"], "s3:// sources only", 1),
         (["import", "acme", "s3://some-bucket", "--source-profile", "no-such-profile"], "no-such-profile", 1),
         (["import", "BAD!", "{tree}"], "invalid tenant", 1),
+        (["import", "acme", "s3://b", "--source-endpoint-url", "ftp://x"], "--source-endpoint-url", 1),
     ],
 )
 def test_bad_arguments_get_one_line(
@@ -225,3 +226,10 @@ async def test_import_from_a_bucket_with_an_endpoint_url(home: Path, s3: S3Endpo
     assert json.loads(imported.ok().stdout)["imported"] == 2
     listed = (await asyncio.to_thread(invoke, ["ls", "acme"], home=home)).ok().stdout
     assert [line.split()[-1] for line in listed.splitlines()] == ["sub/y.txt", "x.txt"]
+
+
+async def test_a_missing_source_bucket_is_one_line_naming_the_source(home: Path, s3: S3Endpoint) -> None:
+    """A source bucket that does not exist: one line naming the source, exit 1, nothing stored."""
+    args = ["import", "acme", "s3://no-such-bucket-here/x", "--source-endpoint-url", s3.url]
+    result = await asyncio.to_thread(invoke, args, home=home)
+    result.failed("cannot read the source s3://no-such-bucket-here/x")

@@ -186,7 +186,10 @@ class BucketSource(ImportSource):
         self.storage = storage
 
     async def scan(self) -> Scan:
-        await self.storage.check()
+        try:
+            await self.storage.check()
+        except ConfigurationError as exc:  # its message names the store's variables; say what this source is
+            raise ConfigurationError(f"cannot read the source {self.url}: {exc.__cause__ or exc}") from exc
         scan = Scan(
             files=[SourceFile(item.key, item.size) async for item in self.storage.list() if item.key[-1:] != "/"]
         )
@@ -228,5 +231,8 @@ def open_source(source: str, *, endpoint_url: str | None = None, profile: str | 
         region = session.region_name or "us-east-1"
     except BotoCoreError as exc:
         raise ConfigurationError(f"--source-profile: {exc}") from None
-    storage = S3Storage(parts.netloc, prefix, endpoint_url=endpoint_url, region=region, session=session)
+    try:
+        storage = S3Storage(parts.netloc, prefix, endpoint_url=endpoint_url, region=region, session=session)
+    except ConfigurationError:
+        raise ConfigurationError(f"--source-endpoint-url: {endpoint_url!r} is not an http:// or https:// URL") from None
     return BucketSource(source, storage)
