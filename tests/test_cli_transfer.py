@@ -233,3 +233,23 @@ async def test_a_missing_source_bucket_is_one_line_naming_the_source(home: Path,
     args = ["import", "acme", "s3://no-such-bucket-here/x", "--source-endpoint-url", s3.url]
     result = await asyncio.to_thread(invoke, args, home=home)
     result.failed("cannot read the source s3://no-such-bucket-here/x")
+
+
+def test_ctrl_c_stops_an_import_with_exit_130_and_a_rerun_finishes_it(home: Path, tmp_path: Path) -> None:
+    """SIGINT mid-import: one line, exit 130; the rerun skips what was stored and imports the rest."""
+    root = tmp_path / "source"
+    root.mkdir()
+    for index in range(300):
+        (root / f"f{index:03}.bin").write_bytes(os.urandom(32 * 1024))
+    process = spawn(["import", "acme", str(root), "--jobs", "1"], home=home)
+    deadline = time.monotonic() + 60
+    while invoke(["ls", "acme", "--limit", "20"], home=home).stdout.count("\n") < 20:
+        assert process.poll() is None, "the import finished before it could be interrupted"
+        assert time.monotonic() < deadline, "the import made no progress"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    finish(process).failed("interrupted", code=130)
+    stored = invoke(["ls", "acme"], home=home).ok().stdout.count("\n")
+    assert 20 <= stored < 300
+    rerun = json.loads(invoke(["import", "acme", str(root), "--json"], home=home).ok().stdout)
+    assert (rerun["skipped"], rerun["imported"]) == (stored, 300 - stored)

@@ -308,3 +308,14 @@ async def test_jobs_out_of_range_are_refused(store: BlobStore, tmp_path: Path, j
         plan = await plan_import(source)
         with pytest.raises(ValueError, match="jobs"):
             await import_source(store.tenant("acme"), source, plan, jobs=jobs)
+
+
+async def test_dest_itself_may_be_a_symbolic_link(store: BlobStore, tmp_path: Path) -> None:
+    """Only links inside DEST are refused: DEST named through a link is where the user wants the files."""
+    tenant = store.tenant("acme")
+    await tenant.put("a/b", b"b")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "real", target_is_directory=True)
+    result = await export_tree(tenant, tmp_path / "alias", await plan_export(tenant))
+    assert result.failures == []
+    assert (tmp_path / "real" / "a" / "b").read_bytes() == b"b"

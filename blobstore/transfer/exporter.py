@@ -108,7 +108,7 @@ async def export_tree(
     check_jobs(jobs)
     result = ExportResult(tenant.name, str(dest), prefix, keys=len(plan))
     await asyncio.to_thread(dest.mkdir, parents=True, exist_ok=True)
-    root = await asyncio.to_thread(os.open, dest, _DIRECTORY_FLAGS)
+    root = await asyncio.to_thread(os.open, dest, os.O_RDONLY | os.O_DIRECTORY)  # DEST itself may be a link
 
     async def one(info: BlobInfo) -> None:
         try:
