@@ -36,6 +36,9 @@ class Settings:
     s3_region: str = "us-east-1"
     dedup_scope: DedupScope = "global"
     gc_grace_seconds: float = 3600.0
+    #: How long an upload stays protected from GC after its uploader last renewed its lease (it
+    #: renews every third of this while bytes flow); only a dead uploader's upload outlives it.
+    upload_lease_seconds: float = 60.0
 
     @classmethod
     def from_env(

@@ -1,31 +1,38 @@
 """fsck: check that the database and object storage agree, optionally re-hash every object, and repair.
 
-Checks, in order: references point only at live blobs; each blob's reference
-count equals its references; each tenant's usage counters equal the sums over
-its references; each live blob's object exists with the recorded size; with
-``read_data``, each object hashes to its digest. Objects and rows that GC
-would reclaim (past grace) are reported, and ``repair`` reclaims them through
-GC itself. Nothing is guessed: a missing or corrupted object is reported, not
-"fixed".
+Checks, in order: references point only at live blobs; each tenant's usage
+counters equal the sums over its references; then one walk over the blob rows
+and the storage listing side by side, both in object-key order and in batches
+(memory stays bounded whatever the store's size): each blob's reference count
+equals its references, each live blob's object exists with the recorded size,
+and with ``read_data`` hashes to its digest. What GC would reclaim (past grace)
+is reported, and ``repair`` reclaims it through GC itself. Objects the store did
+not write are reported as foreign and never touched, not even by ``repair``.
+Nothing is guessed: a missing or corrupted object is reported, not "fixed".
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from blobstore.db import maintenance
 from blobstore.db.catalog import LIVE, blob_state
-from blobstore.gc import execute_gc, plan_gc
+from blobstore.gc import Planned, gc, printable
 from blobstore.ingest import new_hasher
-from blobstore.layout import OBJECT_PREFIX
+from blobstore.layout import OBJECT_PREFIX, is_object_key
 from blobstore.progress import Progress, no_progress
-from blobstore.storage.base import ObjectMissing
+from blobstore.storage.base import ObjectInfo, ObjectMissing
 
 if TYPE_CHECKING:
     from blobstore.store import BlobStore
+
+#: Foreign keys listed by name in a report (all are counted).
+FOREIGN_SAMPLE = 100
+_GC_PROBLEMS = {"blob": "reclaimable-blob", "orphan": "orphan-object", "upload": "incomplete-upload"}
 
 
 @dataclass(frozen=True)
@@ -40,12 +47,18 @@ class Problem:
 
 @dataclass
 class FsckReport:
-    """The outcome of an fsck run; ``ok`` is true when no unrepaired problem remains."""
+    """The outcome of an fsck run; ``ok`` is true when no unrepaired problem remains.
+
+    Foreign objects and uploads (not the store's own) are no problem: they are
+    counted, the first :data:`FOREIGN_SAMPLE` named, and left alone.
+    """
 
     blobs_checked: int = 0
     objects_checked: int = 0
     bytes_hashed: int = 0
     problems: list[Problem] = field(default_factory=list)
+    foreign_objects: int = 0
+    foreign_sample: list[str] = field(default_factory=list)
     duration_seconds: float = 0.0
 
     @property
@@ -67,20 +80,6 @@ async def fsck(
         report.problems.append(
             Problem("dangling-reference", f"{tenant}/{key}", f"points at blob {blob_id}, which is not live")
         )
-    records = await database.transaction(maintenance.blob_records)
-    report.blobs_checked = len(records)
-    for record in records:
-        if record.refcount != record.actual_refs:
-            if repair:
-                await database.transaction(partial(maintenance.recount_blob, blob_id=record.blob_id, now=store.clock()))
-            report.problems.append(
-                Problem(
-                    "refcount-drift",
-                    f"blob {record.blob_id}",
-                    f"refcount {record.refcount}, but {record.actual_refs} references",
-                    repaired=repair,
-                )
-            )
     for usage in await database.transaction(maintenance.usage_records):
         if (usage.used_bytes, usage.used_objects) != (usage.actual_bytes, usage.actual_objects):
             if repair:
@@ -94,42 +93,101 @@ async def fsck(
                     repaired=repair,
                 )
             )
-    sizes = {}
+    await _walk(store, report, read_data=read_data, repair=repair, progress=progress)
+
+    def reclaimable(planned: Planned) -> None:
+        if planned.kind in _GC_PROBLEMS:
+            report.problems.append(
+                Problem(_GC_PROBLEMS[planned.kind], planned.key, f"{planned.reason}, past grace", repaired=repair)
+            )
+        elif planned.kind == "foreign-upload":
+            _foreign(report, planned.key)
+
+    await gc(store, dry_run=not repair, on_planned=reclaimable)
+    report.duration_seconds = time.monotonic() - started
+    return report
+
+
+async def _walk(store: BlobStore, report: FsckReport, *, read_data: bool, repair: bool, progress: Progress) -> None:
+    """Walk blob rows and stored objects side by side in object-key order, checking each row."""
+    rows = _blob_rows(store)
+    objects = _own_objects(store, report, progress)
+    row = await anext(rows, None)
+    stored = await anext(objects, None)
+    while row is not None or stored is not None:
+        if stored is None or (row is not None and row.object_key < stored.key):
+            assert row is not None
+            await _check_row(store, report, row, None, read_data=read_data, repair=repair, progress=progress)
+            row = await anext(rows, None)
+        elif row is None or stored.key < row.object_key:
+            stored = await anext(objects, None)  # no row: GC's orphan sweep judges it (grace applies)
+        else:
+            await _check_row(store, report, row, stored, read_data=read_data, repair=repair, progress=progress)
+            row, stored = await anext(rows, None), await anext(objects, None)
+
+
+async def _blob_rows(store: BlobStore) -> AsyncIterator[maintenance.BlobRecord]:
+    after = ""
+    while batch := await store.database.transaction(partial(maintenance.blob_records, after_key=after)):
+        for record in batch:
+            yield record
+        after = batch[-1].object_key
+
+
+async def _own_objects(store: BlobStore, report: FsckReport, progress: Progress) -> AsyncIterator[ObjectInfo]:
+    """The store's own objects in key order; foreign ones are counted in ``report`` and skipped."""
     async for info in store.storage.list(OBJECT_PREFIX):
-        sizes[info.key] = info.size
         progress("listing storage", 1, None)
-    live = [record for record in records if record.state == LIVE]
-    for record in live:
-        found = sizes.get(record.object_key)
-        if found is None and not await _still_live(store, record):
-            continue  # deleted by GC while fsck ran: not a problem
-        if found is None:
+        if is_object_key(info.key):
+            report.objects_checked += 1
+            yield info
+        else:
+            _foreign(report, printable(info.key))
+
+
+def _foreign(report: FsckReport, key: str) -> None:
+    report.foreign_objects += 1
+    if len(report.foreign_sample) < FOREIGN_SAMPLE:
+        report.foreign_sample.append(key)
+
+
+async def _check_row(
+    store: BlobStore,
+    report: FsckReport,
+    record: maintenance.BlobRecord,
+    stored: ObjectInfo | None,
+    *,
+    read_data: bool,
+    repair: bool,
+    progress: Progress,
+) -> None:
+    report.blobs_checked += 1
+    if record.refcount != record.actual_refs:
+        if repair:
+            await store.database.transaction(
+                partial(maintenance.recount_blob, blob_id=record.blob_id, now=store.clock())
+            )
+        report.problems.append(
+            Problem(
+                "refcount-drift",
+                f"blob {record.blob_id}",
+                f"refcount {record.refcount}, but {record.actual_refs} references",
+                repaired=repair,
+            )
+        )
+    if record.state != LIVE:
+        return
+    if stored is None:
+        if await _still_live(store, record):  # else deleted by GC while fsck ran: not a problem
             report.problems.append(
                 Problem("missing-object", record.object_key, f"blob {record.blob_id} ({record.digest})")
             )
-        elif found != record.size:
-            report.problems.append(
-                Problem("size-mismatch", record.object_key, f"{found} bytes stored, {record.size} recorded")
-            )
-    report.objects_checked = len(sizes)
-    if read_data:
-        total = sum(record.size for record in live if record.object_key in sizes)
-        for record in live:
-            if record.object_key in sizes:
-                report.bytes_hashed += await _check_digest(store, record, report, total, progress)
-    plan = await plan_gc(store)
-    for blob in plan.blobs:
+    elif stored.size != record.size:
         report.problems.append(
-            Problem("reclaimable-blob", blob.object_key, f"{blob.reason}, past grace", repaired=repair)
+            Problem("size-mismatch", record.object_key, f"{stored.size} bytes stored, {record.size} recorded")
         )
-    for orphan in plan.orphans:
-        report.problems.append(
-            Problem("orphan-object", orphan.key, "no blob row accounts for it, past grace", repaired=repair)
-        )
-    if repair and (plan.blobs or plan.orphans):
-        await execute_gc(store, plan)
-    report.duration_seconds = time.monotonic() - started
-    return report
+    elif read_data:
+        report.bytes_hashed += await _check_digest(store, record, report, progress)
 
 
 async def _still_live(store: BlobStore, record: maintenance.BlobRecord) -> bool:
@@ -139,7 +197,7 @@ async def _still_live(store: BlobStore, record: maintenance.BlobRecord) -> bool:
 
 
 async def _check_digest(
-    store: BlobStore, record: maintenance.BlobRecord, report: FsckReport, total: int, progress: Progress
+    store: BlobStore, record: maintenance.BlobRecord, report: FsckReport, progress: Progress
 ) -> int:
     """Re-hash one object, streaming; record a problem if it is corrupted or vanished. Returns bytes read."""
     hasher = new_hasher()
@@ -148,7 +206,7 @@ async def _check_digest(
         async for chunk in store.storage.read(record.object_key):
             hasher.update(chunk)
             read += len(chunk)
-            progress("hashing", len(chunk), total)
+            progress("hashing", len(chunk), None)
     except ObjectMissing:
         report.problems.append(Problem("missing-object", record.object_key, f"blob {record.blob_id} vanished"))
         return read

@@ -1,155 +1,218 @@
-"""Garbage collection: plan, then execute.
+"""Garbage collection, planned and executed one batch at a time, so memory stays bounded at any size.
 
-:func:`plan_gc` lists what may be reclaimed at ``now - grace``: blobs without
-references, uploads that never committed, tombstoned blobs whose deletion was
-interrupted, and objects in storage that no blob row accounts for (orphans).
-:func:`execute_gc` reclaims them in batches, re-checking every blob under its
-row lock first. docs/gc-protocol.md argues why this never deletes an object a
-reference needs and never leaks one forever.
+A run makes three sweeps at ``cutoff = now - grace``:
+
+1. **blobs**: rows that are unreferenced since before the cutoff, uploads whose
+   uploader stopped renewing its lease, and tombstoned rows, by id, in batches:
+   each batch is tombstoned under its row locks (re-checking the condition, so a
+   put that acquired a blob meanwhile wins), its objects deleted, its rows forgotten;
+2. **orphans**: objects of the store's exact key shape, older than the cutoff,
+   that no row accounts for (leftovers of crashed puts and GC runs);
+3. **incomplete uploads**: the backend's leftovers of the store's own keys,
+   begun before the cutoff, that no live upload lease holds.
+
+Anything else in storage (another application's files, another store's objects,
+names that are not valid text) is *foreign*: counted and reported, never touched.
+A dry run walks the same batches and changes nothing. docs/gc-protocol.md argues
+why this never deletes an object a reference needs and never leaks one forever.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from blobstore.db import maintenance
 from blobstore.db.catalog import forget_blobs
-from blobstore.layout import OBJECT_PREFIX
+from blobstore.identity import MARKER_KEY
+from blobstore.layout import OBJECT_PREFIX, is_object_key
 from blobstore.progress import Progress, no_progress
-from blobstore.storage.base import ObjectInfo
+from blobstore.storage.base import IncompleteUpload, ObjectInfo
 
 if TYPE_CHECKING:
     from blobstore.store import BlobStore
 
-#: Objects deleted per storage request and blobs tombstoned per transaction.
+#: Objects deleted per storage request, blobs tombstoned per transaction, keys looked up per query.
 BATCH = 1000
 
-
-@dataclass(frozen=True)
-class GcPlan:
-    """What a GC run at ``cutoff`` would reclaim."""
-
-    cutoff: datetime
-    blobs: list[maintenance.Reclaimable] = field(default_factory=list)
-    orphans: list[ObjectInfo] = field(default_factory=list)
-
-    @property
-    def blob_bytes(self) -> int:
-        return sum(blob.size for blob in self.blobs)
-
-    @property
-    def orphan_bytes(self) -> int:
-        return sum(orphan.size for orphan in self.orphans)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary with every planned deletion."""
-        return {
-            "cutoff": self.cutoff.isoformat(),
-            "blobs": len(self.blobs),
-            "blob_bytes": self.blob_bytes,
-            "orphans": len(self.orphans),
-            "orphan_bytes": self.orphan_bytes,
-            "blob_objects": [asdict(blob) for blob in self.blobs],
-            "orphan_objects": [
-                {"key": o.key, "size": o.size, "modified": o.modified.isoformat()} for o in self.orphans
-            ],
-        }
+PlanKind = Literal["blob", "orphan", "upload", "foreign-object", "foreign-upload"]
 
 
 @dataclass(frozen=True)
-class GcStats:
-    """What a GC run did (or, for a dry run, would do)."""
+class Planned:
+    """One thing a GC run deletes (or, dry, would delete) or leaves alone as foreign.
 
-    dry_run: bool
-    blobs_reclaimed: int
-    bytes_reclaimed: int
-    orphans_deleted: int
-    orphan_bytes: int
-    incomplete_uploads_aborted: int
-    duration_seconds: float
+    ``key`` is printable: a name that is not valid text is shown with backslash escapes.
+    """
+
+    kind: PlanKind
+    key: str
+    size: int | None
+    reason: str
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def of_plan(cls, plan: GcPlan, duration_seconds: float) -> GcStats:
-        """The stats of a dry run: what executing ``plan`` would reclaim."""
-        return cls(
-            dry_run=True,
-            blobs_reclaimed=len(plan.blobs),
-            bytes_reclaimed=plan.blob_bytes,
-            orphans_deleted=len(plan.orphans),
-            orphan_bytes=plan.orphan_bytes,
-            incomplete_uploads_aborted=0,
-            duration_seconds=duration_seconds,
-        )
+
+#: Called with each planned deletion and each foreign key, as the run finds them.
+OnPlanned = Callable[[Planned], None]
 
 
-async def plan_gc(store: BlobStore, progress: Progress = no_progress) -> GcPlan:
-    """List what GC may reclaim now; changes nothing."""
-    cutoff = store.clock() - timedelta(seconds=store.settings.gc_grace_seconds)
-    blobs = await store.database.transaction(lambda conn: maintenance.find_reclaimable(conn, cutoff))
-    orphans: list[ObjectInfo] = []
-    batch: list[ObjectInfo] = []
-    async for info in store.storage.list(OBJECT_PREFIX):
-        progress("scanning storage", 1, None)
-        if info.modified < cutoff:
-            batch.append(info)
-        if len(batch) == BATCH:
-            orphans += await _unaccounted(store, batch)
-            batch = []
-    orphans += await _unaccounted(store, batch)
-    return GcPlan(cutoff, blobs, orphans)
+def _ignore(_: Planned) -> None:
+    return None
 
 
-async def _unaccounted(store: BlobStore, objects: Sequence[ObjectInfo]) -> list[ObjectInfo]:
-    """The objects among ``objects`` that no blob row accounts for."""
-    if not objects:
-        return []
-    keys = [info.key for info in objects]
-    known = await store.database.transaction(lambda conn: maintenance.known_object_keys(conn, keys))
-    return [info for info in objects if info.key not in known]
+@dataclass
+class GcStats:
+    """What a GC run did (or, for a dry run, would do)."""
+
+    dry_run: bool
+    blobs_reclaimed: int = 0
+    bytes_reclaimed: int = 0
+    orphans_deleted: int = 0
+    orphan_bytes: int = 0
+    incomplete_uploads_aborted: int = 0
+    foreign_objects: int = 0
+    foreign_uploads: int = 0
+    duration_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-async def execute_gc(store: BlobStore, plan: GcPlan, progress: Progress = no_progress) -> GcStats:
-    """Reclaim what ``plan`` lists that is still reclaimable, and abort stale incomplete uploads."""
+@dataclass(frozen=True)
+class _Run:
+    store: BlobStore
+    cutoff: datetime
+    now: datetime
+    dry_run: bool
+    stats: GcStats
+    on_planned: OnPlanned
+    progress: Progress
+
+
+async def gc(
+    store: BlobStore,
+    *,
+    dry_run: bool = False,
+    progress: Progress = no_progress,
+    on_planned: OnPlanned = _ignore,
+) -> GcStats:
+    """Reclaim what is reclaimable now (or, with ``dry_run``, only count it); see the module docstring."""
     started = time.monotonic()
-    reclaimed_blobs = reclaimed_bytes = 0
-    total = len(plan.blobs)
-    for start in range(0, total, BATCH):
-        ids = [blob.blob_id for blob in plan.blobs[start : start + BATCH]]
-        doomed = await store.database.transaction(partial(maintenance.tombstone, blob_ids=ids, cutoff=plan.cutoff))
-        if doomed:
-            await store.storage.delete_many([blob.object_key for blob in doomed])
-            await store.database.transaction(partial(forget_blobs, blob_ids=[blob.blob_id for blob in doomed]))
-        reclaimed_blobs += len(doomed)
-        reclaimed_bytes += sum(blob.size for blob in doomed)
-        progress("reclaiming blobs", len(ids), total)
-    orphans = await _unaccounted(store, plan.orphans)
-    for start in range(0, len(orphans), BATCH):
-        await store.storage.delete_many([orphan.key for orphan in orphans[start : start + BATCH]])
-        progress("deleting orphans", min(BATCH, len(orphans) - start), len(orphans))
-    aborted = await store.storage.abort_incomplete_uploads(plan.cutoff)
-    return GcStats(
-        dry_run=False,
-        blobs_reclaimed=reclaimed_blobs,
-        bytes_reclaimed=reclaimed_bytes,
-        orphans_deleted=len(orphans),
-        orphan_bytes=sum(orphan.size for orphan in orphans),
-        incomplete_uploads_aborted=aborted,
-        duration_seconds=time.monotonic() - started,
+    now = store.clock()
+    run = _Run(
+        store,
+        now - timedelta(seconds=store.settings.gc_grace_seconds),
+        now,
+        dry_run,
+        GcStats(dry_run),
+        on_planned,
+        progress,
     )
+    await _sweep_blobs(run)
+    await _sweep_orphans(run)
+    await _sweep_uploads(run)
+    run.stats.duration_seconds = time.monotonic() - started
+    return run.stats
 
 
-async def gc(store: BlobStore, *, dry_run: bool = False, progress: Progress = no_progress) -> GcStats:
-    """Plan and, unless ``dry_run``, execute a GC run."""
-    started = time.monotonic()
-    plan = await plan_gc(store, progress)
-    if not dry_run:
-        return await execute_gc(store, plan, progress)
-    return GcStats.of_plan(plan, time.monotonic() - started)
+async def _sweep_blobs(run: _Run) -> None:
+    database, after = run.store.database, 0
+    while batch := await database.transaction(
+        partial(maintenance.find_reclaimable, cutoff=run.cutoff, now=run.now, after_id=after, limit=BATCH)
+    ):
+        after = batch[-1].blob_id
+        reasons = {blob.blob_id: blob.reason for blob in batch}
+        if run.dry_run:
+            done = batch
+        else:
+            done = await database.transaction(
+                partial(maintenance.tombstone, blob_ids=list(reasons), cutoff=run.cutoff, now=run.now)
+            )
+            if done:
+                await run.store.storage.delete_many([blob.object_key for blob in done])
+                await database.transaction(partial(forget_blobs, blob_ids=[blob.blob_id for blob in done]))
+        for blob in done:
+            run.on_planned(Planned("blob", blob.object_key, blob.size, reasons[blob.blob_id]))
+        run.stats.blobs_reclaimed += len(done)
+        run.stats.bytes_reclaimed += sum(blob.size for blob in done)
+        run.progress("reclaiming blobs", len(batch), None)
+
+
+async def _sweep_orphans(run: _Run) -> None:
+    batch: list[ObjectInfo] = []
+    async for info in run.store.storage.list(OBJECT_PREFIX):
+        run.progress("scanning storage", 1, None)
+        if not is_object_key(info.key):
+            run.stats.foreign_objects += 1
+            run.on_planned(Planned("foreign-object", printable(info.key), info.size, "not written by this store"))
+        elif info.modified < run.cutoff:
+            batch.append(info)
+            if len(batch) == BATCH:
+                await _delete_orphans(run, batch)
+                batch = []
+    await _delete_orphans(run, batch)
+
+
+async def _delete_orphans(run: _Run, objects: Sequence[ObjectInfo]) -> None:
+    """Delete the objects among ``objects`` that no blob row accounts for.
+
+    No row can appear for such an object later: rows are written before their objects, each under a fresh key.
+    """
+    if not objects:
+        return
+    keys = [info.key for info in objects]
+    known = await run.store.database.transaction(partial(maintenance.known_object_keys, object_keys=keys))
+    orphans = [info for info in objects if info.key not in known]
+    if orphans and not run.dry_run:
+        await run.store.storage.delete_many([orphan.key for orphan in orphans])
+        run.progress("deleting orphans", len(orphans), None)
+    for orphan in orphans:
+        run.on_planned(Planned("orphan", orphan.key, orphan.size, "no blob row accounts for it"))
+    run.stats.orphans_deleted += len(orphans)
+    run.stats.orphan_bytes += sum(orphan.size for orphan in orphans)
+
+
+async def _sweep_uploads(run: _Run) -> None:
+    batch: list[IncompleteUpload] = []
+    async for upload in run.store.storage.incomplete_uploads():
+        if upload.key is not None and not (is_object_key(upload.key) or upload.key == MARKER_KEY):
+            run.stats.foreign_uploads += 1
+            run.on_planned(Planned("foreign-upload", printable(upload.key), None, "not started by this store"))
+        elif upload.started < run.cutoff:
+            batch.append(upload)
+            if len(batch) == BATCH:
+                await _abort_uploads(run, batch)
+                batch = []
+    await _abort_uploads(run, batch)
+
+
+async def _abort_uploads(run: _Run, uploads: Sequence[IncompleteUpload]) -> None:
+    """Abort the uploads among ``uploads`` that no live lease holds (their uploader died or gave up)."""
+    keys = [upload.key for upload in uploads if upload.key is not None]
+    leased = (
+        await run.store.database.transaction(partial(maintenance.leased_object_keys, object_keys=keys, now=run.now))
+        if keys
+        else set()
+    )
+    for upload in uploads:
+        if upload.key in leased:
+            continue
+        if not run.dry_run:
+            await run.store.storage.abort_upload(upload)
+        run.on_planned(Planned("upload", upload.key or upload.handle, None, "incomplete upload, lease expired"))
+        run.stats.incomplete_uploads_aborted += 1
+
+
+def printable(key: str) -> str:
+    """``key`` as text that can always be printed: bytes that were not UTF-8 (file names the operating
+    system handed over undecoded) become ``\\xff`` escapes, other lone surrogates ``\\udcff`` ones."""
+    try:
+        return key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return key.encode("utf-8", "backslashreplace").decode("utf-8")

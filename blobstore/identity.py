@@ -4,6 +4,11 @@ Both sides hold the same random store id (a ``store_meta`` row and a marker
 object). Opening a store with a database and a storage that belong to
 different stores fails, so garbage collection can never mistake an empty or
 wrong database for "nothing is referenced" and wipe someone's objects.
+
+Stores never nest: a storage location inside another store's, or one that
+holds another store below it, is refused, and the marker is created with a
+conditional write, so of two stores initialised at once on one empty location
+exactly one claims it.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import secrets
 from blobstore.db import catalog
 from blobstore.db.engine import Database
 from blobstore.errors import ConfigurationError
-from blobstore.layout import OBJECT_PREFIX
+from blobstore.layout import OBJECT_PREFIX, is_object_key
 from blobstore.storage.base import ObjectMissing, ObjectStorage, read_all
 
 MARKER_KEY = "blobstore-store-id"
@@ -22,10 +27,13 @@ MARKER_KEY = "blobstore-store-id"
 async def pair(database: Database, storage: ObjectStorage) -> str:
     """Return the store id shared by ``database`` and ``storage``, creating it for a brand-new store."""
     db_id = await database.transaction(catalog.store_id)
-    try:
-        storage_id: str | None = (await read_all(storage, MARKER_KEY)).decode("ascii", "replace").strip()
-    except ObjectMissing:
-        storage_id = None
+    storage_id = await _marker(storage)
+    enclosing = await storage.enclosing_object(MARKER_KEY)
+    if enclosing is not None:
+        raise ConfigurationError(
+            f"BLOBSTORE_STORAGE_URL: {storage.url} lies inside the storage of another blobstore at {enclosing}; "
+            "give each store a location of its own"
+        )
     if db_id is not None and db_id == storage_id:
         return db_id
     if db_id is not None and storage_id is not None:
@@ -43,22 +51,45 @@ async def pair(database: Database, storage: ObjectStorage) -> str:
             f"BLOBSTORE_STORAGE_URL: {storage.url} has no blobstore marker but the database "
             f"references objects; point blobstore at that store's storage"
         )
-    if await _holds_objects(storage):
-        raise ConfigurationError(
-            f"BLOBSTORE_STORAGE_URL: {storage.url} holds blob objects but no blobstore marker; "
-            "refusing to adopt it as a new store (its objects would look unreferenced)"
-        )
-    # A new store: the database settles the id (the first writer wins), then storage gets it.
+    await _refuse_occupied(storage)
+    # A new store: the database settles the id (the first writer wins), then the storage marker is
+    # created only if absent, so of two stores racing for one location exactly one claims it.
     candidate = secrets.token_hex(16)
     await database.transaction(lambda conn: catalog.set_store_id(conn, candidate))
     settled = await database.transaction(catalog.store_id)
     assert settled is not None
-    await storage.write(MARKER_KEY, settled.encode("ascii"))
+    if not await storage.write_if_absent(MARKER_KEY, settled.encode("ascii")):
+        winner = await _marker(storage)
+        if winner != settled:
+            raise ConfigurationError(
+                f"BLOBSTORE_STORAGE_URL: {storage.url} was just claimed by blobstore {winner}, "
+                f"but the database (BLOBSTORE_DATABASE_URL) belongs to {settled}"
+            )
     return settled
 
 
-async def _holds_objects(storage: ObjectStorage) -> bool:
-    """True if any blob object exists in ``storage``."""
-    async for _ in storage.list(OBJECT_PREFIX):
-        return True
-    return False
+async def _marker(storage: ObjectStorage) -> str | None:
+    """The store id in ``storage``'s marker, or None if it has none."""
+    try:
+        return (await read_all(storage, MARKER_KEY)).decode("ascii", "replace").strip()
+    except ObjectMissing:
+        return None
+
+
+async def _refuse_occupied(storage: ObjectStorage) -> None:
+    """Refuse to start a new store where blob objects already lie, or where another store lives below.
+
+    This lists the whole location once, when a store is created; other files are fine.
+    """
+    async for info in storage.list():
+        if info.key.endswith("/" + MARKER_KEY):
+            nested = info.key.removesuffix(MARKER_KEY).rstrip("/")
+            raise ConfigurationError(
+                f"BLOBSTORE_STORAGE_URL: {storage.url} holds another blobstore under {nested!r}; "
+                "give each store a location of its own"
+            )
+        if info.key.startswith(OBJECT_PREFIX) and is_object_key(info.key):
+            raise ConfigurationError(
+                f"BLOBSTORE_STORAGE_URL: {storage.url} holds blob objects but no blobstore marker; "
+                "refusing to adopt it as a new store (its objects would look unreferenced)"
+            )

@@ -9,11 +9,13 @@ cleanly against a concurrent GC tombstone.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Self
 
@@ -33,10 +35,11 @@ from blobstore.errors import (
     IntegrityError,
     InvalidInput,
     NotFound,
+    StorageUnavailable,
 )
 from blobstore.fsck import FsckReport
 from blobstore.fsck import fsck as run_fsck
-from blobstore.gc import GcStats
+from blobstore.gc import GcStats, OnPlanned
 from blobstore.gc import gc as run_gc
 from blobstore.identity import pair
 from blobstore.ingest import Ingested, PutData, ingest
@@ -69,7 +72,7 @@ def utc_now() -> datetime:
 
 
 class _UploadReclaimed(Exception):
-    """GC reclaimed our ``uploading`` row before we committed (the upload outlasted the grace period)."""
+    """GC reclaimed our ``uploading`` row before we committed (our lease lapsed: we stalled)."""
 
 
 class BlobStore:
@@ -122,9 +125,14 @@ class BlobStore:
             raise
         return cls(settings, database, storage, clock=clock)
 
-    async def gc(self, *, dry_run: bool = False, progress: Progress = no_progress) -> GcStats:
-        """Reclaim objects unreferenced for longer than the grace period, and orphans (see blobstore.gc)."""
-        return await run_gc(self, dry_run=dry_run, progress=progress)
+    async def gc(
+        self, *, dry_run: bool = False, progress: Progress = no_progress, on_planned: OnPlanned | None = None
+    ) -> GcStats:
+        """Reclaim objects unreferenced for longer than the grace period, orphans and dead uploads
+        (see blobstore.gc); ``on_planned`` hears of each deletion (and each foreign key) as it is found."""
+        if on_planned is None:
+            return await run_gc(self, dry_run=dry_run, progress=progress)
+        return await run_gc(self, dry_run=dry_run, progress=progress, on_planned=on_planned)
 
     async def fsck(
         self, *, read_data: bool = False, repair: bool = False, progress: Progress = no_progress
@@ -432,8 +440,11 @@ class Tenant:
             try:
                 return await self._upload_and_bind(request, ingested, *outcome)
             except _UploadReclaimed:
-                log.warning("upload of %s outlasted the GC grace period; uploading again", ingested.digest)
-        raise IntegrityError(f"upload of {ingested.digest} kept outlasting the GC grace period; nothing was stored")
+                log.warning("upload of %s lost its lease to GC; uploading again", ingested.digest)
+        raise StorageUnavailable(
+            f"upload of {ingested.digest} kept stalling past its {self.store.settings.upload_lease_seconds:g} s "
+            "lease, so GC reclaimed it; nothing was stored"
+        )
 
     async def _dedup_or_record(
         self, conn: AsyncConnection, request: _PutRequest, ingested: Ingested
@@ -453,7 +464,11 @@ class Tenant:
         object_key = object_key_for(ingested.digest)
         now = self.store.clock()
         scope = self.store.dedup_scope_of(self.name)
-        return await catalog.insert_uploading(conn, scope, ingested.digest, ingested.size, object_key, now), object_key
+        lease_until = now + timedelta(seconds=self.store.settings.upload_lease_seconds)
+        blob_id = await catalog.insert_uploading(
+            conn, scope, ingested.digest, ingested.size, object_key, now, lease_until
+        )
+        return blob_id, object_key
 
     async def _upload_and_bind(
         self, request: _PutRequest, ingested: Ingested, blob_id: int, object_key: str
@@ -478,7 +493,8 @@ class Tenant:
 
         try:
             try:
-                await store.storage.write(object_key, ingested.source)
+                async with self._lease_renewed(blob_id):
+                    await store.storage.write(object_key, ingested.source)
             except Exception as exc:
                 if await self._reclaimed(blob_id):  # GC took the upload (and its partial object) mid-write
                     raise _UploadReclaimed from exc
@@ -491,6 +507,33 @@ class Tenant:
         if not used:
             await self._discard_upload(blob_id, object_key)
         return info
+
+    @contextlib.asynccontextmanager
+    async def _lease_renewed(self, blob_id: int) -> AsyncIterator[None]:
+        """Renew the upload's lease every third of its length while the body runs, so GC leaves an
+        upload alone however long it takes; only a dead (or stalled) uploader's lease lapses."""
+        store = self.store
+        lease = store.settings.upload_lease_seconds
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(lease / 3)
+                until = store.clock() + timedelta(seconds=lease)
+                try:
+                    if not await store.database.transaction(
+                        partial(catalog.renew_lease, blob_id=blob_id, lease_until=until)
+                    ):
+                        return  # reclaimed: the commit will find out
+                except Exception:
+                    log.warning("could not renew the lease of upload %s; retrying", blob_id, exc_info=True)
+
+        renewer = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
 
     async def _precheck(self, conn: AsyncConnection, tenant: int, request: _PutRequest, size: int) -> None:
         """Fail before uploading when the put is bound to fail (the bind re-checks authoritatively)."""

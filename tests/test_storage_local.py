@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from blobstore.errors import ConfigurationError
+from blobstore.errors import ConfigurationError, StorageUnavailable
 from blobstore.storage import LocalStorage, ObjectStorage, open_storage_from_url, read_all
 from blobstore.testing.storage_suite import StorageConformance
 
@@ -59,27 +60,52 @@ async def test_failed_fsync_leaves_no_temp_file(tmp_path: Path, monkeypatch: pyt
         raise OSError("disk on fire")
 
     monkeypatch.setattr(os, "fsync", failing_fsync)
-    with pytest.raises(OSError, match="disk on fire"):
+    with pytest.raises(StorageUnavailable, match="disk on fire"):
         await storage.write("k", b"new")
     monkeypatch.undo()
     assert list((tmp_path / ".tmp").iterdir()) == []
     assert await read_all(storage, "k") == b"old"
 
 
-async def test_stale_temp_files_are_cleaned(tmp_path: Path) -> None:
-    """abort_incomplete_uploads removes temp files older than the cutoff only, and never objects."""
+async def test_temp_files_are_listed_as_incomplete_uploads_with_their_keys(tmp_path: Path) -> None:
+    """A crashed write's temp file is an incomplete upload naming its key; foreign files in .tmp are not listed."""
     storage = LocalStorage(tmp_path)
     await storage.write("obj", b"kept")
-    stale, fresh = tmp_path / ".tmp/upload-stale", tmp_path / ".tmp/upload-fresh"
-    stale.write_bytes(b"partial")
-    fresh.write_bytes(b"in progress")
+    crashed = tmp_path / ".tmp" / "data~ab~cd~abcd.0123.x1y2z3_w.upload"
+    crashed.write_bytes(b"partial")
+    old_style = tmp_path / ".tmp" / "upload-abcd1234"
+    old_style.write_bytes(b"partial, written before temp names told their key")
+    foreign = tmp_path / ".tmp" / "someone-elses-notes.txt"
+    foreign.write_bytes(b"not ours")
     hour_ago = (datetime.now(UTC) - timedelta(hours=1)).timestamp()
-    os.utime(stale, (hour_ago, hour_ago))
-    assert await storage.abort_incomplete_uploads(datetime.now(UTC) - timedelta(minutes=5)) == 1
-    assert not stale.exists()
-    assert fresh.exists()
+    os.utime(crashed, (hour_ago, hour_ago))
+    found = {upload.key: upload async for upload in storage.incomplete_uploads()}
+    assert set(found) == {"data/ab/cd/abcd.0123", None}
+    assert found["data/ab/cd/abcd.0123"].started < datetime.now(UTC) - timedelta(minutes=59)
+    for upload in found.values():
+        await storage.abort_upload(upload)
+    assert not crashed.exists()
+    assert not old_style.exists()
+    assert foreign.read_bytes() == b"not ours"
     assert storage.supports_incomplete_uploads
     assert [info.key async for info in storage.list()] == ["obj"]
+
+
+async def test_disk_failures_are_storage_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC and EROFS from the operating system reach callers as StorageUnavailable, cause kept."""
+    storage = LocalStorage(tmp_path)
+    for code in (errno.ENOSPC, errno.EROFS):
+
+        def failing_fsync(fd: int, code: int = code) -> None:
+            raise OSError(code, os.strerror(code))
+
+        monkeypatch.setattr(os, "fsync", failing_fsync)
+        with pytest.raises(StorageUnavailable, match=os.strerror(code)) as raised:
+            await storage.write("k", b"bytes")
+        assert isinstance(raised.value.__cause__, OSError)
+        monkeypatch.undo()
+    assert await storage.stat("k") is None
+    assert list((tmp_path / ".tmp").iterdir()) == []
 
 
 async def test_check_creates_root(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -146,14 +146,19 @@ async def test_failed_multipart_upload_is_aborted(
     assert await uploads(raw, bucket) == []
 
 
-async def test_abort_incomplete_uploads(make_storage: MakeStorage, bucket: str, raw: Any) -> None:
-    """Incomplete uploads under the prefix started before the cutoff are aborted; others are kept."""
+async def test_incomplete_uploads_are_listed_under_the_prefix_only(
+    make_storage: MakeStorage, bucket: str, raw: Any
+) -> None:
+    """Incomplete uploads under the prefix are listed (keys without the prefix) and abortable; others never."""
     await raw.create_multipart_upload(Bucket=bucket, Key="mine/crashed")
     await raw.create_multipart_upload(Bucket=bucket, Key="elsewhere/crashed")
     async with make_storage(bucket, "mine") as storage:
         assert storage.supports_incomplete_uploads
-        assert await storage.abort_incomplete_uploads(datetime(2000, 1, 1, tzinfo=UTC)) == 0
-        assert await storage.abort_incomplete_uploads(datetime.now(UTC) + timedelta(minutes=1)) == 1
+        found = [upload async for upload in storage.incomplete_uploads()]
+        assert [upload.key for upload in found] == ["crashed"]
+        assert found[0].started.utcoffset() == timedelta(0)
+        await storage.abort_upload(found[0])
+        await storage.abort_upload(found[0])  # already gone: ignored
     assert await uploads(raw, bucket) == ["elsewhere/crashed"]
 
 

@@ -28,7 +28,7 @@ if __name__ == "__main__":  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blobstore import BlobStore, NotFound
-from blobstore.layout import OBJECT_PREFIX
+from blobstore.layout import OBJECT_PREFIX, is_object_key
 from tests.gate import launch_gated, wait_for_go
 
 # --- inspecting a store ----------------------------------------------------------------------------
@@ -47,8 +47,8 @@ async def scalar(store: BlobStore, sql: str, **params: Any) -> Any:
 
 
 async def data_objects(store: BlobStore) -> list[str]:
-    """Keys of every blob object in storage (everything under ``data/``)."""
-    return sorted([info.key async for info in store.storage.list(OBJECT_PREFIX)])
+    """Keys of every blob object of the store's own in storage (foreign files beside them left out)."""
+    return sorted([info.key async for info in store.storage.list(OBJECT_PREFIX) if is_object_key(info.key)])
 
 
 async def refcount_of(store: BlobStore, digest: str) -> int:

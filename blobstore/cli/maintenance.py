@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import click
 
 from blobstore.cli import output
 from blobstore.cli.app import common_options, options, run
 from blobstore.fsck import FsckReport
-from blobstore.gc import GcStats, execute_gc, plan_gc
+from blobstore.gc import GcStats, Planned
 from blobstore.store import BlobStore
 
 
@@ -23,36 +21,31 @@ def gc(dry_run: bool) -> None:
     """
     as_json = options().json
 
+    def planned(item: Planned) -> None:
+        if not dry_run or as_json:
+            return
+        size = "" if item.size is None else f"  {output.size_text(item.size)}"
+        if item.kind.startswith("foreign"):
+            click.echo(f"leaving {item.key}{size}  ({item.reason})")
+        else:
+            click.echo(f"would delete {item.key}{size}  ({item.reason})")
+
     async def work(store: BlobStore) -> GcStats:
-        started = time.monotonic()
         with output.phase_progress() as progress:
-            plan = await plan_gc(store, progress)
-            if dry_run:
-                if as_json:
-                    output.echo_json(plan.to_dict())
-                else:
-                    for blob in plan.blobs:
-                        click.echo(f"would delete {blob.object_key}  {output.size_text(blob.size)}  ({blob.reason})")
-                    for orphan in plan.orphans:
-                        click.echo(f"would delete {orphan.key}  {output.size_text(orphan.size)}  (orphan)")
-            return (
-                GcStats.of_plan(plan, time.monotonic() - started)
-                if dry_run
-                else await execute_gc(store, plan, progress)
-            )
+            return await store.gc(dry_run=dry_run, progress=progress, on_planned=planned)
 
     stats = run(work)
-    if dry_run and as_json:
-        return
     if as_json:
         output.echo_json(stats.to_dict())
         return
     verb = "would reclaim" if dry_run else "reclaimed"
-    aborted = "" if dry_run else f"; aborted {stats.incomplete_uploads_aborted} incomplete uploads"
+    abort = "would abort" if dry_run else "aborted"
+    foreign = stats.foreign_objects + stats.foreign_uploads
+    left = f"; left {foreign} foreign objects and uploads alone" if foreign else ""
     click.echo(
         f"{verb} {stats.blobs_reclaimed} blobs ({output.size_text(stats.bytes_reclaimed)}) and "
-        f"{stats.orphans_deleted} orphan objects ({output.size_text(stats.orphan_bytes)}){aborted} "
-        f"in {stats.duration_seconds:.1f}s"
+        f"{stats.orphans_deleted} orphan objects ({output.size_text(stats.orphan_bytes)}); "
+        f"{abort} {stats.incomplete_uploads_aborted} incomplete uploads{left} in {stats.duration_seconds:.1f}s"
     )
 
 
@@ -74,9 +67,12 @@ def fsck(read_data: bool, repair: bool) -> int:
         for problem in report.problems:
             state = "repaired" if problem.repaired else "PROBLEM"
             click.echo(f"{state}: {problem.kind}: {problem.subject}: {problem.detail}")
+        for key in report.foreign_sample:
+            click.echo(f"foreign (left alone): {key}")
         click.echo(
             f"checked {report.blobs_checked} blobs, {report.objects_checked} objects"
             + (f", hashed {output.size_text(report.bytes_hashed)}" if read_data else "")
+            + (f", {report.foreign_objects} foreign objects left alone" if report.foreign_objects else "")
             + f": {'ok' if report.ok else 'problems found'}"
         )
     return 0 if report.ok else output.EXIT_ERROR

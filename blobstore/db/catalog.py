@@ -206,15 +206,32 @@ async def release(conn: AsyncConnection, blob_id: int, now: datetime) -> None:
 
 
 async def insert_uploading(
-    conn: AsyncConnection, scope: str, digest: str, size: int, object_key: str, now: datetime
+    conn: AsyncConnection, scope: str, digest: str, size: int, object_key: str, now: datetime, lease_until: datetime
 ) -> int:
-    """Record the intent to upload ``object_key`` (before any byte is written); return the blob id."""
+    """Record the intent to upload ``object_key`` (before any byte is written), leased to the uploader
+    until ``lease_until``; return the blob id."""
     result = await conn.execute(
         insert(blobs)
-        .values(scope=scope, digest=digest, size=size, object_key=object_key, state=UPLOADING, created_at=now)
+        .values(
+            scope=scope,
+            digest=digest,
+            size=size,
+            object_key=object_key,
+            state=UPLOADING,
+            created_at=now,
+            lease_expires_at=lease_until,
+        )
         .returning(blobs.c.id)
     )
     return int(result.scalar_one())
+
+
+async def renew_lease(conn: AsyncConnection, blob_id: int, lease_until: datetime) -> bool:
+    """Extend an upload's lease; False if the upload is no longer ``uploading`` (GC took it)."""
+    result = await conn.execute(
+        update(blobs).where(blobs.c.id == blob_id, blobs.c.state == UPLOADING).values(lease_expires_at=lease_until)
+    )
+    return result.rowcount == 1
 
 
 async def promote(conn: AsyncConnection, blob_id: int, now: datetime) -> bool:
@@ -226,7 +243,7 @@ async def promote(conn: AsyncConnection, blob_id: int, now: datetime) -> bool:
     result = await conn.execute(
         update(blobs)
         .where(blobs.c.id == blob_id, blobs.c.state == UPLOADING)
-        .values(state=LIVE, refcount=0, unreferenced_since=now)
+        .values(state=LIVE, refcount=0, unreferenced_since=now, lease_expires_at=None)
     )
     return result.rowcount == 1
 

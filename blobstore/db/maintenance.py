@@ -27,39 +27,56 @@ class Reclaimable:
     reason: str
 
 
-def reclaimable_condition(cutoff: datetime) -> ColumnElement[bool]:
-    """Blobs whose objects may be deleted: unreferenced since before ``cutoff``, uploads begun
-    before ``cutoff`` and never committed, or already tombstoned. Never a blob any reference names.
+def reclaimable_condition(cutoff: datetime, now: datetime) -> ColumnElement[bool]:
+    """Blobs whose objects may be deleted: unreferenced since before ``cutoff``, uploads whose
+    uploader stopped renewing its lease before ``now`` (rows from before leases: begun before
+    ``cutoff``), or already tombstoned. Never a blob any reference names.
     """
     unreferenced = and_(blobs.c.state == LIVE, blobs.c.refcount == 0, blobs.c.unreferenced_since < cutoff)
-    abandoned = and_(blobs.c.state == UPLOADING, blobs.c.created_at < cutoff)
+    lease_expired = or_(
+        blobs.c.lease_expires_at < now, and_(blobs.c.lease_expires_at.is_(None), blobs.c.created_at < cutoff)
+    )
+    abandoned = and_(blobs.c.state == UPLOADING, lease_expired)
     no_reference = ~exists().where(refs.c.blob_id == blobs.c.id)
     return and_(or_(unreferenced, abandoned, blobs.c.state == DELETING), no_reference)
 
 
-async def find_reclaimable(conn: AsyncConnection, cutoff: datetime) -> list[Reclaimable]:
-    """Every blob that is reclaimable at ``cutoff``."""
+async def find_reclaimable(
+    conn: AsyncConnection, cutoff: datetime, now: datetime, *, after_id: int = 0, limit: int = 1000
+) -> list[Reclaimable]:
+    """Up to ``limit`` blobs reclaimable at ``cutoff``/``now`` with ids above ``after_id``, by id."""
     reason = (
         select(blobs.c.id, blobs.c.object_key, blobs.c.size, blobs.c.state)
-        .where(reclaimable_condition(cutoff))
+        .where(blobs.c.id > after_id, reclaimable_condition(cutoff, now))
         .order_by(blobs.c.id)
+        .limit(limit)
     )
     labels = {LIVE: "unreferenced", UPLOADING: "abandoned-upload", DELETING: "tombstoned"}
     return [Reclaimable(row[0], row[1], row[2], labels[row[3]]) for row in await conn.execute(reason)]
 
 
-async def tombstone(conn: AsyncConnection, blob_ids: Sequence[int], cutoff: datetime) -> list[Reclaimable]:
+async def tombstone(
+    conn: AsyncConnection, blob_ids: Sequence[int], cutoff: datetime, now: datetime
+) -> list[Reclaimable]:
     """Move the still-reclaimable blobs among ``blob_ids`` to ``deleting``; return them.
 
     After this commits no put can acquire them, so their objects may be deleted.
     """
     result = await conn.execute(
         update(blobs)
-        .where(blobs.c.id.in_(blob_ids), reclaimable_condition(cutoff))
+        .where(blobs.c.id.in_(blob_ids), reclaimable_condition(cutoff, now))
         .values(state=DELETING)
         .returning(blobs.c.id, blobs.c.object_key, blobs.c.size)
     )
     return [Reclaimable(row[0], row[1], row[2], "tombstoned") for row in result]
+
+
+async def leased_object_keys(conn: AsyncConnection, object_keys: Sequence[str], now: datetime) -> set[str]:
+    """Which of ``object_keys`` an upload in progress (``uploading``, lease not expired at ``now``) is writing."""
+    query = select(blobs.c.object_key).where(
+        blobs.c.object_key.in_(object_keys), blobs.c.state == UPLOADING, blobs.c.lease_expires_at >= now
+    )
+    return {row[0] for row in await conn.execute(query)}
 
 
 async def known_object_keys(conn: AsyncConnection, object_keys: Sequence[str]) -> set[str]:
@@ -81,9 +98,10 @@ class BlobRecord:
     actual_refs: int
 
 
-async def blob_records(conn: AsyncConnection) -> list[BlobRecord]:
-    """Every blob row with its true reference count."""
-    counted = select(refs.c.blob_id, func.count().label("n")).group_by(refs.c.blob_id).subquery()
+async def blob_records(conn: AsyncConnection, *, after_key: str = "", limit: int = 1000) -> list[BlobRecord]:
+    """Up to ``limit`` blob rows with object keys after ``after_key``, in object-key (code point)
+    order, each with its true reference count."""
+    actual = select(func.count()).where(refs.c.blob_id == blobs.c.id).scalar_subquery()
     query = (
         select(
             blobs.c.id,
@@ -92,10 +110,11 @@ async def blob_records(conn: AsyncConnection) -> list[BlobRecord]:
             blobs.c.size,
             blobs.c.state,
             blobs.c.refcount,
-            func.coalesce(counted.c.n, 0),
+            actual,
         )
-        .outerjoin(counted, counted.c.blob_id == blobs.c.id)
-        .order_by(blobs.c.id)
+        .where(blobs.c.object_key > after_key)
+        .order_by(blobs.c.object_key)
+        .limit(limit)
     )
     return [BlobRecord(*row) for row in await conn.execute(query)]
 

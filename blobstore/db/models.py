@@ -33,6 +33,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 #: Keys sort and compare by code point (byte order of UTF-8) on both databases,
 #: so a prefix is a contiguous index range.
 KeyString = String(1024).with_variant(String(1024, collation="C"), "postgresql")
+#: Object keys sort by code point too, so fsck can walk them in step with a storage listing.
+ObjectKeyString = String(200).with_variant(String(200, collation="C"), "postgresql")
 #: Integer primary keys that autoincrement on both databases.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -97,7 +99,7 @@ class Blob(Base):
     scope: Mapped[str] = mapped_column(String(64))
     digest: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
-    object_key: Mapped[str] = mapped_column(String(200), unique=True)
+    object_key: Mapped[str] = mapped_column(ObjectKeyString, unique=True)
     state: Mapped[str] = mapped_column(String(16))
     refcount: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -2,6 +2,7 @@
 
 from blobstore.storage.base import (
     CHUNK_SIZE,
+    IncompleteUpload,
     ObjectInfo,
     ObjectMissing,
     ObjectStorage,
@@ -16,6 +17,7 @@ from blobstore.storage.urls import open_storage_from_url
 
 __all__ = [
     "CHUNK_SIZE",
+    "IncompleteUpload",
     "LocalStorage",
     "MemoryStorage",
     "ObjectInfo",

@@ -37,6 +37,16 @@ class ObjectInfo:
     modified: datetime
 
 
+@dataclass(frozen=True)
+class IncompleteUpload:
+    """A write that started and never finished: the key it was writing (None if the backend cannot
+    tell), when it started (timezone-aware UTC), and the backend's handle for aborting it."""
+
+    key: str | None
+    started: datetime
+    handle: str
+
+
 class ObjectStorage(abc.ABC):
     """A flat, async object store.
 
@@ -50,7 +60,7 @@ class ObjectStorage(abc.ABC):
 
     @property
     def supports_incomplete_uploads(self) -> bool:
-        """True if the backend can leave incomplete uploads that :meth:`abort_incomplete_uploads` clears."""
+        """True if the backend can leave incomplete uploads (see :meth:`incomplete_uploads`)."""
         return False
 
     async def check(self) -> None:  # noqa: B027 - optional hook, a no-op by default
@@ -61,8 +71,13 @@ class ObjectStorage(abc.ABC):
         """Store ``source`` under ``key`` atomically: readers see the whole object or none.
 
         Writing an existing key replaces it. On failure nothing is left under ``key``
-        (a partial upload may linger for :meth:`abort_incomplete_uploads`).
+        (a partial upload may linger in :meth:`incomplete_uploads`).
         """
+
+    @abc.abstractmethod
+    async def write_if_absent(self, key: str, data: bytes) -> bool:
+        """Create ``key`` holding ``data`` only if no object exists under it, atomically; True if
+        this call created it. Of concurrent callers (in any process) exactly one wins."""
 
     @abc.abstractmethod
     def read(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncGenerator[bytes, None]:
@@ -84,12 +99,26 @@ class ObjectStorage(abc.ABC):
 
     @abc.abstractmethod
     def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
-        """Yield every object whose key starts with ``prefix``, each exactly once, in no set order."""
+        """Yield every object whose key starts with ``prefix``, each exactly once, in ascending
+        code-point order of the keys; memory stays bounded whatever the number of objects."""
 
-    async def abort_incomplete_uploads(self, older_than: datetime) -> int:
-        """Abort uploads started before ``older_than`` that never completed; return how many."""
-        del older_than
-        return 0
+    async def incomplete_uploads(self) -> AsyncIterator[IncompleteUpload]:
+        """Yield the writes under this storage that started and never finished; none by default.
+
+        Only the backend's own leftovers are yielded (never another application's temporary files).
+        """
+        return
+        yield
+
+    async def abort_upload(self, upload: IncompleteUpload) -> None:
+        """Abort one incomplete upload from :meth:`incomplete_uploads`; one already gone is ignored."""
+        raise NotImplementedError(f"{type(self).__name__} has no incomplete uploads")
+
+    async def enclosing_object(self, name: str) -> str | None:
+        """The URL of the nearest location *enclosing* this storage's root (a parent directory, a
+        shorter prefix of the bucket) that holds an object called ``name``; None if there is none."""
+        del name
+        return None
 
     async def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections and clients; the backend is unusable afterwards."""

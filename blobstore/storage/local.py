@@ -2,27 +2,34 @@
 
 A key maps to the path ``root/key``; keys are the store's fan-out paths, so a
 key is never also a directory of another key. Writes go to a temporary file
-in ``root/.tmp/``, are fsynced and renamed into place, so a reader sees the
-whole object or none, and a crash leaves at most a stale temporary file that
-:meth:`LocalStorage.abort_incomplete_uploads` removes.
+in ``root/.tmp/`` named after the key they are writing, are fsynced and
+renamed into place, so a reader sees the whole object or none, and a crash
+leaves at most a stale temporary file that :meth:`LocalStorage.incomplete_uploads`
+lists. Operating-system failures of the disk (full, read-only, I/O errors,
+permissions) surface as :class:`~blobstore.errors.StorageUnavailable`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import shutil
 import stat
 import tempfile
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from blobstore.errors import ConfigurationError
-from blobstore.storage.base import CHUNK_SIZE, ObjectInfo, ObjectMissing, ObjectStorage, Source
+from blobstore.errors import ConfigurationError, StorageUnavailable
+from blobstore.storage.base import CHUNK_SIZE, IncompleteUpload, ObjectInfo, ObjectMissing, ObjectStorage, Source
 
 _TMP = ".tmp"
+#: Temporary files this backend writes: ``<key with / as ~>.<8 random chars>.upload``, and probes.
+_UPLOAD_TEMP = re.compile(r"(?P<key>[0-9a-z._~-]+)\.[a-z0-9_]{8}\.upload")
+_OTHER_TEMP = re.compile(r"(?:upload|probe)-[a-z0-9_]{8}")
 
 
 class LocalStorage(ObjectStorage):
@@ -60,13 +67,55 @@ class LocalStorage(ObjectStorage):
             raise ValueError(f"unsafe storage key {key!r}")
         return self.root.joinpath(*parts)
 
+    @contextlib.contextmanager
+    def _translated(self, key: str = "") -> Iterator[None]:
+        """Turn an operating-system failure of the disk into StorageUnavailable, keeping the cause."""
+        try:
+            yield
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError):
+            raise
+        except OSError as error:
+            subject = f" ({key})" if key else ""
+            raise StorageUnavailable(f"local storage {self.root} failed{subject}: {error.strerror or error}") from error
+
     async def write(self, key: str, source: Source) -> None:
         """Write to a temporary file, fsync it, rename it over ``key`` and fsync the directory."""
-        await asyncio.to_thread(self._write, self.path(key), source)
+        target = self.path(key)
+        with self._translated(key):
+            await asyncio.to_thread(self._write, key, target, source)
 
-    def _write(self, target: Path, source: Source) -> None:
+    def _write(self, key: str, target: Path, source: Source) -> None:
+        temp = self._write_temp(key, source)
+        try:
+            _make_dirs_durably(target.parent)
+            temp.replace(target)
+            _fsync_dir(target.parent)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    async def write_if_absent(self, key: str, data: bytes) -> bool:
+        """Write a temporary file, then hard-link it to ``key``: the link fails if ``key`` exists."""
+        target = self.path(key)
+        with self._translated(key):
+            return await asyncio.to_thread(self._write_if_absent, key, target, data)
+
+    def _write_if_absent(self, key: str, target: Path, data: bytes) -> bool:
+        temp = self._write_temp(key, data)
+        try:
+            _make_dirs_durably(target.parent)
+            try:
+                os.link(temp, target)
+            except FileExistsError:
+                return False
+            _fsync_dir(target.parent)
+            return True
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def _write_temp(self, key: str, source: Source) -> Path:
+        """A fsynced temporary file in ``.tmp/`` holding ``source``, named after ``key``."""
         self._tmp.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(dir=self._tmp, prefix="upload-")
+        fd, temp_name = tempfile.mkstemp(dir=self._tmp, prefix=key.replace("/", "~") + ".", suffix=".upload")
         temp = Path(temp_name)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -77,18 +126,17 @@ class LocalStorage(ObjectStorage):
                         shutil.copyfileobj(src, out, CHUNK_SIZE)
                 out.flush()
                 os.fsync(out.fileno())
-            _make_dirs_durably(target.parent)
-            temp.replace(target)
-            _fsync_dir(target.parent)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+        return temp
 
     async def read(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncGenerator[bytes, None]:
         """Stream the file in chunks of at most CHUNK_SIZE; ObjectMissing if it does not exist."""
         path = self.path(key)
         try:
-            file = await asyncio.to_thread(path.open, "rb")
+            with self._translated(key):
+                file = await asyncio.to_thread(path.open, "rb")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
             raise ObjectMissing(key) from error
         try:
@@ -111,7 +159,8 @@ class LocalStorage(ObjectStorage):
     async def stat(self, key: str) -> ObjectInfo | None:
         """Return size and mtime of the file, or None if there is none."""
         try:
-            result = await asyncio.to_thread(self.path(key).stat)
+            with self._translated(key):
+                result = await asyncio.to_thread(self.path(key).stat)
         except (FileNotFoundError, NotADirectoryError):
             return None
         if not stat.S_ISREG(result.st_mode):
@@ -121,32 +170,60 @@ class LocalStorage(ObjectStorage):
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Unlink every file; missing files are ignored. Emptied directories stay."""
         paths = [self.path(key) for key in keys]
-        await asyncio.to_thread(_unlink_all, paths)
+        with self._translated():
+            await asyncio.to_thread(_unlink_all, paths)
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
-        """Walk only the directories that can hold keys under ``prefix``, skipping ``.tmp/``."""
+        """Walk only the directories that can hold keys under ``prefix``, skipping ``.tmp/``.
+
+        Siblings are visited in the order of the keys they start (a directory ``a`` as ``a/``), so
+        keys come out in code-point order; one directory's entries are held at a time per level.
+        """
         directory = prefix.rpartition("/")[0]
-        pending = [(self.path(directory) if directory else self.root, directory)]
+        pending: list[tuple[str, os.stat_result | None]] = [(directory, None)]
         while pending:
-            path, dir_key = pending.pop()
-            entries = await asyncio.to_thread(_scan, path, dir_key)
-            for key, result in entries:
-                if stat.S_ISREG(result.st_mode) and key.startswith(prefix):
-                    yield _info(key, result)
-                elif stat.S_ISDIR(result.st_mode) and key != _TMP and _may_hold(key + "/", prefix):
-                    pending.append((path / key.rpartition("/")[2], key))
+            key, result = pending.pop()
+            if result is not None and stat.S_ISREG(result.st_mode):
+                yield _info(key, result)
+                continue
+            with self._translated():
+                entries = await asyncio.to_thread(_scan, self.root / key if key else self.root, key)
+            wanted = [
+                (child, found)
+                for child, found in entries
+                if (stat.S_ISREG(found.st_mode) and child.startswith(prefix))
+                or (stat.S_ISDIR(found.st_mode) and child != _TMP and _may_hold(child + "/", prefix))
+            ]
+            wanted.sort(key=lambda entry: entry[0] + ("/" if stat.S_ISDIR(entry[1].st_mode) else ""), reverse=True)
+            pending += wanted
 
-    async def abort_incomplete_uploads(self, older_than: datetime) -> int:
-        """Delete temporary files in ``.tmp/`` last modified before ``older_than``; return how many."""
-        return await asyncio.to_thread(self._remove_stale, older_than.timestamp())
+    async def incomplete_uploads(self) -> AsyncIterator[IncompleteUpload]:
+        """Yield this backend's temporary files in ``.tmp/`` (nothing else there), with the key each was
+        writing when its name tells it; started = last modified."""
+        with self._translated():
+            entries = await asyncio.to_thread(_scan, self._tmp, "")
+        for name, result in entries:
+            if not stat.S_ISREG(result.st_mode):
+                continue
+            started = datetime.fromtimestamp(result.st_mtime, UTC)
+            if match := _UPLOAD_TEMP.fullmatch(name):
+                yield IncompleteUpload(match["key"].replace("~", "/"), started, name)
+            elif _OTHER_TEMP.fullmatch(name):
+                yield IncompleteUpload(None, started, name)
 
-    def _remove_stale(self, cutoff: float) -> int:
-        removed = 0
-        for name, result in _scan(self._tmp, ""):
-            if stat.S_ISREG(result.st_mode) and result.st_mtime < cutoff:
-                (self._tmp / name).unlink(missing_ok=True)
-                removed += 1
-        return removed
+    async def abort_upload(self, upload: IncompleteUpload) -> None:
+        """Remove the temporary file."""
+        if "/" in upload.handle or upload.handle in ("", ".", ".."):
+            raise ValueError(f"not a temporary file of this storage: {upload.handle!r}")
+        with self._translated():
+            await asyncio.to_thread((self._tmp / upload.handle).unlink, missing_ok=True)
+
+    async def enclosing_object(self, name: str) -> str | None:
+        """The nearest parent directory of the root holding a file called ``name``."""
+        for parent in self.root.parents:
+            if await asyncio.to_thread((parent / name).is_file):
+                return parent.as_uri()
+        return None
 
 
 def _read_chunk(file: BinaryIO, remaining: int | None) -> bytes:

@@ -22,6 +22,13 @@ class MemoryStorage(ObjectStorage):
         data = source if isinstance(source, bytes) else await asyncio.to_thread(source.read_bytes)
         self._objects[key] = (data, datetime.now(UTC))
 
+    async def write_if_absent(self, key: str, data: bytes) -> bool:
+        """Store ``data`` unless ``key`` exists (one event loop: no await between check and store)."""
+        if key in self._objects:
+            return False
+        self._objects[key] = (bytes(data), datetime.now(UTC))
+        return True
+
     async def read(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncGenerator[bytes, None]:
         """Yield the object (or the inclusive range) in chunks of at most CHUNK_SIZE."""
         try:
@@ -45,7 +52,7 @@ class MemoryStorage(ObjectStorage):
             self._objects.pop(key, None)
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
-        """Yield a snapshot of the objects under ``prefix``, each once."""
-        for key, (data, modified) in list(self._objects.items()):
+        """Yield a snapshot of the objects under ``prefix``, each once, in key order."""
+        for key, (data, modified) in sorted(self._objects.items()):
             if key.startswith(prefix):
                 yield ObjectInfo(key, len(data), modified)

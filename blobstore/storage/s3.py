@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,7 +30,15 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from blobstore.errors import BlobStoreError, ConfigurationError, StorageUnavailable
-from blobstore.storage.base import CHUNK_SIZE, ObjectInfo, ObjectMissing, ObjectStorage, Source, source_size
+from blobstore.storage.base import (
+    CHUNK_SIZE,
+    IncompleteUpload,
+    ObjectInfo,
+    ObjectMissing,
+    ObjectStorage,
+    Source,
+    source_size,
+)
 
 MiB = 1024 * 1024
 _MIN_PART_SIZE = 5 * MiB
@@ -38,6 +46,9 @@ _MAX_PARTS = 10_000
 _DELETE_BATCH = 1000
 
 _MISSING = frozenset({"NoSuchKey", "NoSuchUpload", "NotFound", "404"})
+#: A conditional write lost: the key exists (412), or another conditional write to it is in flight (409).
+_PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412"})
+_CONDITIONAL_CONFLICT = frozenset({"ConditionalRequestConflict", "409"})
 _DENIED = frozenset(
     {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
 )
@@ -147,6 +158,24 @@ class S3Storage(ObjectStorage):
         with self._translated(key):
             await s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
+    async def write_if_absent(self, key: str, data: bytes) -> bool:
+        """PutObject with ``If-None-Match: *``; S3 answers 412 when the key exists."""
+        s3 = await self._s3()
+        for attempt in range(5):
+            try:
+                await s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+                return True
+            except ClientError as error:
+                code = str(error.response.get("Error", {}).get("Code", ""))
+                if code in _PRECONDITION_FAILED:
+                    return False
+                if code not in _CONDITIONAL_CONFLICT or attempt == 4:
+                    raise _translate(error, self, key, checking=False) from error
+            except _BACKEND_ERRORS as error:
+                raise _translate(error, self, key, checking=False) from error
+            await asyncio.sleep(0.1 * 2**attempt)
+        raise AssertionError("unreachable")
+
     async def _write_multipart(self, key: str, source: Source, size: int) -> None:
         """Upload the parts concurrently and complete; abort the upload on any failure."""
         s3 = await self._s3()
@@ -160,7 +189,7 @@ class S3Storage(ObjectStorage):
                     Bucket=self.bucket, Key=self._key(key), UploadId=upload_id, MultipartUpload={"Parts": parts}
                 )
         except BaseException:
-            # A failed abort leaves the upload for abort_incomplete_uploads; the first error matters.
+            # A failed abort leaves the upload for GC (incomplete_uploads); the first error matters.
             with contextlib.suppress(*_BACKEND_ERRORS):
                 await s3.abort_multipart_upload(Bucket=self.bucket, Key=self._key(key), UploadId=upload_id)
             raise
@@ -242,23 +271,38 @@ class S3Storage(ObjectStorage):
                 for item in page.get("Contents", []):
                     yield ObjectInfo(item["Key"][strip:], item["Size"], item["LastModified"].astimezone(UTC))
 
-    async def abort_incomplete_uploads(self, older_than: datetime) -> int:
-        """Abort multipart uploads under the prefix initiated before ``older_than`` (tz-aware); return how many."""
+    async def incomplete_uploads(self) -> AsyncIterator[IncompleteUpload]:
+        """Page through ListMultipartUploads under the storage prefix, yielding keys without it."""
         s3 = await self._s3()
+        strip = len(self._key(""))
         pages = s3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self._key(""))
         with self._translated():
-            stale = [
-                (upload["Key"], upload["UploadId"])
-                async for page in pages
-                for upload in page.get("Uploads", [])
-                if upload["Initiated"] < older_than
-            ]
-        aborted = 0
-        for full_key, upload_id in stale:
-            with contextlib.suppress(ObjectMissing), self._translated(full_key):
-                await s3.abort_multipart_upload(Bucket=self.bucket, Key=full_key, UploadId=upload_id)
-                aborted += 1
-        return aborted
+            async for page in pages:
+                for upload in page.get("Uploads", []):
+                    started = upload["Initiated"].astimezone(UTC)
+                    yield IncompleteUpload(upload["Key"][strip:], started, upload["UploadId"])
+
+    async def abort_upload(self, upload: IncompleteUpload) -> None:
+        """AbortMultipartUpload; an upload already gone is ignored."""
+        if upload.key is None:
+            raise ValueError("an S3 multipart upload always has a key")
+        s3 = await self._s3()
+        with contextlib.suppress(ObjectMissing), self._translated(upload.key):
+            await s3.abort_multipart_upload(Bucket=self.bucket, Key=self._key(upload.key), UploadId=upload.handle)
+
+    async def enclosing_object(self, name: str) -> str | None:
+        """HeadObject ``name`` at each shorter prefix of the storage prefix, nearest first."""
+        segments = self.prefix.split("/") if self.prefix else []
+        for depth in range(len(segments) - 1, -1, -1):
+            above = "/".join(segments[:depth])
+            s3 = await self._s3()
+            try:
+                with self._translated(name):
+                    await s3.head_object(Bucket=self.bucket, Key=f"{above}/{name}" if above else name)
+            except ObjectMissing:
+                continue
+            return f"s3://{self.bucket}/{above}" if above else f"s3://{self.bucket}"
+        return None
 
     async def close(self) -> None:
         """Close the client; later calls raise RuntimeError. Safe to call twice."""

@@ -32,16 +32,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Literal, ParamSpec, TypeVar
 
-from blobstore.storage.base import ObjectInfo, ObjectStorage, Source
+from blobstore.storage.base import IncompleteUpload, ObjectInfo, ObjectStorage, Source
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-Operation = Literal["check", "write", "read", "stat", "delete_many", "list", "abort_incomplete_uploads"]
+Operation = Literal[
+    "check",
+    "write",
+    "write_if_absent",
+    "read",
+    "stat",
+    "delete_many",
+    "list",
+    "incomplete_uploads",
+    "abort_upload",
+    "enclosing_object",
+]
 Phase = Literal["before", "after", "midway"]
 
 
@@ -198,11 +208,28 @@ class FaultyStorage(ObjectStorage):
             yielded += 1
         self._leave(fault)
 
-    async def abort_incomplete_uploads(self, older_than: datetime) -> int:
-        fault = await self._enter("abort_incomplete_uploads")
-        aborted = await self.inner.abort_incomplete_uploads(older_than)
+    async def write_if_absent(self, key: str, data: bytes) -> bool:
+        fault = await self._enter("write_if_absent", key)
+        created = await self.inner.write_if_absent(key, data)
         self._leave(fault)
-        return aborted
+        return created
+
+    async def incomplete_uploads(self) -> AsyncIterator[IncompleteUpload]:
+        fault = await self._enter("incomplete_uploads")
+        async for upload in self.inner.incomplete_uploads():
+            yield upload
+        self._leave(fault)
+
+    async def abort_upload(self, upload: IncompleteUpload) -> None:
+        fault = await self._enter("abort_upload", upload.key or "")
+        await self.inner.abort_upload(upload)
+        self._leave(fault)
+
+    async def enclosing_object(self, name: str) -> str | None:
+        fault = await self._enter("enclosing_object", name)
+        found = await self.inner.enclosing_object(name)
+        self._leave(fault)
+        return found
 
     async def close(self) -> None:
         await self.inner.close()

@@ -186,14 +186,40 @@ class StorageConformance:
         [info] = [info async for info in storage.list()]
         assert info.modified.utcoffset() == timedelta(0)
 
-    async def test_abort_incomplete_uploads_after_clean_writes(self, storage: ObjectStorage) -> None:
-        """After only successful writes there is nothing to abort, and the count is an int."""
+    async def test_no_incomplete_uploads_after_clean_writes(self, storage: ObjectStorage) -> None:
+        """After only successful writes (plain and conditional) no incomplete upload is left."""
         await storage.write("complete", b"done")
+        await storage.write_if_absent("created", b"once")
         assert isinstance(storage.supports_incomplete_uploads, bool)
-        aborted = await storage.abort_incomplete_uploads(datetime.now(UTC) + timedelta(minutes=1))
-        assert aborted == 0
-        assert type(aborted) is int
+        assert [upload async for upload in storage.incomplete_uploads()] == []
         assert await read_all(storage, "complete") == b"done"
+
+    async def test_list_yields_keys_in_code_point_order(self, storage: ObjectStorage) -> None:
+        """Listing order is the keys' code-point order, across directory levels ('a.b' < 'a/c' < 'a0')."""
+        keys = ["a0", "a/c", "a.b", "a/b/z", "a/b.x", "b", "a-1", "a/b/a", "data/0f/00/x", "data/0e/ff/y"]
+        for key in keys:
+            await storage.write(key, key.encode())
+        assert [info.key async for info in storage.list()] == sorted(keys)
+        assert [info.key async for info in storage.list("a/b")] == sorted(k for k in keys if k.startswith("a/b"))
+
+    async def test_write_if_absent_creates_once(self, storage: ObjectStorage) -> None:
+        """The first conditional write creates the object; later ones change nothing and say so."""
+        assert await storage.write_if_absent("marker", b"first") is True
+        assert await storage.write_if_absent("marker", b"second") is False
+        assert await read_all(storage, "marker") == b"first"
+        await storage.write("plain", b"exists")
+        assert await storage.write_if_absent("plain", b"other") is False
+        assert await read_all(storage, "plain") == b"exists"
+
+    async def test_concurrent_write_if_absent_has_exactly_one_winner(self, storage: ObjectStorage) -> None:
+        """Of many concurrent conditional writes to one key exactly one wins, and its bytes stay."""
+        results = await asyncio.gather(*(storage.write_if_absent("contested", b"writer %d" % i) for i in range(8)))
+        assert results.count(True) == 1
+        assert await read_all(storage, "contested") == b"writer %d" % results.index(True)
+
+    async def test_a_fresh_storage_has_no_enclosing_marker(self, storage: ObjectStorage) -> None:
+        """No location around a fresh test storage holds an object with a random name."""
+        assert await storage.enclosing_object(f"no-such-marker-{os.urandom(6).hex()}") is None
 
     async def test_url_names_the_storage(self, storage: ObjectStorage) -> None:
         """The storage has a URL with a scheme."""
