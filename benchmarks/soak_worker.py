@@ -56,7 +56,7 @@ SHARED_PUTS = 0.4
 PENDING_GC = frozenset({"reclaimable-blob", "orphan-object"})
 #: Storage calls that fail, and whether before the real call or after it (it happened; the caller hears otherwise).
 FAULTY_CALLS = (("write", "after"), ("read", "before"), ("stat", "before"), ("list", "before"))
-FAULTY_CALLS_GC = (*FAULTY_CALLS, ("delete_many", "after"), ("abort_incomplete_uploads", "before"))
+FAULTY_CALLS_GC = (*FAULTY_CALLS, ("delete_many", "after"), ("abort_upload", "before"))
 
 PACKAGE = Path(blobstore.__file__).parent
 
