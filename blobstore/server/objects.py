@@ -14,6 +14,7 @@ from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.types import Receive, Scope, Send
 
 from blobstore import wire
@@ -24,6 +25,15 @@ from blobstore.server.problems import RangeNotSatisfiable, error_responses
 from blobstore.server.ranges import ByteRange, parse_range
 from blobstore.server.schemas import CopyRequest, ObjectInfo, ObjectPage, json_body_openapi, parse_json
 from blobstore.store import MAX_LIST_LIMIT, BlobStream, Tenant
+
+
+class _AnyKeyConvertor(PathConvertor):
+    """Like ``path``, but also across newlines, so a key with a control character reaches validation (400)."""
+
+    regex = r"[\s\S]*"
+
+
+register_url_convertor("anykey", _AnyKeyConvertor())
 
 router = APIRouter(prefix=wire.API_PREFIX + "/tenants/{tenant}", tags=["objects"])
 
@@ -64,7 +74,7 @@ IfAbsent = Annotated[str | None, Header(alias="if-none-match", description="* : 
 
 
 @router.put(
-    "/objects/{key:path}",
+    "/objects/{key:anykey}",
     status_code=201,
     summary="Store an object (streamed body), or put by digest",
     response_model=ObjectInfo,
@@ -126,7 +136,7 @@ async def copy_object(request: Request, tenant: Writer) -> JSONResponse:
     return JSONResponse(info.to_dict(), status_code=201, headers={"etag": wire.etag(info.digest)})
 
 
-@router.delete("/objects/{key:path}", status_code=204, summary="Delete a key", responses=error_responses(404))
+@router.delete("/objects/{key:anykey}", status_code=204, summary="Delete a key", responses=error_responses(404))
 async def delete_object(tenant: Deleter, key: ObjectKey) -> Response:
     """The bytes stay while any other reference to them remains."""
     if not await tenant.delete(key):
@@ -155,7 +165,7 @@ async def list_objects(
 
 
 @router.head(
-    "/objects/{key:path}",
+    "/objects/{key:anykey}",
     summary="An object's headers, without its bytes",
     responses={304: {"description": "Not modified"}, **error_responses(404)},
 )
@@ -168,7 +178,7 @@ async def head_object(tenant: Reader, key: ObjectKey, if_none_match: IfNoneMatch
 
 
 @router.get(
-    "/objects/{key:path}",
+    "/objects/{key:anykey}",
     summary="Stream an object, or one range of it",
     response_class=StreamingResponse,
     responses={
