@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Self
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -182,9 +183,9 @@ class BlobStore:
 
 async def open_database(settings: Settings) -> Database:
     """Create the engine and prove the database answers; ConfigurationError if it does not."""
-    if settings.is_sqlite:
-        path = settings.database_url.partition(":///")[2]
-        if path and path != ":memory:":
+    if settings.is_sqlite and not settings.database_is_ephemeral:
+        path = (make_url(settings.database_url).database or "").removeprefix("file:")
+        if path:
             try:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:

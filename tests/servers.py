@@ -9,11 +9,18 @@ session works in a database of its own, created here and dropped afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import glob
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
@@ -70,3 +77,46 @@ def scratch_database(admin_url: str) -> Iterator[str]:
         yield url.set(database=name).render_as_string(hide_password=False)
     finally:
         run_sync(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL cluster of a test's own (Debian's binaries), to stop and start under a running store.
+
+    Runs as the ``postgres`` user when the tests run as root (PostgreSQL refuses root).
+    """
+
+    def __init__(self) -> None:
+        bins = sorted(Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin"))  # noqa: PTH207
+        if not bins:
+            raise ServerUnavailable("no PostgreSQL binaries under /usr/lib/postgresql/*/bin")
+        self.bin = bins[-1]
+        self.directory = Path(tempfile.mkdtemp(prefix="blobstore-pg-"))
+        self.data = self.directory / "data"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [str(self.bin / tool), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+        if done.returncode != 0:
+            raise ServerUnavailable(f"{tool} failed: {done.stderr.strip()[-500:]}")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.directory / "log"), "-w", "start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        """Stop the cluster if it runs, and delete it."""
+        with contextlib.suppress(ServerUnavailable):
+            self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)

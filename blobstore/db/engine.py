@@ -3,7 +3,12 @@
 Every write runs as one short transaction through :meth:`Database.transaction`,
 which replays the whole transaction when the database reports a transient
 conflict (deadlock, serialization failure, a lost unique-insert race, a locked
-SQLite file, a dropped connection), so callers never see one.
+SQLite file, a dropped connection), so callers never see one. An outage (the
+server refuses connections, is shutting down, the file is read-only or the disk
+full) is retried with backoff for the transient kinds, then surfaces as one
+:class:`~blobstore.errors.StorageUnavailable` naming the database; pooled
+connections that died with the server are replaced, so the store recovers by
+itself when the database returns.
 """
 
 from __future__ import annotations
@@ -14,19 +19,22 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 
 from blobstore.db.urls import split_ssl_options
-from blobstore.errors import StorageUnavailable
+from blobstore.errors import BlobStoreError, StorageUnavailable
 
 T = TypeVar("T")
 
-#: PostgreSQL SQLSTATEs after which replaying the transaction succeeds.
-_RETRYABLE_SQLSTATES = {"40001", "40P01", "23505", "55P03", "57P01"}
+#: PostgreSQL SQLSTATEs after which replaying the transaction succeeds: conflicts, and a server that is
+#: restarting or out of connection slots (class 08 connection exceptions are matched by prefix).
+_RETRYABLE_SQLSTATES = {"40001", "40P01", "23505", "55P03", "57P01", "57P02", "57P03", "53300"}
 _MAX_ATTEMPTS = 12
+#: Back-off between attempts: ``min(_MAX_DELAY, _BASE_DELAY * 2**attempt)`` seconds, times a random factor.
+_BASE_DELAY, _MAX_DELAY = 0.005, 1.0
 
 
 class Database:
@@ -34,6 +42,8 @@ class Database:
 
     def __init__(self, url: str, *, pool_size: int = 5) -> None:
         self.url = url
+        #: The URL as messages show it: never with a password.
+        self.shown_url = make_url(url).render_as_string(hide_password=True)
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             # One connection per process: SQLite admits one writer at a time anyway, and queueing for the
@@ -68,12 +78,17 @@ class Database:
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             try:
                 return await _run_to_the_end(self._attempt(work))
+            except BlobStoreError:
+                raise
             except DBAPIError as exc:
                 if attempt == _MAX_ATTEMPTS or not is_transient(exc):
-                    if is_transient(exc) or exc.connection_invalidated:
-                        raise StorageUnavailable(f"database kept failing: {exc.orig}") from exc
+                    if is_transient(exc) or isinstance(exc, OperationalError):
+                        raise StorageUnavailable(f"database {self.shown_url} failed: {exc.orig}") from exc
                     raise
-                await asyncio.sleep(min(0.5, 0.005 * 2**attempt) * random.random())
+            except (OSError, TimeoutError) as exc:  # the server refused or dropped the connection
+                if attempt == _MAX_ATTEMPTS:
+                    raise StorageUnavailable(f"cannot reach the database {self.shown_url}: {exc}") from exc
+            await asyncio.sleep(min(_MAX_DELAY, _BASE_DELAY * 2**attempt) * random.random())
         raise AssertionError("unreachable")
 
     async def _attempt(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -115,7 +130,7 @@ def is_transient(exc: DBAPIError) -> bool:
         return True
     code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
     if code is not None:
-        return str(code) in _RETRYABLE_SQLSTATES
+        return str(code) in _RETRYABLE_SQLSTATES or str(code).startswith("08")
     message = str(exc.orig).lower()
     if isinstance(exc, OperationalError):
         return "locked" in message or "busy" in message
