@@ -48,13 +48,14 @@ async def run(ctx: Context, sizes: Sizes | None = None) -> list[Row]:
     rows = []
     for op, what in OPS.items():
         with phase(ctx, f"P4 {op} {sizes.size // MiB} MiB"):
-            result = await asyncio.to_thread(_probe, op, home, sizes.size)
+            result = await asyncio.to_thread(probe_in_child, op, home, sizes.size)
         rows.append(_row(op, what, sizes.size, result))
     (home / "input.bin").unlink()
     return rows
 
 
-def _probe(op: str, home: Path, size: int) -> dict[str, Any]:
+def probe_in_child(op: str, home: Path, size: int) -> dict[str, Any]:
+    """Run ``benchmarks.memory_probe OP HOME SIZE`` in a fresh process; its JSON result."""
     paths = [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, paths)))
     completed = subprocess.run(
@@ -69,18 +70,25 @@ def _probe(op: str, home: Path, size: int) -> dict[str, Any]:
 
 
 def _row(op: str, what: str, size: int, result: dict[str, Any]) -> Row:
+    return peak_rss_row(
+        "P4", f"peak RSS, {size // MiB} MiB {what}", result, f"{size / MiB / result['seconds']:.0f} MiB/s"
+    )
+
+
+def peak_rss_row(bench_id: str, what: str, result: dict[str, Any], speed: str) -> Row:
+    """A row judging the peak RSS of one probe above the process before it (target: at most 64 MiB)."""
     before = result["before_rss_kib"] / 1024
     peak = max(result["hwm_kib"], result["sampled_peak_rss_kib"]) / 1024
     anon = (result["sampled_peak_anon_kib"] - result["before_anon_kib"]) / 1024
     notes = (
-        f"{op}: VmRSS before {before:.0f} MiB, VmHWM after {result['hwm_kib'] / 1024:.0f} MiB "
-        f"(before the transfer {result['before_hwm_kib'] / 1024:.0f}); anonymous memory peaked "
-        f"{anon:.0f} MiB above before (5 ms sampling); {size / MiB / result['seconds']:.0f} MiB/s"
+        f"{result['op']}: VmRSS before {before:.0f} MiB, VmHWM after {result['hwm_kib'] / 1024:.0f} MiB "
+        f"(before the run {result['before_hwm_kib'] / 1024:.0f}); anonymous memory peaked "
+        f"{anon:.0f} MiB above before (5 ms sampling); {speed}"
     )
     return Row(
-        "P4",
+        bench_id,
         "local+sqlite",
-        f"peak RSS, {size // MiB} MiB {what}",
+        what,
         peak,
         before,
         "MiB",

@@ -4,7 +4,8 @@
 (SQLite + local directory), warms every code path up with a tiny transfer,
 records VmRSS, performs OP (``put-stream``: an async iterator of SIZE bytes;
 ``put-path``: the file HOME/input.bin; ``get``: stream the key ``path`` back
-and discard it), and prints JSON: VmRSS before, VmHWM after (the kernel's
+and discard it; ``gc`` / ``fsck``: one GC run with grace 0 / one fsck over the
+whole store), and prints JSON: VmRSS before, VmHWM after (the kernel's
 peak; it cannot be reset, hence a fresh process per transfer), and the peaks
 of VmRSS and RssAnon sampled every 5 ms, all in KiB.
 """
@@ -69,7 +70,10 @@ async def stream(size: int, seed: bytes) -> AsyncIterator[bytes]:
 
 async def probe(op: str, home: Path, size: int) -> dict[str, object]:
     settings = Settings(
-        home=home, database_url=f"sqlite+aiosqlite:///{home / 'blobstore.db'}", storage_url=(home / "blobs").as_uri()
+        home=home,
+        database_url=f"sqlite+aiosqlite:///{home / 'blobstore.db'}",
+        storage_url=(home / "blobs").as_uri(),
+        gc_grace_seconds=0,
     )
     async with await BlobStore.open(settings) as store:
         tenant = store.tenant("bench")
@@ -90,6 +94,12 @@ async def probe(op: str, home: Path, size: int) -> dict[str, object]:
             async with tenant.open("path") as blob:
                 async for _ in blob:
                     pass
+        elif op == "gc":
+            await store.gc()
+        elif op == "fsck":
+            report = await store.fsck()
+            if not report.ok:
+                raise SystemExit(f"fsck found problems: {report.problems[:3]}")
         else:
             raise SystemExit(f"unknown op {op!r}")
         seconds = time.perf_counter() - started

@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, tuple[str, str, Target]] = {
     "P6": ("benchmarks.report_scale", "cost report over 1,000,000 refs", Target("<=", 3)),
     "P7": ("benchmarks.contention", "32 concurrent puts of identical bytes", Target(">=", 0.5)),
     "P8": ("benchmarks.gc_reclaim", "GC reclaiming 100,000 blobs", Target(">=", 0.5)),
+    "P13": ("benchmarks.maintenance_memory", "peak RSS of gc / fsck over 1,000,000 objects", Target("<=", 64, "MiB")),
     "I1": ("benchmarks.import_files", "import of 10,000 files of 64 KiB vs cp -r", Target(">=", 0.3)),
     "I2": ("benchmarks.dry_run", "import --dry-run of a 1 GiB tree vs BLAKE3", Target(">=", 0.7)),
 }
