@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import dedup_puts, dry_run, gc_reclaim, import_files, large_dedup, listing
+from benchmarks import dedup_puts, dry_run, gc_reclaim, import_files, large_dedup, listing, maintenance_memory
 from benchmarks.harness import Context
 from benchmarks.output import machine_info, markdown, rows_from_json, text_table, to_json, write_json
 from benchmarks.runner import BENCHMARKS, parse_only, run_benchmarks
@@ -73,6 +73,21 @@ def test_postgres_rows_are_skipped_not_dropped_when_postgres_is_off(document: di
     skipped = {row["id"] for row in results if row["status"] == "skip"}
     assert skipped == {"P1", "P5", "P8"}
     assert all(row["status"] != "error" for row in results)
+
+
+def test_maintenance_memory_measures_gc_and_fsck_in_child_processes(tmp_path: Path) -> None:
+    """P13 at 200 objects: one row for gc and one for fsck, each a positive peak above a positive baseline."""
+    sizes = {"P13": maintenance_memory.Sizes(objects=200)}
+    ctx = Context(quick=True, workdir=tmp_path, postgres_admin_url=None, s3=False, verbose=False, sizes=sizes)
+    rows = run_benchmarks(ctx, ["P13"])
+    assert [row.what for row in rows] == ["peak RSS of gc over 200 objects", "peak RSS of fsck over 200 objects"]
+    for row in rows:
+        assert row.state is None, row.notes
+        assert row.baseline is not None
+        assert row.baseline > 0
+        assert row.subject is not None
+        assert row.subject >= row.baseline
+        assert row.figure == pytest.approx(row.subject - row.baseline)
 
 
 def test_only_accepts_known_ids_in_any_case() -> None:
