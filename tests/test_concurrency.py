@@ -187,8 +187,8 @@ async def test_a_put_whose_upload_gc_reclaimed_mid_write_uploads_again(
     monkeypatch: pytest.MonkeyPatch,
     failure: type[Exception],
 ) -> None:
-    """When an upload outlasts the grace period and GC reclaims it mid-write (its partial object vanishes),
-    the put uploads again under a fresh key and succeeds instead of surfacing the backend's error."""
+    """When an uploader stalls past its lease and GC reclaims the upload mid-write (its partial object
+    vanishes), the put uploads again under a fresh key and succeeds instead of surfacing the backend's error."""
     store = await open_store(deployment, gc_grace_seconds=1)
     clock.advance(-86400)
     original = store.storage.write
@@ -197,7 +197,7 @@ async def test_a_put_whose_upload_gc_reclaimed_mid_write_uploads_again(
     async def write_outlasting_grace(key: str, source: Source) -> None:
         written.append(key)
         if len(written) == 1:
-            clock.advance(2)  # the upload takes longer than the grace period...
+            clock.advance(store.settings.upload_lease_seconds + 1)  # the uploader stalls past its lease...
             assert (await store.gc()).blobs_reclaimed == 1  # ...so GC reclaims it and aborts its partial object
             raise failure(key)
         await original(key, source)
