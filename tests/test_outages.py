@@ -2,7 +2,8 @@
 and the store recovers by itself when the service returns.
 
 The database outage is real: a PostgreSQL cluster of the test's own is stopped
-and started again under a running store. A read-only SQLite database is real
+and started again under a running store. So is the S3 outage: the network to
+the real S3 endpoint is cut by a proxy and restored. A read-only SQLite database is real
 too (opened with ``mode=ro``). A full disk is injected (no real one to fill).
 """
 
@@ -12,11 +13,14 @@ import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from cli_helpers import invoke
-from conftest import _unavailable
+from conftest import FakeClock, StoreFactory, _unavailable
+from s3_server import S3Endpoint
 from servers import ServerUnavailable, ThrowawayPostgres
+from tcp_proxy import TcpProxy
 from workers import data_objects
 
 from blobstore import BlobStore, Settings, StorageUnavailable
@@ -134,3 +138,44 @@ async def test_a_full_or_read_only_disk_is_storage_unavailable_and_stores_nothin
         monkeypatch.undo()
         assert not await store.tenant("acme").exists("k")
         assert await data_objects(store) == []
+
+
+@pytest.fixture
+def s3_proxy(s3: S3Endpoint) -> Iterator[TcpProxy]:
+    """A proxy in front of the suite's S3 endpoint, to cut and restore."""
+    parts = urlsplit(s3.url)
+    assert parts.hostname is not None
+    proxy = TcpProxy(parts.hostname, parts.port or 80)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+@pytest.mark.s3
+@pytest.mark.postgres
+async def test_an_s3_outage_is_storage_unavailable_and_the_store_recovers(
+    open_store: StoreFactory, s3_proxy: TcpProxy, clock: FakeClock
+) -> None:
+    """With the S3 endpoint cut off, reads and writes that need it raise StorageUnavailable naming the storage,
+    acknowledge nothing and lose nothing; when the network returns the same store works, and GC tidies up."""
+    store = await open_store("postgres-s3", s3_endpoint_url=f"http://127.0.0.1:{s3_proxy.port}")
+    acme = store.tenant("acme")
+    await acme.put("before", b"stored before the outage")
+    s3_proxy.stop()
+    for call in (
+        lambda: acme.get("before"),
+        lambda: acme.put("during", b"never stored"),
+        lambda: store.gc(),
+    ):
+        with pytest.raises(StorageUnavailable, match="S3"):
+            await call()
+    assert [item.key for item in await acme.list()] == ["before"]  # metadata needs no storage
+    s3_proxy.start()
+    assert await acme.get("before") == b"stored before the outage"
+    assert not await acme.exists("during")
+    clock.advance(store.settings.upload_lease_seconds + store.settings.gc_grace_seconds + 1)
+    await store.gc()
+    assert len(await data_objects(store)) == 1
+    assert (await store.fsck(read_data=True)).ok
