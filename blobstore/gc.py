@@ -62,10 +62,6 @@ class Planned:
 OnPlanned = Callable[[Planned], None]
 
 
-def _ignore(_: Planned) -> None:
-    return None
-
-
 @dataclass
 class GcStats:
     """What a GC run did (or, for a dry run, would do)."""
@@ -100,9 +96,12 @@ async def gc(
     *,
     dry_run: bool = False,
     progress: Progress = no_progress,
-    on_planned: OnPlanned = _ignore,
+    on_planned: OnPlanned | None = None,
 ) -> GcStats:
-    """Reclaim what is reclaimable now (or, with ``dry_run``, only count it); see the module docstring."""
+    """Reclaim what is reclaimable now (or, with ``dry_run``, only count it); see the module docstring.
+
+    ``on_planned`` hears of each deletion (and each foreign key) as the run finds it.
+    """
     started = time.monotonic()
     now = store.clock()
     run = _Run(
@@ -111,7 +110,7 @@ async def gc(
         now,
         dry_run,
         GcStats(dry_run),
-        on_planned,
+        on_planned or (lambda _: None),
         progress,
     )
     await _sweep_blobs(run)

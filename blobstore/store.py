@@ -131,8 +131,6 @@ class BlobStore:
     ) -> GcStats:
         """Reclaim objects unreferenced for longer than the grace period, orphans and dead uploads
         (see blobstore.gc); ``on_planned`` hears of each deletion (and each foreign key) as it is found."""
-        if on_planned is None:
-            return await run_gc(self, dry_run=dry_run, progress=progress)
         return await run_gc(self, dry_run=dry_run, progress=progress, on_planned=on_planned)
 
     async def fsck(
