@@ -87,10 +87,14 @@ async def build(store: BlobStore, clock: FakeClock) -> None:
     await globex.delete("g/9")
 
     async def leftovers(conn: AsyncConnection) -> None:
-        await catalog.insert_uploading(conn, "", "1" * 64, 40, "data/11/abandoned", MARCH_31)
-        tombstoned = await catalog.insert_uploading(conn, "", "2" * 64, 3, "data/22/tombstoned", MARCH_31)
+        lapsed = MARCH_31 + timedelta(minutes=1)
+        await catalog.insert_uploading(conn, "", "1" * 64, 40, "data/11/abandoned", MARCH_31, lapsed)
+        tombstoned = await catalog.insert_uploading(conn, "", "2" * 64, 3, "data/22/tombstoned", MARCH_31, lapsed)
         await catalog.abandon(conn, tombstoned)
-        await catalog.insert_uploading(conn, "", "3" * 64, 5000, "data/33/in-flight", APRIL_1 - timedelta(minutes=1))
+        started = APRIL_1 - timedelta(minutes=1)
+        await catalog.insert_uploading(
+            conn, "", "3" * 64, 5000, "data/33/in-flight", started, APRIL_1 + timedelta(hours=1)
+        )
 
     assert await acme.get("a/1") == A
     assert await globex.get("g/3") == F
