@@ -25,6 +25,9 @@ META_PREFIX = "x-blobstore-meta-"
 DIGEST = "x-blobstore-digest"
 COPY_DIGEST = "x-blobstore-copy-digest"
 CREATED_AT = "x-blobstore-created-at"
+#: The content type stored with an object, exactly (absent: none was; Content-Type then says octet-stream).
+CONTENT_TYPE = "x-blobstore-content-type"
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
 #: The ``code`` of a problem document, repeated as a header (a HEAD answer has no body).
 ERROR_CODE = "x-blobstore-error"
 
@@ -77,8 +80,9 @@ def object_headers(info: BlobInfo) -> dict[str, str]:
         "last-modified": info.created_at.strftime("%a, %d %b %Y %H:%M:%S GMT"),
         **metadata_headers(info.metadata),
     }
+    headers["content-type"] = info.content_type or DEFAULT_CONTENT_TYPE
     if info.content_type is not None:
-        headers["content-type"] = info.content_type
+        headers[CONTENT_TYPE] = info.content_type
     return headers
 
 
@@ -89,7 +93,7 @@ def info_from_headers(tenant: str, key: str, size: int, headers: Any) -> BlobInf
         key=key,
         digest=str(headers["etag"]).strip('"'),
         size=size,
-        content_type=headers.get("content-type"),
+        content_type=headers.get(CONTENT_TYPE),
         metadata=metadata_from_headers(headers.items()),
         created_at=datetime.fromisoformat(headers[CREATED_AT]),
     )

@@ -40,11 +40,25 @@ router = APIRouter(prefix=wire.API_PREFIX + "/tenants/{tenant}", tags=["objects"
 _RAW_KEY = re.compile(rb"/v1/tenants/[^/]*/objects/(.*)\Z", re.DOTALL)
 _BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 _RAW_BODY = {"requestBody": {"required": False, "content": _BINARY}}
+#: An object's bytes come back with the content type they were stored with.
+_ANY_BYTES = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
 
 
-def object_key(
-    request: Request, key: Annotated[str, Path(description="The key, percent-encoded; / may stay literal.")]
-) -> str:
+#: What JSON Schema can say of the key rules (the segment rules are checked by the server alone).
+KEY_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
+PREFIX_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+DIGEST_PATTERN = r"^[0-9a-f]{64}$"
+_PREFIX_SCHEMA: dict[str, Any] = {"pattern": PREFIX_PATTERN}
+KeyPath = Annotated[
+    str,
+    Path(
+        description="The key, percent-encoded; / may stay literal.",
+        json_schema_extra={"pattern": KEY_PATTERN, "minLength": 1, "maxLength": 1024},
+    ),
+]
+
+
+def object_key(request: Request, key: KeyPath) -> str:
     """The key exactly as sent: the raw path after ``/objects/``, percent-decoded once, as strict UTF-8.
 
     Decoding once means ``%252e`` is the literal key ``%2e``; ``%2e%2e`` and ``%2f`` decode to ``..``
@@ -61,13 +75,29 @@ def object_key(
 
 
 ObjectKey = Annotated[str, Depends(object_key)]
-Digest = Annotated[str | None, Header(alias=wire.DIGEST, description="The digest the body must hash to (422 if not).")]
+Digest = Annotated[
+    str | None,
+    Header(
+        alias=wire.DIGEST,
+        description="The digest the body must hash to (422 if not).",
+        json_schema_extra={"pattern": DIGEST_PATTERN},
+    ),
+]
 CopyDigest = Annotated[
     str | None,
-    Header(alias=wire.COPY_DIGEST, description="Put by digest, without a body: bytes this tenant already holds."),
+    Header(
+        alias=wire.COPY_DIGEST,
+        description="Put by digest, without a body: bytes this tenant already holds.",
+        json_schema_extra={"pattern": DIGEST_PATTERN},
+    ),
 ]
 IfNoneMatch = Annotated[str | None, Header(alias="if-none-match")]
-IfAbsent = Annotated[str | None, Header(alias="if-none-match", description="* : store only if the key is absent")]
+IfAbsent = Annotated[
+    str | None,
+    Header(
+        alias="if-none-match", description="* : store only if the key is absent", json_schema_extra={"pattern": r"^\*$"}
+    ),
+]
 
 
 # --- writes -----------------------------------------------------------------------------------------
@@ -93,13 +123,13 @@ async def put_object(
     if_none_match: Annotated[
         str | None, Header(alias="if-none-match", description="* : only if the key is absent")
     ] = None,
-    content_type: Annotated[str | None, Header(alias="content-type")] = None,
 ) -> Response:
     """``X-Blobstore-Meta-<name>`` headers become metadata. 201 for a new key, 200 when one was replaced."""
     if if_none_match is not None and if_none_match.strip() != "*":
         raise InvalidInput("PUT supports only If-None-Match: * (store only if the key does not exist)")
     if_absent = if_none_match is not None
     metadata = wire.metadata_from_headers(request.headers.items())
+    content_type = request.headers.get("content-type")  # not a documented parameter: OpenAPI describes it per body
     declared = _content_length(request)
     existed = not if_absent and await tenant.exists(key)
     if copy_digest is not None:
@@ -155,9 +185,18 @@ async def delete_object(tenant: Deleter, key: ObjectKey) -> Response:
 )
 async def list_objects(
     tenant: Reader,
-    prefix: Annotated[str, Query(description="Only keys starting with this (literally).")] = "",
+    prefix: Annotated[
+        str,
+        Query(description="Only keys starting with this (literally).", json_schema_extra={"pattern": PREFIX_PATTERN}),
+    ] = "",
     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = 1000,
-    after: Annotated[str | None, Query(description="Start after this key: the previous page's next_after.")] = None,
+    after: Annotated[
+        str | None,
+        Query(
+            description="Start after this key: the previous page's next_after.",
+            json_schema_extra={"pattern": PREFIX_PATTERN},
+        ),
+    ] = None,
 ) -> JSONResponse:
     """Keys in code-point order; ``next_after`` is null on the last page."""
     page = await tenant.list(prefix, limit=limit, after=after)
@@ -167,7 +206,11 @@ async def list_objects(
 @router.head(
     "/objects/{key:anykey}",
     summary="An object's headers, without its bytes",
-    responses={304: {"description": "Not modified"}, **error_responses(404)},
+    responses={
+        200: {"content": _ANY_BYTES, "description": "The object's headers"},
+        304: {"description": "Not modified"},
+        **error_responses(404),
+    },
 )
 async def head_object(tenant: Reader, key: ObjectKey, if_none_match: IfNoneMatch = None) -> Response:
     """The headers GET would send for the whole object."""
@@ -182,8 +225,8 @@ async def head_object(tenant: Reader, key: ObjectKey, if_none_match: IfNoneMatch
     summary="Stream an object, or one range of it",
     response_class=StreamingResponse,
     responses={
-        200: {"content": _BINARY, "description": "The whole object"},
-        206: {"content": _BINARY, "description": "The requested range (Content-Range)"},
+        200: {"content": _ANY_BYTES, "description": "The whole object"},
+        206: {"content": _ANY_BYTES, "description": "The requested range (Content-Range)"},
         304: {"description": "Not modified (If-None-Match)"},
         **error_responses(404, 416, 422),
     },

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from blobstore.errors import (
     AlreadyExists,
@@ -126,10 +127,17 @@ async def _on_validation_error(_request: Request, exc: Exception) -> JSONRespons
     return problem_response(InvalidInput(f"invalid request: {where}"))
 
 
-async def _on_http_exception(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "InvalidInput")
-    return _problem(exc.status_code, code, str(exc.detail), str(exc.detail), dict(exc.headers or {}))
+    headers = {name.lower(): value for name, value in (exc.headers or {}).items()}
+    if exc.status_code == 405:  # every method of the path, not only those of the first route that matched it
+        methods: set[str] = set()
+        for route in request.app.routes:
+            if route.matches(request.scope)[0] != Match.NONE:
+                methods |= getattr(route, "methods", None) or set()
+        headers["allow"] = ", ".join(sorted(methods))
+    return _problem(exc.status_code, code, str(exc.detail), str(exc.detail), headers)
 
 
 def install(app: FastAPI) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -40,8 +40,8 @@ class CopyRequest(BaseModel):
     """Make ``to`` a new reference to the bytes of ``from``."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    source: str = Field(alias="from")
-    to: str
+    source: str = Field(alias="from", min_length=1, max_length=1024)
+    to: str = Field(min_length=1, max_length=1024)
     if_absent: bool = False
 
 
@@ -49,7 +49,7 @@ class MissingRequest(BaseModel):
     """Digests to probe."""
 
     model_config = ConfigDict(extra="forbid")
-    digests: list[str] = Field(max_length=1000)
+    digests: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(max_length=1000)
 
 
 class MissingResponse(BaseModel):
