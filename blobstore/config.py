@@ -73,6 +73,13 @@ class Settings:
         """True for an in-memory SQLite database, which vanishes with the process."""
         return self.is_sqlite and make_url(self.database_url).database in (None, "", ":memory:")
 
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The file of the embedded SQLite database (a ``file:`` URI's path too); None for anything else."""
+        if not self.is_sqlite or self.database_is_ephemeral:
+            return None
+        return Path((make_url(self.database_url).database or "").removeprefix("file:"))
+
     def check_durability(self) -> None:
         """Refuse a database and a storage of which only one outlives the process.
 

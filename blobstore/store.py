@@ -16,10 +16,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Self
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -181,13 +179,11 @@ class BlobStore:
 
 async def open_database(settings: Settings) -> Database:
     """Create the engine and prove the database answers; ConfigurationError if it does not."""
-    if settings.is_sqlite and not settings.database_is_ephemeral:
-        path = (make_url(settings.database_url).database or "").removeprefix("file:")
-        if path:
-            try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ConfigurationError(f"BLOBSTORE_DATABASE_URL: cannot create {path}: {exc.strerror}") from None
+    if (path := settings.sqlite_file) is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(f"BLOBSTORE_DATABASE_URL: cannot create {path}: {exc.strerror}") from None
     database = Database(settings.database_url)
     try:
         async with database.engine.connect() as conn:
