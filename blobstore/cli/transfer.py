@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import click
 from rich.console import Console
@@ -40,7 +41,7 @@ _jobs_option = click.option(
 )
 
 
-@click.command("import")
+@click.command("import", short_help="Import a directory or an S3 bucket; --dry-run shows the savings first.")
 @tenant_argument
 @click.argument("source", metavar="SOURCE")
 @click.option("--prefix", default="", metavar="P", help="Key = P + path relative to SOURCE (add your own '/').")
@@ -88,7 +89,10 @@ def import_(
         raise click.UsageError("--pricing and --format html go with --dry-run")
 
     async def work(store: BlobStore) -> DryRun | ImportResult:
-        async with open_source(source, endpoint_url=source_endpoint_url, profile=source_profile) as files:
+        opened = open_source(
+            source, endpoint_url=source_endpoint_url, profile=source_profile, skip=_store_folders(store)
+        )
+        async with opened as files:
             plan = await plan_import(files, prefix=prefix, include=include, exclude=exclude)
             verb = "dry run" if dry_run else "import"
             with output.transfer_progress(f"{verb} {tenant}", plan.total_bytes, files=len(plan.entries)) as advance:
@@ -112,6 +116,15 @@ def import_(
     _fail_if_any(result.failures, "imported")
 
 
+def _store_folders(store: BlobStore) -> list[Path]:
+    """The store's own folders (its home, a file:// storage), never imported even when inside SOURCE."""
+    folders = [store.settings.home]
+    storage = urlsplit(store.settings.storage_url)
+    if storage.scheme == "file":
+        folders.append(Path(unquote(storage.path)))
+    return folders
+
+
 def _print_dry_run(report: DryRun, fmt: str) -> None:
     if fmt == "json":
         click.echo(render_json(report), nl=False)
@@ -124,7 +137,7 @@ def _print_dry_run(report: DryRun, fmt: str) -> None:
         console.print(render_table(report))
 
 
-@click.command()
+@click.command(short_help="Write a tenant's keys back out to a directory, verifying every digest.")
 @tenant_argument
 @click.argument("dest", metavar="DEST")
 @click.option("--prefix", default="", metavar="P", help="Export the keys starting with P, as DEST/<key without P>.")
