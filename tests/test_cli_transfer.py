@@ -253,3 +253,12 @@ def test_ctrl_c_stops_an_import_with_exit_130_and_a_rerun_finishes_it(home: Path
     assert 20 <= stored < 300
     rerun = json.loads(invoke(["import", "acme", str(root), "--json"], home=home).ok().stdout)
     assert (rerun["skipped"], rerun["imported"]) == (stored, 300 - stored)
+
+
+def test_the_store_s_own_folder_inside_the_source_is_not_imported(tmp_path: Path) -> None:
+    """``blobstore import acme .`` with the store's home under ``.`` leaves the home out."""
+    (tmp_path / "data.txt").write_bytes(b"data")
+    home = tmp_path / ".blobstore"
+    invoke(["import", "acme", str(tmp_path)], home=home).ok()
+    listed = invoke(["ls", "acme"], home=home).ok().stdout
+    assert [line.split()[-1] for line in listed.splitlines()] == ["data.txt"]

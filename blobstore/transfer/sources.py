@@ -102,11 +102,16 @@ class ImportSource(abc.ABC):
 
 
 class DirectorySource(ImportSource):
-    """The regular files under a local directory; symbolic links and special files are skipped."""
+    """The regular files under a local directory; symbolic links, special files and ``skip`` folders are skipped.
 
-    def __init__(self, root: Path) -> None:
+    ``skip`` names folders never to import, such as the store's own home when
+    it lies inside the source (its files change while they are read).
+    """
+
+    def __init__(self, root: Path, *, skip: Sequence[Path] = ()) -> None:
         self.root = root
         self.url = str(root)
+        self.skip = {path.resolve() for path in skip}
 
     async def scan(self) -> Scan:
         if not self.root.is_dir():
@@ -121,7 +126,8 @@ class DirectorySource(ImportSource):
             scan.problems.append(Failure(shown(where), f"cannot list: {exc.strerror}"))
 
         for directory, subdirectories, names in os.walk(self.root, onerror=unreadable):
-            subdirectories.sort()
+            kept = [name for name in subdirectories if Path(directory, name).resolve() not in self.skip]
+            subdirectories[:] = sorted(kept)
             base = Path(directory).relative_to(self.root)
             for name in names:
                 relative = (base / name).as_posix()
@@ -211,17 +217,20 @@ class BucketSource(ImportSource):
         await self.storage.close()
 
 
-def open_source(source: str, *, endpoint_url: str | None = None, profile: str | None = None) -> ImportSource:
+def open_source(
+    source: str, *, endpoint_url: str | None = None, profile: str | None = None, skip: Sequence[Path] = ()
+) -> ImportSource:
     """The source ``source`` names: ``s3://bucket[/prefix]`` or a local directory.
 
     ``endpoint_url`` (MinIO, R2, ...) and ``profile`` (a named AWS profile; default:
-    the standard credential chain) apply to S3 only. Raises ConfigurationError
-    for an unusable URL or profile; nothing is contacted yet.
+    the standard credential chain) apply to S3 only; ``skip`` (folders left out)
+    to directories only. Raises ConfigurationError for an unusable URL or
+    profile; nothing is contacted yet.
     """
     if not source.startswith("s3://"):
         if endpoint_url is not None or profile is not None:
             raise InvalidInput("--source-endpoint-url and --source-profile apply to s3:// sources only")
-        return DirectorySource(Path(source))
+        return DirectorySource(Path(source), skip=skip)
     parts = urlsplit(source)
     prefix = parts.path.strip("/")
     if not parts.netloc or parts.query or parts.fragment:
