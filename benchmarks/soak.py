@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fault-rate", type=float, default=0.02, help="share of storage calls that fail")
     parser.add_argument("--grace", type=float, default=1.0, help="BLOBSTORE_GC_GRACE in seconds (default 1)")
+    parser.add_argument("--lease", type=float, default=10.0, help="upload lease in seconds (default 10)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     parser.add_argument("--workdir", type=Path, help="where journals and logs go (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -85,12 +86,12 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 s3_endpoint_url=endpoint.url,
                 s3_region=endpoint.region,
                 gc_grace_seconds=args.grace,
+                upload_lease_seconds=args.lease,
             )
             await (await BlobStore.open(settings, migrate_schema=True)).close()
             duration = args.minutes * 60
-            fleet = Fleet(
-                members(workdir, args.workers), worker_env(settings), time.time() + duration, args.seed, args.fault_rate
-            )
+            options = ["--seed", str(args.seed), "--fault-rate", repr(args.fault_rate), "--lease", repr(args.lease)]
+            fleet = Fleet(members(workdir, args.workers), worker_env(settings), time.time() + duration, options)
             rng = random.Random(args.seed)
             log(fleet.started, f"soak: {args.workers} workers + GC + fsck for {duration:.0f} s in {workdir}")
             dropping = asyncio.ensure_future(drop_connections(database_url, fleet.until, random.Random(rng.random())))
@@ -100,7 +101,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             await killing
             log(fleet.started, "workers stopped; auditing")
             models = [Model.replay(m.index, read_journal(m.journal)) for m in fleet.members if m.role == "ops"]
-            result = await audit(settings, models, wait=args.grace + 1.0)
+            result = await audit(settings, models, wait=max(args.grace, args.lease) + 1.0)
     figures = summarize(fleet.members)
     injected = figures.pop("injected")
     violations = figures.pop("violations") + [v for model in models for v in model.violations]
@@ -110,6 +111,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "workers": args.workers,
         "seed": args.seed,
         "grace_seconds": args.grace,
+        "lease_seconds": args.lease,
         "deployment": {"database": "PostgreSQL", "storage": f"S3 at {endpoint.url}"},
         **figures,
         "faults": {
@@ -202,7 +204,8 @@ def render(doc: dict[str, Any]) -> str:
     lines = [
         f"soak: {doc['command']}",
         f"  {doc['minutes']:g} min, {doc['workers']} workers + GC + fsck, {doc['deployment']['database']} + "
-        f"{doc['deployment']['storage']}, GC grace {doc['grace_seconds']:g} s, seed {doc['seed']}",
+        f"{doc['deployment']['storage']}, GC grace {doc['grace_seconds']:g} s, "
+        f"upload lease {doc['lease_seconds']:g} s, seed {doc['seed']}",
         f"operations acknowledged: {counts(doc['operations'])}",
         f"  outcomes: {counts(doc['outcomes'])}",
         f"  GC reclaimed: {counts(doc['gc'])}",

@@ -76,8 +76,8 @@ class Fleet:
     members: list[Member]
     env: Mapping[str, str]
     until: float
-    seed: int
-    fault_rate: float
+    #: Arguments every worker gets besides its role, index, journal and end time.
+    worker_args: list[str]
     started: float = field(default_factory=time.time)
     hung: list[str] = field(default_factory=list)
 
@@ -130,20 +130,8 @@ class Fleet:
 
     def _command(self, member: Member) -> list[str]:
         return [
-            sys.executable,
-            "-m",
-            "benchmarks.soak_worker",
-            member.role,
-            "--index",
-            str(member.index),
-            "--journal",
-            str(member.journal),
-            "--until",
-            repr(self.until),
-            "--seed",
-            str(self.seed),
-            "--fault-rate",
-            repr(self.fault_rate),
+            *(sys.executable, "-m", "benchmarks.soak_worker", member.role, "--index", str(member.index)),
+            *("--journal", str(member.journal), "--until", repr(self.until), *self.worker_args),
         ]
 
 

@@ -23,6 +23,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ OPERATIONS = {"put": 35, "get": 25, "copy": 12, "delete": 18, "list": 10}
 #: Share of puts that store one of the values every worker puts (the rest are unique to the call).
 SHARED_PUTS = 0.4
 #: fsck findings that only mean GC has not caught up yet while writers run.
-PENDING_GC = frozenset({"reclaimable-blob", "orphan-object"})
+PENDING_GC = frozenset({"reclaimable-blob", "orphan-object", "incomplete-upload"})
 #: Storage calls that fail, and whether before the real call or after it (it happened; the caller hears otherwise).
 FAULTY_CALLS = (("write", "after"), ("read", "before"), ("stat", "before"), ("list", "before"))
 FAULTY_CALLS_GC = (*FAULTY_CALLS, ("delete_many", "after"), ("abort_upload", "before"))
@@ -268,9 +269,11 @@ class Checker(Worker):
             serious = [problem for problem in report.problems if problem.kind not in PENDING_GC]
             outcome: Record = {"outcome": "ok", "blobs": report.blobs_checked, "problems": dict(kinds)}
             if serious:
-                found = Counter([f"{p.kind}{await now(store, p)}" for p in serious])
+                found_for = {p: await now(store, p) for p in serious}
+                found = Counter(f"{p.kind}{state}" for p, state in found_for.items())
                 shown = ", ".join(f"{n} {finding}" for finding, n in found.items())
-                example = f"{serious[0].kind} {serious[0].subject}: {serious[0].detail}"
+                first = max(serious, key=lambda p: "gone" not in found_for[p])
+                example = f"{first.kind} {first.subject}: {first.detail}{found_for[first]}"
                 outcome["violation"] = f"fsck during the run reported {shown}; e.g. {example}"
             return outcome
 
@@ -279,17 +282,20 @@ class Checker(Worker):
 
 
 async def now(store: BlobStore, problem: Problem) -> str:
-    """For a finding about an object, the state of its blob row now (tells corruption from a race with GC)."""
+    """For a finding about an object: its blob row and object now (tells corruption from a race with GC)."""
     if not problem.subject.startswith(OBJECT_PREFIX):
         return ""
     async with store.database.engine.connect() as conn:
-        query = text("SELECT state FROM blobs WHERE object_key = :k")
-        state = (await conn.execute(query, {"k": problem.subject})).scalar()
-    return f" (blob row now {state or 'gone'})"
+        query = text("SELECT state, refcount FROM blobs WHERE object_key = :k")
+        row = (await conn.execute(query, {"k": problem.subject})).first()
+    if row is None:
+        return " (blob row now gone)"
+    stored = "present" if await store.storage.stat(problem.subject) else "MISSING"
+    return f" (blob row now {row.state}, {'referenced' if row.refcount else 'unreferenced'}, object now {stored})"
 
 
 async def work(worker: Worker) -> None:
-    store = await worker.open(Settings.from_env())
+    store = await worker.open(replace(Settings.from_env(), upload_lease_seconds=worker.args.lease))
     if store is None:
         return
     try:
@@ -306,6 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--until", type=float, required=True, help="Unix time to stop at")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fault-rate", type=float, default=0.02)
+    parser.add_argument("--lease", type=float, default=10.0, help="upload lease in seconds")
     args = parser.parse_args(argv)
     if args.role == "fsck":
         args.fault_rate = 0.0
