@@ -212,8 +212,8 @@ def render(doc: dict[str, Any]) -> str:
         f"  calls cut short by a SIGKILL (outcome unknown): {doc['outcome_unknown']}",
         f"errors by class: {counts(doc['errors'])}",
         f"faults: {faults['storage_errors_injected']} storage errors injected, "
-        f"{faults['db_connections_terminated']} database connections terminated, "
-        f"{faults['sigkills']} processes SIGKILLed and restarted ({counts(faults['killed'])})",
+        f"{faults['db_connections_terminated']} database connections terminated",
+        f"kills survived: {faults['sigkills']} processes SIGKILLed mid-run and restarted ({counts(faults['killed'])})",
     ]
     for name, entry in doc["unexpected_errors"].items():
         lines.append(

@@ -2,7 +2,8 @@
 
 After waiting out the grace period and running one GC (no faults): every
 key a worker owns holds one of the values its model allows, read back byte
-for byte, and no other key exists; the bookkeeping invariants hold
+for byte, no other key exists, and each tenant is charged for exactly the
+bytes and keys read back; the bookkeeping invariants hold
 (references point at live blobs, refcounts equal references, tenant usage
 equals the sums over references, see ``tests/workers.py``); nothing
 unreferenced is left in the database or in storage; fsck --read-data is clean.
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.soak_model import TENANTS, Model, content, digest_of, keys_of, listing, match, worker_of
-from blobstore import BlobStore, BlobStoreError, Settings
+from blobstore import BlobStore, BlobStoreError, Settings, Tenant
 from tests.workers import invariant_violations, rows
 
 
@@ -62,29 +63,44 @@ async def audit(settings: Settings, models: Sequence[Model], *, wait: float) -> 
 
 
 async def _check_keys(store: BlobStore, models: Sequence[Model], result: Audit) -> None:
-    """Each worker's keys hold allowed values, byte for byte; no key outside the workers' keys exists."""
+    """Each worker's keys hold allowed values, byte for byte; no key outside the workers' keys exists; each
+    tenant's usage (``store.quota``) is the bytes and keys read back."""
     workers = {model.worker for model in models}
     for name in TENANTS:
         tenant = store.tenant(name)
         found = await listing(tenant)
-        result.problems += [
-            f"{name}/{key} exists, but no worker wrote it" for key in found if worker_of(key) not in workers
-        ]
+        strangers = [key for key in found if worker_of(key) not in workers]
+        result.problems += [f"{name}/{key} exists, but no worker wrote it" for key in strangers]
+        sizes = []
         for model in models:
             for key in keys_of(model.worker):
-                allowed = model.possible(name, key)
-                shown = sorted(str(value) for value in allowed)
-                if key not in found:
-                    if None not in allowed:
-                        result.problems += [f"{name}/{key} is gone; it must hold one of {shown}"]
-                    continue
-                try:
-                    data = await tenant.get(key)
-                except BlobStoreError as exc:
-                    result.problems += [f"{name}/{key} is listed but reading it failed: {exc!r}"]
-                    continue
-                value = match(digest_of(data), allowed)
-                if value not in allowed or data != content(value):
-                    result.problems += [f"{name}/{key} holds {len(data)} bytes ({value}), not one of {shown}"]
-                result.keys_checked += 1
-                result.bytes_verified += len(data)
+                data = await _read(tenant, key, found, model, result)
+                if data is not None:
+                    sizes.append(len(data))
+        usage = await store.quota(name)
+        if not strangers and (usage.used_bytes, usage.used_objects) != (sum(sizes), len(sizes)):
+            result.problems.append(
+                f"tenant {name} is charged {usage.used_bytes} bytes / {usage.used_objects} keys, "
+                f"but holds {sum(sizes)} bytes in {len(sizes)} keys"
+            )
+
+
+async def _read(tenant: Tenant, key: str, found: dict[str, str], model: Model, result: Audit) -> bytes | None:
+    """The bytes of ``key`` if it exists, checked against the values the model allows (problems into ``result``)."""
+    allowed = model.possible(tenant.name, key)
+    shown = sorted(str(value) for value in allowed)
+    if key not in found:
+        if None not in allowed:
+            result.problems.append(f"{tenant.name}/{key} is gone; it must hold one of {shown}")
+        return None
+    try:
+        data = await tenant.get(key)
+    except BlobStoreError as exc:
+        result.problems.append(f"{tenant.name}/{key} is listed but reading it failed: {exc!r}")
+        return None
+    value = match(digest_of(data), allowed)
+    if value not in allowed or data != content(value):
+        result.problems.append(f"{tenant.name}/{key} holds {len(data)} bytes ({value}), not one of {shown}")
+    result.keys_checked += 1
+    result.bytes_verified += len(data)
+    return data

@@ -77,8 +77,8 @@ def test_the_journal_skips_a_line_torn_by_a_kill(tmp_path: Path) -> None:
 
 
 async def test_the_audit_reports_lost_wrong_stray_and_miscounted_data(open_store: StoreFactory) -> None:
-    """On a real PostgreSQL + S3 store: a lost key, a key with other bytes, a key nobody wrote and a refcount
-    that drifted are each reported; the keys that are right are not."""
+    """On a real PostgreSQL + S3 store: a lost key, a key with other bytes, a key nobody wrote, a refcount and a
+    usage counter that drifted are each reported; the keys that are right are not."""
     store = await open_store("postgres-s3", gc_grace_seconds=0.0)
     tenant = store.tenant(TENANT)
     model = Model.replay(
@@ -92,16 +92,19 @@ async def test_the_audit_reports_lost_wrong_stray_and_miscounted_data(open_store
     )
     await tenant.put(K0, content("right"))
     await tenant.put(K2, content("something else"))
-    await tenant.put("stray/key", b"nobody's")
+    await store.tenant(TENANTS[2]).put("stray/key", b"nobody's")
     async with store.database.engine.begin() as conn:
         await conn.execute(text("UPDATE blobs SET refcount = 2 WHERE digest = :d"), {"d": digest_of(b"nobody's")})
+        await conn.execute(text("UPDATE tenants SET used_bytes = used_bytes + 1 WHERE name = :t"), {"t": TENANT})
 
     result = await audit(store.settings, [model], wait=0.0)
 
     problems = "\n".join(result.problems)
     assert f"{TENANT}/{K1} is gone" in problems
     assert f"{TENANT}/{K2} holds" in problems
-    assert f"{TENANT}/stray/key exists, but no worker wrote it" in problems
+    assert f"{TENANTS[2]}/stray/key exists, but no worker wrote it" in problems
+    stored = len(content("right")) + len(content("something else"))
+    assert f"tenant {TENANT} is charged {stored + 1} bytes / 2 keys, but holds {stored} bytes in 2 keys" in problems
     assert "refcount 2 but 1 refs" in problems
     assert "fsck --read-data: refcount-drift" in problems
     assert K0 not in problems
