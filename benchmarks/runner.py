@@ -29,6 +29,9 @@ BENCHMARKS: dict[str, tuple[str, str, Target]] = {
     "P13": ("benchmarks.maintenance_memory", "peak RSS of gc / fsck over 1,000,000 objects", Target("<=", 64, "MiB")),
     "I1": ("benchmarks.import_files", "import of 10,000 files of 64 KiB vs cp -r", Target(">=", 0.3)),
     "I2": ("benchmarks.dry_run", "import --dry-run of a 1 GiB tree vs BLAKE3", Target(">=", 0.7)),
+    "H1": ("benchmarks.http_get", "4 KiB GETs over HTTP, 16 clients, vs bare uvicorn", Target(">=", 0.3)),
+    "H2": ("benchmarks.http_put", "PUT of 64 MiB over HTTP vs in-process put", Target(">=", 0.7)),
+    "H3": ("benchmarks.http_memory", "server peak RSS, 1 GiB PUT and GET", Target("<=", 64, "MiB")),
 }
 
 

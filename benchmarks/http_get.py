@@ -1,0 +1,75 @@
+"""H1: GETs of a 4 KiB object over HTTP, 16 concurrent clients, one server process.
+
+Subject: ``blobstore serve`` (SQLite + local directory; token check, key lookup,
+verified streamed read and egress record per request). Baseline: uvicorn with a
+bare Starlette app returning 4 KiB from memory. The same load generator (httpx,
+16 connections, each client issuing its GETs back to back) drives both, ABBA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from benchmarks.harness import Context, Row, Target, interleave, phase, throughput_row
+from benchmarks.http_servers import Server, bare_server, blobstore_server
+
+TARGET = Target(">=", 0.3)
+CLIENTS = 16
+
+
+@dataclass(frozen=True)
+class Sizes:
+    gets_per_client: int
+    rounds: int
+
+
+QUICK = Sizes(gets_per_client=50, rounds=4)
+FULL = Sizes(gets_per_client=200, rounds=6)
+
+
+async def run(ctx: Context, sizes: Sizes | None = None) -> list[Row]:
+    sizes = sizes or (QUICK if ctx.quick else FULL)
+    with blobstore_server(ctx.workdir / "h1") as subject, bare_server() as baseline:
+        payload = os.urandom(4096)
+        async with httpx.AsyncClient(base_url=subject.url, headers=subject.headers) as http:
+            (await http.put("/v1/tenants/bench/objects/small", content=payload)).raise_for_status()
+        with phase(ctx, f"H1 {CLIENTS} clients x {sizes.gets_per_client} GETs, {sizes.rounds} rounds"):
+            paired = await interleave(
+                sizes.rounds,
+                lambda: _batch(baseline, "/anything", sizes.gets_per_client),
+                lambda: _batch(subject, "/v1/tenants/bench/objects/small", sizes.gets_per_client),
+            )
+    total = CLIENTS * sizes.gets_per_client
+    return [
+        throughput_row(
+            "H1",
+            "local+sqlite",
+            "GETs/s of 4 KiB, 16 concurrent clients, one server process",
+            paired,
+            total,
+            "GETs/s",
+            TARGET,
+            notes="baseline: bare uvicorn + Starlette answering 4 KiB from memory",
+        )
+    ]
+
+
+async def _batch(server: Server, path: str, gets: int) -> float:
+    """Seconds for CLIENTS clients to each GET ``path`` ``gets`` times over keep-alive connections."""
+    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+    async with httpx.AsyncClient(base_url=server.url, headers=server.headers, limits=limits, timeout=60) as http:
+
+        async def client() -> None:
+            for _ in range(gets):
+                response = await http.get(path)
+                if response.status_code != 200 or len(response.content) != 4096:
+                    raise RuntimeError(f"GET {path}: {response.status_code}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(CLIENTS)))
+        return time.perf_counter() - started

@@ -1,0 +1,108 @@
+"""Servers for the HTTP benchmarks (H1-H3), each in a process of its own on a loopback port.
+
+``blobstore_server(home)`` runs ``blobstore serve`` (one process, SQLite + a local
+directory in ``home``) and hands back its URL, a read/write token and its pid;
+``bare_server()`` runs the baseline of H1, a bare Starlette app on uvicorn that
+answers every GET with 4 KiB from memory (:mod:`benchmarks.bare_app`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running server: its base URL, a token of tenant ``bench`` (None for the bare app) and its pid."""
+
+    url: str
+    token: str | None
+    pid: int
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {} if self.token is None else {"authorization": f"Bearer {self.token}"}
+
+
+def _env(home: Path | None) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("BLOBSTORE_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
+    if home is not None:
+        env["BLOBSTORE_HOME"] = str(home)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _process(args: list[str], env: dict[str, str], health_path: str) -> Iterator[tuple[str, int]]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [*args, "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + health_path).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{args} did not start")
+            time.sleep(0.05)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def blobstore_server(home: Path) -> Iterator[Server]:
+    """``blobstore serve`` over SQLite + a directory in ``home``, with a read/write token of tenant ``bench``."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = _env(home)
+    token = subprocess.run(
+        [sys.executable, "-m", "blobstore", "token", "create", "bench", "--scope", "read,write,delete"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    with _process([sys.executable, "-m", "blobstore", "serve"], env, "/healthz") as (url, pid):
+        yield Server(url, token, pid)
+
+
+@contextlib.contextmanager
+def bare_server() -> Iterator[Server]:
+    """The baseline: uvicorn + a bare Starlette app returning 4 KiB from memory (same log level as serve)."""
+    args = [sys.executable, "-m", "uvicorn", "benchmarks.bare_app:app", "--log-level", "info"]
+    with _process(args, _env(None), "/") as (url, pid):
+        yield Server(url, None, pid)
+
+
+def rss_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM of a process, in KiB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0])
+    return fields
