@@ -395,3 +395,11 @@ def test_serve_command_serves_a_store(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+async def test_a_put_over_quota_is_413_and_stores_nothing(api: Api) -> None:
+    """A put past the tenant's object limit is 413 QuotaExceeded; the key does not appear."""
+    await api.store.set_quota("acme", max_objects=1)
+    assert (await api.put("first", b"1")).status_code == 201
+    assert_problem(await api.put("second", b"2"), 413, "QuotaExceeded")
+    assert (await api.get("second")).status_code == 404
