@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 import httpx
 
-from benchmarks.harness import Context, Row, Target, interleave, phase, throughput_row
+from benchmarks.deployments import postgres_database
+from benchmarks.harness import Context, Row, Target, interleave, phase, throughput_row, unmeasured
 from benchmarks.http_servers import Server, bare_server, blobstore_server
 
 TARGET = Target(">=", 0.3)
+WHAT = "GETs/s of 4 KiB, 16 concurrent clients, one server process"
 CLIENTS = 16
 
 
@@ -34,29 +36,36 @@ FULL = Sizes(gets_per_client=200, rounds=6)
 
 async def run(ctx: Context, sizes: Sizes | None = None) -> list[Row]:
     sizes = sizes or (QUICK if ctx.quick else FULL)
-    with blobstore_server(ctx.workdir / "h1") as subject, bare_server() as baseline:
+    rows = [await _measure(ctx, sizes, "local+sqlite", None)]
+    if ctx.postgres_admin_url is None:
+        rows.append(unmeasured("H1", "local+postgres", WHAT, TARGET, "skip", "PostgreSQL disabled for this run"))
+    else:
+        with postgres_database(ctx) as url:
+            rows.append(await _measure(ctx, sizes, "local+postgres", url))
+    return rows
+
+
+async def _measure(ctx: Context, sizes: Sizes, variant: str, database_url: str | None) -> Row:
+    with blobstore_server(ctx.workdir / f"h1-{variant}", database_url) as subject, bare_server() as baseline:
         payload = os.urandom(4096)
         async with httpx.AsyncClient(base_url=subject.url, headers=subject.headers) as http:
             (await http.put("/v1/tenants/bench/objects/small", content=payload)).raise_for_status()
-        with phase(ctx, f"H1 {CLIENTS} clients x {sizes.gets_per_client} GETs, {sizes.rounds} rounds"):
+        with phase(ctx, f"H1 {variant}: {CLIENTS} clients x {sizes.gets_per_client} GETs, {sizes.rounds} rounds"):
             paired = await interleave(
                 sizes.rounds,
                 lambda: _batch(baseline, "/anything", sizes.gets_per_client),
                 lambda: _batch(subject, "/v1/tenants/bench/objects/small", sizes.gets_per_client),
             )
-    total = CLIENTS * sizes.gets_per_client
-    return [
-        throughput_row(
-            "H1",
-            "local+sqlite",
-            "GETs/s of 4 KiB, 16 concurrent clients, one server process",
-            paired,
-            total,
-            "GETs/s",
-            TARGET,
-            notes="baseline: bare uvicorn + Starlette answering 4 KiB from memory",
-        )
-    ]
+    return throughput_row(
+        "H1",
+        variant,
+        WHAT,
+        paired,
+        CLIENTS * sizes.gets_per_client,
+        "GETs/s",
+        TARGET,
+        notes="baseline: bare uvicorn + Starlette answering 4 KiB from memory",
+    )
 
 
 async def _batch(server: Server, path: str, gets: int) -> float:

@@ -75,10 +75,14 @@ def _process(args: list[str], env: dict[str, str], health_path: str) -> Iterator
 
 
 @contextlib.contextmanager
-def blobstore_server(home: Path) -> Iterator[Server]:
-    """``blobstore serve`` over SQLite + a directory in ``home``, with a read/write token of tenant ``bench``."""
+def blobstore_server(home: Path, database_url: str | None = None) -> Iterator[Server]:
+    """``blobstore serve`` over SQLite (or ``database_url``) + a directory in ``home``, with a read/write token
+    of tenant ``bench``."""
     home.mkdir(parents=True, exist_ok=True)
     env = _env(home)
+    if database_url is not None:
+        env["BLOBSTORE_DATABASE_URL"] = database_url
+    subprocess.run([sys.executable, "-m", "blobstore", "db", "upgrade"], env=env, capture_output=True, check=True)
     token = subprocess.run(
         [sys.executable, "-m", "blobstore", "token", "create", "bench", "--scope", "read,write,delete"],
         env=env,
