@@ -47,9 +47,18 @@ class Audit:
 
 
 async def audit(settings: Settings, models: Sequence[Model], *, wait: float) -> Audit:
-    """Wait ``wait`` seconds (the grace period and any upload lease), run one GC, then check everything."""
+    """Wait ``wait`` seconds (the grace period and any upload lease), run one GC, then check everything.
+    Nothing is injected any more, so any error on the way is itself a problem."""
     await asyncio.sleep(wait)
     result = Audit()
+    try:
+        await _check(settings, models, result)
+    except Exception as exc:
+        result.problems.append(f"the audit could not finish: {exc!r}")
+    return result
+
+
+async def _check(settings: Settings, models: Sequence[Model], result: Audit) -> None:
     async with await BlobStore.open(settings) as store:
         result.final_gc = (await store.gc()).to_dict()
         await _check_keys(store, models, result)
@@ -59,7 +68,6 @@ async def audit(settings: Settings, models: Sequence[Model], *, wait: float) -> 
         report = await store.fsck(read_data=True)
         result.fsck = {"ok": report.ok, "blobs": report.blobs_checked, "bytes_hashed": report.bytes_hashed}
         result.problems += [f"fsck --read-data: {p.kind} {p.subject}: {p.detail}" for p in report.problems]
-    return result
 
 
 async def _check_keys(store: BlobStore, models: Sequence[Model], result: Audit) -> None:
