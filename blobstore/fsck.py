@@ -30,7 +30,8 @@ from blobstore.storage.base import ObjectInfo, ObjectMissing
 if TYPE_CHECKING:
     from blobstore.store import BlobStore
 
-#: Foreign keys listed by name in a report (all are counted).
+#: Problems and foreign keys listed one by one in a report; beyond these they are only counted.
+LISTED_PROBLEMS = 1000
 FOREIGN_SAMPLE = 100
 _GC_PROBLEMS = {"blob": "reclaimable-blob", "orphan": "orphan-object", "upload": "incomplete-upload"}
 
@@ -49,6 +50,8 @@ class Problem:
 class FsckReport:
     """The outcome of an fsck run; ``ok`` is true when no unrepaired problem remains.
 
+    Memory stays bounded whatever the store's size: the first :data:`LISTED_PROBLEMS`
+    problems are listed, every one is counted by kind in ``problem_counts``.
     Foreign objects and uploads (not the store's own) are no problem: they are
     counted, the first :data:`FOREIGN_SAMPLE` named, and left alone.
     """
@@ -57,13 +60,27 @@ class FsckReport:
     objects_checked: int = 0
     bytes_hashed: int = 0
     problems: list[Problem] = field(default_factory=list)
+    problem_counts: dict[str, int] = field(default_factory=dict)
+    unrepaired: int = 0
     foreign_objects: int = 0
     foreign_sample: list[str] = field(default_factory=list)
     duration_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return all(problem.repaired for problem in self.problems)
+        return self.unrepaired == 0
+
+    @property
+    def unlisted(self) -> int:
+        """Problems counted but not listed."""
+        return sum(self.problem_counts.values()) - len(self.problems)
+
+    def add(self, problem: Problem) -> None:
+        """Count ``problem``, and list it while the list is short."""
+        self.problem_counts[problem.kind] = self.problem_counts.get(problem.kind, 0) + 1
+        self.unrepaired += not problem.repaired
+        if len(self.problems) < LISTED_PROBLEMS:
+            self.problems.append(problem)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
@@ -77,14 +94,12 @@ async def fsck(
     report = FsckReport()
     database = store.database
     for tenant, key, blob_id in await database.transaction(maintenance.refs_to_unusable_blobs):
-        report.problems.append(
-            Problem("dangling-reference", f"{tenant}/{key}", f"points at blob {blob_id}, which is not live")
-        )
+        report.add(Problem("dangling-reference", f"{tenant}/{key}", f"points at blob {blob_id}, which is not live"))
     for usage in await database.transaction(maintenance.usage_records):
         if (usage.used_bytes, usage.used_objects) != (usage.actual_bytes, usage.actual_objects):
             if repair:
                 await database.transaction(partial(maintenance.recount_usage, tenant=usage.tenant))
-            report.problems.append(
+            report.add(
                 Problem(
                     "usage-drift",
                     f"tenant {usage.tenant}",
@@ -97,7 +112,7 @@ async def fsck(
 
     def reclaimable(planned: Planned) -> None:
         if planned.kind in _GC_PROBLEMS:
-            report.problems.append(
+            report.add(
                 Problem(_GC_PROBLEMS[planned.kind], planned.key, f"{planned.reason}, past grace", repaired=repair)
             )
         elif planned.kind == "foreign-upload":
@@ -167,7 +182,7 @@ async def _check_row(
             await store.database.transaction(
                 partial(maintenance.recount_blob, blob_id=record.blob_id, now=store.clock())
             )
-        report.problems.append(
+        report.add(
             Problem(
                 "refcount-drift",
                 f"blob {record.blob_id}",
@@ -179,13 +194,9 @@ async def _check_row(
         return
     if stored is None:
         if await _still_live(store, record):  # else deleted by GC while fsck ran: not a problem
-            report.problems.append(
-                Problem("missing-object", record.object_key, f"blob {record.blob_id} ({record.digest})")
-            )
+            report.add(Problem("missing-object", record.object_key, f"blob {record.blob_id} ({record.digest})"))
     elif stored.size != record.size:
-        report.problems.append(
-            Problem("size-mismatch", record.object_key, f"{stored.size} bytes stored, {record.size} recorded")
-        )
+        report.add(Problem("size-mismatch", record.object_key, f"{stored.size} bytes stored, {record.size} recorded"))
     elif read_data:
         report.bytes_hashed += await _check_digest(store, record, report, progress)
 
@@ -208,8 +219,8 @@ async def _check_digest(
             read += len(chunk)
             progress("hashing", len(chunk), None)
     except ObjectMissing:
-        report.problems.append(Problem("missing-object", record.object_key, f"blob {record.blob_id} vanished"))
+        report.add(Problem("missing-object", record.object_key, f"blob {record.blob_id} vanished"))
         return read
     if hasher.hexdigest() != record.digest:
-        report.problems.append(Problem("corrupted-object", record.object_key, f"bytes do not hash to {record.digest}"))
+        report.add(Problem("corrupted-object", record.object_key, f"bytes do not hash to {record.digest}"))
     return read

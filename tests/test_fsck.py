@@ -15,6 +15,7 @@ from sqlalchemy import text
 from workers import data_objects, invariant_violations, object_key_of, scalar
 
 from blobstore import BlobStore, IntegrityError
+from blobstore import fsck as fsck_module
 from blobstore.fsck import FsckReport
 from blobstore.layout import object_key_for
 
@@ -218,3 +219,20 @@ async def test_the_report_serialises_to_json(store: BlobStore) -> None:
     assert loaded["blobs_checked"] == 3
     assert sorted(p["kind"] for p in loaded["problems"]) == ["missing-object"] + ["refcount-drift"] * 3
     assert all(set(p) == {"kind", "subject", "detail", "repaired"} for p in loaded["problems"])
+
+
+async def test_a_report_lists_a_bounded_number_of_problems_and_counts_them_all(
+    store: BlobStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past LISTED_PROBLEMS, problems are counted by kind but not listed (memory stays bounded); ok still sees them."""
+    monkeypatch.setattr(fsck_module, "LISTED_PROBLEMS", 3)
+    for index in range(5):
+        await store.storage.write(object_key_for(f"{index:064x}"), b"orphan")
+    clock.advance(GRACE + 1)
+    report = await store.fsck()
+    assert len(report.problems) == 3
+    assert report.problem_counts == {"orphan-object": 5}
+    assert (report.unlisted, report.unrepaired, report.ok) == (2, 5, False)
+    repaired = await store.fsck(repair=True)
+    assert (repaired.problem_counts, repaired.unrepaired, repaired.ok) == ({"orphan-object": 5}, 0, True)
+    assert await data_objects(store) == []

@@ -67,6 +67,9 @@ def fsck(read_data: bool, repair: bool) -> int:
         for problem in report.problems:
             state = "repaired" if problem.repaired else "PROBLEM"
             click.echo(f"{state}: {problem.kind}: {problem.subject}: {problem.detail}")
+        if report.unlisted:
+            counts = ", ".join(f"{kind} {count}" for kind, count in sorted(report.problem_counts.items()))
+            click.echo(f"... and {report.unlisted} more problems (in all: {counts})")
         for key in report.foreign_sample:
             click.echo(f"foreign (left alone): {key}")
         click.echo(
