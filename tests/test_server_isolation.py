@@ -61,10 +61,10 @@ def answer(response: httpx.Response) -> tuple[int, bytes, list[tuple[str, str]]]
 async def test_another_tenants_paths_answer_as_a_tenant_that_does_not_exist(
     store: BlobStore, http: httpx.AsyncClient, scopes: tuple[str, ...]
 ) -> None:
-    """A's token on B's existing key, B's missing key, a nonexistent tenant and an invalid name: identical 403s."""
+    """A's token on B's existing, missing and invalid keys, a nonexistent tenant and an invalid name: identical 403s."""
     token = (await tokens.create(store, "acme", scopes=scopes)).token
     auth = {"authorization": f"Bearer {token}"}
-    targets = [("beta", "k"), ("beta", "absent"), ("ghost", "k"), ("Not A Tenant", "k")]
+    targets = [("beta", "k"), ("beta", "absent"), ("beta", "bad\nkey"), ("ghost", "k"), ("Not A Tenant", "k")]
     answers = []
     for tenant, key in targets:
         seen = []
