@@ -14,7 +14,7 @@ from blobstore.errors import (
     StorageUnavailable,
 )
 from blobstore.results import BlobInfo, Page
-from blobstore.store import BlobStore, BlobStream, Tenant
+from blobstore.store import BlobStore, BlobStream, PutItem, Tenant
 
 __all__ = [
     "AlreadyExists",
@@ -29,6 +29,7 @@ __all__ = [
     "InvalidTenant",
     "NotFound",
     "Page",
+    "PutItem",
     "QuotaExceeded",
     "Settings",
     "StorageUnavailable",

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
-from typing import Self
+from typing import Any, Self
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from blobstore import quotas
 from blobstore import report as reports
 from blobstore.config import Settings
-from blobstore.db import catalog, migrate
+from blobstore.db import batches, binding, catalog, migrate
 from blobstore.db.engine import Database
 from blobstore.egress import EgressMeter
 from blobstore.errors import (
@@ -203,6 +203,28 @@ class _PutRequest:
     if_absent: bool
 
 
+@dataclass(frozen=True)
+class PutItem:
+    """One put of :meth:`Tenant.put_many`: the arguments :meth:`Tenant.put` takes (``data`` required)."""
+
+    key: str
+    data: PutData
+    digest: str | None = None
+    content_type: str | None = None
+    metadata: dict[str, str] | None = None
+    if_absent: bool = False
+
+
+#: The outcome of one item of a batch: its result, or the error the single call would have raised.
+PutOutcome = BlobInfo | BlobStoreError
+StatOutcome = BlobInfo | BlobStoreError
+DeleteOutcome = bool | BlobStoreError
+#: Most items one batch call takes.
+MAX_BATCH = batches.MAX_BATCH
+#: Uploads of one batch in flight at once.
+_BATCH_UPLOADS = 8
+
+
 class Tenant:
     """Every read and write of one tenant. Another tenant's keys are indistinguishable from missing ones."""
 
@@ -272,6 +294,195 @@ class Tenant:
             return tenant is not None and await catalog.unbind_key(conn, tenant, key, now)
 
         return await self.store.database.transaction(work)
+
+    # --- batches -----------------------------------------------------------------------------------
+
+    async def put_many(self, items: Iterable[PutItem]) -> list[PutOutcome]:
+        """Store every item as :meth:`put` would, in one transaction for the bytes already stored and one
+        for the bytes uploaded (plus a retry for uploads GC reclaimed from a stalled uploader).
+
+        Returns one outcome per item, in order: its BlobInfo, or the BlobStoreError its single put would
+        have raised (InvalidKey, AlreadyExists, QuotaExceeded, IntegrityError, StorageUnavailable, ...),
+        decided in item order as if the puts ran one after another. A key may appear once per batch (a
+        repeat fails with InvalidInput). At most :data:`MAX_BATCH` items (InvalidInput otherwise); put by
+        digest alone is not batched.
+        """
+        batch = _check_batch(items)
+        outcomes: list[PutOutcome | None] = [None] * len(batch)
+        ingested: dict[int, Ingested] = {}
+        try:
+            pending = await self._ingest_batch(batch, ingested, outcomes)
+            for _ in range(_MAX_UPLOAD_ATTEMPTS):
+                if not pending:
+                    break
+                pending = await self._store_batch(pending, ingested, outcomes)
+            for item in pending:
+                outcomes[item.index] = StorageUnavailable(
+                    f"upload of {item.digest} kept stalling past its lease, so GC reclaimed it; nothing was stored"
+                )
+        finally:
+            for each in ingested.values():
+                each.discard()
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    async def delete_many(self, keys: Iterable[str]) -> list[DeleteOutcome]:
+        """Delete every key in one transaction; per key, in order: True if it existed (a repeated key
+        is False the second time), or its InvalidKey."""
+        batch = _check_batch(keys)
+        outcomes: list[DeleteOutcome] = [_key_error(key) or False for key in batch]
+        valid = {key for key, outcome in zip(batch, outcomes, strict=True) if outcome is False}
+        if valid:
+            now = self.store.clock()
+            existed = await self.store.database.transaction(lambda conn: binding.unbind(conn, self.name, valid, now))
+            for index, key in enumerate(batch):
+                if outcomes[index] is False and key in existed:
+                    outcomes[index] = True
+                    existed.discard(key)
+        return outcomes
+
+    async def stat_many(self, keys: Iterable[str]) -> list[StatOutcome]:
+        """:meth:`stat` of every key in one transaction; per key, in order: its BlobInfo, or NotFound/InvalidKey."""
+        batch = _check_batch(keys)
+        outcomes = [_key_error(key) for key in batch]
+        valid = {key for key, outcome in zip(batch, outcomes, strict=True) if outcome is None}
+
+        async def work(conn: AsyncConnection) -> dict[str, catalog.RefRow]:
+            tenant = await catalog.tenant_id(conn, self.name)
+            return {} if tenant is None else await batches.refs_by_key(conn, tenant, valid, lock=False)
+
+        found = await self.store.database.transaction(work) if valid else {}
+        return [
+            outcome
+            if outcome is not None
+            else self._info(found[key])
+            if key in found
+            else NotFound(f"no such key: {key!r}")
+            for key, outcome in zip(batch, outcomes, strict=True)
+        ]
+
+    async def _ingest_batch(
+        self, batch: list[PutItem], ingested: dict[int, Ingested], outcomes: list[PutOutcome | None]
+    ) -> list[binding.Item]:
+        """Validate and hash every item (into ``ingested``); the items to bind, failures into ``outcomes``."""
+        pending: list[binding.Item] = []
+        seen: set[str] = set()
+        for index, item in enumerate(batch):
+            try:
+                request = _PutRequest(
+                    validate_key(item.key),
+                    validate_content_type(item.content_type),
+                    validate_metadata(item.metadata),
+                    item.if_absent,
+                )
+                if item.digest is not None:
+                    validate_digest(item.digest)
+                if request.key in seen:
+                    raise InvalidInput(f"key {request.key!r} appears more than once in this batch")
+                seen.add(request.key)
+                ingested[index] = hashed = await ingest(item.data)
+                if item.digest is not None and item.digest != hashed.digest:
+                    raise IntegrityError(f"the data hash to {hashed.digest}, not the expected {item.digest}")
+            except BlobStoreError as exc:
+                outcomes[index] = exc
+                continue
+            pending.append(
+                binding.Item(
+                    index,
+                    request.key,
+                    hashed.digest,
+                    hashed.size,
+                    request.content_type,
+                    request.metadata,
+                    request.if_absent,
+                )
+            )
+        return pending
+
+    async def _store_batch(
+        self, pending: list[binding.Item], ingested: dict[int, Ingested], outcomes: list[PutOutcome | None]
+    ) -> list[binding.Item]:
+        """One round of a batch put: bind the items whose bytes are live and record one upload per new
+        digest (one transaction), write those, then make them live and bind their items (one transaction).
+        Outcomes go into ``outcomes``; returns the items whose uploads GC reclaimed (to try again)."""
+        store = self.store
+        scope = store.dedup_scope_of(self.name)
+
+        async def bind_or_record(conn: AsyncConnection) -> tuple[binding.Outcome, dict[str, tuple[int, str]]]:
+            now = store.clock()
+            outcome = await binding.bind(conn, self.name, scope, pending, now)
+            new = {item.digest: (item.size, object_key_for(item.digest)) for item in outcome.unbound}
+            lease_until = now + timedelta(seconds=store.settings.upload_lease_seconds)
+            ids = await batches.insert_uploads(
+                conn, scope, [(digest, size, key) for digest, (size, key) in new.items()], now, lease_until
+            )
+            return outcome, {digest: (blob, new[digest][1]) for digest, blob in zip(new, ids, strict=True)}
+
+        try:
+            first, uploads = await store.database.transaction(bind_or_record)
+        except BlobStoreError as exc:
+            _fail_all(outcomes, pending, exc)
+            return []
+        _record(outcomes, first)
+        if not uploads:
+            return []
+        sources = {item.digest: ingested[item.index] for item in reversed(first.unbound)}
+        used: set[int] = set()
+        try:
+            async with self._lease_renewed([blob for blob, _ in uploads.values()]):
+                failed = await self._upload_all(uploads, sources)
+            written = [item for item in first.unbound if item.digest not in failed]
+            try:
+                second = await self._commit_batch(written, {item.digest: uploads[item.digest][0] for item in written})
+            except BlobStoreError as exc:  # the commit could not run: none of the written items is stored
+                _fail_all(outcomes, written, exc)
+                second = binding.Outcome()
+            used = second.acquired
+        finally:
+            for blob, object_key in uploads.values():
+                if blob not in used:
+                    await self._discard_upload(blob, object_key)
+        _record(outcomes, second)
+        for item in first.unbound:
+            error = failed.get(item.digest)
+            if isinstance(error, BlobStoreError):
+                outcomes[item.index] = error
+        reclaimed = [item for item in first.unbound if failed.get(item.digest) is _RECLAIMED]
+        return reclaimed + second.unbound
+
+    async def _commit_batch(self, written: list[binding.Item], ours: dict[str, int]) -> binding.Outcome:
+        """Make the written uploads live and bind their items, in one transaction (deduplicating onto a
+        live blob that appeared meanwhile instead)."""
+        if not written:
+            return binding.Outcome()
+        store = self.store
+        scope = store.dedup_scope_of(self.name)
+        return await store.database.transaction(
+            lambda conn: binding.bind(conn, self.name, scope, written, store.clock(), ours=ours)
+        )
+
+    async def _upload_all(
+        self, uploads: dict[str, tuple[int, str]], sources: dict[str, Ingested]
+    ) -> dict[str, BlobStoreError | object]:
+        """Write every recorded upload, a few at a time; per digest that failed, its error (or
+        :data:`_RECLAIMED` if GC took the upload from us)."""
+        failed: dict[str, BlobStoreError | object] = {}
+        limit = asyncio.Semaphore(_BATCH_UPLOADS)
+
+        async def one(digest: str, blob_id: int, object_key: str) -> None:
+            async with limit:
+                try:
+                    await self.store.storage.write(object_key, sources[digest].source)
+                    sources[digest].ensure_unchanged()
+                except BlobStoreError as exc:
+                    failed[digest] = _RECLAIMED if await self._reclaimed(blob_id) else exc
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for digest, (blob_id, object_key) in uploads.items():
+                    group.create_task(one(digest, blob_id, object_key))
+        except BaseExceptionGroup as errors:  # not a BlobStoreError: raised as a single put raises it
+            raise errors.exceptions[0] from None
+        return failed
 
     # --- reads -------------------------------------------------------------------------------------
 
@@ -488,7 +699,7 @@ class Tenant:
 
         try:
             try:
-                async with self._lease_renewed(blob_id):
+                async with self._lease_renewed([blob_id]):
                     await store.storage.write(object_key, ingested.source)
             except Exception as exc:
                 if await self._reclaimed(blob_id):  # GC took the upload (and its partial object) mid-write
@@ -504,8 +715,8 @@ class Tenant:
         return info
 
     @contextlib.asynccontextmanager
-    async def _lease_renewed(self, blob_id: int) -> AsyncIterator[None]:
-        """Renew the upload's lease every third of its length while the body runs, so GC leaves an
+    async def _lease_renewed(self, blob_ids: Sequence[int]) -> AsyncIterator[None]:
+        """Renew the uploads' leases every third of their length while the body runs, so GC leaves an
         upload alone however long it takes; only a dead (or stalled) uploader's lease lapses."""
         store = self.store
         lease = store.settings.upload_lease_seconds
@@ -516,11 +727,11 @@ class Tenant:
                 until = store.clock() + timedelta(seconds=lease)
                 try:
                     if not await store.database.transaction(
-                        partial(catalog.renew_lease, blob_id=blob_id, lease_until=until)
+                        partial(batches.renew_leases, blob_ids=blob_ids, lease_until=until)
                     ):
-                        return  # reclaimed: the commit will find out
+                        return  # all reclaimed: the commit will find out
                 except Exception:
-                    log.warning("could not renew the lease of upload %s; retrying", blob_id, exc_info=True)
+                    log.warning("could not renew the leases of uploads %s; retrying", blob_ids, exc_info=True)
 
         renewer = asyncio.create_task(renew())
         try:
@@ -560,6 +771,40 @@ class Tenant:
                 await database.transaction(lambda conn: catalog.forget_blobs(conn, [blob_id]))
         except Exception:
             log.warning("could not discard upload %s; GC will reclaim it", object_key, exc_info=True)
+
+
+#: Marks an upload GC reclaimed from a stalled uploader (its items go around again).
+_RECLAIMED = object()
+
+
+def _check_batch(items: Iterable[Any]) -> list[Any]:
+    """The items as a list; InvalidInput if there are more than :data:`MAX_BATCH`."""
+    batch = list(items)
+    if len(batch) > MAX_BATCH:
+        raise InvalidInput(f"at most {MAX_BATCH} items per batch, got {len(batch)}")
+    return batch
+
+
+def _record(outcomes: list[PutOutcome | None], decided: binding.Outcome) -> None:
+    for index, info in decided.bound.items():
+        outcomes[index] = info
+    for index, error in decided.failed.items():
+        outcomes[index] = error
+
+
+def _key_error(key: str) -> BlobStoreError | None:
+    """The error :func:`validate_key` raises for ``key``, or None if it is a valid key."""
+    try:
+        validate_key(key)
+    except BlobStoreError as exc:
+        return exc
+    return None
+
+
+def _fail_all(outcomes: list[PutOutcome | None], items: Iterable[binding.Item], error: BlobStoreError) -> None:
+    """Give every one of ``items`` the same error (a whole phase of the batch failed)."""
+    for item in items:
+        outcomes[item.index] = error
 
 
 class BlobStream:

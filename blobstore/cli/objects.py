@@ -12,18 +12,31 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar
 
 import click
 
 from blobstore.cli import output
 from blobstore.cli.app import common_options, key_argument, options, run, tenant_argument
+from blobstore.errors import BlobStoreError
 from blobstore.keys import validate_key
 from blobstore.results import BlobInfo
-from blobstore.store import BlobStore, Tenant
+from blobstore.store import MAX_BATCH, BlobStore, PutItem, Tenant
 
 #: Page size when following a listing to its end.
 LIST_PAGE = 1000
+#: Files per batch of ``put --recursive`` (one or two transactions each; progress moves per batch).
+PUT_BATCH = 200
+
+T = TypeVar("T")
+
+
+def _succeeded(outcomes: list[T | BlobStoreError]) -> list[T]:
+    """The results of a batch, or its first item's error raised (the command fails on it as on a single call)."""
+    for outcome in outcomes:
+        if isinstance(outcome, BlobStoreError):
+            raise outcome
+    return [outcome for outcome in outcomes if not isinstance(outcome, BlobStoreError)]
 
 
 def _metadata(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -43,10 +56,15 @@ class _PutOptions:
     if_absent: bool
 
     async def put(self, tenant: Tenant, key: str, source: Path | IO[bytes]) -> BlobInfo:
+        return await tenant.put(key, source, **self._arguments(source))
+
+    def item(self, key: str, path: Path) -> PutItem:
+        """The put of ``path`` under ``key`` as one item of a batch."""
+        return PutItem(key, path, **self._arguments(path))
+
+    def _arguments(self, source: Path | IO[bytes]) -> dict[str, Any]:
         guessed = mimetypes.guess_type(source.name)[0] if isinstance(source, Path) else None
-        return await tenant.put(
-            key, source, content_type=self.content_type or guessed, metadata=self.metadata, if_absent=self.if_absent
-        )
+        return {"content_type": self.content_type or guessed, "metadata": self.metadata, "if_absent": self.if_absent}
 
 
 @click.command()
@@ -121,11 +139,12 @@ def _put_tree(tenant: str, root: Path, prefix: str, how: _PutOptions) -> None:
 
     async def work(store: BlobStore) -> list[BlobInfo]:
         handle = store.tenant(tenant)
-        done = []
+        done: list[BlobInfo] = []
         with output.transfer_progress(f"put {tenant}", total, files=len(files)) as advance:
-            for path, key, size in files:
-                done.append(await how.put(handle, key, path))
-                advance(size)
+            for start in range(0, len(files), PUT_BATCH):
+                batch = files[start : start + PUT_BATCH]
+                done += _succeeded(await handle.put_many([how.item(key, path) for path, key, _ in batch]))
+                advance(sum(size for _, _, size in batch))
         return done
 
     results = run(work)
@@ -274,7 +293,10 @@ def rm(tenant: str, keys: tuple[str, ...]) -> None:
 
     async def work(store: BlobStore) -> list[bool]:
         handle = store.tenant(tenant)
-        return [await handle.delete(key) for key in keys]
+        existed: list[bool] = []
+        for start in range(0, len(keys), MAX_BATCH):
+            existed += _succeeded(await handle.delete_many(keys[start : start + MAX_BATCH]))
+        return existed
 
     existed = run(work)
     if options().json:

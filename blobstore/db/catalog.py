@@ -52,7 +52,7 @@ class Usage:
     max_objects: int | None
 
 
-_REF_COLUMNS = (
+REF_COLUMNS = (
     refs.c.key,
     refs.c.blob_id,
     blobs.c.digest,
@@ -226,14 +226,6 @@ async def insert_uploading(
     return int(result.scalar_one())
 
 
-async def renew_lease(conn: AsyncConnection, blob_id: int, lease_until: datetime) -> bool:
-    """Extend an upload's lease; False if the upload is no longer ``uploading`` (GC took it)."""
-    result = await conn.execute(
-        update(blobs).where(blobs.c.id == blob_id, blobs.c.state == UPLOADING).values(lease_expires_at=lease_until)
-    )
-    return result.rowcount == 1
-
-
 async def promote(conn: AsyncConnection, blob_id: int, now: datetime) -> bool:
     """Make an uploaded blob live with no references; False if GC reclaimed the upload meanwhile.
 
@@ -272,7 +264,7 @@ async def forget_blobs(conn: AsyncConnection, blob_ids: Sequence[int]) -> None:
 async def find_ref(conn: AsyncConnection, tenant: int, key: str, *, lock: bool = False) -> RefRow | None:
     """The tenant's reference under ``key`` with its blob, optionally locked for update."""
     query = (
-        select(*_REF_COLUMNS)
+        select(*REF_COLUMNS)
         .join(blobs, blobs.c.id == refs.c.blob_id)
         .where(refs.c.tenant_id == tenant, refs.c.key == key)
     )
@@ -353,7 +345,7 @@ async def list_refs(conn: AsyncConnection, tenant: int, prefix: str, after: str 
     if after is not None:
         conditions.append(refs.c.key > after)
     query = (
-        select(*_REF_COLUMNS)
+        select(*REF_COLUMNS)
         .join(blobs, blobs.c.id == refs.c.blob_id)
         .where(and_(*conditions))
         .order_by(refs.c.key)

@@ -3,10 +3,11 @@
 Resuming is explicit: before storing a file, the import looks up its key among
 the tenant's keys under the prefix (listed once, at the start); a key that
 already has the file's size *and* digest is skipped and counted. Everything
-else goes through ``Tenant.put``, which stores bytes the store already holds
-by reference only, so an import interrupted at any point (Ctrl-C, a killed
-process, a storage outage) and run again never stores anything twice and ends
-with the source's contents under the prefix.
+else goes through ``Tenant.put_many`` (batches of files, each one or two
+transactions), which stores bytes the store already holds by reference only,
+so an import interrupted at any point (Ctrl-C, a killed process, a storage
+outage) and run again never stores anything twice and ends with the source's
+contents under the prefix.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blobstore.errors import BlobStoreError
-from blobstore.store import Tenant
+from blobstore.results import BlobInfo
+from blobstore.store import PutItem, Tenant
 from blobstore.transfer.parallel import Advance, check_jobs, for_each, no_advance
 from blobstore.transfer.selection import Entry, Selection
 from blobstore.transfer.sources import Failure, ImportSource, shown
 
 #: Keys per page when listing what a tenant already holds.
 _LIST_PAGE = 10_000
+#: Files per ``Tenant.put_many`` (one transaction for the dedup hits, one for the new bytes).
+_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -103,28 +107,63 @@ async def import_source(
     result.failures += plan.problems
     held = await stored_keys(tenant, plan.prefix)
 
-    async def one(entry: Entry) -> None:
-        try:
-            await _import_file(tenant, source, entry, held.get(entry.key), result)
-        except (BlobStoreError, OSError) as exc:
-            result.failures.append(Failure(shown(entry.file.path), str(exc) or type(exc).__name__))
-        progress(entry.file.size)
+    async def one_batch(batch: list[Entry]) -> None:
+        await _import_batch(tenant, source, batch, held, result)
+        for entry in batch:
+            progress(entry.file.size)
 
-    await for_each(plan.entries, jobs, one)
+    batches = [plan.entries[start : start + _BATCH] for start in range(0, len(plan.entries), _BATCH)]
+    await for_each(batches, jobs, one_batch)
     result.failures.sort(key=lambda failure: failure.path)
     return result
 
 
-async def _import_file(
-    tenant: Tenant, source: ImportSource, entry: Entry, stored: StoredKey | None, result: ImportResult
+async def _import_batch(
+    tenant: Tenant, source: ImportSource, batch: list[Entry], held: dict[str, StoredKey], result: ImportResult
 ) -> None:
-    if stored is not None and stored.size == entry.file.size:
-        digest, size = await source.digest(entry.file)
-        if (digest, size) == (stored.digest, stored.size):
-            result.skipped += 1
-            result.skipped_bytes += size
-            return
-    info = await tenant.put(entry.key, await source.data(entry.file), content_type=content_type_of(entry.file.path))
-    result.imported += 1
-    result.imported_bytes += info.size
-    result.deduplicated += info.deduplicated
+    """Skip the entries an earlier run imported, store the rest with one ``put_many``; record every outcome."""
+    todo: list[Entry] = []
+    for entry in batch:
+        try:
+            if not await _already_imported(source, entry, held.get(entry.key), result):
+                todo.append(entry)
+        except (BlobStoreError, OSError) as exc:
+            _failed(result, entry, exc)
+    if not todo:
+        return
+    try:
+        items = [PutItem(e.key, await source.data(e.file), content_type=content_type_of(e.file.path)) for e in todo]
+        outcomes: list[BlobInfo | BlobStoreError | OSError] = list(await tenant.put_many(items))
+    except OSError:  # a source file that failed mid-read (not a store error) fails its batch: retry file by file
+        outcomes = [await _put_one(tenant, source, entry) for entry in todo]
+    for entry, outcome in zip(todo, outcomes, strict=True):
+        if isinstance(outcome, BlobInfo):
+            result.imported += 1
+            result.imported_bytes += outcome.size
+            result.deduplicated += outcome.deduplicated
+        else:
+            _failed(result, entry, outcome)
+
+
+async def _already_imported(source: ImportSource, entry: Entry, stored: StoredKey | None, result: ImportResult) -> bool:
+    """True (counted as skipped) if the entry's key already holds the file's size and digest."""
+    if stored is None or stored.size != entry.file.size:
+        return False
+    digest, size = await source.digest(entry.file)
+    if (digest, size) != (stored.digest, stored.size):
+        return False
+    result.skipped += 1
+    result.skipped_bytes += size
+    return True
+
+
+async def _put_one(tenant: Tenant, source: ImportSource, entry: Entry) -> BlobInfo | BlobStoreError | OSError:
+    """One file stored alone: its BlobInfo, or the error that stopped it."""
+    try:
+        return await tenant.put(entry.key, await source.data(entry.file), content_type=content_type_of(entry.file.path))
+    except (BlobStoreError, OSError) as exc:
+        return exc
+
+
+def _failed(result: ImportResult, entry: Entry, exc: Exception) -> None:
+    result.failures.append(Failure(shown(entry.file.path), str(exc) or type(exc).__name__))
