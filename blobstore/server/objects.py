@@ -122,9 +122,7 @@ async def put_object(
     key: ObjectKey,
     digest: Digest = None,
     copy_digest: CopyDigest = None,
-    if_none_match: Annotated[
-        str | None, Header(alias="if-none-match", description="* : only if the key is absent")
-    ] = None,
+    if_none_match: IfAbsent = None,
 ) -> Response:
     """``X-Blobstore-Meta-<name>`` headers become metadata. 201 for a new key, 200 when one was replaced."""
     if if_none_match is not None and if_none_match.strip() != "*":
