@@ -68,6 +68,8 @@ async def _check(settings: Settings, models: Sequence[Model], result: Audit) -> 
         report = await store.fsck(read_data=True)
         result.fsck = {"ok": report.ok, "blobs": report.blobs_checked, "bytes_hashed": report.bytes_hashed}
         result.problems += [f"fsck --read-data: {p.kind} {p.subject}: {p.detail}" for p in report.problems]
+        if report.unlisted:
+            result.problems.append(f"fsck --read-data: {report.unlisted} more problems ({report.problem_counts})")
 
 
 async def _check_keys(store: BlobStore, models: Sequence[Model], result: Audit) -> None:
