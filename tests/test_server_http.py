@@ -403,3 +403,10 @@ async def test_a_put_over_quota_is_413_and_stores_nothing(api: Api) -> None:
     assert (await api.put("first", b"1")).status_code == 201
     assert_problem(await api.put("second", b"2"), 413, "QuotaExceeded")
     assert (await api.get("second")).status_code == 404
+
+
+def test_serve_refuses_a_bad_configuration_in_one_line(tmp_path: Path) -> None:
+    """`blobstore serve` with an unusable storage URL fails before listening: one line naming the variable."""
+    from cli_helpers import invoke
+
+    invoke(["serve", "--storage", "ftp://nowhere"], home=tmp_path).failed("BLOBSTORE_STORAGE_URL")
