@@ -42,6 +42,7 @@ from blobstore.errors import (
 from blobstore.ingest import new_hasher
 from blobstore.keys import validate_byte_range, validate_digest, validate_key, validate_prefix
 from blobstore.results import BlobInfo, Page
+from blobstore.signing import DEFAULT_EXPIRY, SignedUrl
 from blobstore.storage.base import CHUNK_SIZE
 from blobstore.store import MAX_LIST_LIMIT, BlobStream
 
@@ -197,6 +198,31 @@ class BlobClient:
     async def usage(self) -> holdings.Usage:
         """This tenant's own usage and limits."""
         return holdings.Usage(**(await self._request("GET", f"{wire.tenant_path(self.name)}/usage")).json())
+
+    async def sign_url(
+        self,
+        key: str,
+        method: str = "GET",
+        *,
+        expires_in: int = int(DEFAULT_EXPIRY.total_seconds()),
+        content_length: int | None = None,
+        content_type: str | None = None,
+        digest: str | None = None,
+    ) -> SignedUrl:
+        """A URL that does ``method`` (GET or PUT) on ``key`` without a token for ``expires_in`` seconds
+        (at most 7 days). The token needs ``sign`` plus ``read`` (GET) or ``write`` (PUT). A PUT may bind
+        the body's length, content type and digest: the upload must then send exactly those."""
+        validate_key(key)
+        body = {
+            "method": method,
+            "key": key,
+            "expires_in": expires_in,
+            "content_length": content_length,
+            "content_type": content_type,
+            "digest": digest,
+        }
+        response = await self._request("POST", f"{wire.tenant_path(self.name)}/signed-urls", json=body)
+        return SignedUrl.from_dict(response.json())
 
     # --- transport ---------------------------------------------------------------------------------
 

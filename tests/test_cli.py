@@ -75,7 +75,7 @@ def test_help_lists_every_command_with_a_one_line_description(bs: Callable[..., 
     listed = dict(line.split(None, 1) for line in text.split("Commands:")[1].strip().splitlines())
     assert list(listed) == [
         *("put", "get", "stat", "ls", "rm", "cp", "import", "export"),
-        *("gc", "fsck", "report", "tenant", "token", "serve", "db"),
+        *("gc", "fsck", "report", "tenant", "token", "signer", "serve", "db"),
     ]
     assert all(len(description) > 10 and not description.endswith("...") for description in listed.values())
 

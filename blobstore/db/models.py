@@ -160,4 +160,17 @@ class Token(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class SigningKey(Base):
+    """An HMAC key for signed URLs, shared by every server of the store (see blobstore.signing).
+
+    The newest unretired key signs; every key verifies until it was retired longer ago than a URL may live.
+    """
+
+    __tablename__ = "signing_keys"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 tables = Base.metadata.tables

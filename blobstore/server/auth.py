@@ -5,6 +5,9 @@ expiry take effect at once, on every server). A valid token used on another
 tenant's path, or for an operation outside its scopes, gets the same 403
 whether or not that tenant or key exists: nothing about the path is looked up
 before the token is known to allow it.
+
+GET and PUT of one object also accept a signed URL instead of a token
+(blobstore.signing): a request whose query carries a signature is judged by it alone.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from blobstore import tokens
+from blobstore import signing, tokens
+from blobstore.server.keypath import ObjectKey
 from blobstore.store import BlobStore, Tenant
 from blobstore.tokens import Forbidden, TokenInfo
 
@@ -40,15 +44,39 @@ async def caller(
 
 
 TenantPath = Annotated[str, Path(description="The tenant; a token works only on its own tenant's paths.")]
+Caller = Annotated[TokenInfo, Depends(caller)]
+
+
+def allowed(request: Request, token: TokenInfo, tenant: str, *scopes: str) -> Tenant:
+    """``tenant`` if ``token`` is that tenant's and has every one of ``scopes``; Forbidden otherwise."""
+    if not all(token.allows(tenant, scope) for scope in scopes):
+        raise Forbidden("this token does not allow that operation on this tenant")
+    return store_of(request).tenant(tenant)
 
 
 def tenant_with(scope: str) -> Callable[..., Awaitable[Tenant]]:
     """A dependency giving the path's Tenant if the caller's token is for that tenant and has ``scope``."""
 
-    async def authorized(request: Request, tenant: TenantPath, token: Annotated[TokenInfo, Depends(caller)]) -> Tenant:
-        if not token.allows(tenant, scope):
-            raise Forbidden("this token does not allow that operation on this tenant")
-        return store_of(request).tenant(tenant)
+    async def authorized(request: Request, tenant: TenantPath, token: Caller) -> Tenant:
+        return allowed(request, token, tenant, scope)
+
+    return authorized
+
+
+def signed_or_tenant_with(scope: str) -> Callable[..., Awaitable[Tenant]]:
+    """Like :func:`tenant_with` for one object's path, but a request with a signed URL is judged by its signature."""
+
+    async def authorized(
+        request: Request,
+        tenant: TenantPath,
+        key: ObjectKey,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Tenant:
+        if signing.is_signed(request.query_params):
+            store = store_of(request)
+            await signing.verify(store, request.method, tenant, key, request.query_params, request.headers)
+            return store.tenant(tenant)
+        return allowed(request, await caller(request, credentials), tenant, scope)
 
     return authorized
 
@@ -56,3 +84,5 @@ def tenant_with(scope: str) -> Callable[..., Awaitable[Tenant]]:
 Reader = Annotated[Tenant, Depends(tenant_with("read"))]
 Writer = Annotated[Tenant, Depends(tenant_with("write"))]
 Deleter = Annotated[Tenant, Depends(tenant_with("delete"))]
+SignedReader = Annotated[Tenant, Depends(signed_or_tenant_with("read"))]
+SignedWriter = Annotated[Tenant, Depends(signed_or_tenant_with("write"))]

@@ -6,77 +6,37 @@ shape the reply; every error becomes a problem document in blobstore.server.prob
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Annotated, Any
-from urllib.parse import unquote_to_bytes
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.types import Receive, Scope, Send
 
 from blobstore import wire
-from blobstore.errors import InvalidInput, InvalidKey, NotFound
+from blobstore.errors import InvalidInput, NotFound
 from blobstore.results import BlobInfo
-from blobstore.server.auth import Deleter, Reader, Writer
+from blobstore.server.auth import Deleter, Reader, SignedReader, SignedWriter, Writer
+from blobstore.server.keypath import ObjectKey
 from blobstore.server.problems import RangeNotSatisfiable, error_responses
 from blobstore.server.ranges import ByteRange, parse_range
 from blobstore.server.schemas import CopyRequest, ObjectInfo, ObjectPage, json_body_openapi, parse_json
 from blobstore.store import MAX_LIST_LIMIT, BlobStream, Tenant
 
-
-class _AnyKeyConvertor(PathConvertor):
-    """Like ``path``, but also across newlines, so a key with a control character reaches validation (400)."""
-
-    regex = r"[\s\S]*"
-
-
-register_url_convertor("anykey", _AnyKeyConvertor())
-
 router = APIRouter(prefix=wire.API_PREFIX + "/tenants/{tenant}", tags=["objects"])
 
 #: Upload bytes are handed to the store in pieces of about this size.
 UPLOAD_PIECE = 1024 * 1024
-_RAW_KEY = re.compile(rb"/v1/tenants/[^/]*/objects/(.*)\Z", re.DOTALL)
 _BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 _RAW_BODY = {"requestBody": {"required": False, "content": _BINARY}}
 #: An object's bytes come back with the content type they were stored with.
 _ANY_BYTES = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
 
 
-#: What JSON Schema can say of the key rules (the segment rules are checked by the server alone).
-KEY_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
+#: What JSON Schema can say of prefixes and digests (the key's own rules are in blobstore.server.keypath).
 PREFIX_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
 DIGEST_PATTERN = r"^[0-9a-f]{64}$"
-_PREFIX_SCHEMA: dict[str, Any] = {"pattern": PREFIX_PATTERN}
-KeyPath = Annotated[
-    str,
-    Path(
-        description="The key, percent-encoded; / may stay literal.",
-        json_schema_extra={"pattern": KEY_PATTERN, "minLength": 1, "maxLength": 1024},
-    ),
-]
-
-
-def object_key(request: Request, key: KeyPath) -> str:
-    """The key exactly as sent: the raw path after ``/objects/``, percent-decoded once, as strict UTF-8.
-
-    Decoding once means ``%252e`` is the literal key ``%2e``; ``%2e%2e`` and ``%2f`` decode to ``..``
-    and ``/`` and are judged like any key (so ``a/%2e%2e/b`` is InvalidKey).
-    """
-    raw_path = request.scope.get("raw_path")
-    match = _RAW_KEY.search(raw_path) if isinstance(raw_path, bytes) else None
-    if match is None:
-        return key
-    try:
-        return unquote_to_bytes(match.group(1)).decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidKey("invalid key: its percent-encoding is not UTF-8") from None
-
-
-ObjectKey = Annotated[str, Depends(object_key)]
 Digest = Annotated[
     str | None,
     Header(
@@ -118,7 +78,7 @@ IfAbsent = Annotated[
 )
 async def put_object(
     request: Request,
-    tenant: Writer,
+    tenant: SignedWriter,
     key: ObjectKey,
     digest: Digest = None,
     copy_digest: CopyDigest = None,
@@ -232,7 +192,7 @@ async def head_object(tenant: Reader, key: ObjectKey, if_none_match: IfNoneMatch
     },
 )
 async def get_object(
-    tenant: Reader,
+    tenant: SignedReader,
     key: ObjectKey,
     range_header: Annotated[str | None, Header(alias="range", description="bytes=a-b, bytes=a- or bytes=-n")] = None,
     if_none_match: IfNoneMatch = None,

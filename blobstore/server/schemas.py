@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -94,3 +94,25 @@ async def parse_json(request: Request, model: type[M]) -> M:
     except ValidationError as exc:
         where = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
         raise InvalidInput(f"invalid JSON body: {where}") from None
+
+
+class SignRequest(BaseModel):
+    """What to sign: one method on one key, for ``expires_in`` seconds; a PUT may bind its body's
+    length, content type and digest."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["GET", "PUT"]
+    key: str = Field(min_length=1, max_length=1024)
+    expires_in: int = Field(default=900, ge=1, le=7 * 86400)
+    content_length: int | None = Field(default=None, ge=0)
+    content_type: str | None = Field(default=None, min_length=1, max_length=255)
+    digest: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
+class SignedUrlInfo(BaseModel):
+    """A signed URL: use it with ``method`` and ``headers`` before ``expires_at``; it needs no token."""
+
+    url: str
+    method: str
+    headers: dict[str, str]
+    expires_at: datetime

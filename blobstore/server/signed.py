@@ -1,0 +1,39 @@
+"""``POST /v1/tenants/{t}/signed-urls``: a token with ``sign`` hands out URLs for what its own scopes allow."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from blobstore import signing, wire
+from blobstore.server.auth import Caller, TenantPath, allowed
+from blobstore.server.problems import error_responses
+from blobstore.server.schemas import SignedUrlInfo, SignRequest, json_body_openapi, parse_json
+
+router = APIRouter(prefix=wire.API_PREFIX + "/tenants/{tenant}", tags=["signed URLs"])
+
+
+@router.post(
+    "/signed-urls",
+    summary="Sign a URL for a GET or PUT of one key",
+    response_model=SignedUrlInfo,
+    responses=error_responses(),
+    openapi_extra=json_body_openapi(SignRequest),
+)
+async def sign_url(request: Request, tenant: TenantPath, token: Caller) -> JSONResponse:
+    """Needs ``sign`` and the scope of the method (``read`` for GET, ``write`` for PUT). The URL is bound to
+    the method, tenant, key and expiry, and to the PUT body's length, type and digest when given."""
+    body = await parse_json(request, SignRequest)
+    tenant_handle = allowed(request, token, tenant, "sign", signing.required_scope(body.method))
+    signed = await signing.sign(
+        tenant_handle.store,
+        str(request.base_url),
+        tenant,
+        body.method,
+        body.key,
+        expires_in=body.expires_in,
+        content_length=body.content_length,
+        content_type=body.content_type,
+        digest=body.digest,
+    )
+    return JSONResponse(signed.to_dict())
