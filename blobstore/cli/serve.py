@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 
 import click
 
@@ -26,6 +29,8 @@ def serve(host: str, port: int, workers: int) -> None:
     """
     import uvicorn  # only this command needs the server stack
 
+    from blobstore.server import access
+
     settings = options().settings()
 
     async def check(_store: BlobStore) -> None:
@@ -34,15 +39,32 @@ def serve(host: str, port: int, workers: int) -> None:
     run(check)
     os.environ["BLOBSTORE_DATABASE_URL"] = settings.database_url
     os.environ["BLOBSTORE_STORAGE_URL"] = settings.storage_url
-    uvicorn.run(
-        "blobstore.server.app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        server_header=False,
-    )
+    with _metrics_directory(workers):
+        uvicorn.run(
+            "blobstore.server.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            log_config=access.log_config(),
+            access_log=False,
+            server_header=False,
+        )
+
+
+@contextlib.contextmanager
+def _metrics_directory(workers: int) -> Iterator[None]:
+    """With several workers, a fresh PROMETHEUS_MULTIPROC_DIR for their metrics (unless one is set), removed after."""
+    if workers == 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="blobstore-metrics-") as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
 COMMANDS = [serve]

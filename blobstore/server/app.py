@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse
 from blobstore.config import Settings
 from blobstore.db import migrate
 from blobstore.errors import StorageUnavailable
-from blobstore.server import objects, problems, signed, tenants
+from blobstore.server import metrics, objects, problems, signed, tenants
+from blobstore.server.access import AccessMiddleware
 from blobstore.server.auth import store_of
 from blobstore.server.schemas import Health
 from blobstore.store import BlobStore, Clock, utc_now
@@ -46,6 +47,7 @@ def create_app(store: BlobStore | None = None, *, settings: Settings | None = No
     app.include_router(objects.router)
     app.include_router(tenants.router)
     app.include_router(signed.router)
+    app.include_router(metrics.router)
     app.add_api_route("/healthz", healthz, methods=["GET"], response_model=Health, tags=["health"])
     app.add_api_route(
         "/readyz",
@@ -55,6 +57,7 @@ def create_app(store: BlobStore | None = None, *, settings: Settings | None = No
         tags=["health"],
         responses=problems.error_responses(),
     )
+    app.add_middleware(AccessMiddleware)
     return app
 
 

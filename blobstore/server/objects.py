@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from blobstore import wire
 from blobstore.errors import InvalidInput, NotFound
 from blobstore.results import BlobInfo
+from blobstore.server import metrics
 from blobstore.server.auth import Deleter, Reader, SignedReader, SignedWriter, Writer
 from blobstore.server.keypath import ObjectKey
 from blobstore.server.problems import RangeNotSatisfiable, error_responses
@@ -108,6 +109,7 @@ async def put_object(
             metadata=metadata,
             if_absent=if_absent,
         )
+    metrics.record_put(info.deduplicated)
     return JSONResponse(info.to_dict(), status_code=200 if existed else 201, headers={"etag": wire.etag(info.digest)})
 
 
