@@ -32,10 +32,16 @@ Connect = Callable[[BlobStore, str], Awaitable[Any]]
 @contextlib.contextmanager
 def serving(settings: Settings, *, clock: Clock = utc_now, store: BlobStore | None = None) -> Iterator[str]:
     """Serve the deployment of ``settings`` on 127.0.0.1 and a free port until the block ends; yield the base URL."""
+    with serving_app(create_app(store, settings=settings, clock=clock)) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving_app(app: Any) -> Iterator[str]:
+    """Serve an ASGI app (lifespan on) on 127.0.0.1 and a free port until the block ends; yield the base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = create_app(store, settings=settings, clock=clock)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -27,7 +27,7 @@ async def sign_url(request: Request, tenant: TenantPath, token: Caller) -> JSONR
     tenant_handle = allowed(request, token, tenant, "sign", signing.required_scope(body.method))
     signed = await signing.sign(
         tenant_handle.store,
-        str(request.base_url),
+        _base_url(request, tenant),
         tenant,
         body.method,
         body.key,
@@ -37,3 +37,9 @@ async def sign_url(request: Request, tenant: TenantPath, token: Caller) -> JSONR
         digest=body.digest,
     )
     return JSONResponse(signed.to_dict())
+
+
+def _base_url(request: Request, tenant: str) -> str:
+    """The URL the API is served at, as the client reached it (with any mount prefix or proxy root path)."""
+    here = str(request.url_for("sign_url", tenant=tenant))
+    return here.removesuffix(f"{wire.tenant_path(tenant)}/signed-urls")
