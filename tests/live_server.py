@@ -1,7 +1,9 @@
 """A real uvicorn server on a loopback port, in a thread, serving a store's deployment over HTTP.
 
 ``serving(settings)`` opens its own store on the same database and storage as
-the caller's (as a separate server process would) and yields the base URL.
+the caller's (as a separate server process would) and yields the base URL;
+``serving_app(app)`` serves any ASGI app the same way. ``serve_process`` runs
+the real ``blobstore serve`` command instead.
 ``connector`` hands a test either the in-process ``Tenant`` or a ``BlobClient``
 over such a server, so one test body proves both transports.
 """
@@ -10,11 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 from blobstore import BlobStore, Settings, Tenant, tokens
@@ -56,6 +62,41 @@ def serving_app(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=60)
         sock.close()
+
+
+@contextlib.contextmanager
+def serve_process(home: Path, *args: str, env: dict[str, str | None] | None = None) -> Iterator[tuple[str, Path]]:
+    """Run ``blobstore serve ARGS`` on a free loopback port of the embedded store in ``home`` until the block
+    ends (then SIGTERM); yield its URL, once /readyz answers 200, and the file its stdout goes to."""
+    from cli_helpers import process_env
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    home.mkdir(parents=True, exist_ok=True)
+    out, err = home / "serve.out", home / "serve.err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "blobstore", "serve", "--port", str(port), *args],
+            env=process_env(home, {"PYTHONUNBUFFERED": "1", **(env or {})}),
+            stdout=stdout,
+            stderr=stderr,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert server.poll() is None, err.read_text()
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+        yield url, out
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
 
 
 @contextlib.asynccontextmanager

@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from cli_helpers import invoke, process_env
+from cli_helpers import invoke
 from conftest import FakeClock
-from live_server import serving
+from live_server import serve_process, serving
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
@@ -175,34 +171,10 @@ async def test_readyz_is_503_with_the_reason_when_storage_is_unreachable(store: 
 
 @pytest.fixture
 def two_workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`blobstore serve --workers 2` on a free port; yields its URL and the file its stdout goes to."""
+    """`blobstore serve --workers 2`, its PROMETHEUS_MULTIPROC_DIR left to it: its URL and stdout file."""
     invoke(["token", "create", "acme"], home=tmp_path).ok()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    out = tmp_path / "serve.out"
-    with out.open("wb") as stdout, (tmp_path / "serve.err").open("wb") as stderr:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "blobstore", "serve", "--port", str(port), "--workers", "2"],
-            env=process_env(tmp_path, {"PROMETHEUS_MULTIPROC_DIR": None, "PYTHONUNBUFFERED": "1"}),
-            stdout=stdout,
-            stderr=stderr,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert server.poll() is None, (tmp_path / "serve.err").read_text()
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.2)
-        yield url, out
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+    with serve_process(tmp_path, "--workers", "2", env={"PROMETHEUS_MULTIPROC_DIR": None}) as served:
+        yield served
 
 
 def test_metrics_sum_over_worker_processes(two_workers: tuple[str, Path]) -> None:

@@ -17,8 +17,15 @@ from blobstore.store import BlobStore
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256), help="Server processes.")
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Let browser pages from ORIGIN (https://host[:port]) call the API; repeatable.",
+)
 @common_options
-def serve(host: str, port: int, workers: int) -> None:
+def serve(host: str, port: int, workers: int, cors_origins: tuple[str, ...]) -> None:
     """Serve the store over HTTP, to clients in any language.
 
     Every request needs a token (`blobstore token create`). Any number of
@@ -30,6 +37,7 @@ def serve(host: str, port: int, workers: int) -> None:
     import uvicorn  # only this command needs the server stack
 
     from blobstore.server import access
+    from blobstore.server.app import CORS_ORIGINS
 
     settings = options().settings()
 
@@ -39,6 +47,7 @@ def serve(host: str, port: int, workers: int) -> None:
     run(check)
     os.environ["BLOBSTORE_DATABASE_URL"] = settings.database_url
     os.environ["BLOBSTORE_STORAGE_URL"] = settings.storage_url
+    os.environ[CORS_ORIGINS] = ",".join(cors_origins)
     with _metrics_directory(workers):
         uvicorn.run(
             "blobstore.server.app:app_from_env",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from blobstore.config import Settings
@@ -18,6 +20,8 @@ from blobstore.server.auth import store_of
 from blobstore.server.schemas import Health
 from blobstore.store import BlobStore, Clock, utc_now
 
+#: The environment variable ``blobstore serve --cors-origin`` passes its origins in.
+CORS_ORIGINS = "BLOBSTORE_CORS_ORIGINS"
 DESCRIPTION = """\
 A content-addressed, deduplicating blob store. Every request carries
 `Authorization: Bearer <token>` (from `blobstore token create`); errors are
@@ -25,9 +29,16 @@ RFC 9457 `application/problem+json` documents whose `code` is the error class.
 """
 
 
-def create_app(store: BlobStore | None = None, *, settings: Settings | None = None, clock: Clock = utc_now) -> FastAPI:
+def create_app(
+    store: BlobStore | None = None,
+    *,
+    settings: Settings | None = None,
+    clock: Clock = utc_now,
+    cors_origins: Sequence[str] = (),
+) -> FastAPI:
     """The HTTP API over ``store`` (left open), or over a store opened from ``settings`` (default: the
-    environment) when the app starts and closed when it stops."""
+    environment) when the app starts and closed when it stops. Browser pages from ``cors_origins``
+    (``https://host[:port]``) may call it, signed URLs included."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,12 +69,23 @@ def create_app(store: BlobStore | None = None, *, settings: Settings | None = No
         responses=problems.error_responses(),
     )
     app.add_middleware(AccessMiddleware)
+    if cors_origins:  # outermost, so it answers preflight requests before routing
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "HEAD", "PUT", "POST", "DELETE"],
+            allow_headers=["*"],
+            expose_headers=["*"],  # ETag, Content-Range, X-Request-Id, metadata: pages send no credentials
+            max_age=600,
+        )
     return app
 
 
 def app_from_env() -> FastAPI:
-    """The app over the store the environment names (uvicorn's factory for ``blobstore serve``)."""
-    return create_app()
+    """The app over the store the environment names, with :data:`CORS_ORIGINS` (comma-separated) as its CORS
+    origins (uvicorn's factory for ``blobstore serve``)."""
+    origins = [origin.strip() for origin in os.environ.get(CORS_ORIGINS, "").split(",") if origin.strip()]
+    return create_app(cors_origins=origins)
 
 
 async def healthz() -> JSONResponse:
