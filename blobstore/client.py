@@ -44,7 +44,7 @@ from blobstore.keys import validate_byte_range, validate_digest, validate_key, v
 from blobstore.results import BlobInfo, Page
 from blobstore.signing import DEFAULT_EXPIRY, SignedUrl
 from blobstore.storage.base import CHUNK_SIZE
-from blobstore.store import MAX_LIST_LIMIT, BlobStream
+from blobstore.store import MAX_LIST_LIMIT, BlobStream, DeleteOutcome, PutItem, PutOutcome
 
 #: The one table back from a problem document's ``code`` to the error class (anything else: BlobStoreError).
 ERRORS: dict[str, type[BlobStoreError]] = {
@@ -134,12 +134,46 @@ class BlobClient:
             return False
         return True
 
+    async def put_many(self, items: Iterable[PutItem]) -> builtins.list[PutOutcome]:
+        """As ``Tenant.put_many``: one outcome per item, in order (its BlobInfo or the error its put raised);
+        over HTTP each item is one PUT."""
+        outcomes: builtins.list[PutOutcome] = []
+        for item in items:
+            try:
+                outcomes.append(
+                    await self.put(
+                        item.key,
+                        item.data,
+                        digest=item.digest,
+                        content_type=item.content_type,
+                        metadata=item.metadata,
+                        if_absent=item.if_absent,
+                    )
+                )
+            except BlobStoreError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    async def delete_many(self, keys: Iterable[str]) -> builtins.list[DeleteOutcome]:
+        """As ``Tenant.delete_many``: per key, in order, True if it existed (a repeated key is False the
+        second time) or its error; over HTTP each key is one DELETE."""
+        outcomes: builtins.list[DeleteOutcome] = []
+        for key in keys:
+            try:
+                outcomes.append(await self.delete(key))
+            except BlobStoreError as exc:
+                outcomes.append(exc)
+        return outcomes
+
     # --- reads -------------------------------------------------------------------------------------
 
     async def stat(self, key: str) -> BlobInfo:
         """As ``Tenant.stat`` (one HEAD request)."""
         validate_key(key)
-        response = await self._request("HEAD", wire.object_path(self.name, key))
+        try:
+            response = await self._request("HEAD", wire.object_path(self.name, key))
+        except NotFound:  # a HEAD answer has no body to say which key; say it as Tenant.stat does
+            raise NotFound(f"no such key: {key!r}") from None
         return wire.info_from_headers(self.name, key, int(response.headers["content-length"]), response.headers)
 
     async def exists(self, key: str) -> bool:

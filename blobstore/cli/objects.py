@@ -1,4 +1,4 @@
-"""Object commands: put, get, stat, ls, rm, cp."""
+"""Object commands: put, get, stat, ls, rm, cp; on the local store, or on a server (blobstore.cli.remote)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,20 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from blobstore.cli import output
-from blobstore.cli.app import common_options, key_argument, options, run, tenant_argument
+from blobstore.cli.app import common_options, key_argument, options, tenant_argument
+from blobstore.cli.remote import on_tenant
 from blobstore.errors import BlobStoreError
 from blobstore.keys import validate_key
 from blobstore.results import BlobInfo
-from blobstore.store import MAX_BATCH, BlobStore, PutItem, Tenant
+from blobstore.store import MAX_BATCH, PutItem, Tenant
+
+if TYPE_CHECKING:
+    from blobstore.client import BlobClient
 
 #: Page size when following a listing to its end.
 LIST_PAGE = 1000
@@ -55,7 +59,7 @@ class _PutOptions:
     metadata: dict[str, str]
     if_absent: bool
 
-    async def put(self, tenant: Tenant, key: str, source: Path | IO[bytes]) -> BlobInfo:
+    async def put(self, tenant: Tenant | BlobClient, key: str, source: Path | IO[bytes]) -> BlobInfo:
         return await tenant.put(key, source, **self._arguments(source))
 
     def item(self, key: str, path: Path) -> PutItem:
@@ -117,11 +121,11 @@ def put(
         source = Path(file)
         size = _size_of(source)
 
-    async def work(store: BlobStore) -> BlobInfo:
+    async def work(handle: Tenant | BlobClient) -> BlobInfo:
         with output.transfer_progress(f"put {key}", size, pulse=True):
-            return await how.put(store.tenant(tenant), key, source)
+            return await how.put(handle, key, source)
 
-    output.echo_blob("put", run(work), as_json=options().json)
+    output.echo_blob("put", on_tenant(tenant, work), as_json=options().json)
 
 
 def _size_of(path: Path) -> int | None:
@@ -137,8 +141,7 @@ def _put_tree(tenant: str, root: Path, prefix: str, how: _PutOptions) -> None:
     files = [(path, validate_key(prefix + path.relative_to(root).as_posix()), size) for path, size in _walk(root)]
     total = sum(size for _, _, size in files)
 
-    async def work(store: BlobStore) -> list[BlobInfo]:
-        handle = store.tenant(tenant)
+    async def work(handle: Tenant | BlobClient) -> list[BlobInfo]:
         done: list[BlobInfo] = []
         with output.transfer_progress(f"put {tenant}", total, files=len(files)) as advance:
             for start in range(0, len(files), PUT_BATCH):
@@ -147,7 +150,7 @@ def _put_tree(tenant: str, root: Path, prefix: str, how: _PutOptions) -> None:
                 advance(sum(size for _, _, size in batch))
         return done
 
-    results = run(work)
+    results = on_tenant(tenant, work)
     if options().json:
         output.echo_json([info.to_dict() for info in results])
         return
@@ -193,16 +196,16 @@ def get(tenant: str, key: str, target: str | None) -> None:
     if target is None or target == "-":
         if as_json:
             raise click.UsageError("--json needs -o FILE (the value itself goes to stdout)")
-        run(lambda store: _to_stdout(store.tenant(tenant), key))
+        on_tenant(tenant, lambda handle: _to_stdout(handle, key))
         return
     path = Path(target)
     if path.is_dir():
         raise click.ClickException(f"{target}: is a directory")
-    info = run(lambda store: _to_file(store.tenant(tenant), key, path))
+    info = on_tenant(tenant, lambda handle: _to_file(handle, key, path))
     output.echo_blob("get", info, as_json=as_json, target=target, extra={"path": target})
 
 
-async def _to_stdout(tenant: Tenant, key: str) -> None:
+async def _to_stdout(tenant: Tenant | BlobClient, key: str) -> None:
     stdout = sys.stdout.buffer
     async with tenant.open(key) as stream:
         async for chunk in stream:
@@ -210,7 +213,7 @@ async def _to_stdout(tenant: Tenant, key: str) -> None:
     await asyncio.to_thread(stdout.flush)
 
 
-async def _to_file(tenant: Tenant, key: str, path: Path) -> BlobInfo:
+async def _to_file(tenant: Tenant | BlobClient, key: str, path: Path) -> BlobInfo:
     async with tenant.open(key) as stream:
         with output.transfer_progress(f"get {key}", stream.info.size) as advance, _replacing(path) as out:
             async for chunk in stream:
@@ -245,7 +248,7 @@ def _replacing(path: Path) -> Iterator[IO[bytes]]:
 @common_options
 def stat(tenant: str, key: str) -> None:
     """Show a key's size, digest, content type, metadata and creation time."""
-    output.echo_stat(run(lambda store: store.tenant(tenant).stat(key)), as_json=options().json)
+    output.echo_stat(on_tenant(tenant, lambda handle: handle.stat(key)), as_json=options().json)
 
 
 @click.command()
@@ -261,15 +264,15 @@ def ls(tenant: str, prefix: str, limit: int | None) -> None:
     """
     as_json = options().json
 
-    async def work(store: BlobStore) -> None:
+    async def work(handle: Tenant | BlobClient) -> None:
         with output.listing(as_json=as_json) as show:
-            async for info in _follow(store.tenant(tenant), prefix, limit):
+            async for info in _follow(handle, prefix, limit):
                 show(info)
 
-    run(work)
+    on_tenant(tenant, work)
 
 
-async def _follow(tenant: Tenant, prefix: str, limit: int | None) -> AsyncIterator[BlobInfo]:
+async def _follow(tenant: Tenant | BlobClient, prefix: str, limit: int | None) -> AsyncIterator[BlobInfo]:
     """Follow the pages of a listing until ``limit`` keys or its end."""
     after: str | None = None
     remaining = limit
@@ -291,14 +294,13 @@ async def _follow(tenant: Tenant, prefix: str, limit: int | None) -> AsyncIterat
 def rm(tenant: str, keys: tuple[str, ...]) -> None:
     """Delete keys; bytes another key still uses stay stored. Fails naming any key that did not exist."""
 
-    async def work(store: BlobStore) -> list[bool]:
-        handle = store.tenant(tenant)
+    async def work(handle: Tenant | BlobClient) -> list[bool]:
         existed: list[bool] = []
         for start in range(0, len(keys), MAX_BATCH):
             existed += _succeeded(await handle.delete_many(keys[start : start + MAX_BATCH]))
         return existed
 
-    existed = run(work)
+    existed = on_tenant(tenant, work)
     if options().json:
         output.echo_json([{"tenant": tenant, "key": k, "deleted": e} for k, e in zip(keys, existed, strict=True)])
     else:
@@ -318,7 +320,7 @@ def rm(tenant: str, keys: tuple[str, ...]) -> None:
 @common_options
 def cp(tenant: str, src: str, dst: str, if_absent: bool) -> None:
     """Make DST refer to SRC's bytes; nothing is copied in storage."""
-    info = run(lambda store: store.tenant(tenant).copy(src, dst, if_absent=if_absent))
+    info = on_tenant(tenant, lambda handle: handle.copy(src, dst, if_absent=if_absent))
     output.echo_blob("cp", info, as_json=options().json, subject=f"{tenant}/{src}", target=f"{tenant}/{dst}")
 
 
