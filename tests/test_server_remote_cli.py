@@ -121,3 +121,17 @@ def test_remote_mode_refuses_a_missing_setting_or_a_token_of_another_tenant(
     with serving(store.settings, clock=clock) as url:
         invoke(["ls", tenant], home=tmp_path / "cli", env=env(url, token)).failed(mention)
     assert not (tmp_path / "cli").exists()
+
+
+def test_server_and_token_options_override_the_environment(
+    store: BlobStore, clock: FakeClock, files: Path, tmp_path: Path
+) -> None:
+    """--server and --token win over BLOBSTORE_SERVER_URL / BLOBSTORE_TOKEN (here naming nothing useful)."""
+    token = token_of(store.settings, tmp_path / "operator")
+    stale = {"BLOBSTORE_SERVER_URL": "http://127.0.0.1:9", "BLOBSTORE_TOKEN": "bst~acme~0000000000000000~x"}
+    with serving(store.settings, clock=clock) as url:
+        flags = ["--server", url, "--token", token]
+        invoke(["put", "acme", "k", str(files / "a.bin"), *flags], home=tmp_path / "cli", env=stale).ok()
+        listed = invoke(["ls", "--json", "acme", *flags], home=tmp_path / "cli", env=stale).ok().stdout
+    assert '"key": "k"' in listed
+    assert not (tmp_path / "cli").exists()

@@ -18,7 +18,7 @@ import click
 
 from blobstore.cli import output
 from blobstore.cli.app import common_options, key_argument, options, tenant_argument
-from blobstore.cli.remote import on_tenant
+from blobstore.cli.remote import on_tenant, remote_options
 from blobstore.errors import BlobStoreError
 from blobstore.keys import validate_key
 from blobstore.results import BlobInfo
@@ -81,6 +81,7 @@ class _PutOptions:
 @click.option("--meta", multiple=True, metavar="NAME=VALUE", callback=_metadata, help="Metadata to record; repeatable.")
 @click.option("--if-absent", is_flag=True, help="Fail instead of replacing a key that exists.")
 @common_options
+@remote_options
 def put(
     tenant: str,
     key: str | None,
@@ -185,6 +186,7 @@ def _walk(root: Path) -> Iterator[tuple[Path, int]]:
 @key_argument()
 @click.option("-o", "--output", "target", metavar="FILE", help="Write to FILE (replaced only once complete).")
 @common_options
+@remote_options
 def get(tenant: str, key: str, target: str | None) -> None:
     """Write a key's value to stdout, or to FILE with -o.
 
@@ -246,6 +248,7 @@ def _replacing(path: Path) -> Iterator[IO[bytes]]:
 @tenant_argument
 @key_argument()
 @common_options
+@remote_options
 def stat(tenant: str, key: str) -> None:
     """Show a key's size, digest, content type, metadata and creation time."""
     output.echo_stat(on_tenant(tenant, lambda handle: handle.stat(key)), as_json=options().json)
@@ -256,6 +259,7 @@ def stat(tenant: str, key: str) -> None:
 @click.argument("prefix", default="", required=False)
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Stop after N keys (default: all).")
 @common_options
+@remote_options
 def ls(tenant: str, prefix: str, limit: int | None) -> None:
     """List keys starting with PREFIX, in code-point order.
 
@@ -291,6 +295,7 @@ async def _follow(tenant: Tenant | BlobClient, prefix: str, limit: int | None) -
 @tenant_argument
 @key_argument("keys", nargs=-1, required=True, metavar="KEY...")
 @common_options
+@remote_options
 def rm(tenant: str, keys: tuple[str, ...]) -> None:
     """Delete keys; bytes another key still uses stay stored. Fails naming any key that did not exist."""
 
@@ -318,6 +323,7 @@ def rm(tenant: str, keys: tuple[str, ...]) -> None:
 @key_argument("dst")
 @click.option("--if-absent", is_flag=True, help="Fail instead of replacing DST if it exists.")
 @common_options
+@remote_options
 def cp(tenant: str, src: str, dst: str, if_absent: bool) -> None:
     """Make DST refer to SRC's bytes; nothing is copied in storage."""
     info = on_tenant(tenant, lambda handle: handle.copy(src, dst, if_absent=if_absent))

@@ -1,6 +1,6 @@
 """Remote mode of the object commands (put get stat ls rm cp): with ``BLOBSTORE_SERVER_URL`` and
-``BLOBSTORE_TOKEN`` set they talk to a blobstore server through ``BlobClient`` instead of opening the
-database and storage, with the same output and the same errors.
+``BLOBSTORE_TOKEN`` set (or ``--server`` / ``--token``) they talk to a blobstore server through
+``BlobClient`` instead of opening the database and storage, with the same output and the same errors.
 
 The token names its tenant; a command on another tenant fails with Forbidden before anything is sent.
 """
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
 
 from blobstore.cli.app import run, run_async
 from blobstore.errors import ConfigurationError
@@ -23,12 +25,39 @@ SERVER_URL = "BLOBSTORE_SERVER_URL"
 TOKEN = "BLOBSTORE_TOKEN"
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+_GIVEN = "blobstore.remote"
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None and param.name is not None:
+        ctx.meta.setdefault(_GIVEN, {})[param.name] = value
+
+
+def remote_options(command: F) -> F:
+    """Add ``--server URL`` and ``--token TOKEN`` (each overriding its environment variable)."""
+    command = click.option(
+        "--token",
+        metavar="TOKEN",
+        expose_value=False,
+        callback=_remember,
+        help=f"With --server: the token to use; overrides {TOKEN} (which keeps it out of the process list).",
+    )(command)
+    return click.option(
+        "--server",
+        metavar="URL",
+        expose_value=False,
+        callback=_remember,
+        help=f"Send the command to the blobstore server at URL; overrides {SERVER_URL}.",
+    )(command)
 
 
 def server() -> tuple[str, str] | None:
-    """The server URL and token the environment names, or None for local mode; ConfigurationError if only
-    one of the two is set."""
-    url, token = os.environ.get(SERVER_URL) or None, os.environ.get(TOKEN) or None
+    """The server URL and token the options or environment name, or None for local mode; ConfigurationError
+    if only one of the two is given."""
+    given = click.get_current_context().meta.get(_GIVEN, {})
+    url = given.get("server") or os.environ.get(SERVER_URL) or None
+    token = given.get("token") or os.environ.get(TOKEN) or None
     if url is None and token is None:
         return None
     if url is None or token is None:
