@@ -1,8 +1,20 @@
-"""Egress metering: count the bytes a read hands to its caller, and record them once when the read ends."""
+"""Egress metering off the read path: reads count their bytes in memory; a ledger writes them in batches.
+
+A read adds the bytes it handed to its caller to the store's :class:`EgressLedger`
+when it ends (no database round trip). The ledger writes what it holds within
+:data:`FLUSH_SECONDS` in one transaction (one upsert per tenant and UTC day), and
+before anything that reports egress (``BlobStore.report``, tenant usage) and when
+the store closes, so every figure a report shows is exact. Trade-off, chosen
+for read latency: a process killed outright loses the egress of its last
+:data:`FLUSH_SECONDS` of reads (never more, never double counted); a failed
+write keeps the counts for the next one.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import date
 from typing import Self
@@ -11,6 +23,9 @@ from blobstore.db import egress
 from blobstore.db.engine import Database
 
 log = logging.getLogger(__name__)
+
+#: Most seconds a read's egress waits in memory before it is written.
+FLUSH_SECONDS = 1.0
 
 
 class EgressMeter:
@@ -28,15 +43,65 @@ class EgressMeter:
         self.bytes += len(chunk)
         return chunk
 
-    async def record(self, database: Database, tenant: str, day: date) -> None:
-        """Add the counted bytes to the tenant's egress on ``day``: one upsert, none for an empty read.
 
-        Best effort: the read already succeeded, so a failure here is logged, not raised.
-        """
-        if self.bytes == 0:
+class EgressLedger:
+    """Bytes read per (tenant, UTC day) not yet written, and the task that writes them."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._pending: Counter[tuple[str, date]] = Counter()
+        self._writer: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def add(self, tenant: str, day: date, nbytes: int) -> None:
+        """Count ``nbytes`` read by ``tenant`` on ``day`` (nothing for 0); written within FLUSH_SECONDS."""
+        if nbytes <= 0:
             return
-        nbytes, self.bytes = self.bytes, 0
+        self._pending[tenant, day] += nbytes
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_soon())
+
+    async def flush(self) -> None:
+        """Write every count held now; on failure they stay held (and the error is raised)."""
+        async with self._lock:
+            taken, self._pending = self._pending, Counter()
+            if not taken:
+                return
+            # Shielded: a cancelled flush still learns whether its write committed, so no count is
+            # dropped or written twice.
+            write = asyncio.ensure_future(self._database.transaction(lambda conn: egress.record_many(conn, taken)))
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                await asyncio.wait([write])
+                if write.cancelled() or write.exception() is not None:
+                    self._pending.update(taken)
+                raise
+            except BaseException:
+                self._pending.update(taken)
+                raise
+
+    async def close(self) -> None:
+        """Stop the writer, then write what is held (best effort, logged)."""
+        await self.stop()
         try:
-            await database.transaction(lambda conn: egress.record(conn, tenant, day, nbytes))
+            await self.flush()
         except Exception:
-            log.warning("could not record %d bytes of egress for tenant %s", nbytes, tenant, exc_info=True)
+            log.warning("could not record egress on close", exc_info=True)
+
+    async def stop(self) -> None:
+        """Stop the writer, writing nothing more: what a killed process does (its held counts are lost)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.cancel()
+            await asyncio.wait([writer])
+            if not writer.cancelled() and writer.exception() is not None:
+                log.warning("the egress writer had stopped on an error", exc_info=writer.exception())
+
+    async def _write_soon(self) -> None:
+        while self._pending:
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                await self.flush()
+            except Exception:
+                log.warning("could not record egress; retrying", exc_info=True)

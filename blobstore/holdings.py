@@ -53,6 +53,7 @@ async def missing(store: BlobStore, tenant: str, digests: Iterable[str]) -> list
 async def usage(store: BlobStore, tenant: str) -> Usage:
     """The tenant's own usage and limits; a tenant that never stored anything has none."""
     quota = await store.quota(tenant)
+    await store.egress.flush()
     today = store.clock().date()
     read = await store.database.transaction(
         lambda conn: holdings.egress_bytes(conn, tenant, today.replace(day=1), today)

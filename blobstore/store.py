@@ -26,7 +26,7 @@ from blobstore import report as reports
 from blobstore.config import Settings
 from blobstore.db import batches, binding, catalog, migrate
 from blobstore.db.engine import Database
-from blobstore.egress import EgressMeter
+from blobstore.egress import EgressLedger, EgressMeter
 from blobstore.errors import (
     AlreadyExists,
     BlobStoreError,
@@ -84,6 +84,8 @@ class BlobStore:
         self.database = database
         self.storage = storage
         self.clock = clock
+        #: Bytes read, written to the egress table off the read path (see blobstore.egress).
+        self.egress = EgressLedger(database)
 
     @classmethod
     async def open(
@@ -141,6 +143,7 @@ class BlobStore:
         self, *, tenant: str | None = None, pricing: str | PriceList | None = None, since: date | None = None
     ) -> reports.CostReport:
         """A storage cost report per tenant and for the whole store (see blobstore.report)."""
+        await self.egress.flush()
         return await reports.report(self, tenant=tenant, pricing=pricing, since=since)
 
     async def set_quota(
@@ -162,7 +165,8 @@ class BlobStore:
         return Tenant(self, validate_tenant(name))
 
     async def close(self) -> None:
-        """Release the database pool and the storage client."""
+        """Record pending egress, then release the database pool and the storage client."""
+        await self.egress.close()
         await self.database.dispose()
         await self.storage.close()
 
@@ -350,7 +354,7 @@ class Tenant:
             tenant = await catalog.tenant_id(conn, self.name)
             return {} if tenant is None else await batches.refs_by_key(conn, tenant, valid, lock=False)
 
-        found = await self.store.database.transaction(work) if valid else {}
+        found = await self.store.database.read(work) if valid else {}
         return [
             outcome
             if outcome is not None
@@ -509,7 +513,8 @@ class Tenant:
 
         A whole read is hashed as it streams and ends in IntegrityError if the
         bytes are wrong; a ranged read checks only the length. The bytes streamed
-        count as the tenant's egress, recorded when the stream closes.
+        count as the tenant's egress, counted when the stream closes (written within a second, see
+        blobstore.egress).
         """
         wanted = validate_byte_range(byte_range)
         ref = await self._ref(key)
@@ -533,7 +538,7 @@ class Tenant:
             yield BlobStream(self._info(ref), meter)
         finally:
             await chunks.aclose()
-            await meter.record(self.store.database, self.name, self.store.clock().date())
+            self.store.egress.add(self.name, self.store.clock().date(), meter.bytes)
 
     async def list(self, prefix: str = "", *, limit: int = 1000, after: str | None = None) -> Page:
         """Keys starting with ``prefix`` (literally: no wildcards), in code-point order, after ``after``."""
@@ -547,7 +552,7 @@ class Tenant:
             tenant = await catalog.tenant_id(conn, self.name)
             return [] if tenant is None else await catalog.list_refs(conn, tenant, prefix, after, limit + 1)
 
-        rows = await self.store.database.transaction(work)
+        rows = await self.store.database.read(work)
         items = [self._info(row) for row in rows[:limit]]
         return Page(items, items[-1].key if len(rows) > limit else None)
 
@@ -555,12 +560,7 @@ class Tenant:
 
     async def _ref(self, key: str) -> catalog.RefRow:
         validate_key(key)
-
-        async def work(conn: AsyncConnection) -> catalog.RefRow | None:
-            tenant = await catalog.tenant_id(conn, self.name)
-            return None if tenant is None else await catalog.find_ref(conn, tenant, key)
-
-        ref = await self.store.database.transaction(work)
+        ref = await self.store.database.read(partial(catalog.find_ref_named, tenant=self.name, key=key))
         if ref is None:
             raise NotFound(f"no such key: {key!r}")
         return ref

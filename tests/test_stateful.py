@@ -224,6 +224,7 @@ class StoreMachine(RuleBasedStateMachine):
         return faulty
 
     async def restart(self, faulty: FaultyStorage) -> None:
+        await self.store.egress.stop()  # the killed process's background writer died with it
         await self.store.database.dispose()
         await faulty.inner.close()
         self.store = await self.open()

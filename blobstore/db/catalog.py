@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, insert, select, update
+from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -271,6 +271,19 @@ async def find_ref(conn: AsyncConnection, tenant: int, key: str, *, lock: bool =
     if lock:
         query = query.with_for_update(of=refs)
     row = (await conn.execute(query)).first()
+    return None if row is None else _ref_row(row)
+
+
+_REF_BY_NAME = (
+    select(*REF_COLUMNS)
+    .select_from(refs.join(blobs, blobs.c.id == refs.c.blob_id).join(tenants, tenants.c.id == refs.c.tenant_id))
+    .where(tenants.c.name == bindparam("tenant"), refs.c.key == bindparam("key"))
+)
+
+
+async def find_ref_named(conn: AsyncConnection, tenant: str, key: str) -> RefRow | None:
+    """The named tenant's reference under ``key`` with its blob, in one statement (no lock)."""
+    row = (await conn.execute(_REF_BY_NAME, {"tenant": tenant, "key": key})).first()
     return None if row is None else _ref_row(row)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 
 from sqlalchemy import BigInteger, Date, func, literal, select
@@ -29,6 +30,12 @@ async def record(conn: AsyncConnection, tenant: str, day: date, nbytes: int) -> 
             set_={"bytes": egress.c.bytes + statement.excluded.bytes},
         )
     )
+
+
+async def record_many(conn: AsyncConnection, counts: Mapping[tuple[str, date], int]) -> None:
+    """:func:`record` of each ``(tenant, day) -> bytes``, in the caller's transaction."""
+    for (tenant, day), nbytes in sorted(counts.items()):
+        await record(conn, tenant, day, nbytes)
 
 
 async def by_tenant(conn: AsyncConnection, since: date, until: date) -> dict[str, int]:

@@ -35,6 +35,8 @@ _RETRYABLE_SQLSTATES = {"40001", "40P01", "23505", "55P03", "57P01", "57P02", "5
 _MAX_ATTEMPTS = 12
 #: Back-off between attempts: ``min(_MAX_DELAY, _BASE_DELAY * 2**attempt)`` seconds, times a random factor.
 _BASE_DELAY, _MAX_DELAY = 0.005, 1.0
+#: Execution option of :meth:`Database.read` connections on SQLite: no ``BEGIN IMMEDIATE`` (each statement autocommits).
+_READ_ONLY = "blobstore_read_only"
 
 
 class Database:
@@ -60,6 +62,7 @@ class Database:
                 pool_timeout=600,
             )
             _configure_sqlite(self.engine)
+            read_options: dict[str, Any] = {_READ_ONLY: True}
         else:
             # No pre-ping round trip per checkout: a stale pooled connection fails its first statement,
             # is invalidated, and the transaction is replayed on a fresh one (see transaction()).
@@ -68,6 +71,9 @@ class Database:
             self.engine = create_async_engine(
                 engine_url, connect_args=ssl_args, pool_size=pool_size, max_overflow=2 * pool_size
             )
+            read_options = {"isolation_level": "AUTOCOMMIT"}
+        #: The same pool, its connections set up for :meth:`read` once rather than per read.
+        self._reader = self.engine.execution_options(**read_options)
 
     async def transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run ``work`` in one transaction, replaying it on transient conflicts; commit on return.
@@ -75,24 +81,41 @@ class Database:
         ``work`` may run more than once, so it must not have effects outside the
         transaction. Exceptions it raises roll the transaction back and propagate.
         """
-        for attempt in range(1, _MAX_ATTEMPTS + 1):
+        return await self._replayed(lambda: _run_to_the_end(self._attempt(work)))
+
+    async def read(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run read-only ``work`` outside any write transaction, replaying it like :meth:`transaction`.
+
+        Each statement runs on its own and sees what was committed before it: on
+        SQLite without ``BEGIN IMMEDIATE`` (a reader never waits for, or blocks, a
+        writer of another process), on PostgreSQL in autocommit (no BEGIN and
+        COMMIT round trips). ``work`` must only read; one statement sees one snapshot.
+        """
+        return await self._replayed(lambda: self._read_attempt(work))
+
+    async def _replayed(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        for attempt_number in range(1, _MAX_ATTEMPTS + 1):
             try:
-                return await _run_to_the_end(self._attempt(work))
+                return await attempt()
             except BlobStoreError:
                 raise
             except DBAPIError as exc:
-                if attempt == _MAX_ATTEMPTS or not is_transient(exc):
+                if attempt_number == _MAX_ATTEMPTS or not is_transient(exc):
                     if is_transient(exc) or isinstance(exc, OperationalError):
                         raise StorageUnavailable(f"database {self.shown_url} failed: {exc.orig}") from exc
                     raise
             except (OSError, TimeoutError) as exc:  # the server refused or dropped the connection
-                if attempt == _MAX_ATTEMPTS:
+                if attempt_number == _MAX_ATTEMPTS:
                     raise StorageUnavailable(f"cannot reach the database {self.shown_url}: {exc}") from exc
-            await asyncio.sleep(min(_MAX_DELAY, _BASE_DELAY * 2**attempt) * random.random())
+            await asyncio.sleep(min(_MAX_DELAY, _BASE_DELAY * 2**attempt_number) * random.random())
         raise AssertionError("unreachable")
 
     async def _attempt(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         async with self.engine.begin() as conn:
+            return await work(conn)
+
+    async def _read_attempt(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        async with self._reader.connect() as conn:
             return await work(conn)
 
     async def dispose(self) -> None:
@@ -138,7 +161,8 @@ def is_transient(exc: DBAPIError) -> bool:
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
-    """WAL with full fsync on commit, foreign keys on, and ``BEGIN IMMEDIATE`` for every transaction.
+    """WAL with full fsync on commit, foreign keys on, and ``BEGIN IMMEDIATE`` for every transaction
+    (reads of :meth:`Database.read` take none).
 
     Taking the write lock at ``BEGIN`` serialises writers up front instead of
     failing them when a read lock cannot be upgraded.
@@ -156,4 +180,5 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if not conn.get_execution_options().get(_READ_ONLY):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
