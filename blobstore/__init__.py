@@ -1,6 +1,11 @@
-"""blobstore: a content-addressed, deduplicating blob store with a relational metadata database."""
+"""blobstore: a content-addressed, deduplicating blob store with a relational metadata database.
 
-from blobstore.config import Settings
+The store and its settings load on first use (:mod:`blobstore.lazy`), so the
+command line starts without importing the database layer it may not need.
+"""
+
+from typing import TYPE_CHECKING
+
 from blobstore.errors import (
     AlreadyExists,
     BlobStoreError,
@@ -13,8 +18,23 @@ from blobstore.errors import (
     QuotaExceeded,
     StorageUnavailable,
 )
+from blobstore.lazy import lazy_names
 from blobstore.results import BlobInfo, Page
-from blobstore.store import BlobStore, BlobStream, PutItem, Tenant
+
+if TYPE_CHECKING:
+    from blobstore.config import Settings
+    from blobstore.store import BlobStore, BlobStream, PutItem, Tenant
+
+__getattr__ = lazy_names(
+    __name__,
+    {
+        "Settings": "blobstore.config",
+        "BlobStore": "blobstore.store",
+        "BlobStream": "blobstore.store",
+        "PutItem": "blobstore.store",
+        "Tenant": "blobstore.store",
+    },
+)
 
 __all__ = [
     "AlreadyExists",

@@ -12,14 +12,16 @@ import csv
 import io
 import json
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich import box
 from rich.filesize import decimal as human_size
-from rich.table import Table
 
 from blobstore.pricing import GB, PriceList, decimal_text
-from blobstore.report import CostReport, Figures
+
+if TYPE_CHECKING:  # light to import (the CLI reads FORMATS for --help); rich tables load when one is drawn
+    from rich.table import Table
+
+    from blobstore.report import CostReport, Figures
 
 #: The formats ``blobstore report --format`` offers.
 FORMATS = ("table", "json", "csv", "html")
@@ -107,6 +109,9 @@ def window_text(report: CostReport) -> str:
 
 def render_table(report: CostReport, *, exact: bool = False) -> Table:
     """A rich table: one row per tenant, the store total, and a caption with prices and pending GC."""
+    from rich import box
+    from rich.table import Table
+
     currency = report.pricing.currency
     table = Table(
         title="Storage cost report" + (f" for tenant {report.tenant}" if report.tenant else ""),

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from blobstore.db import tokens as db
 from blobstore.errors import BlobStoreError, InvalidInput, NotFound
 from blobstore.keys import validate_tenant
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the database layer loads when a token is used, not for `blobstore --help`
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from blobstore.db import tokens as db
     from blobstore.store import BlobStore
 
 SCOPES = ("read", "write", "delete", "sign")
@@ -117,6 +117,8 @@ async def create(
     name: str | None = None,
 ) -> NewToken:
     """Create a token for ``tenant``; the returned secret is not stored and cannot be shown again."""
+    from blobstore.db import tokens as db
+
     validate_tenant(tenant)
     granted = validate_scopes(scopes)
     if expires_in is not None and expires_in <= timedelta(0):
@@ -145,6 +147,8 @@ async def create(
 
 async def list_tokens(store: BlobStore, tenant: str | None = None) -> list[TokenInfo]:
     """Every token (or every token of ``tenant``), revoked and expired ones included, by tenant and age."""
+    from blobstore.db import tokens as db
+
     if tenant is not None:
         validate_tenant(tenant)
     rows = await store.database.transaction(lambda conn: db.list_tokens(conn, tenant))
@@ -156,6 +160,8 @@ async def revoke(store: BlobStore, token_id: str) -> TokenInfo:
 
     Revoking a revoked token changes nothing.
     """
+    from blobstore.db import tokens as db
+
     if not isinstance(token_id, str) or not _ID.fullmatch(token_id):
         raise InvalidInput(f"invalid token id {token_id!r}: expected 16 hex digits, as `token ls` shows")
     now = store.clock()
@@ -172,6 +178,8 @@ async def revoke(store: BlobStore, token_id: str) -> TokenInfo:
 
 async def authenticate(store: BlobStore, token: str | None) -> TokenInfo:
     """The active token ``token`` names; Unauthorized if it is missing, malformed, unknown, expired or revoked."""
+    from blobstore.db import tokens as db
+
     if token is None:
         raise Unauthorized("no token: send Authorization: Bearer <token>")
     tenant, token_id, secret = _parse(token)

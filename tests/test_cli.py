@@ -27,8 +27,8 @@ from cli_helpers import Run, finish, invoke, run_process, spawn
 from s3_server import S3Endpoint
 from servers import postgres_server, scratch_database
 
-import blobstore.cli.app
 import blobstore.cli.objects
+import blobstore.store
 from blobstore import Settings
 
 DATA = bytes(range(256)) * 40 + b"\x00\r\n\xff"  # binary: NULs, CR/LF, high bytes
@@ -364,7 +364,7 @@ def test_unexpected_exceptions_are_one_line_internal_errors(
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr(blobstore.cli.app.BlobStore, "open", broken)
+    monkeypatch.setattr(blobstore.store.BlobStore, "open", broken)
     bs("ls", "acme").failed("RuntimeError: boom second line", "BLOBSTORE_DEBUG=1", prefix="blobstore: internal error:")
     debug = bs("ls", "acme", env={"BLOBSTORE_DEBUG": "1"})
     assert debug.code == 1

@@ -15,19 +15,19 @@ Every failure ends in :meth:`BlobstoreGroup.main` as one line on stderr.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from blobstore.cli import output
-from blobstore.config import Settings
 from blobstore.keys import validate_key, validate_tenant
-from blobstore.store import BlobStore
+
+if TYPE_CHECKING:  # the store and its database layer load when a command runs, not for --help
+    from blobstore.config import Settings
+    from blobstore.store import BlobStore
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,6 +43,8 @@ class Options:
 
     def settings(self) -> Settings:
         """The environment's settings with ``--db`` / ``--storage`` applied; ConfigurationError if unusable."""
+        from blobstore.config import Settings
+
         return Settings.from_env(database_url=self.db, storage_url=self.storage)
 
 
@@ -110,11 +112,15 @@ def run_async(work: Callable[[], Awaitable[T]]) -> T:
     async def main() -> T:
         return await work()
 
+    import asyncio  # with ssl underneath, most of a bare start-up: loaded when a command runs
+
     return asyncio.run(main())
 
 
 def run(work: Callable[[BlobStore], Awaitable[T]]) -> T:
     """Open the store named by the options and environment, run ``work`` on it, close it."""
+    from blobstore.store import BlobStore
+
     settings = options().settings()
 
     async def main() -> T:
@@ -166,14 +172,31 @@ class BlobstoreGroup(click.Group):
 
 
 def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("blobstore")
     except PackageNotFoundError:
         return "unknown"
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: the installed version, looked up only when asked for."""
+    if value and not ctx.resilient_parsing:
+        click.echo(f"{output.PROG} {_version()}")
+        ctx.exit()
+
+
 @click.group(output.PROG, cls=BlobstoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(_version(), "-V", "--version", prog_name=output.PROG, message="%(prog)s %(version)s")
+@click.option(
+    "-V",
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and exit.",
+)
 @common_options
 def cli() -> None:
     """blobstore: a content-addressed, deduplicating blob store.

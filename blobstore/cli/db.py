@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 
 from blobstore.cli import output
 from blobstore.cli.app import common_options, options, run_async
-from blobstore.db import migrate
-from blobstore.store import open_database
 
 
 @click.group()
@@ -24,6 +20,12 @@ def upgrade() -> None:
 
     Safe to run again, and from several machines at once. Object storage is not touched.
     """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    from blobstore.db import migrate
+    from blobstore.store import open_database
+
     settings = options().settings()
 
     async def work() -> bool:

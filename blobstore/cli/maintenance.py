@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from blobstore.cli import output
 from blobstore.cli.app import common_options, options, run
-from blobstore.fsck import FsckReport
-from blobstore.gc import GcStats, Planned
-from blobstore.store import BlobStore
+
+if TYPE_CHECKING:  # the store loads when a command runs, not for --help
+    from blobstore.fsck import FsckReport
+    from blobstore.gc import GcStats, Planned
+    from blobstore.store import BlobStore
 
 
 @click.command(short_help="Reclaim unreferenced objects past the grace period.")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import mimetypes
 import os
 import stat as statmod
 import sys
@@ -22,10 +20,10 @@ from blobstore.cli.remote import on_tenant, remote_options
 from blobstore.errors import BlobStoreError
 from blobstore.keys import validate_key
 from blobstore.results import BlobInfo
-from blobstore.store import MAX_BATCH, PutItem, Tenant
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the store loads when a command runs, not for --help
     from blobstore.client import BlobClient
+    from blobstore.store import PutItem, Tenant
 
 #: Page size when following a listing to its end.
 LIST_PAGE = 1000
@@ -64,9 +62,13 @@ class _PutOptions:
 
     def item(self, key: str, path: Path) -> PutItem:
         """The put of ``path`` under ``key`` as one item of a batch."""
+        from blobstore.store import PutItem
+
         return PutItem(key, path, **self._arguments(path))
 
     def _arguments(self, source: Path | IO[bytes]) -> dict[str, Any]:
+        import mimetypes  # reads the system's type tables: only when a file is put
+
         guessed = mimetypes.guess_type(source.name)[0] if isinstance(source, Path) else None
         return {"content_type": self.content_type or guessed, "metadata": self.metadata, "if_absent": self.if_absent}
 
@@ -208,6 +210,8 @@ def get(tenant: str, key: str, target: str | None) -> None:
 
 
 async def _to_stdout(tenant: Tenant | BlobClient, key: str) -> None:
+    import asyncio
+
     stdout = sys.stdout.buffer
     async with tenant.open(key) as stream:
         async for chunk in stream:
@@ -216,6 +220,8 @@ async def _to_stdout(tenant: Tenant | BlobClient, key: str) -> None:
 
 
 async def _to_file(tenant: Tenant | BlobClient, key: str, path: Path) -> BlobInfo:
+    import asyncio
+
     async with tenant.open(key) as stream:
         with output.transfer_progress(f"get {key}", stream.info.size) as advance, _replacing(path) as out:
             async for chunk in stream:
@@ -298,6 +304,8 @@ async def _follow(tenant: Tenant | BlobClient, prefix: str, limit: int | None) -
 @remote_options
 def rm(tenant: str, keys: tuple[str, ...]) -> None:
     """Delete keys; bytes another key still uses stay stored. Fails naming any key that did not exist."""
+
+    from blobstore.store import MAX_BATCH
 
     async def work(handle: Tenant | BlobClient) -> list[bool]:
         existed: list[bool] = []

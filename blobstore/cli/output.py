@@ -16,27 +16,17 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 from rich.filesize import decimal
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    ProgressColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.progress import Progress as RichProgress
 
 from blobstore.errors import BlobStoreError
 from blobstore.progress import Progress
 from blobstore.results import BlobInfo
+
+if TYPE_CHECKING:  # rich's consoles and bars load only when a command draws one (a fast `blobstore --help`)
+    from rich.console import Console
 
 PROG = "blobstore"
 #: Single transfers smaller than this finish too fast to deserve a progress bar.
@@ -151,6 +141,8 @@ def listing(*, as_json: bool) -> Iterator[Callable[[BlobInfo], None]]:
 
 def stderr_console() -> Console:
     """The console for everything that is not a result."""
+    from rich.console import Console
+
     return Console(stderr=True)
 
 
@@ -173,6 +165,16 @@ def transfer_progress(
     ``pulse`` animates the bar without filling it, for work whose progress cannot be observed;
     otherwise the bar shows the time remaining.
     """
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        ProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+    from rich.progress import Progress as RichProgress
+
     console = stderr_console()
     big = total_bytes is not None and total_bytes >= PROGRESS_MIN_BYTES
     shown = stderr_is_terminal() and (files is not None or big)
@@ -203,6 +205,9 @@ def phase_progress() -> Iterator[Progress]:
         with phase_progress() as progress:
             stats = await store.gc(progress=progress)
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as RichProgress
+
     console = stderr_console()
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with RichProgress(*columns, console=console, transient=True, disable=not stderr_is_terminal()) as bar:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
 from blobstore.cli.app import common_options, options, run
 from blobstore.keys import validate_tenant
 from blobstore.pricing import PRESETS, price_list
-from blobstore.report import CostReport
 from blobstore.report_formats import FORMATS, render_csv, render_json, render_table
-from blobstore.report_html import render_html
-from blobstore.store import BlobStore
+
+if TYPE_CHECKING:  # the store and the report load when the command runs, not for --help
+    from blobstore.report import CostReport
+    from blobstore.store import BlobStore
 
 #: Width of the table when stdout is not a terminal (a file or a pipe): wide enough never to wrap.
 PIPE_WIDTH = 200
@@ -84,6 +85,8 @@ def report(
     if fmt in (None, "table"):
         _print_table(result, exact=exact, target=target)
         return
+    from blobstore.report_html import render_html
+
     text = {"json": render_json, "csv": render_csv, "html": render_html}[fmt](result)
     if target is None:
         click.echo(text, nl=False)
@@ -94,6 +97,8 @@ def report(
 
 def _print_table(result: CostReport, *, exact: bool, target: str | None) -> None:
     """The rich table on stdout (never wrapped when piped), or as plain text into ``target``."""
+    from rich.console import Console
+
     if target is not None:
         with Path(target).open("w", encoding="utf-8") as file:
             Console(file=file, width=PIPE_WIDTH, color_system=None).print(render_table(result, exact=exact))

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import click
 
 from blobstore import tokens
 from blobstore.cli import output
 from blobstore.cli.app import common_options, options, run, tenant_argument
-from blobstore.store import BlobStore
+
+if TYPE_CHECKING:  # the store loads when a command runs, not for --help
+    from blobstore.store import BlobStore
 
 _DURATION = re.compile(r"([1-9][0-9]{0,6})([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

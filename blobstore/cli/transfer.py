@@ -4,28 +4,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import click
-from rich.console import Console
 
+from blobstore import transfer
 from blobstore.cli import output
 from blobstore.cli.app import common_options, options, run, tenant_argument
 from blobstore.pricing import PRESETS
-from blobstore.store import BlobStore
-from blobstore.transfer import (
-    DryRun,
-    ExportResult,
-    Failure,
-    ImportResult,
-    export_tree,
-    import_source,
-    open_source,
-    plan_export,
-    plan_import,
-)
-from blobstore.transfer import dry_run as run_dry
 from blobstore.transfer.formats import FORMATS, render_html, render_json, render_table
+
+if TYPE_CHECKING:  # the store and the transfers load when a command runs, not for --help
+    from blobstore.store import BlobStore
+    from blobstore.transfer import DryRun, ExportResult, Failure, ImportResult
 
 #: Width of tables when stdout is not a terminal (a file or a pipe): wide enough never to wrap.
 PIPE_WIDTH = 200
@@ -89,19 +81,21 @@ def import_(
         raise click.UsageError("--pricing and --format html go with --dry-run")
 
     async def work(store: BlobStore) -> DryRun | ImportResult:
-        opened = open_source(
+        opened = transfer.open_source(
             source, endpoint_url=source_endpoint_url, profile=source_profile, skip=_store_folders(store)
         )
         async with opened as files:
-            plan = await plan_import(files, prefix=prefix, include=include, exclude=exclude)
+            plan = await transfer.plan_import(files, prefix=prefix, include=include, exclude=exclude)
             verb = "dry run" if dry_run else "import"
             with output.transfer_progress(f"{verb} {tenant}", plan.total_bytes, files=len(plan.entries)) as advance:
                 if dry_run:
-                    return await run_dry(store, tenant, files, plan, jobs=jobs, pricing=pricing, progress=advance)
-                return await import_source(store.tenant(tenant), files, plan, jobs=jobs, progress=advance)
+                    return await transfer.dry_run(
+                        store, tenant, files, plan, jobs=jobs, pricing=pricing, progress=advance
+                    )
+                return await transfer.import_source(store.tenant(tenant), files, plan, jobs=jobs, progress=advance)
 
     result = run(work)
-    if isinstance(result, DryRun):
+    if isinstance(result, transfer.DryRun):
         _print_dry_run(result, fmt or "table")
         return
     if fmt == "json":
@@ -126,6 +120,8 @@ def _store_folders(store: BlobStore) -> list[Path]:
 
 
 def _print_dry_run(report: DryRun, fmt: str) -> None:
+    from rich.console import Console
+
     if fmt == "json":
         click.echo(render_json(report), nl=False)
     elif fmt == "html":
@@ -158,10 +154,10 @@ def export(tenant: str, dest: str, prefix: str, jobs: int) -> None:
 
     async def work(store: BlobStore) -> ExportResult:
         handle = store.tenant(tenant)
-        plan = await plan_export(handle, prefix)
+        plan = await transfer.plan_export(handle, prefix)
         total = sum(info.size for info in plan)
         with output.transfer_progress(f"export {tenant}", total, files=len(plan)) as advance:
-            return await export_tree(handle, Path(dest), plan, prefix=prefix, jobs=jobs, progress=advance)
+            return await transfer.export_tree(handle, Path(dest), plan, prefix=prefix, jobs=jobs, progress=advance)
 
     result = run(work)
     if options().json:

@@ -9,7 +9,6 @@ from blobstore.errors import ConfigurationError
 from blobstore.storage.base import ObjectStorage
 from blobstore.storage.local import LocalStorage
 from blobstore.storage.memory import MemoryStorage
-from blobstore.storage.s3 import S3Storage
 
 _VAR = "BLOBSTORE_STORAGE_URL"
 
@@ -37,6 +36,8 @@ def open_storage_from_url(url: str, *, endpoint_url: str | None, region: str) ->
             raise ConfigurationError(f"{_VAR}: {url!r} names no bucket; use s3://bucket[/prefix]")
         if prefix and any(segment in ("", ".", "..") for segment in prefix.split("/")):
             raise ConfigurationError(f"{_VAR}: {url!r} has an empty, '.' or '..' segment in its prefix")
+        from blobstore.storage.s3 import S3Storage  # aioboto3 loads only for a store on S3
+
         return S3Storage(parts.netloc, prefix, endpoint_url=endpoint_url, region=region)
     if not parts.scheme:
         raise ConfigurationError(f"{_VAR}: {url!r} is not a URL; use file:///abs/dir, s3://bucket or memory://")

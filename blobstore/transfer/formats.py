@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from html import escape
-
-from rich import box
-from rich.console import Group, RenderableType
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from blobstore.report_formats import money_text, price_text, ratio_text, size_text
-from blobstore.report_html import _STYLE as REPORT_STYLE
-from blobstore.transfer.dryrun import DryRun
+
+if TYPE_CHECKING:  # light to import (the CLI reads FORMATS for --help); rich and the report load when used
+    from rich.console import RenderableType
+
+    from blobstore.transfer.dryrun import DryRun
 
 #: The formats ``blobstore import --dry-run --format`` offers.
 FORMATS = ("table", "json", "html")
@@ -57,6 +57,10 @@ def _title(report: DryRun) -> str:
 
 def render_table(report: DryRun) -> RenderableType:
     """The figures, the largest duplicate groups and the failures, as rich tables."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+
     figures = Table(
         title=_title(report),
         caption=f"Prices {price_text(report.pricing)}. Nothing was stored.",
@@ -97,6 +101,8 @@ def render_table(report: DryRun) -> RenderableType:
 
 def render_html(report: DryRun) -> str:
     """The dry run as one self-contained HTML page (inline CSS, no scripts), in the cost report's style."""
+    from blobstore.report_html import _STYLE as REPORT_STYLE
+
     title = _title(report)
     generated = report.generated_at.strftime("%Y-%m-%d %H:%M UTC")
     currency = report.pricing.currency
