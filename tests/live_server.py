@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +65,19 @@ def serving_app(app: Any) -> Iterator[str]:
         sock.close()
 
 
+@dataclass(frozen=True)
+class Served:
+    """A running ``blobstore serve``: its URL, the file its stdout goes to, and its process."""
+
+    url: str
+    out: Path
+    process: subprocess.Popen[bytes]
+
+
 @contextlib.contextmanager
-def serve_process(home: Path, *args: str, env: dict[str, str | None] | None = None) -> Iterator[tuple[str, Path]]:
+def serve_process(home: Path, *args: str, env: dict[str, str | None] | None = None) -> Iterator[Served]:
     """Run ``blobstore serve ARGS`` on a free loopback port of the embedded store in ``home`` until the block
-    ends (then SIGTERM); yield its URL, once /readyz answers 200, and the file its stdout goes to."""
+    ends (then SIGTERM, unless it has exited); yield it once /readyz answers 200."""
     from cli_helpers import process_env
 
     with socket.socket() as probe:
@@ -93,9 +103,10 @@ def serve_process(home: Path, *args: str, env: dict[str, str | None] | None = No
                 assert server.poll() is None, err.read_text()
                 assert time.monotonic() < deadline, "the server did not start"
                 time.sleep(0.2)
-        yield url, out
+        yield Served(url, out, server)
     finally:
-        server.terminate()
+        if server.poll() is None:
+            server.terminate()
         server.wait(timeout=60)
 
 

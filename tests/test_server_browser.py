@@ -141,8 +141,8 @@ async def test_without_the_origin_allowed_the_browser_does_not_upload(
 def test_serve_allows_the_origins_given_with_cors_origin(tmp_path: Path) -> None:
     """`blobstore serve --cors-origin` answers a browser's preflight for that origin, and only for it."""
     preflight = {"access-control-request-method": "PUT", "access-control-request-headers": "content-type"}
-    with serve_process(tmp_path, "--cors-origin", "http://app.test:8000") as (url, _out):
-        target = f"{url}/v1/tenants/acme/objects/k?signature=x"
+    with serve_process(tmp_path, "--cors-origin", "http://app.test:8000") as served:
+        target = f"{served.url}/v1/tenants/acme/objects/k?signature=x"
         allowed = httpx.options(target, headers={"origin": "http://app.test:8000", **preflight})
         refused = httpx.options(target, headers={"origin": "http://elsewhere.test", **preflight})
     assert allowed.status_code == 200

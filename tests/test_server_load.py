@@ -24,7 +24,7 @@ async def test_two_servers_under_mixed_load_with_gc_lose_nothing(open_store: Sto
         "BLOBSTORE_S3_ENDPOINT_URL": settings.s3_endpoint_url,
     }
     with ExitStack() as servers:
-        urls = [servers.enter_context(serve_process(tmp_path / f"server{i}", env=env))[0] for i in range(2)]
+        urls = [servers.enter_context(serve_process(tmp_path / f"server{i}", env=env)).url for i in range(2)]
         report = await run_load(urls, token, settings, Workload(clients=8, seconds=8, max_ops=600))
     summary = report.summary()
     assert report.server_errors == [], report.server_errors[:5]

@@ -174,7 +174,7 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """`blobstore serve --workers 2`, its PROMETHEUS_MULTIPROC_DIR left to it: its URL and stdout file."""
     invoke(["token", "create", "acme"], home=tmp_path).ok()
     with serve_process(tmp_path, "--workers", "2", env={"PROMETHEUS_MULTIPROC_DIR": None}) as served:
-        yield served
+        yield served.url, served.out
 
 
 def test_metrics_sum_over_worker_processes(two_workers: tuple[str, Path]) -> None:

@@ -6,14 +6,11 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import click
 
 from blobstore.cli.app import common_options, options, run
-
-if TYPE_CHECKING:  # the store loads when the command runs, not for --help
-    from blobstore.store import BlobStore
+from blobstore.store import BlobStore
 
 
 @click.command()
@@ -27,8 +24,16 @@ if TYPE_CHECKING:  # the store loads when the command runs, not for --help
     metavar="ORIGIN",
     help="Let browser pages from ORIGIN (https://host[:port]) call the API; repeatable.",
 )
+@click.option(
+    "--shutdown-timeout",
+    default=30,
+    show_default=True,
+    type=click.IntRange(min=0),
+    metavar="SECONDS",
+    help="On SIGTERM, stop accepting and give requests in flight this long to finish (then cut them).",
+)
 @common_options
-def serve(host: str, port: int, workers: int, cors_origins: tuple[str, ...]) -> None:
+def serve(host: str, port: int, workers: int, cors_origins: tuple[str, ...], shutdown_timeout: int) -> None:
     """Serve the store over HTTP, to clients in any language.
 
     Every request needs a token (`blobstore token create`). Any number of
@@ -61,6 +66,7 @@ def serve(host: str, port: int, workers: int, cors_origins: tuple[str, ...]) -> 
             log_level="info",
             log_config=access.log_config(),
             access_log=False,
+            timeout_graceful_shutdown=shutdown_timeout,
             server_header=False,
         )
 
