@@ -69,6 +69,7 @@ async def run(ctx: Context, sizes: Sizes | None = None) -> list[Row]:
                 "s",
                 subject / baseline,
                 TARGETS[name],
+                figure=subject,
                 notes=notes,
                 samples=samples,
             )
