@@ -64,6 +64,11 @@ def token_of(settings: Settings, home: Path) -> str:
     return invoke(create, home=home, env=deployment_env(settings)).ok().stdout.strip()
 
 
+def altered(token: str) -> str:
+    """The token with its last character changed."""
+    return token[:-1] + ("A" if token[-1] != "A" else "B")
+
+
 def normalized(run: Run) -> tuple[int, bytes, str]:
     """A run with its timestamps blanked (the two stores store at different instants)."""
     return run.code, _TIMES.sub("<time>", run.stdout_bytes.decode("latin-1")).encode("latin-1"), run.stderr
@@ -105,7 +110,7 @@ def test_every_object_command_prints_the_same_in_both_modes(
         (lambda url, token: {"BLOBSTORE_SERVER_URL": url}, "BLOBSTORE_TOKEN is not set"),
         (lambda url, token: {"BLOBSTORE_TOKEN": token}, "BLOBSTORE_SERVER_URL is not set"),
         (lambda url, token: {"BLOBSTORE_SERVER_URL": url, "BLOBSTORE_TOKEN": token}, "not 'globex'"),
-        (lambda url, token: {"BLOBSTORE_SERVER_URL": url, "BLOBSTORE_TOKEN": token[:-1] + "A"}, "not valid"),
+        (lambda url, token: {"BLOBSTORE_SERVER_URL": url, "BLOBSTORE_TOKEN": altered(token)}, "not valid"),
     ],
 )
 def test_remote_mode_refuses_a_missing_setting_or_a_token_of_another_tenant(

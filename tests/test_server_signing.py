@@ -40,6 +40,7 @@ class Signer:
     url: str
     client: BlobClient
     http: httpx.AsyncClient
+    token: str
 
 
 @contextlib.asynccontextmanager
@@ -49,7 +50,7 @@ async def signer_on(
     token = await tokens.create(store, "acme", scopes=scopes)
     with serving(store.settings, clock=clock) as url:
         async with BlobClient(url, token.token) as client, httpx.AsyncClient(timeout=30) as http:
-            yield Signer(store, url, client, http)
+            yield Signer(store, url, client, http, token.token)
 
 
 @pytest.fixture
@@ -298,3 +299,14 @@ def test_signing_key_rotate_makes_a_new_key_current(tmp_path: Path) -> None:
     assert second.endswith(" is current\n")
     assert first["id"] not in second
     assert set(first) == {"id", "created_at"}
+
+
+async def test_a_token_without_sign_gets_403_whatever_it_asks(store: BlobStore, clock: FakeClock) -> None:
+    """The scope is judged before the request body: a malformed body from a token without ``sign`` is 403."""
+    async with signer_on(store, clock, ("read", "write")) as handle:
+        response = await handle.http.post(
+            f"{handle.url}/v1/tenants/acme/signed-urls",
+            content=b"not json",
+            headers={"authorization": f"Bearer {handle.token}"},
+        )
+    assert response.status_code == 403

@@ -23,8 +23,9 @@ router = APIRouter(prefix=wire.API_PREFIX + "/tenants/{tenant}", tags=["signed U
 async def sign_url(request: Request, tenant: TenantPath, token: Caller) -> JSONResponse:
     """Needs ``sign`` and the scope of the method (``read`` for GET, ``write`` for PUT). The URL is bound to
     the method, tenant, key and expiry, and to the PUT body's length, type and digest when given."""
+    allowed(request, token, tenant, "sign")  # before the body is read: nothing is judged for a token that may not sign
     body = await parse_json(request, SignRequest)
-    tenant_handle = allowed(request, token, tenant, "sign", signing.required_scope(body.method))
+    tenant_handle = allowed(request, token, tenant, signing.required_scope(body.method))
     signed = await signing.sign(
         tenant_handle.store,
         _base_url(request, tenant),
