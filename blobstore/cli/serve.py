@@ -6,11 +6,14 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import click
 
 from blobstore.cli.app import common_options, options, run
-from blobstore.store import BlobStore
+
+if TYPE_CHECKING:  # the store loads when the command runs, not for --help
+    from blobstore.store import BlobStore
 
 
 @click.command()
