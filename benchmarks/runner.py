@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, tuple[str, str, Target]] = {
     "P8": ("benchmarks.gc_reclaim", "GC reclaiming 100,000 blobs", Target(">=", 0.5)),
     "P9": ("benchmarks.stat_reads", "stat of an existing key vs a bare SELECT", Target(">=", 0.5)),
     "P10": ("benchmarks.get_reads", "get of 4 KiB vs a bare SELECT + file read", Target(">=", 0.5)),
+    "P11": ("benchmarks.tenant_contention", "8 processes into one tenant vs 8 tenants", Target(">=", 0.7)),
     "P12": ("benchmarks.batch_puts", "1,000 dedup-hit puts: one batch vs single puts", Target(">=", 10)),
     "P13": ("benchmarks.maintenance_memory", "peak RSS of gc / fsck over 1,000,000 objects", Target("<=", 64, "MiB")),
     "PEER": ("benchmarks.peer", "256 KiB puts vs svc-infra LocalBackend.put", Target(">=", 2)),
