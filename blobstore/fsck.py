@@ -193,7 +193,7 @@ async def _check_row(
     if record.state != LIVE:
         return
     if stored is None:
-        if await _still_live(store, record):  # else deleted by GC while fsck ran: not a problem
+        if await _really_missing(store, record):
             report.add(Problem("missing-object", record.object_key, f"blob {record.blob_id} ({record.digest})"))
     elif stored.size != record.size:
         report.add(Problem("size-mismatch", record.object_key, f"{stored.size} bytes stored, {record.size} recorded"))
@@ -201,8 +201,15 @@ async def _check_row(
         report.bytes_hashed += await _check_digest(store, record, report, progress)
 
 
-async def _still_live(store: BlobStore, record: maintenance.BlobRecord) -> bool:
-    """True if the blob is still live now (fsck reads rows and storage at slightly different moments)."""
+async def _really_missing(store: BlobStore, record: maintenance.BlobRecord) -> bool:
+    """True if a live blob's object is missing now, not just at the moment fsck looked.
+
+    fsck reads rows and the storage listing at slightly different moments, so an object may be
+    written after its listing page was read (the row turned live in between), and a blob may be
+    reclaimed by GC (row gone or tombstoned) meanwhile: neither is a problem.
+    """
+    if await store.storage.stat(record.object_key) is not None:
+        return False
     state = await store.database.transaction(partial(blob_state, blob_id=record.blob_id))
     return state == LIVE
 
@@ -219,7 +226,8 @@ async def _check_digest(
             read += len(chunk)
             progress("hashing", len(chunk), None)
     except ObjectMissing:
-        report.add(Problem("missing-object", record.object_key, f"blob {record.blob_id} vanished"))
+        if await _really_missing(store, record):
+            report.add(Problem("missing-object", record.object_key, f"blob {record.blob_id} vanished"))
         return read
     if hasher.hexdigest() != record.digest:
         report.add(Problem("corrupted-object", record.object_key, f"bytes do not hash to {record.digest}"))

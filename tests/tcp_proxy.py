@@ -41,9 +41,11 @@ class TcpProxy:
         self._call(self._stop())
 
     def close(self) -> None:
+        """Stop, end the proxy's thread and close its event loop."""
         self.stop()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        self._loop.close()
 
     async def _start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port, reuse_address=True)

@@ -1,6 +1,6 @@
 """Run Alembic migrations from the installed package (no alembic.ini needed).
 
-Opening a store checks the schema's revision with one query against
+Opening a store checks the schema's revision with two small queries against
 :func:`head`; Alembic itself loads only when there is something to migrate.
 """
 
@@ -13,8 +13,8 @@ import threading
 from importlib.resources import files
 from typing import TYPE_CHECKING
 
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import inspect, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.db.engine import Database
 
@@ -87,11 +87,15 @@ async def is_current(database: Database) -> bool:
 
 
 async def current_revision(database: Database) -> str | None:
-    """The schema's revision, or None for a database Alembic never touched (no ``alembic_version`` table)."""
-    async with database.engine.connect() as conn:
-        try:
-            return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-        except DBAPIError as exc:
-            if "alembic_version" not in str(exc.orig):
-                raise
-            return None
+    """The schema's revision, or None for a database Alembic never touched (no ``alembic_version`` table).
+
+    Runs through the retrying reader, so a dropped connection while a store opens is replayed, and an
+    outage is StorageUnavailable like everywhere else.
+    """
+    return await database.read(_revision)
+
+
+async def _revision(conn: AsyncConnection) -> str | None:
+    if not await conn.run_sync(lambda sync: inspect(sync).has_table("alembic_version")):
+        return None
+    return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
