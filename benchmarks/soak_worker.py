@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 import blobstore
 from benchmarks.soak_model import (
@@ -292,9 +293,12 @@ async def now(store: BlobStore, problem: Problem) -> str:
     """For a finding about an object: its blob row and object now (tells corruption from a race with GC)."""
     if not problem.subject.startswith(OBJECT_PREFIX):
         return ""
-    async with store.database.engine.connect() as conn:
+
+    async def lookup(conn: AsyncConnection) -> Any:
         query = text("SELECT state, refcount FROM blobs WHERE object_key = :k")
-        row = (await conn.execute(query, {"k": problem.subject})).first()
+        return (await conn.execute(query, {"k": problem.subject})).first()
+
+    row = await store.database.read(lookup)  # retried like the store's own reads: connections get dropped here
     if row is None:
         return " (blob row now gone)"
     stored = "present" if await store.storage.stat(problem.subject) else "MISSING"
