@@ -20,11 +20,11 @@ why this never deletes an object a reference needs and never leaks one forever.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from blobstore.db import maintenance
 from blobstore.db.catalog import forget_blobs
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 #: Objects deleted per storage request, blobs tombstoned per transaction, keys looked up per query.
 BATCH = 1000
+
+T = TypeVar("T")
 
 PlanKind = Literal["blob", "orphan", "upload", "foreign-object", "foreign-upload"]
 
@@ -144,18 +146,19 @@ async def _sweep_blobs(run: _Run) -> None:
 
 
 async def _sweep_orphans(run: _Run) -> None:
-    batch: list[ObjectInfo] = []
+    async for batch in _batches(_old_own_objects(run)):
+        await _delete_orphans(run, batch)
+
+
+async def _old_own_objects(run: _Run) -> AsyncIterator[ObjectInfo]:
+    """The store's own objects older than the cutoff; foreign ones are counted and reported instead."""
     async for info in run.store.storage.list(OBJECT_PREFIX):
         run.progress("scanning storage", 1, None)
         if not is_object_key(info.key):
             run.stats.foreign_objects += 1
             run.on_planned(Planned("foreign-object", printable(info.key), info.size, "not written by this store"))
         elif info.modified < run.cutoff:
-            batch.append(info)
-            if len(batch) == BATCH:
-                await _delete_orphans(run, batch)
-                batch = []
-    await _delete_orphans(run, batch)
+            yield info
 
 
 async def _delete_orphans(run: _Run, objects: Sequence[ObjectInfo]) -> None:
@@ -163,8 +166,6 @@ async def _delete_orphans(run: _Run, objects: Sequence[ObjectInfo]) -> None:
 
     No row can appear for such an object later: rows are written before their objects, each under a fresh key.
     """
-    if not objects:
-        return
     keys = [info.key for info in objects]
     known = await run.store.database.transaction(partial(maintenance.known_object_keys, object_keys=keys))
     orphans = [info for info in objects if info.key not in known]
@@ -178,17 +179,30 @@ async def _delete_orphans(run: _Run, objects: Sequence[ObjectInfo]) -> None:
 
 
 async def _sweep_uploads(run: _Run) -> None:
-    batch: list[IncompleteUpload] = []
+    async for batch in _batches(_old_own_uploads(run)):
+        await _abort_uploads(run, batch)
+
+
+async def _old_own_uploads(run: _Run) -> AsyncIterator[IncompleteUpload]:
+    """The store's own incomplete uploads begun before the cutoff; foreign ones are counted and reported."""
     async for upload in run.store.storage.incomplete_uploads():
         if upload.key is not None and not (is_object_key(upload.key) or upload.key == MARKER_KEY):
             run.stats.foreign_uploads += 1
             run.on_planned(Planned("foreign-upload", printable(upload.key), None, "not started by this store"))
         elif upload.started < run.cutoff:
-            batch.append(upload)
-            if len(batch) == BATCH:
-                await _abort_uploads(run, batch)
-                batch = []
-    await _abort_uploads(run, batch)
+            yield upload
+
+
+async def _batches(items: AsyncIterator[T]) -> AsyncIterator[list[T]]:
+    """``items`` in lists of at most :data:`BATCH`."""
+    batch: list[T] = []
+    async for item in items:
+        batch.append(item)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 async def _abort_uploads(run: _Run, uploads: Sequence[IncompleteUpload]) -> None:
