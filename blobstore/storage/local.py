@@ -89,9 +89,10 @@ class LocalStorage(ObjectStorage):
         try:
             _make_dirs_durably(target.parent)
             temp.replace(target)
-            _fsync_dir(target.parent)
-        finally:
+        except BaseException:
             temp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)
 
     async def write_if_absent(self, key: str, data: bytes) -> bool:
         """Write a temporary file, then hard-link it to ``key``: the link fails if ``key`` exists."""
