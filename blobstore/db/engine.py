@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 
+from blobstore.db import sqlite_driver
 from blobstore.db.urls import split_ssl_options
 from blobstore.errors import BlobStoreError, StorageUnavailable
 
@@ -54,7 +55,7 @@ class Database:
             # An in-memory database lives exactly as long as that one connection (its pool is named
             # explicitly: SQLAlchemy's default for :memory: shares one connection between transactions).
             self.engine: AsyncEngine = create_async_engine(
-                url,
+                make_url(url).set(drivername=f"sqlite+{sqlite_driver.DRIVER}"),
                 connect_args={"timeout": 60},
                 poolclass=AsyncAdaptedQueuePool,
                 pool_size=1,
