@@ -3,7 +3,6 @@ with SQLAlchemy's results and error translation unchanged."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from blobstore.db.engine import Database
 
 
 @pytest.fixture
-def hand_offs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def hand_offs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The name of every call aiosqlite hands to its connection thread."""
     calls: list[str] = []
     original = aiosqlite.Connection._execute
@@ -28,7 +27,7 @@ def hand_offs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         return await original(self, fn, *args, **kwargs)
 
     monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
-    yield calls
+    return calls
 
 
 async def test_a_stat_is_one_hand_off(tmp_path: Path, hand_offs: list[str]) -> None:
@@ -71,12 +70,12 @@ async def test_driver_errors_are_translated_as_by_sqlalchemy(tmp_path: Path) -> 
         async with database.engine.begin() as conn:
             await conn.execute(text("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
             await conn.execute(text("INSERT INTO t (k) VALUES (1)"))
-        with pytest.raises(IntegrityError, match="UNIQUE constraint failed"):
-            async with database.engine.begin() as conn:
-                await conn.execute(text("INSERT INTO t (k) VALUES (2)"))
+        async with database.engine.connect() as conn:
+            await conn.execute(text("INSERT INTO t (k) VALUES (2)"))
+            with pytest.raises(IntegrityError, match="UNIQUE constraint failed"):
                 await conn.execute(text("INSERT INTO t (k) VALUES (1)"))
-        with pytest.raises(OperationalError, match="no such table"):
-            async with database.engine.connect() as conn:
+            await conn.rollback()
+            with pytest.raises(OperationalError, match="no such table"):
                 await conn.execute(text("SELECT * FROM missing"))
         # the failed transaction was rolled back as a whole: the connection works and holds no lock
         rows = await database.read(lambda conn: conn.execute(text("SELECT k FROM t")))
