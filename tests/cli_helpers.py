@@ -112,3 +112,15 @@ def run_process(
     """Run ``python -m blobstore ARGS`` as a real process and wait for it."""
     stdin = subprocess.DEVNULL if input is None else subprocess.PIPE
     return finish(spawn(args, home=home, env=env, stdin=stdin), input)
+
+
+def listed_commands(help_text: str) -> dict[str, str]:
+    """The ``Commands:`` section of a ``--help`` text: each command's description, its wrapped lines joined."""
+    listed: dict[str, str] = {}
+    for line in help_text.split("Commands:")[1].strip("\n").splitlines():
+        if line.startswith("   "):  # a description's continuation, indented past the command names
+            listed[next(reversed(listed))] += " " + line.strip()
+        elif line.strip():
+            name, description = line.split(None, 1)
+            listed[name] = description
+    return listed

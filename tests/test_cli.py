@@ -22,14 +22,16 @@ from importlib.metadata import version
 from pathlib import Path
 
 import blake3
+import click
 import pytest
-from cli_helpers import Run, finish, invoke, run_process, spawn
+from cli_helpers import Run, finish, invoke, listed_commands, run_process, spawn
 from s3_server import S3Endpoint
 from servers import postgres_server, scratch_database
 
 import blobstore.cli.objects
 import blobstore.store
 from blobstore import Settings
+from blobstore.cli import cli
 
 DATA = bytes(range(256)) * 40 + b"\x00\r\n\xff"  # binary: NULs, CR/LF, high bytes
 
@@ -71,13 +73,23 @@ def files(tmp_path: Path) -> Path:
 
 def test_help_lists_every_command_with_a_one_line_description(bs: Callable[..., Run]) -> None:
     """``--help`` lists every command, each with a description."""
-    text = bs("--help").ok().stdout
-    listed = dict(line.split(None, 1) for line in text.split("Commands:")[1].strip().splitlines())
+    listed = listed_commands(bs("--help").ok().stdout)
     assert list(listed) == [
         *("put", "get", "stat", "ls", "rm", "cp", "import", "export"),
-        *("gc", "fsck", "report", "tenant", "token", "signer", "serve", "db"),
+        *("gc", "fsck", "report", "tenant", "token", "signing-key", "serve", "db"),
     ]
     assert all(len(description) > 10 and not description.endswith("...") for description in listed.values())
+
+
+@pytest.mark.parametrize("width", [50, 80, 120])
+def test_help_never_cuts_a_description_short(width: int) -> None:
+    """At any terminal width each command's description is the whole first sentence of its short help or
+    docstring: wrapped, never cut short with "...", however long the longest command name."""
+    listed = listed_commands(cli.get_help(click.Context(cli, info_name="blobstore", terminal_width=width)))
+    for name, description in listed.items():
+        command = cli.commands[name]
+        paragraph = " ".join((command.short_help or command.help or "").split("\n\n")[0].split())
+        assert description == paragraph.split(". ")[0].removesuffix(".") + ".", name
 
 
 def test_a_bare_command_prints_its_help(bs: Callable[..., Run]) -> None:

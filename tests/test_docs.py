@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import invoke
+from cli_helpers import invoke, listed_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,8 +46,7 @@ async def test_the_readme_example_runs_on_the_embedded_default(tmp_path: Path, m
 
 def test_the_cli_reference_lists_every_command(tmp_path: Path) -> None:
     """docs/cli.md documents exactly the commands `blobstore --help` lists."""
-    text = invoke(["--help"], home=tmp_path).ok().stdout
-    listed = {line.split()[0] for line in text.split("Commands:")[1].strip().splitlines()}
+    listed = set(listed_commands(invoke(["--help"], home=tmp_path).ok().stdout))
     table = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"^\| `blobstore ([a-z-]+)", table, flags=re.MULTILINE))
     assert documented == listed

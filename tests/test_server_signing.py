@@ -292,9 +292,9 @@ async def test_rotation_forgets_keys_retired_longer_ago_than_a_url_lives(store: 
 
 
 def test_signing_key_rotate_makes_a_new_key_current(tmp_path: Path) -> None:
-    """``signer rotate`` prints the new key's id; a second rotation makes another one current."""
-    first = json.loads(invoke(["signer", "rotate", "--json"], home=tmp_path).ok().stdout)
-    second = invoke(["signer", "rotate"], home=tmp_path).ok().stdout
+    """``signing-key rotate`` prints the new key's id; a second rotation makes another one current."""
+    first = json.loads(invoke(["signing-key", "rotate", "--json"], home=tmp_path).ok().stdout)
+    second = invoke(["signing-key", "rotate"], home=tmp_path).ok().stdout
     assert second.startswith("signing key ")
     assert second.endswith(" is current\n")
     assert first["id"] not in second

@@ -131,10 +131,22 @@ def run(work: Callable[[BlobStore], Awaitable[T]]) -> T:
 
 
 class BlobstoreGroup(click.Group):
-    """The root group: commands listed in the order they were added, and every failure as one line."""
+    """The root group: commands listed in the order they were added, each with its whole one-sentence
+    description (wrapped, never cut short with "..." at any terminal width), and every failure as one line."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        commands = [(name, self.get_command(ctx, name)) for name in self.list_commands(ctx)]
+        rows = [
+            (name, command.get_short_help_str(limit=sys.maxsize))
+            for name, command in commands
+            if command is not None and not command.hidden
+        ]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         # click would print a blank line for Ctrl-C and exit quietly on a broken pipe: carry both past it.

@@ -1,4 +1,4 @@
-"""``blobstore signer``: rotate the key that signs URLs (every server of the store shares it)."""
+"""``blobstore signing-key``: rotate the key that signs URLs (every server of the store shares it)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ if TYPE_CHECKING:  # the store loads when a command runs, not for --help
     from blobstore.store import BlobStore
 
 
-@click.group("signer")
-def signer() -> None:
+@click.group("signing-key")
+def signing_key() -> None:
     """Keys that sign URLs for the HTTP service (`blobstore serve`)."""
 
 
-@signer.command()
+@signing_key.command()
 @common_options
 def rotate() -> None:
     """Make a new key sign from now on; URLs signed with earlier keys keep working until they expire."""
@@ -36,4 +36,4 @@ def rotate() -> None:
     click.echo(f"signing key {info.id} is current")
 
 
-COMMANDS = [signer]
+COMMANDS = [signing_key]
