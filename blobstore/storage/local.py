@@ -133,29 +133,28 @@ class LocalStorage(ObjectStorage):
         return temp
 
     async def read(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncGenerator[bytes, None]:
-        """Stream the file in chunks of at most CHUNK_SIZE; ObjectMissing if it does not exist."""
-        path = self.path(key)
+        """Stream the file in chunks of at most CHUNK_SIZE; ObjectMissing if it does not exist.
+
+        Opening comes with the first chunk, and closing with the last, so a file
+        of one chunk takes one thread hand-off.
+        """
+        first, remaining = (0, None) if byte_range is None else (byte_range[0], byte_range[1] - byte_range[0] + 1)
         try:
             with self._translated(key):
-                file = await asyncio.to_thread(path.open, "rb")
+                file, chunk = await asyncio.to_thread(_open_and_read, self.path(key), first, remaining)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
             raise ObjectMissing(key) from error
         try:
-            if byte_range is None:
-                remaining = None
-            else:
-                first, last = byte_range
-                await asyncio.to_thread(file.seek, first)
-                remaining = last - first + 1
-            while remaining is None or remaining > 0:
-                chunk = await asyncio.to_thread(_read_chunk, file, remaining)
-                if not chunk:
-                    break
+            while chunk:
                 if remaining is not None:
                     remaining -= len(chunk)
                 yield chunk
+                if file.closed:
+                    break
+                chunk = await asyncio.to_thread(_read_chunk, file, remaining)
         finally:
-            await asyncio.to_thread(file.close)
+            if not file.closed:
+                await asyncio.to_thread(file.close)
 
     async def stat(self, key: str) -> ObjectInfo | None:
         """Return size and mtime of the file, or None if there is none."""
@@ -227,8 +226,25 @@ class LocalStorage(ObjectStorage):
         return None
 
 
+def _open_and_read(path: Path, first: int, remaining: int | None) -> tuple[BinaryIO, bytes]:
+    """Open ``path``, seek to ``first`` and read the first chunk (closing the file if that was all)."""
+    file = path.open("rb")
+    try:
+        if first:
+            file.seek(first)
+        return file, _read_chunk(file, remaining)
+    except BaseException:
+        file.close()
+        raise
+
+
 def _read_chunk(file: BinaryIO, remaining: int | None) -> bytes:
-    return file.read(CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining))
+    """The next chunk of at most CHUNK_SIZE (and ``remaining``) bytes; the file is closed once it has no more."""
+    wanted = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
+    chunk = file.read(wanted)
+    if len(chunk) < wanted or len(chunk) == remaining:  # end of file, or of the range
+        file.close()
+    return chunk
 
 
 def _info(key: str, result: os.stat_result) -> ObjectInfo:
