@@ -1,24 +1,28 @@
-"""Operating the service: /metrics (by route template, never by key or tenant; summed over worker processes),
-X-Request-Id, one access-log line per request, /readyz's reasons."""
+"""Operating the service: /metrics (by route template, never by key or tenant; storage, database and GC
+figures; summed over worker processes), X-Request-Id, one access-log line per request, /readyz's reasons."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
 import pytest
 from cli_helpers import invoke
 from conftest import FakeClock
-from live_server import serve_process, serving
+from live_server import serve_process, serving, serving_app
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from blobstore import BlobStore, StorageUnavailable, tokens
+from blobstore.errors import ConfigurationError
 from blobstore.server import create_app
+from blobstore.server.app import GC_INTERVAL, app_from_env
 from blobstore.testing.faults import Fault, FaultyStorage
 
 OBJECT_ROUTE = "/v1/tenants/{tenant}/objects/{key}"
@@ -54,6 +58,15 @@ def value(found: Samples, name: str, **labels: str) -> float:
     return found.get((name, frozenset(labels.items())), 0.0)
 
 
+def deltas(before: Samples, after: Samples) -> Callable[..., float]:
+    """``delta(name, **labels)``: how much a sample grew from ``before`` to ``after``."""
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    return delta
+
+
 async def scrape(http: httpx.AsyncClient) -> Samples:
     response = await http.get("/metrics")
     assert response.status_code == 200
@@ -74,10 +87,7 @@ async def test_metrics_count_requests_bytes_and_dedup_by_route_template(live: Li
     assert (await live.http.get("/v1/tenants/acme/objects/secret-a", headers=live.auth)).content == DATA
     assert (await live.http.get("/v1/tenants/acme/objects/secret-c", headers=live.auth)).status_code == 404
     after = await scrape(live.http)
-
-    def delta(name: str, **labels: str) -> float:
-        return value(after, name, **labels) - value(before, name, **labels)
-
+    delta = deltas(before, after)
     assert delta("blobstore_http_requests_total", method="PUT", route=put, status_class="2xx") == 2
     assert delta("blobstore_http_requests_total", method="GET", route=put, status_class="2xx") == 1
     assert delta("blobstore_http_requests_total", method="GET", route=put, status_class="4xx") == 1
@@ -98,6 +108,104 @@ async def test_an_unknown_path_is_counted_as_unmatched(live: Live) -> None:
     routes = {dict(pairs).get("route") for name, pairs in found if name == "blobstore_http_requests_total"}
     assert "unmatched" in routes
     assert not any(route and route.startswith("/no/") for route in routes)
+
+
+STORAGE_OPERATIONS = {
+    *("check", "write", "write_if_absent", "read", "stat", "delete_many", "list"),
+    *("incomplete_uploads", "abort_upload", "enclosing_object"),
+}
+STATEMENTS = {"select", "insert", "update", "delete", "other"}
+
+
+def label_values(found: Samples, name: str, label: str) -> set[str]:
+    return {dict(pairs)[label] for sample, pairs in found if sample == name}
+
+
+async def test_metrics_time_storage_operations_and_database_statements(live: Live) -> None:
+    """A PUT of new bytes shows one storage write, a GET one read, and the database statements they ran, by
+    kind; every label value is an operation name or a statement kind, never a key or a tenant."""
+    before = await scrape(live.http)
+    assert (await live.http.put("/v1/tenants/acme/objects/timed-a", content=DATA, headers=live.auth)).is_success
+    assert (await live.http.get("/v1/tenants/acme/objects/timed-a", headers=live.auth)).content == DATA
+    after = await scrape(live.http)
+    delta = deltas(before, after)
+    storage = "blobstore_storage_operation_duration_seconds"
+    assert delta(f"{storage}_count", operation="write", outcome="ok") == 1
+    assert delta(f"{storage}_count", operation="read", outcome="ok") == 1
+    assert delta(f"{storage}_sum", operation="write", outcome="ok") > 0
+    database = "blobstore_database_statement_duration_seconds"
+    assert delta(f"{database}_count", statement="insert", outcome="ok") >= 1
+    assert delta(f"{database}_count", statement="select", outcome="ok") >= 2  # the token, the key lookup
+    assert delta(f"{database}_sum", statement="select", outcome="ok") > 0
+    assert label_values(after, f"{storage}_count", "operation") <= STORAGE_OPERATIONS
+    assert label_values(after, f"{database}_count", "statement") <= STATEMENTS
+    assert label_values(after, f"{storage}_count", "outcome") | label_values(after, f"{database}_count", "outcome") <= {
+        "ok",
+        "error",
+    }
+
+
+async def scrape_until(http: httpx.AsyncClient, holds: Callable[[Samples], bool], what: str) -> Samples:
+    """Scrape /metrics until ``holds(samples)`` (failing after 30 s); return those samples."""
+    deadline = time.monotonic() + 30
+    while not holds(found := await scrape(http)):
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.05)
+    return found
+
+
+async def test_the_gc_loop_reclaims_a_deleted_key_and_records_it(store: BlobStore, clock: FakeClock) -> None:
+    """With a GC interval, the server collects by itself: after a key is deleted (grace 0) the runs, the
+    reclaimed object and bytes and the time of the last success show on /metrics."""
+    token = (await tokens.create(store, "acme", scopes=tokens.SCOPES)).token
+    auth = {"authorization": f"Bearer {token}"}
+    settings = replace(store.settings, gc_grace_seconds=0)
+    with serving_app(create_app(settings=settings, clock=clock, gc_interval=0.05)) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            before = await scrape(http)
+            assert (await http.put("/v1/tenants/acme/objects/gone", content=DATA, headers=auth)).status_code == 201
+            assert (await http.delete("/v1/tenants/acme/objects/gone", headers=auth)).status_code == 204
+            clock.advance(1)  # past the (zero) grace
+            after = await scrape_until(
+                http,
+                lambda found: deltas(before, found)("blobstore_gc_reclaimed_objects_total", kind="blob") >= 1,
+                "the GC loop reclaims the deleted key's blob",
+            )
+    delta = deltas(before, after)
+    assert delta("blobstore_gc_reclaimed_objects_total", kind="blob") == 1
+    assert delta("blobstore_gc_reclaimed_bytes_total", kind="blob") == len(DATA)
+    assert delta("blobstore_gc_runs_total", outcome="ok") >= 1
+    assert delta("blobstore_gc_runs_total", outcome="error") == 0
+    assert delta("blobstore_storage_operation_duration_seconds_count", operation="delete_many", outcome="ok") >= 1
+    last = value(after, "blobstore_gc_last_success_timestamp_seconds")
+    assert last > value(before, "blobstore_gc_last_success_timestamp_seconds")
+    assert time.time() - 60 < last <= time.time()
+
+
+async def test_a_failing_gc_run_is_counted_and_the_server_keeps_serving(store: BlobStore) -> None:
+    """A GC run that fails (the storage listing breaks) is logged and counted as an error; the loop goes on,
+    and once the storage recovers its runs succeed again."""
+    storage = FaultyStorage(store.storage)
+    store.storage = storage
+    fault = storage.inject(Fault("list", error=StorageUnavailable("listing broke"), times=None))
+    app = create_app(store, gc_interval=0.02)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://x") as http:
+        before = await scrape(http)
+        failed = await scrape_until(
+            http,
+            lambda found: deltas(before, found)("blobstore_gc_runs_total", outcome="error") >= 2,
+            "two GC runs have failed",
+        )
+        assert fault.hits >= 2
+        assert (await http.get("/healthz")).status_code == 200
+        storage.clear()
+        await scrape_until(
+            http,
+            lambda found: deltas(failed, found)("blobstore_gc_runs_total", outcome="ok") >= 1,
+            "a GC run succeeds after the storage recovered",
+        )
+    assert store.storage is storage  # the app gave the store back unwrapped
 
 
 # --- request id and access log --------------------------------------------------------------------
@@ -169,23 +277,71 @@ async def test_readyz_is_503_with_the_reason_when_storage_is_unreachable(store: 
 # --- several worker processes ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Fleet:
+    """`blobstore serve --workers 2 --gc-interval 0.2` with a GC grace of 0, its PROMETHEUS_MULTIPROC_DIR left to
+    it: its URL, stdout file, and a token of tenant acme."""
+
+    url: str
+    out: Path
+    auth: dict[str, str]
+
+
 @pytest.fixture
-def two_workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`blobstore serve --workers 2`, its PROMETHEUS_MULTIPROC_DIR left to it: its URL and stdout file."""
-    invoke(["token", "create", "acme"], home=tmp_path).ok()
-    with serve_process(tmp_path, "--workers", "2", env={"PROMETHEUS_MULTIPROC_DIR": None}) as served:
-        yield served.url, served.out
+def two_workers(tmp_path: Path) -> Iterator[Fleet]:
+    token = invoke(["token", "create", "acme"], home=tmp_path).ok().stdout.strip()
+    env = {"PROMETHEUS_MULTIPROC_DIR": None, "BLOBSTORE_GC_GRACE": "0"}
+    with serve_process(tmp_path, "--workers", "2", "--gc-interval", "0.2", env=env) as served:
+        yield Fleet(served.url, served.out, {"authorization": f"Bearer {token}"})
 
 
-def test_metrics_sum_over_worker_processes(two_workers: tuple[str, Path]) -> None:
+def scrape_fleet(fleet: Fleet) -> Samples:
+    """/metrics on a new connection, so either process may answer."""
+    return samples(httpx.get(f"{fleet.url}/metrics", headers={"connection": "close"}).text)
+
+
+def test_metrics_sum_over_worker_processes(two_workers: Fleet) -> None:
     """With --workers 2, /metrics from either process counts every request both served; each request
     also leaves one access-log line on stdout."""
-    url, out = two_workers
     for _ in range(20):  # a new connection each time, so both processes serve some
-        assert httpx.get(f"{url}/healthz", headers={"connection": "close"}).status_code == 200
+        assert httpx.get(f"{two_workers.url}/healthz", headers={"connection": "close"}).status_code == 200
     for _ in range(4):
-        found = samples(httpx.get(f"{url}/metrics", headers={"connection": "close"}).text)
+        found = scrape_fleet(two_workers)
         count = value(found, "blobstore_http_requests_total", method="GET", route="/healthz", status_class="2xx")
         assert count == 20
-    lines = [json.loads(line) for line in out.read_text().splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in two_workers.out.read_text().splitlines() if line.startswith("{")]
     assert sum(1 for line in lines if line["route"] == "/healthz") == 20
+
+
+def test_storage_database_and_gc_metrics_sum_over_worker_processes(two_workers: Fleet) -> None:
+    """With --workers 2 (each process running GC), /metrics from either process shows every storage write both
+    made, the GC runs, the one blob reclaimed once (whichever process reclaimed it) and the latest success."""
+    keys = [f"fleet-{n}" for n in range(10)]
+    with httpx.Client(base_url=two_workers.url, headers={"connection": "close", **two_workers.auth}) as http:
+        for n, key in enumerate(keys):  # new bytes each time, from either process
+            assert http.put(f"/v1/tenants/acme/objects/{key}", content=DATA + bytes([n])).status_code == 201
+        assert http.delete(f"/v1/tenants/acme/objects/{keys[0]}").status_code == 204
+    deadline = time.monotonic() + 60
+    while value(found := scrape_fleet(two_workers), "blobstore_gc_reclaimed_objects_total", kind="blob") < 1:
+        assert time.monotonic() < deadline, "no GC run reclaimed the deleted key's blob"
+        time.sleep(0.1)
+    time.sleep(0.5)  # the processes run GC a few more times meanwhile
+    for _ in range(4):
+        found = scrape_fleet(two_workers)
+        writes = "blobstore_storage_operation_duration_seconds_count"
+        assert value(found, writes, operation="write", outcome="ok") == len(keys)
+        assert value(found, "blobstore_database_statement_duration_seconds_count", statement="insert", outcome="ok")
+        assert value(found, "blobstore_gc_reclaimed_objects_total", kind="blob") == 1
+        assert value(found, "blobstore_gc_reclaimed_bytes_total", kind="blob") == len(DATA) + 1
+        assert value(found, "blobstore_gc_runs_total", outcome="ok") >= 2
+        assert value(found, "blobstore_gc_runs_total", outcome="error") == 0
+        assert time.time() - 5 < value(found, "blobstore_gc_last_success_timestamp_seconds") <= time.time()
+
+
+@pytest.mark.parametrize("interval", ["0", "-1", "soon", "inf", "nan"])
+def test_a_bad_gc_interval_in_the_environment_is_a_configuration_error(
+    interval: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(GC_INTERVAL, interval)
+    with pytest.raises(ConfigurationError, match=GC_INTERVAL):
+        app_from_env()

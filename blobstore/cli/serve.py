@@ -35,8 +35,21 @@ if TYPE_CHECKING:  # the store loads when the command runs, not for --help
     metavar="SECONDS",
     help="On SIGTERM, stop accepting and give requests in flight this long to finish (then cut them).",
 )
+@click.option(
+    "--gc-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Run GC every SECONDS in each server process (default: never; `blobstore gc` runs it from outside).",
+)
 @common_options
-def serve(host: str, port: int, workers: int, cors_origins: tuple[str, ...], shutdown_timeout: int) -> None:
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    cors_origins: tuple[str, ...],
+    shutdown_timeout: int,
+    gc_interval: float | None,
+) -> None:
     """Serve the store over HTTP, to clients in any language.
 
     Every request needs a token (`blobstore token create`). Any number of
@@ -48,7 +61,7 @@ def serve(host: str, port: int, workers: int, cors_origins: tuple[str, ...], shu
     import uvicorn  # only this command needs the server stack
 
     from blobstore.server import access
-    from blobstore.server.app import CORS_ORIGINS
+    from blobstore.server.app import CORS_ORIGINS, GC_INTERVAL
 
     settings = options().settings()
 
@@ -59,6 +72,7 @@ def serve(host: str, port: int, workers: int, cors_origins: tuple[str, ...], shu
     os.environ["BLOBSTORE_DATABASE_URL"] = settings.database_url
     os.environ["BLOBSTORE_STORAGE_URL"] = settings.storage_url
     os.environ[CORS_ORIGINS] = ",".join(cors_origins)
+    os.environ[GC_INTERVAL] = "" if gc_interval is None else repr(gc_interval)
     with _metrics_directory(workers):
         uvicorn.run(
             "blobstore.server.app:app_from_env",

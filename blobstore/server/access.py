@@ -93,7 +93,8 @@ def _route_of(scope: Scope) -> str:
 
 
 def log_config() -> dict[str, Any]:
-    """uvicorn's logging configuration, with the access log as the lines above on stdout (uvicorn's own off)."""
+    """uvicorn's logging configuration, with the access log as the lines above on stdout (uvicorn's own off),
+    and blobstore's other messages (GC runs, warnings, failures) on stderr like uvicorn's."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
@@ -104,4 +105,5 @@ def log_config() -> dict[str, Any]:
         "stream": "ext://sys.stdout",
     }
     config["loggers"][log.name] = {"handlers": ["access_lines"], "level": "INFO", "propagate": False}
+    config["loggers"]["blobstore"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     return config

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -13,8 +15,9 @@ from fastapi.responses import JSONResponse
 
 from blobstore.config import Settings
 from blobstore.db import migrate
-from blobstore.errors import StorageUnavailable
-from blobstore.server import metrics, objects, problems, signed, tenants
+from blobstore.errors import ConfigurationError, StorageUnavailable
+from blobstore.instrument import instrument
+from blobstore.server import collector, metrics, objects, problems, signed, tenants
 from blobstore.server.access import AccessMiddleware
 from blobstore.server.auth import store_of
 from blobstore.server.schemas import Health
@@ -22,6 +25,8 @@ from blobstore.store import BlobStore, Clock, utc_now
 
 #: The environment variable ``blobstore serve --cors-origin`` passes its origins in.
 CORS_ORIGINS = "BLOBSTORE_CORS_ORIGINS"
+#: The environment variable ``blobstore serve --gc-interval`` passes its seconds in (unset or empty: no GC).
+GC_INTERVAL = "BLOBSTORE_GC_INTERVAL"
 DESCRIPTION = """\
 A content-addressed, deduplicating blob store. Every request carries
 `Authorization: Bearer <token>` (from `blobstore token create`); errors are
@@ -35,23 +40,28 @@ def create_app(
     settings: Settings | None = None,
     clock: Clock = utc_now,
     cors_origins: Sequence[str] = (),
+    gc_interval: float | None = None,
 ) -> FastAPI:
     """The HTTP API over ``store`` (left open), or over a store opened from ``settings`` (default: the
     environment) when the app starts and closed when it stops. Browser pages from ``cors_origins``
-    (``https://host[:port]``) may call it, signed URLs included."""
+    (``https://host[:port]``) may call it, signed URLs included. With ``gc_interval``, the app runs GC
+    every that many seconds while it runs (blobstore.server.collector).
+
+    While the app runs, the store's storage operations and database statements are timed into
+    ``/metrics`` (blobstore.instrument); the store is given back as it was when the app stops."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if store is not None:
-            app.state.blobstore = store
+        async with contextlib.AsyncExitStack() as stack:  # undone in reverse: GC, then timing, then the store
+            serving = store
+            if serving is None:
+                serving = await BlobStore.open(settings, clock=clock)
+                stack.push_async_callback(serving.close)
+            stack.callback(instrument(serving, metrics.OBSERVER).remove)
+            if gc_interval is not None:
+                stack.push_async_callback(_stop, asyncio.create_task(collector.collect_every(serving, gc_interval)))
+            app.state.blobstore = serving
             yield
-            return
-        opened = await BlobStore.open(settings, clock=clock)
-        app.state.blobstore = opened
-        try:
-            yield
-        finally:
-            await opened.close()
 
     app = FastAPI(title="blobstore", version=_version(), description=DESCRIPTION, lifespan=lifespan)
     problems.install(app)
@@ -83,9 +93,28 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """The app over the store the environment names, with :data:`CORS_ORIGINS` (comma-separated) as its CORS
-    origins (uvicorn's factory for ``blobstore serve``)."""
+    origins and :data:`GC_INTERVAL` as its GC interval (uvicorn's factory for ``blobstore serve``)."""
     origins = [origin.strip() for origin in os.environ.get(CORS_ORIGINS, "").split(",") if origin.strip()]
-    return create_app(cors_origins=origins)
+    return create_app(cors_origins=origins, gc_interval=_gc_interval(os.environ.get(GC_INTERVAL, "")))
+
+
+def _gc_interval(text: str) -> float | None:
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise ConfigurationError(f"{GC_INTERVAL} must be a positive number of seconds, not {text!r}")
+    return seconds
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait until it has ended."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def healthz() -> JSONResponse:

@@ -2,7 +2,11 @@
 
 Requests are counted and timed by method, route template and status class,
 never by key or tenant (label values stay few). Bytes in and out are counted
-by route template; puts by whether their bytes were already stored.
+by route template; puts by whether their bytes were already stored. Storage
+operations are timed by operation and outcome, database statements by kind
+and outcome (:data:`OBSERVER`, through blobstore.instrument). GC runs made by
+this server (``blobstore serve --gc-interval``) are counted by outcome, with
+what they reclaimed and when one last succeeded.
 
 With ``PROMETHEUS_MULTIPROC_DIR`` set (``blobstore serve --workers N`` sets
 it to a directory of its own), every process writes its samples there and
@@ -12,6 +16,8 @@ it to a directory of its own), every process writes its samples there and
 from __future__ import annotations
 
 import os
+import time
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -20,12 +26,19 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
 )
 
+if TYPE_CHECKING:
+    from blobstore.gc import GcStats
+    from blobstore.instrument import Outcome, StatementKind
+
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+#: Buckets of the storage and database durations: a statement takes a fraction of a millisecond, a large write seconds.
+_BACKEND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 REQUESTS = Counter("blobstore_http_requests", "HTTP requests answered.", ["method", "route", "status_class"])
 DURATION = Histogram(
@@ -39,6 +52,36 @@ SENT = Counter("blobstore_http_sent_bytes", "Response body bytes sent.", ["route
 PUTS = Counter(
     "blobstore_puts", "Objects stored over HTTP, by whether their bytes were already held (dedup hit).", ["result"]
 )
+STORAGE = Histogram(
+    "blobstore_storage_operation_duration_seconds",
+    "Time the object storage took per operation (reads and listings: waiting for the storage only).",
+    ["operation", "outcome"],
+    buckets=_BACKEND_BUCKETS,
+)
+DATABASE = Histogram(
+    "blobstore_database_statement_duration_seconds",
+    "Time the metadata database took per statement, by kind (select, insert, update, delete, other).",
+    ["statement", "outcome"],
+    buckets=_BACKEND_BUCKETS,
+)
+GC_RUNS = Counter("blobstore_gc_runs", "GC runs this server started, by outcome (ok, error).", ["outcome"])
+GC_OBJECTS = Counter(
+    "blobstore_gc_reclaimed_objects",
+    "Objects GC runs of this server deleted: unreferenced blobs, orphans, aborted incomplete uploads.",
+    ["kind"],
+)
+GC_BYTES = Counter("blobstore_gc_reclaimed_bytes", "Bytes GC runs of this server deleted (blobs, orphans).", ["kind"])
+GC_LAST_SUCCESS = Gauge(
+    "blobstore_gc_last_success_timestamp_seconds",
+    "When a GC run of a server last succeeded (unix seconds; 0 before the first).",
+    multiprocess_mode="max",  # the latest over every process, dead ones included
+)
+for _outcome in ("ok", "error"):  # every series exists from the start, so rates and alerts see zeros
+    GC_RUNS.labels(_outcome)
+for _kind in ("blob", "orphan", "upload"):
+    GC_OBJECTS.labels(_kind)
+for _kind in ("blob", "orphan"):
+    GC_BYTES.labels(_kind)
 
 router = APIRouter(tags=["health"])
 
@@ -55,6 +98,36 @@ def record_request(method: str, route: str, status: int, seconds: float, receive
 def record_put(deduplicated: bool) -> None:
     """Count one stored object: a dedup hit, or new bytes."""
     PUTS.labels("dedup_hit" if deduplicated else "new_object").inc()
+
+
+class _Observer:
+    """Records blobstore.instrument's timings into :data:`STORAGE` and :data:`DATABASE`."""
+
+    def storage_operation(self, operation: str, outcome: Outcome, seconds: float) -> None:
+        STORAGE.labels(operation, outcome).observe(seconds)
+
+    def database_statement(self, kind: StatementKind, outcome: Outcome, seconds: float) -> None:
+        DATABASE.labels(kind, outcome).observe(seconds)
+
+
+#: The observer the app instruments its store with.
+OBSERVER = _Observer()
+
+
+def record_gc(stats: GcStats) -> None:
+    """Count one GC run that succeeded, with what it reclaimed, as the last success (now)."""
+    GC_RUNS.labels("ok").inc()
+    GC_OBJECTS.labels("blob").inc(stats.blobs_reclaimed)
+    GC_OBJECTS.labels("orphan").inc(stats.orphans_deleted)
+    GC_OBJECTS.labels("upload").inc(stats.incomplete_uploads_aborted)
+    GC_BYTES.labels("blob").inc(stats.bytes_reclaimed)
+    GC_BYTES.labels("orphan").inc(stats.orphan_bytes)
+    GC_LAST_SUCCESS.set(time.time())
+
+
+def record_gc_failure() -> None:
+    """Count one GC run that failed."""
+    GC_RUNS.labels("error").inc()
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -1,0 +1,50 @@
+"""Periodic garbage collection inside a server process (``blobstore serve --gc-interval``).
+
+Each process runs ``store.gc()`` every ``interval`` seconds, the first time at a
+random moment within the first interval (so the processes of a fleet started
+together do not all collect at once; concurrent runs are safe anyway, see
+docs/gc-protocol.md). Every run is recorded in blobstore.server.metrics; one
+that fails is logged and counted, and the next runs on schedule: GC never
+stops the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import TYPE_CHECKING
+
+from blobstore.server import metrics
+
+if TYPE_CHECKING:
+    from blobstore.store import BlobStore
+
+log = logging.getLogger(__name__)
+
+
+async def collect(store: BlobStore) -> None:
+    """Run GC once and record it; a failure is logged and counted, never raised."""
+    try:
+        stats = await store.gc()
+    except Exception:
+        log.exception("garbage collection failed; the next run is on schedule")
+        metrics.record_gc_failure()
+        return
+    metrics.record_gc(stats)
+    log.info(
+        "garbage collection reclaimed %d blobs (%d bytes), %d orphans, %d incomplete uploads in %.3f s",
+        stats.blobs_reclaimed,
+        stats.bytes_reclaimed,
+        stats.orphans_deleted,
+        stats.incomplete_uploads_aborted,
+        stats.duration_seconds,
+    )
+
+
+async def collect_every(store: BlobStore, interval: float) -> None:
+    """Run :func:`collect` every ``interval`` seconds until cancelled (see the module docstring)."""
+    await asyncio.sleep(random.uniform(0, interval))
+    while True:
+        await collect(store)
+        await asyncio.sleep(interval)
