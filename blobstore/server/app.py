@@ -21,6 +21,7 @@ from blobstore.server import collector, metrics, objects, problems, signed, tena
 from blobstore.server.access import AccessMiddleware
 from blobstore.server.auth import store_of
 from blobstore.server.schemas import Health
+from blobstore.server.shutdown import ShutdownMiddleware
 from blobstore.store import BlobStore, Clock, utc_now
 
 #: The environment variable ``blobstore serve --cors-origin`` passes its origins in.
@@ -78,7 +79,8 @@ def create_app(
         tags=["health"],
         responses=problems.error_responses(),
     )
-    app.add_middleware(AccessMiddleware)
+    app.add_middleware(ShutdownMiddleware)
+    app.add_middleware(AccessMiddleware)  # outside ShutdownMiddleware, so it logs and counts the 503 of a cut request
     if cors_origins:  # outermost, so it answers preflight requests before routing
         app.add_middleware(
             CORSMiddleware,
