@@ -5,9 +5,10 @@ Usage counts a tenant's references: ``used_objects`` its keys and
 tenant must not learn what other tenants store). Every put, copy and delete
 changes usage in the transaction that changes the references, and a put or
 copy that would cross a limit fails with QuotaExceeded and changes nothing
-(:func:`blobstore.db.catalog.charge`: one conditional UPDATE, safe across
-processes). Lowering a limit below current usage keeps the data; further
-growth fails until usage drops under the limit. Deletes always succeed.
+(decided under the tenant's row lock, :func:`blobstore.db.catalog.lock_tenant`,
+so concurrent writers in any number of processes cannot cross a limit
+together). Lowering a limit below current usage keeps the data; further growth
+fails until usage drops under the limit. Deletes always succeed.
 """
 
 from __future__ import annotations
@@ -68,9 +69,9 @@ async def set_quota(store: BlobStore, tenant: str, *, max_bytes: Limit = KEEP, m
     }
 
     async def work(conn: AsyncConnection) -> Quota:
-        tenant_id = await catalog.lock_tenant_named(conn, tenant, store.clock(), create=True)
-        assert tenant_id is not None
-        await set_limits(conn, tenant_id, limits)
+        locked = await catalog.lock_tenant(conn, tenant, store.clock(), create=True)
+        assert locked is not None
+        await set_limits(conn, locked.id, limits)
         return Quota.from_row((await tenant_rows(conn, tenant))[0])
 
     return await store.database.transaction(work)

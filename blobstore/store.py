@@ -28,7 +28,6 @@ from blobstore.db import batches, binding, catalog, migrate
 from blobstore.db.engine import Database
 from blobstore.egress import EgressLedger, EgressMeter
 from blobstore.errors import (
-    AlreadyExists,
     BlobStoreError,
     ConfigurationError,
     IntegrityError,
@@ -68,10 +67,6 @@ _MAX_UPLOAD_ATTEMPTS = 3
 def utc_now() -> datetime:
     """The default clock."""
     return datetime.now(UTC)
-
-
-class _UploadReclaimed(Exception):
-    """GC reclaimed our ``uploading`` row before we committed (our lease lapsed: we stalled)."""
 
 
 class BlobStore:
@@ -267,9 +262,20 @@ class Tenant:
         try:
             if digest is not None and digest != ingested.digest:
                 raise IntegrityError(f"the data hash to {ingested.digest}, not the expected {digest}")
-            return await self._put_ingested(request, ingested)
+            item = binding.Item(
+                0,
+                request.key,
+                ingested.digest,
+                ingested.size,
+                request.content_type,
+                request.metadata,
+                request.if_absent,
+            )
+            outcomes: list[PutOutcome | None] = [None]
+            await self._put_items([item], {0: ingested}, outcomes)
         finally:
             ingested.discard()
+        return _raised(outcomes[0])
 
     async def copy(self, src_key: str, dst_key: str, *, if_absent: bool = False) -> BlobInfo:
         """Make ``dst_key`` a new reference to ``src_key``'s bytes; no bytes move."""
@@ -277,14 +283,24 @@ class Tenant:
         validate_key(dst_key)
 
         async def work(conn: AsyncConnection) -> BlobInfo:
-            tenant = await self._lock_tenant(conn, create=False)
-            source = None if tenant is None else await catalog.find_ref(conn, tenant, src_key, lock=True)
+            now = self.store.clock()
+            tenant = await catalog.lock_tenant(conn, self.name, now, create=False)
+            source = None if tenant is None else await catalog.find_ref(conn, tenant.id, src_key)
             if tenant is None or source is None:
                 raise NotFound(f"no such key: {src_key!r}")
-            request = _PutRequest(dst_key, source.content_type, dict(source.metadata), if_absent)
-            info = await self._acquire_and_bind(conn, tenant, request, source.blob_id, source.digest, source.size)
-            assert info is not None, "a referenced blob is always live"
-            return info
+            item = binding.Item(
+                0,
+                dst_key,
+                source.digest,
+                source.size,
+                source.content_type,
+                dict(source.metadata),
+                if_absent,
+                blob_id=source.blob_id,
+            )
+            outcome = await binding.bind(conn, tenant, self.store.dedup_scope_of(self.name), [item], now)
+            assert not outcome.unbound, "a referenced blob is always live"
+            return _raised(outcome.bound.get(0) or outcome.failed[0])
 
         return await self.store.database.transaction(work)
 
@@ -294,8 +310,7 @@ class Tenant:
         now = self.store.clock()
 
         async def work(conn: AsyncConnection) -> bool:
-            tenant = await self._lock_tenant(conn, create=False)
-            return tenant is not None and await catalog.unbind_key(conn, tenant, key, now)
+            return bool(await binding.unbind(conn, self.name, [key], now))
 
         return await self.store.database.transaction(work)
 
@@ -315,15 +330,7 @@ class Tenant:
         outcomes: list[PutOutcome | None] = [None] * len(batch)
         ingested: dict[int, Ingested] = {}
         try:
-            pending = await self._ingest_batch(batch, ingested, outcomes)
-            for _ in range(_MAX_UPLOAD_ATTEMPTS):
-                if not pending:
-                    break
-                pending = await self._store_batch(pending, ingested, outcomes)
-            for item in pending:
-                outcomes[item.index] = StorageUnavailable(
-                    f"upload of {item.digest} kept stalling past its lease, so GC reclaimed it; nothing was stored"
-                )
+            await self._put_items(await self._ingest_batch(batch, ingested, outcomes), ingested, outcomes)
         finally:
             for each in ingested.values():
                 each.discard()
@@ -352,7 +359,7 @@ class Tenant:
 
         async def work(conn: AsyncConnection) -> dict[str, catalog.RefRow]:
             tenant = await catalog.tenant_id(conn, self.name)
-            return {} if tenant is None else await batches.refs_by_key(conn, tenant, valid, lock=False)
+            return {} if tenant is None else await batches.refs_by_key(conn, tenant, valid)
 
         found = await self.store.database.read(work) if valid else {}
         return [
@@ -402,18 +409,37 @@ class Tenant:
             )
         return pending
 
+    async def _put_items(
+        self, pending: list[binding.Item], ingested: dict[int, Ingested], outcomes: list[PutOutcome | None]
+    ) -> None:
+        """Store the hashed items (a single put is a batch of one), their outcomes into ``outcomes``: rounds
+        of :meth:`_store_batch`, again for the uploads GC reclaimed from a stalled uploader (at most three)."""
+        for _ in range(_MAX_UPLOAD_ATTEMPTS):
+            if not pending:
+                return
+            pending = await self._store_batch(pending, ingested, outcomes)
+        for item in pending:
+            outcomes[item.index] = StorageUnavailable(
+                f"upload of {item.digest} kept stalling past its {self.store.settings.upload_lease_seconds:g} s "
+                "lease, so GC reclaimed it; nothing was stored"
+            )
+
     async def _store_batch(
         self, pending: list[binding.Item], ingested: dict[int, Ingested], outcomes: list[PutOutcome | None]
     ) -> list[binding.Item]:
-        """One round of a batch put: bind the items whose bytes are live and record one upload per new
-        digest (one transaction), write those, then make them live and bind their items (one transaction).
+        """One round of a put: bind the items whose bytes are live and record one upload per new digest
+        (one transaction), write those, then make them live and bind their items (one transaction).
         Outcomes go into ``outcomes``; returns the items whose uploads GC reclaimed (to try again)."""
         store = self.store
         scope = store.dedup_scope_of(self.name)
 
         async def bind_or_record(conn: AsyncConnection) -> tuple[binding.Outcome, dict[str, tuple[int, str]]]:
             now = store.clock()
-            outcome = await binding.bind(conn, self.name, scope, pending, now)
+            tenant = await catalog.lock_tenant(conn, self.name, now, create=True)
+            assert tenant is not None
+            outcome = await binding.bind(conn, tenant, scope, pending, now)
+            # A fresh object key per attempt: a replay after a lost COMMIT reply must not collide with the
+            # row that did commit (which GC reclaims as an abandoned upload).
             new = {item.digest: (item.size, object_key_for(item.digest)) for item in outcome.unbound}
             lease_until = now + timedelta(seconds=store.settings.upload_lease_seconds)
             ids = await batches.insert_uploads(
@@ -451,6 +477,9 @@ class Tenant:
             if isinstance(error, BlobStoreError):
                 outcomes[item.index] = error
         reclaimed = [item for item in first.unbound if failed.get(item.digest) is _RECLAIMED]
+        if reclaimed or second.unbound:
+            again = sorted({item.digest for item in reclaimed + second.unbound})
+            log.warning("uploads of %s lost their lease to GC; uploading again", again)
         return reclaimed + second.unbound
 
     async def _commit_batch(self, written: list[binding.Item], ours: dict[str, int]) -> binding.Outcome:
@@ -460,9 +489,14 @@ class Tenant:
             return binding.Outcome()
         store = self.store
         scope = store.dedup_scope_of(self.name)
-        return await store.database.transaction(
-            lambda conn: binding.bind(conn, self.name, scope, written, store.clock(), ours=ours)
-        )
+
+        async def commit(conn: AsyncConnection) -> binding.Outcome:
+            now = store.clock()
+            tenant = await catalog.lock_tenant(conn, self.name, now, create=True)
+            assert tenant is not None
+            return await binding.bind(conn, tenant, scope, written, now, ours=ours)
+
+        return await store.database.transaction(commit)
 
     async def _upload_all(
         self, uploads: dict[str, tuple[int, str]], sources: dict[str, Ingested]
@@ -477,8 +511,13 @@ class Tenant:
                 try:
                     await self.store.storage.write(object_key, sources[digest].source)
                     sources[digest].ensure_unchanged()
-                except BlobStoreError as exc:
-                    failed[digest] = _RECLAIMED if await self._reclaimed(blob_id) else exc
+                except Exception as exc:
+                    if await self._reclaimed(blob_id):  # GC took the upload (and its partial object) mid-write
+                        failed[digest] = _RECLAIMED
+                    elif isinstance(exc, BlobStoreError):
+                        failed[digest] = exc
+                    else:
+                        raise
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -588,131 +627,24 @@ class Tenant:
             deduplicated=deduplicated,
         )
 
-    async def _lock_tenant(self, conn: AsyncConnection, *, create: bool) -> int | None:
-        """Lock this tenant's row, the first lock every write takes; its id (None: unknown and not created)."""
-        return await catalog.lock_tenant_named(conn, self.name, self.store.clock(), create=create)
-
-    async def _acquire_and_bind(
-        self, conn: AsyncConnection, tenant: int, request: _PutRequest, blob_id: int, digest: str, size: int
-    ) -> BlobInfo | None:
-        """With the tenant row locked: acquire the blob and bind the key to it, in the caller's transaction.
-
-        Returns what the tenant sees, or None (changing nothing) if the blob is no longer live.
-        Row locks follow the order every writer uses: the tenant row, then blob rows by id (the
-        acquired one and the one the key replaces), so concurrent writers wait instead of deadlocking.
-        """
-        old = await catalog.find_ref(conn, tenant, request.key, lock=True)
-        if old is not None and old.blob_id != blob_id:
-            await catalog.lock_blobs(conn, [blob_id, old.blob_id])
-        if not await catalog.acquire(conn, blob_id):
-            return None
-        held_before = (old is not None and old.blob_id == blob_id) or await catalog.tenant_holds_blob(
-            conn, tenant, blob_id
-        )
-        now = self.store.clock()
-        await catalog.bind_key(
-            conn,
-            tenant=tenant,
-            tenant_name=self.name,
-            key=request.key,
-            blob_id=blob_id,
-            size=size,
-            content_type=request.content_type,
-            metadata=request.metadata,
-            if_absent=request.if_absent,
-            now=now,
-            old=old,
-        )
-        return BlobInfo(self.name, request.key, digest, size, request.content_type, request.metadata, now, held_before)
-
     async def _put_known_digest(self, request: _PutRequest, digest: str) -> BlobInfo:
+        """Bind the key to bytes this tenant already references, named by digest (NotFound otherwise)."""
+
         async def work(conn: AsyncConnection) -> BlobInfo:
-            tenant = await self._lock_tenant(conn, create=False)
-            held = None if tenant is None else await catalog.tenant_blob_with_digest(conn, tenant, digest)
-            info = None
-            if tenant is not None and held is not None:
-                info = await self._acquire_and_bind(conn, tenant, request, held[0], digest, held[1])
-            if info is None:
+            now = self.store.clock()
+            tenant = await catalog.lock_tenant(conn, self.name, now, create=False)
+            held = None if tenant is None else await catalog.tenant_blob_with_digest(conn, tenant.id, digest)
+            if tenant is None or held is None:
                 raise NotFound(f"this tenant holds no bytes with digest {digest}")
-            return info
+            blob_id, size = held
+            item = binding.Item(
+                0, request.key, digest, size, request.content_type, request.metadata, request.if_absent, blob_id
+            )
+            outcome = await binding.bind(conn, tenant, self.store.dedup_scope_of(self.name), [item], now)
+            assert not outcome.unbound, "a referenced blob is always live"
+            return _raised(outcome.bound.get(0) or outcome.failed[0])
 
         return await self.store.database.transaction(work)
-
-    async def _put_ingested(self, request: _PutRequest, ingested: Ingested) -> BlobInfo:
-        for _ in range(_MAX_UPLOAD_ATTEMPTS):
-            outcome = await self.store.database.transaction(lambda conn: self._dedup_or_record(conn, request, ingested))
-            if isinstance(outcome, BlobInfo):
-                return outcome
-            try:
-                return await self._upload_and_bind(request, ingested, *outcome)
-            except _UploadReclaimed:
-                log.warning("upload of %s lost its lease to GC; uploading again", ingested.digest)
-        raise StorageUnavailable(
-            f"upload of {ingested.digest} kept stalling past its {self.store.settings.upload_lease_seconds:g} s "
-            "lease, so GC reclaimed it; nothing was stored"
-        )
-
-    async def _dedup_or_record(
-        self, conn: AsyncConnection, request: _PutRequest, ingested: Ingested
-    ) -> BlobInfo | tuple[int, str]:
-        """Dedup: bind the key to the live blob with these bytes. Failing that, record the intent to
-        upload them (an ``uploading`` blob row under a fresh object key) and return its id and key."""
-        tenant = await self._lock_tenant(conn, create=True)
-        assert tenant is not None
-        blob_id = await catalog.find_live_blob(conn, self.store.dedup_scope_of(self.name), ingested.digest)
-        if blob_id is not None:
-            info = await self._acquire_and_bind(conn, tenant, request, blob_id, ingested.digest, ingested.size)
-            if info is not None:
-                return info
-        await self._precheck(conn, tenant, request, ingested.size)
-        # A fresh key per attempt: a replay after a lost COMMIT reply must not collide with the
-        # row that did commit (which GC reclaims as an abandoned upload).
-        object_key = object_key_for(ingested.digest)
-        now = self.store.clock()
-        scope = self.store.dedup_scope_of(self.name)
-        lease_until = now + timedelta(seconds=self.store.settings.upload_lease_seconds)
-        blob_id = await catalog.insert_uploading(
-            conn, scope, ingested.digest, ingested.size, object_key, now, lease_until
-        )
-        return blob_id, object_key
-
-    async def _upload_and_bind(
-        self, request: _PutRequest, ingested: Ingested, blob_id: int, object_key: str
-    ) -> BlobInfo:
-        """Write the bytes of the recorded upload, then make the blob live and bind the key."""
-        store = self.store
-        scope = store.dedup_scope_of(self.name)
-
-        async def commit(conn: AsyncConnection) -> tuple[BlobInfo, bool]:
-            tenant = await self._lock_tenant(conn, create=True)
-            assert tenant is not None
-            winner = await catalog.find_live_blob(conn, scope, ingested.digest)
-            if winner is not None:
-                info = await self._acquire_and_bind(conn, tenant, request, winner, ingested.digest, ingested.size)
-                if info is not None:
-                    return info, False
-            if not await catalog.promote(conn, blob_id, store.clock()):
-                raise _UploadReclaimed
-            info = await self._acquire_and_bind(conn, tenant, request, blob_id, ingested.digest, ingested.size)
-            assert info is not None, "the blob was promoted in this transaction"
-            return info, True
-
-        try:
-            try:
-                async with self._lease_renewed([blob_id]):
-                    await store.storage.write(object_key, ingested.source)
-            except Exception as exc:
-                if await self._reclaimed(blob_id):  # GC took the upload (and its partial object) mid-write
-                    raise _UploadReclaimed from exc
-                raise
-            ingested.ensure_unchanged()
-            info, used = await store.database.transaction(commit)
-        except BaseException:
-            await self._discard_upload(blob_id, object_key)
-            raise
-        if not used:
-            await self._discard_upload(blob_id, object_key)
-        return info
 
     @contextlib.asynccontextmanager
     async def _lease_renewed(self, blob_ids: Sequence[int]) -> AsyncIterator[None]:
@@ -740,16 +672,6 @@ class Tenant:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
-
-    async def _precheck(self, conn: AsyncConnection, tenant: int, request: _PutRequest, size: int) -> None:
-        """Fail before uploading when the put is bound to fail (the bind re-checks authoritatively)."""
-        old = await catalog.find_ref(conn, tenant, request.key)
-        if old is not None and request.if_absent:
-            raise AlreadyExists(f"key {request.key!r} already exists")
-        usage = await catalog.usage(conn, tenant)
-        violation = catalog.quota_violation(usage, self.name, size - (old.size if old else 0), 0 if old else 1)
-        if violation is not None:
-            raise violation
 
     async def _reclaimed(self, blob_id: int) -> bool:
         """True if GC reclaimed our ``uploading`` blob row; False if it is still ours or we cannot tell."""
@@ -790,6 +712,14 @@ def _record(outcomes: list[PutOutcome | None], decided: binding.Outcome) -> None
         outcomes[index] = info
     for index, error in decided.failed.items():
         outcomes[index] = error
+
+
+def _raised(outcome: PutOutcome | None) -> BlobInfo:
+    """The result of a batch of one, or its error raised."""
+    if isinstance(outcome, BlobStoreError):
+        raise outcome
+    assert outcome is not None, "every item gets an outcome"
+    return outcome
 
 
 def _key_error(key: str) -> BlobStoreError | None:

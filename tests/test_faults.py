@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from workers import data_objects, invariant_violations, rows
 
 from blobstore import BlobStore, NotFound, StorageUnavailable
-from blobstore.db import catalog, maintenance
+from blobstore.db import batches, binding, maintenance
 from blobstore.db.engine import Database
 from blobstore.layout import object_key_for
 from blobstore.testing.faults import Fault, FaultyStorage
@@ -315,14 +315,15 @@ def kill_own_connection_once(real: Callable[..., Awaitable[Any]], killed: list[i
 
 
 @pytest.mark.parametrize(
-    ("module", "name"), [(catalog, "promote"), (catalog, "unbind_key"), (maintenance, "tombstone")]
+    ("module", "name"), [(batches, "add_refcounts"), (batches, "delete_refs"), (maintenance, "tombstone")]
 )
 async def test_a_connection_terminated_mid_transaction_is_retried_transparently(
     open_store: StoreFactory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, module: Any, name: str
 ) -> None:
     """A PostgreSQL backend terminated mid-transaction is replayed on a new connection; the operation succeeds once.
 
-    Killed in a put's commit, a delete, or a GC tombstone.
+    Killed in a put's commit (before the statement that promotes the upload and counts its reference), a
+    delete (before it deletes the reference), or a GC tombstone.
     """
     store = await open_store("postgres-s3")
     acme = store.tenant("acme")
@@ -330,11 +331,11 @@ async def test_a_connection_terminated_mid_transaction_is_retried_transparently(
     await acme.put("doomed", b"doomed")
     killed: list[int] = []
     monkeypatch.setattr(module, name, kill_own_connection_once(getattr(module, name), killed))
-    if name == "promote":
+    if name == "add_refcounts":
         info = await acme.put("new", b"new bytes")
         assert info.size == len(b"new bytes")
         assert await acme.get("new") == b"new bytes"
-    elif name == "unbind_key":
+    elif name == "delete_refs":
         assert await acme.delete("doomed") is True
         assert not await acme.exists("doomed")
     else:
@@ -398,14 +399,20 @@ class LostReply:
             raise DBAPIError("COMMIT", None, ConnectionResetError("injected: reply lost"), connection_invalidated=True)
 
 
-@pytest.mark.parametrize("name", ["insert_uploading", "promote", "bind_key", "unbind_key"])
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [(batches, "insert_uploads"), (batches, "add_refcounts"), (binding, "bind"), (batches, "delete_refs")],
+)
 async def test_a_lost_commit_reply_is_replayed_without_double_counting(
-    store: BlobStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, name: str
+    store: BlobStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, module: Any, name: str
 ) -> None:
-    """A commit whose reply was lost is replayed: the operation succeeds once and no count drifts."""
+    """A commit whose reply was lost is replayed: the operation succeeds once and no count drifts.
+
+    Lost after a put's reservation of an upload, a put's commit, a copy, and a delete.
+    """
     engine = LostReply(store.database.engine)
     monkeypatch.setattr(store.database, "engine", engine)
-    real = getattr(catalog, name)
+    real = getattr(module, name)
 
     async def arming(*args: Any, **kwargs: Any) -> Any:
         engine.armed = engine.lost == 0
@@ -413,11 +420,11 @@ async def test_a_lost_commit_reply_is_replayed_without_double_counting(
 
     acme = store.tenant("acme")
     await acme.put("old", b"old")
-    monkeypatch.setattr(catalog, name, arming)
-    if name == "unbind_key":
+    monkeypatch.setattr(module, name, arming)
+    if name == "delete_refs":
         await acme.delete("old")
         assert not await acme.exists("old")
-    elif name == "bind_key":
+    elif name == "bind":
         await acme.copy("old", "copy")
         assert await acme.get("copy") == b"old"
     else:

@@ -1,19 +1,21 @@
 """Set-based queries for batches of keys: a handful of statements however many keys a batch holds.
 
 Every function runs inside a transaction that already holds the tenant's row
-lock (:func:`blobstore.db.catalog.lock_tenant_named`), so the tenant's
-references and usage cannot change under it. Blob rows are locked in id
-order, the order every writer uses, so batches wait instead of deadlocking.
+lock (:func:`blobstore.db.catalog.lock_tenant`), so the tenant's references
+and usage cannot change under it. Blob rows are locked in id order, the order
+every writer uses (:func:`lookup`, then :func:`add_refcounts`), so writers
+wait instead of deadlocking. A single put is a batch of one: the same
+statements, and as few of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, insert, select, update
+from sqlalchemy import and_, bindparam, case, delete, exists, insert, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.db.catalog import LIVE, REF_COLUMNS, UPLOADING, RefRow, blobs, refs, tenants
@@ -33,18 +35,112 @@ class NewRef:
     metadata: dict[str, str]
 
 
-async def live_blobs(conn: AsyncConnection, scope: str, digests: Collection[str]) -> dict[str, int]:
-    """The live blob of each digest that has one in dedup ``scope``: digest -> id (not locked)."""
-    if not digests:
-        return {}
-    query = select(blobs.c.digest, blobs.c.id).where(
-        blobs.c.scope == scope, blobs.c.state == LIVE, blobs.c.digest.in_(sorted(digests))
+@dataclass(frozen=True)
+class OldRef:
+    """A reference a write replaces or deletes: the blob it points at and the size it charged."""
+
+    blob_id: int
+    size: int
+
+
+@dataclass(frozen=True)
+class LockedBlob:
+    """A blob row as of its lock."""
+
+    scope: str
+    digest: str
+    state: str
+    #: The locked tenant references it under at least one key.
+    held: bool
+
+
+@dataclass
+class Found:
+    """What :func:`lookup` found: the keys' current references, and every blob a write may touch, locked."""
+
+    olds: dict[str, OldRef] = field(default_factory=dict)
+    blobs: dict[int, LockedBlob] = field(default_factory=dict)
+
+    def live_of(self, scope: str) -> dict[str, int]:
+        """The live blob of each digest in dedup ``scope`` among those found: digest -> id."""
+        return {b.digest: id_ for id_, b in self.blobs.items() if b.state == LIVE and b.scope == scope}
+
+
+_old = refs.alias("old")
+_holding = refs.alias("holding")
+_candidate = blobs.alias("candidate")
+#: The ids of every blob a write of ``keys`` to ``digests`` may touch: the blobs the keys point at now,
+#: the live blobs of the digests, and the blobs named by id (the caller's own uploads, a copy's source).
+_CANDIDATES = union_all(
+    select(refs.c.blob_id).where(refs.c.tenant_id == bindparam("tenant"), refs.c.key.in_(bindparam("keys"))),
+    select(_candidate.c.id).where(
+        _candidate.c.scope == bindparam("scope"),
+        _candidate.c.state == LIVE,
+        _candidate.c.digest.in_(bindparam("digests")),
+    ),
+    select(_candidate.c.id).where(_candidate.c.id.in_(bindparam("ids"))),
+)
+_LOOKUP = (
+    select(
+        blobs.c.id,
+        blobs.c.scope,
+        blobs.c.digest,
+        blobs.c.state,
+        exists().where(_holding.c.tenant_id == bindparam("tenant"), _holding.c.blob_id == blobs.c.id).label("held"),
+        _old.c.key,
+        _old.c.size,
     )
-    return {row[0]: row[1] for row in await conn.execute(query)}
+    .select_from(
+        blobs.outerjoin(
+            _old,
+            and_(
+                _old.c.blob_id == blobs.c.id, _old.c.tenant_id == bindparam("tenant"), _old.c.key.in_(bindparam("keys"))
+            ),
+        )
+    )
+    .where(blobs.c.id.in_(_CANDIDATES))
+)
+#: Locking is a statement of its own, by id alone: PostgreSQL re-checks a locked row that changed while
+#: it waited against the statement's whole WHERE clause, and a semi-join over the union above can then
+#: drop a row that still qualifies (a live blob vanished from the result under concurrent puts).
+_LOCK_BLOBS = (
+    select(blobs.c.id, blobs.c.state).where(blobs.c.id.in_(bindparam("ids"))).order_by(blobs.c.id).with_for_update()
+)
 
 
-async def refs_by_key(conn: AsyncConnection, tenant: int, keys: Collection[str], *, lock: bool) -> dict[str, RefRow]:
-    """The tenant's references under ``keys`` (with their blobs), optionally locked for update."""
+async def lookup(
+    conn: AsyncConnection,
+    tenant: int,
+    scope: str,
+    keys: Collection[str],
+    digests: Collection[str],
+    ids: Collection[int],
+) -> Found:
+    """The tenant's references under ``keys``, and the blob rows they point at, the live blobs of
+    ``digests`` in dedup ``scope`` and the blobs ``ids``, locked, with their states as of the lock
+    (rows gone are absent).
+
+    The caller holds the tenant's row lock, taken by an earlier statement, so the references it reads are
+    the newest and stay so. On SQLite the write transaction holds the whole database, so one statement
+    reads everything as of the lock; on PostgreSQL a second one locks the blob rows in id order (the order
+    every writer uses, so writers wait instead of deadlocking) and reads their states again. A blob row
+    locked here cannot leave the state it is returned in.
+    """
+    params = {"tenant": tenant, "scope": scope, "keys": sorted(keys), "digests": sorted(digests), "ids": sorted(ids)}
+    found = Found()
+    for row in await conn.execute(_LOOKUP, params):
+        found.blobs[row.id] = LockedBlob(row.scope, row.digest, row.state, bool(row.held))
+        if row.key is not None:
+            found.olds[row.key] = OldRef(row.id, row.size)
+    if found.blobs and conn.dialect.name != "sqlite":
+        locked = await conn.execute(_LOCK_BLOBS, {"ids": sorted(found.blobs)})
+        states: dict[int, str] = {row[0]: row[1] for row in locked}
+        found.blobs = {id_: replace(b, state=states[id_]) for id_, b in found.blobs.items() if id_ in states}
+    return found
+
+
+async def refs_by_key(conn: AsyncConnection, tenant: int, keys: Collection[str]) -> dict[str, RefRow]:
+    """The tenant's references under ``keys`` (with their blobs)."""
     if not keys:
         return {}
     query = (
@@ -52,27 +148,21 @@ async def refs_by_key(conn: AsyncConnection, tenant: int, keys: Collection[str],
         .join(blobs, blobs.c.id == refs.c.blob_id)
         .where(refs.c.tenant_id == tenant, refs.c.key.in_(sorted(keys)))
     )
-    if lock:
-        query = query.with_for_update(of=refs)
     return {row[0]: RefRow(*row) for row in await conn.execute(query)}
 
 
-async def lock_blob_states(conn: AsyncConnection, blob_ids: Collection[int]) -> dict[int, str]:
-    """Lock blob rows in id order and return their states as of the lock (rows gone are absent)."""
-    if not blob_ids:
-        return {}
-    query = (
-        select(blobs.c.id, blobs.c.state).where(blobs.c.id.in_(sorted(blob_ids))).order_by(blobs.c.id).with_for_update()
+_INSERT_REFS = insert(refs)
+_REPOINT_REFS = (
+    update(refs)
+    .where(refs.c.tenant_id == bindparam("t"), refs.c.key == bindparam("k"))
+    .values(
+        blob_id=bindparam("b"),
+        size=bindparam("s"),
+        content_type=bindparam("ct"),
+        metadata=bindparam("md", type_=refs.c.metadata.type),
+        created_at=bindparam("at", type_=refs.c.created_at.type),
     )
-    return {row[0]: row[1] for row in await conn.execute(query)}
-
-
-async def held_blobs(conn: AsyncConnection, tenant: int, blob_ids: Collection[int]) -> set[int]:
-    """Those of ``blob_ids`` the tenant references under at least one key."""
-    if not blob_ids:
-        return set()
-    query = select(refs.c.blob_id).distinct().where(refs.c.tenant_id == tenant, refs.c.blob_id.in_(sorted(blob_ids)))
-    return set((await conn.execute(query)).scalars())
+)
 
 
 async def write_refs(
@@ -80,24 +170,13 @@ async def write_refs(
 ) -> None:
     """Insert ``new`` references and repoint ``replaced`` ones (keys that exist), each kind in one statement."""
     if new:
-        await conn.execute(insert(refs), [_ref_values(tenant, ref, now) for ref in new])
+        await conn.execute(_INSERT_REFS, [_ref_values(tenant, ref, now) for ref in new])
     if replaced:
-        statement = (
-            update(refs)
-            .where(refs.c.tenant_id == bindparam("t"), refs.c.key == bindparam("k"))
-            .values(
-                blob_id=bindparam("b"),
-                size=bindparam("s"),
-                content_type=bindparam("ct"),
-                metadata=bindparam("md", type_=refs.c.metadata.type),
-                created_at=bindparam("at", type_=refs.c.created_at.type),
-            )
-        )
         params = [
             {"t": tenant, "k": r.key, "b": r.blob_id, "s": r.size, "ct": r.content_type, "md": r.metadata, "at": now}
             for r in replaced
         ]
-        await conn.execute(statement, params)
+        await conn.execute(_REPOINT_REFS, params)
 
 
 def _ref_values(tenant: int, ref: NewRef, now: datetime) -> dict[str, Any]:
@@ -112,40 +191,56 @@ def _ref_values(tenant: int, ref: NewRef, now: datetime) -> dict[str, Any]:
     }
 
 
-async def delete_refs(conn: AsyncConnection, tenant: int, keys: Collection[str]) -> None:
-    """Delete the tenant's references under ``keys`` (the caller adjusts counts and usage)."""
-    if keys:
-        await conn.execute(delete(refs).where(refs.c.tenant_id == tenant, refs.c.key.in_(sorted(keys))))
+async def delete_refs(conn: AsyncConnection, tenant: int, keys: Collection[str]) -> dict[str, OldRef]:
+    """Delete the tenant's references under ``keys``; what they pointed at (the caller adjusts counts and usage)."""
+    if not keys:
+        return {}
+    result = await conn.execute(
+        delete(refs)
+        .where(refs.c.tenant_id == tenant, refs.c.key.in_(sorted(keys)))
+        .returning(refs.c.key, refs.c.blob_id, refs.c.size)
+    )
+    return {row[0]: OldRef(row[1], row[2]) for row in result}
+
+
+_SETTLE = (
+    update(blobs)
+    .where(blobs.c.id == bindparam("i"))
+    .values(
+        refcount=blobs.c.refcount + bindparam("d"),
+        unreferenced_since=case(
+            (blobs.c.refcount + bindparam("d") == 0, bindparam("now", type_=blobs.c.unreferenced_since.type)),
+            else_=None,
+        ),
+        state=case((blobs.c.state == UPLOADING, LIVE), else_=blobs.c.state),
+        lease_expires_at=None,
+    )
+)
 
 
 async def add_refcounts(conn: AsyncConnection, deltas: Mapping[int, int], now: datetime) -> None:
-    """Add each delta to its blob's refcount (blobs locked by the caller, in id order); a blob left
-    with no reference starts its unreferenced clock at ``now``, any other has none."""
-    changed = sorted((blob_id, delta) for blob_id, delta in deltas.items())
-    if not changed:
-        return
-    statement = (
-        update(blobs)
-        .where(blobs.c.id == bindparam("i"))
-        .values(
-            refcount=blobs.c.refcount + bindparam("d"),
-            unreferenced_since=case(
-                (blobs.c.refcount + bindparam("d") == 0, bindparam("now", type_=blobs.c.unreferenced_since.type)),
-                else_=None,
-            ),
-        )
-    )
-    await conn.execute(statement, [{"i": blob_id, "d": delta, "now": now} for blob_id, delta in changed])
+    """Add each delta to its blob's refcount, in id order, in one statement; a blob left with no reference
+    starts its unreferenced clock at ``now``, any other has none.
+
+    The caller has locked every one of these blobs and checked its state: each is ``live``, or an upload
+    of its own still ``uploading`` that gains references here, which makes it ``live`` (its lease ends).
+    """
+    changed = sorted(deltas.items())
+    if changed:
+        await conn.execute(_SETTLE, [{"i": blob_id, "d": delta, "now": now} for blob_id, delta in changed])
+
+
+_ADD_USAGE = (
+    update(tenants)
+    .where(tenants.c.id == bindparam("tenant"))
+    .values(used_bytes=tenants.c.used_bytes + bindparam("b"), used_objects=tenants.c.used_objects + bindparam("n"))
+)
 
 
 async def add_usage(conn: AsyncConnection, tenant: int, add_bytes: int, add_objects: int) -> None:
     """Add to the tenant's usage counters (quotas were checked by the caller under the tenant lock)."""
     if add_bytes or add_objects:
-        await conn.execute(
-            update(tenants)
-            .where(tenants.c.id == tenant)
-            .values(used_bytes=tenants.c.used_bytes + add_bytes, used_objects=tenants.c.used_objects + add_objects)
-        )
+        await conn.execute(_ADD_USAGE, {"tenant": tenant, "b": add_bytes, "n": add_objects})
 
 
 async def insert_uploads(
@@ -168,18 +263,6 @@ async def insert_uploads(
     ]
     result = await conn.execute(insert(blobs).returning(blobs.c.id, sort_by_parameter_order=True), rows)
     return [int(row[0]) for row in result]
-
-
-async def promote_uploads(conn: AsyncConnection, blob_ids: Collection[int], now: datetime) -> int:
-    """Make locked ``uploading`` blobs live with no references; how many were still ``uploading``."""
-    if not blob_ids:
-        return 0
-    result = await conn.execute(
-        update(blobs)
-        .where(blobs.c.id.in_(sorted(blob_ids)), blobs.c.state == UPLOADING)
-        .values(state=LIVE, refcount=0, unreferenced_since=now, lease_expires_at=None)
-    )
-    return int(result.rowcount)
 
 
 async def renew_leases(conn: AsyncConnection, blob_ids: Collection[int], lease_until: datetime) -> int:

@@ -1,12 +1,14 @@
-"""Binding many keys of one tenant in one transaction, deciding item by item as single puts would.
+"""Binding keys of one tenant in one transaction, deciding item by item as puts one after another would.
 
-Under the tenant's row lock, a batch reads what it needs in a few set-based
-queries (the live blobs of its digests, the keys it replaces, the blobs it
-acquires, locked in id order), decides every item in order in Python
-(AlreadyExists, QuotaExceeded, deduplicated: exactly as the same puts one
-after another), then writes the references, reference counts and usage in a
-few statements. Items whose bytes have no live blob are returned unbound, for
-the caller to upload.
+Every write of references goes through here, a single put as a batch of one. With the tenant's row
+locked (:func:`blobstore.db.catalog.lock_tenant`, which also reads its usage), one statement reads
+all a batch needs (:func:`blobstore.db.batches.lookup`: the keys' current references and the blobs
+they point at, the live blobs of the digests, the caller's own uploads; on PostgreSQL one more locks
+those blobs in id order); every item is decided in Python (AlreadyExists, QuotaExceeded,
+deduplicated); then the references, reference counts and usage are written in at most four
+statements. A dedup put of a new key is five statements in all on SQLite (lock, lookup, insert the
+reference, count it, charge it), six on PostgreSQL. Items whose bytes have no live blob are returned
+unbound, for the caller to upload.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.db import batches, catalog
-from blobstore.db.batches import NewRef
+from blobstore.db.batches import NewRef, OldRef
 from blobstore.errors import AlreadyExists, BlobStoreError
 from blobstore.results import BlobInfo
 
@@ -35,6 +37,9 @@ class Item:
     content_type: str | None
     metadata: dict[str, str]
     if_absent: bool
+    #: The blob to bind when the caller names it (a copy's source, bytes put by digest); None: the
+    #: live blob of ``digest`` in the dedup scope, if there is one.
+    blob_id: int | None = None
 
 
 @dataclass
@@ -58,73 +63,76 @@ class _Writes:
     add_objects: int = 0
 
 
-async def lock_tenant(conn: AsyncConnection, name: str, now: datetime) -> tuple[int, catalog.Usage]:
-    """Lock (creating it if new) the tenant's row; its id and usage."""
-    tenant = await catalog.lock_tenant_named(conn, name, now, create=True)
-    assert tenant is not None
-    return tenant, await catalog.usage(conn, tenant)
-
-
 async def bind(
     conn: AsyncConnection,
-    name: str,
+    tenant: catalog.LockedTenant,
     scope: str,
     items: Sequence[Item],
     now: datetime,
     *,
     ours: Mapping[str, int] | None = None,
 ) -> Outcome:
-    """Bind each item (keys distinct) to the live blob of its digest in ``scope``, in one transaction.
+    """Bind each item (keys distinct) of the locked ``tenant`` to its blob, in the caller's transaction.
 
-    ``ours`` names this batch's own uploads by digest: where no other live blob has
-    the digest, the upload (if still ``uploading``) is made live and bound instead.
+    An item's blob is the one it names, or the live blob of its digest in ``scope``; ``ours`` names
+    the caller's own uploads by digest: where no live blob has the digest, the upload (if still
+    ``uploading``) is made live and bound instead.
     """
     ours = ours or {}
-    tenant, usage = await lock_tenant(conn, name, now)
-    live = await batches.live_blobs(conn, scope, {item.digest for item in items})
-    olds = await batches.refs_by_key(conn, tenant, [item.key for item in items], lock=True)
-    states = await batches.lock_blob_states(
-        conn, {*live.values(), *ours.values(), *(old.blob_id for old in olds.values())}
+    named = {item.blob_id for item in items if item.blob_id is not None}
+    found = await batches.lookup(
+        conn,
+        tenant.id,
+        scope,
+        keys=[item.key for item in items],
+        digests={item.digest for item in items if item.blob_id is None},
+        ids={*ours.values(), *named},
     )
-    blob_of = {digest: blob for digest, blob in ours.items() if states.get(blob) == catalog.UPLOADING}
-    blob_of |= {digest: blob for digest, blob in live.items() if states.get(blob) == catalog.LIVE}
-    held = await batches.held_blobs(conn, tenant, set(live.values()))
-    outcome, writes = _decide(name, items, olds, blob_of, held, usage, now)
-    promoted = outcome.acquired & set(ours.values())
-    if await batches.promote_uploads(conn, promoted, now) != len(promoted):
-        raise AssertionError("a locked upload left 'uploading'")
-    await batches.write_refs(conn, tenant, writes.new, writes.replaced, now)
-    await batches.add_refcounts(conn, {blob: n for blob, n in writes.refcounts.items() if n}, now)
-    await batches.add_usage(conn, tenant, writes.add_bytes, writes.add_objects)
+    blob_of = {digest: blob for digest, blob in ours.items() if _state(found, blob) == catalog.UPLOADING}
+    blob_of |= found.live_of(scope)
+    held = {blob for blob, row in found.blobs.items() if row.held}
+    outcome, writes = _decide(tenant, items, found, blob_of, held, now)
+    await batches.write_refs(conn, tenant.id, writes.new, writes.replaced, now)
+    if deltas := {blob: n for blob, n in writes.refcounts.items() if n}:  # promotes our uploads too
+        await batches.add_refcounts(conn, deltas, now)
+    await batches.add_usage(conn, tenant.id, writes.add_bytes, writes.add_objects)
     return outcome
 
 
+def _state(found: batches.Found, blob: int) -> str | None:
+    row = found.blobs.get(blob)
+    return None if row is None else row.state
+
+
 def _decide(
-    name: str,
+    tenant: catalog.LockedTenant,
     items: Sequence[Item],
-    olds: Mapping[str, catalog.RefRow],
+    found: batches.Found,
     blob_of: Mapping[str, int],
     held: set[int],
-    usage: catalog.Usage,
     now: datetime,
 ) -> tuple[Outcome, _Writes]:
     """Every item's fate, in order, with the writes they add up to. An unbound item reserves its
     quota, so later items are checked as if it had been stored first."""
     outcome, writes = Outcome(), _Writes()
+    usage = tenant.usage
     used_bytes, used_objects = usage.used_bytes, usage.used_objects
     for item in items:
-        old = olds.get(item.key)
+        old = found.olds.get(item.key)
         if old is not None and item.if_absent:
             outcome.failed[item.index] = AlreadyExists(f"key {item.key!r} already exists")
             continue
         add_bytes, add_objects = item.size - (old.size if old else 0), 0 if old else 1
         now_usage = catalog.Usage(used_bytes, used_objects, usage.max_bytes, usage.max_objects)
-        violation = catalog.quota_violation(now_usage, name, add_bytes, add_objects)
+        violation = catalog.quota_violation(now_usage, tenant.name, add_bytes, add_objects)
         if violation is not None:
             outcome.failed[item.index] = violation
             continue
         used_bytes, used_objects = used_bytes + add_bytes, used_objects + add_objects
-        blob = blob_of.get(item.digest)
+        if item.blob_id is None:
+            blob = blob_of.get(item.digest)
+        else:
+            blob = item.blob_id if _state(found, item.blob_id) == catalog.LIVE else None
         if blob is None:
             outcome.unbound.append(item)
             continue
@@ -141,26 +149,24 @@ def _decide(
         writes.add_bytes += add_bytes
         writes.add_objects += add_objects
         outcome.bound[item.index] = BlobInfo(
-            name, item.key, item.digest, item.size, item.content_type, item.metadata, now, deduplicated
+            tenant.name, item.key, item.digest, item.size, item.content_type, item.metadata, now, deduplicated
         )
     return outcome, writes
 
 
 async def unbind(conn: AsyncConnection, name: str, keys: Collection[str], now: datetime) -> set[str]:
     """Delete the tenant's references under ``keys``, releasing their blobs and freeing quota, in one
-    transaction; the keys that existed."""
-    tenant = await catalog.lock_tenant_named(conn, name, now, create=False)
+    transaction; the keys that existed. Four statements however many keys: lock, delete, count, free."""
+    tenant = await catalog.lock_tenant(conn, name, now, create=False)
     if tenant is None:
         return set()
-    olds = await batches.refs_by_key(conn, tenant, keys, lock=True)
-    await batches.lock_blob_states(conn, {old.blob_id for old in olds.values()})
-    await batches.delete_refs(conn, tenant, olds.keys())
+    olds = await batches.delete_refs(conn, tenant.id, keys)
     await batches.add_refcounts(conn, _releases(olds.values()), now)
-    await batches.add_usage(conn, tenant, -sum(old.size for old in olds.values()), -len(olds))
+    await batches.add_usage(conn, tenant.id, -sum(old.size for old in olds.values()), -len(olds))
     return set(olds)
 
 
-def _releases(olds: Collection[catalog.RefRow]) -> dict[int, int]:
+def _releases(olds: Collection[OldRef]) -> dict[int, int]:
     released: Counter[int] = Counter()
     for old in olds:
         released[old.blob_id] -= 1

@@ -3,7 +3,8 @@
 Every function runs inside a transaction opened by
 :meth:`blobstore.db.engine.Database.transaction` and knows nothing of bytes.
 Reference counts, tenant usage and references change together in the same
-transaction, so they never drift apart.
+transaction (:mod:`blobstore.db.binding`, for one key or a batch), so they
+never drift apart.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.db.models import tables
-from blobstore.errors import AlreadyExists, QuotaExceeded
+from blobstore.errors import QuotaExceeded
 
 tenants = tables["tenants"]
 blobs = tables["blobs"]
@@ -82,51 +83,38 @@ async def tenant_id(conn: AsyncConnection, name: str) -> int | None:
     return (await conn.execute(select(tenants.c.id).where(tenants.c.name == name))).scalar()
 
 
-async def lock_tenant_named(conn: AsyncConnection, name: str, now: datetime, *, create: bool) -> int | None:
-    """Lock the named tenant's row (the first lock of every write) and return its id.
+@dataclass(frozen=True)
+class LockedTenant:
+    """A tenant whose row the current transaction holds locked (:func:`lock_tenant`), with its usage then."""
 
-    A tenant that has never stored anything is created when ``create``, else None is returned.
+    id: int
+    name: str
+    usage: Usage
+
+
+_TENANT_COLUMNS = (
+    tenants.c.id,
+    tenants.c.used_bytes,
+    tenants.c.used_objects,
+    tenants.c.max_bytes,
+    tenants.c.max_objects,
+)
+_LOCK_TENANT = select(*_TENANT_COLUMNS).where(tenants.c.name == bindparam("name")).with_for_update()
+
+
+async def lock_tenant(conn: AsyncConnection, name: str, now: datetime, *, create: bool) -> LockedTenant | None:
+    """Lock the named tenant's row (the first lock of every write) and read its usage, in one statement.
+
+    A tenant that has never stored anything is created (and so locked) when ``create``, else None is returned.
     """
-    query = select(tenants.c.id).where(tenants.c.name == name).with_for_update()
-    found = (await conn.execute(query)).scalar()
-    if found is None and create:
-        await insert_ignoring_conflict(conn, tenants, {"name": name, "created_at": now})
-        found = (await conn.execute(query)).scalar()
-    return found
-
-
-async def usage(conn: AsyncConnection, tenant: int) -> Usage:
-    """The tenant's usage counters and limits."""
-    row = (
-        await conn.execute(
-            select(tenants.c.used_bytes, tenants.c.used_objects, tenants.c.max_bytes, tenants.c.max_objects).where(
-                tenants.c.id == tenant
-            )
-        )
-    ).one()
-    return Usage(*row)
-
-
-async def charge(conn: AsyncConnection, tenant: int, name: str, add_bytes: int, add_objects: int) -> None:
-    """Add to the tenant's usage, or raise QuotaExceeded (changing nothing) if a limit would be crossed.
-
-    The check and the update are one conditional UPDATE, so concurrent writers
-    in any number of processes can never push usage past a limit together.
-    """
-    limits = [tenants.c.id == tenant]
-    if add_bytes > 0:
-        limits.append(tenants.c.max_bytes.is_(None) | (tenants.c.used_bytes + add_bytes <= tenants.c.max_bytes))
-    if add_objects > 0:
-        limits.append(tenants.c.max_objects.is_(None) | (tenants.c.used_objects + add_objects <= tenants.c.max_objects))
-    result = await conn.execute(
-        update(tenants)
-        .where(*limits)
-        .values(used_bytes=tenants.c.used_bytes + add_bytes, used_objects=tenants.c.used_objects + add_objects)
-    )
-    if result.rowcount == 0:
-        violation = quota_violation(await usage(conn, tenant), name, add_bytes, add_objects)
-        assert violation is not None
-        raise violation
+    row = (await conn.execute(_LOCK_TENANT, {"name": name})).first()
+    if row is None and create:
+        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        created = dialect_insert(tenants).values(name=name, created_at=now).on_conflict_do_nothing()
+        row = (await conn.execute(created.returning(*_TENANT_COLUMNS))).first()
+        if row is None:  # another transaction created it first; it has committed (the insert waited for it)
+            row = (await conn.execute(_LOCK_TENANT, {"name": name})).first()
+    return None if row is None else LockedTenant(row[0], name, Usage(*row[1:]))
 
 
 def quota_violation(now: Usage, name: str, add_bytes: int, add_objects: int) -> QuotaExceeded | None:
@@ -149,12 +137,6 @@ def _limit(value: int | None) -> str:
 # --- blobs -----------------------------------------------------------------------------------------
 
 
-async def find_live_blob(conn: AsyncConnection, scope: str, digest: str) -> int | None:
-    """The id of the live blob with these bytes in this dedup scope, if any."""
-    query = select(blobs.c.id).where(blobs.c.scope == scope, blobs.c.digest == digest, blobs.c.state == LIVE)
-    return (await conn.execute(query)).scalar()
-
-
 async def tenant_blob_with_digest(conn: AsyncConnection, tenant: int, digest: str) -> tuple[int, int] | None:
     """The id and size of a blob with ``digest`` that ``tenant`` already references, if any."""
     query = (
@@ -165,44 +147,6 @@ async def tenant_blob_with_digest(conn: AsyncConnection, tenant: int, digest: st
     )
     row = (await conn.execute(query)).first()
     return None if row is None else (row[0], row[1])
-
-
-async def tenant_holds_blob(conn: AsyncConnection, tenant: int, blob_id: int) -> bool:
-    """True if ``tenant`` has a reference to the blob."""
-    query = select(exists().where(refs.c.blob_id == blob_id, refs.c.tenant_id == tenant))
-    return bool((await conn.execute(query)).scalar())
-
-
-async def lock_blobs(conn: AsyncConnection, blob_ids: Sequence[int]) -> None:
-    """Lock blob rows in id order, after the tenant row (:func:`lock_tenant_named`).
-
-    Every write takes its row locks in this one order (tenant, then blobs by id),
-    so concurrent writers in any number of processes wait instead of deadlocking.
-    """
-    query = select(blobs.c.id).where(blobs.c.id.in_(sorted(set(blob_ids)))).order_by(blobs.c.id).with_for_update()
-    await conn.execute(query)
-
-
-async def acquire(conn: AsyncConnection, blob_id: int) -> bool:
-    """Add a reference to a live blob; False (changing nothing) if the blob is no longer live."""
-    result = await conn.execute(
-        update(blobs)
-        .where(blobs.c.id == blob_id, blobs.c.state == LIVE)
-        .values(refcount=blobs.c.refcount + 1, unreferenced_since=None)
-    )
-    return result.rowcount == 1
-
-
-async def release(conn: AsyncConnection, blob_id: int, now: datetime) -> None:
-    """Drop a reference; the blob's unreferenced clock starts when its count reaches zero."""
-    await conn.execute(
-        update(blobs)
-        .where(blobs.c.id == blob_id)
-        .values(
-            refcount=blobs.c.refcount - 1,
-            unreferenced_since=case((blobs.c.refcount == 1, now), else_=blobs.c.unreferenced_since),
-        )
-    )
 
 
 async def insert_uploading(
@@ -226,20 +170,6 @@ async def insert_uploading(
     return int(result.scalar_one())
 
 
-async def promote(conn: AsyncConnection, blob_id: int, now: datetime) -> bool:
-    """Make an uploaded blob live with no references; False if GC reclaimed the upload meanwhile.
-
-    Raises the database's unique violation if another live blob with the same
-    bytes appeared first; the transaction runner replays, and the replay finds it.
-    """
-    result = await conn.execute(
-        update(blobs)
-        .where(blobs.c.id == blob_id, blobs.c.state == UPLOADING)
-        .values(state=LIVE, refcount=0, unreferenced_since=now, lease_expires_at=None)
-    )
-    return result.rowcount == 1
-
-
 async def blob_state(conn: AsyncConnection, blob_id: int) -> str | None:
     """The blob's lifecycle state, or None if its row is gone."""
     return (await conn.execute(select(blobs.c.state).where(blobs.c.id == blob_id))).scalar()
@@ -261,15 +191,14 @@ async def forget_blobs(conn: AsyncConnection, blob_ids: Sequence[int]) -> None:
 # --- references ------------------------------------------------------------------------------------
 
 
-async def find_ref(conn: AsyncConnection, tenant: int, key: str, *, lock: bool = False) -> RefRow | None:
-    """The tenant's reference under ``key`` with its blob, optionally locked for update."""
+async def find_ref(conn: AsyncConnection, tenant: int, key: str) -> RefRow | None:
+    """The tenant's reference under ``key`` with its blob (stable while the caller holds the tenant's row lock:
+    every write of references takes it first)."""
     query = (
         select(*REF_COLUMNS)
         .join(blobs, blobs.c.id == refs.c.blob_id)
         .where(refs.c.tenant_id == tenant, refs.c.key == key)
     )
-    if lock:
-        query = query.with_for_update(of=refs)
     row = (await conn.execute(query)).first()
     return None if row is None else _ref_row(row)
 
@@ -285,62 +214,6 @@ async def find_ref_named(conn: AsyncConnection, tenant: str, key: str) -> RefRow
     """The named tenant's reference under ``key`` with its blob, in one statement (no lock)."""
     row = (await conn.execute(_REF_BY_NAME, {"tenant": tenant, "key": key})).first()
     return None if row is None else _ref_row(row)
-
-
-async def bind_key(
-    conn: AsyncConnection,
-    *,
-    tenant: int,
-    tenant_name: str,
-    key: str,
-    blob_id: int,
-    size: int,
-    content_type: str | None,
-    metadata: dict[str, str],
-    if_absent: bool,
-    now: datetime,
-    old: RefRow | None,
-) -> None:
-    """Point ``key`` at ``blob_id``, whose reference the caller has already acquired; ``old`` is the
-    key's current reference, found (and locked) by the caller.
-
-    Replacing a key releases its old blob and charges only the size difference.
-    Raises AlreadyExists (``if_absent``) or QuotaExceeded; the caller's
-    transaction then rolls back, acquisition included.
-    """
-    if old is not None and if_absent:
-        raise AlreadyExists(f"key {key!r} already exists")
-    await charge(conn, tenant, tenant_name, size - (old.size if old else 0), 0 if old else 1)
-    values = {
-        "blob_id": blob_id,
-        "size": size,
-        "content_type": content_type,
-        "metadata": metadata,
-        "created_at": now,
-    }
-    if old is None:
-        await conn.execute(insert(refs).values(tenant_id=tenant, key=key, **values))
-    else:
-        await conn.execute(update(refs).where(refs.c.tenant_id == tenant, refs.c.key == key).values(**values))
-        await release(conn, old.blob_id, now)
-
-
-async def unbind_key(conn: AsyncConnection, tenant: int, key: str, now: datetime) -> bool:
-    """Delete the reference under ``key``, releasing its blob and freeing quota; False if absent.
-
-    The caller holds the tenant's row lock (:func:`lock_tenant_named`).
-    """
-    old = await find_ref(conn, tenant, key, lock=True)
-    if old is None:
-        return False
-    await conn.execute(delete(refs).where(refs.c.tenant_id == tenant, refs.c.key == key))
-    await release(conn, old.blob_id, now)
-    await conn.execute(
-        update(tenants)
-        .where(tenants.c.id == tenant)
-        .values(used_bytes=tenants.c.used_bytes - old.size, used_objects=tenants.c.used_objects - 1)
-    )
-    return True
 
 
 async def list_refs(conn: AsyncConnection, tenant: int, prefix: str, after: str | None, limit: int) -> list[RefRow]:
