@@ -7,6 +7,7 @@ exactly the live keys) and, at the end, every acknowledged write must still be t
 reuse a small pool of payloads, so clients dedup against each other while GC reclaims what they delete.
 Bounded in time and in operations; loopback only.
 
+    python -m benchmarks --only H4 [--full]                         # a row per operation in the table
     python -m benchmarks.http_load --clients 64 --seconds 180     # PostgreSQL on 127.0.0.1 + moto S3
 """
 
@@ -18,6 +19,7 @@ import contextlib
 import json
 import os
 import random
+import socket
 import statistics
 import subprocess
 import sys
@@ -29,8 +31,11 @@ from pathlib import Path
 
 import httpx
 
-from blobstore import BlobStore, Settings
+from benchmarks.deployments import postgres_database, s3_bucket
+from benchmarks.harness import Context, Row, Target, phase, unmeasured
+from blobstore import BlobStore, Settings, tokens
 from blobstore.ingest import new_hasher
+from tests.servers import LOCAL_POSTGRES
 
 OPERATIONS = ("PUT", "GET", "LIST", "DELETE")
 _WEIGHTS = (4, 3, 1.5, 1.5)
@@ -63,8 +68,8 @@ class Report:
     audited_keys: int = 0
     lost_writes: list[str] = field(default_factory=list)
 
-    def summary(self) -> dict[str, object]:
-        """Throughput and p50/p99 latency (ms) per operation, and the counts that must be zero."""
+    def operations(self) -> dict[str, dict[str, float]]:
+        """Per operation: count, throughput, and p50/p99 latency (ms)."""
         per_op = {}
         for op, samples in self.latencies.items():
             cuts = statistics.quantiles(samples, n=100) if len(samples) >= 2 else [0.0] * 99
@@ -74,9 +79,13 @@ class Report:
                 "p50_ms": round(cuts[49] * 1000, 1),
                 "p99_ms": round(cuts[98] * 1000, 1),
             }
+        return per_op
+
+    def summary(self) -> dict[str, object]:
+        """:meth:`operations`, and the counts that must be zero."""
         return {
             "seconds": round(self.seconds, 1),
-            "operations": per_op,
+            "operations": self.operations(),
             "server_errors": len(self.server_errors),
             "anomalies": len(self.anomalies),
             "lost_writes": len(self.lost_writes),
@@ -220,7 +229,60 @@ async def _audit(http: httpx.AsyncClient, clients: Sequence[_Client], report: Re
                 report.lost_writes.append(f"{key}: expected {digest}, found {found} ({response.status_code})")
 
 
-# --- running it on its own ------------------------------------------------------------------------
+# --- the benchmarks table (H4) and running it on its own -------------------------------------------
+
+TARGET = Target("<=", 0, "failures")
+WHAT = "mixed load, 64 clients, 2 servers, GC running"
+QUICK = Workload(seconds=30.0)
+FULL = Workload()
+SERVERS = 2
+
+
+async def run(ctx: Context, sizes: Workload | None = None) -> list[Row]:
+    """H4: one row per operation (throughput, p50/p99 in the notes), judged on the run's failures:
+    responses 5xx, answers inconsistent with what was acknowledged, and acknowledged writes lost."""
+    workload = sizes or (QUICK if ctx.quick else FULL)
+    variant = f"{SERVERS} servers, postgres+s3"
+    if ctx.postgres_admin_url is None or not ctx.s3:
+        return [unmeasured("H4", variant, WHAT, TARGET, "skip", "needs PostgreSQL and S3, disabled for this run")]
+    with phase(ctx, f"H4: {workload.clients} clients for {workload.seconds:g} s against {SERVERS} servers"):
+        report = await measure(ctx, workload, SERVERS)
+    failures = len(report.server_errors) + len(report.anomalies) + len(report.lost_writes)
+    audit = (
+        f"{len(report.server_errors)} 5xx, {len(report.anomalies)} inconsistent, "
+        f"{len(report.lost_writes)} of {report.audited_keys} audited keys lost; "
+        f"{report.gc_runs} GC runs reclaimed {report.gc_reclaimed}"
+    )
+    rows = []
+    for op, figures in report.operations().items():
+        notes = f"{figures['count']} {op}s, p50 {figures['p50_ms']:g} ms, p99 {figures['p99_ms']:g} ms; {audit}"
+        what = f"{op}s/s under {WHAT}"
+        rows.append(Row("H4", variant, what, figures["per_second"], None, "ops/s", None, TARGET, failures, notes))
+    return rows
+
+
+async def measure(ctx: Context, workload: Workload, servers: int) -> Report:
+    """Drive ``workload`` against ``servers`` ``blobstore serve`` processes sharing a scratch PostgreSQL
+    database and a fresh bucket on moto's S3 server."""
+    async with s3_bucket() as bucket:
+        with postgres_database(ctx) as database_url, tempfile.TemporaryDirectory(dir=ctx.workdir) as home:
+            settings = Settings(
+                home=Path(home),
+                database_url=database_url,
+                storage_url=f"s3://{bucket.name}/load",
+                s3_endpoint_url=bucket.endpoint.url,
+            )
+            async with await BlobStore.open(settings, migrate_schema=True) as store:
+                token = (await tokens.create(store, "load", scopes=tokens.SCOPES)).token
+            env = {name: value for name, value in os.environ.items() if not name.startswith("BLOBSTORE_")}
+            env.update(
+                BLOBSTORE_HOME=home,
+                BLOBSTORE_DATABASE_URL=database_url,
+                BLOBSTORE_STORAGE_URL=settings.storage_url,
+                BLOBSTORE_S3_ENDPOINT_URL=bucket.endpoint.url,
+            )
+            with _servers(servers, env) as urls:
+                return await run_load(urls, token, settings, workload)
 
 
 @contextlib.contextmanager
@@ -249,8 +311,6 @@ def _servers(count: int, env: dict[str, str]) -> Iterator[list[str]]:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -267,41 +327,17 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
         time.sleep(0.2)
 
 
-async def _main(workload: Workload, servers: int) -> dict[str, object]:
-    from benchmarks.deployments import s3_bucket
-    from blobstore import tokens
-    from tests.servers import LOCAL_POSTGRES, scratch_database
-
-    async with s3_bucket() as bucket:
-        with scratch_database(LOCAL_POSTGRES) as database_url, tempfile.TemporaryDirectory() as home:
-            settings = Settings(
-                home=Path(home),
-                database_url=database_url,
-                storage_url=f"s3://{bucket.name}/load",
-                s3_endpoint_url=bucket.endpoint.url,
-            )
-            async with await BlobStore.open(settings, migrate_schema=True) as store:
-                token = (await tokens.create(store, "load", scopes=tokens.SCOPES)).token
-            env = {name: value for name, value in os.environ.items() if not name.startswith("BLOBSTORE_")}
-            env.update(
-                BLOBSTORE_HOME=home,
-                BLOBSTORE_DATABASE_URL=database_url,
-                BLOBSTORE_STORAGE_URL=settings.storage_url,
-                BLOBSTORE_S3_ENDPOINT_URL=bucket.endpoint.url,
-            )
-            with _servers(servers, env) as urls:
-                report = await run_load(urls, token, settings, workload)
-    return report.summary()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=180.0)
-    parser.add_argument("--servers", type=int, default=2)
+    parser.add_argument("--servers", type=int, default=SERVERS)
     arguments = parser.parse_args()
     workload = Workload(clients=arguments.clients, seconds=arguments.seconds)
-    print(json.dumps(asyncio.run(_main(workload, arguments.servers)), indent=2))
+    with tempfile.TemporaryDirectory() as workdir:
+        ctx = Context(quick=False, workdir=Path(workdir), postgres_admin_url=LOCAL_POSTGRES, verbose=False)
+        report = asyncio.run(measure(ctx, workload, arguments.servers))
+    print(json.dumps(report.summary(), indent=2))
 
 
 if __name__ == "__main__":

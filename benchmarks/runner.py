@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, tuple[str, str, Target]] = {
     "H1": ("benchmarks.http_get", "4 KiB GETs over HTTP, 16 clients, vs bare uvicorn", Target(">=", 0.3)),
     "H2": ("benchmarks.http_put", "PUT of 64 MiB over HTTP vs in-process put", Target(">=", 0.7)),
     "H3": ("benchmarks.http_memory", "server peak RSS, 1 GiB PUT and GET", Target("<=", 64, "MiB")),
+    "H4": ("benchmarks.http_load", "mixed load, 64 clients, 2 servers, GC running", Target("<=", 0, "failures")),
 }
 
 

@@ -1,11 +1,14 @@
-"""The HTTP benchmarks (H1-H3) run end to end at tiny sizes and report measured rows (no timing thresholds)."""
+"""The HTTP benchmarks (H1-H4) run end to end at tiny sizes and report measured rows (no timing thresholds)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from servers import postgres_server
+
 from benchmarks import http_get, http_memory, http_put
 from benchmarks.harness import Context
+from benchmarks.http_load import Workload
 from benchmarks.runner import run_benchmarks
 
 TINY = {
@@ -32,3 +35,20 @@ def test_http_benchmarks_measure_every_row(tmp_path: Path) -> None:
         assert row.subject > 0
         assert row.baseline is not None
         assert row.baseline > 0
+
+
+def test_the_load_benchmark_reports_every_operation_and_no_failures(tmp_path: Path) -> None:
+    """H4 at a tiny size against PostgreSQL and S3: a row per operation with its throughput and latencies,
+    judged on the run's failures (5xx, inconsistent answers, lost writes), which must be none."""
+    tiny = {"H4": Workload(clients=4, seconds=4, max_ops=200)}
+    with postgres_server() as admin_url:
+        ctx = Context(quick=True, workdir=tmp_path, postgres_admin_url=admin_url, s3=True, verbose=False, sizes=tiny)
+        rows = run_benchmarks(ctx, ["H4"])
+    assert [row.what.split("s/s")[0] for row in rows] == ["PUT", "GET", "LIST", "DELETE"], [r.notes for r in rows]
+    for row in rows:
+        assert row.status == "pass", row.notes
+        assert row.figure == 0
+        assert row.subject is not None
+        assert row.subject > 0
+        assert "p50" in row.notes
+        assert "p99" in row.notes
