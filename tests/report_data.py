@@ -31,7 +31,7 @@ from conftest import FakeClock
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore import BlobStore
-from blobstore.db import catalog
+from blobstore.db import batches, catalog
 
 MARCH_31 = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
 APRIL_1 = datetime(2026, 4, 1, 10, 0, tzinfo=UTC)
@@ -88,13 +88,12 @@ async def build(store: BlobStore, clock: FakeClock) -> None:
 
     async def leftovers(conn: AsyncConnection) -> None:
         lapsed = MARCH_31 + timedelta(minutes=1)
-        await catalog.insert_uploading(conn, "", "1" * 64, 40, "data/11/abandoned", MARCH_31, lapsed)
-        tombstoned = await catalog.insert_uploading(conn, "", "2" * 64, 3, "data/22/tombstoned", MARCH_31, lapsed)
+        stale = [("1" * 64, 40, "data/11/abandoned"), ("2" * 64, 3, "data/22/tombstoned")]
+        _, tombstoned = await batches.insert_uploads(conn, "", stale, MARCH_31, lapsed)
         await catalog.abandon(conn, tombstoned)
         started = APRIL_1 - timedelta(minutes=1)
-        await catalog.insert_uploading(
-            conn, "", "3" * 64, 5000, "data/33/in-flight", started, APRIL_1 + timedelta(hours=1)
-        )
+        in_flight = [("3" * 64, 5000, "data/33/in-flight")]
+        await batches.insert_uploads(conn, "", in_flight, started, APRIL_1 + timedelta(hours=1))
 
     assert await acme.get("a/1") == A
     assert await globex.get("g/3") == F

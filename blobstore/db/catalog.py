@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -147,27 +147,6 @@ async def tenant_blob_with_digest(conn: AsyncConnection, tenant: int, digest: st
     )
     row = (await conn.execute(query)).first()
     return None if row is None else (row[0], row[1])
-
-
-async def insert_uploading(
-    conn: AsyncConnection, scope: str, digest: str, size: int, object_key: str, now: datetime, lease_until: datetime
-) -> int:
-    """Record the intent to upload ``object_key`` (before any byte is written), leased to the uploader
-    until ``lease_until``; return the blob id."""
-    result = await conn.execute(
-        insert(blobs)
-        .values(
-            scope=scope,
-            digest=digest,
-            size=size,
-            object_key=object_key,
-            state=UPLOADING,
-            created_at=now,
-            lease_expires_at=lease_until,
-        )
-        .returning(blobs.c.id)
-    )
-    return int(result.scalar_one())
 
 
 async def blob_state(conn: AsyncConnection, blob_id: int) -> str | None:
