@@ -298,9 +298,7 @@ class Tenant:
                 if_absent,
                 blob_id=source.blob_id,
             )
-            outcome = await binding.bind(conn, tenant, self.store.dedup_scope_of(self.name), [item], now)
-            assert not outcome.unbound, "a referenced blob is always live"
-            return _raised(outcome.bound.get(0) or outcome.failed[0])
+            return await self._bind_held(conn, tenant, item, now)
 
         return await self.store.database.transaction(work)
 
@@ -627,6 +625,15 @@ class Tenant:
             deduplicated=deduplicated,
         )
 
+    async def _bind_held(
+        self, conn: AsyncConnection, tenant: catalog.LockedTenant, item: binding.Item, now: datetime
+    ) -> BlobInfo:
+        """Bind ``item`` to the blob it names, one the locked tenant references (so it is live), or raise
+        the item's error (AlreadyExists, QuotaExceeded)."""
+        outcome = await binding.bind(conn, tenant, self.store.dedup_scope_of(self.name), [item], now)
+        assert not outcome.unbound, "a referenced blob is always live"
+        return _raised(outcome.bound.get(0) or outcome.failed[0])
+
     async def _put_known_digest(self, request: _PutRequest, digest: str) -> BlobInfo:
         """Bind the key to bytes this tenant already references, named by digest (NotFound otherwise)."""
 
@@ -640,9 +647,7 @@ class Tenant:
             item = binding.Item(
                 0, request.key, digest, size, request.content_type, request.metadata, request.if_absent, blob_id
             )
-            outcome = await binding.bind(conn, tenant, self.store.dedup_scope_of(self.name), [item], now)
-            assert not outcome.unbound, "a referenced blob is always live"
-            return _raised(outcome.bound.get(0) or outcome.failed[0])
+            return await self._bind_held(conn, tenant, item, now)
 
         return await self.store.database.transaction(work)
 
