@@ -14,7 +14,7 @@ Attribution (see blobstore.report for the rule in words): each of a blob's ``n``
 references is attributed ``size // n`` bytes and the blob's first holder (the
 smallest tenant id) also gets the remainder ``size % n``, so the attributed
 bytes of all tenants add up exactly to the bytes of the referenced blobs. A reference's size is its blob's
-size (``bind_key`` copies it), so the blob table is not read at all.
+size (the binding copies it, :mod:`blobstore.db.binding`), so the blob table is not read at all.
 """
 
 from __future__ import annotations
