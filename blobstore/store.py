@@ -201,6 +201,12 @@ class _PutRequest:
     metadata: dict[str, str]
     if_absent: bool
 
+    def item(self, index: int, digest: str, size: int, blob_id: int | None = None) -> binding.Item:
+        """This put as item ``index`` of a binding, of the bytes ``digest`` (the blob ``blob_id`` if named)."""
+        return binding.Item(
+            index, self.key, digest, size, self.content_type, self.metadata, self.if_absent, blob_id=blob_id
+        )
+
 
 @dataclass(frozen=True)
 class PutItem:
@@ -262,17 +268,8 @@ class Tenant:
         try:
             if digest is not None and digest != ingested.digest:
                 raise IntegrityError(f"the data hash to {ingested.digest}, not the expected {digest}")
-            item = binding.Item(
-                0,
-                request.key,
-                ingested.digest,
-                ingested.size,
-                request.content_type,
-                request.metadata,
-                request.if_absent,
-            )
             outcomes: list[PutOutcome | None] = [None]
-            await self._put_items([item], {0: ingested}, outcomes)
+            await self._put_items([request.item(0, ingested.digest, ingested.size)], {0: ingested}, outcomes)
         finally:
             ingested.discard()
         return _raised(outcomes[0])
@@ -288,16 +285,8 @@ class Tenant:
             source = None if tenant is None else await catalog.find_ref(conn, tenant.id, src_key)
             if tenant is None or source is None:
                 raise NotFound(f"no such key: {src_key!r}")
-            item = binding.Item(
-                0,
-                dst_key,
-                source.digest,
-                source.size,
-                source.content_type,
-                dict(source.metadata),
-                if_absent,
-                blob_id=source.blob_id,
-            )
+            request = _PutRequest(dst_key, source.content_type, dict(source.metadata), if_absent)
+            item = request.item(0, source.digest, source.size, source.blob_id)
             return await self._bind_held(conn, tenant, item, now)
 
         return await self.store.database.transaction(work)
@@ -394,17 +383,7 @@ class Tenant:
             except BlobStoreError as exc:
                 outcomes[index] = exc
                 continue
-            pending.append(
-                binding.Item(
-                    index,
-                    request.key,
-                    hashed.digest,
-                    hashed.size,
-                    request.content_type,
-                    request.metadata,
-                    request.if_absent,
-                )
-            )
+            pending.append(request.item(index, hashed.digest, hashed.size))
         return pending
 
     async def _put_items(
@@ -433,9 +412,7 @@ class Tenant:
 
         async def bind_or_record(conn: AsyncConnection) -> tuple[binding.Outcome, dict[str, tuple[int, str]]]:
             now = store.clock()
-            tenant = await catalog.lock_tenant(conn, self.name, now, create=True)
-            assert tenant is not None
-            outcome = await binding.bind(conn, tenant, scope, pending, now)
+            outcome = await binding.bind(conn, await self._lock_or_create(conn, now), scope, pending, now)
             # A fresh object key per attempt: a replay after a lost COMMIT reply must not collide with the
             # row that did commit (which GC reclaims as an abandoned upload).
             new = {item.digest: (item.size, object_key_for(item.digest)) for item in outcome.unbound}
@@ -490,9 +467,7 @@ class Tenant:
 
         async def commit(conn: AsyncConnection) -> binding.Outcome:
             now = store.clock()
-            tenant = await catalog.lock_tenant(conn, self.name, now, create=True)
-            assert tenant is not None
-            return await binding.bind(conn, tenant, scope, written, now, ours=ours)
+            return await binding.bind(conn, await self._lock_or_create(conn, now), scope, written, now, ours=ours)
 
         return await store.database.transaction(commit)
 
@@ -625,6 +600,12 @@ class Tenant:
             deduplicated=deduplicated,
         )
 
+    async def _lock_or_create(self, conn: AsyncConnection, now: datetime) -> catalog.LockedTenant:
+        """Lock this tenant's row, creating the tenant if it has never stored anything."""
+        tenant = await catalog.lock_tenant(conn, self.name, now, create=True)
+        assert tenant is not None, "lock_tenant creates the tenant"
+        return tenant
+
     async def _bind_held(
         self, conn: AsyncConnection, tenant: catalog.LockedTenant, item: binding.Item, now: datetime
     ) -> BlobInfo:
@@ -644,10 +625,7 @@ class Tenant:
             if tenant is None or held is None:
                 raise NotFound(f"this tenant holds no bytes with digest {digest}")
             blob_id, size = held
-            item = binding.Item(
-                0, request.key, digest, size, request.content_type, request.metadata, request.if_absent, blob_id
-            )
-            return await self._bind_held(conn, tenant, item, now)
+            return await self._bind_held(conn, tenant, request.item(0, digest, size, blob_id), now)
 
         return await self.store.database.transaction(work)
 
