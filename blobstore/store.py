@@ -16,13 +16,12 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore import quotas
-from blobstore import report as reports
 from blobstore.config import Settings
 from blobstore.db import batches, binding, catalog, migrate
 from blobstore.db.engine import Database
@@ -35,10 +34,6 @@ from blobstore.errors import (
     NotFound,
     StorageUnavailable,
 )
-from blobstore.fsck import FsckReport
-from blobstore.fsck import fsck as run_fsck
-from blobstore.gc import GcStats, OnPlanned
-from blobstore.gc import gc as run_gc
 from blobstore.identity import pair
 from blobstore.ingest import Ingested, PutData, ingest
 from blobstore.keys import (
@@ -56,6 +51,11 @@ from blobstore.progress import Progress, no_progress
 from blobstore.reading import verified_chunks
 from blobstore.results import BlobInfo, Page
 from blobstore.storage import ObjectStorage, open_storage_from_url
+
+if TYPE_CHECKING:  # the maintenance modules load when first used, out of every command's start-up
+    from blobstore.fsck import FsckReport
+    from blobstore.gc import GcStats, OnPlanned
+    from blobstore.report import CostReport
 
 log = logging.getLogger(__name__)
 
@@ -126,20 +126,26 @@ class BlobStore:
     ) -> GcStats:
         """Reclaim objects unreferenced for longer than the grace period, orphans and dead uploads
         (see blobstore.gc); ``on_planned`` hears of each deletion (and each foreign key) as it is found."""
+        from blobstore.gc import gc as run_gc
+
         return await run_gc(self, dry_run=dry_run, progress=progress, on_planned=on_planned)
 
     async def fsck(
         self, *, read_data: bool = False, repair: bool = False, progress: Progress = no_progress
     ) -> FsckReport:
         """Check database and storage agree (see blobstore.fsck); ``read_data`` re-hashes every object."""
+        from blobstore.fsck import fsck as run_fsck
+
         return await run_fsck(self, read_data=read_data, repair=repair, progress=progress)
 
     async def report(
         self, *, tenant: str | None = None, pricing: str | PriceList | None = None, since: date | None = None
-    ) -> reports.CostReport:
+    ) -> CostReport:
         """A storage cost report per tenant and for the whole store (see blobstore.report)."""
+        from blobstore.report import report as cost_report
+
         await self.egress.flush()
-        return await reports.report(self, tenant=tenant, pricing=pricing, since=since)
+        return await cost_report(self, tenant=tenant, pricing=pricing, since=since)
 
     async def set_quota(
         self, tenant: str, *, max_bytes: quotas.Limit = quotas.KEEP, max_objects: quotas.Limit = quotas.KEEP

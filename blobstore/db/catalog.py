@@ -9,13 +9,13 @@ never drift apart.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.db.models import tables
@@ -69,10 +69,17 @@ def _ref_row(row: Any) -> RefRow:
     return RefRow(*row)
 
 
+def dialect_insert(conn: AsyncConnection, table: Any) -> Any:
+    """An INSERT into ``table`` in the connection's dialect, which takes ``on_conflict_do_*`` clauses.
+
+    The dialect's module loads on first use, so a SQLite process never imports PostgreSQL's.
+    """
+    return importlib.import_module(f"sqlalchemy.dialects.{conn.dialect.name}").insert(table)
+
+
 async def insert_ignoring_conflict(conn: AsyncConnection, table: Any, values: dict[str, Any]) -> None:
     """INSERT a row unless one with the same unique key exists (both dialects)."""
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    await conn.execute(dialect_insert(table).values(**values).on_conflict_do_nothing())
+    await conn.execute(dialect_insert(conn, table).values(**values).on_conflict_do_nothing())
 
 
 # --- tenants ---------------------------------------------------------------------------------------
@@ -109,8 +116,7 @@ async def lock_tenant(conn: AsyncConnection, name: str, now: datetime, *, create
     """
     row = (await conn.execute(_LOCK_TENANT, {"name": name})).first()
     if row is None and create:
-        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        created = dialect_insert(tenants).values(name=name, created_at=now).on_conflict_do_nothing()
+        created = dialect_insert(conn, tenants).values(name=name, created_at=now).on_conflict_do_nothing()
         row = (await conn.execute(created.returning(*_TENANT_COLUMNS))).first()
         if row is None:  # another transaction created it first; it has committed (the insert waited for it)
             row = (await conn.execute(_LOCK_TENANT, {"name": name})).first()

@@ -6,10 +6,9 @@ from collections.abc import Mapping
 from datetime import date
 
 from sqlalchemy import BigInteger, Date, func, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from blobstore.db.catalog import tenants
+from blobstore.db.catalog import dialect_insert, tenants
 from blobstore.db.models import tables
 
 egress = tables["egress"]
@@ -22,8 +21,7 @@ async def record(conn: AsyncConnection, tenant: str, day: date, nbytes: int) -> 
     A tenant that has no row records nothing.
     """
     source = select(tenants.c.id, literal(day, Date), literal(nbytes, BigInteger)).where(tenants.c.name == tenant)
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = dialect_insert(egress).from_select(["tenant_id", "day", "bytes"], source)
+    statement = dialect_insert(conn, egress).from_select(["tenant_id", "day", "bytes"], source)
     await conn.execute(
         statement.on_conflict_do_update(
             index_elements=[egress.c.tenant_id, egress.c.day],
