@@ -10,6 +10,8 @@ from blobstore.db import migrate
 
 #: Loaded for a store on S3, an HTML report, a migration or a progress bar: never for help or a local stat.
 HEAVY = ("aioboto3", "alembic", "rich.console", "rich.progress")
+#: Loaded for GC, fsck and cost reports: never for a stat.
+MAINTENANCE = {"blobstore.gc", "blobstore.fsck", "blobstore.report"}
 
 
 def imported(run: Run) -> set[str]:
@@ -38,8 +40,9 @@ def test_help_loads_neither_the_store_nor_the_event_loop(tmp_path: Path) -> None
     assert not {name for name in modules if name.startswith(HEAVY)}
 
 
-def test_stat_on_the_embedded_store_skips_s3_migrations_and_progress_bars(tmp_path: Path) -> None:
-    """``blobstore stat`` of an existing key on SQLite + a directory imports no aioboto3, Alembic or rich console."""
+def test_stat_on_the_embedded_store_skips_s3_migrations_progress_bars_and_maintenance(tmp_path: Path) -> None:
+    """``blobstore stat`` of an existing key on SQLite + a directory imports no aioboto3, Alembic, rich console,
+    GC, fsck or cost report."""
     home = tmp_path / "home"
     source = tmp_path / "value.txt"
     source.write_bytes(b"value")
@@ -48,6 +51,7 @@ def test_stat_on_the_embedded_store_skips_s3_migrations_and_progress_bars(tmp_pa
     assert '"key": "k"' in run.stdout
     assert "blobstore.store" in modules
     assert not {name for name in modules if name.startswith(HEAVY)}
+    assert not modules & MAINTENANCE
 
 
 def test_head_is_alembics_newest_revision() -> None:
