@@ -253,6 +253,8 @@ async def run(ctx: Context, sizes: Workload | None = None) -> list[Row]:
         f"{len(report.lost_writes)} of {report.audited_keys} audited keys lost; "
         f"{report.gc_runs} GC runs reclaimed {report.gc_reclaimed}"
     )
+    if failures:
+        audit += "; first failures: " + " | ".join([*report.server_errors, *report.anomalies, *report.lost_writes][:3])
     rows = []
     for op, figures in report.operations().items():
         notes = f"{figures['count']} {op}s, p50 {figures['p50_ms']:g} ms, p99 {figures['p99_ms']:g} ms; {audit}"

@@ -12,6 +12,11 @@ import click
 
 from blobstore.cli.app import common_options, options, run
 
+#: How long the server keeps an idle connection open: longer than clients reuse one (httpx and so
+#: BlobClient: 5 s) and than load balancers in front of it keep theirs (commonly 60 s), so an idle
+#: connection is always closed by the client side, never under a request the client just sent.
+KEEP_ALIVE_SECONDS = 75
+
 if TYPE_CHECKING:  # the store loads when the command runs, not for --help
     from blobstore.store import BlobStore
 
@@ -84,6 +89,7 @@ def serve(
             log_config=access.log_config(),
             access_log=False,
             timeout_graceful_shutdown=shutdown_timeout,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
             server_header=False,
         )
 
