@@ -13,15 +13,13 @@ layer alone), and a transaction of as many statements as one put sends
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import statistics
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from benchmarks.deployments import open_store, postgres_database, raw_postgres, raw_sqlite
@@ -38,6 +36,7 @@ from benchmarks.harness import (
     unmeasured,
 )
 from blobstore import BlobStore, Tenant
+from blobstore.testing.statements import statements_sent
 
 TARGET = Target(">=", 0.5)
 WHAT = "puts/s, 4 KiB dedup hits"
@@ -94,7 +93,7 @@ async def _measure(ctx: Context, variant: str, store: BlobStore, baseline: Batch
     subject = _subject(tenant, sizes.puts)
     await subject()  # the blob exists from here on
     await tenant.put("p1/counted", b"x" * BLOB)
-    with _statements(store) as sent:
+    with statements_sent(store) as sent:
         await tenant.put("p1/counted-again", b"x" * BLOB)  # a dedup hit of the bytes just stored
     per_put = len(sent)
     seq = itertools.count()
@@ -129,23 +128,6 @@ def _layered(store: BlobStore, statements: int, transactions: int, seq: Iterator
         return watch.seconds
 
     return batch
-
-
-@contextlib.contextmanager
-def _statements(store: BlobStore) -> Iterator[list[str]]:
-    """Every SQL statement the store sends while the block runs (not the engine's own BEGIN)."""
-    sent: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not statement.lstrip().upper().startswith("BEGIN"):
-            sent.append(statement)
-
-    engine = store.database.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def _rate(paired: Paired, transactions: int) -> str:

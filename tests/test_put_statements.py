@@ -8,13 +8,8 @@ binding transaction that touches blobs: it locks their rows by id.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from typing import Any
-
-from sqlalchemy import event
-
 from blobstore import BlobStore, PutItem
+from blobstore.testing.statements import statements_sent
 
 #: lock the tenant (reading its usage), look up key + blobs, insert the ref, count it, charge it; on
 #: PostgreSQL one more statement locks the blobs looked up (SQLite's write transaction holds the database)
@@ -30,28 +25,11 @@ def budget(store: BlobStore, statements: dict[str, int]) -> int:
     return statements[store.database.engine.dialect.name]
 
 
-@contextlib.contextmanager
-def statements(store: BlobStore) -> Iterator[list[str]]:
-    """Every SQL statement the store sends while the block runs (not the engine's own BEGIN)."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not statement.lstrip().upper().startswith("BEGIN"):
-            seen.append(statement)
-
-    engine = store.database.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
 async def test_a_dedup_put_of_a_new_key_is_one_transaction_of_five_statements(store: BlobStore) -> None:
     """Bytes the store holds, under a new key: one transaction of five statements (six), nothing else."""
     acme = store.tenant("acme")
     await acme.put("seed", b"shared bytes")
-    with statements(store) as seen:
+    with statements_sent(store) as seen:
         info = await acme.put("again", b"shared bytes")
     assert info.deduplicated
     assert len(seen) == budget(store, DEDUP_PUT), seen
@@ -62,7 +40,7 @@ async def test_a_dedup_put_replacing_a_key_takes_no_more_statements(store: BlobS
     acme = store.tenant("acme")
     await acme.put("a", b"first bytes")
     await acme.put("b", b"other bytes, longer")
-    with statements(store) as seen:
+    with statements_sent(store) as seen:
         await acme.put("a", b"other bytes, longer")
     assert len(seen) == budget(store, DEDUP_PUT), seen
     assert await acme.get("a") == b"other bytes, longer"
@@ -71,7 +49,7 @@ async def test_a_dedup_put_replacing_a_key_takes_no_more_statements(store: BlobS
 async def test_a_dedup_put_of_a_new_tenant_adds_only_the_tenant_row(store: BlobStore) -> None:
     """A tenant's first put creates its row in the statement that would have locked it, plus one."""
     await store.tenant("acme").put("seed", b"shared bytes")
-    with statements(store) as seen:
+    with statements_sent(store) as seen:
         await store.tenant("newcomer").put("k", b"shared bytes")
     assert len(seen) == budget(store, DEDUP_PUT) + 1, seen
 
@@ -80,7 +58,7 @@ async def test_a_unique_put_is_two_short_transactions(store: BlobStore) -> None:
     """New bytes: three statements reserve the upload, five (six) commit it."""
     acme = store.tenant("acme")
     await acme.put("seed", b"warm the tenant row")
-    with statements(store) as seen:
+    with statements_sent(store) as seen:
         info = await acme.put("new", b"bytes nobody stored before")
     assert not info.deduplicated
     assert len(seen) == budget(store, UNIQUE_PUT), seen
@@ -90,9 +68,9 @@ async def test_a_batch_of_one_is_a_single_put(store: BlobStore) -> None:
     """put_many of one item sends exactly the statements of put."""
     acme = store.tenant("acme")
     await acme.put("seed", b"shared bytes")
-    with statements(store) as single:
+    with statements_sent(store) as single:
         await acme.put("one", b"shared bytes")
-    with statements(store) as batch:
+    with statements_sent(store) as batch:
         await acme.put_many([PutItem("two", b"shared bytes")])
     assert len(batch) == len(single) == budget(store, DEDUP_PUT)
 
@@ -100,6 +78,6 @@ async def test_a_batch_of_one_is_a_single_put(store: BlobStore) -> None:
 async def test_a_delete_takes_four_statements(store: BlobStore) -> None:
     acme = store.tenant("acme")
     await acme.put("doomed", b"bytes")
-    with statements(store) as seen:
+    with statements_sent(store) as seen:
         assert await acme.delete("doomed")
     assert len(seen) == DELETE, seen
