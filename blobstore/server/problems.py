@@ -66,6 +66,8 @@ STATUS: dict[type[Exception], int] = {
 }
 
 _INTERNAL = 500
+#: The methods a 405's ``Allow`` may name, in the order it names them.
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 class Problem(BaseModel):
@@ -131,13 +133,20 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "InvalidInput")
     headers = {name.lower(): value for name, value in (exc.headers or {}).items()}
-    if exc.status_code == 405:  # every method of the path, not only those of the first route that matched it
-        methods: set[str] = set()
-        for route in request.app.routes:
-            if route.matches(request.scope)[0] != Match.NONE:
-                methods |= getattr(route, "methods", None) or set()
-        headers["allow"] = ", ".join(sorted(methods))
+    if exc.status_code == 405:
+        headers["allow"] = ", ".join(_allowed_methods(request))
     return _problem(exc.status_code, code, str(exc.detail), str(exc.detail), headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers on the request's path, not only those of the first route
+    that matched it. Each method is tried as a whole match (routes of included routers nest, and only
+    ``matches`` sees through them)."""
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in request.app.routes)
+    ]
 
 
 def install(app: FastAPI) -> None:
