@@ -72,12 +72,17 @@ def mount(
     store: BlobStore | None = None,
     settings: Settings | None = None,
     clock: Clock = utc_now,
+    interactive_docs: bool = False,
 ) -> MountedBlobstore:
     """Mount the HTTP API (``blobstore.server``) into ``app`` under ``prefix``, over ``store`` (left open) or a
-    store opened from ``settings`` (default: the environment) while ``app`` runs."""
+    store opened from ``settings`` (default: the environment) while ``app`` runs.
+
+    The mount serves no metrics (operator telemetry; see blobstore.server.metrics) and, unless
+    ``interactive_docs``, no ``/docs`` or ``/redoc`` pages (they would run scripts on the host's origin);
+    ``{prefix}/openapi.json`` is served."""
     if not prefix.startswith("/") or prefix.endswith("/"):
         raise ValueError(f"the prefix must start with / and not end with one, not {prefix!r}")
-    api = create_app(store, settings=settings, clock=clock)
+    api = create_app(store, settings=settings, clock=clock, interactive_docs=interactive_docs)
     app.mount(prefix, api)
     host_lifespan = app.router.lifespan_context
 

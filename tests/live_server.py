@@ -65,6 +65,23 @@ def serving_app(app: Any) -> Iterator[str]:
         sock.close()
 
 
+def read_response(conn: socket.socket) -> bytes:
+    """One HTTP response (head and a Content-Length body) from ``conn``; b'' if the server closed it."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
+    while len(body) < length:
+        body += conn.recv(65536)
+    return data
+
+
 @dataclass(frozen=True)
 class Served:
     """A running ``blobstore serve``: its URL, the file its stdout goes to, and its process."""
@@ -75,9 +92,15 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve_process(home: Path, *args: str, env: dict[str, str | None] | None = None) -> Iterator[Served]:
+def serve_process(
+    home: Path,
+    *args: str,
+    env: dict[str, str | None] | None = None,
+    preexec: Callable[[], None] | None = None,
+) -> Iterator[Served]:
     """Run ``blobstore serve ARGS`` on a free loopback port of the embedded store in ``home`` until the block
-    ends (then SIGTERM, unless it has exited); yield it once /readyz answers 200."""
+    ends (then SIGTERM, unless it has exited); yield it once /readyz answers 200. ``preexec`` runs in the
+    child before the command (to lower a resource limit, say)."""
     from cli_helpers import process_env
 
     with socket.socket() as probe:
@@ -91,6 +114,7 @@ def serve_process(home: Path, *args: str, env: dict[str, str | None] | None = No
             env=process_env(home, {"PYTHONUNBUFFERED": "1", **(env or {})}),
             stdout=stdout,
             stderr=stderr,
+            preexec_fn=preexec,
         )
     url = f"http://127.0.0.1:{port}"
     try:

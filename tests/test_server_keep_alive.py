@@ -13,7 +13,7 @@ import socket
 import time
 from pathlib import Path
 
-from live_server import serve_process
+from live_server import read_response, serve_process
 
 from blobstore.cli.serve import KEEP_ALIVE_SECONDS
 
@@ -21,23 +21,6 @@ from blobstore.cli.serve import KEEP_ALIVE_SECONDS
 CLIENT_KEEP_ALIVE_SECONDS = 5.0
 
 REQUEST = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"
-
-
-def read_response(conn: socket.socket) -> bytes:
-    """One HTTP response (head and a Content-Length body) from ``conn``; b'' if the server closed it."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
-    )
-    while len(body) < length:
-        body += conn.recv(65536)
-    return data
 
 
 def test_a_connection_idle_past_the_clients_keep_alive_is_still_served(tmp_path: Path) -> None:

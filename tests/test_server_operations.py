@@ -1,11 +1,14 @@
-"""Operating the service: /metrics (by route template, never by key or tenant; storage, database and GC
-figures; summed over worker processes), X-Request-Id, one access-log line per request, /readyz's reasons."""
+"""Operating the service: the metrics (by route template, never by key or tenant; storage, database and GC
+figures; on the operator listener, summed over worker processes), X-Request-Id, one access-log line per
+request, /readyz's reasons. The servers in this process are scraped through the registry they record into;
+tests/test_server_metrics_listener.py proves the tenants' port serves none."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
@@ -16,12 +19,13 @@ import pytest
 from cli_helpers import invoke
 from conftest import FakeClock
 from live_server import serve_process, serving, serving_app
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from blobstore import BlobStore, StorageUnavailable, tokens
 from blobstore.errors import ConfigurationError
-from blobstore.server import create_app
+from blobstore.server import create_app, metrics
 from blobstore.server.app import GC_INTERVAL, app_from_env
 from blobstore.testing.faults import Fault, FaultyStorage
 
@@ -67,26 +71,24 @@ def deltas(before: Samples, after: Samples) -> Callable[..., float]:
     return delta
 
 
-async def scrape(http: httpx.AsyncClient) -> Samples:
-    response = await http.get("/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    return samples(response.text)
+def scrape() -> Samples:
+    """The metrics of the servers running in this process, as the operator listener would expose them."""
+    return samples(generate_latest(metrics.registry()).decode())
 
 
-# --- /metrics -------------------------------------------------------------------------------------
+# --- metrics -------------------------------------------------------------------------------------
 
 
 async def test_metrics_count_requests_bytes_and_dedup_by_route_template(live: Live) -> None:
     """Two PUTs (one a dedup hit), a GET and a GET of a missing key show up by method, route template and
     status class, with their bytes; no label names a key or a tenant."""
-    before = await scrape(live.http)
+    before = scrape()
     put = OBJECT_ROUTE
     assert (await live.http.put("/v1/tenants/acme/objects/secret-a", content=DATA, headers=live.auth)).is_success
     assert (await live.http.put("/v1/tenants/acme/objects/secret-b", content=DATA, headers=live.auth)).is_success
     assert (await live.http.get("/v1/tenants/acme/objects/secret-a", headers=live.auth)).content == DATA
     assert (await live.http.get("/v1/tenants/acme/objects/secret-c", headers=live.auth)).status_code == 404
-    after = await scrape(live.http)
+    after = scrape()
     delta = deltas(before, after)
     assert delta("blobstore_http_requests_total", method="PUT", route=put, status_class="2xx") == 2
     assert delta("blobstore_http_requests_total", method="GET", route=put, status_class="2xx") == 1
@@ -104,7 +106,7 @@ async def test_an_unknown_path_is_counted_as_unmatched(live: Live) -> None:
     """Paths no route knows share one label value, so they cannot grow the label set."""
     await live.http.get("/no/such/path/1")
     await live.http.get("/no/such/path/2")
-    found = await scrape(live.http)
+    found = scrape()
     routes = {dict(pairs).get("route") for name, pairs in found if name == "blobstore_http_requests_total"}
     assert "unmatched" in routes
     assert not any(route and route.startswith("/no/") for route in routes)
@@ -124,10 +126,10 @@ def label_values(found: Samples, name: str, label: str) -> set[str]:
 async def test_metrics_time_storage_operations_and_database_statements(live: Live) -> None:
     """A PUT of new bytes shows one storage write, a GET one read, and the database statements they ran, by
     kind; every label value is an operation name or a statement kind, never a key or a tenant."""
-    before = await scrape(live.http)
+    before = scrape()
     assert (await live.http.put("/v1/tenants/acme/objects/timed-a", content=DATA, headers=live.auth)).is_success
     assert (await live.http.get("/v1/tenants/acme/objects/timed-a", headers=live.auth)).content == DATA
-    after = await scrape(live.http)
+    after = scrape()
     delta = deltas(before, after)
     storage = "blobstore_storage_operation_duration_seconds"
     assert delta(f"{storage}_count", operation="write", outcome="ok") == 1
@@ -145,10 +147,10 @@ async def test_metrics_time_storage_operations_and_database_statements(live: Liv
     }
 
 
-async def scrape_until(http: httpx.AsyncClient, holds: Callable[[Samples], bool], what: str) -> Samples:
-    """Scrape /metrics until ``holds(samples)`` (failing after 30 s); return those samples."""
+async def scrape_until(holds: Callable[[Samples], bool], what: str) -> Samples:
+    """Scrape until ``holds(samples)`` (failing after 30 s); return those samples."""
     deadline = time.monotonic() + 30
-    while not holds(found := await scrape(http)):
+    while not holds(found := scrape()):
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
         await asyncio.sleep(0.05)
     return found
@@ -162,12 +164,11 @@ async def test_the_gc_loop_reclaims_a_deleted_key_and_records_it(store: BlobStor
     settings = replace(store.settings, gc_grace_seconds=0)
     with serving_app(create_app(settings=settings, clock=clock, gc_interval=0.05)) as url:
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-            before = await scrape(http)
+            before = scrape()
             assert (await http.put("/v1/tenants/acme/objects/gone", content=DATA, headers=auth)).status_code == 201
             assert (await http.delete("/v1/tenants/acme/objects/gone", headers=auth)).status_code == 204
             clock.advance(1)  # past the (zero) grace
             after = await scrape_until(
-                http,
                 lambda found: deltas(before, found)("blobstore_gc_reclaimed_objects_total", kind="blob") >= 1,
                 "the GC loop reclaims the deleted key's blob",
             )
@@ -191,9 +192,8 @@ async def test_a_failing_gc_run_is_counted_and_the_server_keeps_serving(store: B
     app = create_app(store, gc_interval=0.02)
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://x") as http:
-        before = await scrape(http)
+        before = scrape()
         failed = await scrape_until(
-            http,
             lambda found: deltas(before, found)("blobstore_gc_runs_total", outcome="error") >= 2,
             "two GC runs have failed",
         )
@@ -201,7 +201,6 @@ async def test_a_failing_gc_run_is_counted_and_the_server_keeps_serving(store: B
         assert (await http.get("/healthz")).status_code == 200
         storage.clear()
         await scrape_until(
-            http,
             lambda found: deltas(failed, found)("blobstore_gc_runs_total", outcome="ok") >= 1,
             "a GC run succeeds after the storage recovered",
         )
@@ -279,10 +278,11 @@ async def test_readyz_is_503_with_the_reason_when_storage_is_unreachable(store: 
 
 @dataclass(frozen=True)
 class Fleet:
-    """`blobstore serve --workers 2 --gc-interval 0.2` with a GC grace of 0, its PROMETHEUS_MULTIPROC_DIR left to
-    it: its URL, stdout file, and a token of tenant acme."""
+    """`blobstore serve --workers 2 --gc-interval 0.2 --metrics-port PORT` with a GC grace of 0, its
+    PROMETHEUS_MULTIPROC_DIR left to it: its URL, its metrics URL, stdout file, and a token of tenant acme."""
 
     url: str
+    metrics_url: str
     out: Path
     auth: dict[str, str]
 
@@ -291,17 +291,26 @@ class Fleet:
 def two_workers(tmp_path: Path) -> Iterator[Fleet]:
     token = invoke(["token", "create", "acme"], home=tmp_path).ok().stdout.strip()
     env = {"PROMETHEUS_MULTIPROC_DIR": None, "BLOBSTORE_GC_GRACE": "0"}
-    with serve_process(tmp_path, "--workers", "2", "--gc-interval", "0.2", env=env) as served:
-        yield Fleet(served.url, served.out, {"authorization": f"Bearer {token}"})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    args = ("--workers", "2", "--gc-interval", "0.2", "--metrics-port", str(metrics_port))
+    with serve_process(tmp_path, *args, env=env) as served:
+        yield Fleet(
+            served.url, f"http://127.0.0.1:{metrics_port}/metrics", served.out, {"authorization": f"Bearer {token}"}
+        )
 
 
 def scrape_fleet(fleet: Fleet) -> Samples:
-    """/metrics on a new connection, so either process may answer."""
-    return samples(httpx.get(f"{fleet.url}/metrics", headers={"connection": "close"}).text)
+    """The operator listener's metrics (served by the supervisor process from every worker's samples)."""
+    response = httpx.get(fleet.metrics_url)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return samples(response.text)
 
 
 def test_metrics_sum_over_worker_processes(two_workers: Fleet) -> None:
-    """With --workers 2, /metrics from either process counts every request both served; each request
+    """With --workers 2, the operator listener counts every request both processes served; each request
     also leaves one access-log line on stdout."""
     for _ in range(20):  # a new connection each time, so both processes serve some
         assert httpx.get(f"{two_workers.url}/healthz", headers={"connection": "close"}).status_code == 200
@@ -314,7 +323,7 @@ def test_metrics_sum_over_worker_processes(two_workers: Fleet) -> None:
 
 
 def test_storage_database_and_gc_metrics_sum_over_worker_processes(two_workers: Fleet) -> None:
-    """With --workers 2 (each process running GC), /metrics from either process shows every storage write both
+    """With --workers 2 (each process running GC), the operator listener shows every storage write both
     made, the GC runs, the one blob reclaimed once (whichever process reclaimed it) and the latest success."""
     keys = [f"fleet-{n}" for n in range(10)]
     with httpx.Client(base_url=two_workers.url, headers={"connection": "close", **two_workers.auth}) as http:

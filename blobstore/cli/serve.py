@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING
 import click
 
 from blobstore.cli.app import common_options, options, run
+from blobstore.errors import ConfigurationError
 
+#: Defaults of the connection limits, as in blobstore.server.connections (which loads the server stack, so not
+#: imported for --help; tests/test_server_timeouts.py checks they agree).
+HEADER_TIMEOUT_SECONDS = 20.0
+BODY_TIMEOUT_SECONDS = 60.0
+MAX_CONNECTIONS = 1000
 #: How long the server keeps an idle connection open: longer than clients reuse one (httpx and so
 #: BlobClient: 5 s) and than load balancers in front of it keep theirs (commonly 60 s), so an idle
 #: connection is always closed by the client side, never under a request the client just sent.
@@ -46,6 +52,40 @@ if TYPE_CHECKING:  # the store loads when the command runs, not for --help
     metavar="SECONDS",
     help="Run GC every SECONDS in each server process (default: never; `blobstore gc` runs it from outside).",
 )
+@click.option(
+    "--header-timeout",
+    default=HEADER_TIMEOUT_SECONDS,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Close a connection whose request headers are not all in this long after it opened (or after the "
+    "request's first byte, on a kept-alive connection); 408 if it sent part of them.",
+)
+@click.option(
+    "--body-timeout",
+    default=BODY_TIMEOUT_SECONDS,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="End a request (408, nothing stored) whose body sends no bytes for this long.",
+)
+@click.option(
+    "--max-connections",
+    default=MAX_CONNECTIONS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Per process: a request arriving while N connections are open (idle ones too) gets an immediate 503.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
+    help="Serve Prometheus /metrics on this operator port (default: nowhere; never on --port).",
+)
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="Address the --metrics-port listener binds."
+)
 @common_options
 def serve(
     host: str,
@@ -54,19 +94,25 @@ def serve(
     cors_origins: tuple[str, ...],
     shutdown_timeout: int,
     gc_interval: float | None,
+    header_timeout: float,
+    body_timeout: float,
+    max_connections: int,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Serve the store over HTTP, to clients in any language.
 
     Every request needs a token (`blobstore token create`). Any number of
-    servers may share one PostgreSQL database and one bucket.
+    servers may share one PostgreSQL database and one bucket. Metrics are
+    for the operator only: on --metrics-port, never on the tenants' port.
 
     \b
       blobstore serve --host 0.0.0.0 --port 8080 --workers 4
     """
     import uvicorn  # only this command needs the server stack
 
-    from blobstore.server import access
-    from blobstore.server.app import CORS_ORIGINS, GC_INTERVAL
+    from blobstore.server import access, connections, metrics
+    from blobstore.server.app import BODY_TIMEOUT, CORS_ORIGINS, GC_INTERVAL
 
     settings = options().settings()
 
@@ -78,7 +124,18 @@ def serve(
     os.environ["BLOBSTORE_STORAGE_URL"] = settings.storage_url
     os.environ[CORS_ORIGINS] = ",".join(cors_origins)
     os.environ[GC_INTERVAL] = "" if gc_interval is None else repr(gc_interval)
-    with _metrics_directory(workers):
+    os.environ[BODY_TIMEOUT] = repr(body_timeout)
+    os.environ[connections.HEADER_TIMEOUT] = repr(header_timeout)
+    connections.raise_open_files_limit()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_metrics_directory(workers))
+        if metrics_port is not None:  # in this process: the only process, or the supervisor of the workers
+            try:
+                stack.enter_context(metrics.listening(metrics_host, metrics_port))
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"--metrics-port: cannot listen on {metrics_host}:{metrics_port}: {exc}"
+                ) from exc
         uvicorn.run(
             "blobstore.server.app:app_from_env",
             factory=True,
@@ -90,6 +147,8 @@ def serve(
             access_log=False,
             timeout_graceful_shutdown=shutdown_timeout,
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            http=connections.PROTOCOL,
+            limit_concurrency=max_connections,
             server_header=False,
         )
 

@@ -20,6 +20,7 @@ from blobstore.instrument import instrument
 from blobstore.server import collector, metrics, objects, problems, signed, tenants
 from blobstore.server.access import AccessMiddleware
 from blobstore.server.auth import store_of
+from blobstore.server.connections import BODY_TIMEOUT_SECONDS, BodyTimeoutMiddleware
 from blobstore.server.schemas import Health
 from blobstore.server.shutdown import ShutdownMiddleware
 from blobstore.store import BlobStore, Clock, utc_now
@@ -28,6 +29,8 @@ from blobstore.store import BlobStore, Clock, utc_now
 CORS_ORIGINS = "BLOBSTORE_CORS_ORIGINS"
 #: The environment variable ``blobstore serve --gc-interval`` passes its seconds in (unset or empty: no GC).
 GC_INTERVAL = "BLOBSTORE_GC_INTERVAL"
+#: The environment variable ``blobstore serve --body-timeout`` passes its seconds in (unset or empty: the default).
+BODY_TIMEOUT = "BLOBSTORE_BODY_TIMEOUT"
 DESCRIPTION = """\
 A content-addressed, deduplicating blob store. Every request carries
 `Authorization: Bearer <token>` (from `blobstore token create`); errors are
@@ -42,14 +45,19 @@ def create_app(
     clock: Clock = utc_now,
     cors_origins: Sequence[str] = (),
     gc_interval: float | None = None,
+    body_timeout: float = BODY_TIMEOUT_SECONDS,
+    interactive_docs: bool = True,
 ) -> FastAPI:
     """The HTTP API over ``store`` (left open), or over a store opened from ``settings`` (default: the
     environment) when the app starts and closed when it stops. Browser pages from ``cors_origins``
     (``https://host[:port]``) may call it, signed URLs included. With ``gc_interval``, the app runs GC
-    every that many seconds while it runs (blobstore.server.collector).
+    every that many seconds while it runs (blobstore.server.collector). A request whose body sends no bytes
+    for ``body_timeout`` seconds ends with 408 (blobstore.server.connections). ``interactive_docs`` serves
+    ``/docs`` and ``/redoc`` (``/openapi.json`` is always served).
 
     While the app runs, the store's storage operations and database statements are timed into
-    ``/metrics`` (blobstore.instrument); the store is given back as it was when the app stops."""
+    blobstore.server.metrics (blobstore.instrument), which the app does not serve: ``blobstore serve
+    --metrics-port`` does, on an operator listener. The store is given back as it was when the app stops."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,12 +72,18 @@ def create_app(
             app.state.blobstore = serving
             yield
 
-    app = FastAPI(title="blobstore", version=_version(), description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="blobstore",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs" if interactive_docs else None,
+        redoc_url="/redoc" if interactive_docs else None,
+    )
     problems.install(app)
     app.include_router(objects.router)
     app.include_router(tenants.router)
     app.include_router(signed.router)
-    app.include_router(metrics.router)
     app.add_api_route("/healthz", healthz, methods=["GET"], response_model=Health, tags=["health"])
     app.add_api_route(
         "/readyz",
@@ -79,6 +93,7 @@ def create_app(
         tags=["health"],
         responses=problems.error_responses(),
     )
+    app.add_middleware(BodyTimeoutMiddleware, seconds=body_timeout)
     app.add_middleware(ShutdownMiddleware)
     app.add_middleware(AccessMiddleware)  # outside ShutdownMiddleware, so it logs and counts the 503 of a cut request
     if cors_origins:  # outermost, so it answers preflight requests before routing
@@ -95,12 +110,20 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """The app over the store the environment names, with :data:`CORS_ORIGINS` (comma-separated) as its CORS
-    origins and :data:`GC_INTERVAL` as its GC interval (uvicorn's factory for ``blobstore serve``)."""
+    origins, :data:`GC_INTERVAL` as its GC interval and :data:`BODY_TIMEOUT` as its body timeout (uvicorn's
+    factory for ``blobstore serve``)."""
     origins = [origin.strip() for origin in os.environ.get(CORS_ORIGINS, "").split(",") if origin.strip()]
-    return create_app(cors_origins=origins, gc_interval=_gc_interval(os.environ.get(GC_INTERVAL, "")))
+    body_timeout = _seconds(BODY_TIMEOUT)
+    return create_app(
+        cors_origins=origins,
+        gc_interval=_seconds(GC_INTERVAL),
+        body_timeout=BODY_TIMEOUT_SECONDS if body_timeout is None else body_timeout,
+    )
 
 
-def _gc_interval(text: str) -> float | None:
+def _seconds(variable: str) -> float | None:
+    """The positive number of seconds in environment variable ``variable``; None if it is unset or empty."""
+    text = os.environ.get(variable, "")
     if not text:
         return None
     try:
@@ -108,7 +131,7 @@ def _gc_interval(text: str) -> float | None:
     except ValueError:
         seconds = 0.0
     if not 0 < seconds < float("inf"):
-        raise ConfigurationError(f"{GC_INTERVAL} must be a positive number of seconds, not {text!r}")
+        raise ConfigurationError(f"{variable} must be a positive number of seconds, not {text!r}")
     return seconds
 
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the HTTP service, and ``GET /metrics``.
+"""Prometheus metrics of the HTTP service, served only on an operator listener (:func:`listening`).
 
 Requests are counted and timed by method, route template and status class,
 never by key or tenant (label values stay few). Bytes in and out are counted
@@ -8,31 +8,27 @@ and outcome (:data:`OBSERVER`, through blobstore.instrument). GC runs made by
 this server (``blobstore serve --gc-interval``) are counted by outcome, with
 what they reclaimed and when one last succeeded.
 
-With ``PROMETHEUS_MULTIPROC_DIR`` set (``blobstore serve --workers N`` sets
-it to a directory of its own), every process writes its samples there and
-``/metrics`` answers with the sum over all of them, whichever process serves it.
+The tenant-facing app never serves them: the counters would tell a tenant
+whether another tenant already holds a file (a dedup hit writes no bytes).
+``blobstore serve --metrics-port`` runs :func:`listening` in its own process,
+the uvicorn supervisor when there are several workers. With
+``PROMETHEUS_MULTIPROC_DIR`` set (``blobstore serve --workers N`` sets it to a
+directory of its own), every process writes its samples there and the
+listener answers with the sum over all of them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter
-from fastapi.responses import Response
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from blobstore.gc import GcStats
     from blobstore.instrument import Outcome, StatementKind
 
@@ -83,8 +79,6 @@ for _kind in ("blob", "orphan", "upload"):
 for _kind in ("blob", "orphan"):
     GC_BYTES.labels(_kind)
 
-router = APIRouter(tags=["health"])
-
 
 def record_request(method: str, route: str, status: int, seconds: float, received: int, sent: int) -> None:
     """Count one answered request."""
@@ -130,13 +124,21 @@ def record_gc_failure() -> None:
     GC_RUNS.labels("error").inc()
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics() -> Response:
-    """The metrics in the Prometheus text format (summed over every server process when multiprocess)."""
-    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
+@contextlib.contextmanager
+def listening(host: str, port: int) -> Iterator[None]:
+    """Serve the metrics (Prometheus text format, at ``/metrics``) on ``host:port`` from a thread of this
+    process while the block runs; OSError if the address cannot be bound."""
+    server, thread = start_http_server(port, host, registry())
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
-def _registry() -> CollectorRegistry:
+def registry() -> CollectorRegistry:
+    """The metrics to expose: this process's, or the sum over every process writing to :data:`MULTIPROC_DIR`."""
     if not os.environ.get(MULTIPROC_DIR):
         return REGISTRY
     registry = CollectorRegistry()

@@ -131,7 +131,7 @@ async def _on_validation_error(_request: Request, exc: Exception) -> JSONRespons
 
 async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "InvalidInput")
+    code = {404: "NotFound", 405: "MethodNotAllowed", 408: "RequestTimeout"}.get(exc.status_code, "InvalidInput")
     headers = {name.lower(): value for name, value in (exc.headers or {}).items()}
     if exc.status_code == 405:
         headers["allow"] = ", ".join(_allowed_methods(request))
