@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -39,6 +39,8 @@ class Settings:
     #: How long an upload stays protected from GC after its uploader last renewed its lease (it
     #: renews every third of this while bytes flow); only a dead uploader's upload outlives it.
     upload_lease_seconds: float = 60.0
+    #: BLOBSTORE_SECRET_KEY: seals the secrets the database keeps (see blobstore.sealing); never shown.
+    secret_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(
@@ -61,6 +63,7 @@ class Settings:
             s3_region=env.get("BLOBSTORE_S3_REGION") or "us-east-1",
             dedup_scope=_parse_scope(env.get("BLOBSTORE_DEDUP_SCOPE") or "global"),
             gc_grace_seconds=_parse_grace(env.get("BLOBSTORE_GC_GRACE") or "3600"),
+            secret_key=_parse_secret_key(env.get("BLOBSTORE_SECRET_KEY") or None),
         )
 
     @property
@@ -147,3 +150,9 @@ def _parse_grace(value: str) -> float:
             f"not {value!r}"
         )
     return seconds
+
+
+def _parse_secret_key(value: str | None) -> str | None:
+    if value is not None and len(value) < 32:
+        raise ConfigurationError("BLOBSTORE_SECRET_KEY must be at least 32 characters (use a random value)")
+    return value

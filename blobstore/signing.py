@@ -1,15 +1,20 @@
 """Signed URLs: one method (GET or PUT) on one key of one tenant, without a token, until an expiry.
 
-A URL carries its expiry (Unix seconds), the id of the key that signed it and
-an HMAC-SHA256 over the method, tenant, key, expiry and key id, plus, for a
-PUT, the content length, content type and digest the signer chose to bind.
-Changing any of them, or using the URL at or after its expiry, is Forbidden;
-signatures are compared in constant time.
+A URL carries its expiry (Unix seconds), the id of the key that signed it, the
+id of the token that asked for it (if one did) and an HMAC-SHA256 over the
+method, tenant, key, expiry, key id and token id, plus, for a PUT, the content
+length, content type and digest the signer chose to bind. Changing any of
+them, or using the URL at or after its expiry, is Forbidden; signatures are
+compared in constant time.
 
-Signing keys live in the database, so every server of a store accepts every
-other's URLs. The newest unretired key signs; ``rotate`` makes a new one
-current, and a retired key still verifies until every URL it could have
-signed has expired (:data:`MAX_EXPIRY` after its retirement), then is deleted.
+Signing keys live in the database, sealed with the store's secret
+(blobstore.sealing), so every server of a store accepts every other's URLs and
+a copy of the database cannot sign. The newest key not superseded signs;
+``rotate`` makes a new one current, and a superseded key still verifies until
+every URL it could have signed has expired (:data:`MAX_EXPIRY` later), then is
+deleted. A leaked URL is killed by revoking the token that signed it (its URLs
+never outlive it) or by ``retire``, which deletes its signing key: each takes
+effect on every server at once, as verification reads both in one statement.
 """
 
 from __future__ import annotations
@@ -25,14 +30,15 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from blobstore import wire
-from blobstore.errors import InvalidInput
-from blobstore.keys import validate_digest, validate_key, validate_tenant
-from blobstore.tokens import Forbidden
+from blobstore import sealing, wire
+from blobstore.errors import InvalidInput, NotFound
+from blobstore.keys import validate_content_type, validate_digest, validate_key, validate_tenant
+from blobstore.tokens import Forbidden, TokenInfo
 
 if TYPE_CHECKING:  # the database layer loads when a URL is signed or checked
     from sqlalchemy.ext.asyncio import AsyncConnection
 
+    from blobstore.config import Settings
     from blobstore.db.signing_keys import SigningKeyRow
     from blobstore.store import BlobStore
 
@@ -41,12 +47,14 @@ DEFAULT_EXPIRY = timedelta(minutes=15)
 MAX_EXPIRY = timedelta(days=7)
 
 #: Query parameters of a signed URL.
-EXPIRES, KEY_ID, SIGNATURE = "expires", "key_id", "signature"
+EXPIRES, KEY_ID, TOKEN_ID, SIGNATURE = "expires", "key_id", "token_id", "signature"
 CONTENT_LENGTH, CONTENT_TYPE, DIGEST = "content_length", "content_type", "digest"
 
-_KEY_ID = re.compile(r"[0-9a-f]{16}")
+_ID = re.compile(r"[0-9a-f]{16}")  # key and token ids
 _SIGNATURE = re.compile(r"[A-Za-z0-9_-]{43}")
-_VERSION = b"blobstore-signed-url-v1"
+#: A number in a URL: ASCII digits only (str.isdigit also takes "²"), few enough for int() and a 64-bit column.
+_NUMBER = re.compile(r"[0-9]{1,18}")
+_VERSION = b"blobstore-signed-url-v2"
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,8 @@ class Grant:
     content_length: int | None = None
     content_type: str | None = None
     digest: str | None = None
+    #: The token that asked for the URL; None for a URL the library signed for a backend.
+    token_id: str | None = None
 
     def message(self) -> bytes:
         """The signed bytes: one field a line (no field may hold a line break), absent fields empty."""
@@ -73,13 +83,19 @@ class Grant:
             "" if self.content_length is None else str(self.content_length),
             self.content_type or "",
             self.digest or "",
+            self.token_id or "",
         )
         return b"\n".join([_VERSION, *(field.encode() for field in fields)])
 
     def query(self, signature: str) -> dict[str, str]:
         """The URL's query parameters."""
-        bound = {CONTENT_LENGTH: self.content_length, CONTENT_TYPE: self.content_type, DIGEST: self.digest}
-        extra = {name: str(value) for name, value in bound.items() if value is not None}
+        optional = {
+            TOKEN_ID: self.token_id,
+            CONTENT_LENGTH: self.content_length,
+            CONTENT_TYPE: self.content_type,
+            DIGEST: self.digest,
+        }
+        extra = {name: str(value) for name, value in optional.items() if value is not None}
         return {EXPIRES: str(self.expires), KEY_ID: self.key_id, **extra, SIGNATURE: signature}
 
     def headers(self) -> dict[str, str]:
@@ -115,13 +131,29 @@ class SignedUrl:
 
 @dataclass(frozen=True)
 class SigningKeyInfo:
-    """A signing key as ``signing-key rotate`` reports it: never its secret."""
+    """A signing key as ``signing-key ls`` shows it: never its secret. ``current`` signs new URLs; a
+    superseded key only verifies (until :data:`MAX_EXPIRY` after ``superseded_at``)."""
 
     id: str
     created_at: datetime
+    superseded_at: datetime | None = None
+
+    @property
+    def current(self) -> bool:
+        return self.superseded_at is None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "created_at": self.created_at.isoformat()}
+        superseded = None if self.superseded_at is None else self.superseded_at.isoformat()
+        return {
+            "id": self.id,
+            "created_at": self.created_at.isoformat(),
+            "superseded_at": superseded,
+            "current": self.current,
+        }
+
+    @classmethod
+    def from_row(cls, row: SigningKeyRow) -> SigningKeyInfo:
+        return cls(row.id, row.created_at, row.superseded_at)
 
 
 def required_scope(method: str) -> str:
@@ -140,11 +172,15 @@ async def sign(
     content_length: int | None = None,
     content_type: str | None = None,
     digest: str | None = None,
+    token: TokenInfo | None = None,
 ) -> SignedUrl:
     """A URL under ``base_url`` for ``method`` on ``key`` of ``tenant``, valid ``expires_in`` seconds.
 
-    The caller has checked that the signer may do ``method`` on ``tenant``. InvalidInput for an
-    unknown method, a bad key, a lifetime outside 1 s .. :data:`MAX_EXPIRY`, or PUT-only bounds on a GET.
+    The caller has checked that the signer (``token``, if a token asks) may do ``method`` on ``tenant``.
+    A token's URL works only while the token does: it expires with the token if that comes first, and
+    dies when the token is revoked. A URL without a token dies when its signing key is retired.
+    InvalidInput for an unknown method, a bad key, a lifetime outside 1 s .. :data:`MAX_EXPIRY`, or
+    PUT-only bounds on a GET; ConfigurationError if the store has no secret to seal keys with.
     """
     validate_tenant(tenant)
     method = _validate_method(method)
@@ -157,11 +193,13 @@ async def sign(
         raise InvalidInput(f"expires_in must be 1 to {int(MAX_EXPIRY.total_seconds())} seconds, not {expires_in!r}")
     _validate_bounds(method, content_length, content_type, digest)
     signer = await _current_key(store)
-    now = store.clock()
-    grant = Grant(
-        method, tenant, key, int(now.timestamp()) + expires_in, signer.id, content_length, content_type, digest
-    )
-    url = f"{base_url.rstrip('/')}{wire.object_path(tenant, key)}?{urlencode(grant.query(_mac(signer, grant)))}"
+    expires = int(store.clock().timestamp()) + expires_in
+    if token is not None and token.expires_at is not None:
+        expires = min(expires, int(token.expires_at.timestamp()))
+    token_id = None if token is None else token.id
+    grant = Grant(method, tenant, key, expires, signer.id, content_length, content_type, digest, token_id)
+    signature = _mac(_secret_of(store.settings, signer), grant)
+    url = f"{base_url.rstrip('/')}{wire.object_path(tenant, key)}?{urlencode(grant.query(signature))}"
     return SignedUrl(url, method, grant.headers(), datetime.fromtimestamp(grant.expires, UTC))
 
 
@@ -174,13 +212,23 @@ async def verify(
     store: BlobStore, method: str, tenant: str, key: str, query: Mapping[str, str], headers: Mapping[str, str]
 ) -> None:
     """Accept a signed-URL request or raise Forbidden: the signature must cover exactly this method, tenant,
-    key and the query's fields, be unexpired, and the request must carry the bound length, type and digest."""
+    key and the query's fields by a key not retired, be unexpired, its token (if it names one) still
+    active, and the request must carry the bound length, type and digest. One read of the database."""
+    from blobstore.db import signing_keys as db
+
     grant, signature = _grant_of(method, tenant, key, query)
-    row = await store.database.transaction(lambda conn: _find(conn, grant.key_id))
-    if row is None or not hmac.compare_digest(_mac(row, grant), signature):
+    found = await store.database.read(lambda conn: db.find_verifier(conn, grant.key_id, grant.token_id))
+    if found is None or not hmac.compare_digest(_mac(_secret_of(store.settings, found.key), grant), signature):
         raise Forbidden("the URL's signature does not match it")
-    if store.clock().timestamp() >= grant.expires:
+    now = store.clock()
+    if now.timestamp() >= grant.expires:
         raise Forbidden("the signed URL has expired")
+    if grant.token_id is not None and (
+        found.token is None
+        or not (token := TokenInfo.from_row(found.token)).active(now)
+        or not token.allows(grant.tenant, required_scope(grant.method))
+    ):
+        raise Forbidden("the token that signed the URL was revoked or has expired")
     for header, bound in (
         ("content-length", grant.content_length),
         ("content-type", grant.content_type),
@@ -191,58 +239,87 @@ async def verify(
 
 
 async def rotate(store: BlobStore) -> SigningKeyInfo:
-    """Make a new key current; the previous ones keep verifying the URLs they signed until those expire."""
+    """Make a new key current; the previous ones keep verifying the URLs they signed until those expire.
+    ConfigurationError, and nothing changed, if the store has no secret to seal the key with."""
     from blobstore.db import signing_keys as db
 
     now = store.clock()
-    row = db.SigningKeyRow(secrets.token_hex(8), secrets.token_hex(32), now, None)
+    key_id = secrets.token_hex(8)
+    sealed = sealing.seal(store.settings, secrets.token_bytes(32), _purpose(key_id))
+    row = db.SigningKeyRow(key_id, sealed, now, None)
 
     async def work(conn: AsyncConnection) -> None:
-        await db.retire_keys(conn, now, now - MAX_EXPIRY)
+        await db.supersede_keys(conn, now, now - MAX_EXPIRY)
         await db.insert_key(conn, row)
 
     await store.database.transaction(work)
-    return SigningKeyInfo(row.id, row.created_at)
+    return SigningKeyInfo.from_row(row)
+
+
+async def retire(store: BlobStore, key_id: str) -> SigningKeyInfo:
+    """Delete a signing key: every URL it signed stops working, on every server at once. If it was the
+    current key, the next signature creates a new one. NotFound if there is no such key."""
+    from blobstore.db import signing_keys as db
+
+    if not isinstance(key_id, str) or not _ID.fullmatch(key_id):
+        raise InvalidInput(f"invalid signing key id {key_id!r}: expected 16 hex digits, as `signing-key ls` shows")
+    row = await store.database.transaction(lambda conn: db.retire_key(conn, key_id))
+    if row is None:
+        raise NotFound(f"no such signing key: {key_id}")
+    return SigningKeyInfo.from_row(row)
+
+
+async def list_keys(store: BlobStore) -> list[SigningKeyInfo]:
+    """The keys that verify URLs, newest (the current one) first."""
+    from blobstore.db import signing_keys as db
+
+    return [SigningKeyInfo.from_row(row) for row in await store.database.read(db.list_keys)]
 
 
 async def _current_key(store: BlobStore) -> SigningKeyRow:
     """The key that signs now; the first signature of a store creates one."""
     from blobstore.db import signing_keys as db
 
-    row = await store.database.transaction(db.current_key)
+    row = await store.database.read(db.current_key)
     if row is None:
         await rotate(store)
-        row = await store.database.transaction(db.current_key)
+        row = await store.database.read(db.current_key)
     assert row is not None
     return row
 
 
-async def _find(conn: AsyncConnection, key_id: str) -> SigningKeyRow | None:
-    from blobstore.db import signing_keys as db
+def _purpose(key_id: str) -> str:
+    """What a signing key's secret is sealed for: that row alone."""
+    return f"signing-key:{key_id}"
 
-    return await db.find_key(conn, key_id)
+
+def _secret_of(settings: Settings, row: SigningKeyRow) -> bytes:
+    return sealing.unseal(settings, row.sealed_secret, _purpose(row.id))
 
 
 def _grant_of(method: str, tenant: str, key: str, query: Mapping[str, str]) -> tuple[Grant, str]:
     """The grant a request claims and its signature; Forbidden if the query is malformed."""
     try:
         expires, key_id, signature = query[EXPIRES], query[KEY_ID], query[SIGNATURE]
-        length, content_type, digest = query.get(CONTENT_LENGTH), query.get(CONTENT_TYPE), query.get(DIGEST)
     except KeyError as exc:
         raise Forbidden(f"the signed URL lacks its {exc.args[0]}") from None
+    length, token_id = query.get(CONTENT_LENGTH), query.get(TOKEN_ID)
     if not (
-        expires.isdigit()
-        and _KEY_ID.fullmatch(key_id)
+        _NUMBER.fullmatch(expires)
+        and _ID.fullmatch(key_id)
         and _SIGNATURE.fullmatch(signature)
-        and (length is None or length.isdigit())
+        and (length is None or _NUMBER.fullmatch(length))
+        and (token_id is None or _ID.fullmatch(token_id))
     ):
         raise Forbidden("the signed URL is malformed")
     bound_length = None if length is None else int(length)
-    return Grant(method, tenant, key, int(expires), key_id, bound_length, content_type, digest), signature
+    content_type, digest = query.get(CONTENT_TYPE), query.get(DIGEST)
+    grant = Grant(method, tenant, key, int(expires), key_id, bound_length, content_type, digest, token_id)
+    return grant, signature
 
 
-def _mac(row: SigningKeyRow, grant: Grant) -> str:
-    digest = hmac.new(bytes.fromhex(row.secret), grant.message(), hashlib.sha256).digest()
+def _mac(secret: bytes, grant: Grant) -> str:
+    digest = hmac.new(secret, grant.message(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
@@ -260,12 +337,6 @@ def _validate_bounds(method: str, content_length: object, content_type: object, 
         isinstance(content_length, bool) or not isinstance(content_length, int) or content_length < 0
     ):
         raise InvalidInput(f"content_length must be a non-negative integer, not {content_length!r}")
-    if content_type is not None and not (
-        isinstance(content_type, str)
-        and 0 < len(content_type) <= 255
-        and content_type.isascii()
-        and content_type.isprintable()
-    ):
-        raise InvalidInput("content_type must be 1-255 printable ASCII characters")
+    validate_content_type(content_type)
     if digest is not None:
         validate_digest(digest)

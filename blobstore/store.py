@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore import quotas
 from blobstore.config import Settings
-from blobstore.db import batches, binding, catalog, migrate
+from blobstore.db import batches, binding, catalog, migrate, sqlite_files
 from blobstore.db.engine import Database
 from blobstore.egress import EgressLedger, EgressMeter
 from blobstore.errors import (
@@ -186,7 +186,7 @@ async def open_database(settings: Settings) -> Database:
     """Create the engine and prove the database answers; ConfigurationError if it does not."""
     if (path := settings.sqlite_file) is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            sqlite_files.make_private(path)
         except OSError as exc:
             raise ConfigurationError(f"BLOBSTORE_DATABASE_URL: cannot create {path}: {exc.strerror}") from None
     database = Database(settings.database_url)

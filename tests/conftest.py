@@ -28,6 +28,9 @@ from blobstore.db.models import Base
 
 REQUIRE_SERVERS = os.environ.get("BLOBSTORE_REQUIRE_SERVERS") == "1"
 
+#: BLOBSTORE_SECRET_KEY of the PostgreSQL test stores.
+TEST_SECRET_KEY = "test-secret-key-shared-by-every-server-of-the-store"
+
 #: The deployments every store-level test runs against.
 DEPLOYMENTS = ["sqlite-local", "postgres-s3"]
 
@@ -157,7 +160,11 @@ def settings_for(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[st
             storage_url, endpoint_url = "memory://", None
         else:
             storage_url, endpoint_url = (home / "blobs").as_uri(), None
-        return Settings(home=home, database_url=url, storage_url=storage_url, s3_endpoint_url=endpoint_url)
+        # The secret every server of a non-SQLite store shares (BLOBSTORE_SECRET_KEY) to sign URLs.
+        secret = TEST_SECRET_KEY if deployment.startswith("postgres") else None
+        return Settings(
+            home=home, database_url=url, storage_url=storage_url, s3_endpoint_url=endpoint_url, secret_key=secret
+        )
 
     return build
 

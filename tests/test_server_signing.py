@@ -8,18 +8,19 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
 from cli_helpers import invoke
-from conftest import FakeClock
+from conftest import FakeClock, StoreFactory
 from live_server import serving
+from sqlalchemy import event
 
 from blobstore import BlobStore, signing, tokens
 from blobstore.client import BlobClient
-from blobstore.db import signing_keys
-from blobstore.errors import InvalidInput
+from blobstore.errors import InvalidInput, NotFound
 from blobstore.ingest import new_hasher
 from blobstore.tokens import Forbidden
 
@@ -279,16 +280,17 @@ async def test_rotation_keeps_unexpired_urls_working(signer: Signer, clock: Fake
     assert (await signer.http.get(old.url)).status_code == 403
 
 
-async def test_rotation_forgets_keys_retired_longer_ago_than_a_url_lives(store: BlobStore, clock: FakeClock) -> None:
+async def test_rotation_forgets_keys_superseded_longer_ago_than_a_url_lives(store: BlobStore, clock: FakeClock) -> None:
     first = await signing.rotate(store)
     second = await signing.rotate(store)
     clock.advance(signing.MAX_EXPIRY.total_seconds() - 1)
     await signing.rotate(store)
-    assert await store.database.transaction(lambda conn: signing_keys.find_key(conn, first.id)) is not None
+    assert first.id in {key.id for key in await signing.list_keys(store)}
     clock.advance(2)
     await signing.rotate(store)
-    assert await store.database.transaction(lambda conn: signing_keys.find_key(conn, first.id)) is None
-    assert await store.database.transaction(lambda conn: signing_keys.find_key(conn, second.id)) is not None
+    kept = {key.id for key in await signing.list_keys(store)}
+    assert first.id not in kept
+    assert second.id in kept
 
 
 def test_signing_key_rotate_makes_a_new_key_current(tmp_path: Path) -> None:
@@ -298,7 +300,7 @@ def test_signing_key_rotate_makes_a_new_key_current(tmp_path: Path) -> None:
     assert second.startswith("signing key ")
     assert second.endswith(" is current\n")
     assert first["id"] not in second
-    assert set(first) == {"id", "created_at"}
+    assert set(first) == {"id", "created_at", "superseded_at", "current"}
 
 
 async def test_a_token_without_sign_gets_403_whatever_it_asks(store: BlobStore, clock: FakeClock) -> None:
@@ -310,3 +312,116 @@ async def test_a_token_without_sign_gets_403_whatever_it_asks(store: BlobStore, 
             headers={"authorization": f"Bearer {handle.token}"},
         )
     assert response.status_code == 403
+
+
+# --- killing a leaked URL -------------------------------------------------------------------------
+
+
+async def test_revoking_the_signing_token_kills_its_urls_on_every_server(signer: Signer, clock: FakeClock) -> None:
+    """A 7-day GET and PUT URL die with the token that signed them, on every server at once, whatever the
+    rotations; another token's URLs keep working."""
+    await signer.client.put("k", DATA)
+    get = await signer.client.sign_url("k", expires_in=7 * 86400)
+    put = await signer.client.sign_url("k", "PUT", expires_in=7 * 86400)
+    other_token = await tokens.create(signer.store, "acme", scopes=tokens.SCOPES)
+    async with BlobClient(signer.url, other_token.token) as other_client:
+        survivor = await other_client.sign_url("k", expires_in=7 * 86400)
+    await signing.rotate(signer.store)
+    await signing.rotate(signer.store)
+    with serving(signer.store.settings, clock=clock) as second:
+        assert (await signer.http.get(changed_host(get.url, second))).status_code == 200
+        await tokens.revoke(signer.store, signer.token.split("~")[2])
+        for url in (get.url, changed_host(get.url, second)):
+            response = await signer.http.get(url)
+            assert (response.status_code, response.json()["code"]) == (403, "Forbidden")
+        for url in (put.url, changed_host(put.url, second)):
+            assert (await signer.http.put(url, content=b"overwritten")).status_code == 403
+        assert (await signer.http.get(changed_host(survivor.url, second))).status_code == 200
+    assert await signer.store.tenant("acme").get("k") == DATA
+
+
+async def test_a_url_stops_working_when_its_token_expires(store: BlobStore, clock: FakeClock) -> None:
+    """A URL never outlives the token that signed it: its expiry is the token's when that comes first."""
+    token = await tokens.create(store, "acme", scopes=tokens.SCOPES, expires_in=timedelta(seconds=60))
+    await store.tenant("acme").put("k", DATA)
+    with serving(store.settings, clock=clock) as url:
+        async with BlobClient(url, token.token) as client, httpx.AsyncClient(timeout=30) as http:
+            signed = await client.sign_url("k", expires_in=3600)
+            assert abs(signed.expires_at - (clock.now + timedelta(seconds=60))) <= timedelta(seconds=1)
+            assert (await http.get(signed.url)).status_code == 200
+            clock.advance(60)
+            assert (await http.get(signed.url)).status_code == 403
+
+
+async def test_retiring_a_signing_key_kills_every_url_it_signed(signer: Signer, clock: FakeClock) -> None:
+    """URLs a backend signed with the library (no token) die when the operator retires their key; a URL of
+    another key keeps working; retiring an unknown key is NotFound."""
+    await signer.client.put("k", DATA)
+    library_signed = await signing.sign(signer.store, signer.url, "acme", "GET", "k", expires_in=7 * 86400)
+    token_signed = await signer.client.sign_url("k", expires_in=7 * 86400)
+    assert (await signer.http.get(library_signed.url)).status_code == 200
+    old_key = dict(parse_qsl(urlsplit(library_signed.url).query))["key_id"]
+    await signing.rotate(signer.store)
+    fresh = await signing.sign(signer.store, signer.url, "acme", "GET", "k")
+    retired = await signing.retire(signer.store, old_key)
+    assert retired.id == old_key
+    for url in (library_signed.url, token_signed.url):
+        assert (await signer.http.get(url)).status_code == 403
+    assert (await signer.http.get(fresh.url)).status_code == 200
+    with pytest.raises(NotFound):
+        await signing.retire(signer.store, old_key)
+
+
+def test_signing_key_ls_and_retire(tmp_path: Path) -> None:
+    """``signing-key ls`` lists the keys that verify (never a secret); ``retire ID`` removes one; an unknown id
+    is one error line."""
+    first = json.loads(invoke(["signing-key", "rotate", "--json"], home=tmp_path).ok().stdout)["id"]
+    second = json.loads(invoke(["signing-key", "rotate", "--json"], home=tmp_path).ok().stdout)["id"]
+    listed = json.loads(invoke(["signing-key", "ls", "--json"], home=tmp_path).ok().stdout)
+    assert [(key["id"], key["current"]) for key in listed] == [(second, True), (first, False)]
+    assert set(listed[0]) == {"id", "created_at", "superseded_at", "current"}
+    table = invoke(["signing-key", "ls"], home=tmp_path).ok().stdout
+    assert first in table
+    assert second in table
+    assert invoke(["signing-key", "retire", first], home=tmp_path).ok().stdout == (
+        f"signing key {first} retired: every URL it signed stops working\n"
+    )
+    listed = json.loads(invoke(["signing-key", "ls", "--json"], home=tmp_path).ok().stdout)
+    assert [key["id"] for key in listed] == [second]
+    invoke(["signing-key", "retire", first], home=tmp_path).failed(first)
+    invoke(["signing-key", "retire", "nope"], home=tmp_path).failed("16 hex digits")
+
+
+# --- malformed parameters -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["expires", "content_length"])
+@pytest.mark.parametrize("value", ["²", "1" * 4301, "-1", "+1", " 1", "1_000", "\uff11"])
+async def test_a_malformed_number_in_a_signed_url_is_403(signer: Signer, field: str, value: str) -> None:
+    """Numbers are ASCII digits of sane length: anything else (a superscript, 4,301 digits, a sign, an
+    underscore, a full-width digit) is 403, never a 500."""
+    signed = await signer.client.sign_url("k", "PUT", content_length=len(DATA))
+    response = await signer.http.put(changed_query(signed.url, **{field: value}), content=DATA)
+    assert (response.status_code, response.json()["code"]) == (403, "Forbidden")
+
+
+async def test_verifying_a_signed_url_is_one_read_statement(open_store: StoreFactory, clock: FakeClock) -> None:
+    """Verification takes no write lock (no BEGIN IMMEDIATE on SQLite) and checks the key and the signing
+    token in one statement."""
+    store = await open_store("sqlite-local")
+    await store.tenant("acme").put("k", DATA)
+    async with signer_on(store, clock) as handle:
+        signed = await handle.client.sign_url("k")
+        sent: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            sent.append(statement)
+
+        event.listen(store.database.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            query = dict(parse_qsl(urlsplit(signed.url).query))
+            await signing.verify(store, "GET", "acme", "k", query, {})
+        finally:
+            event.remove(store.database.engine.sync_engine, "before_cursor_execute", record)
+    assert len(sent) == 1, sent
+    assert sent[0].lstrip().upper().startswith("SELECT")

@@ -163,14 +163,16 @@ class Token(Base):
 class SigningKey(Base):
     """An HMAC key for signed URLs, shared by every server of the store (see blobstore.signing).
 
-    The newest unretired key signs; every key verifies until it was retired longer ago than a URL may live.
+    The secret is sealed (blobstore.sealing): the database alone cannot sign. The newest key not
+    superseded signs; every key verifies until it was superseded longer ago than a URL may live, or
+    until an operator retires it (deletes its row).
     """
 
     __tablename__ = "signing_keys"
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
-    secret: Mapped[str] = mapped_column(String(64))
+    sealed_secret: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 tables = Base.metadata.tables

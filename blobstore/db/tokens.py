@@ -27,7 +27,8 @@ class TokenRow:
     revoked_at: datetime | None
 
 
-_COLUMNS = (
+#: The columns of a :class:`TokenRow`, in order.
+TOKEN_COLUMNS = (
     tokens.c.id,
     tokens.c.tenant,
     tokens.c.name,
@@ -57,13 +58,13 @@ async def insert_token(conn: AsyncConnection, row: TokenRow) -> None:
 
 async def find_token(conn: AsyncConnection, token_id: str) -> TokenRow | None:
     """The token with this id, revoked or not; None if there is none."""
-    row = (await conn.execute(select(*_COLUMNS).where(tokens.c.id == token_id))).first()
+    row = (await conn.execute(select(*TOKEN_COLUMNS).where(tokens.c.id == token_id))).first()
     return None if row is None else TokenRow(*row)
 
 
 async def list_tokens(conn: AsyncConnection, tenant: str | None) -> list[TokenRow]:
     """Every token (or every token of ``tenant``), by tenant and creation time."""
-    query = select(*_COLUMNS).order_by(tokens.c.tenant, tokens.c.created_at, tokens.c.id)
+    query = select(*TOKEN_COLUMNS).order_by(tokens.c.tenant, tokens.c.created_at, tokens.c.id)
     if tenant is not None:
         query = query.where(tokens.c.tenant == tenant)
     return [TokenRow(*row) for row in await conn.execute(query)]

@@ -7,7 +7,8 @@ whether or not that tenant or key exists: nothing about the path is looked up
 before the token is known to allow it.
 
 GET and PUT of one object also accept a signed URL instead of a token
-(blobstore.signing): a request whose query carries a signature is judged by it alone.
+(blobstore.signing): a request whose query carries a signature is judged by it
+alone, and by whether its signing key and the token that signed it still stand.
 """
 
 from __future__ import annotations

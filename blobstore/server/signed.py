@@ -22,7 +22,8 @@ router = APIRouter(prefix=wire.API_PREFIX + "/tenants/{tenant}", tags=["signed U
 )
 async def sign_url(request: Request, tenant: TenantPath, token: Caller) -> JSONResponse:
     """Needs ``sign`` and the scope of the method (``read`` for GET, ``write`` for PUT). The URL is bound to
-    the method, tenant, key and expiry, and to the PUT body's length, type and digest when given."""
+    the method, tenant, key, expiry and this token, and to the PUT body's length, type and digest when
+    given; it stops working when the token is revoked or expires."""
     allowed(request, token, tenant, "sign")  # before the body is read: nothing is judged for a token that may not sign
     body = await parse_json(request, SignRequest)
     tenant_handle = allowed(request, token, tenant, signing.required_scope(body.method))
@@ -36,6 +37,7 @@ async def sign_url(request: Request, tenant: TenantPath, token: Caller) -> JSONR
         content_length=body.content_length,
         content_type=body.content_type,
         digest=body.digest,
+        token=token,
     )
     return JSONResponse(signed.to_dict())
 
