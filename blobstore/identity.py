@@ -9,6 +9,11 @@ Stores never nest: a storage location inside another store's, or one that
 holds another store below it, is refused, and the marker is created with a
 conditional write, so of two stores initialised at once on one empty location
 exactly one claims it.
+
+Only the first open of a brand-new location creates it and its marker. Once
+paired, the storage requires its marker: a location that is removed or
+unmounted under a running store is an outage (StorageUnavailable), never a
+fresh empty store that writes would be acknowledged into.
 """
 
 from __future__ import annotations
@@ -25,7 +30,16 @@ MARKER_KEY = "blobstore-store-id"
 
 
 async def pair(database: Database, storage: ObjectStorage) -> str:
-    """Return the store id shared by ``database`` and ``storage``, creating it for a brand-new store."""
+    """Return the store id shared by ``database`` and ``storage``, creating it for a brand-new store; from
+    then on the storage requires its marker (nothing recreates a location that vanishes, see
+    :meth:`~blobstore.storage.base.ObjectStorage.require_marker`)."""
+    store_id = await _settle(database, storage)
+    storage.require_marker(MARKER_KEY)
+    return store_id
+
+
+async def _settle(database: Database, storage: ObjectStorage) -> str:
+    """The store id of a matching pair, or of a new store whose marker this call wrote."""
     db_id = await database.transaction(catalog.store_id)
     storage_id = await _marker(storage)
     enclosing = await storage.enclosing_object(MARKER_KEY)

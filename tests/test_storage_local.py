@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from blobstore.errors import ConfigurationError, StorageUnavailable
-from blobstore.storage import LocalStorage, ObjectStorage, open_storage_from_url, read_all
+from blobstore.storage import LocalStorage, ObjectStorage, local, open_storage_from_url, read_all
 from blobstore.testing.storage_suite import StorageConformance
 
 
@@ -108,10 +109,80 @@ async def test_disk_failures_are_storage_unavailable(tmp_path: Path, monkeypatch
     assert list((tmp_path / ".tmp").iterdir()) == []
 
 
-async def test_check_creates_root(tmp_path: Path) -> None:
-    """check creates a missing root directory."""
-    await LocalStorage(tmp_path / "new" / "root").check()
-    assert (tmp_path / "new" / "root").is_dir()
+async def test_check_creates_nothing_and_the_first_write_creates_the_root(tmp_path: Path) -> None:
+    """check passes for a missing root under a writable directory and creates nothing; the first write creates
+    the root, parents included."""
+    storage = LocalStorage(tmp_path / "new" / "root")
+    await storage.check()
+    assert list(tmp_path.iterdir()) == []
+    await storage.write("a/k", b"x")
+    assert (tmp_path / "new" / "root" / "a" / "k").read_bytes() == b"x"
+
+
+async def test_check_rejects_a_root_that_cannot_be_created(tmp_path: Path) -> None:
+    """check on a root below a file raises ConfigurationError naming BLOBSTORE_STORAGE_URL."""
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(ConfigurationError, match="BLOBSTORE_STORAGE_URL"):
+        await LocalStorage(tmp_path / "file" / "root").check()
+
+
+async def held_to_marker(root: Path) -> LocalStorage:
+    storage = LocalStorage(root)
+    await storage.write_if_absent("marker", b"store id")
+    storage.require_marker("marker")
+    await storage.write("kept", b"kept")
+    return storage
+
+
+async def test_without_its_required_marker_every_operation_is_an_outage(tmp_path: Path) -> None:
+    """Once the marker is required and gone, check, writes, listings, deletes and misses raise StorageUnavailable
+    (a miss is not ObjectMissing: the object may be safe in the absent directory); nothing is created."""
+    storage = await held_to_marker(tmp_path / "root")
+    (tmp_path / "root" / "marker").unlink()
+    before = sorted(path.name for path in (tmp_path / "root").iterdir())
+    calls = {
+        "check": storage.check,
+        "write": lambda: storage.write("new", b"x"),
+        "write_if_absent": lambda: storage.write_if_absent("marker", b"another id"),
+        "list": lambda: anext(aiter(storage.list())),
+        "incomplete_uploads": lambda: anext(aiter(storage.incomplete_uploads()), None),
+        "delete_many": lambda: storage.delete_many(["kept"]),
+        "stat of a missing key": lambda: storage.stat("missing"),
+        "read of a missing key": lambda: read_all(storage, "missing"),
+    }
+    for name, call in calls.items():
+        with pytest.raises(StorageUnavailable, match="marker"):
+            await call()
+        assert sorted(path.name for path in (tmp_path / "root").iterdir()) == before, name
+    assert await read_all(storage, "kept") == b"kept"  # what is there still reads
+
+
+async def test_a_removed_root_is_not_recreated_by_writes_or_check(tmp_path: Path) -> None:
+    """Once the marker is required, a removed root stays removed: check and writes raise StorageUnavailable."""
+    storage = await held_to_marker(tmp_path / "root")
+    shutil.rmtree(tmp_path / "root")
+    for call in (storage.check, lambda: storage.write("a/b/new", b"x"), lambda: storage.write_if_absent("n", b"x")):
+        with pytest.raises(StorageUnavailable):
+            await call()
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_root_that_goes_during_a_write_does_not_acknowledge_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The marker vanishes after the write's first look, just as the file is published: the write raises
+    StorageUnavailable and takes the file back."""
+    storage = await held_to_marker(tmp_path / "root")
+    fsync_dir = local._fsync_dir
+
+    def fsync_then_unmount(directory: Path) -> None:
+        fsync_dir(directory)
+        (tmp_path / "root" / "marker").unlink(missing_ok=True)
+
+    monkeypatch.setattr(local, "_fsync_dir", fsync_then_unmount)
+    with pytest.raises(StorageUnavailable):
+        await storage.write("late/key", b"never acknowledged")
+    assert not (tmp_path / "root" / "late" / "key").exists()
 
 
 async def test_check_rejects_unusable_root(tmp_path: Path) -> None:

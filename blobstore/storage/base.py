@@ -64,7 +64,20 @@ class ObjectStorage(abc.ABC):
         return False
 
     async def check(self) -> None:  # noqa: B027 - optional hook, a no-op by default
-        """Verify at start that the storage is reachable and usable (the bucket exists, the directory is writable)."""
+        """Verify that the storage is reachable and usable (the bucket exists, the directory is writable).
+
+        Creates nothing. Before :meth:`require_marker`, a problem raises ConfigurationError (a store
+        being opened); after it, StorageUnavailable (a store in use, whose location may come back).
+        """
+
+    def require_marker(self, key: str) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Hold the location to the object ``key`` from now on: it must exist, and so must the location.
+
+        Called once the store has paired with this storage. Nothing recreates the location afterwards;
+        :meth:`check` and writes raise StorageUnavailable while either is missing, and recover by
+        themselves when both are back. A backend that cannot tell cheaply on every write says which
+        operations it checks.
+        """
 
     @abc.abstractmethod
     async def write(self, key: str, source: Source) -> None:

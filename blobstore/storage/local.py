@@ -7,12 +7,19 @@ renamed into place, so a reader sees the whole object or none, and a crash
 leaves at most a stale temporary file that :meth:`LocalStorage.incomplete_uploads`
 lists. Operating-system failures of the disk (full, read-only, I/O errors,
 permissions) surface as :class:`~blobstore.errors.StorageUnavailable`.
+
+Only the first write creates the root. Once the store holds the storage to its
+marker (:meth:`LocalStorage.require_marker`), a root that was removed, renamed
+away or unmounted is an outage: every write looks for the marker before and
+after it (one ``stat`` each), so no write is acknowledged into a directory that
+is not the store's, and nothing is created in its place.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -39,6 +46,8 @@ class LocalStorage(ObjectStorage):
         self.root = Path(root).resolve()
         self.url = self.root.as_uri()
         self._tmp = self.root / _TMP
+        #: The marker's key once :meth:`require_marker` was called: from then on the root is never created.
+        self._marker: str | None = None
 
     @property
     def supports_incomplete_uploads(self) -> bool:
@@ -46,19 +55,51 @@ class LocalStorage(ObjectStorage):
         return True
 
     async def check(self) -> None:
-        """Create the root if missing and prove it writable, or raise ConfigurationError."""
+        """Prove the root writable (a probe file in ``.tmp/``), creating nothing but ``.tmp/`` in it.
+
+        Before :meth:`require_marker` a missing root passes if its nearest existing parent is a writable
+        directory (the first write creates it), and a problem raises ConfigurationError; after it, a
+        missing root or marker, or any other problem, raises StorageUnavailable.
+        """
+        if self._marker is not None:
+            with self._translated(writing=True):
+                await asyncio.to_thread(self._probe)
+            return
         try:
-            await asyncio.to_thread(self._probe)
+            await asyncio.to_thread(self._probe_new)
         except OSError as error:
             raise ConfigurationError(
                 f"storage directory {self.root} is not usable ({error.strerror or error}); fix BLOBSTORE_STORAGE_URL"
             ) from error
 
+    def require_marker(self, key: str) -> None:
+        """From now on the root must exist and hold ``key``; writes and :meth:`check` look for it."""
+        self.path(key)  # refuses an unsafe key now rather than at every write
+        self._marker = key
+
+    def _probe_new(self) -> None:
+        """Probe a root that is there; for a missing one, that the first write can create it."""
+        if self.root.exists() or self.root.is_symlink():
+            self._probe()  # a file (or a dangling link) in the way fails here
+            return
+        parent = next(parent for parent in self.root.parents if parent.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "cannot create the directory in", str(parent))
+
     def _probe(self) -> None:
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        self._require_root()
+        self._tmp.mkdir(exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=self._tmp, prefix="probe-") as probe:
             probe.write(b"ok")
             probe.flush()
+
+    def _require_root(self) -> None:
+        """Raise StorageUnavailable if the marker is required and missing (the root gone, or not the store's)."""
+        if self._marker is not None and not self.path(self._marker).is_file():
+            raise StorageUnavailable(
+                f"local storage {self.root} is missing or not mounted (no {self._marker} in it); "
+                "it is never recreated: restore or mount it"
+            )
 
     def path(self, key: str) -> Path:
         """Return the file of ``key``; raise ValueError for a key that could escape the root."""
@@ -68,11 +109,19 @@ class LocalStorage(ObjectStorage):
         return self.root.joinpath(*parts)
 
     @contextlib.contextmanager
-    def _translated(self, key: str = "") -> Iterator[None]:
-        """Turn an operating-system failure of the disk into StorageUnavailable, keeping the cause."""
+    def _translated(self, key: str = "", *, writing: bool = False) -> Iterator[None]:
+        """Turn an operating-system failure of the disk into StorageUnavailable, keeping the cause.
+
+        A missing file or directory passes through unchanged, unless ``writing`` and the marker is gone
+        too: then the root went away under the write (a rare path, so its one ``stat`` runs inline).
+        """
         try:
             yield
+        except StorageUnavailable:  # a ConnectionError, so an OSError too: already translated
+            raise
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError):
+            if writing:
+                self._require_root()
             raise
         except OSError as error:
             subject = f" ({key})" if key else ""
@@ -81,41 +130,55 @@ class LocalStorage(ObjectStorage):
     async def write(self, key: str, source: Source) -> None:
         """Write to a temporary file, fsync it, rename it over ``key`` and fsync the directory."""
         target = self.path(key)
-        with self._translated(key):
+        with self._translated(key, writing=True):
             await asyncio.to_thread(self._write, key, target, source)
 
     def _write(self, key: str, target: Path, source: Source) -> None:
+        self._require_root()
         temp = self._write_temp(key, source)
         try:
-            _make_dirs_durably(target.parent)
+            _make_dirs_durably(target.parent, self.root)
             temp.replace(target)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
         _fsync_dir(target.parent)
+        self._confirm(target)
 
     async def write_if_absent(self, key: str, data: bytes) -> bool:
         """Write a temporary file, then hard-link it to ``key``: the link fails if ``key`` exists."""
         target = self.path(key)
-        with self._translated(key):
+        with self._translated(key, writing=True):
             return await asyncio.to_thread(self._write_if_absent, key, target, data)
 
     def _write_if_absent(self, key: str, target: Path, data: bytes) -> bool:
+        self._require_root()
         temp = self._write_temp(key, data)
         try:
-            _make_dirs_durably(target.parent)
+            _make_dirs_durably(target.parent, self.root)
             try:
                 os.link(temp, target)
             except FileExistsError:
                 return False
             _fsync_dir(target.parent)
-            return True
         finally:
             temp.unlink(missing_ok=True)
+        self._confirm(target)
+        return True
+
+    def _confirm(self, target: Path) -> None:
+        """After publishing ``target``: if the root went away since the first look, the file may have
+        landed elsewhere; take it back and raise StorageUnavailable, so no such write is acknowledged."""
+        try:
+            self._require_root()
+        except StorageUnavailable:
+            target.unlink(missing_ok=True)
+            raise
 
     def _write_temp(self, key: str, source: Source) -> Path:
-        """A fsynced temporary file in ``.tmp/`` holding ``source``, named after ``key``."""
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        """A fsynced temporary file in ``.tmp/`` holding ``source``, named after ``key``; the root is
+        created here, by the first write, and never once the marker is required."""
+        self._tmp.mkdir(parents=self._marker is None, exist_ok=True)
         fd, temp_name = tempfile.mkstemp(dir=self._tmp, prefix=key.replace("/", "~") + ".", suffix=".upload")
         temp = Path(temp_name)
         try:
@@ -143,6 +206,7 @@ class LocalStorage(ObjectStorage):
             with self._translated(key):
                 file, chunk = await asyncio.to_thread(_open_and_read, self.path(key), first, remaining)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
+            await asyncio.to_thread(self._require_root)  # a vanished root is an outage, not a lost object
             raise ObjectMissing(key) from error
         try:
             while chunk:
@@ -162,6 +226,7 @@ class LocalStorage(ObjectStorage):
             with self._translated(key):
                 result = await asyncio.to_thread(self.path(key).stat)
         except (FileNotFoundError, NotADirectoryError):
+            await asyncio.to_thread(self._require_root)
             return None
         if not stat.S_ISREG(result.st_mode):
             return None
@@ -171,7 +236,12 @@ class LocalStorage(ObjectStorage):
         """Unlink every file; missing files are ignored. Emptied directories stay."""
         paths = [self.path(key) for key in keys]
         with self._translated():
-            await asyncio.to_thread(_unlink_all, paths)
+            await asyncio.to_thread(self._delete_all, paths)
+
+    def _delete_all(self, paths: Sequence[Path]) -> None:
+        """Unlink ``paths`` in one thread hand-off (a cancelled caller still gets them all deleted)."""
+        self._require_root()
+        _unlink_all(paths)
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         """Walk only the directories that can hold keys under ``prefix``, skipping ``.tmp/``.
@@ -179,6 +249,7 @@ class LocalStorage(ObjectStorage):
         Siblings are visited in the order of the keys they start (a directory ``a`` as ``a/``), so
         keys come out in code-point order; one directory's entries are held at a time per level.
         """
+        await asyncio.to_thread(self._require_root)  # a vanished root would list as empty
         directory = prefix.rpartition("/")[0]
         pending: list[tuple[str, os.stat_result | None]] = [(directory, None)]
         while pending:
@@ -201,6 +272,7 @@ class LocalStorage(ObjectStorage):
         """Yield this backend's temporary files in ``.tmp/`` (nothing else there), with the key each was
         writing when its name tells it; started = last modified."""
         with self._translated():
+            await asyncio.to_thread(self._require_root)
             entries = await asyncio.to_thread(_scan, self._tmp, "")
         for name, result in entries:
             if not stat.S_ISREG(result.st_mode):
@@ -280,10 +352,11 @@ def _unlink_all(paths: Sequence[Path]) -> None:
             continue
 
 
-def _make_dirs_durably(directory: Path) -> None:
-    """Create ``directory`` and its missing parents, fsyncing each parent so the new entries persist."""
+def _make_dirs_durably(directory: Path, root: Path) -> None:
+    """Create ``directory`` and its missing parents below ``root``, fsyncing each parent so the new entries
+    persist. Never ``root`` itself: without it, this raises FileNotFoundError."""
     missing = []
-    while not directory.is_dir():
+    while directory != root and not directory.is_dir():
         missing.append(directory)
         directory = directory.parent
     for new in reversed(missing):

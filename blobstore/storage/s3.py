@@ -114,6 +114,8 @@ class S3Storage(ObjectStorage):
         self._client: Any = None
         self._lock = asyncio.Lock()
         self._closed = False
+        #: The marker's key once :meth:`require_marker` was called.
+        self._marker: str | None = None
 
     @property
     def supports_incomplete_uploads(self) -> bool:
@@ -142,10 +144,26 @@ class S3Storage(ObjectStorage):
             raise _translate(error, self, key, checking=checking) from error
 
     async def check(self) -> None:
-        """Verify with HeadBucket that the bucket exists and the credentials may use it."""
+        """Verify with HeadBucket that the bucket exists and the credentials may use it; once the marker is
+        required, with HeadObject that the marker is still there (StorageUnavailable if not)."""
         s3 = await self._s3()
-        with self._translated(checking=True):
-            await s3.head_bucket(Bucket=self.bucket)
+        if self._marker is None:
+            with self._translated(checking=True):
+                await s3.head_bucket(Bucket=self.bucket)
+            return
+        try:
+            with self._translated(self._marker):
+                await s3.head_object(Bucket=self.bucket, Key=self._key(self._marker))
+        except ObjectMissing as error:
+            raise StorageUnavailable(
+                f"S3 storage {self.url} lost its marker {self._marker} (bucket or prefix deleted?); "
+                "it is never recreated: restore it"
+            ) from error
+
+    def require_marker(self, key: str) -> None:
+        """Remember ``key`` for :meth:`check`. Writes add no request to look for it: a deleted bucket fails
+        them anyway (StorageUnavailable), while a deleted prefix is seen only by :meth:`check`."""
+        self._marker = key
 
     async def write(self, key: str, source: Source) -> None:
         """PutObject up to ``multipart_threshold`` bytes, a multipart upload above it."""
@@ -333,10 +351,12 @@ def _translate(error: Exception, storage: S3Storage, key: str, *, checking: bool
             f"S3 refused access to bucket '{storage.bucket}' ({code or error}); check the AWS credentials "
             "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the AWS profile)"
         )
-    if code == "NoSuchBucket" or (checking and code in _MISSING):
+    if checking and (code == "NoSuchBucket" or code in _MISSING):
         return ConfigurationError(
             f"bucket '{storage.bucket}' does not exist at {storage.endpoint}; create it or fix BLOBSTORE_STORAGE_URL"
         )
+    if code == "NoSuchBucket":  # it existed when the storage was opened: an outage until it is back
+        return StorageUnavailable(f"bucket '{storage.bucket}' no longer exists at {storage.endpoint}")
     if code in _MISSING:
         return ObjectMissing(key)
     if checking and isinstance(error, BotoConnectionError):

@@ -79,6 +79,9 @@ class TimedStorage(ObjectStorage):
         with self._timed("check"):
             await self.inner.check()
 
+    def require_marker(self, key: str) -> None:
+        self.inner.require_marker(key)
+
     async def write(self, key: str, source: Source) -> None:
         with self._timed("write"):
             await self.inner.write(key, source)
