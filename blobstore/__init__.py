@@ -15,6 +15,7 @@ from blobstore.errors import (
     InvalidKey,
     InvalidTenant,
     NotFound,
+    ObjectTooLarge,
     QuotaExceeded,
     StorageUnavailable,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "InvalidKey",
     "InvalidTenant",
     "NotFound",
+    "ObjectTooLarge",
     "Page",
     "PutItem",
     "QuotaExceeded",

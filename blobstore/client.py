@@ -36,6 +36,7 @@ from blobstore.errors import (
     InvalidKey,
     InvalidTenant,
     NotFound,
+    ObjectTooLarge,
     QuotaExceeded,
     StorageUnavailable,
 )
@@ -57,6 +58,7 @@ ERRORS: dict[str, type[BlobStoreError]] = {
         AlreadyExists,
         IntegrityError,
         QuotaExceeded,
+        ObjectTooLarge,
         StorageUnavailable,
         ConfigurationError,
         tokens.Unauthorized,

@@ -11,6 +11,7 @@ each also inherits the builtin it resembles, so callers may catch either::
     ├── AlreadyExists(FileExistsError)     put(if_absent=True) on an existing key
     ├── IntegrityError(ValueError)         bytes do not match their digest
     ├── QuotaExceeded(Exception)           a tenant limit would be crossed
+    │   └── ObjectTooLarge                 larger than the store's maximum object size
     ├── ConfigurationError(ValueError)     bad settings, detected at start
     └── StorageUnavailable(ConnectionError) object storage or database unreachable
 
@@ -52,6 +53,10 @@ class IntegrityError(BlobStoreError, ValueError):
 
 class QuotaExceeded(BlobStoreError):
     """The put would push a tenant past its byte or object limit; nothing was stored."""
+
+
+class ObjectTooLarge(QuotaExceeded):
+    """The object is larger than the store's maximum object size (BLOBSTORE_MAX_OBJECT_SIZE); nothing was stored."""
 
 
 class ConfigurationError(BlobStoreError, ValueError):

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from blobstore.config import Settings
 from blobstore.db import migrate
-from blobstore.errors import ConfigurationError, StorageUnavailable
+from blobstore.errors import ConfigurationError
 from blobstore.instrument import instrument
 from blobstore.server import collector, metrics, objects, problems, signed, tenants
 from blobstore.server.access import AccessMiddleware
@@ -148,15 +148,21 @@ async def healthz() -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: the database answers at the newest schema and the storage is usable (503 otherwise)."""
+    """Readiness: the database answers at the newest schema and the storage is usable (503 otherwise).
+
+    A 503 names the part that failed, never its address (no token is needed here): the cause goes to the log.
+    """
     store = store_of(request)
     try:
         current = await migrate.is_current(store.database)
+    except Exception as exc:
+        return problems.unavailable("not ready: the database is unavailable", exc)
+    if not current:
+        return problems.unavailable("not ready: the database schema is not current; run `blobstore db upgrade`")
+    try:
         await store.storage.check()
     except Exception as exc:
-        raise StorageUnavailable(f"not ready: {exc}") from exc
-    if not current:
-        raise StorageUnavailable("not ready: the database schema is not current; run `blobstore db upgrade`")
+        return problems.unavailable("not ready: the object storage is unavailable", exc)
     return JSONResponse({"status": "ready"})
 
 

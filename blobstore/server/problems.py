@@ -66,6 +66,12 @@ STATUS: dict[type[Exception], int] = {
 }
 
 _INTERNAL = 500
+#: Errors whose messages describe the deployment (the database URL, storage paths, buckets, settings). Raised
+#: while serving a request, they reach the caller as this generic detail; the server log gets the message.
+_DEPLOYMENT_DETAILS: dict[type[Exception], str] = {
+    StorageUnavailable: f"the database or the object storage is unavailable; retry after {RETRY_AFTER} s",
+    ConfigurationError: "the server is misconfigured; the error is in its log",
+}
 #: The methods a 405's ``Allow`` may name, in the order it names them.
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
@@ -88,13 +94,23 @@ def status_of(exc: BaseException) -> int:
     return _INTERNAL
 
 
-def problem_response(exc: BaseException) -> JSONResponse:
-    """The problem document for ``exc``, with the headers its class calls for."""
+def problem_response(exc: BaseException, *, detail: str | None = None) -> JSONResponse:
+    """The problem document for ``exc``, with the headers its class calls for; its detail is ``detail`` if
+    given, else the message of ``exc`` (which the caller will read: see :func:`unavailable`)."""
     status = status_of(exc)
     code = type(exc).__name__ if status != _INTERNAL or isinstance(exc, BlobStoreError) else "InternalError"
     title = (type(exc).__doc__ or code).strip().splitlines()[0] if code != "InternalError" else "Internal error"
-    detail = str(exc) if code != "InternalError" else "the server failed; the error is in its log"
+    if detail is None:
+        detail = str(exc) if code != "InternalError" else "the server failed; the error is in its log"
     return _problem(status, code, title, detail, _headers_for(exc))
+
+
+def unavailable(reason: str, cause: BaseException | None = None) -> JSONResponse:
+    """A 503 StorageUnavailable problem whose detail is ``reason``, which must name no address; ``cause``
+    (whose message may) goes to the server log."""
+    if cause is not None:
+        log.warning("%s: %s", reason, cause)
+    return problem_response(StorageUnavailable(reason))
 
 
 def _problem(status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -114,9 +130,15 @@ def _headers_for(exc: BaseException) -> dict[str, str]:
     return {}
 
 
-async def _on_error(_request: Request, exc: Exception) -> JSONResponse:
-    if status_of(exc) == _INTERNAL:
+async def _on_error(request: Request, exc: Exception) -> JSONResponse:
+    internal = status_of(exc) == _INTERNAL
+    if internal:
         log.error("request failed", exc_info=exc)
+    for cls, detail in _DEPLOYMENT_DETAILS.items():
+        if isinstance(exc, cls):
+            if not internal:
+                log.warning("%s %s failed: %s", request.method, request.url.path, exc)
+            return problem_response(exc, detail=detail)
     return problem_response(exc)
 
 
