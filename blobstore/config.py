@@ -24,6 +24,9 @@ _DB_DRIVERS = {
     "postgresql+asyncpg": "postgresql+asyncpg",
 }
 
+#: 5 GiB, the most one S3 PUT request may carry: the bound on one request's body, and on the spool it fills.
+DEFAULT_MAX_OBJECT_SIZE = 5 * 2**30
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -41,6 +44,8 @@ class Settings:
     upload_lease_seconds: float = 60.0
     #: BLOBSTORE_SECRET_KEY: seals the secrets the database keeps (see blobstore.sealing); never shown.
     secret_key: str | None = field(default=None, repr=False)
+    #: The largest object a put may store (ObjectTooLarge beyond it, before any byte is stored).
+    max_object_size: int = DEFAULT_MAX_OBJECT_SIZE
 
     @classmethod
     def from_env(
@@ -64,6 +69,7 @@ class Settings:
             dedup_scope=_parse_scope(env.get("BLOBSTORE_DEDUP_SCOPE") or "global"),
             gc_grace_seconds=_parse_grace(env.get("BLOBSTORE_GC_GRACE") or "3600"),
             secret_key=_parse_secret_key(env.get("BLOBSTORE_SECRET_KEY") or None),
+            max_object_size=_parse_max_object_size(env.get("BLOBSTORE_MAX_OBJECT_SIZE") or None),
         )
 
     @property
@@ -150,6 +156,17 @@ def _parse_grace(value: str) -> float:
             f"not {value!r}"
         )
     return seconds
+
+
+def _parse_max_object_size(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_MAX_OBJECT_SIZE
+    size = int(value) if value.isascii() and value.isdecimal() and len(value) <= 19 else 0
+    if not 0 < size < 2**63:
+        raise ConfigurationError(
+            f"BLOBSTORE_MAX_OBJECT_SIZE must be a whole number of bytes from 1 to {2**63 - 1}, not {value!r}"
+        )
+    return size
 
 
 def _parse_secret_key(value: str | None) -> str | None:

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import blake3
 
-from blobstore.errors import IntegrityError, InvalidInput, NotFound
+from blobstore.errors import IntegrityError, InvalidInput, NotFound, ObjectTooLarge
 from blobstore.storage.base import CHUNK_SIZE, Source
 
 #: Inputs that ``put`` accepts.
@@ -62,20 +62,31 @@ def new_hasher() -> Any:
     return blake3.blake3(max_threads=blake3.blake3.AUTO)
 
 
-async def ingest(data: object) -> Ingested:
-    """Hash ``data`` in one pass and return it as a writable source; raise InvalidInput for anything else."""
+def check_object_size(size: int, most: int) -> None:
+    """Raise ObjectTooLarge if an object of ``size`` bytes (or a stream that reached ``size``) exceeds ``most``."""
+    if size > most:
+        raise ObjectTooLarge(
+            f"the object is larger than the maximum object size of {most} bytes (BLOBSTORE_MAX_OBJECT_SIZE)"
+        )
+
+
+async def ingest(data: object, *, max_size: int) -> Ingested:
+    """Hash ``data`` in one pass and return it as a writable source; raise InvalidInput for anything else,
+    and ObjectTooLarge as soon as it is known to hold more than ``max_size`` bytes (a stream is read no
+    further than the chunk that crosses it)."""
     if isinstance(data, bytes | bytearray | memoryview):
+        check_object_size(len(data), max_size)
         return await _ingest_bytes(bytes(data))
     if isinstance(data, str):
         raise InvalidInput(
             "cannot store a str: pass bytes, or a pathlib.Path to store a file (a str is never read as a path)"
         )
     if isinstance(data, os.PathLike):
-        return await _ingest_path(Path(data))
+        return await _ingest_path(Path(data), max_size)
     if hasattr(data, "read"):
-        return await _spool(_file_chunks(data))
+        return await _spool(_file_chunks(data), max_size)
     if isinstance(data, AsyncIterable):
-        return await _spool(data)
+        return await _spool(data, max_size)
     raise InvalidInput(
         f"cannot store {type(data).__name__}: pass bytes, a path, a binary file or an async iterable of bytes"
     )
@@ -90,13 +101,14 @@ async def _ingest_bytes(data: bytes) -> Ingested:
     return Ingested(hasher.hexdigest(), len(data), data)
 
 
-async def _ingest_path(path: Path) -> Ingested:
+async def _ingest_path(path: Path, max_size: int) -> Ingested:
     try:
         fingerprint = _fingerprint(path)
     except FileNotFoundError:
         raise NotFound(f"no such file: {path}") from None
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+    check_object_size(fingerprint[0], max_size)
 
     def _hash() -> str:
         hasher = new_hasher()
@@ -141,7 +153,7 @@ async def _file_chunks(file: Any) -> AsyncIterable[bytes]:
         yield chunk
 
 
-async def _spool(chunks: AsyncIterable[Any]) -> Ingested:
+async def _spool(chunks: AsyncIterable[Any], max_size: int) -> Ingested:
     fd, name = tempfile.mkstemp(prefix="blobstore-spool-")
     path = Path(name)
     hasher = new_hasher()
@@ -151,6 +163,7 @@ async def _spool(chunks: AsyncIterable[Any]) -> Ingested:
             async for chunk in chunks:
                 await asyncio.to_thread(_hash_and_write, hasher, spool, chunk)
                 size += len(chunk)
+                check_object_size(size, max_size)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

@@ -9,6 +9,10 @@ copy that would cross a limit fails with QuotaExceeded and changes nothing
 so concurrent writers in any number of processes cannot cross a limit
 together). Lowering a limit below current usage keeps the data; further growth
 fails until usage drops under the limit. Deletes always succeed.
+
+Before a put's bytes arrive, its :func:`allowance` (a read, no lock) lets a
+server refuse a body that is certain to fail, from its declared length or as
+soon as its running total crosses the line, instead of spooling all of it first.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from blobstore.db import catalog
 from blobstore.db.tenants import TenantRow, set_limits, tenant_rows
 from blobstore.errors import InvalidInput
+from blobstore.ingest import check_object_size
 from blobstore.keys import validate_tenant
 
 if TYPE_CHECKING:
@@ -57,6 +62,54 @@ class Quota:
     @classmethod
     def from_row(cls, row: TenantRow) -> Quota:
         return cls(row.name, row.used_bytes, row.used_objects, row.max_bytes, row.max_objects)
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What one put of a key may store, judged from committed usage before its bytes arrive.
+
+    :meth:`check` refuses exactly what the put's atomic check under the tenant's lock
+    (blobstore.db.binding) would refuse against the same usage: the put frees the key's
+    current value, and a put that does not grow usage always passes. Usage may change
+    before the bytes are bound; that check stays the authority.
+    """
+
+    tenant: str
+    max_object_size: int
+    #: The tenant's usage and limits; None when no quota can refuse this put (none is set, or an
+    #: ``if_absent`` put of an existing key, which fails with AlreadyExists instead).
+    usage: catalog.Usage | None = None
+    #: The size of the value the put replaces; None for a new key.
+    replaced: int | None = None
+
+    def check(self, size: int) -> None:
+        """Raise ObjectTooLarge or QuotaExceeded if a put of ``size`` bytes (or a body that has reached
+        ``size`` bytes) would fail now; return otherwise."""
+        check_object_size(size, self.max_object_size)
+        if self.usage is None:
+            return
+        add_objects = 1 if self.replaced is None else 0
+        violation = catalog.quota_violation(self.usage, self.tenant, size - (self.replaced or 0), add_objects)
+        if violation is not None:
+            raise violation
+
+
+async def allowance(store: BlobStore, tenant: str, key: str, *, if_absent: bool = False) -> Allowance:
+    """The :class:`Allowance` of a put of ``key`` now: one or two reads, never a write transaction."""
+    most = store.settings.max_object_size
+
+    async def work(conn: AsyncConnection) -> Allowance:
+        found = await tenant_rows(conn, tenant)
+        if not found or (found[0].max_bytes is None and found[0].max_objects is None):
+            return Allowance(tenant, most)
+        row = found[0]
+        current = await catalog.find_ref_named(conn, tenant=tenant, key=key)
+        if current is not None and if_absent:
+            return Allowance(tenant, most)
+        usage = catalog.Usage(row.used_bytes, row.used_objects, row.max_bytes, row.max_objects)
+        return Allowance(tenant, most, usage, None if current is None else current.size)
+
+    return await store.database.read(work)
 
 
 async def set_quota(store: BlobStore, tenant: str, *, max_bytes: Limit = KEEP, max_objects: Limit = KEEP) -> Quota:

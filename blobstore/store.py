@@ -60,7 +60,8 @@ if TYPE_CHECKING:  # the maintenance modules load when first used, out of every 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-MAX_LIST_LIMIT = 10_000
+#: The most keys one page of a listing holds (S3's cap too): a page is built in memory, so this bounds it.
+MAX_LIST_LIMIT = 1000
 _MAX_UPLOAD_ATTEMPTS = 3
 
 
@@ -270,7 +271,7 @@ class Tenant:
             if digest is None:
                 raise InvalidInput("put needs data, or the digest of bytes this tenant already holds")
             return await self._put_known_digest(request, digest)
-        ingested = await ingest(data)
+        ingested = await ingest(data, max_size=self.store.settings.max_object_size)
         try:
             if digest is not None and digest != ingested.digest:
                 raise IntegrityError(f"the data hash to {ingested.digest}, not the expected {digest}")
@@ -383,7 +384,7 @@ class Tenant:
                 if request.key in seen:
                     raise InvalidInput(f"key {request.key!r} appears more than once in this batch")
                 seen.add(request.key)
-                ingested[index] = hashed = await ingest(item.data)
+                ingested[index] = hashed = await ingest(item.data, max_size=self.store.settings.max_object_size)
                 if item.digest is not None and item.digest != hashed.digest:
                     raise IntegrityError(f"the data hash to {hashed.digest}, not the expected {item.digest}")
             except BlobStoreError as exc:
@@ -505,6 +506,12 @@ class Tenant:
         except BaseExceptionGroup as errors:  # not a BlobStoreError: raised as a single put raises it
             raise errors.exceptions[0] from None
         return failed
+
+    async def allowance(self, key: str, *, if_absent: bool = False) -> quotas.Allowance:
+        """What a put of ``key`` may store now: the store's maximum object size and the tenant's quota room.
+        A server checks a body's declared length, then its running total, against it before storing a byte;
+        the put itself still decides atomically (see blobstore.quotas)."""
+        return await quotas.allowance(self.store, self.name, validate_key(key), if_absent=if_absent)
 
     # --- reads -------------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ shape the reply; every error becomes a problem document in blobstore.server.prob
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Annotated, Any
@@ -16,7 +17,8 @@ from starlette.types import Receive, Scope, Send
 
 from blobstore import wire
 from blobstore.errors import InvalidInput, NotFound
-from blobstore.results import BlobInfo
+from blobstore.quotas import Allowance
+from blobstore.results import BlobInfo, Page
 from blobstore.server import metrics
 from blobstore.server.auth import Deleter, Reader, SignedReader, SignedWriter, Writer
 from blobstore.server.keypath import ObjectKey
@@ -29,6 +31,8 @@ router = APIRouter(prefix=wire.API_PREFIX + "/tenants/{tenant}", tags=["objects"
 
 #: Upload bytes are handed to the store in pieces of about this size.
 UPLOAD_PIECE = 1024 * 1024
+#: A listing's JSON is sent in pieces of about this size, as it is encoded.
+LIST_PIECE = 64 * 1024
 _BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 _RAW_BODY = {"requestBody": {"required": False, "content": _BINARY}}
 #: An object's bytes come back with the content type they were stored with.
@@ -101,9 +105,11 @@ async def put_object(
             key, digest=copy_digest, content_type=content_type, metadata=metadata, if_absent=if_absent
         )
     else:
+        allowance = await tenant.allowance(key, if_absent=if_absent)
+        allowance.check(declared or 0)  # 413 from the headers alone, before a byte of the body is read
         info = await tenant.put(
             key,
-            _body(request, declared),
+            _body(request, declared, allowance),
             digest=digest,
             content_type=content_type,
             metadata=metadata,
@@ -159,10 +165,10 @@ async def list_objects(
             json_schema_extra={"pattern": PREFIX_PATTERN},
         ),
     ] = None,
-) -> JSONResponse:
-    """Keys in code-point order; ``next_after`` is null on the last page."""
+) -> StreamingResponse:
+    """Keys in code-point order, at most 1,000 a page; ``next_after`` is null on the last page."""
     page = await tenant.list(prefix, limit=limit, after=after)
-    return JSONResponse({"items": [item.to_dict() for item in page], "next_after": page.next_after})
+    return StreamingResponse(_page_json(page), media_type="application/json")
 
 
 @router.head(
@@ -227,6 +233,26 @@ async def get_object(
 
 
 # --- helpers ----------------------------------------------------------------------------------------
+
+
+async def _page_json(page: Page) -> AsyncIterator[bytes]:
+    """``{"items": [...], "next_after": ...}`` encoded an item at a time and sent in pieces of about
+    :data:`LIST_PIECE` bytes, so the whole document (8 MiB for a page of keys with 8 KiB of metadata
+    each) is never held at once."""
+    piece = bytearray(b'{"items":[')
+    for index, item in enumerate(page):
+        if index:
+            piece += b","
+        piece += _json(item.to_dict())
+        if len(piece) >= LIST_PIECE:
+            yield bytes(piece)
+            piece.clear()
+    yield bytes(piece + b'],"next_after":' + _json(page.next_after) + b"}")
+
+
+def _json(value: object) -> bytes:
+    """``value`` as compact UTF-8 JSON, as JSONResponse encodes it."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 async def _open(
@@ -298,16 +324,18 @@ def _content_length(request: Request) -> int | None:
     return int(value)
 
 
-async def _body(request: Request, declared: int | None) -> AsyncIterator[bytes]:
+async def _body(request: Request, declared: int | None, allowance: Allowance) -> AsyncIterator[bytes]:
     """The request body as it arrives, checked against its Content-Length, in pieces of about
     :data:`UPLOAD_PIECE` bytes (the server reads the network in far smaller ones; each piece costs
-    the store a thread hop to hash and spool it)."""
+    the store a thread hop to hash and spool it). Reading stops at the first chunk that takes the
+    body past what ``allowance`` lets the put store (ObjectTooLarge or QuotaExceeded)."""
     received = 0
     piece = bytearray()
     async for chunk in request.stream():
         received += len(chunk)
         if declared is not None and received > declared:
             raise InvalidInput(f"the body is longer than its Content-Length {declared}")
+        allowance.check(received)
         piece += chunk
         if len(piece) >= UPLOAD_PIECE:
             yield piece  # type: ignore[misc]

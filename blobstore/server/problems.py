@@ -127,6 +127,8 @@ def _headers_for(exc: BaseException) -> dict[str, str]:
         return {"retry-after": str(RETRY_AFTER)}
     if isinstance(exc, RangeNotSatisfiable):
         return {"content-range": f"bytes */{exc.size}"}
+    if isinstance(exc, QuotaExceeded):  # the body may be refused unread: closing stops its upload, not reading it
+        return {"connection": "close"}
     return {}
 
 

@@ -27,11 +27,11 @@ from typing import Any
 from blobstore.errors import BlobStoreError
 from blobstore.ingest import new_hasher
 from blobstore.results import BlobInfo
-from blobstore.store import Tenant
+from blobstore.store import MAX_LIST_LIMIT, Tenant
 from blobstore.transfer.parallel import Advance, check_jobs, for_each, no_advance
 from blobstore.transfer.sources import Failure
 
-_LIST_PAGE = 10_000
+_LIST_PAGE = MAX_LIST_LIMIT
 _READ_CHUNK = 1024 * 1024
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 

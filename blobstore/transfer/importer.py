@@ -18,13 +18,13 @@ from typing import Any
 
 from blobstore.errors import BlobStoreError
 from blobstore.results import BlobInfo
-from blobstore.store import PutItem, Tenant
+from blobstore.store import MAX_LIST_LIMIT, PutItem, Tenant
 from blobstore.transfer.parallel import Advance, check_jobs, for_each, no_advance
 from blobstore.transfer.selection import Entry, Selection
 from blobstore.transfer.sources import Failure, ImportSource, shown
 
 #: Keys per page when listing what a tenant already holds.
-_LIST_PAGE = 10_000
+_LIST_PAGE = MAX_LIST_LIMIT
 #: Files per ``Tenant.put_many`` (one transaction for the dedup hits, one for the new bytes).
 _BATCH = 100
 
