@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from blobstore.errors import StorageUnavailable
-from blobstore.storage import MemoryStorage, ObjectStorage, read_all
+from blobstore.storage import LocalStorage, MemoryStorage, ObjectStorage, read_all
 from blobstore.storage.base import CHUNK_SIZE, ObjectMissing
 from blobstore.storage.timed import Outcome, TimedStorage
 from blobstore.testing.faults import Fault, FaultyStorage
@@ -144,3 +145,15 @@ async def test_a_read_the_consumer_stops_early_is_ok_and_closes_the_backends_rea
 async def test_the_wrapper_shows_the_inner_backends_url_and_capabilities(timed: TimedStorage) -> None:
     assert timed.url == "memory://"
     assert timed.supports_incomplete_uploads is MemoryStorage().supports_incomplete_uploads
+
+
+async def test_wrappers_pass_the_required_marker_to_the_backend(tmp_path: Path) -> None:
+    """A timed (and fault-injecting) storage holds the wrapped backend to its marker, so a store opened over
+    wrapped storage still refuses writes into a vanished directory."""
+    local = LocalStorage(tmp_path / "root")
+    await local.write_if_absent("marker", b"id")
+    wrapped = TimedStorage(FaultyStorage(local), lambda *_: None)
+    wrapped.require_marker("marker")
+    (tmp_path / "root" / "marker").unlink()
+    with pytest.raises(StorageUnavailable, match="marker"):
+        await wrapped.write("k", b"x")

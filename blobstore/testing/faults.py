@@ -161,6 +161,9 @@ class FaultyStorage(ObjectStorage):
         await self.inner.check()
         self._leave(fault)
 
+    def require_marker(self, key: str) -> None:
+        self.inner.require_marker(key)
+
     async def write(self, key: str, source: Source) -> None:
         fault = await self._enter("write", key)
         if fault is not None and fault.phase == "midway":
