@@ -16,6 +16,7 @@ from blobstore.errors import (
     InvalidTenant,
     NotFound,
     ObjectTooLarge,
+    PreconditionFailed,
     QuotaExceeded,
     StorageUnavailable,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "NotFound",
     "ObjectTooLarge",
     "Page",
+    "PreconditionFailed",
     "PutItem",
     "QuotaExceeded",
     "Settings",

@@ -20,7 +20,9 @@ import builtins
 import contextlib
 import os
 import stat
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, Self
 
@@ -37,11 +39,13 @@ from blobstore.errors import (
     InvalidTenant,
     NotFound,
     ObjectTooLarge,
+    PreconditionFailed,
     QuotaExceeded,
     StorageUnavailable,
 )
 from blobstore.ingest import new_hasher
 from blobstore.keys import validate_byte_range, validate_digest, validate_key, validate_prefix
+from blobstore.preconditions import ANY, Precondition, expect
 from blobstore.results import BlobInfo, Page
 from blobstore.signing import DEFAULT_EXPIRY, SignedUrl
 from blobstore.storage.base import CHUNK_SIZE
@@ -56,6 +60,7 @@ ERRORS: dict[str, type[BlobStoreError]] = {
         InvalidTenant,
         InvalidInput,
         AlreadyExists,
+        PreconditionFailed,
         IntegrityError,
         QuotaExceeded,
         ObjectTooLarge,
@@ -101,10 +106,13 @@ class BlobClient:
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
         if_absent: bool = False,
+        if_match: str | Collection[str] | None = None,
+        if_unmodified_since: datetime | None = None,
     ) -> BlobInfo:
         """As ``Tenant.put``: bytes, a path, a binary file or an async iterable of bytes, streamed to the server."""
         validate_key(key)
-        headers = _put_headers(content_type, metadata, if_absent)
+        headers = _put_headers(content_type, metadata)
+        headers.update(_condition_headers(expect(if_match, if_unmodified_since, if_absent=if_absent)))
         if digest is not None:
             validate_digest(digest)
         if data is None:
@@ -127,11 +135,18 @@ class BlobClient:
         response = await self._request("POST", f"{wire.tenant_path(self.name)}/copy", json=body)
         return wire.info_from_json(response.json())
 
-    async def delete(self, key: str) -> bool:
-        """As ``Tenant.delete``: True if the key existed."""
+    async def delete(
+        self,
+        key: str,
+        *,
+        if_match: str | Collection[str] | None = None,
+        if_unmodified_since: datetime | None = None,
+    ) -> bool:
+        """As ``Tenant.delete``: True if the key existed (PreconditionFailed if it is in another version)."""
         validate_key(key)
+        headers = _condition_headers(expect(if_match, if_unmodified_since))
         try:
-            await self._request("DELETE", wire.object_path(self.name, key))
+            await self._request("DELETE", wire.object_path(self.name, key), headers=headers)
         except NotFound:
             return False
         return True
@@ -150,6 +165,8 @@ class BlobClient:
                         content_type=item.content_type,
                         metadata=item.metadata,
                         if_absent=item.if_absent,
+                        if_match=item.if_match,
+                        if_unmodified_since=item.if_unmodified_since,
                     )
                 )
             except BlobStoreError as exc:
@@ -287,7 +304,7 @@ async def _raise_for_problem(response: httpx.Response) -> None:
     raise ERRORS.get(code, BlobStoreError)(detail)
 
 
-def _put_headers(content_type: object, metadata: object, if_absent: bool) -> dict[str, str]:
+def _put_headers(content_type: object, metadata: object) -> dict[str, str]:
     headers = {}
     if content_type is not None:
         if not isinstance(content_type, str) or not content_type.isprintable():
@@ -299,8 +316,19 @@ def _put_headers(content_type: object, metadata: object, if_absent: bool) -> dic
         ):
             raise InvalidInput("metadata must be a dict of str to str")
         headers.update(wire.metadata_headers(metadata))
-    if if_absent:
-        headers["if-none-match"] = "*"
+    return headers
+
+
+def _condition_headers(condition: Precondition) -> dict[str, str]:
+    """The request headers that ask the server for ``condition``."""
+    headers = {}
+    if condition.match is not None:
+        tags = sorted(condition.match)  # none: an empty list, which no version matches
+        headers["if-match"] = ANY if ANY in tags else ", ".join(wire.etag(digest) for digest in tags)
+    if condition.unmodified_since is not None:
+        headers["if-unmodified-since"] = format_datetime(condition.unmodified_since.astimezone(UTC), usegmt=True)
+    if condition.absent:
+        headers["if-none-match"] = ANY
     return headers
 
 

@@ -8,7 +8,8 @@ each also inherits the builtin it resembles, so callers may catch either::
     ├── InvalidKey(ValueError)             key breaks the naming rules
     ├── InvalidTenant(ValueError)          tenant name breaks the naming rules
     ├── InvalidInput(ValueError)           any other bad argument
-    ├── AlreadyExists(FileExistsError)     put(if_absent=True) on an existing key
+    ├── PreconditionFailed(Exception)      the key is not in the version a conditional write expects
+    │   └── AlreadyExists(FileExistsError) put(if_absent=True) on an existing key
     ├── IntegrityError(ValueError)         bytes do not match their digest
     ├── QuotaExceeded(Exception)           a tenant limit would be crossed
     │   └── ObjectTooLarge                 larger than the store's maximum object size
@@ -43,7 +44,14 @@ class InvalidInput(BlobStoreError, ValueError):
     """An argument other than a key or tenant is unusable (a byte range, a digest, a limit)."""
 
 
-class AlreadyExists(BlobStoreError, FileExistsError):
+class PreconditionFailed(BlobStoreError):
+    """The key is not in the version a conditional write expects; nothing was changed.
+
+    Raised by ``put`` and ``delete`` with ``if_match`` or ``if_unmodified_since``; HTTP 412.
+    """
+
+
+class AlreadyExists(PreconditionFailed, FileExistsError):
     """``put(..., if_absent=True)`` found the key already present."""
 
 

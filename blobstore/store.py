@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
@@ -46,6 +46,7 @@ from blobstore.keys import (
     validate_tenant,
 )
 from blobstore.layout import object_key_for
+from blobstore.preconditions import Precondition, expect
 from blobstore.pricing import PriceList
 from blobstore.progress import Progress, no_progress
 from blobstore.reading import verified_chunks
@@ -206,12 +207,12 @@ class _PutRequest:
     key: str
     content_type: str | None
     metadata: dict[str, str]
-    if_absent: bool
+    condition: Precondition
 
     def item(self, index: int, digest: str, size: int, blob_id: int | None = None) -> binding.Item:
         """This put as item ``index`` of a binding, of the bytes ``digest`` (the blob ``blob_id`` if named)."""
         return binding.Item(
-            index, self.key, digest, size, self.content_type, self.metadata, self.if_absent, blob_id=blob_id
+            index, self.key, digest, size, self.content_type, self.metadata, self.condition, blob_id=blob_id
         )
 
 
@@ -225,6 +226,8 @@ class PutItem:
     content_type: str | None = None
     metadata: dict[str, str] | None = None
     if_absent: bool = False
+    if_match: str | Collection[str] | None = None
+    if_unmodified_since: datetime | None = None
 
 
 #: The outcome of one item of a batch: its result, or the error the single call would have raised.
@@ -255,15 +258,25 @@ class Tenant:
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
         if_absent: bool = False,
+        if_match: str | Collection[str] | None = None,
+        if_unmodified_since: datetime | None = None,
     ) -> BlobInfo:
         """Store ``data`` under ``key``, replacing what was there (``if_absent``: AlreadyExists instead).
 
         With ``data`` None, ``digest`` names bytes this tenant already references.
         With both, ``digest`` is an expectation: a mismatch raises IntegrityError
         and stores nothing. Nothing is written to storage when the bytes exist.
+
+        ``if_match`` (a digest, several, or ``"*"``: the key holds one of them, or exists) and
+        ``if_unmodified_since`` (an aware datetime: the key was not written after it, to the second; ignored
+        with ``if_match``) make the put conditional: PreconditionFailed, and nothing stored, if the key is in
+        another version when it is bound (see blobstore.preconditions).
         """
         request = _PutRequest(
-            validate_key(key), validate_content_type(content_type), validate_metadata(metadata), if_absent
+            validate_key(key),
+            validate_content_type(content_type),
+            validate_metadata(metadata),
+            expect(if_match, if_unmodified_since, if_absent=if_absent),
         )
         if digest is not None:
             validate_digest(digest)
@@ -292,19 +305,30 @@ class Tenant:
             source = None if tenant is None else await catalog.find_ref(conn, tenant.id, src_key)
             if tenant is None or source is None:
                 raise NotFound(f"no such key: {src_key!r}")
-            request = _PutRequest(dst_key, source.content_type, dict(source.metadata), if_absent)
+            request = _PutRequest(dst_key, source.content_type, dict(source.metadata), expect(if_absent=if_absent))
             item = request.item(0, source.digest, source.size, source.blob_id)
             return await self._bind_held(conn, tenant, item, now)
 
         return await self.store.database.transaction(work)
 
-    async def delete(self, key: str) -> bool:
-        """Delete ``key``; True if it existed. The bytes stay while any reference remains."""
+    async def delete(
+        self,
+        key: str,
+        *,
+        if_match: str | Collection[str] | None = None,
+        if_unmodified_since: datetime | None = None,
+    ) -> bool:
+        """Delete ``key``; True if it existed. The bytes stay while any reference remains.
+
+        ``if_match`` and ``if_unmodified_since`` as for :meth:`put`: PreconditionFailed, and the key kept,
+        unless it is in a version they accept (with ``if_match``, a missing key fails too).
+        """
         validate_key(key)
+        condition = expect(if_match, if_unmodified_since)
         now = self.store.clock()
 
         async def work(conn: AsyncConnection) -> bool:
-            return bool(await binding.unbind(conn, self.name, [key], now))
+            return bool(await binding.unbind(conn, self.name, [key], now, condition=condition))
 
         return await self.store.database.transaction(work)
 
@@ -315,7 +339,7 @@ class Tenant:
         for the bytes uploaded (plus a retry for uploads GC reclaimed from a stalled uploader).
 
         Returns one outcome per item, in order: its BlobInfo, or the BlobStoreError its single put would
-        have raised (InvalidKey, AlreadyExists, QuotaExceeded, IntegrityError, StorageUnavailable, ...),
+        have raised (InvalidKey, PreconditionFailed, QuotaExceeded, IntegrityError, StorageUnavailable, ...),
         decided in item order as if the puts ran one after another. A key may appear once per batch (a
         repeat fails with InvalidInput). At most :data:`MAX_BATCH` items (InvalidInput otherwise); put by
         digest alone is not batched.
@@ -377,7 +401,7 @@ class Tenant:
                     validate_key(item.key),
                     validate_content_type(item.content_type),
                     validate_metadata(item.metadata),
-                    item.if_absent,
+                    expect(item.if_match, item.if_unmodified_since, if_absent=item.if_absent),
                 )
                 if item.digest is not None:
                     validate_digest(item.digest)

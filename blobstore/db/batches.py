@@ -19,6 +19,7 @@ from sqlalchemy import and_, bindparam, case, delete, exists, insert, select, un
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.db.catalog import LIVE, REF_COLUMNS, UPLOADING, RefRow, blobs, refs, tenants
+from blobstore.preconditions import Version
 
 #: Most keys one batch may name (well under every database's bound-parameter limit).
 MAX_BATCH = 1000
@@ -37,10 +38,11 @@ class NewRef:
 
 @dataclass(frozen=True)
 class OldRef:
-    """A reference a write replaces or deletes: the blob it points at and the size it charged."""
+    """A reference a write replaces or deletes: the blob it points at, the size it charged, when it was written."""
 
     blob_id: int
     size: int
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ class Found:
 
     olds: dict[str, OldRef] = field(default_factory=dict)
     blobs: dict[int, LockedBlob] = field(default_factory=dict)
+
+    def version_of(self, key: str) -> Version | None:
+        """The version ``key`` is at (for a conditional write), or None if it has no reference."""
+        old = self.olds.get(key)
+        return None if old is None else Version(self.blobs[old.blob_id].digest, old.created_at)
 
     def live_of(self, scope: str) -> dict[str, int]:
         """The live blob of each digest in dedup ``scope`` among those found: digest -> id."""
@@ -89,6 +96,7 @@ _LOOKUP = (
         exists().where(_holding.c.tenant_id == bindparam("tenant"), _holding.c.blob_id == blobs.c.id).label("held"),
         _old.c.key,
         _old.c.size,
+        _old.c.created_at,
     )
     .select_from(
         blobs.outerjoin(
@@ -132,7 +140,7 @@ async def lookup(
     for row in await conn.execute(_LOOKUP, params):
         found.blobs[row.id] = LockedBlob(row.scope, row.digest, row.state, bool(row.held))
         if row.key is not None:
-            found.olds[row.key] = OldRef(row.id, row.size)
+            found.olds[row.key] = OldRef(row.id, row.size, row.created_at)
     if found.blobs and conn.dialect.name != "sqlite":
         locked = await conn.execute(_LOCK_BLOBS, {"ids": sorted(found.blobs)})
         states: dict[int, str] = {row[0]: row[1] for row in locked}
@@ -199,9 +207,9 @@ async def delete_refs(conn: AsyncConnection, tenant: int, keys: Collection[str])
     result = await conn.execute(
         delete(refs)
         .where(refs.c.tenant_id == tenant, refs.c.key.in_(sorted(keys)))
-        .returning(refs.c.key, refs.c.blob_id, refs.c.size)
+        .returning(refs.c.key, refs.c.blob_id, refs.c.size, refs.c.created_at)
     )
-    return {row[0]: OldRef(row[1], row[2]) for row in result}
+    return {row[0]: OldRef(row[1], row[2], row[3]) for row in result}
 
 
 _SETTLE = (

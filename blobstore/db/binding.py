@@ -4,11 +4,13 @@ Every write of references goes through here, a single put as a batch of one. Wit
 locked (:func:`blobstore.db.catalog.lock_tenant`, which also reads its usage), one statement reads
 all a batch needs (:func:`blobstore.db.batches.lookup`: the keys' current references and the blobs
 they point at, the live blobs of the digests, the caller's own uploads; on PostgreSQL one more locks
-those blobs in id order); every item is decided in Python (AlreadyExists, QuotaExceeded,
-deduplicated); then the references, reference counts and usage are written in at most four
-statements. A dedup put of a new key is five statements in all on SQLite (lock, lookup, insert the
-reference, count it, charge it), six on PostgreSQL. Items whose bytes have no live blob are returned
-unbound, for the caller to upload.
+those blobs in id order); every item is decided in Python (its precondition against the key's version
+as of the lock: PreconditionFailed, AlreadyExists; QuotaExceeded; deduplicated); then the references,
+reference counts and usage are written in at most four statements. A dedup put of a new key is five
+statements in all on SQLite (lock, lookup, insert the reference, count it, charge it), six on PostgreSQL.
+Items whose bytes have no live blob are returned unbound, for the caller to upload; the caller binds them
+after the upload in a transaction of its own, which decides them again (so a precondition holds at the
+moment the key is bound, not only before).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.db import batches, catalog
 from blobstore.db.batches import NewRef, OldRef
-from blobstore.errors import AlreadyExists, BlobStoreError
+from blobstore.errors import BlobStoreError
+from blobstore.preconditions import UNCONDITIONAL, Precondition, Version
 from blobstore.results import BlobInfo
 
 
@@ -36,7 +39,8 @@ class Item:
     size: int
     content_type: str | None
     metadata: dict[str, str]
-    if_absent: bool
+    #: What the write expects of the key's current version (if_absent, if_match, if_unmodified_since).
+    condition: Precondition
     #: The blob to bind when the caller names it (a copy's source, bytes put by digest); None: the
     #: live blob of ``digest`` in the dedup scope, if there is one.
     blob_id: int | None = None
@@ -119,8 +123,8 @@ def _decide(
     used_bytes, used_objects = usage.used_bytes, usage.used_objects
     for item in items:
         old = found.olds.get(item.key)
-        if old is not None and item.if_absent:
-            outcome.failed[item.index] = AlreadyExists(f"key {item.key!r} already exists")
+        if failure := item.condition.failure(item.key, found.version_of(item.key)):
+            outcome.failed[item.index] = failure
             continue
         add_bytes, add_objects = item.size - (old.size if old else 0), 0 if old else 1
         now_usage = catalog.Usage(used_bytes, used_objects, usage.max_bytes, usage.max_objects)
@@ -154,10 +158,28 @@ def _decide(
     return outcome, writes
 
 
-async def unbind(conn: AsyncConnection, name: str, keys: Collection[str], now: datetime) -> set[str]:
+async def unbind(
+    conn: AsyncConnection,
+    name: str,
+    keys: Collection[str],
+    now: datetime,
+    *,
+    condition: Precondition = UNCONDITIONAL,
+) -> set[str]:
     """Delete the tenant's references under ``keys``, releasing their blobs and freeing quota, in one
-    transaction; the keys that existed. Four statements however many keys: lock, delete, count, free."""
+    transaction; the keys that existed. Four statements however many keys: lock, delete, count, free.
+
+    With a ``condition``, the keys' references are read under the lock first (a fifth statement), and
+    unless every key is in a version the condition accepts, its PreconditionFailed is raised: nothing is
+    deleted.
+    """
     tenant = await catalog.lock_tenant(conn, name, now, create=False)
+    if condition != UNCONDITIONAL:
+        current = {} if tenant is None else await batches.refs_by_key(conn, tenant.id, keys)
+        for key in keys:
+            ref = current.get(key)
+            if failure := condition.failure(key, None if ref is None else Version(ref.digest, ref.created_at)):
+                raise failure
     if tenant is None:
         return set()
     olds = await batches.delete_refs(conn, tenant.id, keys)

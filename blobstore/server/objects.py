@@ -21,6 +21,7 @@ from blobstore.quotas import Allowance
 from blobstore.results import BlobInfo, Page
 from blobstore.server import metrics
 from blobstore.server.auth import Deleter, Reader, SignedReader, SignedWriter, Writer
+from blobstore.server.conditions import IfMatch, IfUnmodifiedSince, write_conditions
 from blobstore.server.keypath import ObjectKey
 from blobstore.server.problems import RangeNotSatisfiable, error_responses
 from blobstore.server.ranges import ByteRange, parse_range
@@ -88,11 +89,15 @@ async def put_object(
     digest: Digest = None,
     copy_digest: CopyDigest = None,
     if_none_match: IfAbsent = None,
+    if_match: IfMatch = None,
+    if_unmodified_since: IfUnmodifiedSince = None,
 ) -> Response:
-    """``X-Blobstore-Meta-<name>`` headers become metadata. 201 for a new key, 200 when one was replaced."""
+    """``X-Blobstore-Meta-<name>`` headers become metadata. 201 for a new key, 200 when one was replaced.
+    If-Match, If-Unmodified-Since and If-None-Match: * make it conditional (412 if the key is in another version)."""
     if if_none_match is not None and if_none_match.strip() != "*":
         raise InvalidInput("PUT supports only If-None-Match: * (store only if the key does not exist)")
     if_absent = if_none_match is not None
+    when = write_conditions(if_match, if_unmodified_since)
     metadata = wire.metadata_from_headers(request.headers.items())
     content_type = request.headers.get("content-type")  # not a documented parameter: OpenAPI describes it per body
     declared = _content_length(request)
@@ -102,7 +107,13 @@ async def put_object(
             raise InvalidInput(f"{wire.COPY_DIGEST} and {wire.DIGEST} name different digests")
         await _expect_no_body(request, declared)
         info = await tenant.put(
-            key, digest=copy_digest, content_type=content_type, metadata=metadata, if_absent=if_absent
+            key,
+            digest=copy_digest,
+            content_type=content_type,
+            metadata=metadata,
+            if_absent=if_absent,
+            if_match=when.if_match,
+            if_unmodified_since=when.if_unmodified_since,
         )
     else:
         allowance = await tenant.allowance(key, if_absent=if_absent)
@@ -114,6 +125,8 @@ async def put_object(
             content_type=content_type,
             metadata=metadata,
             if_absent=if_absent,
+            if_match=when.if_match,
+            if_unmodified_since=when.if_unmodified_since,
         )
     metrics.record_put(info.deduplicated)
     return JSONResponse(info.to_dict(), status_code=200 if existed else 201, headers={"etag": wire.etag(info.digest)})
@@ -134,10 +147,14 @@ async def copy_object(request: Request, tenant: Writer) -> JSONResponse:
     return JSONResponse(info.to_dict(), status_code=201, headers={"etag": wire.etag(info.digest)})
 
 
-@router.delete("/objects/{key:anykey}", status_code=204, summary="Delete a key", responses=error_responses(404))
-async def delete_object(tenant: Deleter, key: ObjectKey) -> Response:
-    """The bytes stay while any other reference to them remains."""
-    if not await tenant.delete(key):
+@router.delete("/objects/{key:anykey}", status_code=204, summary="Delete a key", responses=error_responses(404, 412))
+async def delete_object(
+    tenant: Deleter, key: ObjectKey, if_match: IfMatch = None, if_unmodified_since: IfUnmodifiedSince = None
+) -> Response:
+    """The bytes stay while any other reference to them remains. If-Match and If-Unmodified-Since make it
+    conditional (412 if the key is in another version; with If-Match, also if it is missing)."""
+    when = write_conditions(if_match, if_unmodified_since)
+    if not await tenant.delete(key, if_match=when.if_match, if_unmodified_since=when.if_unmodified_since):
         raise NotFound(f"no such key: {key!r}")
     return Response(status_code=204)
 
