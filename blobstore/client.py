@@ -44,7 +44,13 @@ from blobstore.errors import (
     StorageUnavailable,
 )
 from blobstore.ingest import new_hasher
-from blobstore.keys import validate_byte_range, validate_digest, validate_key, validate_prefix
+from blobstore.keys import (
+    validate_byte_range,
+    validate_digest,
+    validate_key,
+    validate_media_type,
+    validate_prefix,
+)
 from blobstore.preconditions import ANY, Precondition, expect
 from blobstore.results import BlobInfo, Page
 from blobstore.signing import DEFAULT_EXPIRY, SignedUrl
@@ -307,9 +313,7 @@ async def _raise_for_problem(response: httpx.Response) -> None:
 def _put_headers(content_type: object, metadata: object) -> dict[str, str]:
     headers = {}
     if content_type is not None:
-        if not isinstance(content_type, str) or not content_type.isprintable():
-            raise InvalidInput(f"invalid content_type {content_type!r}: expected printable characters")
-        headers["content-type"] = content_type
+        headers["content-type"] = validate_media_type(content_type)
     if metadata is not None:
         if not isinstance(metadata, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()

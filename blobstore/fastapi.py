@@ -73,16 +73,25 @@ def mount(
     settings: Settings | None = None,
     clock: Clock = utc_now,
     interactive_docs: bool = False,
+    inline_active_content: bool = False,
 ) -> MountedBlobstore:
     """Mount the HTTP API (``blobstore.server``) into ``app`` under ``prefix``, over ``store`` (left open) or a
     store opened from ``settings`` (default: the environment) while ``app`` runs.
 
     The mount serves no metrics (operator telemetry; see blobstore.server.metrics) and, unless
     ``interactive_docs``, no ``/docs`` or ``/redoc`` pages (they would run scripts on the host's origin);
-    ``{prefix}/openapi.json`` is served."""
+    ``{prefix}/openapi.json`` is served. Objects of types a browser runs (HTML, SVG, ...) are attachments
+    unless ``inline_active_content``, which only an app on an origin of its own should ask for: inline, a
+    tenant's page would open on the host's origin (sandboxed, but the host's all the same)."""
     if not prefix.startswith("/") or prefix.endswith("/"):
         raise ValueError(f"the prefix must start with / and not end with one, not {prefix!r}")
-    api = create_app(store, settings=settings, clock=clock, interactive_docs=interactive_docs)
+    api = create_app(
+        store,
+        settings=settings,
+        clock=clock,
+        interactive_docs=interactive_docs,
+        inline_active_content=inline_active_content,
+    )
     app.mount(prefix, api)
     host_lifespan = app.router.lifespan_context
 

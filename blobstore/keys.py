@@ -1,8 +1,10 @@
-"""Validation of tenant names, keys, prefixes, metadata, digests and byte ranges: pure functions, no I/O."""
+"""Validation of tenant names, keys, prefixes, metadata, content types, digests and byte ranges: pure functions,
+no I/O."""
 
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 from blobstore.errors import InvalidInput, InvalidKey, InvalidTenant
 
@@ -13,7 +15,12 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 #: (which make ``ls`` print one name as another), line/paragraph separators and lone surrogates.
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]")
 MAX_METADATA_BYTES = 8192
-_MAX_CONTENT_TYPE = 255
+MAX_CONTENT_TYPE = 255
+#: RFC 9110 section 8.3.1: ``type "/" subtype *( OWS ";" OWS [ parameter ] )``, a parameter being
+#: ``token "=" ( token / quoted-string )``. ASCII only: obs-text (bytes 0x80-0xFF) is what senders must not make.
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_QUOTED_STRING = r'"(?:[\t !#-\[\]-~]|\\[\t -~])*"'
+_MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(?:[ \t]*;[ \t]*(?:{_TOKEN}=(?:{_TOKEN}|{_QUOTED_STRING}))?)*")
 
 
 def _forbidden_character(text: str) -> str | None:
@@ -91,12 +98,25 @@ def validate_byte_range(byte_range: object) -> tuple[int, int] | None:
 
 
 def validate_content_type(value: object) -> str | None:
-    """Return a content type of up to 255 printable characters, or None."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not 0 < len(value) <= _MAX_CONTENT_TYPE or not value.isprintable():
-        raise InvalidInput(f"invalid content_type {value!r}: expected up to {_MAX_CONTENT_TYPE} printable characters")
-    return value
+    """Return ``value`` unchanged if it is None or a media type :func:`validate_media_type` accepts."""
+    return None if value is None else validate_media_type(value)
+
+
+def validate_media_type(value: object) -> str:
+    """Return ``value`` unchanged if it is an RFC 9110 media type of at most 255 characters, such as
+    ``text/plain; charset=utf-8``; else raise InvalidInput. Such a type is printable ASCII (tabs aside), so it
+    travels in any HTTP header and parses the same in every browser."""
+    if is_media_type(value):
+        return value
+    raise InvalidInput(
+        f"invalid content_type {value!r}: expected an RFC 9110 media type such as 'text/plain; charset=utf-8'"
+        f" (type/subtype, then ;name=value parameters, in ASCII, at most {MAX_CONTENT_TYPE} characters)"
+    )
+
+
+def is_media_type(value: object) -> TypeGuard[str]:
+    """True if ``value`` is a content type :func:`validate_media_type` accepts."""
+    return isinstance(value, str) and len(value) <= MAX_CONTENT_TYPE and _MEDIA_TYPE.fullmatch(value) is not None
 
 
 def validate_metadata(value: object) -> dict[str, str]:

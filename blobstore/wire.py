@@ -6,6 +6,12 @@ ASCII, so a name is sent with everything but ``a-z 0-9 - _ . ~`` percent-encoded
 as UTF-8 (``User`` becomes ``%55ser``), and a value with ``%``, spaces, controls
 and non-ASCII percent-encoded. Plain lowercase names and ASCII values, as a
 person types them with curl, pass unchanged.
+
+An object goes out with headers that keep a browser from running it as a page of
+the server's origin (the host app's, under a FastAPI mount): ``nosniff`` and a
+sandboxing Content-Security-Policy always, and ``Content-Disposition: attachment``
+for the types a browser runs (:func:`is_active_content`), unless the operator
+serves objects from an origin of their own and asks for them inline.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 from blobstore.errors import InvalidInput
+from blobstore.keys import is_media_type
 from blobstore.results import BlobInfo
 
 API_PREFIX = "/v1"
@@ -30,6 +37,44 @@ CONTENT_TYPE = "x-blobstore-content-type"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 #: The ``code`` of a problem document, repeated as a header (a HEAD answer has no body).
 ERROR_CODE = "x-blobstore-error"
+#: Sent with every object, 304s included: a browser takes the type as sent (never sniffing HTML out of an
+#: image or text), and whatever the type, a document opened from the object gets a unique origin, no scripts,
+#: forms, plugins or popups, and loads nothing (images and text still display).
+OBJECT_SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "content-security-policy": "sandbox; default-src 'none'",
+}
+#: Types a browser runs when it opens or loads them (essences; see also :func:`is_active_content`).
+_ACTIVE_TYPES = frozenset(
+    {
+        "text/html",  # a page: its scripts would run with the origin's cookies and APIs
+        # XML documents: elements in the XHTML namespace (<script> too) run as in HTML, and an
+        # <?xml-stylesheet?> turns the document into HTML; every */*+xml type (SVG, RSS, MathML, ...) as well
+        "application/xhtml+xml",
+        "application/xml",
+        "text/xml",
+        "text/xsl",
+        # JavaScript (WHATWG MIME Sniffing's JavaScript MIME types): a page of the origin loads it as the
+        # origin's own code (past a CSP of script-src 'self'), and a service worker registered from it
+        # would control the origin's pages
+        "application/ecmascript",
+        "application/javascript",
+        "application/x-ecmascript",
+        "application/x-javascript",
+        "text/ecmascript",
+        "text/javascript",
+        "text/javascript1.0",
+        "text/javascript1.1",
+        "text/javascript1.2",
+        "text/javascript1.3",
+        "text/javascript1.4",
+        "text/javascript1.5",
+        "text/jscript",
+        "text/livescript",
+        "text/x-ecmascript",
+        "text/x-javascript",
+    }
+)
 
 _NAME_SAFE = frozenset(string.ascii_lowercase + string.digits + "-_.~")
 _VALUE_SAFE = "".join(ch for ch in string.printable if ch not in "% \t\n\r\x0b\x0c")
@@ -71,19 +116,53 @@ def metadata_from_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return metadata
 
 
-def object_headers(info: BlobInfo) -> dict[str, str]:
-    """What GET and HEAD say about an object besides its bytes."""
-    headers = {
-        "etag": etag(info.digest),
+def object_headers(info: BlobInfo, *, inline_active_content: bool = False) -> dict[str, str]:
+    """What GET and HEAD say about an object besides its bytes (:func:`content_headers` on its type)."""
+    return {
+        **not_modified_headers(info),
         "accept-ranges": "bytes",
         CREATED_AT: info.created_at.isoformat(),
-        "last-modified": info.created_at.strftime("%a, %d %b %Y %H:%M:%S GMT"),
         **metadata_headers(info.metadata),
+        **content_headers(info.content_type, inline_active_content=inline_active_content),
     }
-    headers["content-type"] = info.content_type or DEFAULT_CONTENT_TYPE
-    if info.content_type is not None:
-        headers[CONTENT_TYPE] = info.content_type
+
+
+def not_modified_headers(info: BlobInfo) -> dict[str, str]:
+    """What a 304 says: the validators, and :data:`OBJECT_SECURITY_HEADERS` for the copy a browser holds."""
+    return {
+        "etag": etag(info.digest),
+        "last-modified": info.created_at.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+        **OBJECT_SECURITY_HEADERS,
+    }
+
+
+def content_headers(content_type: str | None, *, inline_active_content: bool = False) -> dict[str, str]:
+    """Content-Type (and :data:`CONTENT_TYPE`, the type exactly as stored) with :data:`OBJECT_SECURITY_HEADERS`.
+
+    An active type (:func:`is_active_content`) is an attachment unless ``inline_active_content`` (objects
+    served from an origin of their own). A type that is not a media type (stored before types were checked)
+    goes in no header: the object is an ``application/octet-stream`` attachment.
+    """
+    headers = dict(OBJECT_SECURITY_HEADERS)
+    if content_type is None:
+        headers["content-type"] = DEFAULT_CONTENT_TYPE
+    elif not is_media_type(content_type):
+        headers["content-type"] = DEFAULT_CONTENT_TYPE
+        headers["content-disposition"] = "attachment"
+    else:
+        headers["content-type"] = headers[CONTENT_TYPE] = content_type
+        if is_active_content(content_type) and not inline_active_content:
+            headers["content-disposition"] = "attachment"
     return headers
+
+
+def is_active_content(media_type: str) -> bool:
+    """True if a browser runs an object of ``media_type`` (a valid media type, any case and parameters):
+    HTML, XML (XHTML, SVG and every ``+xml``), JavaScript, and ``multipart/*`` (a multipart/x-mixed-replace
+    response is shown part by part, each as its own type: HTML too)."""
+    essence = media_type.split(";", 1)[0].strip().lower()
+    kind, _, subtype = essence.partition("/")
+    return essence in _ACTIVE_TYPES or subtype.endswith("+xml") or kind == "multipart"
 
 
 def info_from_headers(tenant: str, key: str, size: int, headers: Any) -> BlobInfo:

@@ -86,6 +86,12 @@ if TYPE_CHECKING:  # the store loads when the command runs, not for --help
 @click.option(
     "--metrics-host", default="127.0.0.1", show_default=True, help="Address the --metrics-port listener binds."
 )
+@click.option(
+    "--inline-active-content",
+    is_flag=True,
+    help="Serve HTML, SVG, XML and JavaScript objects inline, not as attachments: only when this server has an "
+    "origin (scheme, host and port) of its own, shared with no other app.",
+)
 @common_options
 def serve(
     host: str,
@@ -99,6 +105,7 @@ def serve(
     max_connections: int,
     metrics_port: int | None,
     metrics_host: str,
+    inline_active_content: bool,
 ) -> None:
     """Serve the store over HTTP, to clients in any language.
 
@@ -112,7 +119,7 @@ def serve(
     import uvicorn  # only this command needs the server stack
 
     from blobstore.server import access, connections, metrics
-    from blobstore.server.app import BODY_TIMEOUT, CORS_ORIGINS, GC_INTERVAL
+    from blobstore.server.app import BODY_TIMEOUT, CORS_ORIGINS, GC_INTERVAL, INLINE_ACTIVE_CONTENT
 
     settings = options().settings()
 
@@ -125,6 +132,7 @@ def serve(
     os.environ[CORS_ORIGINS] = ",".join(cors_origins)
     os.environ[GC_INTERVAL] = "" if gc_interval is None else repr(gc_interval)
     os.environ[BODY_TIMEOUT] = repr(body_timeout)
+    os.environ[INLINE_ACTIVE_CONTENT] = "1" if inline_active_content else ""
     os.environ[connections.HEADER_TIMEOUT] = repr(header_timeout)
     connections.raise_open_files_limit()
     with contextlib.ExitStack() as stack:

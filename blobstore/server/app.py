@@ -31,6 +31,8 @@ CORS_ORIGINS = "BLOBSTORE_CORS_ORIGINS"
 GC_INTERVAL = "BLOBSTORE_GC_INTERVAL"
 #: The environment variable ``blobstore serve --body-timeout`` passes its seconds in (unset or empty: the default).
 BODY_TIMEOUT = "BLOBSTORE_BODY_TIMEOUT"
+#: The environment variable ``blobstore serve --inline-active-content`` sets to ``1``.
+INLINE_ACTIVE_CONTENT = "BLOBSTORE_INLINE_ACTIVE_CONTENT"
 DESCRIPTION = """\
 A content-addressed, deduplicating blob store. Every request carries
 `Authorization: Bearer <token>` (from `blobstore token create`); errors are
@@ -47,13 +49,16 @@ def create_app(
     gc_interval: float | None = None,
     body_timeout: float = BODY_TIMEOUT_SECONDS,
     interactive_docs: bool = True,
+    inline_active_content: bool = False,
 ) -> FastAPI:
     """The HTTP API over ``store`` (left open), or over a store opened from ``settings`` (default: the
     environment) when the app starts and closed when it stops. Browser pages from ``cors_origins``
     (``https://host[:port]``) may call it, signed URLs included. With ``gc_interval``, the app runs GC
     every that many seconds while it runs (blobstore.server.collector). A request whose body sends no bytes
     for ``body_timeout`` seconds ends with 408 (blobstore.server.connections). ``interactive_docs`` serves
-    ``/docs`` and ``/redoc`` (``/openapi.json`` is always served).
+    ``/docs`` and ``/redoc`` (``/openapi.json`` is always served). HTML, SVG and the other types a browser runs
+    are served as attachments unless ``inline_active_content`` (objects served from an origin of their own, with
+    no other app's pages or cookies); every object is sandboxed either way (blobstore.wire.content_headers).
 
     While the app runs, the store's storage operations and database statements are timed into
     blobstore.server.metrics (blobstore.instrument), which the app does not serve: ``blobstore serve
@@ -80,6 +85,7 @@ def create_app(
         docs_url="/docs" if interactive_docs else None,
         redoc_url="/redoc" if interactive_docs else None,
     )
+    app.state.inline_active_content = inline_active_content
     problems.install(app)
     app.include_router(objects.router)
     app.include_router(tenants.router)
@@ -110,14 +116,15 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """The app over the store the environment names, with :data:`CORS_ORIGINS` (comma-separated) as its CORS
-    origins, :data:`GC_INTERVAL` as its GC interval and :data:`BODY_TIMEOUT` as its body timeout (uvicorn's
-    factory for ``blobstore serve``)."""
+    origins, :data:`GC_INTERVAL` as its GC interval, :data:`BODY_TIMEOUT` as its body timeout and
+    :data:`INLINE_ACTIVE_CONTENT` (uvicorn's factory for ``blobstore serve``)."""
     origins = [origin.strip() for origin in os.environ.get(CORS_ORIGINS, "").split(",") if origin.strip()]
     body_timeout = _seconds(BODY_TIMEOUT)
     return create_app(
         cors_origins=origins,
         gc_interval=_seconds(GC_INTERVAL),
         body_timeout=BODY_TIMEOUT_SECONDS if body_timeout is None else body_timeout,
+        inline_active_content=os.environ.get(INLINE_ACTIVE_CONTENT) == "1",
     )
 
 

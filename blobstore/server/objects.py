@@ -197,12 +197,12 @@ async def list_objects(
         **error_responses(404),
     },
 )
-async def head_object(tenant: Reader, key: ObjectKey, if_none_match: IfNoneMatch = None) -> Response:
+async def head_object(request: Request, tenant: Reader, key: ObjectKey, if_none_match: IfNoneMatch = None) -> Response:
     """The headers GET would send for the whole object."""
     info = await tenant.stat(key)
     if _matches(if_none_match, info.digest):
-        return Response(status_code=304, headers=_validators(info))
-    return Response(headers={**wire.object_headers(info), "content-length": str(info.size)})
+        return Response(status_code=304, headers=wire.not_modified_headers(info))
+    return Response(headers={**_object_headers(request, info), "content-length": str(info.size)})
 
 
 @router.get(
@@ -217,6 +217,7 @@ async def head_object(tenant: Reader, key: ObjectKey, if_none_match: IfNoneMatch
     },
 )
 async def get_object(
+    request: Request,
     tenant: SignedReader,
     key: ObjectKey,
     range_header: Annotated[str | None, Header(alias="range", description="bytes=a-b, bytes=a- or bytes=-n")] = None,
@@ -230,8 +231,8 @@ async def get_object(
         info = stream.info
         if _matches(if_none_match, info.digest):
             await stack.aclose()
-            return Response(status_code=304, headers=_validators(info))
-        headers = wire.object_headers(info)
+            return Response(status_code=304, headers=wire.not_modified_headers(info))
+        headers = _object_headers(request, info)
         status = 200
         if requested is None:
             headers["content-length"] = str(info.size)
@@ -328,8 +329,9 @@ def _matches(if_none_match: str | None, digest: str) -> bool:
     return "*" in tags or wire.etag(digest) in tags
 
 
-def _validators(info: BlobInfo) -> dict[str, str]:
-    return {"etag": wire.etag(info.digest), "last-modified": wire.object_headers(info)["last-modified"]}
+def _object_headers(request: Request, info: BlobInfo) -> dict[str, str]:
+    """The object's headers; active content inline only if the app serves objects from an origin of their own."""
+    return wire.object_headers(info, inline_active_content=request.app.state.inline_active_content)
 
 
 def _content_length(request: Request) -> int | None:
