@@ -202,3 +202,31 @@ async def test_a_deleted_bucket_fails_puts_and_readiness_with_storage_unavailabl
         with pytest.raises(StorageUnavailable, match=bucket):
             await store.storage.check()
         assert not await acme.exists("during")
+
+
+@pytest.mark.s3
+async def test_a_deleted_prefix_is_seen_by_the_storage_check(s3: S3Endpoint, s3_client: Any, tmp_path: Path) -> None:
+    """The store's prefix emptied (the bucket kept): the storage check behind /readyz raises StorageUnavailable,
+    naming the lost marker, until the marker is back."""
+    bucket = unique_bucket_name()
+    await s3_client.create_bucket(Bucket=bucket)
+    settings = Settings(
+        home=tmp_path,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'db'}",
+        storage_url=f"s3://{bucket}/deploy",
+        s3_endpoint_url=s3.url,
+    )
+    try:
+        async with await BlobStore.open(settings) as store:
+            marker = await s3_client.get_object(Bucket=bucket, Key=f"deploy/{MARKER_KEY}")
+            kept = await marker["Body"].read()
+            await s3_client.delete_object(Bucket=bucket, Key=f"deploy/{MARKER_KEY}")
+            with pytest.raises(StorageUnavailable, match=MARKER_KEY):
+                await store.storage.check()
+            await s3_client.put_object(Bucket=bucket, Key=f"deploy/{MARKER_KEY}", Body=kept)
+            await store.storage.check()
+    finally:
+        listed = await s3_client.list_objects_v2(Bucket=bucket)
+        if objects := [{"Key": item["Key"]} for item in listed.get("Contents", [])]:
+            await s3_client.delete_objects(Bucket=bucket, Delete={"Objects": objects})
+        await s3_client.delete_bucket(Bucket=bucket)
