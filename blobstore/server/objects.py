@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -102,32 +103,24 @@ async def put_object(
     content_type = request.headers.get("content-type")  # not a documented parameter: OpenAPI describes it per body
     declared = _content_length(request)
     existed = not if_absent and await tenant.exists(key)
+    put = partial(
+        tenant.put,
+        key,
+        content_type=content_type,
+        metadata=metadata,
+        if_absent=if_absent,
+        if_match=when.if_match,
+        if_unmodified_since=when.if_unmodified_since,
+    )
     if copy_digest is not None:
         if digest is not None and digest != copy_digest:
             raise InvalidInput(f"{wire.COPY_DIGEST} and {wire.DIGEST} name different digests")
         await _expect_no_body(request, declared)
-        info = await tenant.put(
-            key,
-            digest=copy_digest,
-            content_type=content_type,
-            metadata=metadata,
-            if_absent=if_absent,
-            if_match=when.if_match,
-            if_unmodified_since=when.if_unmodified_since,
-        )
+        info = await put(digest=copy_digest)
     else:
         allowance = await tenant.allowance(key, if_absent=if_absent)
         allowance.check(declared or 0)  # 413 from the headers alone, before a byte of the body is read
-        info = await tenant.put(
-            key,
-            _body(request, declared, allowance),
-            digest=digest,
-            content_type=content_type,
-            metadata=metadata,
-            if_absent=if_absent,
-            if_match=when.if_match,
-            if_unmodified_since=when.if_unmodified_since,
-        )
+        info = await put(_body(request, declared, allowance), digest=digest)
     metrics.record_put(info.deduplicated)
     return JSONResponse(info.to_dict(), status_code=200 if existed else 201, headers={"etag": wire.etag(info.digest)})
 
