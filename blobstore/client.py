@@ -28,21 +28,8 @@ from typing import Any, Self
 
 import httpx
 
-from blobstore import holdings, tokens, wire
-from blobstore.errors import (
-    AlreadyExists,
-    BlobStoreError,
-    ConfigurationError,
-    IntegrityError,
-    InvalidInput,
-    InvalidKey,
-    InvalidTenant,
-    NotFound,
-    ObjectTooLarge,
-    PreconditionFailed,
-    QuotaExceeded,
-    StorageUnavailable,
-)
+from blobstore import errors, holdings, tokens, wire
+from blobstore.errors import BlobStoreError, IntegrityError, InvalidInput, NotFound, StorageUnavailable
 from blobstore.ingest import new_hasher
 from blobstore.keys import (
     validate_byte_range,
@@ -57,25 +44,9 @@ from blobstore.signing import DEFAULT_EXPIRY, SignedUrl
 from blobstore.storage.base import CHUNK_SIZE
 from blobstore.store import MAX_LIST_LIMIT, BlobStream, DeleteOutcome, PutItem, PutOutcome
 
-#: The one table back from a problem document's ``code`` to the error class (anything else: BlobStoreError).
-ERRORS: dict[str, type[BlobStoreError]] = {
-    cls.__name__: cls
-    for cls in (
-        NotFound,
-        InvalidKey,
-        InvalidTenant,
-        InvalidInput,
-        AlreadyExists,
-        PreconditionFailed,
-        IntegrityError,
-        QuotaExceeded,
-        ObjectTooLarge,
-        StorageUnavailable,
-        ConfigurationError,
-        tokens.Unauthorized,
-        tokens.Forbidden,
-    )
-}
+#: Back from a problem document's ``code`` (the class name) to the error class, from the one table the server
+#: answers from, blobstore.errors.STATUS (any other code: BlobStoreError).
+ERRORS: dict[str, type[BlobStoreError]] = {cls.__name__: cls for cls in errors.STATUS}
 
 _RANGE_NOT_SATISFIABLE = 416
 
@@ -298,7 +269,8 @@ class BlobClient:
 
 
 async def _raise_for_problem(response: httpx.Response) -> None:
-    """Raise the error a failed response names (its problem ``code``, else its status)."""
+    """Raise the error a failed response names (its problem ``code``, else its status: a 503 without a code,
+    such as the plain one of the server's connection bound, is StorageUnavailable; any other is BlobStoreError)."""
     if response.is_success or response.status_code == httpx.codes.NOT_MODIFIED:
         return
     await response.aread()
@@ -307,6 +279,8 @@ async def _raise_for_problem(response: httpx.Response) -> None:
     with contextlib.suppress(ValueError):
         problem = response.json()
         code, detail = problem.get("code", code), problem.get("detail", detail)
+    if not code and response.status_code == httpx.codes.SERVICE_UNAVAILABLE:
+        code = StorageUnavailable.__name__
     raise ERRORS.get(code, BlobStoreError)(detail)
 
 

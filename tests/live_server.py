@@ -26,7 +26,7 @@ import uvicorn
 
 from blobstore import BlobStore, Settings, Tenant, tokens
 from blobstore.client import BlobClient
-from blobstore.server import create_app
+from blobstore.server import connections, create_app
 from blobstore.store import Clock, utc_now
 
 #: The transports the store-semantics suite runs over.
@@ -49,7 +49,8 @@ def serving_app(app: Any) -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    # The protocol of `blobstore serve` (its header timeout and lingering close), not uvicorn's default.
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", http=connections.PROTOCOL))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

@@ -11,6 +11,13 @@
   ``seconds`` without any end the request with a ``408`` problem (``Connection: close``); the app
   sees an error from its body stream, so a put stores nothing. A slow but steady body is not cut,
   and time the app spends elsewhere (writing to storage) does not count.
+- **Lingering close** (:class:`HeaderTimeoutProtocol` too, as nginx's ``lingering_close``): an answer that closes
+  the connection while the request's body is still unread (a ``413`` from the headers alone, a ``408``, a ``503``)
+  does not close it at once, which would make the kernel answer the bytes still coming with a reset that can
+  destroy the answer before the client reads it. The server shuts down its write side after the answer and
+  reads and discards what the client still sends, for at most :data:`LINGER_SECONDS` and
+  :data:`LINGER_BYTES`, then closes; the client closing its side ends it sooner. The discarded bytes reach
+  neither the app nor a spool file.
 - **Connection bound**: uvicorn's ``limit_concurrency`` (:data:`MAX_CONNECTIONS` per process). It
   counts open connections, idle ones included, and requests running; a request that arrives beyond
   it is answered at once with uvicorn's plain ``503 Service Unavailable`` and ``Connection: close``.
@@ -44,23 +51,42 @@ HEADER_TIMEOUT = "BLOBSTORE_HEADER_TIMEOUT"
 #: What uvicorn's ``http=`` setting takes to run :class:`HeaderTimeoutProtocol` (an import string, for workers).
 PROTOCOL = f"{__name__}:HeaderTimeoutProtocol"
 
+#: Longest a connection lingers after an answer that closes it with the request body unread (nginx's lingering_time
+#: is 30 s, its lingering_timeout 5 s): long enough for a client on a fast link to finish sending a body the server
+#: refused and read the answer, short enough that a refused client holds its connection slot only briefly.
+LINGER_SECONDS = 2.0
+#: Most bytes of an unread request body a lingering connection discards before it closes (a body larger than this
+#: past the answer, sent by a client that reads only when its body is out, can still lose the answer to a reset).
+#: Discarding costs no memory and no disk; the bound caps the bandwidth a refused client can make the server sink.
+LINGER_BYTES = 64 * 1024 * 1024
+
 _REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
 class HeaderTimeoutProtocol(H11Protocol):
-    """uvicorn's h11 protocol with the header timeout of the module docstring (seconds from
-    :data:`HEADER_TIMEOUT`, default :data:`HEADER_TIMEOUT_SECONDS`)."""
+    """uvicorn's h11 protocol with the header timeout (seconds from :data:`HEADER_TIMEOUT`, default
+    :data:`HEADER_TIMEOUT_SECONDS`) and the lingering close of the module docstring."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout = float(os.environ.get(HEADER_TIMEOUT) or HEADER_TIMEOUT_SECONDS)
         self.header_timer: asyncio.TimerHandle | None = None
+        self.linger_timer: asyncio.TimerHandle | None = None
+        #: Bytes discarded while lingering; None while the connection is not lingering.
+        self.discarded: int | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        # uvicorn closes the connection through the transport it is given, wherever it decides to (the request
+        # cycle, its 400, shutdown); this one makes each such close linger when the request body is unread.
+        super().connection_made(_LingeringTransport(transport, self))
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self.discarded is not None:  # lingering: the bytes go nowhere
+            self.discarded += len(data)
+            if self.discarded > LINGER_BYTES:
+                self._end_linger()
+            return
         super().data_received(data)
         if self.conn.their_state is h11.IDLE:  # a request has begun, its headers are not all in
             if self.header_timer is None:
@@ -70,7 +96,34 @@ class HeaderTimeoutProtocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self.linger_timer is not None:
+            self.linger_timer.cancel()
+            self.linger_timer = None
         super().connection_lost(exc)
+
+    def close(self, transport: asyncio.Transport) -> None:
+        """Close ``transport`` (this connection's), lingering first if the request body is unread."""
+        if (
+            self.discarded is not None
+            or transport.is_closing()
+            or self.conn.their_state is not h11.SEND_BODY
+            or transport.get_protocol() is not self  # upgraded away from HTTP
+            or not transport.can_write_eof()
+        ):
+            transport.close()
+            return
+        self.discarded = 0
+        self._disarm()
+        self._unset_keepalive_if_required()
+        transport.write_eof()  # the answer already written goes out first, then the FIN
+        transport.resume_reading()  # uvicorn may have paused reading while the app was not consuming the body
+        self.linger_timer = self.loop.call_later(LINGER_SECONDS, self._end_linger)
+
+    def _end_linger(self) -> None:
+        if self.linger_timer is not None:
+            self.linger_timer.cancel()
+            self.linger_timer = None
+        self.transport.close()  # the wrapper's close: the connection is lingering, so it closes for real
 
     def _arm(self) -> None:
         self.header_timer = self.loop.call_later(self.header_timeout, self._headers_timed_out)
@@ -88,6 +141,65 @@ class HeaderTimeoutProtocol(H11Protocol):
         if received:
             self.transport.write(_REQUEST_TIMEOUT)
         self.transport.close()
+
+
+class _LingeringTransport(asyncio.Transport):
+    """The transport uvicorn's protocol and request cycle see: the real one, whose ``close`` asks the protocol
+    (which may linger first)."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: HeaderTimeoutProtocol) -> None:
+        super().__init__()
+        self._transport = transport
+        self._protocol = protocol
+
+    def close(self) -> None:
+        self._protocol.close(self._transport)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing() or self._protocol.discarded is not None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._transport.write(data)
+
+    def writelines(self, list_of_data: Any) -> None:
+        self._transport.writelines(list_of_data)
+
+    def write_eof(self) -> None:
+        self._transport.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    def abort(self) -> None:
+        self._transport.abort()
+
+    def pause_reading(self) -> None:
+        if self._protocol.discarded is None:  # a lingering connection keeps reading
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._transport.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
 
 
 class BodyTimeoutMiddleware:
