@@ -12,6 +12,7 @@ by updating it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -22,6 +23,9 @@ from blobstore import BlobStore, PutItem, Tenant
 from blobstore.db import batches
 
 T = TypeVar("T")
+
+#: Whether a session waits for a lock the session ``holder`` (a backend pid) holds.
+BLOCKED_BY = text("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND :holder = ANY(pg_blocking_pids(pid)))")
 
 
 async def _seeded(open_store: StoreFactory) -> tuple[BlobStore, Tenant]:
@@ -49,13 +53,19 @@ async def _ids(store: BlobStore) -> tuple[int, dict[str, int]]:
 
 
 async def _while_row_is_held(store: BlobStore, blob_id: int, work: Awaitable[T]) -> tuple[T, bool]:
-    """Run ``work`` while another transaction holds the blob's row, released after a while: its result,
-    and whether it was still waiting when the row was released."""
-    async with store.database.engine.connect() as holder:
+    """Run ``work`` while another transaction holds the blob's row, released once PostgreSQL shows ``work``
+    waiting for that transaction's lock (or ``work`` is done): its result, and whether it waited."""
+    async with store.database.engine.connect() as holder, store.database.engine.connect() as observer:
+        holder_pid = (await holder.execute(text("SELECT pg_backend_pid()"))).scalar_one()
         await holder.execute(text("UPDATE blobs SET refcount = refcount + 1 WHERE id = :i"), {"i": blob_id})
         pending = asyncio.ensure_future(work)
-        await asyncio.sleep(0.3)
-        waited = not pending.done()
+        waited = False
+        deadline = time.monotonic() + 60
+        while not (waited or pending.done()):
+            assert time.monotonic() < deadline, "the work neither waited for the row nor finished"
+            waited = bool((await observer.execute(BLOCKED_BY, {"holder": holder_pid})).scalar_one())
+            await observer.rollback()  # the next look sees the server as it is then
+            await asyncio.sleep(0.01)
         await holder.rollback()
         return await pending, waited
 
@@ -71,7 +81,7 @@ async def test_a_lookup_waiting_for_a_named_blob_returns_it_locked(open_store: S
         assert sorted(found.blobs) == sorted(blob_of.values()), f"holding {held}"
         assert waited, "the lookup did not wait for the row it locks"
         assert {b.state for b in found.blobs.values()} == {"live"}
-        assert found.olds == {"target": batches.OldRef(blob_of["target"], 0)}
+        assert {key: (old.blob_id, old.size) for key, old in found.olds.items()} == {"target": (blob_of["target"], 0)}
 
 
 async def test_a_copy_whose_source_blob_is_held_waits_and_copies(open_store: StoreFactory) -> None:
