@@ -93,9 +93,9 @@ async def fsck(
     started = time.monotonic()
     report = FsckReport()
     database = store.database
-    for tenant, key, blob_id in await database.transaction(maintenance.refs_to_unusable_blobs):
+    for tenant, key, blob_id in await database.read(maintenance.refs_to_unusable_blobs):
         report.add(Problem("dangling-reference", f"{tenant}/{key}", f"points at blob {blob_id}, which is not live"))
-    for usage in await database.transaction(maintenance.usage_records):
+    for usage in await database.read(maintenance.usage_records):
         if (usage.used_bytes, usage.used_objects) != (usage.actual_bytes, usage.actual_objects):
             if repair:
                 await database.transaction(partial(maintenance.recount_usage, tenant=usage.tenant))
@@ -143,7 +143,7 @@ async def _walk(store: BlobStore, report: FsckReport, *, read_data: bool, repair
 
 async def _blob_rows(store: BlobStore) -> AsyncIterator[maintenance.BlobRecord]:
     after = ""
-    while batch := await store.database.transaction(partial(maintenance.blob_records, after_key=after)):
+    while batch := await store.database.read(partial(maintenance.blob_records, after_key=after)):
         for record in batch:
             yield record
         after = batch[-1].object_key
@@ -210,7 +210,7 @@ async def _really_missing(store: BlobStore, record: maintenance.BlobRecord) -> b
     """
     if await store.storage.stat(record.object_key) is not None:
         return False
-    state = await store.database.transaction(partial(blob_state, blob_id=record.blob_id))
+    state = await store.database.read(partial(blob_state, blob_id=record.blob_id))
     return state == LIVE
 
 

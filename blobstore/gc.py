@@ -124,7 +124,7 @@ async def gc(
 
 async def _sweep_blobs(run: _Run) -> None:
     database, after = run.store.database, 0
-    while batch := await database.transaction(
+    while batch := await database.read(  # a plan: the tombstone re-checks every condition under the row locks
         partial(maintenance.find_reclaimable, cutoff=run.cutoff, now=run.now, after_id=after, limit=BATCH)
     ):
         after = batch[-1].blob_id
@@ -167,7 +167,7 @@ async def _delete_orphans(run: _Run, objects: Sequence[ObjectInfo]) -> None:
     No row can appear for such an object later: rows are written before their objects, each under a fresh key.
     """
     keys = [info.key for info in objects]
-    known = await run.store.database.transaction(partial(maintenance.known_object_keys, object_keys=keys))
+    known = await run.store.database.read(partial(maintenance.known_object_keys, object_keys=keys))
     orphans = [info for info in objects if info.key not in known]
     if orphans and not run.dry_run:
         await run.store.storage.delete_many([orphan.key for orphan in orphans])
@@ -209,7 +209,7 @@ async def _abort_uploads(run: _Run, uploads: Sequence[IncompleteUpload]) -> None
     """Abort the uploads among ``uploads`` that no live lease holds (their uploader died or gave up)."""
     keys = [upload.key for upload in uploads if upload.key is not None]
     leased = (
-        await run.store.database.transaction(partial(maintenance.leased_object_keys, object_keys=keys, now=run.now))
+        await run.store.database.read(partial(maintenance.leased_object_keys, object_keys=keys, now=run.now))
         if keys
         else set()
     )

@@ -46,7 +46,7 @@ async def missing(store: BlobStore, tenant: str, digests: Iterable[str]) -> list
         raise InvalidInput(f"at most {MAX_PROBE} digests per probe, got {len(wanted)}")
     for digest in wanted:
         validate_digest(digest)
-    held = await store.database.transaction(lambda conn: holdings.held_digests(conn, tenant, wanted))
+    held = await store.database.read(lambda conn: holdings.held_digests(conn, tenant, wanted))
     return [digest for digest in wanted if digest not in held]
 
 
@@ -55,7 +55,5 @@ async def usage(store: BlobStore, tenant: str) -> Usage:
     quota = await store.quota(tenant)
     await store.egress.flush()
     today = store.clock().date()
-    read = await store.database.transaction(
-        lambda conn: holdings.egress_bytes(conn, tenant, today.replace(day=1), today)
-    )
+    read = await store.database.read(lambda conn: holdings.egress_bytes(conn, tenant, today.replace(day=1), today))
     return Usage(tenant, quota.used_objects, quota.used_bytes, quota.max_objects, quota.max_bytes, read)

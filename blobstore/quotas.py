@@ -133,13 +133,13 @@ async def set_quota(store: BlobStore, tenant: str, *, max_bytes: Limit = KEEP, m
 async def quota(store: BlobStore, tenant: str) -> Quota:
     """The tenant's usage and limits; a tenant that never stored anything has none of either."""
     validate_tenant(tenant)
-    found = await store.database.transaction(lambda conn: tenant_rows(conn, tenant))
+    found = await store.database.read(lambda conn: tenant_rows(conn, tenant))
     return Quota.from_row(found[0]) if found else Quota(tenant, 0, 0, None, None)
 
 
 async def tenants(store: BlobStore) -> list[Quota]:
     """Every tenant's usage and limits, by name."""
-    return [Quota.from_row(row) for row in await store.database.transaction(tenant_rows)]
+    return [Quota.from_row(row) for row in await store.database.read(tenant_rows)]
 
 
 def _limit(name: str, value: object) -> int | None:

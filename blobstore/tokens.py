@@ -151,7 +151,7 @@ async def list_tokens(store: BlobStore, tenant: str | None = None) -> list[Token
 
     if tenant is not None:
         validate_tenant(tenant)
-    rows = await store.database.transaction(lambda conn: db.list_tokens(conn, tenant))
+    rows = await store.database.read(lambda conn: db.list_tokens(conn, tenant))
     return [TokenInfo.from_row(row) for row in rows]
 
 
@@ -177,13 +177,16 @@ async def revoke(store: BlobStore, token_id: str) -> TokenInfo:
 
 
 async def authenticate(store: BlobStore, token: str | None) -> TokenInfo:
-    """The active token ``token`` names; Unauthorized if it is missing, malformed, unknown, expired or revoked."""
+    """The active token ``token`` names; Unauthorized if it is missing, malformed, unknown, expired or revoked.
+
+    One read, no write transaction (it never waits for a writer); it sees every revocation committed before it.
+    """
     from blobstore.db import tokens as db
 
     if token is None:
         raise Unauthorized("no token: send Authorization: Bearer <token>")
     tenant, token_id, secret = _parse(token)
-    row = await store.database.transaction(lambda conn: db.find_token(conn, token_id))
+    row = await store.database.read(lambda conn: db.find_token(conn, token_id))
     matches = hmac.compare_digest(_hash(secret), _DUMMY_HASH if row is None else row.secret_hash)
     if row is None or not matches or row.tenant != tenant:
         raise Unauthorized("the token is not valid")
