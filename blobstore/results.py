@@ -10,7 +10,12 @@ from typing import Any
 
 @dataclass(frozen=True)
 class BlobInfo:
-    """A key as its tenant sees it. ``deduplicated`` (put only) is true when this tenant already held the bytes."""
+    """A key as its tenant sees it.
+
+    Put and copy only: ``deduplicated`` is true when this tenant already held the bytes, ``replaced`` when
+    the key held a value the write replaced (decided in the write's own transaction; the HTTP API answers
+    it as 200 rather than 201, and :meth:`to_dict` leaves it out).
+    """
 
     tenant: str
     key: str
@@ -20,6 +25,7 @@ class BlobInfo:
     metadata: dict[str, str]
     created_at: datetime
     deduplicated: bool = False
+    replaced: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``created_at`` in ISO 8601)."""

@@ -153,7 +153,15 @@ def _decide(
         writes.add_bytes += add_bytes
         writes.add_objects += add_objects
         outcome.bound[item.index] = BlobInfo(
-            tenant.name, item.key, item.digest, item.size, item.content_type, item.metadata, now, deduplicated
+            tenant.name,
+            item.key,
+            item.digest,
+            item.size,
+            item.content_type,
+            item.metadata,
+            now,
+            deduplicated,
+            replaced=old is not None,
         )
     return outcome, writes
 

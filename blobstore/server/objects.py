@@ -102,7 +102,6 @@ async def put_object(
     metadata = wire.metadata_from_headers(request.headers.items())
     content_type = request.headers.get("content-type")  # not a documented parameter: OpenAPI describes it per body
     declared = _content_length(request)
-    existed = not if_absent and await tenant.exists(key)
     put = partial(
         tenant.put,
         key,
@@ -122,7 +121,8 @@ async def put_object(
         allowance.check(declared or 0)  # 413 from the headers alone, before a byte of the body is read
         info = await put(_body(request, declared, allowance), digest=digest)
     metrics.record_put(info.deduplicated)
-    return JSONResponse(info.to_dict(), status_code=200 if existed else 201, headers={"etag": wire.etag(info.digest)})
+    status = 200 if info.replaced else 201  # the binding's own outcome, decided in the put's transaction
+    return JSONResponse(info.to_dict(), status_code=status, headers={"etag": wire.etag(info.digest)})
 
 
 @router.post(
