@@ -9,17 +9,19 @@ runs against PostgreSQL + S3.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pty
 import signal
 import subprocess
-import time
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
+from typing import IO
 
 import blake3
 import click
@@ -492,19 +494,34 @@ def test_a_closed_stdout_pipe_is_one_line(bs: Callable[..., Run], home: Path) ->
 
 
 def test_ctrl_c_is_one_line_with_exit_130(bs: Callable[..., Run], home: Path) -> None:
-    """Ctrl-C during a put exits 130 with one line, no traceback."""
+    """Ctrl-C during a put exits 130 with one line, no traceback. Its stdin does not end, so only the signal
+    can end the put."""
     bs("db", "upgrade").ok()
     process = spawn(["put", "acme", "k", "-"], home=home, stdin=subprocess.PIPE)
-    assert process.stdin is not None
-    process.stdin.write(b"x" * 3 * 1024 * 1024)  # returns once the CLI is reading: it is inside the command
-    process.stdin.flush()
-    time.sleep(0.2)
+    stdin = process.stdin
+    assert stdin is not None
+    stdin.write(b"x" * 3 * 1024 * 1024)  # returns once the CLI is reading: it is inside the command
+    stdin.flush()
+    feeder = threading.Thread(target=_feed, args=(stdin, 64 * 1024 * 1024), daemon=True)
+    feeder.start()  # answers the interrupted put's last read, so the process can exit
     process.send_signal(signal.SIGINT)
-    time.sleep(0.2)
-    process.stdin.close()  # lets the reading thread finish
-    process.stdin = None
-    finish(process).failed("interrupted", code=130)
+    process.stdin = None  # the feeder's, not finish's
+    try:
+        finish(process).failed("interrupted", code=130)
+    finally:
+        process.kill()  # if it never ended
+        feeder.join(timeout=60)
+        with contextlib.suppress(BrokenPipeError):
+            stdin.close()
     assert bs("ls", "acme").ok().stdout == ""
+
+
+def _feed(pipe: IO[bytes], limit: int) -> None:
+    """Write up to ``limit`` bytes to ``pipe`` while its reader reads them; stop early if it goes away."""
+    with contextlib.suppress(BrokenPipeError):
+        for _ in range(limit // 65536):
+            pipe.write(b"x" * 65536)
+            pipe.flush()
 
 
 def test_progress_goes_to_a_terminal_stderr_never_to_stdout(home: Path, files: Path) -> None:
