@@ -10,7 +10,8 @@ import pytest
 
 from blobstore.errors import StorageUnavailable
 from blobstore.storage import LocalStorage, MemoryStorage, ObjectStorage, read_all
-from blobstore.storage.base import CHUNK_SIZE, ObjectMissing
+from blobstore.storage import timed as timed_module
+from blobstore.storage.base import CHUNK_SIZE, ObjectInfo, ObjectMissing
 from blobstore.storage.timed import Outcome, TimedStorage
 from blobstore.testing.faults import Fault, FaultyStorage
 from blobstore.testing.storage_suite import StorageConformance
@@ -91,30 +92,69 @@ async def test_a_call_that_raises_is_reported_as_an_error_and_still_raises(
     ]
 
 
-async def test_a_cancelled_call_is_reported_as_an_error(
-    timed: TimedStorage, faulty: FaultyStorage, timings: Timings
-) -> None:
-    faulty.inject(Fault("stat", hang=True))
+class HangingStat(MemoryStorage):
+    """A stat that never answers; ``entered`` is set once one has begun."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        self.entered.set()
+        await asyncio.Event().wait()
+        return None
+
+
+async def test_a_cancelled_call_is_reported_as_an_error(timings: Timings) -> None:
+    inner = HangingStat()
+    timed = TimedStorage(inner, lambda *timing: timings.append(timing))
     call = asyncio.create_task(timed.stat("a"))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(inner.entered.wait(), 60)  # the backend is in the call
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
     assert outcomes(timings) == [("stat", "error")]
 
 
+class StoppedClock:
+    """Stands in for the ``time`` module of blobstore.storage.timed: ``perf_counter`` moves only when the
+    test moves ``now``."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class SlowReads(MemoryStorage):
+    """Each chunk of a read costs the backend ``per_chunk`` seconds of ``clock``."""
+
+    def __init__(self, clock: StoppedClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.per_chunk = 0.0
+
+    async def read(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncGenerator[bytes, None]:
+        async for chunk in super().read(key, byte_range):
+            self.clock.now += self.per_chunk
+            yield chunk
+
+
 async def test_a_read_counts_the_backends_waits_not_the_consumers(
-    timed: TimedStorage, faulty: FaultyStorage, timings: Timings
+    timings: Timings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A consumer that dawdles between chunks does not make the storage look slow; a slow backend does."""
+    clock = StoppedClock()
+    monkeypatch.setattr(timed_module, "time", clock)
+    inner = SlowReads(clock)
+    timed = TimedStorage(inner, lambda *timing: timings.append(timing))
     await timed.write("big", b"x" * (3 * CHUNK_SIZE))
     async for _chunk in timed.read("big"):
-        await asyncio.sleep(0.1)
-    faulty.inject(Fault("read", delay=0.3))
+        clock.now += 10.0  # the consumer dawdles
+    inner.per_chunk = 2.0
     await read_all(timed, "big")
-    (_, _, dawdled), (_, _, slow) = timings[1:]
-    assert dawdled < 0.1
-    assert slow >= 0.3
+    assert timings[1:] == [("read", "ok", 0.0), ("read", "ok", 3 * 2.0)]
 
 
 class ClosedReads(MemoryStorage):
