@@ -4,19 +4,15 @@ conditional PUT, digests, put-by-digest, metadata headers, keys in paths, proble
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import logging
-import queue
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from access_log import access_log
 from conftest import FakeClock
 from live_server import serving
 from workers import data_objects, rows
@@ -126,35 +122,6 @@ async def test_metadata_headers_round_trip_any_name_and_value(api: Api) -> None:
     assert got.headers["x-blobstore-meta-plain"] == "42"
 
 
-@contextlib.contextmanager
-def access_line(request_id: str) -> Iterator[Callable[[], Awaitable[dict[str, Any]]]]:
-    """Within the block, ``await ended()`` waits (up to 60 s) for the access-log line of the request sent with
-    this ``X-Request-Id`` and returns it: the line is logged once the server is done with the request."""
-    lines: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
-
-    class Catch(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            line = json.loads(record.getMessage())
-            if line["request_id"] == request_id:
-                lines.put(line)
-
-    async def ended() -> dict[str, Any]:
-        try:
-            return await asyncio.to_thread(lines.get, timeout=60)
-        except queue.Empty:
-            pytest.fail(f"the server did not finish request {request_id} within 60 s")
-
-    logger, handler = logging.getLogger("blobstore.access"), Catch(logging.INFO)
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    try:
-        yield ended
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
 async def test_a_short_body_is_refused_and_stores_nothing(api: Api) -> None:
     """A client that declares more bytes than it sends and hangs up leaves no key, blob, object or tenant
     once the server is done with its request."""
@@ -163,13 +130,13 @@ async def test_a_short_body_is_refused_and_stores_nothing(api: Api) -> None:
         f"PUT /v1/tenants/acme/objects/partial HTTP/1.1\r\nHost: {host}\r\nX-Request-Id: short-body\r\n"
         f"Authorization: Bearer {api.token}\r\nContent-Length: {4 * 1024 * 1024}\r\n\r\n"
     ).encode()
-    with access_line("short-body") as ended:
+    with access_log() as log:
         _reader, writer = await asyncio.open_connection(host, port)
         writer.write(head + b"x" * (1024 * 1024))
         await writer.drain()
         writer.close()
         await writer.wait_closed()
-        line = await ended()
+        line = await log.line_of("short-body")
     assert 400 <= line["status"] < 500, line  # refused, not failed
     assert (await api.get("partial")).status_code == 404
     assert await rows(api.store, "SELECT id FROM blobs") == []
