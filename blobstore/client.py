@@ -28,21 +28,8 @@ from typing import Any, Self
 
 import httpx
 
-from blobstore import holdings, tokens, wire
-from blobstore.errors import (
-    AlreadyExists,
-    BlobStoreError,
-    ConfigurationError,
-    IntegrityError,
-    InvalidInput,
-    InvalidKey,
-    InvalidTenant,
-    NotFound,
-    ObjectTooLarge,
-    PreconditionFailed,
-    QuotaExceeded,
-    StorageUnavailable,
-)
+from blobstore import errors, holdings, tokens, wire
+from blobstore.errors import BlobStoreError, IntegrityError, InvalidInput, NotFound, StorageUnavailable
 from blobstore.ingest import new_hasher
 from blobstore.keys import (
     validate_byte_range,
@@ -57,25 +44,9 @@ from blobstore.signing import DEFAULT_EXPIRY, SignedUrl
 from blobstore.storage.base import CHUNK_SIZE
 from blobstore.store import MAX_LIST_LIMIT, BlobStream, DeleteOutcome, PutItem, PutOutcome
 
-#: The one table back from a problem document's ``code`` to the error class (anything else: BlobStoreError).
-ERRORS: dict[str, type[BlobStoreError]] = {
-    cls.__name__: cls
-    for cls in (
-        NotFound,
-        InvalidKey,
-        InvalidTenant,
-        InvalidInput,
-        AlreadyExists,
-        PreconditionFailed,
-        IntegrityError,
-        QuotaExceeded,
-        ObjectTooLarge,
-        StorageUnavailable,
-        ConfigurationError,
-        tokens.Unauthorized,
-        tokens.Forbidden,
-    )
-}
+#: Back from a problem document's ``code`` (the class name) to the error class, from the one table the server
+#: answers from, blobstore.errors.STATUS (any other code: BlobStoreError).
+ERRORS: dict[str, type[BlobStoreError]] = {cls.__name__: cls for cls in errors.STATUS}
 
 _RANGE_NOT_SATISFIABLE = 416
 

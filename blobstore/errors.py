@@ -1,25 +1,40 @@
-"""The blobstore error tree.
+"""The blobstore error tree, and the one table from each error to its answer over HTTP (and S3).
 
-Every error raised by the public API derives from :class:`BlobStoreError`, and
-each also inherits the builtin it resembles, so callers may catch either::
+Every error blobstore raises derives from :class:`BlobStoreError`, and each also
+inherits the builtin it resembles, so callers may catch either. All are
+importable from ``blobstore``::
 
     BlobStoreError(Exception)
-    ├── NotFound(FileNotFoundError)        missing key (or another tenant's key)
-    ├── InvalidKey(ValueError)             key breaks the naming rules
-    ├── InvalidTenant(ValueError)          tenant name breaks the naming rules
-    ├── InvalidInput(ValueError)           any other bad argument
-    ├── PreconditionFailed(Exception)      the key is not in the version a conditional write expects
-    │   └── AlreadyExists(FileExistsError) put(if_absent=True) on an existing key
-    ├── IntegrityError(ValueError)         bytes do not match their digest
-    ├── QuotaExceeded(Exception)           a tenant limit would be crossed
-    │   └── ObjectTooLarge                 larger than the store's maximum object size
-    ├── ConfigurationError(ValueError)     bad settings, detected at start
-    └── StorageUnavailable(ConnectionError) object storage or database unreachable
+    ├── NotFound(FileNotFoundError)          missing key (or another tenant's key)
+    ├── InvalidKey(ValueError)               key breaks the naming rules
+    ├── InvalidTenant(ValueError)            tenant name breaks the naming rules
+    ├── InvalidInput(ValueError)             any other bad argument
+    ├── RangeNotSatisfiable(ValueError)      HTTP: no byte of the requested range exists
+    ├── PreconditionFailed(Exception)        the key is not in the version a conditional write expects
+    │   └── AlreadyExists(FileExistsError)   put(if_absent=True) on an existing key
+    ├── IntegrityError(ValueError)           bytes do not match their digest
+    ├── QuotaExceeded(Exception)             a tenant limit would be crossed
+    │   └── ObjectTooLarge(QuotaExceeded)    larger than the store's maximum object size
+    ├── Unauthorized(PermissionError)        HTTP: no usable token
+    ├── Forbidden(PermissionError)           HTTP: the token is not for this tenant, or lacks the scope
+    ├── ConfigurationError(ValueError)       bad settings, detected at start
+    ├── StorageUnavailable(ConnectionError)  object storage or database unreachable
+    ├── ObjectMissing(FileNotFoundError)     storage backends: no object under the key
+    └── UnsafePath(OSError)                  export: a key would be written outside its folder
 
 ``retryable`` tells whether trying the same call again can help.
+
+:data:`STATUS` gives each class its HTTP status and S3 error code. The server
+answers from it and the client maps answers back with it (the problem's
+``code`` is the class name), so the two cannot drift; a subclass without an
+entry of its own answers as its nearest parent that has one.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
 
 class BlobStoreError(Exception):
@@ -42,6 +57,17 @@ class InvalidTenant(BlobStoreError, ValueError):
 
 class InvalidInput(BlobStoreError, ValueError):
     """An argument other than a key or tenant is unusable (a byte range, a digest, a limit)."""
+
+
+class RangeNotSatisfiable(BlobStoreError, ValueError):
+    """No byte of the requested range exists (the object is shorter, or empty).
+
+    HTTP only (the library clamps ranges); ``size`` is the object's, when the raiser knows it.
+    """
+
+    def __init__(self, message: str, size: int | None = None) -> None:
+        super().__init__(message)
+        self.size = size
 
 
 class PreconditionFailed(BlobStoreError):
@@ -67,6 +93,14 @@ class ObjectTooLarge(QuotaExceeded):
     """The object is larger than the store's maximum object size (BLOBSTORE_MAX_OBJECT_SIZE); nothing was stored."""
 
 
+class Unauthorized(BlobStoreError, PermissionError):
+    """The request carries no token, or one that is malformed, unknown, expired or revoked (HTTP 401)."""
+
+
+class Forbidden(BlobStoreError, PermissionError):
+    """The token is valid but not for this tenant or this operation (HTTP 403)."""
+
+
 class ConfigurationError(BlobStoreError, ValueError):
     """Settings are unusable; the message names the variable to fix."""
 
@@ -75,3 +109,56 @@ class StorageUnavailable(BlobStoreError, ConnectionError):
     """Object storage or the database could not be reached or kept failing."""
 
     retryable = True
+
+
+class ObjectMissing(BlobStoreError, FileNotFoundError):
+    """The backend holds no object under the key.
+
+    Raised by storage backends; the store turns it into what it means for a tenant (an IntegrityError
+    for a key whose bytes are gone), so a server never answers with it.
+    """
+
+
+class UnsafePath(BlobStoreError, OSError):
+    """A key would be written outside DEST, through a symbolic link, or over a folder."""
+
+
+@dataclass(frozen=True)
+class ErrorStatus:
+    """How an error is answered: its HTTP ``status``, and the ``s3_code`` the S3 API answers with (at the
+    HTTP status the S3 API reference gives that code)."""
+
+    status: int
+    s3_code: str
+
+
+#: The one table from error class to answer. Errors a server never sends (ObjectMissing, UnsafePath) are 500s.
+STATUS: Mapping[type[BlobStoreError], ErrorStatus] = MappingProxyType(
+    {
+        BlobStoreError: ErrorStatus(500, "InternalError"),
+        NotFound: ErrorStatus(404, "NoSuchKey"),
+        InvalidKey: ErrorStatus(400, "InvalidArgument"),
+        InvalidTenant: ErrorStatus(400, "InvalidArgument"),
+        InvalidInput: ErrorStatus(400, "InvalidArgument"),
+        RangeNotSatisfiable: ErrorStatus(416, "InvalidRange"),
+        PreconditionFailed: ErrorStatus(412, "PreconditionFailed"),
+        AlreadyExists: ErrorStatus(412, "PreconditionFailed"),
+        IntegrityError: ErrorStatus(422, "BadDigest"),
+        QuotaExceeded: ErrorStatus(413, "QuotaExceeded"),
+        ObjectTooLarge: ErrorStatus(413, "EntityTooLarge"),
+        Unauthorized: ErrorStatus(401, "AccessDenied"),
+        Forbidden: ErrorStatus(403, "AccessDenied"),
+        ConfigurationError: ErrorStatus(500, "InternalError"),
+        StorageUnavailable: ErrorStatus(503, "ServiceUnavailable"),
+        ObjectMissing: ErrorStatus(500, "InternalError"),
+        UnsafePath: ErrorStatus(500, "InternalError"),
+    }
+)
+
+
+def status_of(error: type[BaseException]) -> ErrorStatus | None:
+    """The entry of ``error``'s nearest class in :data:`STATUS`; None for an error outside the tree."""
+    for cls in error.__mro__:
+        if issubclass(cls, BlobStoreError) and cls in STATUS:
+            return STATUS[cls]
+    return None

@@ -25,9 +25,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from blobstore import tokens
 from blobstore.config import Settings
-from blobstore.server import create_app
+from blobstore.errors import Forbidden, Unauthorized
+from blobstore.server import create_app, problems
+from blobstore.server.auth import require
 from blobstore.store import BlobStore, Clock, Tenant, utc_now
-from blobstore.tokens import Forbidden, Unauthorized
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `blobstore token create TENANT`.")
 
@@ -54,12 +55,9 @@ class MountedBlobstore:
         ) -> Tenant:
             try:
                 token = await tokens.authenticate(self.store, None if credentials is None else credentials.credentials)
-                if not token.allows(token.tenant, scope):
-                    raise Forbidden(f"this token does not have the {scope!r} scope")
-            except Unauthorized as exc:
-                raise HTTPException(401, str(exc), headers={"www-authenticate": 'Bearer realm="blobstore"'}) from None
-            except Forbidden as exc:
-                raise HTTPException(403, str(exc)) from None
+                require(token, token.tenant, scope)
+            except (Unauthorized, Forbidden) as exc:
+                raise HTTPException(problems.status_of(exc), str(exc), headers=problems.headers_for(exc)) from None
             return self.store.tenant(token.tenant)
 
         return caller_tenant

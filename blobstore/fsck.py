@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from blobstore.db import maintenance
 from blobstore.db.catalog import LIVE, blob_state
+from blobstore.errors import ObjectMissing
 from blobstore.gc import Planned, gc, printable
 from blobstore.ingest import new_hasher
 from blobstore.layout import OBJECT_PREFIX, is_object_key
 from blobstore.progress import Progress, no_progress
-from blobstore.storage.base import ObjectInfo, ObjectMissing
+from blobstore.storage.base import ObjectInfo
 
 if TYPE_CHECKING:
     from blobstore.store import BlobStore

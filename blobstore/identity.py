@@ -22,9 +22,9 @@ import secrets
 
 from blobstore.db import catalog
 from blobstore.db.engine import Database
-from blobstore.errors import ConfigurationError
+from blobstore.errors import ConfigurationError, ObjectMissing
 from blobstore.layout import OBJECT_PREFIX, is_object_key
-from blobstore.storage.base import ObjectMissing, ObjectStorage, read_all
+from blobstore.storage.base import ObjectStorage, read_all
 
 MARKER_KEY = "blobstore-store-id"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
-from blobstore.errors import BlobStoreError, IntegrityError, StorageUnavailable
+from blobstore.errors import BlobStoreError, IntegrityError, ObjectMissing, StorageUnavailable
 from blobstore.ingest import new_hasher
-from blobstore.storage.base import ObjectMissing, ObjectStorage
+from blobstore.storage.base import ObjectStorage
 
 
 async def verified_chunks(

@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from blobstore import sealing, wire
-from blobstore.errors import InvalidInput, NotFound
+from blobstore.errors import Forbidden, InvalidInput, NotFound
 from blobstore.keys import validate_content_type, validate_digest, validate_key, validate_tenant
-from blobstore.tokens import Forbidden, TokenInfo
+from blobstore.tokens import TokenInfo
 
 if TYPE_CHECKING:  # the database layer loads when a URL is signed or checked
     from sqlalchemy.ext.asyncio import AsyncConnection

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from blobstore.errors import BlobStoreError, InvalidInput, NotFound
+from blobstore.errors import InvalidInput, NotFound, Unauthorized
 from blobstore.keys import validate_tenant
 
 if TYPE_CHECKING:  # the database layer loads when a token is used, not for `blobstore --help`
@@ -37,14 +37,6 @@ _TOKEN = re.compile(r"bst~([a-z0-9][a-z0-9._-]{0,62})~([0-9a-f]{16})~([A-Za-z0-9
 _ID = re.compile(r"[0-9a-f]{16}")
 #: Compared against when a token id is unknown, so that case costs what a wrong secret costs.
 _DUMMY_HASH = hashlib.sha256(b"no such token").hexdigest()
-
-
-class Unauthorized(BlobStoreError, PermissionError):
-    """The request carries no token, or one that is malformed, unknown, expired or revoked (HTTP 401)."""
-
-
-class Forbidden(BlobStoreError, PermissionError):
-    """The token is valid but not for this tenant or this operation (HTTP 403)."""
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,8 @@ import pytest
 from conftest import FakeClock
 from live_server import serving
 
-from blobstore import BlobStore, InvalidInput, NotFound, StorageUnavailable, tokens
+from blobstore import BlobStore, Forbidden, InvalidInput, NotFound, StorageUnavailable, Unauthorized, tokens
 from blobstore.client import BlobClient
-from blobstore.tokens import Forbidden, Unauthorized
 
 
 @pytest.fixture

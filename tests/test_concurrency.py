@@ -20,9 +20,9 @@ from conftest import FakeClock, StoreFactory
 from sqlalchemy.exc import DBAPIError
 from workers import check_invariants, data_objects, refcount_of, rows, run_workers, scalar
 
-from blobstore import AlreadyExists, BlobInfo, BlobStore, NotFound, StorageUnavailable
+from blobstore import AlreadyExists, BlobInfo, BlobStore, NotFound, ObjectMissing, StorageUnavailable
 from blobstore.db import engine
-from blobstore.storage.base import ObjectMissing, Source
+from blobstore.storage.base import Source
 
 pytestmark = pytest.mark.slow
 

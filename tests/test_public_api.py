@@ -39,6 +39,15 @@ def test_every_error_has_one_base_and_its_builtin() -> None:
     assert "NotFound" in errors.__doc__
 
 
+def test_every_error_class_is_importable_from_blobstore() -> None:
+    """Each error class of blobstore.errors is in __all__, as the same class, and drawn in the module's tree."""
+    classes = [value for value in vars(errors).values() if isinstance(value, type) and issubclass(value, Exception)]
+    assert {cls.__name__ for cls in classes} <= set(blobstore.__all__)
+    assert all(getattr(blobstore, cls.__name__) is cls for cls in classes)
+    assert errors.__doc__ is not None
+    assert all(f"{cls.__name__}(" in errors.__doc__ for cls in classes)
+
+
 def test_package_ships_type_information_and_migrations() -> None:
     """py.typed and the Alembic migrations are part of the package, so installed wheels can type-check and migrate."""
     assert files("blobstore").joinpath("py.typed").is_file()

@@ -20,9 +20,8 @@ from sqlalchemy import event
 
 from blobstore import BlobStore, signing, tokens
 from blobstore.client import BlobClient
-from blobstore.errors import InvalidInput, NotFound
+from blobstore.errors import Forbidden, InvalidInput, NotFound
 from blobstore.ingest import new_hasher
-from blobstore.tokens import Forbidden
 
 DATA = bytes(range(256)) * 16  # 4096 bytes
 

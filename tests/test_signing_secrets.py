@@ -27,8 +27,7 @@ from blobstore import BlobStore, Settings, signing
 from blobstore.db import migrate
 from blobstore.db.engine import Database
 from blobstore.db.models import Base
-from blobstore.errors import ConfigurationError
-from blobstore.tokens import Forbidden
+from blobstore.errors import ConfigurationError, Forbidden
 
 SECRET = "a-test-secret-of-at-least-32-characters-0123456789"
 

@@ -16,8 +16,8 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError
 from s3_server import S3Endpoint, temporary_bucket, unique_bucket_name
 
-from blobstore.errors import ConfigurationError, StorageUnavailable
-from blobstore.storage import ObjectMissing, ObjectStorage, S3Storage, open_storage_from_url, read_all
+from blobstore.errors import ConfigurationError, ObjectMissing, StorageUnavailable
+from blobstore.storage import ObjectStorage, S3Storage, open_storage_from_url, read_all
 from blobstore.testing.storage_suite import StorageConformance
 
 pytestmark = pytest.mark.s3

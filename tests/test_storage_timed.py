@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from blobstore.errors import StorageUnavailable
+from blobstore.errors import ObjectMissing, StorageUnavailable
 from blobstore.storage import LocalStorage, MemoryStorage, ObjectStorage, read_all
 from blobstore.storage import timed as timed_module
-from blobstore.storage.base import CHUNK_SIZE, ObjectInfo, ObjectMissing
+from blobstore.storage.base import CHUNK_SIZE, ObjectInfo
 from blobstore.storage.timed import Outcome, TimedStorage
 from blobstore.testing.faults import Fault, FaultyStorage
 from blobstore.testing.storage_suite import StorageConformance

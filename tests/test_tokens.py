@@ -11,9 +11,8 @@ from cli_helpers import invoke
 from conftest import FakeClock
 from workers import rows
 
-from blobstore import BlobStore, InvalidInput, InvalidTenant, NotFound
+from blobstore import BlobStore, InvalidInput, InvalidTenant, NotFound, Unauthorized
 from blobstore import tokens as tokens_api
-from blobstore.tokens import Unauthorized
 
 
 async def test_a_created_token_authenticates_as_its_tenant_with_its_scopes(store: BlobStore) -> None:

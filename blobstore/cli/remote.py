@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from blobstore.cli.app import run, run_async
-from blobstore.errors import ConfigurationError
-from blobstore.tokens import Forbidden
+from blobstore.errors import ConfigurationError, Forbidden
 
 if TYPE_CHECKING:
     from blobstore.client import BlobClient

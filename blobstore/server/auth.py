@@ -4,7 +4,8 @@ The token is checked against the database on every request (revocation and
 expiry take effect at once, on every server). A valid token used on another
 tenant's path, or for an operation outside its scopes, gets the same 403
 whether or not that tenant or key exists: nothing about the path is looked up
-before the token is known to allow it.
+before the token is known to allow it. The 403 names what the token lacks: its
+tenant ("this token is not for this tenant") or the scope.
 
 GET and PUT of one object also accept a signed URL instead of a token
 (blobstore.signing): a request whose query carries a signature is judged by it
@@ -20,9 +21,10 @@ from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from blobstore import signing, tokens
+from blobstore.errors import Forbidden
 from blobstore.server.keypath import ObjectKey
 from blobstore.store import BlobStore, Tenant
-from blobstore.tokens import Forbidden, TokenInfo
+from blobstore.tokens import TokenInfo
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -48,10 +50,19 @@ TenantPath = Annotated[str, Path(description="The tenant; a token works only on 
 Caller = Annotated[TokenInfo, Depends(caller)]
 
 
+def require(token: TokenInfo, tenant: str, *scopes: str) -> None:
+    """Nothing if ``token`` is ``tenant``'s and has every one of ``scopes``; otherwise Forbidden, naming the tenant
+    or the first scope missing. Only the token is read, so another tenant's path, existing or not, gets one answer."""
+    if token.tenant != tenant:
+        raise Forbidden("this token is not for this tenant")
+    for scope in scopes:
+        if not token.allows(tenant, scope):
+            raise Forbidden(f"this token lacks the {scope!r} scope")
+
+
 def allowed(request: Request, token: TokenInfo, tenant: str, *scopes: str) -> Tenant:
-    """``tenant`` if ``token`` is that tenant's and has every one of ``scopes``; Forbidden otherwise."""
-    if not all(token.allows(tenant, scope) for scope in scopes):
-        raise Forbidden("this token does not allow that operation on this tenant")
+    """``tenant``, if ``token`` may do every one of ``scopes`` on it; Forbidden otherwise (see :func:`require`)."""
+    require(token, tenant, *scopes)
     return store_of(request).tenant(tenant)
 
 

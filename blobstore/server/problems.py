@@ -1,9 +1,9 @@
-"""Errors at the HTTP boundary: one table from error class to status, rendered as RFC 9457 problem documents.
+"""Errors at the HTTP boundary, rendered as RFC 9457 problem documents.
 
 Every failure of a request, whatever raised it, leaves as ``application/problem+json``
 with ``type``, ``title``, ``status``, ``detail`` and ``code`` (the error class name,
-which ``blobstore.client`` maps back to the same class). Nothing else in the
-server chooses an error status.
+which ``blobstore.client`` maps back to the same class). The status comes from the
+one table, :data:`blobstore.errors.STATUS`; anything outside the error tree is a 500.
 """
 
 from __future__ import annotations
@@ -19,20 +19,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
+from blobstore import errors
 from blobstore.errors import (
-    AlreadyExists,
     BlobStoreError,
     ConfigurationError,
-    IntegrityError,
     InvalidInput,
-    InvalidKey,
-    InvalidTenant,
-    NotFound,
-    PreconditionFailed,
     QuotaExceeded,
+    RangeNotSatisfiable,
     StorageUnavailable,
+    Unauthorized,
 )
-from blobstore.tokens import Forbidden, Unauthorized
 from blobstore.wire import ERROR_CODE, PROBLEM_TYPE
 
 log = logging.getLogger(__name__)
@@ -40,32 +36,6 @@ log = logging.getLogger(__name__)
 #: Seconds a client should wait before retrying after StorageUnavailable.
 RETRY_AFTER = 1
 
-
-class RangeNotSatisfiable(BlobStoreError):
-    """No byte of the requested range exists (the object is shorter, or empty)."""
-
-    def __init__(self, message: str, size: int) -> None:
-        super().__init__(message)
-        self.size = size
-
-
-#: The one translation table: error class -> HTTP status. The first entry the error is an instance of wins.
-STATUS: dict[type[Exception], int] = {
-    Unauthorized: 401,
-    Forbidden: 403,
-    NotFound: 404,
-    InvalidKey: 400,
-    InvalidTenant: 400,
-    InvalidInput: 400,
-    AlreadyExists: 412,
-    PreconditionFailed: 412,
-    QuotaExceeded: 413,
-    RangeNotSatisfiable: 416,
-    IntegrityError: 422,
-    StorageUnavailable: 503,
-    ConfigurationError: 500,
-    ClientDisconnect: 400,
-}
 
 _INTERNAL = 500
 #: Errors whose messages describe the deployment (the database URL, storage paths, buckets, settings). Raised
@@ -89,22 +59,20 @@ class Problem(BaseModel):
 
 
 def status_of(exc: BaseException) -> int:
-    """The HTTP status of an error, from :data:`STATUS` (500 for anything unexpected)."""
-    for cls, status in STATUS.items():
-        if isinstance(exc, cls):
-            return status
-    return _INTERNAL
+    """The HTTP status of an error, from :data:`blobstore.errors.STATUS` (500 for anything outside the tree)."""
+    entry = errors.status_of(type(exc))
+    return _INTERNAL if entry is None else entry.status
 
 
 def problem_response(exc: BaseException, *, detail: str | None = None) -> JSONResponse:
     """The problem document for ``exc``, with the headers its class calls for; its detail is ``detail`` if
     given, else the message of ``exc`` (which the caller will read: see :func:`unavailable`)."""
     status = status_of(exc)
-    code = type(exc).__name__ if status != _INTERNAL or isinstance(exc, BlobStoreError) else "InternalError"
-    title = (type(exc).__doc__ or code).strip().splitlines()[0] if code != "InternalError" else "Internal error"
-    if detail is None:
-        detail = str(exc) if code != "InternalError" else "the server failed; the error is in its log"
-    return _problem(status, code, title, detail, _headers_for(exc))
+    if not isinstance(exc, BlobStoreError):
+        return _problem(status, "InternalError", "Internal error", "the server failed; the error is in its log")
+    code = type(exc).__name__
+    title = (type(exc).__doc__ or code).strip().splitlines()[0]
+    return _problem(status, code, title, str(exc) if detail is None else detail, headers_for(exc))
 
 
 def unavailable(reason: str, cause: BaseException | None = None) -> JSONResponse:
@@ -122,12 +90,13 @@ def _problem(status: int, code: str, title: str, detail: str, headers: dict[str,
     return JSONResponse(body.model_dump(), status_code=status, headers=headers, media_type=PROBLEM_TYPE)
 
 
-def _headers_for(exc: BaseException) -> dict[str, str]:
+def headers_for(exc: BaseException) -> dict[str, str]:
+    """The headers an answer with ``exc`` carries besides its code (WWW-Authenticate, Retry-After, ...)."""
     if isinstance(exc, Unauthorized):
         return {"www-authenticate": 'Bearer realm="blobstore"'}
     if isinstance(exc, StorageUnavailable):
         return {"retry-after": str(RETRY_AFTER)}
-    if isinstance(exc, RangeNotSatisfiable):
+    if isinstance(exc, RangeNotSatisfiable) and exc.size is not None:
         return {"content-range": f"bytes */{exc.size}"}
     if isinstance(exc, QuotaExceeded):  # the body may be refused unread: closing stops its upload, not reading it
         return {"connection": "close"}
@@ -144,6 +113,10 @@ async def _on_error(request: Request, exc: Exception) -> JSONResponse:
                 log.warning("%s %s failed: %s", request.method, request.url.path, exc)
             return problem_response(exc, detail=detail)
     return problem_response(exc)
+
+
+async def _on_client_disconnect(_request: Request, _exc: Exception) -> JSONResponse:
+    return problem_response(InvalidInput("the client closed the connection before its request was read"))
 
 
 async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -179,8 +152,9 @@ def install(app: FastAPI) -> None:
     """Make ``app`` answer every error with a problem document."""
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(HTTPException, _on_http_exception)
-    for cls in STATUS:  # answered where they are raised; only unexpected errors reach the last resort
-        app.add_exception_handler(cls, _on_error)
+    app.add_exception_handler(ClientDisconnect, _on_client_disconnect)
+    # Answered where they are raised; only unexpected errors reach the last resort, Exception.
+    app.add_exception_handler(BlobStoreError, _on_error)
     app.add_exception_handler(Exception, _on_error)
 
 
@@ -189,19 +163,25 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The documented problem responses with these statuses (401, 403 and 503 are always possible)."""
     wanted = sorted({400, 401, 403, 503, *statuses})
     return {
-        status: {"model": Problem, "content": {PROBLEM_TYPE: {}}, "description": _DESCRIPTIONS[status]}
+        status: {"model": Problem, "content": {PROBLEM_TYPE: {}}, "description": _description(status)}
         for status in wanted
     }
 
 
+def _description(status: int) -> str:
+    """What a status means, and the codes that answer with it (from the table)."""
+    codes = ", ".join(cls.__name__ for cls, entry in errors.STATUS.items() if entry.status == status)
+    return f"{_DESCRIPTIONS[status]} ({codes})"
+
+
 _DESCRIPTIONS = {
-    400: "Invalid input (InvalidKey, InvalidInput, ...)",
-    401: "Missing, malformed, expired or revoked token (Unauthorized)",
-    403: "The token is not for this tenant or lacks the scope (Forbidden)",
-    404: "No such key (NotFound)",
-    412: "A precondition failed (PreconditionFailed, AlreadyExists)",
-    413: "A tenant quota would be exceeded (QuotaExceeded)",
-    416: "The range is not satisfiable (RangeNotSatisfiable)",
-    422: "Bytes do not match their digest (IntegrityError)",
-    503: "Storage or database unavailable; retry after Retry-After (StorageUnavailable)",
+    400: "Invalid input",
+    401: "Missing, malformed, expired or revoked token",
+    403: "The token is not for this tenant or lacks the scope",
+    404: "No such key",
+    412: "A precondition failed",
+    413: "A tenant quota or the maximum object size would be exceeded",
+    416: "The range is not satisfiable",
+    422: "Bytes do not match their digest",
+    503: "Storage or database unavailable; retry after Retry-After",
 }

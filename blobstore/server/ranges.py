@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from blobstore.server.problems import RangeNotSatisfiable
+from blobstore.errors import RangeNotSatisfiable
 
 _RANGE = re.compile(r"\s*bytes\s*=\s*(\d{0,18})\s*-\s*(\d{0,18})\s*", re.IGNORECASE)
 #: Larger offsets than any object can have; bigger numbers are clamped to it.

@@ -14,18 +14,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Self
 
-from blobstore.errors import BlobStoreError
-
 #: What a backend is asked to store: bytes in memory, or a local file it may read
 #: as often and in as many pieces as it likes (the file does not change meanwhile).
 Source = bytes | Path
 
 #: Size of the chunks that ``read`` yields.
 CHUNK_SIZE = 1024 * 1024
-
-
-class ObjectMissing(BlobStoreError):
-    """The backend holds no object under the key."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +91,7 @@ class ObjectStorage(abc.ABC):
         """Yield the object's bytes in chunks of at most :data:`CHUNK_SIZE`.
 
         ``byte_range`` is an inclusive ``(first, last)`` within the object; the
-        caller never asks past its end. Raises :class:`ObjectMissing` (before the
+        caller never asks past its end. Raises :class:`~blobstore.errors.ObjectMissing` (before the
         first chunk) when there is no such object. A caller that stops early
         calls ``aclose()`` so the backend releases its file or connection.
         """

@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from blobstore.errors import ConfigurationError, StorageUnavailable
-from blobstore.storage.base import CHUNK_SIZE, IncompleteUpload, ObjectInfo, ObjectMissing, ObjectStorage, Source
+from blobstore.errors import ConfigurationError, ObjectMissing, StorageUnavailable
+from blobstore.storage.base import CHUNK_SIZE, IncompleteUpload, ObjectInfo, ObjectStorage, Source
 
 _TMP = ".tmp"
 #: Temporary files this backend writes: ``<key with / as ~>.<8 random chars>.upload``, and probes.

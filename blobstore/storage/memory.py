@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import UTC, datetime
 
-from blobstore.storage.base import CHUNK_SIZE, ObjectInfo, ObjectMissing, ObjectStorage, Source
+from blobstore.errors import ObjectMissing
+from blobstore.storage.base import CHUNK_SIZE, ObjectInfo, ObjectStorage, Source
 
 
 class MemoryStorage(ObjectStorage):

@@ -29,12 +29,11 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from blobstore.errors import BlobStoreError, ConfigurationError, StorageUnavailable
+from blobstore.errors import BlobStoreError, ConfigurationError, ObjectMissing, StorageUnavailable
 from blobstore.storage.base import (
     CHUNK_SIZE,
     IncompleteUpload,
     ObjectInfo,
-    ObjectMissing,
     ObjectStorage,
     Source,
     source_size,

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from blobstore.storage.base import CHUNK_SIZE, ObjectMissing, ObjectStorage, read_all
+from blobstore.errors import ObjectMissing
+from blobstore.storage.base import CHUNK_SIZE, ObjectStorage, read_all
 
 LARGE = 5 * 1024 * 1024 + 123
 

@@ -16,7 +16,7 @@ from blobstore.lazy import lazy_names
 
 if TYPE_CHECKING:
     from blobstore.transfer.dryrun import DryRun, DuplicateGroup, dry_run
-    from blobstore.transfer.exporter import ExportResult, UnsafePath, export_tree, plan_export
+    from blobstore.transfer.exporter import ExportResult, export_tree, plan_export
     from blobstore.transfer.importer import ImportResult, import_source
     from blobstore.transfer.selection import Selection, plan_import
     from blobstore.transfer.sources import (
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 _MODULES = {
     "blobstore.transfer.dryrun": ("DryRun", "DuplicateGroup", "dry_run"),
-    "blobstore.transfer.exporter": ("ExportResult", "UnsafePath", "export_tree", "plan_export"),
+    "blobstore.transfer.exporter": ("ExportResult", "export_tree", "plan_export"),
     "blobstore.transfer.importer": ("ImportResult", "import_source"),
     "blobstore.transfer.selection": ("Selection", "plan_import"),
     "blobstore.transfer.sources": (
@@ -55,7 +55,6 @@ __all__ = [
     "ImportSource",
     "Selection",
     "SourceFile",
-    "UnsafePath",
     "dry_run",
     "export_tree",
     "import_source",

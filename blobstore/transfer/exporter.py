@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blobstore.errors import BlobStoreError
+from blobstore.errors import BlobStoreError, UnsafePath
 from blobstore.ingest import new_hasher
 from blobstore.results import BlobInfo
 from blobstore.store import MAX_LIST_LIMIT, Tenant
@@ -34,10 +34,6 @@ from blobstore.transfer.sources import Failure
 _LIST_PAGE = MAX_LIST_LIMIT
 _READ_CHUNK = 1024 * 1024
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-
-
-class UnsafePath(BlobStoreError):
-    """A key would be written outside DEST, through a symbolic link, or over a folder."""
 
 
 @dataclass
