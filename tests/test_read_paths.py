@@ -98,8 +98,8 @@ async def test_a_gc_with_nothing_to_reclaim_takes_no_write_lock(sqlite_store: Bl
     assert begun == [], sent
 
 
-async def test_gc_and_fsck_repairs_still_write(sqlite_store: BlobStore) -> None:
-    """What decides a deletion or a fix stays a write transaction (the tombstone re-checks under the lock)."""
+async def test_gc_still_tombstones_in_a_write_transaction(sqlite_store: BlobStore) -> None:
+    """What decides a deletion stays a write transaction: the tombstone re-checks the plan under the lock."""
     with write_locks_taken(sqlite_store) as begun:
         stats = await sqlite_store.gc()
     assert stats.blobs_reclaimed == 1
