@@ -309,6 +309,7 @@ class Tenant:
             item = request.item(0, source.digest, source.size, source.blob_id)
             return await self._bind_held(conn, tenant, item, now)
 
+        self.store.storage.ensure_location()
         return await self.store.database.transaction(work)
 
     async def delete(
@@ -454,6 +455,7 @@ class Tenant:
             return outcome, {digest: (blob, new[digest][1]) for digest, blob in zip(new, ids, strict=True)}
 
         try:
+            store.storage.ensure_location()  # a dedup hit writes no bytes: a vanished location must still refuse it
             first, uploads = await store.database.transaction(bind_or_record)
         except BlobStoreError as exc:
             _fail_all(outcomes, pending, exc)
@@ -664,6 +666,7 @@ class Tenant:
             blob_id, size = held
             return await self._bind_held(conn, tenant, request.item(0, digest, size, blob_id), now)
 
+        self.store.storage.ensure_location()
         return await self.store.database.transaction(work)
 
     @contextlib.asynccontextmanager

@@ -22,7 +22,7 @@ from conftest import StoreFactory
 from s3_server import S3Endpoint, unique_bucket_name
 from workers import rows
 
-from blobstore import BlobStore, Settings, StorageUnavailable, tokens
+from blobstore import BlobStore, PutItem, Settings, StorageUnavailable, tokens
 from blobstore.identity import MARKER_KEY
 from blobstore.server import create_app
 from blobstore.storage import LocalStorage, open_storage_from_url
@@ -96,6 +96,46 @@ async def test_a_put_into_a_vanished_storage_directory_fails_and_records_nothing
     assert await acme.get("after") == b"stored after the directory came back"
     problems = [problem for problem in (await store.fsck()).problems if problem.kind != "reclaimable-blob"]
     assert problems == []  # only the failed put's upload is left, for GC to reclaim; nothing is lost
+
+
+@pytest.mark.parametrize("how", VANISHINGS)
+async def test_a_reference_to_stored_bytes_is_refused_while_the_directory_is_gone(
+    open_store: StoreFactory, how: str, vanishing: list[tuple[Path, Path, bool]]
+) -> None:
+    """A dedup hit, a copy and a put by digest write no bytes, yet none is acknowledged while the directory is
+    gone (after an rm -rf, the bytes it would point at exist nowhere); each changes nothing, and works once back."""
+    store = await open_store("sqlite-local")
+    acme, globex = store.tenant("acme"), store.tenant("globex")
+    data = b"bytes both tenants upload"
+    digest = (await acme.put("original", data)).digest
+    root = storage_root(store)
+    away = vanish(vanishing, root, how)
+
+    attempts = {
+        "dedup hit": lambda: acme.put("dedup", data),
+        "cross-tenant dedup hit": lambda: globex.put("dedup", data),
+        "batch dedup hit": lambda: acme.put_many([PutItem("batched", data)]),
+        "copy": lambda: acme.copy("original", "copy"),
+        "put by digest": lambda: acme.put("by-digest", digest=digest),
+    }
+    for name, attempt in attempts.items():
+        result = await _outcome_of(attempt)
+        assert isinstance(result, StorageUnavailable), f"{name}: {result!r}"
+    assert await rows(store, "SELECT key FROM refs ORDER BY key") == [("original",)]
+
+    restore(root, away)
+    for attempt in attempts.values():
+        assert not isinstance(await _outcome_of(attempt), BaseException)
+    assert await globex.get("dedup") == data
+
+
+async def _outcome_of(attempt: Any) -> Any:
+    """What an attempt returned (a batch: its one outcome), or the error it raised."""
+    try:
+        result = await attempt()
+    except StorageUnavailable as exc:
+        return exc
+    return result[0] if isinstance(result, list) else result
 
 
 async def test_a_removed_storage_directory_is_never_recreated(open_store: StoreFactory) -> None:

@@ -73,6 +73,13 @@ class ObjectStorage(abc.ABC):
         operations it checks.
         """
 
+    def ensure_location(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Raise StorageUnavailable if the location is known to be gone (its marker missing).
+
+        Cheap enough for every write that adds a reference without writing bytes (a dedup hit, a copy):
+        no request, at most a local ``stat``. A backend that cannot tell that cheaply does nothing.
+        """
+
     @abc.abstractmethod
     async def write(self, key: str, source: Source) -> None:
         """Store ``source`` under ``key`` atomically: readers see the whole object or none.

@@ -77,6 +77,10 @@ class LocalStorage(ObjectStorage):
         self.path(key)  # refuses an unsafe key now rather than at every write
         self._marker = key
 
+    def ensure_location(self) -> None:
+        """Raise StorageUnavailable if the marker is required and missing (one ``stat``, inline)."""
+        self._require_root()
+
     def _probe_new(self) -> None:
         """Probe a root that is there; for a missing one, that the first write can create it."""
         if self.root.exists() or self.root.is_symlink():

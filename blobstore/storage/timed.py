@@ -82,6 +82,9 @@ class TimedStorage(ObjectStorage):
     def require_marker(self, key: str) -> None:
         self.inner.require_marker(key)
 
+    def ensure_location(self) -> None:
+        self.inner.ensure_location()
+
     async def write(self, key: str, source: Source) -> None:
         with self._timed("write"):
             await self.inner.write(key, source)

@@ -164,6 +164,9 @@ class FaultyStorage(ObjectStorage):
     def require_marker(self, key: str) -> None:
         self.inner.require_marker(key)
 
+    def ensure_location(self) -> None:
+        self.inner.ensure_location()
+
     async def write(self, key: str, source: Source) -> None:
         fault = await self._enter("write", key)
         if fault is not None and fault.phase == "midway":
