@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 #: Seconds a client should wait before retrying after StorageUnavailable.
 RETRY_AFTER = 1
 
-
 _INTERNAL = 500
 #: Errors whose messages describe the deployment (the database URL, storage paths, buckets, settings). Raised
 #: while serving a request, they reach the caller as this generic detail; the server log gets the message.
