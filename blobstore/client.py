@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import os
 import stat
 from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable
@@ -102,7 +103,8 @@ class BlobClient:
             if digest is not None:
                 headers[wire.DIGEST] = digest
         response = await self._request("PUT", wire.object_path(self.name, key), content=content, headers=headers)
-        return wire.info_from_json(response.json())
+        replaced = response.status_code == httpx.codes.OK  # the server answers 201 for a new key
+        return dataclasses.replace(wire.info_from_json(response.json()), replaced=replaced)
 
     async def copy(self, src_key: str, dst_key: str, *, if_absent: bool = False) -> BlobInfo:
         """As ``Tenant.copy``: a new reference, no bytes move."""

@@ -13,6 +13,7 @@ from live_server import serving
 from test_put_statements import DEDUP_PUT, budget
 
 from blobstore import BlobInfo, BlobStore, PutItem, tokens
+from blobstore.client import BlobClient
 from blobstore.server import create_app
 from blobstore.storage.base import ObjectStorage, Source
 from blobstore.testing.faults import FaultyStorage
@@ -62,6 +63,18 @@ async def test_a_put_reports_whether_it_replaced_the_key(store: BlobStore) -> No
     outcomes = await acme.put_many([PutItem("k", b"third"), PutItem("fresh", b"fourth")])
     assert [isinstance(outcome, BlobInfo) and outcome.replaced for outcome in outcomes] == [True, False]
     assert "replaced" not in first.to_dict()  # the JSON of put --json is as documented; HTTP says 200/201
+
+
+async def test_the_client_reports_whether_a_put_replaced_the_key(store: BlobStore, clock: FakeClock) -> None:
+    """BlobClient.put takes ``replaced`` from the server's 200/201, by body and by digest alike."""
+    token = (await tokens.create(store, "acme", scopes=tokens.SCOPES)).token
+    with serving(store.settings, clock=clock) as url:
+        async with BlobClient(url, token) as acme:
+            assert not (await acme.put("k", b"first")).replaced
+            second = await acme.put("k", b"second")
+            assert second.replaced
+            assert not (await acme.put("by-digest", digest=second.digest)).replaced
+            assert (await acme.put("by-digest", digest=second.digest)).replaced
 
 
 async def test_an_http_put_is_201_for_a_new_key_then_200_for_the_same_key(store: BlobStore, clock: FakeClock) -> None:
