@@ -187,11 +187,11 @@ async def report(
     async def work(
         conn: AsyncConnection,
     ) -> tuple[list[reporting.TenantFigures], reporting.PendingGc, dict[str, int]]:
-        await reporting.one_snapshot(conn)
+        await reporting.without_jit(conn)
         figures = await reporting.tenant_figures(conn)
         return figures, await reporting.pending_gc(conn, cutoff), await egress.by_tenant(conn, window_start, until)
 
-    figures, pending, reads = await store.database.transaction(work)
+    figures, pending, reads = await store.database.snapshot(work)  # one snapshot: the figures add up
     rows = [_tenant_cost(row, reads.get(row.tenant, 0), prices) for row in figures]
     selected = rows if tenant is None else [row for row in rows if row.tenant == tenant]
     if tenant is not None and not selected:

@@ -177,3 +177,24 @@ async def test_an_authenticated_get_completes_while_another_connection_holds_the
     assert response.status_code == 200, response.text
     assert [item["key"] for item in response.json()["items"]] == ["kept"]
     assert still_held, "the GET waited for the other connection's write lock"
+
+
+async def test_the_cost_report_takes_no_write_lock(sqlite_store: BlobStore) -> None:
+    """The cost report reads every figure in one read transaction: a deferred BEGIN, never BEGIN IMMEDIATE."""
+    with statements_sent(sqlite_store) as sent, write_locks_taken(sqlite_store) as begun:
+        report = await sqlite_store.report()
+    assert report.total.objects == 1
+    assert sent, "the report never reached the database"
+    assert [statement for statement in begun if "IMMEDIATE" in statement.upper()] == [], begun
+
+
+@pytest.mark.slow  # on code that reports in a write transaction it waits HOLD_AT_MOST seconds, then fails
+async def test_the_cost_report_completes_while_another_connection_holds_the_write_lock(
+    sqlite_store: BlobStore,
+) -> None:
+    """A writer of another process inside its transaction does not hold up the cost report."""
+    async with write_lock_held_elsewhere(sqlite_store) as lock:
+        report = await sqlite_store.report()
+        still_held = not lock.released.is_set()
+    assert [row.tenant for row in report.tenants] == ["acme"]
+    assert still_held, "the report waited for the other connection's write lock"

@@ -94,6 +94,16 @@ class Database:
         """
         return await self._replayed(lambda: self._read_attempt(work))
 
+    async def snapshot(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run read-only ``work`` in one read-only transaction whose statements all see one snapshot,
+        replaying it like :meth:`transaction`: for figures read by several queries that must agree.
+
+        On SQLite a deferred ``BEGIN`` (no write lock: in WAL mode the snapshot is fixed by the first
+        read and writers of other connections go on); on PostgreSQL ``REPEATABLE READ, READ ONLY``
+        (READ COMMITTED would give each statement a snapshot of its own). ``work`` must only read.
+        """
+        return await self._replayed(lambda: _run_to_the_end(self._snapshot_attempt(work)))
+
     async def _replayed(self, attempt: Callable[[], Awaitable[T]]) -> T:
         for attempt_number in range(1, _MAX_ATTEMPTS + 1):
             try:
@@ -117,6 +127,15 @@ class Database:
 
     async def _read_attempt(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         async with self._reader.connect() as conn:
+            return await work(conn)
+
+    async def _snapshot_attempt(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        if self.is_sqlite:
+            async with self._reader.begin() as conn:
+                await conn.exec_driver_sql("BEGIN")
+                return await work(conn)
+        async with self.engine.begin() as conn:
+            await conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             return await work(conn)
 
     async def dispose(self) -> None:

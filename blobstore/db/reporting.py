@@ -50,15 +50,10 @@ class PendingGc:
     bytes: int
 
 
-async def one_snapshot(conn: AsyncConnection) -> None:
-    """Make the rest of this read-only transaction see one snapshot, so its queries agree.
-
-    PostgreSQL needs REPEATABLE READ for that (SQLite transactions always see one).
-    JIT compilation is turned off for the transaction: for these queries it
-    costs more (100+ ms) than it saves.
-    """
+async def without_jit(conn: AsyncConnection) -> None:
+    """Turn PostgreSQL's JIT compilation off for the rest of this transaction: for the report's
+    queries it costs more (100+ ms) than it saves. Nothing to do on SQLite."""
     if conn.dialect.name == "postgresql":
-        await conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         await conn.exec_driver_sql("SET LOCAL jit = off")
 
 
