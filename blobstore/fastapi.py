@@ -11,7 +11,9 @@
         return [info.key for info in await tenant.list("invoices/")]
 
 The store opens when the host app starts and closes when it stops (the API's
-lifespan runs around the host's), unless one is passed in, which stays open.
+lifespan runs around the host's), unless one is passed in, which stays open and
+is never altered: its storage and statements reach the metrics only if it was
+built with ``BlobStore.open(..., observer=blobstore.server.metrics.OBSERVER)``.
 """
 
 from __future__ import annotations

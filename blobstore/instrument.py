@@ -1,16 +1,16 @@
-"""Timing an open store's storage operations and database statements, for an observer to record.
+"""Timing a store's storage operations and database statements, for an observer to record.
 
-``instrumented = instrument(store, observer)`` replaces ``store.storage`` with a
-:class:`~blobstore.storage.timed.TimedStorage` around it and listens to the
-store's SQLAlchemy engine; from then on the observer hears of
+A store is timed from the start or not at all: ``BlobStore.open(..., observer=observer)``
+builds it on :func:`timed_storage` (a :class:`~blobstore.storage.timed.TimedStorage`
+around its storage) and calls :func:`time_statements` on its database's engine,
+before the store exists. A store is never altered once open. The observer hears of
 
 * every storage operation: its name (``write``, ``read``, ``stat``,
   ``delete_many``, ``list``, ...), its outcome (``ok``/``error``) and seconds;
 * every database statement: its kind (``select``, ``insert``, ``update``,
   ``delete`` or ``other``), its outcome and seconds.
 
-Labels stay few and never carry keys, tenants or SQL text. ``instrumented.remove()``
-puts the store back as it was. The observer is called on the event loop's thread
+Labels stay few and never carry keys, tenants or SQL text. The observer is called on the event loop's thread
 and must return quickly (the HTTP service records into Prometheus metrics).
 """
 
@@ -20,21 +20,22 @@ import time
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, ExceptionContext
+from sqlalchemy.engine import Connection, Engine, ExceptionContext
 
 from blobstore.storage.timed import Outcome, TimedStorage
 
 if TYPE_CHECKING:
-    from blobstore.store import BlobStore
+    from blobstore.db.engine import Database
+    from blobstore.storage import ObjectStorage
 
-__all__ = ["Instrumented", "Observer", "Outcome", "StatementKind", "instrument", "statement_kind"]
+__all__ = ["Observer", "Outcome", "StatementKind", "statement_kind", "time_statements", "timed_storage"]
 
 StatementKind = Literal["select", "insert", "update", "delete", "other"]
 _KINDS: dict[str, StatementKind] = {"select": "select", "insert": "insert", "update": "update", "delete": "delete"}
 
 
 class Observer(Protocol):
-    """Records what :func:`instrument` times."""
+    """Records what a store built with it times (see the module docstring)."""
 
     def storage_operation(self, operation: str, outcome: Outcome, seconds: float) -> None:
         """One storage operation finished."""
@@ -49,28 +50,28 @@ def statement_kind(statement: str) -> StatementKind:
     return _KINDS.get(first[0].lower(), "other") if first else "other"
 
 
-class Instrumented:
-    """The timing :func:`instrument` put on one store."""
+def timed_storage(storage: ObjectStorage, observer: Observer) -> TimedStorage:
+    """``storage`` wrapped so that ``observer`` hears of each of its operations."""
+    return TimedStorage(storage, observer.storage_operation)
 
-    def __init__(self, store: BlobStore, observer: Observer) -> None:
-        self._store = store
+
+def time_statements(database: Database, observer: Observer) -> None:
+    """Report every statement ``database``'s engine runs to ``observer``, for as long as the engine lives."""
+    _StatementTimer(observer).listen(database.engine.sync_engine)
+
+
+class _StatementTimer:
+    """Times each statement from SQLAlchemy's cursor events."""
+
+    def __init__(self, observer: Observer) -> None:
         self._observer = observer
-        self.storage = TimedStorage(store.storage, observer.storage_operation)
-        self._engine = store.database.engine.sync_engine
         # Each connection runs one statement at a time: its start time waits in the connection's info under this key.
         self._started_key = f"blobstore.instrument.{id(self)}"
-        store.storage = self.storage
-        event.listen(self._engine, "before_cursor_execute", self._before)
-        event.listen(self._engine, "after_cursor_execute", self._after)
-        event.listen(self._engine, "handle_error", self._failed)
 
-    def remove(self) -> None:
-        """Stop timing: the store reaches its storage directly again and the engine's listeners are gone."""
-        if self._store.storage is self.storage:
-            self._store.storage = self.storage.inner
-        event.remove(self._engine, "before_cursor_execute", self._before)
-        event.remove(self._engine, "after_cursor_execute", self._after)
-        event.remove(self._engine, "handle_error", self._failed)
+    def listen(self, engine: Engine) -> None:
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+        event.listen(engine, "handle_error", self._failed)
 
     def _before(self, conn: Connection, _cursor: Any, _statement: str, *_rest: Any) -> None:
         conn.info[self._started_key] = time.perf_counter()
@@ -86,8 +87,3 @@ class Instrumented:
         started = conn.info.pop(self._started_key, None)
         if started is not None:  # an error before the statement ran (connecting, say) times nothing
             self._observer.database_statement(statement_kind(statement), outcome, time.perf_counter() - started)
-
-
-def instrument(store: BlobStore, observer: Observer) -> Instrumented:
-    """Time ``store``'s storage operations and database statements for ``observer`` (see the module docstring)."""
-    return Instrumented(store, observer)

@@ -36,6 +36,7 @@ from blobstore.errors import (
 )
 from blobstore.identity import pair
 from blobstore.ingest import Ingested, PutData, ingest
+from blobstore.instrument import Observer, time_statements, timed_storage
 from blobstore.keys import (
     validate_byte_range,
     validate_content_type,
@@ -94,12 +95,15 @@ class BlobStore:
         storage: ObjectStorage | None = None,
         clock: Clock = utc_now,
         migrate_schema: bool | None = None,
+        observer: Observer | None = None,
     ) -> BlobStore:
         """Open the store named by ``settings`` (default: the environment, see PRODUCT.md).
 
         The embedded SQLite database migrates itself; other databases must be at
         the newest schema (``blobstore db upgrade``) unless ``migrate_schema``.
         Any misconfiguration raises ConfigurationError naming the variable.
+        With ``observer``, the store's storage operations and database statements are timed for it
+        for the store's whole life (blobstore.instrument); without, they never are.
         """
         settings = settings or Settings.from_env(database_url=database_url, storage_url=storage_url)
         settings.check_durability()
@@ -121,6 +125,9 @@ class BlobStore:
             await database.dispose()
             await storage.close()
             raise
+        if observer is not None:
+            storage = timed_storage(storage, observer)
+            time_statements(database, observer)
         return cls(settings, database, storage, clock=clock)
 
     async def gc(

@@ -1,14 +1,17 @@
-"""blobstore.instrument: an open store's storage operations and database statements reach an observer, with
-bounded labels, until the instrumentation is removed."""
+"""blobstore.instrument: a store built with an observer (BlobStore.open(..., observer=...)) has its storage
+operations and database statements reach it, with bounded labels; the HTTP app builds its own store that way
+and never alters a store passed in."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import pytest
+from conftest import FakeClock
 
 from blobstore import BlobStore
-from blobstore.instrument import Outcome, StatementKind, instrument, statement_kind
+from blobstore.instrument import Outcome, StatementKind, statement_kind
+from blobstore.server import create_app
 from blobstore.storage.timed import TimedStorage
 
 DATA = b"instrumented " * 100
@@ -26,41 +29,54 @@ class Recorder:
         self.database.append((kind, outcome, seconds))
 
 
-async def test_puts_gets_and_gc_are_observed_until_removed(store: BlobStore) -> None:
-    original = store.storage
+async def test_a_store_built_with_an_observer_times_its_storage_and_statements(
+    store: BlobStore, clock: FakeClock
+) -> None:
     recorder = Recorder()
-    instrumented = instrument(store, recorder)
-    assert isinstance(store.storage, TimedStorage)
-    acme = store.tenant("acme")
-    await acme.put("k", DATA)
-    assert await acme.get("k") == DATA
-    await store.gc()
+    async with await BlobStore.open(store.settings, clock=clock, observer=recorder) as timed:
+        assert isinstance(timed.storage, TimedStorage)
+        acme = timed.tenant("acme")
+        await acme.put("k", DATA)
+        assert await acme.get("k") == DATA
+        await timed.gc()
     operations = {(operation, outcome) for operation, outcome, _ in recorder.storage}
     assert {("write", "ok"), ("read", "ok"), ("list", "ok")} <= operations
     kinds = {kind for kind, outcome, _ in recorder.database if outcome == "ok"}
     assert {"select", "insert"} <= kinds
     assert all(seconds >= 0 for *_, seconds in recorder.storage + recorder.database)
 
-    instrumented.remove()
-    assert store.storage is original
-    seen = (len(recorder.storage), len(recorder.database))
-    await acme.put("other", DATA + b"!")
-    assert await acme.get("other") == DATA + b"!"
-    assert (len(recorder.storage), len(recorder.database)) == seen
+
+async def test_a_store_built_without_an_observer_is_not_timed(store: BlobStore) -> None:
+    assert not isinstance(store.storage, TimedStorage)
 
 
-async def test_a_failing_statement_is_observed_as_an_error(store: BlobStore) -> None:
+async def test_a_failing_statement_is_observed_as_an_error(store: BlobStore, clock: FakeClock) -> None:
     recorder = Recorder()
-    instrumented = instrument(store, recorder)
-    try:
-        async with store.database.engine.connect() as conn:
-            with pytest.raises(Exception, match="no_such_table"):
-                await conn.exec_driver_sql("SELECT * FROM no_such_table")
-    finally:
-        instrumented.remove()
+    timed = await BlobStore.open(store.settings, clock=clock, observer=recorder)
+    async with timed, timed.database.engine.connect() as conn:
+        with pytest.raises(Exception, match="no_such_table"):
+            await conn.exec_driver_sql("SELECT * FROM no_such_table")
     observed = [(kind, outcome) for kind, outcome, _ in recorder.database]
     assert ("select", "error") in observed  # (SQLite's BEGIN comes first, as an "other")
     assert ("select", "ok") not in observed
+
+
+async def test_the_app_times_the_store_it_opens(store: BlobStore, clock: FakeClock) -> None:
+    app = create_app(settings=store.settings, clock=clock)
+    async with app.router.lifespan_context(app):
+        assert isinstance(app.state.blobstore.storage, TimedStorage)
+
+
+async def test_the_app_leaves_a_store_passed_in_as_it_was(store: BlobStore) -> None:
+    """A store handed to the app is never mutated: no wrapper swapped in, no listener added to its engine."""
+    storage = store.storage
+    engine = store.database.engine.sync_engine
+    listeners = len(engine.dispatch.before_cursor_execute)
+    app = create_app(store)
+    async with app.router.lifespan_context(app):
+        assert store.storage is storage
+        assert len(engine.dispatch.before_cursor_execute) == listeners
+    assert store.storage is storage
 
 
 @pytest.mark.parametrize(

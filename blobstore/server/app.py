@@ -16,7 +16,6 @@ from fastapi.responses import JSONResponse
 from blobstore.config import Settings
 from blobstore.db import migrate
 from blobstore.errors import ConfigurationError
-from blobstore.instrument import instrument
 from blobstore.server import collector, metrics, objects, problems, signed, tenants
 from blobstore.server.access import AccessMiddleware
 from blobstore.server.auth import store_of
@@ -60,18 +59,18 @@ def create_app(
     are served as attachments unless ``inline_active_content`` (objects served from an origin of their own, with
     no other app's pages or cookies); every object is sandboxed either way (blobstore.wire.content_headers).
 
-    While the app runs, the store's storage operations and database statements are timed into
-    blobstore.server.metrics (blobstore.instrument), which the app does not serve: ``blobstore serve
-    --metrics-port`` does, on an operator listener. The store is given back as it was when the app stops."""
+    The store the app opens is built with its storage operations and database statements timed into
+    blobstore.server.metrics (``BlobStore.open(..., observer=metrics.OBSERVER)``, blobstore.instrument), which
+    the app does not serve: ``blobstore serve --metrics-port`` does, on an operator listener. A ``store``
+    passed in is never altered: it is timed only if it was built with that observer."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with contextlib.AsyncExitStack() as stack:  # undone in reverse: GC, then timing, then the store
+        async with contextlib.AsyncExitStack() as stack:  # undone in reverse: GC, then the store
             serving = store
             if serving is None:
-                serving = await BlobStore.open(settings, clock=clock)
+                serving = await BlobStore.open(settings, clock=clock, observer=metrics.OBSERVER)
                 stack.push_async_callback(serving.close)
-            stack.callback(instrument(serving, metrics.OBSERVER).remove)
             if gc_interval is not None:
                 stack.push_async_callback(_stop, asyncio.create_task(collector.collect_every(serving, gc_interval)))
             app.state.blobstore = serving
