@@ -1,20 +1,16 @@
 """BlobStore and Tenant: the one place that orchestrates the database and object storage.
 
-The write path follows docs/gc-protocol.md: a new object is recorded as an
-``uploading`` blob row *before* its bytes are written under a fresh, unique
-object key, and becomes ``live`` in the same transaction that binds the key.
-Dedup only ever acquires ``live`` blobs, with a conditional update that loses
-cleanly against a concurrent GC tombstone.
+Tenant validates and hashes a put, then hands it to blobstore.uploads, the write half of
+docs/gc-protocol.md (intent, lease, write, promote, discard; blobstore.gc is the reclaim half). Copy, put
+by digest and delete bind or unbind references to live blobs in one transaction each (blobstore.db.binding).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Self
 
@@ -32,7 +28,6 @@ from blobstore.errors import (
     IntegrityError,
     InvalidInput,
     NotFound,
-    StorageUnavailable,
 )
 from blobstore.identity import pair
 from blobstore.ingest import Ingested, PutData, ingest
@@ -46,25 +41,23 @@ from blobstore.keys import (
     validate_prefix,
     validate_tenant,
 )
-from blobstore.layout import object_key_for
 from blobstore.preconditions import Precondition, expect
 from blobstore.pricing import PriceList
 from blobstore.progress import Progress, no_progress
 from blobstore.reading import verified_chunks
 from blobstore.results import BlobInfo, Page
 from blobstore.storage import ObjectStorage, open_storage_from_url
+from blobstore.uploads import PutOutcome as PutOutcome  # one item's outcome, named here for callers
+from blobstore.uploads import Uploader
 
 if TYPE_CHECKING:  # the maintenance modules load when first used, out of every command's start-up
     from blobstore.fsck import FsckReport
     from blobstore.gc import GcStats, OnPlanned
     from blobstore.report import CostReport
 
-log = logging.getLogger(__name__)
-
 Clock = Callable[[], datetime]
 #: The most keys one page of a listing holds (S3's cap too): a page is built in memory, so this bounds it.
 MAX_LIST_LIMIT = 1000
-_MAX_UPLOAD_ATTEMPTS = 3
 
 
 def utc_now() -> datetime:
@@ -238,13 +231,10 @@ class PutItem:
 
 
 #: The outcome of one item of a batch: its result, or the error the single call would have raised.
-PutOutcome = BlobInfo | BlobStoreError
 StatOutcome = BlobInfo | BlobStoreError
 DeleteOutcome = bool | BlobStoreError
 #: Most items one batch call takes.
 MAX_BATCH = batches.MAX_BATCH
-#: Uploads of one batch in flight at once.
-_BATCH_UPLOADS = 8
 
 
 class Tenant:
@@ -296,7 +286,7 @@ class Tenant:
             if digest is not None and digest != ingested.digest:
                 raise IntegrityError(f"the data hash to {ingested.digest}, not the expected {digest}")
             outcomes: list[PutOutcome | None] = [None]
-            await self._put_items([request.item(0, ingested.digest, ingested.size)], {0: ingested}, outcomes)
+            await self._uploader().put([request.item(0, ingested.digest, ingested.size)], {0: ingested}, outcomes)
         finally:
             ingested.discard()
         return _raised(outcomes[0])
@@ -356,7 +346,7 @@ class Tenant:
         outcomes: list[PutOutcome | None] = [None] * len(batch)
         ingested: dict[int, Ingested] = {}
         try:
-            await self._put_items(await self._ingest_batch(batch, ingested, outcomes), ingested, outcomes)
+            await self._uploader().put(await self._ingest_batch(batch, ingested, outcomes), ingested, outcomes)
         finally:
             for each in ingested.values():
                 each.discard()
@@ -424,121 +414,6 @@ class Tenant:
                 continue
             pending.append(request.item(index, hashed.digest, hashed.size))
         return pending
-
-    async def _put_items(
-        self, pending: list[binding.Item], ingested: dict[int, Ingested], outcomes: list[PutOutcome | None]
-    ) -> None:
-        """Store the hashed items (a single put is a batch of one), their outcomes into ``outcomes``: rounds
-        of :meth:`_store_batch`, again for the uploads GC reclaimed from a stalled uploader (at most three)."""
-        for _ in range(_MAX_UPLOAD_ATTEMPTS):
-            if not pending:
-                return
-            pending = await self._store_batch(pending, ingested, outcomes)
-        for item in pending:
-            outcomes[item.index] = StorageUnavailable(
-                f"upload of {item.digest} kept stalling past its {self.store.settings.upload_lease_seconds:g} s "
-                "lease, so GC reclaimed it; nothing was stored"
-            )
-
-    async def _store_batch(
-        self, pending: list[binding.Item], ingested: dict[int, Ingested], outcomes: list[PutOutcome | None]
-    ) -> list[binding.Item]:
-        """One round of a put: bind the items whose bytes are live and record one upload per new digest
-        (one transaction), write those, then make them live and bind their items (one transaction).
-        Outcomes go into ``outcomes``; returns the items whose uploads GC reclaimed (to try again)."""
-        store = self.store
-        scope = store.dedup_scope_of(self.name)
-
-        async def bind_or_record(conn: AsyncConnection) -> tuple[binding.Outcome, dict[str, tuple[int, str]]]:
-            now = store.clock()
-            outcome = await binding.bind(conn, await self._lock_or_create(conn, now), scope, pending, now)
-            # A fresh object key per attempt: a replay after a lost COMMIT reply must not collide with the
-            # row that did commit (which GC reclaims as an abandoned upload).
-            new = {item.digest: (item.size, object_key_for(item.digest)) for item in outcome.unbound}
-            lease_until = now + timedelta(seconds=store.settings.upload_lease_seconds)
-            ids = await batches.insert_uploads(
-                conn, scope, [(digest, size, key) for digest, (size, key) in new.items()], now, lease_until
-            )
-            return outcome, {digest: (blob, new[digest][1]) for digest, blob in zip(new, ids, strict=True)}
-
-        try:
-            store.storage.ensure_location()  # a dedup hit writes no bytes: a vanished location must still refuse it
-            first, uploads = await store.database.transaction(bind_or_record)
-        except BlobStoreError as exc:
-            _fail_all(outcomes, pending, exc)
-            return []
-        _record(outcomes, first)
-        if not uploads:
-            return []
-        sources = {item.digest: ingested[item.index] for item in reversed(first.unbound)}
-        used: set[int] = set()
-        try:
-            async with self._lease_renewed([blob for blob, _ in uploads.values()]):
-                failed = await self._upload_all(uploads, sources)
-            written = [item for item in first.unbound if item.digest not in failed]
-            try:
-                second = await self._commit_batch(written, {item.digest: uploads[item.digest][0] for item in written})
-            except BlobStoreError as exc:  # the commit could not run: none of the written items is stored
-                _fail_all(outcomes, written, exc)
-                second = binding.Outcome()
-            used = second.acquired
-        finally:
-            for blob, object_key in uploads.values():
-                if blob not in used:
-                    await self._discard_upload(blob, object_key)
-        _record(outcomes, second)
-        for item in first.unbound:
-            error = failed.get(item.digest)
-            if isinstance(error, BlobStoreError):
-                outcomes[item.index] = error
-        reclaimed = [item for item in first.unbound if failed.get(item.digest) is _RECLAIMED]
-        if reclaimed or second.unbound:
-            again = sorted({item.digest for item in reclaimed + second.unbound})
-            log.warning("uploads of %s lost their lease to GC; uploading again", again)
-        return reclaimed + second.unbound
-
-    async def _commit_batch(self, written: list[binding.Item], ours: dict[str, int]) -> binding.Outcome:
-        """Make the written uploads live and bind their items, in one transaction (deduplicating onto a
-        live blob that appeared meanwhile instead)."""
-        if not written:
-            return binding.Outcome()
-        store = self.store
-        scope = store.dedup_scope_of(self.name)
-
-        async def commit(conn: AsyncConnection) -> binding.Outcome:
-            now = store.clock()
-            return await binding.bind(conn, await self._lock_or_create(conn, now), scope, written, now, ours=ours)
-
-        return await store.database.transaction(commit)
-
-    async def _upload_all(
-        self, uploads: dict[str, tuple[int, str]], sources: dict[str, Ingested]
-    ) -> dict[str, BlobStoreError | object]:
-        """Write every recorded upload, a few at a time; per digest that failed, its error (or
-        :data:`_RECLAIMED` if GC took the upload from us)."""
-        failed: dict[str, BlobStoreError | object] = {}
-        limit = asyncio.Semaphore(_BATCH_UPLOADS)
-
-        async def one(digest: str, blob_id: int, object_key: str) -> None:
-            async with limit:
-                try:
-                    await self.store.storage.write(object_key, sources[digest].source)
-                    sources[digest].ensure_unchanged()
-                except Exception as exc:
-                    if await self._reclaimed(blob_id):  # GC took the upload (and its partial object) mid-write
-                        failed[digest] = _RECLAIMED
-                    elif isinstance(exc, BlobStoreError):
-                        failed[digest] = exc
-                    else:
-                        raise
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                for digest, (blob_id, object_key) in uploads.items():
-                    group.create_task(one(digest, blob_id, object_key))
-        except BaseExceptionGroup as errors:  # not a BlobStoreError: raised as a single put raises it
-            raise errors.exceptions[0] from None
-        return failed
 
     async def allowance(self, key: str, *, if_absent: bool = False) -> quotas.Allowance:
         """What a put of ``key`` may store now: the store's maximum object size and the tenant's quota room.
@@ -634,6 +509,18 @@ class Tenant:
             return NotFound(f"key {key!r} was deleted while it was being read")
         return IntegrityError(f"stored object for {key!r} is missing from storage")
 
+    def _uploader(self) -> Uploader:
+        """The upload protocol over the store's parts as they are now, for this tenant."""
+        store = self.store
+        return Uploader(
+            store.database,
+            store.storage,
+            store.clock,
+            store.settings.upload_lease_seconds,
+            self.name,
+            store.dedup_scope_of(self.name),
+        )
+
     def _info(self, ref: catalog.RefRow, *, deduplicated: bool = False) -> BlobInfo:
         return BlobInfo(
             tenant=self.name,
@@ -645,12 +532,6 @@ class Tenant:
             created_at=ref.created_at,
             deduplicated=deduplicated,
         )
-
-    async def _lock_or_create(self, conn: AsyncConnection, now: datetime) -> catalog.LockedTenant:
-        """Lock this tenant's row, creating the tenant if it has never stored anything."""
-        tenant = await catalog.lock_tenant(conn, self.name, now, create=True)
-        assert tenant is not None, "lock_tenant creates the tenant"
-        return tenant
 
     async def _bind_held(
         self, conn: AsyncConnection, tenant: catalog.LockedTenant, item: binding.Item, now: datetime
@@ -676,58 +557,6 @@ class Tenant:
         self.store.storage.ensure_location()
         return await self.store.database.transaction(work)
 
-    @contextlib.asynccontextmanager
-    async def _lease_renewed(self, blob_ids: Sequence[int]) -> AsyncIterator[None]:
-        """Renew the uploads' leases every third of their length while the body runs, so GC leaves an
-        upload alone however long it takes; only a dead (or stalled) uploader's lease lapses."""
-        store = self.store
-        lease = store.settings.upload_lease_seconds
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(lease / 3)
-                until = store.clock() + timedelta(seconds=lease)
-                try:
-                    if not await store.database.transaction(
-                        partial(batches.renew_leases, blob_ids=blob_ids, lease_until=until)
-                    ):
-                        return  # all reclaimed: the commit will find out
-                except Exception:
-                    log.warning("could not renew the leases of uploads %s; retrying", blob_ids, exc_info=True)
-
-        renewer = asyncio.create_task(renew())
-        try:
-            yield
-        finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
-
-    async def _reclaimed(self, blob_id: int) -> bool:
-        """True if GC reclaimed our ``uploading`` blob row; False if it is still ours or we cannot tell."""
-        try:
-            state = await self.store.database.transaction(lambda conn: catalog.blob_state(conn, blob_id))
-        except Exception:
-            return False
-        return state != catalog.UPLOADING
-
-    async def _discard_upload(self, blob_id: int, object_key: str) -> None:
-        """Best effort: tombstone an upload nobody references, delete its object, forget its row.
-
-        Whatever a crash or error leaves behind here, GC finishes (docs/gc-protocol.md).
-        """
-        database = self.store.database
-        try:
-            if await database.transaction(lambda conn: catalog.abandon(conn, blob_id)):
-                await self.store.storage.delete_many([object_key])
-                await database.transaction(lambda conn: catalog.forget_blobs(conn, [blob_id]))
-        except Exception:
-            log.warning("could not discard upload %s; GC will reclaim it", object_key, exc_info=True)
-
-
-#: Marks an upload GC reclaimed from a stalled uploader (its items go around again).
-_RECLAIMED = object()
-
 
 def _check_batch(items: Iterable[Any]) -> list[Any]:
     """The items as a list; InvalidInput if there are more than :data:`MAX_BATCH`."""
@@ -735,13 +564,6 @@ def _check_batch(items: Iterable[Any]) -> list[Any]:
     if len(batch) > MAX_BATCH:
         raise InvalidInput(f"at most {MAX_BATCH} items per batch, got {len(batch)}")
     return batch
-
-
-def _record(outcomes: list[PutOutcome | None], decided: binding.Outcome) -> None:
-    for index, info in decided.bound.items():
-        outcomes[index] = info
-    for index, error in decided.failed.items():
-        outcomes[index] = error
 
 
 def _raised(outcome: PutOutcome | None) -> BlobInfo:
@@ -759,12 +581,6 @@ def _key_error(key: str) -> BlobStoreError | None:
     except BlobStoreError as exc:
         return exc
     return None
-
-
-def _fail_all(outcomes: list[PutOutcome | None], items: Iterable[binding.Item], error: BlobStoreError) -> None:
-    """Give every one of ``items`` the same error (a whole phase of the batch failed)."""
-    for item in items:
-        outcomes[item.index] = error
 
 
 class BlobStream:

@@ -1,0 +1,255 @@
+"""The write half of docs/gc-protocol.md: intent, lease, write, promote, discard (blobstore/gc.py is the
+reclaim half).
+
+:meth:`Uploader.put` stores hashed items, a single put being a batch of one. A round of it runs the
+protocol's steps, each one transaction however many items:
+
+1. *bind or record* (step 1 and 2): bind every item whose bytes are live; for each other distinct digest
+   insert an ``uploading`` blob row under a fresh object key, with a lease;
+2. *write* (step 3): write those objects, a few at a time, renewing their leases while the bytes flow;
+3. *promote* (step 4): make the written uploads live and bind their items (or dedup onto a live blob that
+   appeared meanwhile);
+4. *discard*: every upload not made live is tombstoned, its object deleted and its row forgotten, best
+   effort.
+
+Items whose upload GC reclaimed from a stalled uploader (its lease lapsed) go round again, at most
+:data:`MAX_ATTEMPTS` rounds in all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from blobstore.db import batches, binding, catalog
+from blobstore.db.engine import Database
+from blobstore.errors import BlobStoreError, StorageUnavailable
+from blobstore.ingest import Ingested
+from blobstore.layout import object_key_for
+from blobstore.results import BlobInfo
+from blobstore.storage import ObjectStorage
+
+log = logging.getLogger(__name__)
+
+#: The outcome of one item: its result, or the error its single put would have raised.
+PutOutcome = BlobInfo | BlobStoreError
+#: Rounds of a put: the first, and again for uploads GC reclaimed from a stalled uploader.
+MAX_ATTEMPTS = 3
+#: Uploads of one batch in flight at once.
+_CONCURRENT_WRITES = 8
+#: Marks an upload GC reclaimed from a stalled uploader (its items go around again).
+_RECLAIMED = object()
+
+#: One recorded upload: its blob row's id and the fresh object key its bytes go to.
+_Upload = tuple[int, str]
+
+
+@dataclass(frozen=True)
+class Uploader:
+    """One tenant's puts into one store: where the rows and the bytes go, and the clock and lease they keep."""
+
+    database: Database
+    storage: ObjectStorage
+    clock: Callable[[], datetime]
+    lease_seconds: float
+    tenant: str
+    #: The dedup scope of the tenant's blobs: everyone (``""``) or the tenant.
+    scope: str
+
+    async def put(
+        self, pending: list[binding.Item], sources: Mapping[int, Ingested], outcomes: list[PutOutcome | None]
+    ) -> None:
+        """Store the hashed items ``pending`` (item ``i``'s bytes in ``sources[i]``), each item's BlobInfo or
+        BlobStoreError into ``outcomes[i]``, decided in item order as if the puts ran one after another.
+
+        Acknowledged when: an item gets its BlobInfo only once the transaction binding its reference
+        committed, and for uploaded bytes only after their object was durably written. An item's error
+        changes nothing for the others, and an item that failed stored nothing.
+
+        A crash (or an error) at each step leaves, and GC (blobstore.gc) reclaims:
+
+        * in *bind or record*: nothing, or that transaction whole (its bindings are done);
+        * in *write*: ``uploading`` rows and maybe partial objects or multipart parts, not acknowledged:
+          GC reclaims them once their lease lapses (the lease is renewed while this uploader lives);
+        * before *promote* commits: ``uploading`` rows and their objects, not acknowledged: the same;
+        * after *promote*: the puts are durable (a caller that never heard dedups onto them on retry);
+        * in *discard*: ``deleting`` or ``uploading`` rows, maybe their objects: GC finishes the job.
+
+        Raises only what is not a BlobStoreError (a bug, cancellation); those are items' outcomes.
+        """
+        for _ in range(MAX_ATTEMPTS):
+            if not pending:
+                return
+            pending = await self._round(pending, sources, outcomes)
+        for item in pending:
+            outcomes[item.index] = StorageUnavailable(
+                f"upload of {item.digest} kept stalling past its {self.lease_seconds:g} s lease, so GC "
+                "reclaimed it; nothing was stored"
+            )
+
+    async def _round(
+        self, pending: list[binding.Item], sources: Mapping[int, Ingested], outcomes: list[PutOutcome | None]
+    ) -> list[binding.Item]:
+        """One round: bind or record, write, promote, discard. Outcomes go into ``outcomes``; returns the items
+        whose uploads GC reclaimed (to try again)."""
+
+        async def bind_or_record(conn: AsyncConnection) -> tuple[binding.Outcome, dict[str, _Upload]]:
+            now = self.clock()
+            outcome = await binding.bind(conn, await self._lock_or_create(conn, now), self.scope, pending, now)
+            # A fresh object key per attempt: a replay after a lost COMMIT reply must not collide with the
+            # row that did commit (which GC reclaims as an abandoned upload).
+            new = {item.digest: (item.size, object_key_for(item.digest)) for item in outcome.unbound}
+            lease_until = now + timedelta(seconds=self.lease_seconds)
+            ids = await batches.insert_uploads(
+                conn, self.scope, [(digest, size, key) for digest, (size, key) in new.items()], now, lease_until
+            )
+            return outcome, {digest: (blob, new[digest][1]) for digest, blob in zip(new, ids, strict=True)}
+
+        try:
+            self.storage.ensure_location()  # a dedup hit writes no bytes: a vanished location must still refuse it
+            first, uploads = await self.database.transaction(bind_or_record)
+        except BlobStoreError as exc:
+            _fail_all(outcomes, pending, exc)
+            return []
+        _record(outcomes, first)
+        if not uploads:
+            return []
+        by_digest = {item.digest: sources[item.index] for item in reversed(first.unbound)}
+        used: set[int] = set()
+        try:
+            async with self._lease_renewed([blob for blob, _ in uploads.values()]):
+                failed = await self._write_all(uploads, by_digest)
+            written = [item for item in first.unbound if item.digest not in failed]
+            try:
+                second = await self._promote(written, {item.digest: uploads[item.digest][0] for item in written})
+            except BlobStoreError as exc:  # the commit could not run: none of the written items is stored
+                _fail_all(outcomes, written, exc)
+                second = binding.Outcome()
+            used = second.acquired
+        finally:
+            for blob, object_key in uploads.values():
+                if blob not in used:
+                    await self._discard(blob, object_key)
+        _record(outcomes, second)
+        for item in first.unbound:
+            error = failed.get(item.digest)
+            if isinstance(error, BlobStoreError):
+                outcomes[item.index] = error
+        reclaimed = [item for item in first.unbound if failed.get(item.digest) is _RECLAIMED]
+        if reclaimed or second.unbound:
+            again = sorted({item.digest for item in reclaimed + second.unbound})
+            log.warning("uploads of %s lost their lease to GC; uploading again", again)
+        return reclaimed + second.unbound
+
+    async def _promote(self, written: list[binding.Item], ours: dict[str, int]) -> binding.Outcome:
+        """Make the written uploads live and bind their items, in one transaction (deduplicating onto a
+        live blob that appeared meanwhile instead)."""
+        if not written:
+            return binding.Outcome()
+
+        async def commit(conn: AsyncConnection) -> binding.Outcome:
+            now = self.clock()
+            return await binding.bind(conn, await self._lock_or_create(conn, now), self.scope, written, now, ours=ours)
+
+        return await self.database.transaction(commit)
+
+    async def _write_all(
+        self, uploads: dict[str, _Upload], sources: dict[str, Ingested]
+    ) -> dict[str, BlobStoreError | object]:
+        """Write every recorded upload, a few at a time; per digest that failed, its error (or
+        :data:`_RECLAIMED` if GC took the upload from us)."""
+        failed: dict[str, BlobStoreError | object] = {}
+        limit = asyncio.Semaphore(_CONCURRENT_WRITES)
+
+        async def one(digest: str, blob_id: int, object_key: str) -> None:
+            async with limit:
+                try:
+                    await self.storage.write(object_key, sources[digest].source)
+                    sources[digest].ensure_unchanged()
+                except Exception as exc:
+                    if await self._reclaimed(blob_id):  # GC took the upload (and its partial object) mid-write
+                        failed[digest] = _RECLAIMED
+                    elif isinstance(exc, BlobStoreError):
+                        failed[digest] = exc
+                    else:
+                        raise
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for digest, (blob_id, object_key) in uploads.items():
+                    group.create_task(one(digest, blob_id, object_key))
+        except BaseExceptionGroup as errors:  # not a BlobStoreError: raised as a single put raises it
+            raise errors.exceptions[0] from None
+        return failed
+
+    async def _lock_or_create(self, conn: AsyncConnection, now: datetime) -> catalog.LockedTenant:
+        """Lock the tenant's row, creating the tenant if it has never stored anything."""
+        tenant = await catalog.lock_tenant(conn, self.tenant, now, create=True)
+        assert tenant is not None, "lock_tenant creates the tenant"
+        return tenant
+
+    @contextlib.asynccontextmanager
+    async def _lease_renewed(self, blob_ids: Sequence[int]) -> AsyncIterator[None]:
+        """Renew the uploads' leases every third of their length while the body runs, so GC leaves an
+        upload alone however long it takes; only a dead (or stalled) uploader's lease lapses."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.lease_seconds / 3)
+                until = self.clock() + timedelta(seconds=self.lease_seconds)
+                try:
+                    if not await self.database.transaction(
+                        partial(batches.renew_leases, blob_ids=blob_ids, lease_until=until)
+                    ):
+                        return  # all reclaimed: the commit will find out
+                except Exception:
+                    log.warning("could not renew the leases of uploads %s; retrying", blob_ids, exc_info=True)
+
+        renewer = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    async def _reclaimed(self, blob_id: int) -> bool:
+        """True if GC reclaimed our ``uploading`` blob row; False if it is still ours or we cannot tell.
+        One statement, so a read: it takes no write lock."""
+        try:
+            state = await self.database.read(partial(catalog.blob_state, blob_id=blob_id))
+        except Exception:
+            return False
+        return state != catalog.UPLOADING
+
+    async def _discard(self, blob_id: int, object_key: str) -> None:
+        """Best effort: tombstone an upload nobody references, delete its object, forget its row.
+
+        Whatever a crash or error leaves behind here, GC finishes (docs/gc-protocol.md).
+        """
+        try:
+            if await self.database.transaction(lambda conn: catalog.abandon(conn, blob_id)):
+                await self.storage.delete_many([object_key])
+                await self.database.transaction(lambda conn: catalog.forget_blobs(conn, [blob_id]))
+        except Exception:
+            log.warning("could not discard upload %s; GC will reclaim it", object_key, exc_info=True)
+
+
+def _record(outcomes: list[PutOutcome | None], decided: binding.Outcome) -> None:
+    for index, info in decided.bound.items():
+        outcomes[index] = info
+    for index, error in decided.failed.items():
+        outcomes[index] = error
+
+
+def _fail_all(outcomes: list[PutOutcome | None], items: Iterable[binding.Item], error: BlobStoreError) -> None:
+    """Give every one of ``items`` the same error (a whole phase of the batch failed)."""
+    for item in items:
+        outcomes[item.index] = error

@@ -1,0 +1,39 @@
+"""The write half of the upload protocol (blobstore/uploads.py): what it asks the database on its error path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import StoreFactory
+from sqlalchemy import event
+
+from blobstore import StorageUnavailable
+from blobstore.testing.faults import Fault, FaultyStorage
+
+
+async def test_a_failed_upload_asks_whether_gc_took_it_without_taking_the_write_lock(
+    open_store: StoreFactory,
+) -> None:
+    """After a failed write the uploader reads its upload row's state (did GC reclaim it?) as a read: on
+    SQLite no BEGIN IMMEDIATE precedes that one SELECT, so it never queues behind another writer."""
+    store = await open_store("sqlite-local")
+    storage = FaultyStorage(store.storage)
+    store.storage = storage
+    fault = storage.inject(Fault("write", error=StorageUnavailable("injected: 503")))
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(" ".join(statement.split()).upper())
+
+    engine = store.database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with pytest.raises(StorageUnavailable):
+            await store.tenant("acme").put("k", b"bytes the write refuses")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert fault.hits == 1
+    state_reads = [i for i, statement in enumerate(sent) if statement.startswith("SELECT BLOBS.STATE FROM BLOBS")]
+    assert len(state_reads) == 1, sent
+    assert not sent[state_reads[0] - 1].startswith("BEGIN"), sent
