@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from live_server import TRANSPORTS, Connect, connector
 from s3_server import S3Endpoint, s3_endpoint, temporary_bucket
 from servers import ServerUnavailable, postgres_server, run_sync, scratch_database
 from sqlalchemy import text
@@ -191,6 +192,13 @@ async def open_store(
     yield factory
     for store in opened:
         await store.close()
+
+
+@pytest.fixture(params=TRANSPORTS)
+async def connect(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Connect]:
+    """Tenants in-process (``Tenant``) and over a real HTTP server (``BlobClient``), in turn."""
+    async with connector(request.param, clock) as connect:
+        yield connect
 
 
 @pytest.fixture(params=DEPLOYMENTS)

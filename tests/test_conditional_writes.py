@@ -14,27 +14,14 @@ import pytest
 from conditional_worker import KEYS, initial, written
 from conftest import FakeClock
 from gate import launch_gated
-from live_server import TRANSPORTS, Connect, Handle, connector, serving
+from live_server import Connect, Handle, serving
+from test_store_semantics import digest_of
 from workers import check_invariants, data_objects, refcount_of, worker_env
 
 from blobstore import AlreadyExists, BlobStore, InvalidInput, PreconditionFailed, PutItem, tokens
-from blobstore.ingest import new_hasher
 from blobstore.testing.statements import statements_sent
 
 WORKER = Path(__file__).with_name("conditional_worker.py")
-
-
-@pytest.fixture(params=TRANSPORTS)
-async def connect(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Connect]:
-    """Tenants in-process (``Tenant``) and over a real HTTP server (``BlobClient``), in turn."""
-    async with connector(request.param, clock) as connect:
-        yield connect
-
-
-def digest_of(data: bytes) -> str:
-    hasher = new_hasher()
-    hasher.update(data)
-    return str(hasher.hexdigest())
 
 
 async def assert_holds(tenant: Handle, key: str, data: bytes) -> None:

@@ -3,22 +3,13 @@ the in-process ``Tenant`` and ``BlobClient`` over a real HTTP server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-from conftest import FakeClock, StoreFactory
-from live_server import TRANSPORTS, Connect, Handle, connector
+from conftest import StoreFactory
+from live_server import Connect, Handle
 from workers import blob_rows, check_invariants, data_objects, object_key_of, refcount_of, rows, scalar
 
 from blobstore import AlreadyExists, BlobStore, IntegrityError, InvalidInput, InvalidKey, NotFound
 from blobstore.ingest import new_hasher
-
-
-@pytest.fixture(params=TRANSPORTS)
-async def connect(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Connect]:
-    """Tenants in-process (``Tenant``) and over a real HTTP server (``BlobClient``), in turn."""
-    async with connector(request.param, clock) as connect:
-        yield connect
 
 
 def digest_of(data: bytes) -> str:
