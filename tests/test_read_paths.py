@@ -8,40 +8,20 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
 from conftest import FakeClock, StoreFactory
 from live_server import serving
-from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from blobstore import BlobStore, holdings, tokens
-from blobstore.testing.statements import statements_sent
+from blobstore.testing.statements import begins_sent, statements_sent
 
 #: How long the other connection holds the write lock at most, so a read that waits for it fails the test
 #: instead of hanging it (SQLite's busy timeout, 60 s, outlasts it).
 HOLD_AT_MOST = 20.0
-
-
-@contextlib.contextmanager
-def write_locks_taken(store: BlobStore) -> Iterator[list[str]]:
-    """Every BEGIN the store's engine sends while the block runs: on SQLite, a write transaction's
-    BEGIN IMMEDIATE (which :func:`statements_sent` leaves out)."""
-    begun: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith("BEGIN"):
-            begun.append(statement)
-
-    engine = store.database.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield begun
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 @pytest.fixture
@@ -71,7 +51,7 @@ READ_ONLY_PATHS: dict[str, Callable[[BlobStore], Awaitable[object]]] = {
 @pytest.mark.parametrize("path", list(READ_ONLY_PATHS))
 async def test_a_read_only_path_takes_no_write_lock(sqlite_store: BlobStore, path: str) -> None:
     """Each read-only path reads the database without ever opening a write transaction."""
-    with statements_sent(sqlite_store) as sent, write_locks_taken(sqlite_store) as begun:
+    with statements_sent(sqlite_store) as sent, begins_sent(sqlite_store) as begun:
         await READ_ONLY_PATHS[path](sqlite_store)
     assert sent, "the path never reached the database"
     assert begun == [], sent
@@ -80,7 +60,7 @@ async def test_a_read_only_path_takes_no_write_lock(sqlite_store: BlobStore, pat
 async def test_authentication_takes_no_write_lock(sqlite_store: BlobStore) -> None:
     """Checking a token (every HTTP request does) is one read."""
     new = await tokens.create(sqlite_store, "acme")
-    with statements_sent(sqlite_store) as sent, write_locks_taken(sqlite_store) as begun:
+    with statements_sent(sqlite_store) as sent, begins_sent(sqlite_store) as begun:
         info = await tokens.authenticate(sqlite_store, new.token)
     assert info.tenant == "acme"
     assert len(sent) == 1, sent
@@ -91,7 +71,7 @@ async def test_a_gc_with_nothing_to_reclaim_takes_no_write_lock(sqlite_store: Bl
     """A GC run writes only to tombstone and forget what it reclaims; its scans (blobs, orphans) are reads."""
     first = await sqlite_store.gc()
     assert first.blobs_reclaimed == 1
-    with statements_sent(sqlite_store) as sent, write_locks_taken(sqlite_store) as begun:
+    with statements_sent(sqlite_store) as sent, begins_sent(sqlite_store) as begun:
         again = await sqlite_store.gc()
     assert (again.blobs_reclaimed, again.orphans_deleted) == (0, 0)
     assert len(sent) >= 2, sent  # the blob scan, and the orphan check of the kept blob's object
@@ -100,7 +80,7 @@ async def test_a_gc_with_nothing_to_reclaim_takes_no_write_lock(sqlite_store: Bl
 
 async def test_gc_still_tombstones_in_a_write_transaction(sqlite_store: BlobStore) -> None:
     """What decides a deletion stays a write transaction: the tombstone re-checks the plan under the lock."""
-    with write_locks_taken(sqlite_store) as begun:
+    with begins_sent(sqlite_store) as begun:
         stats = await sqlite_store.gc()
     assert stats.blobs_reclaimed == 1
     assert begun, "the tombstone must run as a write transaction"
@@ -181,7 +161,7 @@ async def test_an_authenticated_get_completes_while_another_connection_holds_the
 
 async def test_the_cost_report_takes_no_write_lock(sqlite_store: BlobStore) -> None:
     """The cost report reads every figure in one read transaction: a deferred BEGIN, never BEGIN IMMEDIATE."""
-    with statements_sent(sqlite_store) as sent, write_locks_taken(sqlite_store) as begun:
+    with statements_sent(sqlite_store) as sent, begins_sent(sqlite_store) as begun:
         report = await sqlite_store.report()
     assert report.total.objects == 1
     assert sent, "the report never reached the database"

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -16,12 +15,12 @@ import pytest
 from cli_helpers import invoke
 from conftest import FakeClock, StoreFactory
 from live_server import serving
-from sqlalchemy import event
 
 from blobstore import BlobStore, signing, tokens
 from blobstore.client import BlobClient
 from blobstore.errors import Forbidden, InvalidInput, NotFound
 from blobstore.ingest import new_hasher
+from blobstore.testing.statements import sql_sent
 
 DATA = bytes(range(256)) * 16  # 4096 bytes
 
@@ -411,16 +410,8 @@ async def test_verifying_a_signed_url_is_one_read_statement(open_store: StoreFac
     await store.tenant("acme").put("k", DATA)
     async with signer_on(store, clock) as handle:
         signed = await handle.client.sign_url("k")
-        sent: list[str] = []
-
-        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            sent.append(statement)
-
-        event.listen(store.database.engine.sync_engine, "before_cursor_execute", record)
-        try:
-            query = dict(parse_qsl(urlsplit(signed.url).query))
+        query = dict(parse_qsl(urlsplit(signed.url).query))
+        with sql_sent(store) as sent:
             await signing.verify(store, "GET", "acme", "k", query, {})
-        finally:
-            event.remove(store.database.engine.sync_engine, "before_cursor_execute", record)
     assert len(sent) == 1, sent
     assert sent[0].lstrip().upper().startswith("SELECT")

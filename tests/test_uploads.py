@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from conftest import StoreFactory
-from sqlalchemy import event
 
 from blobstore import StorageUnavailable
 from blobstore.testing.faults import Fault, FaultyStorage
+from blobstore.testing.statements import sql_sent
 
 
 async def test_a_failed_upload_asks_whether_gc_took_it_without_taking_the_write_lock(
@@ -21,18 +19,9 @@ async def test_a_failed_upload_asks_whether_gc_took_it_without_taking_the_write_
     storage = FaultyStorage(store.storage)
     store.storage = storage
     fault = storage.inject(Fault("write", error=StorageUnavailable("injected: 503")))
-    sent: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        sent.append(" ".join(statement.split()).upper())
-
-    engine = store.database.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        with pytest.raises(StorageUnavailable):
-            await store.tenant("acme").put("k", b"bytes the write refuses")
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    with sql_sent(store) as raw, pytest.raises(StorageUnavailable):
+        await store.tenant("acme").put("k", b"bytes the write refuses")
+    sent = [" ".join(statement.split()).upper() for statement in raw]
     assert fault.hits == 1
     state_reads = [i for i, statement in enumerate(sent) if statement.startswith("SELECT BLOBS.STATE FROM BLOBS")]
     assert len(state_reads) == 1, sent
