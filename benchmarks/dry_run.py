@@ -17,7 +17,7 @@ from pathlib import Path
 from benchmarks.deployments import open_store
 from benchmarks.harness import Context, Row, Stopwatch, Target, interleave, phase, throughput_row
 from benchmarks.trees import write_tree
-from blobstore.ingest import new_hasher
+from blobstore.core.ingest import new_hasher
 from blobstore.transfer import dry_run, open_source, plan_import
 
 MiB = 1024 * 1024

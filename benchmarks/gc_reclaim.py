@@ -26,7 +26,7 @@ from pathlib import Path
 from benchmarks.deployments import open_store, postgres_database, raw_postgres, sqlite_bulk
 from benchmarks.harness import Context, Row, Stopwatch, Target, guarded, interleave, phase, throughput_row, unmeasured
 from blobstore import BlobStore
-from blobstore.layout import object_key_for
+from blobstore.storage.layout import object_key_for
 
 TARGET = Target(">=", 0.5)
 BLOB = b"x" * 100

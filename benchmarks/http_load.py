@@ -33,8 +33,9 @@ import httpx
 
 from benchmarks.deployments import postgres_database, s3_bucket
 from benchmarks.harness import Context, Row, Target, phase, unmeasured
-from blobstore import BlobStore, Settings, tokens
-from blobstore.ingest import new_hasher
+from blobstore import BlobStore, Settings
+from blobstore.auth import tokens
+from blobstore.core.ingest import new_hasher
 from tests.servers import LOCAL_POSTGRES
 
 OPERATIONS = ("PUT", "GET", "LIST", "DELETE")
@@ -275,7 +276,7 @@ async def measure(ctx: Context, workload: Workload, servers: int) -> Report:
                 s3_endpoint_url=bucket.endpoint.url,
             )
             async with await BlobStore.open(settings, migrate_schema=True) as store:
-                token = (await tokens.create(store, "load", scopes=tokens.SCOPES)).token
+                token = (await tokens.create(store.core, "load", scopes=tokens.SCOPES)).token
             env = {name: value for name, value in os.environ.items() if not name.startswith("BLOBSTORE_")}
             env.update(
                 BLOBSTORE_HOME=home,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmarks.deployments import open_store
 from benchmarks.harness import Context, Row, Stopwatch, Target, interleave, phase, throughput_row
-from blobstore.ingest import new_hasher
+from blobstore.core.ingest import new_hasher
 
 MiB = 1024 * 1024
 TARGET = Target(">=", 0.5)

@@ -21,7 +21,7 @@ from pathlib import Path
 from benchmarks.deployments import open_store, sqlite_bulk
 from benchmarks.harness import Context, Row, phase
 from benchmarks.memory import peak_rss_row, probe_in_child
-from blobstore.layout import object_key_for
+from blobstore.storage.layout import object_key_for
 
 
 @dataclass(frozen=True)

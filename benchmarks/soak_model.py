@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from blobstore import Tenant
-from blobstore.ingest import new_hasher
+from blobstore.core.ingest import new_hasher
 
 TENANTS = ("soak-a", "soak-b", "soak-c")
 KEYS_PER_WORKER = 16

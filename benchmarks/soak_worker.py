@@ -45,9 +45,9 @@ from benchmarks.soak_model import (
     read_journal,
 )
 from blobstore import AlreadyExists, BlobStore, NotFound, Settings, StorageUnavailable
-from blobstore.fsck import FsckReport, Problem
-from blobstore.layout import OBJECT_PREFIX
+from blobstore.maintenance.fsck import FsckReport, Problem
 from blobstore.storage import ObjectStorage, open_storage_from_url
+from blobstore.storage.layout import OBJECT_PREFIX
 from blobstore.testing import Fault, FaultyStorage
 
 #: The operations mix of an ``ops`` process (relative weights).

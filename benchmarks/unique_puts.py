@@ -35,7 +35,7 @@ from benchmarks.harness import (
     unmeasured,
 )
 from blobstore import Tenant
-from blobstore.identity import MARKER_KEY
+from blobstore.core.identity import MARKER_KEY
 
 MiB = 1024 * 1024
 TARGETS = {MiB: Target(">=", 0.7), 64 * MiB: Target(">=", 0.9)}

@@ -26,16 +26,16 @@ from blobstore.errors import (
     UnsafePath,
 )
 from blobstore.lazy import lazy_names
-from blobstore.results import BlobInfo, Page
+from blobstore.model.results import BlobInfo, Page
 
 if TYPE_CHECKING:
-    from blobstore.config import Settings
+    from blobstore.core.config import Settings
     from blobstore.store import BlobStore, BlobStream, PutItem, Tenant
 
 __getattr__ = lazy_names(
     __name__,
     {
-        "Settings": "blobstore.config",
+        "Settings": "blobstore.core.config",
         "BlobStore": "blobstore.store",
         "BlobStream": "blobstore.store",
         "PutItem": "blobstore.store",

@@ -29,19 +29,21 @@ from typing import Any, Self
 
 import httpx
 
-from blobstore import errors, holdings, tokens, wire
+from blobstore import errors, wire
+from blobstore.accounting import holdings
+from blobstore.auth import tokens
+from blobstore.auth.signing import DEFAULT_EXPIRY, SignedUrl
+from blobstore.core.ingest import new_hasher
 from blobstore.errors import BlobStoreError, IntegrityError, InvalidInput, NotFound, StorageUnavailable
-from blobstore.ingest import new_hasher
-from blobstore.keys import (
+from blobstore.model.keys import (
     validate_byte_range,
     validate_digest,
     validate_key,
     validate_media_type,
     validate_prefix,
 )
-from blobstore.preconditions import ANY, Precondition, expect
-from blobstore.results import BlobInfo, Page
-from blobstore.signing import DEFAULT_EXPIRY, SignedUrl
+from blobstore.model.preconditions import ANY, Precondition, expect
+from blobstore.model.results import BlobInfo, Page
 from blobstore.storage.base import CHUNK_SIZE
 from blobstore.store import MAX_LIST_LIMIT, BlobStream, DeleteOutcome, PutItem, PutOutcome
 

@@ -25,12 +25,13 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from blobstore import tokens
-from blobstore.config import Settings
+from blobstore.auth import tokens
+from blobstore.core.config import Settings
+from blobstore.core.context import Clock, utc_now
 from blobstore.errors import Forbidden, Unauthorized
 from blobstore.server import create_app, problems
 from blobstore.server.auth import require
-from blobstore.store import BlobStore, Clock, Tenant, utc_now
+from blobstore.store import BlobStore, Tenant
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `blobstore token create TENANT`.")
 
@@ -56,7 +57,9 @@ class MountedBlobstore:
             credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         ) -> Tenant:
             try:
-                token = await tokens.authenticate(self.store, None if credentials is None else credentials.credentials)
+                token = await tokens.authenticate(
+                    self.store.core, None if credentials is None else credentials.credentials
+                )
                 require(token, token.tenant, scope)
             except (Unauthorized, Forbidden) as exc:
                 raise HTTPException(problems.status_of(exc), str(exc), headers=problems.headers_for(exc)) from None

@@ -1,38 +1,38 @@
 """BlobStore and Tenant: the one place that orchestrates the database and object storage.
 
-Tenant validates and hashes a put, then hands it to blobstore.uploads, the write half of
-docs/gc-protocol.md (intent, lease, write, promote, discard; blobstore.gc is the reclaim half). Copy, put
+Tenant validates and hashes a put, then hands it to blobstore.protocol.uploads, the write half of
+docs/gc-protocol.md (intent, lease, write, promote, discard; blobstore.protocol.gc is the reclaim half). Copy, put
 by digest and delete bind or unbind references to live blobs in one transaction each (blobstore.db.binding).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Self
 
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from blobstore import quotas
-from blobstore.config import Settings
-from blobstore.db import batches, binding, catalog, migrate, sqlite_files
+from blobstore.accounting import quotas
+from blobstore.accounting.pricing import PriceList
+from blobstore.core.config import Settings
+from blobstore.core.context import Clock, Core, open_core, utc_now
+from blobstore.core.egress import EgressMeter
+from blobstore.core.ingest import Ingested, PutData, ingest
+from blobstore.core.instrument import Observer
+from blobstore.core.reading import verified_chunks
+from blobstore.db import batches, binding, catalog
 from blobstore.db.engine import Database
-from blobstore.egress import EgressLedger, EgressMeter
 from blobstore.errors import (
     BlobStoreError,
-    ConfigurationError,
     IntegrityError,
     InvalidInput,
     NotFound,
 )
-from blobstore.identity import pair
-from blobstore.ingest import Ingested, PutData, ingest
-from blobstore.instrument import Observer, time_statements, timed_storage
-from blobstore.keys import (
+from blobstore.model.keys import (
     validate_byte_range,
     validate_content_type,
     validate_digest,
@@ -41,42 +41,27 @@ from blobstore.keys import (
     validate_prefix,
     validate_tenant,
 )
-from blobstore.preconditions import Precondition, expect
-from blobstore.pricing import PriceList
-from blobstore.progress import Progress, no_progress
-from blobstore.reading import verified_chunks
-from blobstore.results import BlobInfo, Page
-from blobstore.storage import ObjectStorage, open_storage_from_url
-from blobstore.uploads import PutOutcome as PutOutcome  # one item's outcome, named here for callers
-from blobstore.uploads import Uploader
+from blobstore.model.preconditions import Precondition, expect
+from blobstore.model.progress import Progress, no_progress
+from blobstore.model.results import BlobInfo, Page
+from blobstore.protocol.uploads import PutOutcome as PutOutcome  # one item's outcome, named here for callers
+from blobstore.protocol.uploads import Uploader
+from blobstore.storage import ObjectStorage
 
 if TYPE_CHECKING:  # the maintenance modules load when first used, out of every command's start-up
-    from blobstore.fsck import FsckReport
-    from blobstore.gc import GcStats, OnPlanned
-    from blobstore.report import CostReport
+    from blobstore.accounting.report import CostReport
+    from blobstore.maintenance.fsck import FsckReport
+    from blobstore.protocol.gc import GcStats, OnPlanned
 
-Clock = Callable[[], datetime]
 #: The most keys one page of a listing holds (S3's cap too): a page is built in memory, so this bounds it.
 MAX_LIST_LIMIT = 1000
 
 
-def utc_now() -> datetime:
-    """The default clock."""
-    return datetime.now(UTC)
-
-
 class BlobStore:
-    """A deduplicating blob store over one metadata database and one object storage."""
+    """A deduplicating blob store over one metadata database and one object storage: the facade over its core."""
 
-    def __init__(
-        self, settings: Settings, database: Database, storage: ObjectStorage, *, clock: Clock = utc_now
-    ) -> None:
-        self.settings = settings
-        self.database = database
-        self.storage = storage
-        self.clock = clock
-        #: Bytes read, written to the egress table off the read path (see blobstore.egress).
-        self.egress = EgressLedger(database)
+    def __init__(self, core: Core) -> None:
+        self.core = core
 
     @classmethod
     async def open(
@@ -90,116 +75,87 @@ class BlobStore:
         migrate_schema: bool | None = None,
         observer: Observer | None = None,
     ) -> BlobStore:
-        """Open the store named by ``settings`` (default: the environment, see PRODUCT.md).
+        """Open the store named by ``settings`` (default: the environment, see docs/configuration.md).
 
-        The embedded SQLite database migrates itself; other databases must be at
-        the newest schema (``blobstore db upgrade``) unless ``migrate_schema``.
-        Any misconfiguration raises ConfigurationError naming the variable.
-        With ``observer``, the store's storage operations and database statements are timed for it
-        for the store's whole life (blobstore.instrument); without, they never are.
+        The embedded SQLite database migrates itself; other databases must be at the
+        newest schema (``blobstore db upgrade``) unless ``migrate_schema``. Any
+        misconfiguration raises ConfigurationError naming the variable. With
+        ``observer``, the store's storage operations and database statements are timed
+        for it for the store's whole life (blobstore.core.instrument); without, they never are.
         """
         settings = settings or Settings.from_env(database_url=database_url, storage_url=storage_url)
-        settings.check_durability()
-        if storage is None:
-            storage = open_storage_from_url(
-                settings.storage_url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
-            )
-        database = await open_database(settings)
-        try:
-            await storage.check()
-            if settings.is_sqlite if migrate_schema is None else migrate_schema:
-                await migrate.upgrade(database)
-            elif not await migrate.is_current(database):
-                raise ConfigurationError(
-                    "BLOBSTORE_DATABASE_URL: the database schema is not up to date; run `blobstore db upgrade`"
-                )
-            await pair(database, storage)
-        except BaseException:
-            await database.dispose()
-            await storage.close()
-            raise
-        if observer is not None:
-            storage = timed_storage(storage, observer)
-            time_statements(database, observer)
-        return cls(settings, database, storage, clock=clock)
+        core = await open_core(settings, storage=storage, clock=clock, migrate_schema=migrate_schema, observer=observer)
+        return cls(core)
+
+    @property
+    def settings(self) -> Settings:
+        return self.core.settings
+
+    @property
+    def database(self) -> Database:
+        return self.core.database
+
+    @property
+    def storage(self) -> ObjectStorage:
+        return self.core.storage
+
+    @property
+    def clock(self) -> Clock:
+        return self.core.clock
 
     async def gc(
         self, *, dry_run: bool = False, progress: Progress = no_progress, on_planned: OnPlanned | None = None
     ) -> GcStats:
         """Reclaim objects unreferenced for longer than the grace period, orphans and dead uploads
-        (see blobstore.gc); ``on_planned`` hears of each deletion (and each foreign key) as it is found."""
-        from blobstore.gc import gc as run_gc
+        (see blobstore.protocol.gc); ``on_planned`` hears of each deletion (and each foreign key) as it is found."""
+        from blobstore.protocol.gc import gc as run_gc
 
-        return await run_gc(self, dry_run=dry_run, progress=progress, on_planned=on_planned)
+        return await run_gc(self.core, dry_run=dry_run, progress=progress, on_planned=on_planned)
 
     async def fsck(
         self, *, read_data: bool = False, repair: bool = False, progress: Progress = no_progress
     ) -> FsckReport:
-        """Check database and storage agree (see blobstore.fsck); ``read_data`` re-hashes every object."""
-        from blobstore.fsck import fsck as run_fsck
+        """Check database and storage agree (see blobstore.maintenance.fsck); ``read_data`` re-hashes every object."""
+        from blobstore.maintenance.fsck import fsck as run_fsck
 
-        return await run_fsck(self, read_data=read_data, repair=repair, progress=progress)
+        return await run_fsck(self.core, read_data=read_data, repair=repair, progress=progress)
 
     async def report(
         self, *, tenant: str | None = None, pricing: str | PriceList | None = None, since: date | None = None
     ) -> CostReport:
-        """A storage cost report per tenant and for the whole store (see blobstore.report)."""
-        from blobstore.report import report as cost_report
+        """A storage cost report per tenant and for the whole store (see blobstore.accounting.report)."""
+        from blobstore.accounting.report import report as cost_report
 
-        await self.egress.flush()
-        return await cost_report(self, tenant=tenant, pricing=pricing, since=since)
+        await self.core.egress.flush()
+        return await cost_report(self.core, tenant=tenant, pricing=pricing, since=since)
 
     async def set_quota(
         self, tenant: str, *, max_bytes: quotas.Limit = quotas.KEEP, max_objects: quotas.Limit = quotas.KEEP
     ) -> quotas.Quota:
-        """Limit a tenant's stored bytes and objects (None clears a limit; omitted ones stay; see blobstore.quotas)."""
-        return await quotas.set_quota(self, tenant, max_bytes=max_bytes, max_objects=max_objects)
+        """Limit a tenant's stored bytes and objects (None clears a limit; omitted ones stay)."""
+        return await quotas.set_quota(self.core, tenant, max_bytes=max_bytes, max_objects=max_objects)
 
     async def quota(self, tenant: str) -> quotas.Quota:
         """A tenant's usage and limits."""
-        return await quotas.quota(self, tenant)
+        return await quotas.quota(self.core, tenant)
 
     async def tenants(self) -> list[quotas.Quota]:
         """Every tenant's usage and limits, by name."""
-        return await quotas.tenants(self)
+        return await quotas.tenants(self.core)
 
     def tenant(self, name: str) -> Tenant:
         """A handle scoped to one tenant; raises InvalidTenant for a bad name."""
-        return Tenant(self, validate_tenant(name))
+        return Tenant(self.core, validate_tenant(name))
 
     async def close(self) -> None:
         """Record pending egress, then release the database pool and the storage client."""
-        await self.egress.close()
-        await self.database.dispose()
-        await self.storage.close()
+        await self.core.close()
 
     async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    def dedup_scope_of(self, tenant: str) -> str:
-        """The scope inside which blobs are shared: everyone (``""``) or one tenant."""
-        return "" if self.settings.dedup_scope == "global" else tenant
-
-
-async def open_database(settings: Settings) -> Database:
-    """Create the engine and prove the database answers; ConfigurationError if it does not."""
-    if (path := settings.sqlite_file) is not None:
-        try:
-            sqlite_files.make_private(path)
-        except OSError as exc:
-            raise ConfigurationError(f"BLOBSTORE_DATABASE_URL: cannot create {path}: {exc.strerror}") from None
-    database = Database(settings.database_url)
-    try:
-        async with database.engine.connect() as conn:
-            await conn.exec_driver_sql("SELECT 1")
-    except (DBAPIError, OSError) as exc:
-        await database.dispose()
-        reason = getattr(exc, "orig", None) or exc
-        raise ConfigurationError(f"BLOBSTORE_DATABASE_URL: cannot connect to the database: {reason}") from None
-    return database
 
 
 @dataclass(frozen=True)
@@ -240,8 +196,8 @@ MAX_BATCH = batches.MAX_BATCH
 class Tenant:
     """Every read and write of one tenant. Another tenant's keys are indistinguishable from missing ones."""
 
-    def __init__(self, store: BlobStore, name: str) -> None:
-        self.store = store
+    def __init__(self, core: Core, name: str) -> None:
+        self.core = core
         self.name = name
 
     # --- writes ------------------------------------------------------------------------------------
@@ -267,7 +223,7 @@ class Tenant:
         ``if_match`` (a digest, several, or ``"*"``: the key holds one of them, or exists) and
         ``if_unmodified_since`` (an aware datetime: the key was not written after it, to the second; ignored
         with ``if_match``) make the put conditional: PreconditionFailed, and nothing stored, if the key is in
-        another version when it is bound (see blobstore.preconditions).
+        another version when it is bound (see blobstore.model.preconditions).
         """
         request = _PutRequest(
             validate_key(key),
@@ -281,7 +237,7 @@ class Tenant:
             if digest is None:
                 raise InvalidInput("put needs data, or the digest of bytes this tenant already holds")
             return await self._put_known_digest(request, digest)
-        ingested = await ingest(data, max_size=self.store.settings.max_object_size)
+        ingested = await ingest(data, max_size=self.core.settings.max_object_size)
         try:
             if digest is not None and digest != ingested.digest:
                 raise IntegrityError(f"the data hash to {ingested.digest}, not the expected {digest}")
@@ -297,7 +253,7 @@ class Tenant:
         validate_key(dst_key)
 
         async def work(conn: AsyncConnection) -> BlobInfo:
-            now = self.store.clock()
+            now = self.core.clock()
             tenant = await catalog.lock_tenant(conn, self.name, now, create=False)
             source = None if tenant is None else await catalog.find_ref(conn, tenant.id, src_key)
             if tenant is None or source is None:
@@ -306,8 +262,8 @@ class Tenant:
             item = request.item(0, source.digest, source.size, source.blob_id)
             return await self._bind_held(conn, tenant, item, now)
 
-        self.store.storage.ensure_location()
-        return await self.store.database.transaction(work)
+        self.core.storage.ensure_location()
+        return await self.core.database.transaction(work)
 
     async def delete(
         self,
@@ -323,12 +279,12 @@ class Tenant:
         """
         validate_key(key)
         condition = expect(if_match, if_unmodified_since)
-        now = self.store.clock()
+        now = self.core.clock()
 
         async def work(conn: AsyncConnection) -> bool:
             return bool(await binding.unbind(conn, self.name, [key], now, condition=condition))
 
-        return await self.store.database.transaction(work)
+        return await self.core.database.transaction(work)
 
     # --- batches -----------------------------------------------------------------------------------
 
@@ -359,8 +315,8 @@ class Tenant:
         outcomes: list[DeleteOutcome] = [_key_error(key) or False for key in batch]
         valid = {key for key, outcome in zip(batch, outcomes, strict=True) if outcome is False}
         if valid:
-            now = self.store.clock()
-            existed = await self.store.database.transaction(lambda conn: binding.unbind(conn, self.name, valid, now))
+            now = self.core.clock()
+            existed = await self.core.database.transaction(lambda conn: binding.unbind(conn, self.name, valid, now))
             for index, key in enumerate(batch):
                 if outcomes[index] is False and key in existed:
                     outcomes[index] = True
@@ -377,7 +333,7 @@ class Tenant:
             tenant = await catalog.tenant_id(conn, self.name)
             return {} if tenant is None else await batches.refs_by_key(conn, tenant, valid)
 
-        found = await self.store.database.read(work) if valid else {}
+        found = await self.core.database.read(work) if valid else {}
         return [
             outcome
             if outcome is not None
@@ -406,7 +362,7 @@ class Tenant:
                 if request.key in seen:
                     raise InvalidInput(f"key {request.key!r} appears more than once in this batch")
                 seen.add(request.key)
-                ingested[index] = hashed = await ingest(item.data, max_size=self.store.settings.max_object_size)
+                ingested[index] = hashed = await ingest(item.data, max_size=self.core.settings.max_object_size)
                 if item.digest is not None and item.digest != hashed.digest:
                     raise IntegrityError(f"the data hash to {hashed.digest}, not the expected {item.digest}")
             except BlobStoreError as exc:
@@ -418,8 +374,8 @@ class Tenant:
     async def allowance(self, key: str, *, if_absent: bool = False) -> quotas.Allowance:
         """What a put of ``key`` may store now: the store's maximum object size and the tenant's quota room.
         A server checks a body's declared length, then its running total, against it before storing a byte;
-        the put itself still decides atomically (see blobstore.quotas)."""
-        return await quotas.allowance(self.store, self.name, validate_key(key), if_absent=if_absent)
+        the put itself still decides atomically (see blobstore.accounting.quotas)."""
+        return await quotas.allowance(self.core, self.name, validate_key(key), if_absent=if_absent)
 
     # --- reads -------------------------------------------------------------------------------------
 
@@ -447,7 +403,7 @@ class Tenant:
         A whole read is hashed as it streams and ends in IntegrityError if the
         bytes are wrong; a ranged read checks only the length. The bytes streamed
         count as the tenant's egress, counted when the stream closes (written within a second, see
-        blobstore.egress).
+        blobstore.core.egress).
         """
         wanted = validate_byte_range(byte_range)
         ref = await self._ref(key)
@@ -458,7 +414,7 @@ class Tenant:
                 yield BlobStream(self._info(ref), _empty())
                 return
         chunks = verified_chunks(
-            self.store.storage,
+            self.core.storage,
             ref.object_key,
             key=key,
             digest=ref.digest,
@@ -471,7 +427,7 @@ class Tenant:
             yield BlobStream(self._info(ref), meter)
         finally:
             await chunks.aclose()
-            self.store.egress.add(self.name, self.store.clock().date(), meter.bytes)
+            self.core.egress.add(self.name, self.core.clock().date(), meter.bytes)
 
     async def list(self, prefix: str = "", *, limit: int = 1000, after: str | None = None) -> Page:
         """Keys starting with ``prefix`` (literally: no wildcards), in code-point order, after ``after``."""
@@ -485,7 +441,7 @@ class Tenant:
             tenant = await catalog.tenant_id(conn, self.name)
             return [] if tenant is None else await catalog.list_refs(conn, tenant, prefix, after, limit + 1)
 
-        rows = await self.store.database.read(work)
+        rows = await self.core.database.read(work)
         items = [self._info(row) for row in rows[:limit]]
         return Page(items, items[-1].key if len(rows) > limit else None)
 
@@ -493,7 +449,7 @@ class Tenant:
 
     async def _ref(self, key: str) -> catalog.RefRow:
         validate_key(key)
-        ref = await self.store.database.read(partial(catalog.find_ref_named, tenant=self.name, key=key))
+        ref = await self.core.database.read(partial(catalog.find_ref_named, tenant=self.name, key=key))
         if ref is None:
             raise NotFound(f"no such key: {key!r}")
         return ref
@@ -511,14 +467,14 @@ class Tenant:
 
     def _uploader(self) -> Uploader:
         """The upload protocol over the store's parts as they are now, for this tenant."""
-        store = self.store
+        core = self.core
         return Uploader(
-            store.database,
-            store.storage,
-            store.clock,
-            store.settings.upload_lease_seconds,
+            core.database,
+            core.storage,
+            core.clock,
+            core.settings.upload_lease_seconds,
             self.name,
-            store.dedup_scope_of(self.name),
+            core.dedup_scope_of(self.name),
         )
 
     def _info(self, ref: catalog.RefRow, *, deduplicated: bool = False) -> BlobInfo:
@@ -538,7 +494,7 @@ class Tenant:
     ) -> BlobInfo:
         """Bind ``item`` to the blob it names, one the locked tenant references (so it is live), or raise
         the item's error (AlreadyExists, QuotaExceeded)."""
-        outcome = await binding.bind(conn, tenant, self.store.dedup_scope_of(self.name), [item], now)
+        outcome = await binding.bind(conn, tenant, self.core.dedup_scope_of(self.name), [item], now)
         assert not outcome.unbound, "a referenced blob is always live"
         return _raised(outcome.bound.get(0) or outcome.failed[0])
 
@@ -546,7 +502,7 @@ class Tenant:
         """Bind the key to bytes this tenant already references, named by digest (NotFound otherwise)."""
 
         async def work(conn: AsyncConnection) -> BlobInfo:
-            now = self.store.clock()
+            now = self.core.clock()
             tenant = await catalog.lock_tenant(conn, self.name, now, create=False)
             held = None if tenant is None else await catalog.tenant_blob_with_digest(conn, tenant.id, digest)
             if tenant is None or held is None:
@@ -554,8 +510,8 @@ class Tenant:
             blob_id, size = held
             return await self._bind_held(conn, tenant, request.item(0, digest, size, blob_id), now)
 
-        self.store.storage.ensure_location()
-        return await self.store.database.transaction(work)
+        self.core.storage.ensure_location()
+        return await self.core.database.transaction(work)
 
 
 def _check_batch(items: Iterable[Any]) -> list[Any]:

@@ -23,8 +23,8 @@ from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 from blobstore.errors import InvalidInput
-from blobstore.keys import is_media_type
-from blobstore.results import BlobInfo
+from blobstore.model.keys import is_media_type
+from blobstore.model.results import BlobInfo
 
 API_PREFIX = "/v1"
 PROBLEM_TYPE = "application/problem+json"

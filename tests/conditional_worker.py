@@ -24,7 +24,7 @@ if __name__ == "__main__":  # run as a script: make the checkout importable
 from gate import wait_for_go
 
 from blobstore import BlobStore, PreconditionFailed
-from blobstore.ingest import new_hasher
+from blobstore.core.ingest import new_hasher
 
 TENANT = "acme"
 KEYS = 20

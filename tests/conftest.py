@@ -54,6 +54,11 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
 
+    def advance_past_real_time(self, seconds: float) -> None:
+        """Move ``seconds`` past the later of this clock and the real time: past what storage stamped with
+        the real time (an object's modification time) however slowly the machine got here."""
+        self.now = max(self.now, datetime.now(UTC)) + timedelta(seconds=seconds)
+
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:

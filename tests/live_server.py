@@ -24,10 +24,11 @@ from typing import Any
 import httpx
 import uvicorn
 
-from blobstore import BlobStore, Settings, Tenant, tokens
+from blobstore import BlobStore, Settings, Tenant
+from blobstore.auth import tokens
 from blobstore.client import BlobClient
+from blobstore.core.context import Clock, utc_now
 from blobstore.server import connections, create_app
-from blobstore.store import Clock, utc_now
 
 #: The transports the store-semantics suite runs over.
 TRANSPORTS = ["tenant", "http"]
@@ -148,7 +149,7 @@ async def connector(transport: str, clock: Clock) -> AsyncIterator[Connect]:
                 return store.tenant(tenant)
             if id(store) not in urls:
                 urls[id(store)] = servers.enter_context(serving(store.settings, clock=clock))
-            token = await tokens.create(store, tenant, scopes=tokens.SCOPES)
+            token = await tokens.create(store.core, tenant, scopes=tokens.SCOPES)
             client = BlobClient(urls[id(store)], token.token)
             clients.append(client)
             return client

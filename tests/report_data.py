@@ -105,4 +105,4 @@ async def build(store: BlobStore, clock: FakeClock) -> None:
     assert await initech.get("i/1") == A
     async with acme.open("a/1"):
         pass
-    await store.egress.flush()  # reads' egress is written within a second; other processes report right away
+    await store.core.egress.flush()  # reads' egress is written within a second; other processes report right away

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -153,9 +154,9 @@ async def test_a_failed_upload_fails_only_its_items_and_leaves_nothing_behind(
     store: BlobStore, clock: FakeClock
 ) -> None:
     """A write that fails gives its items that error; the other items of the batch are stored."""
-    acme = store.tenant("acme")
     storage = FaultyStorage(store.storage)
-    store.storage = storage
+    store.core = replace(store.core, storage=storage)
+    acme = store.tenant("acme")
     fault = storage.inject(Fault("write", error=StorageUnavailable("injected: 503"), key_prefix="data/"))
     outcomes = await acme.put_many([PutItem("a", b"first"), PutItem("b", b"second"), PutItem("c", b"first")])
     assert fault.hits == 1
@@ -229,9 +230,9 @@ async def test_a_batch_larger_than_the_limit_is_refused_whole(store: BlobStore) 
 
 async def test_an_upload_reclaimed_by_gc_mid_batch_is_uploaded_again(store: BlobStore, clock: FakeClock) -> None:
     """A batch whose uploader stalled past its lease (GC took the upload) uploads those bytes again."""
-    acme = store.tenant("acme")
     storage = FaultyStorage(store.storage)
-    store.storage = storage
+    store.core = replace(store.core, storage=storage)
+    acme = store.tenant("acme")
 
     def stall() -> None:
         clock.advance(store.settings.upload_lease_seconds + 1)

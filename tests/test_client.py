@@ -11,7 +11,8 @@ import pytest
 from conftest import FakeClock
 from live_server import serving
 
-from blobstore import BlobStore, Forbidden, InvalidInput, NotFound, StorageUnavailable, Unauthorized, tokens
+from blobstore import BlobStore, Forbidden, InvalidInput, NotFound, StorageUnavailable, Unauthorized
+from blobstore.auth import tokens
 from blobstore.client import BlobClient
 
 
@@ -22,7 +23,7 @@ async def url(store: BlobStore, clock: FakeClock) -> AsyncIterator[str]:
 
 
 async def client_for(store: BlobStore, url: str, *scopes: str) -> BlobClient:
-    return BlobClient(url, (await tokens.create(store, "acme", scopes=scopes or tokens.SCOPES)).token)
+    return BlobClient(url, (await tokens.create(store.core, "acme", scopes=scopes or tokens.SCOPES)).token)
 
 
 async def test_puts_paths_files_and_async_iterables(store: BlobStore, url: str, tmp_path: Path) -> None:
@@ -70,8 +71,8 @@ async def test_auth_errors_map_to_their_classes(store: BlobStore, url: str) -> N
     async with await client_for(store, url, "read") as reader:
         with pytest.raises(Forbidden):
             await reader.put("k", b"x")
-        token_id = (await tokens.list_tokens(store, "acme"))[0].id
-        await tokens.revoke(store, token_id)
+        token_id = (await tokens.list_tokens(store.core, "acme"))[0].id
+        await tokens.revoke(store.core, token_id)
         with pytest.raises(Unauthorized):
             await reader.list()
         with pytest.raises(PermissionError):
@@ -83,7 +84,7 @@ async def test_an_unreachable_server_is_storage_unavailable(store: BlobStore) ->
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    token = (await tokens.create(store, "acme")).token
+    token = (await tokens.create(store.core, "acme")).token
     async with BlobClient(f"http://127.0.0.1:{port}", token) as acme:
         with pytest.raises(StorageUnavailable) as caught:
             await acme.get("k")

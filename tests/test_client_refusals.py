@@ -22,7 +22,8 @@ from cli_helpers import invoke
 from conftest import FakeClock, StoreFactory
 from live_server import serve_process, serving
 
-from blobstore import ObjectTooLarge, QuotaExceeded, StorageUnavailable, tokens
+from blobstore import ObjectTooLarge, QuotaExceeded, StorageUnavailable
+from blobstore.auth import tokens
 from blobstore.client import BlobClient
 from blobstore.server import connections
 
@@ -63,8 +64,8 @@ async def test_refused_uploads_raise_their_error_over_a_server_in_process(
 ) -> None:
     store = await open_store("sqlite-local", max_object_size=MAX_OBJECT_SIZE)
     await store.set_quota("acme", max_bytes=1000)
-    acme = await tokens.create(store, "acme", scopes=tokens.SCOPES)
-    roomy = await tokens.create(store, "roomy", scopes=tokens.SCOPES)
+    acme = await tokens.create(store.core, "acme", scopes=tokens.SCOPES)
+    roomy = await tokens.create(store.core, "roomy", scopes=tokens.SCOPES)
     with serving(store.settings, clock=clock) as url:
         async with BlobClient(url, acme.token) as client:
             await _assert_refused(client, QuotaExceeded, LARGE)
@@ -147,7 +148,7 @@ async def test_a_lingering_connection_is_bounded_in_time_and_bytes(
         monkeypatch.setattr(connections, "LINGER_BYTES", 4 * MiB)
     store = await open_store("sqlite-local")
     await store.set_quota("acme", max_bytes=1000)
-    token = await tokens.create(store, "acme", scopes=tokens.SCOPES)
+    token = await tokens.create(store.core, "acme", scopes=tokens.SCOPES)
     with serving(store.settings, clock=clock) as url:
         answer, sent, seconds = await asyncio.to_thread(_refuse_then_keep_sending, url, token.token)
     assert answer.startswith(b"HTTP/1.1 413 "), answer

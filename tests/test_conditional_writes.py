@@ -18,7 +18,8 @@ from live_server import Connect, Handle, serving
 from test_store_semantics import digest_of
 from workers import check_invariants, data_objects, refcount_of, worker_env
 
-from blobstore import AlreadyExists, BlobStore, InvalidInput, PreconditionFailed, PutItem, tokens
+from blobstore import AlreadyExists, BlobStore, InvalidInput, PreconditionFailed, PutItem
+from blobstore.auth import tokens
 from blobstore.testing.statements import statements_sent
 
 WORKER = Path(__file__).with_name("conditional_worker.py")
@@ -210,7 +211,7 @@ async def test_put_many_checks_each_items_precondition(store: BlobStore, connect
 @pytest.fixture
 async def http(store: BlobStore, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
     """A raw HTTP client of a live server of the store, with an all-scopes token of tenant ``acme``."""
-    token = await tokens.create(store, "acme", scopes=tokens.SCOPES)
+    token = await tokens.create(store.core, "acme", scopes=tokens.SCOPES)
     with serving(store.settings, clock=clock) as url:
         auth = {"authorization": f"Bearer {token.token}"}
         async with httpx.AsyncClient(base_url=f"{url}/v1/tenants/acme/objects/", headers=auth, timeout=30) as client:

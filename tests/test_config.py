@@ -12,8 +12,8 @@ from s3_server import S3Endpoint
 from workers import rows
 
 from blobstore import BlobStore, ConfigurationError, Settings
-from blobstore.config import normalize_database_url
-from blobstore.identity import MARKER_KEY
+from blobstore.core.config import normalize_database_url
+from blobstore.core.identity import MARKER_KEY
 from blobstore.storage import read_all
 
 # --- Settings.from_env -----------------------------------------------------------------------------

@@ -12,11 +12,12 @@ from conftest import FakeClock
 from live_server import serving
 from sqlalchemy import update
 
-from blobstore import BlobStore, signing, tokens, wire
+from blobstore import BlobStore, wire
+from blobstore.auth import signing, tokens
 from blobstore.client import BlobClient
 from blobstore.db.models import Ref, Tenant
 from blobstore.errors import InvalidInput
-from blobstore.keys import validate_content_type
+from blobstore.model.keys import validate_content_type
 from blobstore.store import PutItem
 
 VALID = [
@@ -79,7 +80,7 @@ async def test_put_and_put_many_refuse_a_malformed_type_and_store_nothing(store:
 async def test_an_http_put_with_a_raw_utf8_content_type_is_400(store: BlobStore, clock: FakeClock) -> None:
     """The header's UTF-8 bytes arrive as printable Latin-1 text ("Ã¼"), which is not ASCII: 400 InvalidInput,
     nothing stored."""
-    token = (await tokens.create(store, "acme", scopes=["write"])).token
+    token = (await tokens.create(store.core, "acme", scopes=["write"])).token
     with serving(store.settings, clock=clock) as url:
         async with httpx.AsyncClient() as http:
             response = await http.put(
@@ -96,12 +97,12 @@ async def test_an_http_put_with_a_raw_utf8_content_type_is_400(store: BlobStore,
 
 async def test_a_signed_put_url_cannot_bind_a_malformed_type(store: BlobStore) -> None:
     with pytest.raises(InvalidInput, match="RFC 9110"):
-        await signing.sign(store, "http://x", "acme", "PUT", "k", content_type="text/plain charset=utf-8")
+        await signing.sign(store.core, "http://x", "acme", "PUT", "k", content_type="text/plain charset=utf-8")
 
 
 async def test_the_client_refuses_a_malformed_type_before_sending(store: BlobStore, clock: FakeClock) -> None:
     """A type httpx could not even encode is one clear InvalidInput, as the library gives."""
-    token = (await tokens.create(store, "acme", scopes=["write"])).token
+    token = (await tokens.create(store.core, "acme", scopes=["write"])).token
     with serving(store.settings, clock=clock) as url:
         async with BlobClient(url, token) as acme:
             with pytest.raises(InvalidInput, match="RFC 9110"):
@@ -134,9 +135,9 @@ async def test_a_type_stored_before_the_rule_is_served_as_an_octet_stream_attach
     """GET, HEAD, a range and a signed GET all answer, with none of the stored type in any header."""
     await store_with_type(store, "old", stored)
     assert (await store.tenant("acme").stat("old")).content_type == stored
-    token = (await tokens.create(store, "acme", scopes=["read"])).token
+    token = (await tokens.create(store.core, "acme", scopes=["read"])).token
     with serving(store.settings, clock=clock) as url:
-        signed = await signing.sign(store, url, "acme", "GET", "old")
+        signed = await signing.sign(store.core, url, "acme", "GET", "old")
         auth = {"authorization": f"Bearer {token}"}
         target = url + wire.object_path("acme", "old")
         async with httpx.AsyncClient() as http:

@@ -21,7 +21,7 @@ from crash_worker import CRASH_KEY, DELETED_KEY, DOOMED, POINTS, PRELUDE, TENANT
 from workers import data_objects, invariant_violations, rows, worker_env
 
 from blobstore import BlobStore, NotFound
-from blobstore.ingest import new_hasher
+from blobstore.core.ingest import new_hasher
 from blobstore.storage import S3Storage
 
 WORKER = Path(__file__).with_name("crash_worker.py")

@@ -14,7 +14,8 @@ from fastapi import FastAPI
 from live_server import serving, serving_app
 
 import blobstore
-from blobstore import BlobStore, errors, tokens, wire
+from blobstore import BlobStore, errors, wire
+from blobstore.auth import tokens
 from blobstore.client import BlobClient
 from blobstore.errors import BlobStoreError
 from blobstore.server import problems
@@ -114,7 +115,7 @@ async def http(open_store: object, clock: FakeClock) -> AsyncIterator[tuple[Blob
 async def test_a_403_names_the_scope_the_token_lacks(http: tuple[BlobStore, httpx.AsyncClient]) -> None:
     """A read-only token's delete is refused naming 'delete', its put naming 'write', its signing naming 'sign'."""
     store, client = http
-    auth = {"authorization": f"Bearer {(await tokens.create(store, 'acme', scopes=['read'])).token}"}
+    auth = {"authorization": f"Bearer {(await tokens.create(store.core, 'acme', scopes=['read'])).token}"}
     expected = [
         ("DELETE", "objects/k", {}, "this token lacks the 'delete' scope"),
         ("PUT", "objects/k", {"content": b"x"}, "this token lacks the 'write' scope"),
@@ -130,7 +131,7 @@ async def test_a_403_for_another_tenant_names_no_scope_and_nothing_of_that_tenan
 ) -> None:
     """On an existing and a nonexistent tenant alike, a token of another tenant hears only that it is not theirs."""
     store, client = http
-    auth = {"authorization": f"Bearer {(await tokens.create(store, 'acme', scopes=['read'])).token}"}
+    auth = {"authorization": f"Bearer {(await tokens.create(store.core, 'acme', scopes=['read'])).token}"}
     details = {
         (await client.delete(f"/v1/tenants/{tenant}/objects/k", headers=auth)).json()["detail"]
         for tenant in ("beta", "ghost")
@@ -155,7 +156,7 @@ async def test_the_mounted_dependency_names_the_scope_the_token_lacks(
     async def mine(tenant: Tenant = deleter) -> str:
         return tenant.name
 
-    writer = (await tokens.create(store, "acme", scopes=["write"])).token
+    writer = (await tokens.create(store.core, "acme", scopes=["write"])).token
     with serving_app(host) as url:
         async with httpx.AsyncClient(base_url=url) as client:
             response = await client.get("/mine", headers={"authorization": f"Bearer {writer}"})

@@ -14,6 +14,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ from workers import data_objects, invariant_violations, rows
 from blobstore import BlobStore, NotFound, StorageUnavailable
 from blobstore.db import batches, binding, maintenance
 from blobstore.db.engine import Database
-from blobstore.layout import object_key_for
+from blobstore.storage.layout import object_key_for
 from blobstore.testing.faults import Fault, FaultyStorage
 
 GRACE = 3600.0
@@ -36,7 +37,7 @@ LARGE = bytes(range(256)) * (10 * 1024)  # 2.5 MiB: three chunks on every backen
 def faulty(store: BlobStore) -> FaultyStorage:
     """Swap a fault-injecting wrapper in for the store's storage."""
     wrapper = FaultyStorage(store.storage)
-    store.storage = wrapper
+    store.core = replace(store.core, storage=wrapper)
     return wrapper
 
 
@@ -174,7 +175,7 @@ async def test_a_storage_listing_failing_during_gc_deletes_no_orphan(store: Blob
         await acme.delete(f"doomed/{i}")
     for i in range(3):
         await storage.write(object_key_for(f"{i:064x}"), b"orphan")
-    clock.advance(GRACE + 1)
+    clock.advance_past_real_time(GRACE + 1)
     storage.inject(Fault("list", error=StorageUnavailable("injected"), phase="midway", after_items=1))
     with pytest.raises(StorageUnavailable):
         await store.gc()

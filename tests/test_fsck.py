@@ -15,9 +15,9 @@ from sqlalchemy import text
 from workers import data_objects, invariant_violations, object_key_of, scalar
 
 from blobstore import BlobStore, IntegrityError
-from blobstore import fsck as fsck_module
-from blobstore.fsck import FsckReport
-from blobstore.layout import object_key_for
+from blobstore.maintenance import fsck as fsck_module
+from blobstore.maintenance.fsck import FsckReport
+from blobstore.storage.layout import object_key_for
 
 GRACE = 3600.0
 
@@ -228,7 +228,7 @@ async def test_a_report_lists_a_bounded_number_of_problems_and_counts_them_all(
     monkeypatch.setattr(fsck_module, "LISTED_PROBLEMS", 3)
     for index in range(5):
         await store.storage.write(object_key_for(f"{index:064x}"), b"orphan")
-    clock.advance(GRACE + 1)
+    clock.advance_past_real_time(GRACE + 1)
     report = await store.fsck()
     assert len(report.problems) == 3
     assert report.problem_counts == {"orphan-object": 5}

@@ -28,11 +28,11 @@ from s3_server import S3Endpoint, temporary_bucket
 from workers import data_objects, invariant_violations, rows
 
 from blobstore import BlobStore, ConfigurationError, Settings
-from blobstore.identity import MARKER_KEY
-from blobstore.layout import object_key_for
+from blobstore.core.identity import MARKER_KEY
 from blobstore.storage import LocalStorage, S3Storage
 from blobstore.storage import local as local_module
 from blobstore.storage import s3 as s3_module
+from blobstore.storage.layout import object_key_for
 
 GRACE = 3600.0
 

@@ -8,6 +8,7 @@ and name for name, and the dry run must predict exactly the bytes the import sto
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import aioboto3
@@ -136,7 +137,7 @@ async def test_an_import_interrupted_by_a_storage_outage_lists_the_failures_and_
     for name, data in files.items():
         (root / name).write_bytes(data)
     storage = FaultyStorage(store.storage)
-    store.storage = storage
+    store.core = replace(store.core, storage=storage)
     outage = storage.inject(Fault("write", error=StorageUnavailable("injected outage"), skip=3, times=4))
     tenant = store.tenant("acme")
     async with open_source(str(root)) as source:

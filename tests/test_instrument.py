@@ -1,4 +1,4 @@
-"""blobstore.instrument: a store built with an observer (BlobStore.open(..., observer=...)) has its storage
+"""blobstore.core.instrument: a store built with an observer (BlobStore.open(..., observer=...)) has its storage
 operations and database statements reach it, with bounded labels; the HTTP app builds its own store that way
 and never alters a store passed in."""
 
@@ -10,7 +10,7 @@ import pytest
 from conftest import FakeClock
 
 from blobstore import BlobStore
-from blobstore.instrument import Outcome, StatementKind, statement_kind
+from blobstore.core.instrument import Outcome, StatementKind, statement_kind
 from blobstore.server import create_app
 from blobstore.storage.timed import TimedStorage
 

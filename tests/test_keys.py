@@ -10,7 +10,7 @@ import pytest
 from workers import rows
 
 from blobstore import BlobStore, InvalidInput, InvalidKey, InvalidTenant
-from blobstore.keys import (
+from blobstore.model.keys import (
     MAX_KEY_BYTES,
     validate_byte_range,
     validate_digest,

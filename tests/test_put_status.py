@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
 from conftest import FakeClock
 from live_server import serving
 from test_put_statements import DEDUP_PUT, budget
 
-from blobstore import BlobInfo, BlobStore, PutItem, tokens
+from blobstore import BlobInfo, BlobStore, PutItem
+from blobstore.auth import tokens
 from blobstore.client import BlobClient
 from blobstore.server import create_app
 from blobstore.storage.base import ObjectStorage, Source
@@ -39,7 +41,7 @@ class WritesMeet(FaultyStorage):
 @contextlib.asynccontextmanager
 async def asgi_client(store: BlobStore) -> AsyncIterator[httpx.AsyncClient]:
     """The app in this process (ASGI transport) over ``store``, as tenant ``acme`` with every scope."""
-    token = (await tokens.create(store, "acme", scopes=tokens.SCOPES)).token
+    token = (await tokens.create(store.core, "acme", scopes=tokens.SCOPES)).token
     app = create_app(store)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -67,7 +69,7 @@ async def test_a_put_reports_whether_it_replaced_the_key(store: BlobStore) -> No
 
 async def test_the_client_reports_whether_a_put_replaced_the_key(store: BlobStore, clock: FakeClock) -> None:
     """BlobClient.put takes ``replaced`` from the server's 200/201, by body and by digest alike."""
-    token = (await tokens.create(store, "acme", scopes=tokens.SCOPES)).token
+    token = (await tokens.create(store.core, "acme", scopes=tokens.SCOPES)).token
     with serving(store.settings, clock=clock) as url:
         async with BlobClient(url, token) as acme:
             assert not (await acme.put("k", b"first")).replaced
@@ -79,7 +81,7 @@ async def test_the_client_reports_whether_a_put_replaced_the_key(store: BlobStor
 
 async def test_an_http_put_is_201_for_a_new_key_then_200_for_the_same_key(store: BlobStore, clock: FakeClock) -> None:
     """Over a real server: 201 creates a key, 200 replaces it, by body and by digest alike."""
-    token = (await tokens.create(store, "acme", scopes=tokens.SCOPES)).token
+    token = (await tokens.create(store.core, "acme", scopes=tokens.SCOPES)).token
     with serving(store.settings, clock=clock) as url:
         headers = {"authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
@@ -107,7 +109,7 @@ async def test_an_http_put_looks_nothing_up_before_the_put(store: BlobStore) -> 
 async def test_of_two_racing_puts_of_a_new_key_exactly_one_creates_it(store: BlobStore) -> None:
     """Both PUTs are past every check before either binds the key: one answers 201, the other 200."""
     meeting = WritesMeet(store.storage, parties=2)
-    store.storage = meeting
+    store.core = replace(store.core, storage=meeting)
     async with asgi_client(store) as http:
         first, second = await asyncio.gather(
             http.put("/v1/tenants/acme/objects/contested", content=b"one writer's bytes"),

@@ -23,7 +23,7 @@ from test_quotas import QUOTA_MESSAGE
 from workers import check_invariants, rows, worker_env
 
 from blobstore import BlobStore
-from blobstore.quotas import Quota
+from blobstore.accounting.quotas import Quota
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

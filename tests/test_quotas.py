@@ -14,8 +14,8 @@ from sqlalchemy import text
 from workers import data_objects, scalar
 
 from blobstore import BlobStore, InvalidInput, InvalidTenant, QuotaExceeded
+from blobstore.accounting.quotas import Quota
 from blobstore.cli.tenant import parse_size
-from blobstore.quotas import Quota
 
 #: What every QuotaExceeded message says: the tenant, the usage and the limits.
 QUOTA_MESSAGE = re.compile(

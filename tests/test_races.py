@@ -19,7 +19,7 @@ from race_worker import PAYLOAD, STORM_PAYLOAD, TENANT, own_keys
 from workers import data_objects, invariant_violations, rows, worker_env
 
 from blobstore import BlobStore
-from blobstore.ingest import new_hasher
+from blobstore.core.ingest import new_hasher
 
 WORKER = Path(__file__).with_name("race_worker.py")
 DEPLOYMENT = "postgres-s3"

@@ -1,6 +1,7 @@
 """Read-only paths run as reads (Database.read): on SQLite they send no BEGIN IMMEDIATE, so they never queue
 behind a writer, in this process or another: authentication, token listing, quota and usage reads, the
-missing-digest probe, and the scans of GC and fsck (their tombstones and repairs stay write transactions)."""
+missing-digest probe, the pairing checks of every open, and the scans of GC and fsck (their tombstones and
+repairs stay write transactions)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from conftest import FakeClock, StoreFactory
 from live_server import serving
 from sqlalchemy.engine import make_url
 
-from blobstore import BlobStore, holdings, tokens
+from blobstore import BlobStore
+from blobstore.accounting import holdings
+from blobstore.auth import tokens
+from blobstore.core import identity
 from blobstore.testing.statements import begins_sent, statements_sent
 
 #: How long the other connection holds the write lock at most, so a read that waits for it fails the test
@@ -38,13 +42,14 @@ async def sqlite_store(open_store: StoreFactory, clock: FakeClock) -> BlobStore:
 
 
 READ_ONLY_PATHS: dict[str, Callable[[BlobStore], Awaitable[object]]] = {
-    "list-tokens": lambda store: tokens.list_tokens(store, "acme"),
+    "list-tokens": lambda store: tokens.list_tokens(store.core, "acme"),
     "quota": lambda store: store.quota("acme"),
     "tenants": lambda store: store.tenants(),
-    "usage": lambda store: holdings.usage(store, "acme"),
-    "missing": lambda store: holdings.missing(store, "acme", ["0" * 64, "f" * 64]),
+    "usage": lambda store: holdings.usage(store.core, "acme"),
+    "missing": lambda store: holdings.missing(store.core, "acme", ["0" * 64, "f" * 64]),
     "gc-dry-run": lambda store: store.gc(dry_run=True),
     "fsck": lambda store: store.fsck(read_data=True),
+    "pairing-at-open": lambda store: identity.pair(store.database, store.storage),
 }
 
 
@@ -59,9 +64,9 @@ async def test_a_read_only_path_takes_no_write_lock(sqlite_store: BlobStore, pat
 
 async def test_authentication_takes_no_write_lock(sqlite_store: BlobStore) -> None:
     """Checking a token (every HTTP request does) is one read."""
-    new = await tokens.create(sqlite_store, "acme")
+    new = await tokens.create(sqlite_store.core, "acme")
     with statements_sent(sqlite_store) as sent, begins_sent(sqlite_store) as begun:
-        info = await tokens.authenticate(sqlite_store, new.token)
+        info = await tokens.authenticate(sqlite_store.core, new.token)
     assert info.tenant == "acme"
     assert len(sent) == 1, sent
     assert begun == []
@@ -133,9 +138,9 @@ async def write_lock_held_elsewhere(store: BlobStore) -> AsyncIterator[_HeldWrit
 @pytest.mark.slow  # on code that authenticates in a write transaction it waits HOLD_AT_MOST seconds, then fails
 async def test_authenticate_completes_while_another_connection_holds_the_write_lock(sqlite_store: BlobStore) -> None:
     """A writer of another process inside its transaction does not hold up authentication."""
-    new = await tokens.create(sqlite_store, "acme")
+    new = await tokens.create(sqlite_store.core, "acme")
     async with write_lock_held_elsewhere(sqlite_store) as lock:
-        info = await tokens.authenticate(sqlite_store, new.token)
+        info = await tokens.authenticate(sqlite_store.core, new.token)
         still_held = not lock.released.is_set()
     assert info.tenant == "acme"
     assert still_held, "authenticate waited for the other connection's write lock"
@@ -146,7 +151,7 @@ async def test_an_authenticated_get_completes_while_another_connection_holds_the
     sqlite_store: BlobStore, clock: FakeClock
 ) -> None:
     """An authenticated GET (a listing) answers while a writer of another process holds the database."""
-    new = await tokens.create(sqlite_store, "acme")
+    new = await tokens.create(sqlite_store.core, "acme")
     with serving(sqlite_store.settings, clock=clock) as url:
         headers = {"authorization": f"Bearer {new.token}"}
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=2 * HOLD_AT_MOST) as http:

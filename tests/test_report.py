@@ -11,8 +11,8 @@ import report_data
 from conftest import FakeClock
 
 from blobstore import BlobStore, InvalidInput, InvalidTenant
-from blobstore.pricing import PRESETS, PriceList, price_list
-from blobstore.report import CostReport
+from blobstore.accounting.pricing import PRESETS, PriceList, price_list
+from blobstore.accounting.report import CostReport
 
 PRICES = price_list(price_per_gb_month="10000000", egress_price_per_gb="20000000")
 

@@ -20,10 +20,10 @@ from conftest import FakeClock, StoreFactory
 from rich.console import Console
 
 from blobstore import BlobStore
-from blobstore.pricing import price_list
-from blobstore.report import CostReport
-from blobstore.report_formats import CSV_COLUMNS, render_csv, render_json, render_table
-from blobstore.report_html import render_html
+from blobstore.accounting.pricing import price_list
+from blobstore.accounting.report import CostReport
+from blobstore.accounting.report_formats import CSV_COLUMNS, render_csv, render_json, render_table
+from blobstore.accounting.report_html import render_html
 
 PRICES = price_list(price_per_gb_month="10000000", egress_price_per_gb="20000000")
 CHECK_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check_html_report.py"

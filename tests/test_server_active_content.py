@@ -18,7 +18,8 @@ from fastapi import FastAPI
 from headless import Chromium, Visit
 from live_server import serve_process, serving_app
 
-from blobstore import BlobStore, signing, tokens, wire
+from blobstore import BlobStore, wire
+from blobstore.auth import signing, tokens
 from blobstore.fastapi import mount
 from blobstore.server import create_app
 
@@ -99,10 +100,10 @@ async def open_tenant_page(store: BlobStore, base: str, page: str, chromium: str
     """Store the page (its script armed with a signed PUT of :data:`WRITTEN_BY_SCRIPT` on the same server)
     and open it in Chromium through a signed GET URL."""
     content_type, markup = PAGES[page]
-    put = await signing.sign(store, base, "acme", "PUT", WRITTEN_BY_SCRIPT)
+    put = await signing.sign(store.core, base, "acme", "PUT", WRITTEN_BY_SCRIPT)
     body = markup.replace("SCRIPT", SCRIPT.replace("SIGNED_PUT", json.dumps(put.url)))
     await store.tenant("acme").put(f"pages/{page}", body.encode(), content_type=content_type)
-    get = await signing.sign(store, base, "acme", "GET", f"pages/{page}")
+    get = await signing.sign(store.core, base, "acme", "GET", f"pages/{page}")
 
     def visit() -> Visit:
         with Chromium(chromium, profile) as browser:
@@ -169,10 +170,10 @@ async def test_every_answer_about_an_object_carries_the_sandbox(open_store: Stor
     acme = store.tenant("acme")
     await acme.put("page.html", b"<script>alert(1)</script>", content_type="Text/HTML; charset=utf-8")
     note = await acme.put("note.txt", b"<script>alert(1)</script>", content_type="text/plain")
-    token = (await tokens.create(store, "acme", scopes=["read"])).token
+    token = (await tokens.create(store.core, "acme", scopes=["read"])).token
     auth = {"authorization": f"Bearer {token}"}
     with serving_app(create_app(settings=store.settings, clock=clock)) as url:
-        signed = await signing.sign(store, url, "acme", "GET", "page.html")
+        signed = await signing.sign(store.core, url, "acme", "GET", "page.html")
         async with httpx.AsyncClient(base_url=url) as http:
             answers = {
                 f"{method} {key}{suffix}": await http.request(method, wire.object_path("acme", key), headers=headers)

@@ -19,7 +19,8 @@ import httpx
 from conftest import FakeClock
 from live_server import serve_process, serving_app
 
-from blobstore import BlobStore, tokens
+from blobstore import BlobStore
+from blobstore.auth import tokens
 from blobstore.client import BlobClient
 from blobstore.server import create_app
 
@@ -104,7 +105,7 @@ async def upload_from_a_page(
     with page_origin() as origin:
         app = create_app(settings=store.settings, clock=clock, cors_origins=[origin.url] if allow_origin else [])
         with serving_app(app) as api:
-            token = (await tokens.create(store, "acme", scopes=["sign", "write"])).token
+            token = (await tokens.create(store.core, "acme", scopes=["sign", "write"])).token
             async with BlobClient(api, token) as acme:
                 signed = await acme.sign_url(
                     "from-browser.txt", "PUT", content_length=len(DATA), content_type="text/plain"

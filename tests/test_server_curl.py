@@ -13,7 +13,8 @@ import pytest
 from conftest import FakeClock
 from live_server import serving
 
-from blobstore import BlobStore, tokens
+from blobstore import BlobStore
+from blobstore.auth import tokens
 
 KEY_IN_URL = "reports/2026%20Q4/r%C3%A9sum%C3%A9%3F%23.txt"  # "reports/2026 Q4/résumé?#.txt"
 KEY = "reports/2026 Q4/résumé?#.txt"
@@ -24,7 +25,7 @@ async def server(store: BlobStore, clock: FakeClock) -> AsyncIterator[tuple[str,
     """A live server of the store and an all-scopes token of tenant acme."""
     if shutil.which("curl") is None:
         pytest.fail("the curl binary is needed (apt-get install curl)")
-    token = (await tokens.create(store, "acme", scopes=tokens.SCOPES)).token
+    token = (await tokens.create(store.core, "acme", scopes=tokens.SCOPES)).token
     with serving(store.settings, clock=clock) as url:
         yield url, token
 

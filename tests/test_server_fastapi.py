@@ -12,7 +12,8 @@ import httpx
 import pytest
 from live_server import serving_app
 
-from blobstore import BlobStore, tokens
+from blobstore import BlobStore
+from blobstore.auth import tokens
 from blobstore.client import BlobClient
 from blobstore.errors import NotFound
 
@@ -37,7 +38,7 @@ async def host(store: BlobStore) -> AsyncIterator[str]:
 
 async def test_the_api_is_served_under_the_prefix(host: str, store: BlobStore) -> None:
     """BlobClient works against host/storage exactly as against a server of its own, signed URLs included."""
-    token = (await tokens.create(store, "acme", scopes=tokens.SCOPES)).token
+    token = (await tokens.create(store.core, "acme", scopes=tokens.SCOPES)).token
     async with BlobClient(f"{host}/storage", token) as acme, httpx.AsyncClient() as http:
         await acme.put("invoices/1.pdf", b"%PDF one", content_type="application/pdf")
         assert await acme.get("invoices/1.pdf") == b"%PDF one"
@@ -55,8 +56,8 @@ async def test_a_host_handler_gets_the_callers_tenant(host: str, store: BlobStor
     """The dependency hands each caller its own tenant: tenants never see each other's keys."""
     await store.tenant("acme").put("invoices/a.pdf", b"aaa")
     await store.tenant("globex").put("invoices/g.pdf", b"gg")
-    acme = (await tokens.create(store, "acme", scopes=["read"])).token
-    globex = (await tokens.create(store, "globex", scopes=["read"])).token
+    acme = (await tokens.create(store.core, "acme", scopes=["read"])).token
+    globex = (await tokens.create(store.core, "globex", scopes=["read"])).token
     async with httpx.AsyncClient(base_url=host) as http:
         mine = await http.get("/invoices", headers={"authorization": f"Bearer {acme}"})
         theirs = await http.get("/invoices", headers={"authorization": f"Bearer {globex}"})
@@ -66,9 +67,9 @@ async def test_a_host_handler_gets_the_callers_tenant(host: str, store: BlobStor
 
 async def test_the_dependency_refuses_bad_tokens_and_missing_scopes(host: str, store: BlobStore) -> None:
     """No or a revoked token: 401 with WWW-Authenticate; a token without the scope: 403."""
-    writer = (await tokens.create(store, "acme", scopes=["write"])).token
-    revoked = await tokens.create(store, "acme", scopes=["read"])
-    await tokens.revoke(store, revoked.info.id)
+    writer = (await tokens.create(store.core, "acme", scopes=["write"])).token
+    revoked = await tokens.create(store.core, "acme", scopes=["read"])
+    await tokens.revoke(store.core, revoked.info.id)
     async with httpx.AsyncClient(base_url=host) as http:
         missing = await http.get("/invoices")
         assert (missing.status_code, missing.headers["www-authenticate"]) == (401, 'Bearer realm="blobstore"')

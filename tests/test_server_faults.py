@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
 import pytest
 from workers import data_objects, rows
 
-from blobstore import BlobStore, StorageUnavailable, tokens
+from blobstore import BlobStore, StorageUnavailable
+from blobstore.auth import tokens
 from blobstore.server import create_app
 from blobstore.testing.faults import Fault, FaultyStorage
 
@@ -18,8 +20,8 @@ async def faulty_http(store: BlobStore) -> AsyncIterator[tuple[httpx.AsyncClient
     """The app in this process (ASGI transport) over the store, its storage wrapped to inject faults."""
     await store.tenant("acme").put("k", b"stored bytes")
     storage = FaultyStorage(store.storage)
-    store.storage = storage
-    token = (await tokens.create(store, "acme", scopes=tokens.SCOPES)).token
+    store.core = replace(store.core, storage=storage)
+    token = (await tokens.create(store.core, "acme", scopes=tokens.SCOPES)).token
     app = create_app(store)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

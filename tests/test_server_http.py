@@ -17,8 +17,9 @@ from conftest import FakeClock
 from live_server import serving
 from workers import data_objects, rows
 
-from blobstore import BlobStore, tokens
-from blobstore.ingest import new_hasher
+from blobstore import BlobStore
+from blobstore.auth import tokens
+from blobstore.core.ingest import new_hasher
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
 
@@ -50,7 +51,7 @@ class Api:
 
 @pytest.fixture
 async def api(store: BlobStore, clock: FakeClock) -> AsyncIterator[Api]:
-    token = await tokens.create(store, "acme", scopes=tokens.SCOPES)
+    token = await tokens.create(store.core, "acme", scopes=tokens.SCOPES)
     with serving(store.settings, clock=clock) as url:
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
             yield Api(store, url, http, token.token)
@@ -337,13 +338,13 @@ async def test_missing_or_malformed_tokens_are_401(api: Api, authorization: str 
 
 async def test_revoked_and_expired_tokens_are_401_on_every_server(api: Api, clock: FakeClock) -> None:
     """A revoked token is refused at once by every server; an expired one from its expiry on."""
-    short = await tokens.create(api.store, "acme", scopes=["read"], expires_in=timedelta(minutes=5))
+    short = await tokens.create(api.store.core, "acme", scopes=["read"], expires_in=timedelta(minutes=5))
     with serving(api.store.settings, clock=clock) as other_url:
         async with httpx.AsyncClient(base_url=other_url) as other:
             for http in (api.http, other):
                 assert (await http.get("/v1/tenants/acme/objects", headers=api.auth())).status_code == 200
             token_id = api.token.split("~")[2]
-            await tokens.revoke(api.store, token_id)
+            await tokens.revoke(api.store.core, token_id)
             for http in (api.http, other):
                 assert_problem(await http.get("/v1/tenants/acme/objects", headers=api.auth()), 401, "Unauthorized")
             assert (await other.get("/v1/tenants/acme/objects", headers=api.auth(short.token))).status_code == 200
@@ -354,7 +355,7 @@ async def test_revoked_and_expired_tokens_are_401_on_every_server(api: Api, cloc
 async def test_a_token_without_the_scope_is_403(api: Api) -> None:
     """A read-only token may read but gets 403 Forbidden for put, copy and delete."""
     await api.put("k", b"x")
-    reader = (await tokens.create(api.store, "acme", scopes=["read"])).token
+    reader = (await tokens.create(api.store.core, "acme", scopes=["read"])).token
     assert (await api.http.get("/v1/tenants/acme/objects/k", headers=api.auth(reader))).status_code == 200
     for method, path in [("PUT", "objects/k"), ("DELETE", "objects/k"), ("POST", "copy")]:
         response = await api.http.request(method, f"/v1/tenants/acme/{path}", headers=api.auth(reader))

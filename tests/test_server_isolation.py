@@ -10,8 +10,9 @@ import pytest
 from conftest import FakeClock
 from live_server import serving
 
-from blobstore import BlobStore, tokens, wire
-from blobstore.ingest import new_hasher
+from blobstore import BlobStore, wire
+from blobstore.auth import tokens
+from blobstore.core.ingest import new_hasher
 
 SECRET = b"beta's secret bytes"
 
@@ -66,7 +67,7 @@ async def test_another_tenants_paths_answer_as_a_tenant_that_does_not_exist(
     store: BlobStore, http: httpx.AsyncClient, scopes: tuple[str, ...]
 ) -> None:
     """A's token on B's existing, missing and invalid keys, a nonexistent tenant and an invalid name: identical 403s."""
-    token = (await tokens.create(store, "acme", scopes=scopes)).token
+    token = (await tokens.create(store.core, "acme", scopes=scopes)).token
     auth = {"authorization": f"Bearer {token}"}
     targets = [("beta", "k"), ("beta", "absent"), ("beta", "bad\nkey"), ("ghost", "k"), ("Not A Tenant", "k")]
     answers = []
@@ -86,7 +87,7 @@ async def test_another_tenants_paths_answer_as_a_tenant_that_does_not_exist(
 
 async def test_missing_digests_are_per_tenant(store: BlobStore, http: httpx.AsyncClient) -> None:
     """A digest only B holds is 'missing' for A, exactly like a digest nobody holds; A's own is not."""
-    token = (await tokens.create(store, "acme", scopes=["read"])).token
+    token = (await tokens.create(store.core, "acme", scopes=["read"])).token
     probe = [digest_of(SECRET), digest_of(b"nobody's"), digest_of(b"acme's bytes")]
     response = await http.post(
         "/v1/tenants/acme/digests/missing", json={"digests": probe}, headers={"authorization": f"Bearer {token}"}
@@ -98,7 +99,7 @@ async def test_put_by_anothers_digest_is_not_found_like_an_unknown_one(
     store: BlobStore, http: httpx.AsyncClient
 ) -> None:
     """Put-by-digest of B's digest on A's path fails exactly like an unknown digest (404, same text but the digest)."""
-    token = (await tokens.create(store, "acme", scopes=["write"])).token
+    token = (await tokens.create(store.core, "acme", scopes=["write"])).token
     seen = []
     for digest in (digest_of(SECRET), digest_of(b"nobody's")):
         response = await http.put(
@@ -117,7 +118,7 @@ async def test_put_by_anothers_digest_is_not_found_like_an_unknown_one(
 async def test_usage_shows_only_the_tenants_own_figures(store: BlobStore, http: httpx.AsyncClient) -> None:
     """/usage reports A's keys and logical bytes, with no figure about bytes shared with B."""
     await store.tenant("acme").put("copy-of-secret", SECRET)
-    token = (await tokens.create(store, "acme", scopes=["read"])).token
+    token = (await tokens.create(store.core, "acme", scopes=["read"])).token
     usage = (await http.get("/v1/tenants/acme/usage", headers={"authorization": f"Bearer {token}"})).json()
     assert usage == {
         "tenant": "acme",

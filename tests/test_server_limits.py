@@ -26,7 +26,8 @@ import pytest
 from conftest import FakeClock, StoreFactory
 from live_server import serving
 
-from blobstore import BlobStore, ObjectTooLarge, QuotaExceeded, tokens
+from blobstore import BlobStore, ObjectTooLarge, QuotaExceeded
+from blobstore.auth import tokens
 from blobstore.client import BlobClient
 from blobstore.server import connections
 from blobstore.store import PutItem
@@ -104,7 +105,7 @@ class Server:
 async def server(open_store: StoreFactory, clock: FakeClock, spool_dir: Path) -> AsyncIterator[Server]:
     """A live server of a SQLite store whose largest object is 64 MiB, with a token of ``acme``."""
     store = await open_store("sqlite-local", max_object_size=64 * MiB)
-    token = await tokens.create(store, "acme", scopes=tokens.SCOPES)
+    token = await tokens.create(store.core, "acme", scopes=tokens.SCOPES)
     with serving(store.settings, clock=clock) as url:
         yield Server(store, url, token.token, spool_dir)
 
@@ -212,7 +213,7 @@ async def test_a_chunked_body_is_cut_off_once_it_passes_the_maximum_object_size(
 async def test_the_client_raises_object_too_large(open_store: StoreFactory, clock: FakeClock) -> None:
     """BlobClient maps the 413 back to ObjectTooLarge, which is a QuotaExceeded."""
     store = await open_store("sqlite-local", max_object_size=1000)
-    token = await tokens.create(store, "acme", scopes=tokens.SCOPES)
+    token = await tokens.create(store.core, "acme", scopes=tokens.SCOPES)
     with serving(store.settings, clock=clock) as url:
         async with BlobClient(url, token.token) as client:
             with pytest.raises(ObjectTooLarge):

@@ -15,8 +15,9 @@ import psutil
 import pytest
 from live_server import serve_process
 
-from blobstore import BlobStore, Settings, tokens
-from blobstore.keys import MAX_METADATA_BYTES
+from blobstore import BlobStore, Settings
+from blobstore.auth import tokens
+from blobstore.model.keys import MAX_METADATA_BYTES
 from blobstore.store import MAX_LIST_LIMIT, PutItem
 
 MiB = 1024 * 1024
@@ -39,7 +40,7 @@ async def _fill(home: Path) -> str:
                 for n in range(first, min(first + 1000, KEYS))
             ]
             assert not [outcome for outcome in await acme.put_many(items) if isinstance(outcome, Exception)]
-        return (await tokens.create(store, "acme", scopes=tokens.SCOPES)).token
+        return (await tokens.create(store.core, "acme", scopes=tokens.SCOPES)).token
 
 
 async def _list_all(url: str, token: str) -> int:

@@ -11,12 +11,12 @@ from conftest import StoreFactory
 from live_server import serve_process
 
 from benchmarks.http_load import Workload, run_load
-from blobstore import tokens
+from blobstore.auth import tokens
 
 
 async def test_two_servers_under_mixed_load_with_gc_lose_nothing(open_store: StoreFactory, tmp_path: Path) -> None:
     store = await open_store("postgres-s3")
-    token = (await tokens.create(store, "load", scopes=tokens.SCOPES)).token
+    token = (await tokens.create(store.core, "load", scopes=tokens.SCOPES)).token
     settings = store.settings
     env: dict[str, str | None] = {
         "BLOBSTORE_DATABASE_URL": settings.database_url,

@@ -24,7 +24,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from blobstore import BlobStore, StorageUnavailable, tokens
+from blobstore import BlobStore, StorageUnavailable
+from blobstore.auth import tokens
 from blobstore.errors import ConfigurationError
 from blobstore.server import create_app, metrics
 from blobstore.server.app import GC_INTERVAL, app_from_env
@@ -44,7 +45,7 @@ class Live:
 
 @pytest.fixture
 async def live(store: BlobStore, clock: FakeClock) -> AsyncIterator[Live]:
-    token = (await tokens.create(store, "acme", scopes=tokens.SCOPES)).token
+    token = (await tokens.create(store.core, "acme", scopes=tokens.SCOPES)).token
     with serving(store.settings, clock=clock) as url:
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
             yield Live(url, http, {"authorization": f"Bearer {token}"})
@@ -168,7 +169,7 @@ async def scrape_until(holds: Callable[[Samples], bool], what: str) -> Samples:
 async def test_the_gc_loop_reclaims_a_deleted_key_and_records_it(store: BlobStore, clock: FakeClock) -> None:
     """With a GC interval, the server collects by itself: after a key is deleted (grace 0) the runs, the
     reclaimed object and bytes and the time of the last success show on /metrics."""
-    token = (await tokens.create(store, "acme", scopes=tokens.SCOPES)).token
+    token = (await tokens.create(store.core, "acme", scopes=tokens.SCOPES)).token
     auth = {"authorization": f"Bearer {token}"}
     settings = replace(store.settings, gc_grace_seconds=0)
     started = time.time()
@@ -197,7 +198,7 @@ async def test_a_failing_gc_run_is_counted_and_the_server_keeps_serving(store: B
     """A GC run that fails (the storage listing breaks) is logged and counted as an error; the loop goes on,
     and once the storage recovers its runs succeed again."""
     storage = FaultyStorage(store.storage)
-    store.storage = storage
+    store.core = replace(store.core, storage=storage)
     fault = storage.inject(Fault("list", error=StorageUnavailable("listing broke"), times=None))
     app = create_app(store, gc_interval=0.02)
     transport = httpx.ASGITransport(app=app)
@@ -273,7 +274,7 @@ async def test_readyz_is_503_with_the_reason_when_the_schema_is_behind(live: Liv
 
 async def test_readyz_is_503_with_the_reason_when_storage_is_unreachable(store: BlobStore) -> None:
     storage = FaultyStorage(store.storage)
-    store.storage = storage
+    store.core = replace(store.core, storage=storage)
     app = create_app(store)
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://x") as http:

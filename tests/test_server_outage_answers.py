@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy.engine import make_url
 from tcp_proxy import TcpProxy
 
-from blobstore import BlobStore, Settings, tokens
+from blobstore import BlobStore, Settings
+from blobstore.auth import tokens
 from blobstore.server import create_app
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]  # each answer waits out the database retries (~3 s)
@@ -47,7 +48,7 @@ async def served(
     settings = Settings(home=tmp_path, database_url=shown, storage_url=(tmp_path / "blobs").as_uri())
     async with await BlobStore.open(settings, migrate_schema=True) as store:
         await store.tenant("acme").put("k", b"stored before the outage")
-        token = (await tokens.create(store, "acme", scopes=tokens.SCOPES)).token
+        token = (await tokens.create(store.core, "acme", scopes=tokens.SCOPES)).token
         app = create_app(store)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)

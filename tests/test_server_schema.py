@@ -13,7 +13,8 @@ from pathlib import Path
 from conftest import FakeClock
 from live_server import serving
 
-from blobstore import BlobStore, tokens
+from blobstore import BlobStore
+from blobstore.auth import tokens
 
 #: JSON Schema cannot express the key rules on path segments (no '', '.', '..'), so a schema-valid key may
 #: still be rejected (400 InvalidKey): that one check would flag correct answers.
@@ -23,7 +24,7 @@ EXCLUDED_CHECKS = "positive_data_acceptance"
 async def test_schemathesis_finds_nothing(store: BlobStore, clock: FakeClock, tmp_path: Path) -> None:
     """Every documented operation, fuzzed with a real token of the tenant in the path, conforms to the schema."""
     await store.tenant("acme").put("existing", b"bytes", content_type="text/plain", metadata={"m": "1"})
-    token = (await tokens.create(store, "acme", scopes=tokens.SCOPES)).token
+    token = (await tokens.create(store.core, "acme", scopes=tokens.SCOPES)).token
     config = tmp_path / "schemathesis.toml"
     config.write_text('[parameters]\n"path.tenant" = "acme"\n')
     executable = shutil.which("schemathesis", path=str(Path(sys.executable).parent))

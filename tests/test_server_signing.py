@@ -16,10 +16,11 @@ from cli_helpers import invoke
 from conftest import FakeClock, StoreFactory
 from live_server import serving
 
-from blobstore import BlobStore, signing, tokens
+from blobstore import BlobStore
+from blobstore.auth import signing, tokens
 from blobstore.client import BlobClient
+from blobstore.core.ingest import new_hasher
 from blobstore.errors import Forbidden, InvalidInput, NotFound
-from blobstore.ingest import new_hasher
 from blobstore.testing.statements import sql_sent
 
 DATA = bytes(range(256)) * 16  # 4096 bytes
@@ -46,7 +47,7 @@ class Signer:
 async def signer_on(
     store: BlobStore, clock: FakeClock, scopes: tuple[str, ...] = tokens.SCOPES
 ) -> AsyncIterator[Signer]:
-    token = await tokens.create(store, "acme", scopes=scopes)
+    token = await tokens.create(store.core, "acme", scopes=scopes)
     with serving(store.settings, clock=clock) as url:
         async with BlobClient(url, token.token) as client, httpx.AsyncClient(timeout=30) as http:
             yield Signer(store, url, client, http, token.token)
@@ -54,7 +55,7 @@ async def signer_on(
 
 @pytest.fixture
 async def signer(store: BlobStore, clock: FakeClock) -> AsyncIterator[Signer]:
-    await tokens.create(store, "other")  # a second tenant exists, so a changed tenant names a real one
+    await tokens.create(store.core, "other")  # a second tenant exists, so a changed tenant names a real one
     async with signer_on(store, clock) as handle:
         yield handle
 
@@ -100,7 +101,7 @@ async def test_a_changed_get_url_is_forbidden(signer: Signer, change: str) -> No
     signed = await signer.client.sign_url("k")
     assert (await signer.http.get(signed.url)).status_code == 200
     query = dict(parse_qsl(urlsplit(signed.url).query))
-    other_key = (await signing.rotate(signer.store)).id  # a real key, but not the one that signed
+    other_key = (await signing.rotate(signer.store.core)).id  # a real key, but not the one that signed
     method, url = "GET", signed.url
     if change == "method":
         method = "PUT"
@@ -225,7 +226,7 @@ async def test_a_token_signs_only_what_its_scopes_allow(
 
 
 async def test_a_token_cannot_sign_for_another_tenant(signer: Signer) -> None:
-    token = (await tokens.create(signer.store, "other", scopes=tokens.SCOPES)).token
+    token = (await tokens.create(signer.store.core, "other", scopes=tokens.SCOPES)).token
     response = await signer.http.post(
         f"{signer.url}/v1/tenants/acme/signed-urls",
         json={"method": "GET", "key": "k"},
@@ -268,7 +269,7 @@ async def test_rotation_keeps_unexpired_urls_working(signer: Signer, clock: Fake
     """After a rotation new URLs use the new key, and URLs of the old one work until they expire."""
     await signer.client.put("k", DATA)
     old = await signer.client.sign_url("k", expires_in=3600)
-    new_key = await signing.rotate(signer.store)
+    new_key = await signing.rotate(signer.store.core)
     new = await signer.client.sign_url("k", expires_in=3600)
     key_id: Callable[[str], str] = lambda url: dict(parse_qsl(urlsplit(url).query))["key_id"]  # noqa: E731
     assert key_id(new.url) == new_key.id != key_id(old.url)
@@ -279,14 +280,14 @@ async def test_rotation_keeps_unexpired_urls_working(signer: Signer, clock: Fake
 
 
 async def test_rotation_forgets_keys_superseded_longer_ago_than_a_url_lives(store: BlobStore, clock: FakeClock) -> None:
-    first = await signing.rotate(store)
-    second = await signing.rotate(store)
+    first = await signing.rotate(store.core)
+    second = await signing.rotate(store.core)
     clock.advance(signing.MAX_EXPIRY.total_seconds() - 1)
-    await signing.rotate(store)
-    assert first.id in {key.id for key in await signing.list_keys(store)}
+    await signing.rotate(store.core)
+    assert first.id in {key.id for key in await signing.list_keys(store.core)}
     clock.advance(2)
-    await signing.rotate(store)
-    kept = {key.id for key in await signing.list_keys(store)}
+    await signing.rotate(store.core)
+    kept = {key.id for key in await signing.list_keys(store.core)}
     assert first.id not in kept
     assert second.id in kept
 
@@ -321,14 +322,14 @@ async def test_revoking_the_signing_token_kills_its_urls_on_every_server(signer:
     await signer.client.put("k", DATA)
     get = await signer.client.sign_url("k", expires_in=7 * 86400)
     put = await signer.client.sign_url("k", "PUT", expires_in=7 * 86400)
-    other_token = await tokens.create(signer.store, "acme", scopes=tokens.SCOPES)
+    other_token = await tokens.create(signer.store.core, "acme", scopes=tokens.SCOPES)
     async with BlobClient(signer.url, other_token.token) as other_client:
         survivor = await other_client.sign_url("k", expires_in=7 * 86400)
-    await signing.rotate(signer.store)
-    await signing.rotate(signer.store)
+    await signing.rotate(signer.store.core)
+    await signing.rotate(signer.store.core)
     with serving(signer.store.settings, clock=clock) as second:
         assert (await signer.http.get(changed_host(get.url, second))).status_code == 200
-        await tokens.revoke(signer.store, signer.token.split("~")[2])
+        await tokens.revoke(signer.store.core, signer.token.split("~")[2])
         for url in (get.url, changed_host(get.url, second)):
             response = await signer.http.get(url)
             assert (response.status_code, response.json()["code"]) == (403, "Forbidden")
@@ -340,7 +341,7 @@ async def test_revoking_the_signing_token_kills_its_urls_on_every_server(signer:
 
 async def test_a_url_stops_working_when_its_token_expires(store: BlobStore, clock: FakeClock) -> None:
     """A URL never outlives the token that signed it: its expiry is the token's when that comes first."""
-    token = await tokens.create(store, "acme", scopes=tokens.SCOPES, expires_in=timedelta(seconds=60))
+    token = await tokens.create(store.core, "acme", scopes=tokens.SCOPES, expires_in=timedelta(seconds=60))
     await store.tenant("acme").put("k", DATA)
     with serving(store.settings, clock=clock) as url:
         async with BlobClient(url, token.token) as client, httpx.AsyncClient(timeout=30) as http:
@@ -355,19 +356,19 @@ async def test_retiring_a_signing_key_kills_every_url_it_signed(signer: Signer, 
     """URLs a backend signed with the library (no token) die when the operator retires their key; a URL of
     another key keeps working; retiring an unknown key is NotFound."""
     await signer.client.put("k", DATA)
-    library_signed = await signing.sign(signer.store, signer.url, "acme", "GET", "k", expires_in=7 * 86400)
+    library_signed = await signing.sign(signer.store.core, signer.url, "acme", "GET", "k", expires_in=7 * 86400)
     token_signed = await signer.client.sign_url("k", expires_in=7 * 86400)
     assert (await signer.http.get(library_signed.url)).status_code == 200
     old_key = dict(parse_qsl(urlsplit(library_signed.url).query))["key_id"]
-    await signing.rotate(signer.store)
-    fresh = await signing.sign(signer.store, signer.url, "acme", "GET", "k")
-    retired = await signing.retire(signer.store, old_key)
+    await signing.rotate(signer.store.core)
+    fresh = await signing.sign(signer.store.core, signer.url, "acme", "GET", "k")
+    retired = await signing.retire(signer.store.core, old_key)
     assert retired.id == old_key
     for url in (library_signed.url, token_signed.url):
         assert (await signer.http.get(url)).status_code == 403
     assert (await signer.http.get(fresh.url)).status_code == 200
     with pytest.raises(NotFound):
-        await signing.retire(signer.store, old_key)
+        await signing.retire(signer.store.core, old_key)
 
 
 def test_signing_key_ls_and_retire(tmp_path: Path) -> None:
@@ -412,6 +413,6 @@ async def test_verifying_a_signed_url_is_one_read_statement(open_store: StoreFac
         signed = await handle.client.sign_url("k")
         query = dict(parse_qsl(urlsplit(signed.url).query))
         with sql_sent(store) as sent:
-            await signing.verify(store, "GET", "acme", "k", query, {})
+            await signing.verify(store.core, "GET", "acme", "k", query, {})
     assert len(sent) == 1, sent
     assert sent[0].lstrip().upper().startswith("SELECT")

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from blobstore import BlobStore
-from blobstore.config import Settings
+from blobstore.core.config import Settings
 from blobstore.db.engine import Database
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from blobstore import BlobStore, Settings, signing
+from blobstore import BlobStore, Settings
+from blobstore.auth import signing
 
 
 def mode(path: Path) -> int:
@@ -36,7 +37,7 @@ async def test_the_database_its_wal_and_shm_and_the_home_are_private(tmp_path: P
     """A new embedded store: home 0700; blobstore.db, -wal and -shm 0600 while it runs; the umask unchanged."""
     home = tmp_path / "home"
     async with await BlobStore.open(Settings.from_env({"BLOBSTORE_HOME": str(home)})) as store:
-        await signing.sign(store, "http://x", "acme", "GET", "k")
+        await signing.sign(store.core, "http://x", "acme", "GET", "k")
         database = home / "blobstore.db"
         siblings = [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
         assert {path.name: mode(path) for path in siblings} == {path.name: 0o600 for path in siblings}
@@ -48,7 +49,7 @@ async def test_an_existing_world_readable_database_becomes_private_on_open(tmp_p
     """A database an earlier version left 0644 (with its -wal) is 0600 once a store opens it."""
     home = tmp_path / "home"
     async with await BlobStore.open(Settings.from_env({"BLOBSTORE_HOME": str(home)})) as store:
-        first_key = await signing.rotate(store)
+        first_key = await signing.rotate(store.core)
     database = home / "blobstore.db"
     with sqlite3.connect(database) as keep_wal:  # an open connection keeps the -wal file in place
         keep_wal.execute("PRAGMA journal_mode=WAL")
@@ -56,7 +57,7 @@ async def test_an_existing_world_readable_database_becomes_private_on_open(tmp_p
         for path in (database, Path(f"{database}-wal")):
             path.chmod(0o644)
         async with await BlobStore.open(Settings.from_env({"BLOBSTORE_HOME": str(home)})) as store:
-            assert [key.id for key in await signing.list_keys(store)] == [first_key.id]
+            assert [key.id for key in await signing.list_keys(store.core)] == [first_key.id]
             assert mode(database) == mode(Path(f"{database}-wal")) == 0o600
 
 
@@ -68,5 +69,5 @@ async def test_a_database_file_elsewhere_is_private_too(tmp_path: Path) -> None:
         "BLOBSTORE_DATABASE_URL": f"sqlite:///{database}",
     }
     async with await BlobStore.open(Settings.from_env(environ)) as store:
-        await signing.rotate(store)
+        await signing.rotate(store.core)
         assert mode(database) == mode(Path(f"{database}-wal")) == 0o600

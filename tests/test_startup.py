@@ -11,7 +11,7 @@ from blobstore.db import migrate
 #: Loaded for a store on S3, an HTML report, a migration or a progress bar: never for help or a local stat.
 HEAVY = ("aioboto3", "alembic", "rich.console", "rich.progress")
 #: Loaded for GC, fsck and cost reports: never for a stat.
-MAINTENANCE = {"blobstore.gc", "blobstore.fsck", "blobstore.report"}
+MAINTENANCE = {"blobstore.protocol.gc", "blobstore.maintenance.fsck", "blobstore.accounting.report"}
 
 
 def imported(run: Run) -> set[str]:

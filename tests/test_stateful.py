@@ -25,7 +25,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from workers import data_objects, invariant_violations, rows, scalar
 
 from blobstore import BlobStore, NotFound, Settings
-from blobstore.ingest import new_hasher
+from blobstore.core.ingest import new_hasher
 from blobstore.testing.faults import Fault, FaultyStorage, SimulatedCrash
 
 T = TypeVar("T")
@@ -219,12 +219,12 @@ class StoreMachine(RuleBasedStateMachine):
                 raise SimulatedCrash(f"killed at {point}")
             return result
 
-        self.store.storage = faulty
+        self.store.core = replace(self.store.core, storage=faulty)
         self.store.database.transaction = transaction  # type: ignore[method-assign]
         return faulty
 
     async def restart(self, faulty: FaultyStorage) -> None:
-        await self.store.egress.stop()  # the killed process's background writer died with it
+        await self.store.core.egress.stop()  # the killed process's background writer died with it
         await self.store.database.dispose()
         await faulty.inner.close()
         self.store = await self.open()

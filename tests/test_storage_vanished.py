@@ -22,8 +22,9 @@ from conftest import StoreFactory
 from s3_server import S3Endpoint, unique_bucket_name
 from workers import rows
 
-from blobstore import BlobStore, PutItem, Settings, StorageUnavailable, tokens
-from blobstore.identity import MARKER_KEY
+from blobstore import BlobStore, PutItem, Settings, StorageUnavailable
+from blobstore.auth import tokens
+from blobstore.core.identity import MARKER_KEY
 from blobstore.server import create_app
 from blobstore.storage import LocalStorage, open_storage_from_url
 
@@ -176,7 +177,7 @@ async def test_a_lost_marker_is_an_outage_not_a_new_store(open_store: StoreFacto
 async def http(open_store: StoreFactory) -> AsyncIterator[tuple[httpx.AsyncClient, BlobStore]]:
     """The app in this process (ASGI transport) over a SQLite + local directory store, with acme's token."""
     store = await open_store("sqlite-local")
-    token = (await tokens.create(store, "acme", scopes=tokens.SCOPES)).token
+    token = (await tokens.create(store.core, "acme", scopes=tokens.SCOPES)).token
     app = create_app(store)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -9,7 +9,7 @@ from live_server import Connect, Handle
 from workers import blob_rows, check_invariants, data_objects, object_key_of, refcount_of, rows, scalar
 
 from blobstore import AlreadyExists, BlobStore, IntegrityError, InvalidInput, InvalidKey, NotFound
-from blobstore.ingest import new_hasher
+from blobstore.core.ingest import new_hasher
 
 
 def digest_of(data: bytes) -> str:

@@ -12,14 +12,14 @@ from conftest import FakeClock
 from workers import rows
 
 from blobstore import BlobStore, InvalidInput, InvalidTenant, NotFound, Unauthorized
-from blobstore import tokens as tokens_api
+from blobstore.auth import tokens as tokens_api
 
 
 async def test_a_created_token_authenticates_as_its_tenant_with_its_scopes(store: BlobStore) -> None:
     """create returns a secret that authenticate accepts, naming the tenant and scopes it was made with."""
-    new = await tokens_api.create(store, "acme", scopes=["write", "read"], name="ci")
+    new = await tokens_api.create(store.core, "acme", scopes=["write", "read"], name="ci")
     assert new.token.startswith("bst~acme~")
-    info = await tokens_api.authenticate(store, new.token)
+    info = await tokens_api.authenticate(store.core, new.token)
     assert (info.id, info.tenant, info.scopes, info.name) == (new.info.id, "acme", ("read", "write"), "ci")
     assert info.allows("acme", "read")
     assert info.allows("acme", "write")
@@ -30,7 +30,7 @@ async def test_a_created_token_authenticates_as_its_tenant_with_its_scopes(store
 
 async def test_only_a_hash_of_the_secret_is_stored(store: BlobStore) -> None:
     """The database holds the SHA-256 of the secret, never the secret or the token."""
-    new = await tokens_api.create(store, "acme")
+    new = await tokens_api.create(store.core, "acme")
     secret = new.token.rsplit("~", 1)[1]
     stored = await rows(store, "SELECT id, secret_hash FROM tokens")
     assert len(stored) == 1
@@ -55,19 +55,19 @@ async def test_only_a_hash_of_the_secret_is_stored(store: BlobStore) -> None:
 )
 async def test_missing_malformed_or_wrong_tokens_are_unauthorized(store: BlobStore, mangle: object) -> None:
     """authenticate raises Unauthorized for a missing, malformed, unknown or tampered token."""
-    new = await tokens_api.create(store, "acme")
+    new = await tokens_api.create(store.core, "acme")
     with pytest.raises(Unauthorized):
-        await tokens_api.authenticate(store, mangle(new.token))  # type: ignore[operator]
+        await tokens_api.authenticate(store.core, mangle(new.token))  # type: ignore[operator]
 
 
 async def test_an_expired_token_is_unauthorized(store: BlobStore, clock: FakeClock) -> None:
     """A token stops authenticating the moment its lifetime ends."""
-    new = await tokens_api.create(store, "acme", expires_in=timedelta(hours=1))
+    new = await tokens_api.create(store.core, "acme", expires_in=timedelta(hours=1))
     clock.advance(3599)
-    await tokens_api.authenticate(store, new.token)
+    await tokens_api.authenticate(store.core, new.token)
     clock.advance(1)
     with pytest.raises(Unauthorized):
-        await tokens_api.authenticate(store, new.token)
+        await tokens_api.authenticate(store.core, new.token)
 
 
 async def test_revocation_is_seen_by_every_store_at_once(open_store: object, deployment: str) -> None:
@@ -86,13 +86,13 @@ async def test_revocation_is_seen_by_every_store_at_once(open_store: object, dep
 
 async def test_list_shows_every_token_of_a_tenant_without_secrets(store: BlobStore, clock: FakeClock) -> None:
     """list_tokens returns tokens by tenant and age (revoked ones too), filtered by tenant on request."""
-    a1 = await tokens_api.create(store, "acme", name="one")
+    a1 = await tokens_api.create(store.core, "acme", name="one")
     clock.advance(1)
-    a2 = await tokens_api.create(store, "acme", scopes=["read"])
-    b1 = await tokens_api.create(store, "beta")
-    await tokens_api.revoke(store, a2.info.id)
-    assert [info.id for info in await tokens_api.list_tokens(store, "acme")] == [a1.info.id, a2.info.id]
-    everything = await tokens_api.list_tokens(store)
+    a2 = await tokens_api.create(store.core, "acme", scopes=["read"])
+    b1 = await tokens_api.create(store.core, "beta")
+    await tokens_api.revoke(store.core, a2.info.id)
+    assert [info.id for info in await tokens_api.list_tokens(store.core, "acme")] == [a1.info.id, a2.info.id]
+    everything = await tokens_api.list_tokens(store.core)
     assert [info.tenant for info in everything] == ["acme", "acme", "beta"]
     assert b1.info.id in {info.id for info in everything}
     assert "token" not in json.dumps([info.to_dict() for info in everything])
@@ -111,16 +111,16 @@ async def test_list_shows_every_token_of_a_tenant_without_secrets(store: BlobSto
 async def test_bad_token_requests_create_nothing(store: BlobStore, tenant: str, kwargs: dict, error: type) -> None:
     """A bad tenant, scope set, lifetime or name raises before anything is stored."""
     with pytest.raises(error):
-        await tokens_api.create(store, tenant, **kwargs)
+        await tokens_api.create(store.core, tenant, **kwargs)
     assert await rows(store, "SELECT id FROM tokens") == []
 
 
 async def test_revoking_an_unknown_or_malformed_id(store: BlobStore) -> None:
     """revoke raises NotFound for an unknown id and InvalidInput for a malformed one."""
     with pytest.raises(NotFound):
-        await tokens_api.revoke(store, "0123456789abcdef")
+        await tokens_api.revoke(store.core, "0123456789abcdef")
     with pytest.raises(InvalidInput):
-        await tokens_api.revoke(store, "../etc")
+        await tokens_api.revoke(store.core, "../etc")
 
 
 def test_token_commands(tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
-"""The write half of the upload protocol (blobstore/uploads.py): what it asks the database on its error path."""
+"""The upload protocol's write half (blobstore/protocol/uploads.py): what it asks the database on its error path."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 from conftest import StoreFactory
@@ -17,7 +19,7 @@ async def test_a_failed_upload_asks_whether_gc_took_it_without_taking_the_write_
     SQLite no BEGIN IMMEDIATE precedes that one SELECT, so it never queues behind another writer."""
     store = await open_store("sqlite-local")
     storage = FaultyStorage(store.storage)
-    store.storage = storage
+    store.core = replace(store.core, storage=storage)
     fault = storage.inject(Fault("write", error=StorageUnavailable("injected: 503")))
     with sql_sent(store) as raw, pytest.raises(StorageUnavailable):
         await store.tenant("acme").put("k", b"bytes the write refuses")

@@ -28,7 +28,7 @@ if __name__ == "__main__":  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blobstore import BlobStore, NotFound
-from blobstore.layout import OBJECT_PREFIX, is_object_key
+from blobstore.storage.layout import OBJECT_PREFIX, is_object_key
 from tests.gate import launch_gated, wait_for_go
 
 # --- inspecting a store ----------------------------------------------------------------------------

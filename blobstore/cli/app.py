@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from blobstore.cli import output
-from blobstore.keys import validate_key, validate_tenant
+from blobstore.model.keys import validate_key, validate_tenant
 
 if TYPE_CHECKING:  # the store and its database layer load when a command runs, not for --help
-    from blobstore.config import Settings
+    from blobstore.core.config import Settings
     from blobstore.store import BlobStore
 
 T = TypeVar("T")
@@ -43,7 +43,7 @@ class Options:
 
     def settings(self) -> Settings:
         """The environment's settings with ``--db`` / ``--storage`` applied; ConfigurationError if unusable."""
-        from blobstore.config import Settings
+        from blobstore.core.config import Settings
 
         return Settings.from_env(database_url=self.db, storage_url=self.storage)
 

@@ -23,8 +23,8 @@ def upgrade() -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import DBAPIError
 
+    from blobstore.core.context import open_database
     from blobstore.db import migrate
-    from blobstore.store import open_database
 
     settings = options().settings()
 

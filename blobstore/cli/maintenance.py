@@ -10,8 +10,8 @@ from blobstore.cli import output
 from blobstore.cli.app import common_options, options, run
 
 if TYPE_CHECKING:  # the store loads when a command runs, not for --help
-    from blobstore.fsck import FsckReport
-    from blobstore.gc import GcStats, Planned
+    from blobstore.maintenance.fsck import FsckReport
+    from blobstore.protocol.gc import GcStats, Planned
     from blobstore.store import BlobStore
 
 

@@ -18,8 +18,8 @@ from blobstore.cli import output
 from blobstore.cli.app import common_options, key_argument, options, tenant_argument
 from blobstore.cli.remote import on_tenant, remote_options
 from blobstore.errors import BlobStoreError
-from blobstore.keys import validate_key
-from blobstore.results import BlobInfo
+from blobstore.model.keys import validate_key
+from blobstore.model.results import BlobInfo
 
 if TYPE_CHECKING:  # the store loads when a command runs, not for --help
     from blobstore.client import BlobClient

@@ -22,8 +22,8 @@ import click
 from rich.filesize import decimal
 
 from blobstore.errors import BlobStoreError
-from blobstore.progress import Progress
-from blobstore.results import BlobInfo
+from blobstore.model.progress import Progress
+from blobstore.model.results import BlobInfo
 
 if TYPE_CHECKING:  # rich's consoles and bars load only when a command draws one (a fast `blobstore --help`)
     from rich.console import Console
@@ -198,7 +198,7 @@ def transfer_progress(
 
 @contextlib.contextmanager
 def phase_progress() -> Iterator[Progress]:
-    """A bar per phase on stderr (a terminal only) fed by a :class:`blobstore.progress.Progress` callback.
+    """A bar per phase on stderr (a terminal only) fed by a :class:`blobstore.model.progress.Progress` callback.
 
     For the long maintenance commands (gc, fsck)::
 

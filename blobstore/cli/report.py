@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 import click
 
+from blobstore.accounting.pricing import PRESETS, price_list
+from blobstore.accounting.report_formats import FORMATS, render_csv, render_json, render_table
 from blobstore.cli.app import common_options, options, run
-from blobstore.keys import validate_tenant
-from blobstore.pricing import PRESETS, price_list
-from blobstore.report_formats import FORMATS, render_csv, render_json, render_table
+from blobstore.model.keys import validate_tenant
 
 if TYPE_CHECKING:  # the store and the report load when the command runs, not for --help
-    from blobstore.report import CostReport
+    from blobstore.accounting.report import CostReport
     from blobstore.store import BlobStore
 
 #: Width of the table when stdout is not a terminal (a file or a pipe): wide enough never to wrap.
@@ -85,7 +85,7 @@ def report(
     if fmt in (None, "table"):
         _print_table(result, exact=exact, target=target)
         return
-    from blobstore.report_html import render_html
+    from blobstore.accounting.report_html import render_html
 
     text = {"json": render_json, "csv": render_csv, "html": render_html}[fmt](result)
     if target is None:

@@ -10,7 +10,7 @@ from blobstore.cli import output
 from blobstore.cli.app import common_options, options, run
 
 if TYPE_CHECKING:  # the store loads when a command runs, not for --help
-    from blobstore.signing import SigningKeyInfo
+    from blobstore.auth.signing import SigningKeyInfo
     from blobstore.store import BlobStore
 
 
@@ -25,9 +25,9 @@ def ls() -> None:
     """The keys that verify URLs, newest first: the current one signs, superseded ones only verify."""
 
     async def work(store: BlobStore) -> list[SigningKeyInfo]:
-        from blobstore import signing
+        from blobstore.auth import signing
 
-        return await signing.list_keys(store)
+        return await signing.list_keys(store.core)
 
     keys = run(work)
     if options().json:
@@ -45,9 +45,9 @@ def rotate() -> None:
     """Make a new key sign from now on; URLs signed with earlier keys keep working until they expire."""
 
     async def work(store: BlobStore) -> SigningKeyInfo:
-        from blobstore import signing
+        from blobstore.auth import signing
 
-        return await signing.rotate(store)
+        return await signing.rotate(store.core)
 
     info = run(work)
     if options().json:
@@ -63,9 +63,9 @@ def retire(key_id: str) -> None:
     """Delete the key ID (see `signing-key ls`): every URL it signed stops working on every server."""
 
     async def work(store: BlobStore) -> SigningKeyInfo:
-        from blobstore import signing
+        from blobstore.auth import signing
 
-        return await signing.retire(store, key_id)
+        return await signing.retire(store.core, key_id)
 
     info = run(work)
     if options().json:

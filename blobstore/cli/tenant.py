@@ -12,7 +12,7 @@ from blobstore.cli import output
 from blobstore.cli.app import common_options, options, run, tenant_argument
 
 if TYPE_CHECKING:  # the store loads when a command runs, not for --help
-    from blobstore.quotas import Limit, Quota
+    from blobstore.accounting.quotas import Limit, Quota
     from blobstore.store import BlobStore
 
 #: Size units: decimal (kB = 1000) and binary (KiB = 1024); case does not matter.
@@ -127,7 +127,7 @@ def set_(tenant: str, max_bytes: int | None, max_objects: int | None, clear_byte
         raise click.UsageError("--max-bytes and --clear-bytes contradict each other")
     if max_objects is not None and clear_objects:
         raise click.UsageError("--max-objects and --clear-objects contradict each other")
-    from blobstore.quotas import KEEP
+    from blobstore.accounting.quotas import KEEP
 
     new_bytes: Limit = None if clear_bytes else KEEP if max_bytes is None else max_bytes
     new_objects: Limit = None if clear_objects else KEEP if max_objects is None else max_objects

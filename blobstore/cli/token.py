@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from blobstore import tokens
+from blobstore.auth import tokens
 from blobstore.cli import output
 from blobstore.cli.app import common_options, options, run, tenant_argument
 
@@ -64,7 +64,7 @@ def create(tenant: str, scopes: tuple[str, ...], expires: timedelta | None, name
     """
 
     async def work(store: BlobStore) -> tokens.NewToken:
-        return await tokens.create(store, tenant, scopes=scopes, expires_in=expires, name=name)
+        return await tokens.create(store.core, tenant, scopes=scopes, expires_in=expires, name=name)
 
     new = run(work)
     if options().json:
@@ -78,7 +78,7 @@ def create(tenant: str, scopes: tuple[str, ...], expires: timedelta | None, name
 @common_options
 def ls(tenant: str | None) -> None:
     """Every token (or every token of TENANT), revoked and expired ones included; never their secrets."""
-    found = run(lambda store: tokens.list_tokens(store, tenant))
+    found = run(lambda store: tokens.list_tokens(store.core, tenant))
     if options().json:
         output.echo_json([info.to_dict() for info in found])
         return
@@ -107,7 +107,7 @@ def ls(tenant: str | None) -> None:
 @common_options
 def revoke(token_id: str) -> None:
     """Revoke a token by its id (see `token ls`); every server refuses it from now on."""
-    info = run(lambda store: tokens.revoke(store, token_id))
+    info = run(lambda store: tokens.revoke(store.core, token_id))
     if options().json:
         output.echo_json(info.to_dict())
         return

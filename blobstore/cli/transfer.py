@@ -10,9 +10,9 @@ from urllib.parse import unquote, urlsplit
 import click
 
 from blobstore import transfer
+from blobstore.accounting.pricing import PRESETS
 from blobstore.cli import output
 from blobstore.cli.app import common_options, options, run, tenant_argument
-from blobstore.pricing import PRESETS
 from blobstore.transfer.formats import FORMATS, render_html, render_json, render_table
 
 if TYPE_CHECKING:  # the store and the transfers load when a command runs, not for --help

@@ -19,7 +19,7 @@ from sqlalchemy import and_, bindparam, case, delete, exists, insert, select, un
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.db.catalog import LIVE, REF_COLUMNS, UPLOADING, RefRow, blobs, refs, tenants
-from blobstore.preconditions import Version
+from blobstore.model.preconditions import Version
 
 #: Most keys one batch may name (well under every database's bound-parameter limit).
 MAX_BATCH = 1000

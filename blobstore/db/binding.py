@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from blobstore.db import batches, catalog
 from blobstore.db.batches import NewRef, OldRef
 from blobstore.errors import BlobStoreError
-from blobstore.preconditions import UNCONDITIONAL, Precondition, Version
-from blobstore.results import BlobInfo
+from blobstore.model.preconditions import UNCONDITIONAL, Precondition, Version
+from blobstore.model.results import BlobInfo
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,7 @@ class Egress(Base):
 
 
 class Token(Base):
-    """An API token of one tenant: only a hash of its secret is kept (see blobstore.tokens)."""
+    """An API token of one tenant: only a hash of its secret is kept (see blobstore.auth.tokens)."""
 
     __tablename__ = "tokens"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -161,9 +161,9 @@ class Token(Base):
 
 
 class SigningKey(Base):
-    """An HMAC key for signed URLs, shared by every server of the store (see blobstore.signing).
+    """An HMAC key for signed URLs, shared by every server of the store (see blobstore.auth.signing).
 
-    The secret is sealed (blobstore.sealing): the database alone cannot sign. The newest key not
+    The secret is sealed (blobstore.auth.sealing): the database alone cannot sign. The newest key not
     superseded signs; every key verifies until it was superseded longer ago than a URL may live, or
     until an operator retires it (deletes its row).
     """

@@ -10,7 +10,7 @@ PostgreSQL it needs neither the table nor a sort::
               holding it, first = the smallest holder id
     result  per tenant: sums over its pairs                   GROUP BY tenant_id
 
-Attribution (see blobstore.report for the rule in words): each of a blob's ``n``
+Attribution (see blobstore.accounting.report for the rule in words): each of a blob's ``n``
 references is attributed ``size // n`` bytes and the blob's first holder (the
 smallest tenant id) also gets the remainder ``size % n``, so the attributed
 bytes of all tenants add up exactly to the bytes of the referenced blobs. A reference's size is its blob's
@@ -30,7 +30,7 @@ from blobstore.db.catalog import DELETING, LIVE, UPLOADING, blobs, refs, tenants
 
 @dataclass(frozen=True)
 class TenantFigures:
-    """Storage figures of one tenant; see blobstore.report for what each one means."""
+    """Storage figures of one tenant; see blobstore.accounting.report for what each one means."""
 
     tenant: str
     objects: int

@@ -1,5 +1,5 @@
 """Queries on the signing keys of signed URLs: the current key, the keys that verify, rotation, retirement,
-and the one read a verification needs. Secrets reach this layer sealed (blobstore.sealing)."""
+and the one read a verification needs. Secrets reach this layer sealed (blobstore.auth.sealing)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from blobstore.config import Settings
+from blobstore.core.config import Settings
+from blobstore.core.context import Clock, utc_now
 from blobstore.db import migrate
 from blobstore.errors import ConfigurationError
 from blobstore.server import collector, metrics, objects, problems, signed, tenants
@@ -22,7 +23,7 @@ from blobstore.server.auth import store_of
 from blobstore.server.connections import BODY_TIMEOUT_SECONDS, BodyTimeoutMiddleware
 from blobstore.server.schemas import Health
 from blobstore.server.shutdown import ShutdownMiddleware
-from blobstore.store import BlobStore, Clock, utc_now
+from blobstore.store import BlobStore
 
 #: The environment variable ``blobstore serve --cors-origin`` passes its origins in.
 CORS_ORIGINS = "BLOBSTORE_CORS_ORIGINS"
@@ -60,7 +61,7 @@ def create_app(
     no other app's pages or cookies); every object is sandboxed either way (blobstore.wire.content_headers).
 
     The store the app opens is built with its storage operations and database statements timed into
-    blobstore.server.metrics (``BlobStore.open(..., observer=metrics.OBSERVER)``, blobstore.instrument), which
+    blobstore.server.metrics (``BlobStore.open(..., observer=metrics.OBSERVER)``, blobstore.core.instrument), which
     the app does not serve: ``blobstore serve --metrics-port`` does, on an operator listener. A ``store``
     passed in is never altered: it is timed only if it was built with that observer."""
 

@@ -8,7 +8,7 @@ before the token is known to allow it. The 403 names what the token lacks: its
 tenant ("this token is not for this tenant") or the scope.
 
 GET and PUT of one object also accept a signed URL instead of a token
-(blobstore.signing): a request whose query carries a signature is judged by it
+(blobstore.auth.signing): a request whose query carries a signature is judged by it
 alone, and by whether its signing key and the token that signed it still stand.
 """
 
@@ -20,11 +20,11 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from blobstore import signing, tokens
+from blobstore.auth import signing, tokens
+from blobstore.auth.tokens import TokenInfo
 from blobstore.errors import Forbidden
 from blobstore.server.keypath import ObjectKey
 from blobstore.store import BlobStore, Tenant
-from blobstore.tokens import TokenInfo
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -43,7 +43,7 @@ async def caller(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> TokenInfo:
     """The caller's active token; Unauthorized (401) if it is missing, malformed, expired or revoked."""
-    return await tokens.authenticate(store_of(request), None if credentials is None else credentials.credentials)
+    return await tokens.authenticate(store_of(request).core, None if credentials is None else credentials.credentials)
 
 
 TenantPath = Annotated[str, Path(description="The tenant; a token works only on its own tenant's paths.")]
@@ -86,7 +86,7 @@ def signed_or_tenant_with(scope: str) -> Callable[..., Awaitable[Tenant]]:
     ) -> Tenant:
         if signing.is_signed(request.query_params):
             store = store_of(request)
-            await signing.verify(store, request.method, tenant, key, request.query_params, request.headers)
+            await signing.verify(store.core, request.method, tenant, key, request.query_params, request.headers)
             return store.tenant(tenant)
         return allowed(request, await caller(request, credentials), tenant, scope)
 

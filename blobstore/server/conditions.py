@@ -15,7 +15,7 @@ from typing import Annotated
 
 from fastapi import Header
 
-from blobstore.preconditions import ANY
+from blobstore.model.preconditions import ANY
 
 IfMatch = Annotated[
     str | None,

@@ -4,7 +4,7 @@ Requests are counted and timed by method, route template and status class,
 never by key or tenant (label values stay few). Bytes in and out are counted
 by route template; puts by whether their bytes were already stored. Storage
 operations are timed by operation and outcome, database statements by kind
-and outcome (:data:`OBSERVER`, through blobstore.instrument). GC runs made by
+and outcome (:data:`OBSERVER`, through blobstore.core.instrument). GC runs made by
 this server (``blobstore serve --gc-interval``) are counted by outcome, with
 what they reclaimed and when one last succeeded.
 
@@ -29,8 +29,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from blobstore.gc import GcStats
-    from blobstore.instrument import Outcome, StatementKind
+    from blobstore.core.instrument import Outcome, StatementKind
+    from blobstore.protocol.gc import GcStats
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 #: Buckets of the storage and database durations: a statement takes a fraction of a millisecond, a large write seconds.
@@ -95,7 +95,7 @@ def record_put(deduplicated: bool) -> None:
 
 
 class _Observer:
-    """Records blobstore.instrument's timings into :data:`STORAGE` and :data:`DATABASE`."""
+    """Records blobstore.core.instrument's timings into :data:`STORAGE` and :data:`DATABASE`."""
 
     def storage_operation(self, operation: str, outcome: Outcome, seconds: float) -> None:
         STORAGE.labels(operation, outcome).observe(seconds)

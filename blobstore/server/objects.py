@@ -17,9 +17,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from blobstore import wire
+from blobstore.accounting.quotas import Allowance
 from blobstore.errors import InvalidInput, NotFound, RangeNotSatisfiable
-from blobstore.quotas import Allowance
-from blobstore.results import BlobInfo, Page
+from blobstore.model.results import BlobInfo, Page
 from blobstore.server import metrics
 from blobstore.server.auth import Deleter, Reader, SignedReader, SignedWriter, Writer
 from blobstore.server.conditions import IfMatch, IfUnmodifiedSince, write_conditions

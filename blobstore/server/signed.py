@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from blobstore import signing, wire
+from blobstore import wire
+from blobstore.auth import signing
 from blobstore.server.auth import Caller, TenantPath, allowed
 from blobstore.server.problems import error_responses
 from blobstore.server.schemas import SignedUrlInfo, SignRequest, json_body_openapi, parse_json
@@ -28,7 +29,7 @@ async def sign_url(request: Request, tenant: TenantPath, token: Caller) -> JSONR
     body = await parse_json(request, SignRequest)
     tenant_handle = allowed(request, token, tenant, signing.required_scope(body.method))
     signed = await signing.sign(
-        tenant_handle.store,
+        tenant_handle.core,
         _base_url(request, tenant),
         tenant,
         body.method,

@@ -31,8 +31,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from blobstore.accounting.pricing import PriceList, decimal_text, price_list
 from blobstore.db.live_blobs import live_digests
-from blobstore.pricing import PriceList, decimal_text, price_list
 from blobstore.store import BlobStore
 from blobstore.transfer.importer import stored_keys
 from blobstore.transfer.parallel import Advance, check_jobs, for_each, no_advance
@@ -193,7 +193,7 @@ async def dry_run(
             progress(entry.file.size)
 
     await for_each(batched(plan.entries), jobs, hash_batch)
-    scope = store.dedup_scope_of(tenant)
+    scope = store.core.dedup_scope_of(tenant)
     held = await store.database.transaction(lambda conn: live_digests(conn, scope, groups))
     report.unique_bytes = sum(group.size for group in groups.values())
     report.held_bytes = sum(groups[digest].size for digest in held)

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from blobstore.core.ingest import new_hasher
 from blobstore.errors import BlobStoreError, UnsafePath
-from blobstore.ingest import new_hasher
-from blobstore.results import BlobInfo
+from blobstore.model.results import BlobInfo
 from blobstore.store import MAX_LIST_LIMIT, Tenant
 from blobstore.transfer.parallel import Advance, check_jobs, for_each, no_advance
 from blobstore.transfer.sources import Failure

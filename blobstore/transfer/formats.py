@@ -6,7 +6,7 @@ import json
 from html import escape
 from typing import TYPE_CHECKING
 
-from blobstore.report_formats import money_text, price_text, ratio_text, size_text
+from blobstore.accounting.report_formats import money_text, price_text, ratio_text, size_text
 
 if TYPE_CHECKING:  # light to import (the CLI reads FORMATS for --help); rich and the report load when used
     from rich.console import RenderableType
@@ -101,7 +101,7 @@ def render_table(report: DryRun) -> RenderableType:
 
 def render_html(report: DryRun) -> str:
     """The dry run as one self-contained HTML page (inline CSS, no scripts), in the cost report's style."""
-    from blobstore.report_html import _STYLE as REPORT_STYLE
+    from blobstore.accounting.report_html import _STYLE as REPORT_STYLE
 
     title = _title(report)
     generated = report.generated_at.strftime("%Y-%m-%d %H:%M UTC")

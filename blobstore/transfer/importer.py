@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blobstore.errors import BlobStoreError
-from blobstore.results import BlobInfo
+from blobstore.model.results import BlobInfo
 from blobstore.store import MAX_LIST_LIMIT, PutItem, Tenant
 from blobstore.transfer.parallel import Advance, check_jobs, for_each, no_advance
 from blobstore.transfer.selection import Entry, Selection

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from blobstore.errors import InvalidKey
-from blobstore.keys import validate_key, validate_prefix
+from blobstore.model.keys import validate_key, validate_prefix
 from blobstore.transfer.sources import Failure, ImportSource, Scan, SourceFile, shown
 
 

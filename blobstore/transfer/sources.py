@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import aioboto3
 from botocore.exceptions import BotoCoreError
 
+from blobstore.core.ingest import PutData, new_hasher
 from blobstore.errors import BlobStoreError, ConfigurationError, InvalidInput
-from blobstore.ingest import PutData, new_hasher
 from blobstore.storage import S3Storage
 
 #: Bytes read at a time while hashing a local file: large enough for BLAKE3 to use several threads.

@@ -1,4 +1,4 @@
-"""The write half of docs/gc-protocol.md: intent, lease, write, promote, discard (blobstore/gc.py is the
+"""The write half of docs/gc-protocol.md: intent, lease, write, promote, discard (blobstore/protocol/gc.py is the
 reclaim half).
 
 :meth:`Uploader.put` stores hashed items, a single put being a batch of one. A round of it runs the
@@ -28,13 +28,13 @@ from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from blobstore.core.ingest import Ingested
 from blobstore.db import batches, binding, catalog
 from blobstore.db.engine import Database
 from blobstore.errors import BlobStoreError, StorageUnavailable
-from blobstore.ingest import Ingested
-from blobstore.layout import object_key_for
-from blobstore.results import BlobInfo
+from blobstore.model.results import BlobInfo
 from blobstore.storage import ObjectStorage
+from blobstore.storage.layout import object_key_for
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class Uploader:
         committed, and for uploaded bytes only after their object was durably written. An item's error
         changes nothing for the others, and an item that failed stored nothing.
 
-        A crash (or an error) at each step leaves, and GC (blobstore.gc) reclaims:
+        A crash (or an error) at each step leaves, and GC (blobstore.protocol.gc) reclaims:
 
         * in *bind or record*: nothing, or that transaction whole (its bindings are done);
         * in *write*: ``uploading`` rows and maybe partial objects or multipart parts, not acknowledged:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from blobstore.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from blobstore.config import Settings
+    from blobstore.core.config import Settings
 
 VARIABLE = "BLOBSTORE_SECRET_KEY"
 KEY_FILE = "secret.key"

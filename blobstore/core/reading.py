@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
+from blobstore.core.ingest import new_hasher
 from blobstore.errors import BlobStoreError, IntegrityError, ObjectMissing, StorageUnavailable
-from blobstore.ingest import new_hasher
 from blobstore.storage.base import ObjectStorage
 
 

@@ -23,8 +23,8 @@ import secrets
 from blobstore.db import catalog
 from blobstore.db.engine import Database
 from blobstore.errors import ConfigurationError, ObjectMissing
-from blobstore.layout import OBJECT_PREFIX, is_object_key
 from blobstore.storage.base import ObjectStorage, read_all
+from blobstore.storage.layout import OBJECT_PREFIX, is_object_key
 
 MARKER_KEY = "blobstore-store-id"
 
@@ -40,7 +40,7 @@ async def pair(database: Database, storage: ObjectStorage) -> str:
 
 async def _settle(database: Database, storage: ObjectStorage) -> str:
     """The store id of a matching pair, or of a new store whose marker this call wrote."""
-    db_id = await database.transaction(catalog.store_id)
+    db_id = await database.read(catalog.store_id)
     storage_id = await _marker(storage)
     enclosing = await storage.enclosing_object(MARKER_KEY)
     if enclosing is not None:
@@ -60,7 +60,7 @@ async def _settle(database: Database, storage: ObjectStorage) -> str:
             f"BLOBSTORE_DATABASE_URL: the database is empty but {storage.url} already holds "
             f"blobstore {storage_id}; point blobstore at that store's database"
         )
-    if db_id is not None and await database.transaction(catalog.blob_count) > 0:
+    if db_id is not None and await database.read(catalog.blob_count) > 0:
         raise ConfigurationError(
             f"BLOBSTORE_STORAGE_URL: {storage.url} has no blobstore marker but the database "
             f"references objects; point blobstore at that store's storage"
@@ -70,7 +70,7 @@ async def _settle(database: Database, storage: ObjectStorage) -> str:
     # created only if absent, so of two stores racing for one location exactly one claims it.
     candidate = secrets.token_hex(16)
     await database.transaction(lambda conn: catalog.set_store_id(conn, candidate))
-    settled = await database.transaction(catalog.store_id)
+    settled = await database.read(catalog.store_id)
     assert settled is not None
     if not await storage.write_if_absent(MARKER_KEY, settled.encode("ascii")):
         winner = await _marker(storage)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from html import escape
 
-from blobstore.pricing import GB
-from blobstore.report import CostReport, Figures
-from blobstore.report_formats import money_text, price_text, ratio_text, size_text, window_text
+from blobstore.accounting.pricing import GB
+from blobstore.accounting.report import CostReport, Figures
+from blobstore.accounting.report_formats import money_text, price_text, ratio_text, size_text, window_text
 
 #: Tenants drawn in the chart (the largest by logical bytes); the table lists all of them.
 CHART_TENANTS = 25

@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from blobstore.core.ingest import check_object_size
 from blobstore.db import catalog
 from blobstore.db.tenants import TenantRow, set_limits, tenant_rows
 from blobstore.errors import InvalidInput
-from blobstore.ingest import check_object_size
-from blobstore.keys import validate_tenant
+from blobstore.model.keys import validate_tenant
 
 if TYPE_CHECKING:
-    from blobstore.store import BlobStore
+    from blobstore.core.context import Core
 
 
 class Keep(enum.Enum):
@@ -94,9 +94,9 @@ class Allowance:
             raise violation
 
 
-async def allowance(store: BlobStore, tenant: str, key: str, *, if_absent: bool = False) -> Allowance:
+async def allowance(core: Core, tenant: str, key: str, *, if_absent: bool = False) -> Allowance:
     """The :class:`Allowance` of a put of ``key`` now: one or two reads, never a write transaction."""
-    most = store.settings.max_object_size
+    most = core.settings.max_object_size
 
     async def work(conn: AsyncConnection) -> Allowance:
         found = await tenant_rows(conn, tenant)
@@ -109,10 +109,10 @@ async def allowance(store: BlobStore, tenant: str, key: str, *, if_absent: bool 
         usage = catalog.Usage(row.used_bytes, row.used_objects, row.max_bytes, row.max_objects)
         return Allowance(tenant, most, usage, None if current is None else current.size)
 
-    return await store.database.read(work)
+    return await core.database.read(work)
 
 
-async def set_quota(store: BlobStore, tenant: str, *, max_bytes: Limit = KEEP, max_objects: Limit = KEEP) -> Quota:
+async def set_quota(core: Core, tenant: str, *, max_bytes: Limit = KEEP, max_objects: Limit = KEEP) -> Quota:
     """Set the tenant's limits (None clears one, KEEP leaves it); creates the tenant if new. Returns the result."""
     validate_tenant(tenant)
     limits = {
@@ -122,24 +122,24 @@ async def set_quota(store: BlobStore, tenant: str, *, max_bytes: Limit = KEEP, m
     }
 
     async def work(conn: AsyncConnection) -> Quota:
-        locked = await catalog.lock_tenant(conn, tenant, store.clock(), create=True)
+        locked = await catalog.lock_tenant(conn, tenant, core.clock(), create=True)
         assert locked is not None
         await set_limits(conn, locked.id, limits)
         return Quota.from_row((await tenant_rows(conn, tenant))[0])
 
-    return await store.database.transaction(work)
+    return await core.database.transaction(work)
 
 
-async def quota(store: BlobStore, tenant: str) -> Quota:
+async def quota(core: Core, tenant: str) -> Quota:
     """The tenant's usage and limits; a tenant that never stored anything has none of either."""
     validate_tenant(tenant)
-    found = await store.database.read(lambda conn: tenant_rows(conn, tenant))
+    found = await core.database.read(lambda conn: tenant_rows(conn, tenant))
     return Quota.from_row(found[0]) if found else Quota(tenant, 0, 0, None, None)
 
 
-async def tenants(store: BlobStore) -> list[Quota]:
+async def tenants(core: Core) -> list[Quota]:
     """Every tenant's usage and limits, by name."""
-    return [Quota.from_row(row) for row in await store.database.read(tenant_rows)]
+    return [Quota.from_row(row) for row in await core.database.read(tenant_rows)]
 
 
 def _limit(name: str, value: object) -> int | None:

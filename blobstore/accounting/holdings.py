@@ -11,12 +11,13 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from blobstore.accounting import quotas
 from blobstore.db import holdings
 from blobstore.errors import InvalidInput
-from blobstore.keys import validate_digest, validate_tenant
+from blobstore.model.keys import validate_digest, validate_tenant
 
 if TYPE_CHECKING:
-    from blobstore.store import BlobStore
+    from blobstore.core.context import Core
 
 #: At most this many digests per probe.
 MAX_PROBE = 1000
@@ -38,7 +39,7 @@ class Usage:
         return asdict(self)
 
 
-async def missing(store: BlobStore, tenant: str, digests: Iterable[str]) -> list[str]:
+async def missing(core: Core, tenant: str, digests: Iterable[str]) -> list[str]:
     """Those of ``digests`` that ``tenant`` does not reference, in the order given, without repeats."""
     validate_tenant(tenant)
     wanted = list(dict.fromkeys(digests))
@@ -46,14 +47,14 @@ async def missing(store: BlobStore, tenant: str, digests: Iterable[str]) -> list
         raise InvalidInput(f"at most {MAX_PROBE} digests per probe, got {len(wanted)}")
     for digest in wanted:
         validate_digest(digest)
-    held = await store.database.read(lambda conn: holdings.held_digests(conn, tenant, wanted))
+    held = await core.database.read(lambda conn: holdings.held_digests(conn, tenant, wanted))
     return [digest for digest in wanted if digest not in held]
 
 
-async def usage(store: BlobStore, tenant: str) -> Usage:
+async def usage(core: Core, tenant: str) -> Usage:
     """The tenant's own usage and limits; a tenant that never stored anything has none."""
-    quota = await store.quota(tenant)
-    await store.egress.flush()
-    today = store.clock().date()
-    read = await store.database.read(lambda conn: holdings.egress_bytes(conn, tenant, today.replace(day=1), today))
+    quota = await quotas.quota(core, tenant)
+    await core.egress.flush()
+    today = core.clock().date()
+    read = await core.database.read(lambda conn: holdings.egress_bytes(conn, tenant, today.replace(day=1), today))
     return Usage(tenant, quota.used_objects, quota.used_bytes, quota.max_objects, quota.max_bytes, read)

@@ -8,7 +8,7 @@ them, or using the URL at or after its expiry, is Forbidden; signatures are
 compared in constant time.
 
 Signing keys live in the database, sealed with the store's secret
-(blobstore.sealing), so every server of a store accepts every other's URLs and
+(blobstore.auth.sealing), so every server of a store accepts every other's URLs and
 a copy of the database cannot sign. The newest key not superseded signs;
 ``rotate`` makes a new one current, and a superseded key still verifies until
 every URL it could have signed has expired (:data:`MAX_EXPIRY` later), then is
@@ -30,17 +30,18 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from blobstore import sealing, wire
+from blobstore import wire
+from blobstore.auth import sealing
+from blobstore.auth.tokens import TokenInfo
 from blobstore.errors import Forbidden, InvalidInput, NotFound
-from blobstore.keys import validate_content_type, validate_digest, validate_key, validate_tenant
-from blobstore.tokens import TokenInfo
+from blobstore.model.keys import validate_content_type, validate_digest, validate_key, validate_tenant
 
 if TYPE_CHECKING:  # the database layer loads when a URL is signed or checked
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from blobstore.config import Settings
+    from blobstore.core.config import Settings
+    from blobstore.core.context import Core
     from blobstore.db.signing_keys import SigningKeyRow
-    from blobstore.store import BlobStore
 
 METHODS = ("GET", "PUT")
 DEFAULT_EXPIRY = timedelta(minutes=15)
@@ -162,7 +163,7 @@ def required_scope(method: str) -> str:
 
 
 async def sign(
-    store: BlobStore,
+    core: Core,
     base_url: str,
     tenant: str,
     method: str,
@@ -192,13 +193,13 @@ async def sign(
     ):
         raise InvalidInput(f"expires_in must be 1 to {int(MAX_EXPIRY.total_seconds())} seconds, not {expires_in!r}")
     _validate_bounds(method, content_length, content_type, digest)
-    signer = await _current_key(store)
-    expires = int(store.clock().timestamp()) + expires_in
+    signer = await _current_key(core)
+    expires = int(core.clock().timestamp()) + expires_in
     if token is not None and token.expires_at is not None:
         expires = min(expires, int(token.expires_at.timestamp()))
     token_id = None if token is None else token.id
     grant = Grant(method, tenant, key, expires, signer.id, content_length, content_type, digest, token_id)
-    signature = _mac(_secret_of(store.settings, signer), grant)
+    signature = _mac(_secret_of(core.settings, signer), grant)
     url = f"{base_url.rstrip('/')}{wire.object_path(tenant, key)}?{urlencode(grant.query(signature))}"
     return SignedUrl(url, method, grant.headers(), datetime.fromtimestamp(grant.expires, UTC))
 
@@ -209,7 +210,7 @@ def is_signed(query: Mapping[str, str]) -> bool:
 
 
 async def verify(
-    store: BlobStore, method: str, tenant: str, key: str, query: Mapping[str, str], headers: Mapping[str, str]
+    core: Core, method: str, tenant: str, key: str, query: Mapping[str, str], headers: Mapping[str, str]
 ) -> None:
     """Accept a signed-URL request or raise Forbidden: the signature must cover exactly this method, tenant,
     key and the query's fields by a key not retired, be unexpired, its token (if it names one) still
@@ -217,10 +218,10 @@ async def verify(
     from blobstore.db import signing_keys as db
 
     grant, signature = _grant_of(method, tenant, key, query)
-    found = await store.database.read(lambda conn: db.find_verifier(conn, grant.key_id, grant.token_id))
-    if found is None or not hmac.compare_digest(_mac(_secret_of(store.settings, found.key), grant), signature):
+    found = await core.database.read(lambda conn: db.find_verifier(conn, grant.key_id, grant.token_id))
+    if found is None or not hmac.compare_digest(_mac(_secret_of(core.settings, found.key), grant), signature):
         raise Forbidden("the URL's signature does not match it")
-    now = store.clock()
+    now = core.clock()
     if now.timestamp() >= grant.expires:
         raise Forbidden("the signed URL has expired")
     if grant.token_id is not None and (
@@ -238,52 +239,52 @@ async def verify(
             raise Forbidden(f"the request's {header} is not the one the URL was signed for")
 
 
-async def rotate(store: BlobStore) -> SigningKeyInfo:
+async def rotate(core: Core) -> SigningKeyInfo:
     """Make a new key current; the previous ones keep verifying the URLs they signed until those expire.
     ConfigurationError, and nothing changed, if the store has no secret to seal the key with."""
     from blobstore.db import signing_keys as db
 
-    now = store.clock()
+    now = core.clock()
     key_id = secrets.token_hex(8)
-    sealed = sealing.seal(store.settings, secrets.token_bytes(32), _purpose(key_id))
+    sealed = sealing.seal(core.settings, secrets.token_bytes(32), _purpose(key_id))
     row = db.SigningKeyRow(key_id, sealed, now, None)
 
     async def work(conn: AsyncConnection) -> None:
         await db.supersede_keys(conn, now, now - MAX_EXPIRY)
         await db.insert_key(conn, row)
 
-    await store.database.transaction(work)
+    await core.database.transaction(work)
     return SigningKeyInfo.from_row(row)
 
 
-async def retire(store: BlobStore, key_id: str) -> SigningKeyInfo:
+async def retire(core: Core, key_id: str) -> SigningKeyInfo:
     """Delete a signing key: every URL it signed stops working, on every server at once. If it was the
     current key, the next signature creates a new one. NotFound if there is no such key."""
     from blobstore.db import signing_keys as db
 
     if not isinstance(key_id, str) or not _ID.fullmatch(key_id):
         raise InvalidInput(f"invalid signing key id {key_id!r}: expected 16 hex digits, as `signing-key ls` shows")
-    row = await store.database.transaction(lambda conn: db.retire_key(conn, key_id))
+    row = await core.database.transaction(lambda conn: db.retire_key(conn, key_id))
     if row is None:
         raise NotFound(f"no such signing key: {key_id}")
     return SigningKeyInfo.from_row(row)
 
 
-async def list_keys(store: BlobStore) -> list[SigningKeyInfo]:
+async def list_keys(core: Core) -> list[SigningKeyInfo]:
     """The keys that verify URLs, newest (the current one) first."""
     from blobstore.db import signing_keys as db
 
-    return [SigningKeyInfo.from_row(row) for row in await store.database.read(db.list_keys)]
+    return [SigningKeyInfo.from_row(row) for row in await core.database.read(db.list_keys)]
 
 
-async def _current_key(store: BlobStore) -> SigningKeyRow:
+async def _current_key(core: Core) -> SigningKeyRow:
     """The key that signs now; the first signature of a store creates one."""
     from blobstore.db import signing_keys as db
 
-    row = await store.database.read(db.current_key)
+    row = await core.database.read(db.current_key)
     if row is None:
-        await rotate(store)
-        row = await store.database.read(db.current_key)
+        await rotate(core)
+        row = await core.database.read(db.current_key)
     assert row is not None
     return row
 

@@ -42,7 +42,7 @@ class Settings:
     #: How long an upload stays protected from GC after its uploader last renewed its lease (it
     #: renews every third of this while bytes flow); only a dead uploader's upload outlives it.
     upload_lease_seconds: float = 60.0
-    #: BLOBSTORE_SECRET_KEY: seals the secrets the database keeps (see blobstore.sealing); never shown.
+    #: BLOBSTORE_SECRET_KEY: seals the secrets the database keeps (see blobstore.auth.sealing); never shown.
     secret_key: str | None = field(default=None, repr=False)
     #: The largest object a put may store (ObjectTooLarge beyond it, before any byte is stored).
     max_object_size: int = DEFAULT_MAX_OBJECT_SIZE

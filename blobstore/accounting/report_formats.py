@@ -1,6 +1,6 @@
 """Cost reports rendered for people (a rich table) and for scripts (JSON, CSV); HTML is in report_html.
 
-Every renderer takes a :class:`~blobstore.report.CostReport` and changes nothing.
+Every renderer takes a :class:`~blobstore.accounting.report.CostReport` and changes nothing.
 JSON is ``CostReport.to_dict()``; CSV has one row per tenant and a last
 ``total`` row, with the same column names as the JSON; money is exact decimal
 text in both.
@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from rich.filesize import decimal as human_size
 
-from blobstore.pricing import GB, PriceList, decimal_text
+from blobstore.accounting.pricing import GB, PriceList, decimal_text
 
 if TYPE_CHECKING:  # light to import (the CLI reads FORMATS for --help); rich tables load when one is drawn
     from rich.table import Table
 
-    from blobstore.report import CostReport, Figures
+    from blobstore.accounting.report import CostReport, Figures
 
 #: The formats ``blobstore report --format`` offers.
 FORMATS = ("table", "json", "csv", "html")

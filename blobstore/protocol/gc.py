@@ -26,15 +26,15 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from blobstore.core.identity import MARKER_KEY
 from blobstore.db import maintenance
 from blobstore.db.catalog import forget_blobs
-from blobstore.identity import MARKER_KEY
-from blobstore.layout import OBJECT_PREFIX, is_object_key
-from blobstore.progress import Progress, no_progress
+from blobstore.model.progress import Progress, no_progress
 from blobstore.storage.base import IncompleteUpload, ObjectInfo
+from blobstore.storage.layout import OBJECT_PREFIX, is_object_key
 
 if TYPE_CHECKING:
-    from blobstore.store import BlobStore
+    from blobstore.core.context import Core
 
 #: Objects deleted per storage request, blobs tombstoned per transaction, keys looked up per query.
 BATCH = 1000
@@ -84,7 +84,7 @@ class GcStats:
 
 @dataclass(frozen=True)
 class _Run:
-    store: BlobStore
+    core: Core
     cutoff: datetime
     now: datetime
     dry_run: bool
@@ -94,7 +94,7 @@ class _Run:
 
 
 async def gc(
-    store: BlobStore,
+    core: Core,
     *,
     dry_run: bool = False,
     progress: Progress = no_progress,
@@ -105,10 +105,10 @@ async def gc(
     ``on_planned`` hears of each deletion (and each foreign key) as the run finds it.
     """
     started = time.monotonic()
-    now = store.clock()
+    now = core.clock()
     run = _Run(
-        store,
-        now - timedelta(seconds=store.settings.gc_grace_seconds),
+        core,
+        now - timedelta(seconds=core.settings.gc_grace_seconds),
         now,
         dry_run,
         GcStats(dry_run),
@@ -123,7 +123,7 @@ async def gc(
 
 
 async def _sweep_blobs(run: _Run) -> None:
-    database, after = run.store.database, 0
+    database, after = run.core.database, 0
     while batch := await database.read(  # a plan: the tombstone re-checks every condition under the row locks
         partial(maintenance.find_reclaimable, cutoff=run.cutoff, now=run.now, after_id=after, limit=BATCH)
     ):
@@ -136,7 +136,7 @@ async def _sweep_blobs(run: _Run) -> None:
                 partial(maintenance.tombstone, blob_ids=list(reasons), cutoff=run.cutoff, now=run.now)
             )
             if done:
-                await run.store.storage.delete_many([blob.object_key for blob in done])
+                await run.core.storage.delete_many([blob.object_key for blob in done])
                 await database.transaction(partial(forget_blobs, blob_ids=[blob.blob_id for blob in done]))
         for blob in done:
             run.on_planned(Planned("blob", blob.object_key, blob.size, reasons[blob.blob_id]))
@@ -152,7 +152,7 @@ async def _sweep_orphans(run: _Run) -> None:
 
 async def _old_own_objects(run: _Run) -> AsyncIterator[ObjectInfo]:
     """The store's own objects older than the cutoff; foreign ones are counted and reported instead."""
-    async for info in run.store.storage.list(OBJECT_PREFIX):
+    async for info in run.core.storage.list(OBJECT_PREFIX):
         run.progress("scanning storage", 1, None)
         if not is_object_key(info.key):
             run.stats.foreign_objects += 1
@@ -167,10 +167,10 @@ async def _delete_orphans(run: _Run, objects: Sequence[ObjectInfo]) -> None:
     No row can appear for such an object later: rows are written before their objects, each under a fresh key.
     """
     keys = [info.key for info in objects]
-    known = await run.store.database.read(partial(maintenance.known_object_keys, object_keys=keys))
+    known = await run.core.database.read(partial(maintenance.known_object_keys, object_keys=keys))
     orphans = [info for info in objects if info.key not in known]
     if orphans and not run.dry_run:
-        await run.store.storage.delete_many([orphan.key for orphan in orphans])
+        await run.core.storage.delete_many([orphan.key for orphan in orphans])
         run.progress("deleting orphans", len(orphans), None)
     for orphan in orphans:
         run.on_planned(Planned("orphan", orphan.key, orphan.size, "no blob row accounts for it"))
@@ -185,7 +185,7 @@ async def _sweep_uploads(run: _Run) -> None:
 
 async def _old_own_uploads(run: _Run) -> AsyncIterator[IncompleteUpload]:
     """The store's own incomplete uploads begun before the cutoff; foreign ones are counted and reported."""
-    async for upload in run.store.storage.incomplete_uploads():
+    async for upload in run.core.storage.incomplete_uploads():
         if upload.key is not None and not (is_object_key(upload.key) or upload.key == MARKER_KEY):
             run.stats.foreign_uploads += 1
             run.on_planned(Planned("foreign-upload", printable(upload.key), None, "not started by this store"))
@@ -209,7 +209,7 @@ async def _abort_uploads(run: _Run, uploads: Sequence[IncompleteUpload]) -> None
     """Abort the uploads among ``uploads`` that no live lease holds (their uploader died or gave up)."""
     keys = [upload.key for upload in uploads if upload.key is not None]
     leased = (
-        await run.store.database.read(partial(maintenance.leased_object_keys, object_keys=keys, now=run.now))
+        await run.core.database.read(partial(maintenance.leased_object_keys, object_keys=keys, now=run.now))
         if keys
         else set()
     )
@@ -217,7 +217,7 @@ async def _abort_uploads(run: _Run, uploads: Sequence[IncompleteUpload]) -> None
         if upload.key in leased:
             continue
         if not run.dry_run:
-            await run.store.storage.abort_upload(upload)
+            await run.core.storage.abort_upload(upload)
         run.on_planned(Planned("upload", upload.key or upload.handle, None, "incomplete upload, lease expired"))
         run.stats.incomplete_uploads_aborted += 1
 

@@ -19,17 +19,17 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from blobstore.core.ingest import new_hasher
 from blobstore.db import maintenance
 from blobstore.db.catalog import LIVE, blob_state
 from blobstore.errors import ObjectMissing
-from blobstore.gc import Planned, gc, printable
-from blobstore.ingest import new_hasher
-from blobstore.layout import OBJECT_PREFIX, is_object_key
-from blobstore.progress import Progress, no_progress
+from blobstore.model.progress import Progress, no_progress
+from blobstore.protocol.gc import Planned, gc, printable
 from blobstore.storage.base import ObjectInfo
+from blobstore.storage.layout import OBJECT_PREFIX, is_object_key
 
 if TYPE_CHECKING:
-    from blobstore.store import BlobStore
+    from blobstore.core.context import Core
 
 #: Problems and foreign keys listed one by one in a report; beyond these they are only counted.
 LISTED_PROBLEMS = 1000
@@ -88,12 +88,12 @@ class FsckReport:
 
 
 async def fsck(
-    store: BlobStore, *, read_data: bool = False, repair: bool = False, progress: Progress = no_progress
+    core: Core, *, read_data: bool = False, repair: bool = False, progress: Progress = no_progress
 ) -> FsckReport:
     """Check the store; with ``repair``, fix counter drift and reclaim what is past grace."""
     started = time.monotonic()
     report = FsckReport()
-    database = store.database
+    database = core.database
     for tenant, key, blob_id in await database.read(maintenance.refs_to_unusable_blobs):
         report.add(Problem("dangling-reference", f"{tenant}/{key}", f"points at blob {blob_id}, which is not live"))
     for usage in await database.read(maintenance.usage_records):
@@ -109,7 +109,7 @@ async def fsck(
                     repaired=repair,
                 )
             )
-    await _walk(store, report, read_data=read_data, repair=repair, progress=progress)
+    await _walk(core, report, read_data=read_data, repair=repair, progress=progress)
 
     def reclaimable(planned: Planned) -> None:
         if planned.kind in _GC_PROBLEMS:
@@ -119,40 +119,40 @@ async def fsck(
         elif planned.kind == "foreign-upload":
             _foreign(report, planned.key)
 
-    await gc(store, dry_run=not repair, on_planned=reclaimable)
+    await gc(core, dry_run=not repair, on_planned=reclaimable)
     report.duration_seconds = time.monotonic() - started
     return report
 
 
-async def _walk(store: BlobStore, report: FsckReport, *, read_data: bool, repair: bool, progress: Progress) -> None:
+async def _walk(core: Core, report: FsckReport, *, read_data: bool, repair: bool, progress: Progress) -> None:
     """Walk blob rows and stored objects side by side in object-key order, checking each row."""
-    rows = _blob_rows(store)
-    objects = _own_objects(store, report, progress)
+    rows = _blob_rows(core)
+    objects = _own_objects(core, report, progress)
     row = await anext(rows, None)
     stored = await anext(objects, None)
     while row is not None or stored is not None:
         if stored is None or (row is not None and row.object_key < stored.key):
             assert row is not None
-            await _check_row(store, report, row, None, read_data=read_data, repair=repair, progress=progress)
+            await _check_row(core, report, row, None, read_data=read_data, repair=repair, progress=progress)
             row = await anext(rows, None)
         elif row is None or stored.key < row.object_key:
             stored = await anext(objects, None)  # no row: GC's orphan sweep judges it (grace applies)
         else:
-            await _check_row(store, report, row, stored, read_data=read_data, repair=repair, progress=progress)
+            await _check_row(core, report, row, stored, read_data=read_data, repair=repair, progress=progress)
             row, stored = await anext(rows, None), await anext(objects, None)
 
 
-async def _blob_rows(store: BlobStore) -> AsyncIterator[maintenance.BlobRecord]:
+async def _blob_rows(core: Core) -> AsyncIterator[maintenance.BlobRecord]:
     after = ""
-    while batch := await store.database.read(partial(maintenance.blob_records, after_key=after)):
+    while batch := await core.database.read(partial(maintenance.blob_records, after_key=after)):
         for record in batch:
             yield record
         after = batch[-1].object_key
 
 
-async def _own_objects(store: BlobStore, report: FsckReport, progress: Progress) -> AsyncIterator[ObjectInfo]:
+async def _own_objects(core: Core, report: FsckReport, progress: Progress) -> AsyncIterator[ObjectInfo]:
     """The store's own objects in key order; foreign ones are counted in ``report`` and skipped."""
-    async for info in store.storage.list(OBJECT_PREFIX):
+    async for info in core.storage.list(OBJECT_PREFIX):
         progress("listing storage", 1, None)
         if is_object_key(info.key):
             report.objects_checked += 1
@@ -168,7 +168,7 @@ def _foreign(report: FsckReport, key: str) -> None:
 
 
 async def _check_row(
-    store: BlobStore,
+    core: Core,
     report: FsckReport,
     record: maintenance.BlobRecord,
     stored: ObjectInfo | None,
@@ -180,9 +180,7 @@ async def _check_row(
     report.blobs_checked += 1
     if record.refcount != record.actual_refs:
         if repair:
-            await store.database.transaction(
-                partial(maintenance.recount_blob, blob_id=record.blob_id, now=store.clock())
-            )
+            await core.database.transaction(partial(maintenance.recount_blob, blob_id=record.blob_id, now=core.clock()))
         report.add(
             Problem(
                 "refcount-drift",
@@ -194,40 +192,38 @@ async def _check_row(
     if record.state != LIVE:
         return
     if stored is None:
-        if await _really_missing(store, record):
+        if await _really_missing(core, record):
             report.add(Problem("missing-object", record.object_key, f"blob {record.blob_id} ({record.digest})"))
     elif stored.size != record.size:
         report.add(Problem("size-mismatch", record.object_key, f"{stored.size} bytes stored, {record.size} recorded"))
     elif read_data:
-        report.bytes_hashed += await _check_digest(store, record, report, progress)
+        report.bytes_hashed += await _check_digest(core, record, report, progress)
 
 
-async def _really_missing(store: BlobStore, record: maintenance.BlobRecord) -> bool:
+async def _really_missing(core: Core, record: maintenance.BlobRecord) -> bool:
     """True if a live blob's object is missing now, not just at the moment fsck looked.
 
     fsck reads rows and the storage listing at slightly different moments, so an object may be
     written after its listing page was read (the row turned live in between), and a blob may be
     reclaimed by GC (row gone or tombstoned) meanwhile: neither is a problem.
     """
-    if await store.storage.stat(record.object_key) is not None:
+    if await core.storage.stat(record.object_key) is not None:
         return False
-    state = await store.database.read(partial(blob_state, blob_id=record.blob_id))
+    state = await core.database.read(partial(blob_state, blob_id=record.blob_id))
     return state == LIVE
 
 
-async def _check_digest(
-    store: BlobStore, record: maintenance.BlobRecord, report: FsckReport, progress: Progress
-) -> int:
+async def _check_digest(core: Core, record: maintenance.BlobRecord, report: FsckReport, progress: Progress) -> int:
     """Re-hash one object, streaming; record a problem if it is corrupted or vanished. Returns bytes read."""
     hasher = new_hasher()
     read = 0
     try:
-        async for chunk in store.storage.read(record.object_key):
+        async for chunk in core.storage.read(record.object_key):
             hasher.update(chunk)
             read += len(chunk)
             progress("hashing", len(chunk), None)
     except ObjectMissing:
-        if await _really_missing(store, record):
+        if await _really_missing(core, record):
             report.add(Problem("missing-object", record.object_key, f"blob {record.blob_id} vanished"))
         return read
     if hasher.hexdigest() != record.digest:

@@ -24,7 +24,7 @@ Figures of a tenant (a *reference* is one of its keys; a *blob* is one stored ob
 ``egress_bytes``
     bytes read (``Tenant.get`` and ``Tenant.open``, as streamed) from ``since`` to ``until``.
 
-Costs are exact decimals at a :class:`~blobstore.pricing.PriceList`:
+Costs are exact decimals at a :class:`~blobstore.accounting.pricing.PriceList`:
 ``storage_cost`` is the estimated cost per month of the attributed bytes,
 ``egress_cost`` the cost of the egress in the window.
 
@@ -47,13 +47,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from blobstore.accounting.pricing import PriceList, decimal_text, exact_sum, price_list
 from blobstore.db import egress, reporting
 from blobstore.errors import InvalidInput
-from blobstore.keys import validate_tenant
-from blobstore.pricing import PriceList, decimal_text, exact_sum, price_list
+from blobstore.model.keys import validate_tenant
 
 if TYPE_CHECKING:
-    from blobstore.store import BlobStore
+    from blobstore.core.context import Core
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class CostReport:
 
 
 async def report(
-    store: BlobStore,
+    core: Core,
     *,
     tenant: str | None = None,
     pricing: str | PriceList | None = None,
@@ -179,10 +179,10 @@ async def report(
     if tenant is not None:
         validate_tenant(tenant)
     prices = pricing if isinstance(pricing, PriceList) else price_list(pricing)
-    now = store.clock()
+    now = core.clock()
     until = now.date()
     window_start = _since(since, until)
-    cutoff = now - timedelta(seconds=store.settings.gc_grace_seconds)
+    cutoff = now - timedelta(seconds=core.settings.gc_grace_seconds)
 
     async def work(
         conn: AsyncConnection,
@@ -191,7 +191,7 @@ async def report(
         figures = await reporting.tenant_figures(conn)
         return figures, await reporting.pending_gc(conn, cutoff), await egress.by_tenant(conn, window_start, until)
 
-    figures, pending, reads = await store.database.snapshot(work)  # one snapshot: the figures add up
+    figures, pending, reads = await core.database.snapshot(work)  # one snapshot: the figures add up
     rows = [_tenant_cost(row, reads.get(row.tenant, 0), prices) for row in figures]
     selected = rows if tenant is None else [row for row in rows if row.tenant == tenant]
     if tenant is not None and not selected:

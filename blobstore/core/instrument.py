@@ -66,7 +66,7 @@ class _StatementTimer:
     def __init__(self, observer: Observer) -> None:
         self._observer = observer
         # Each connection runs one statement at a time: its start time waits in the connection's info under this key.
-        self._started_key = f"blobstore.instrument.{id(self)}"
+        self._started_key = f"blobstore.core.instrument.{id(self)}"
 
     def listen(self, engine: Engine) -> None:
         event.listen(engine, "before_cursor_execute", self._before)

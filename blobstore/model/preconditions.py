@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from blobstore.errors import AlreadyExists, InvalidInput, PreconditionFailed
-from blobstore.keys import validate_digest
+from blobstore.model.keys import validate_digest
 
 #: If-Match ``*``: any current version.
 ANY = "*"

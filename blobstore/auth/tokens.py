@@ -22,13 +22,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from blobstore.errors import InvalidInput, NotFound, Unauthorized
-from blobstore.keys import validate_tenant
+from blobstore.model.keys import validate_tenant
 
 if TYPE_CHECKING:  # the database layer loads when a token is used, not for `blobstore --help`
     from sqlalchemy.ext.asyncio import AsyncConnection
 
+    from blobstore.core.context import Core
     from blobstore.db import tokens as db
-    from blobstore.store import BlobStore
 
 SCOPES = ("read", "write", "delete", "sign")
 DEFAULT_SCOPES = ("read", "write", "delete")
@@ -101,7 +101,7 @@ def validate_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
 
 
 async def create(
-    store: BlobStore,
+    core: Core,
     tenant: str,
     *,
     scopes: Iterable[str] = DEFAULT_SCOPES,
@@ -117,7 +117,7 @@ async def create(
         raise InvalidInput("a token's lifetime must be positive")
     if name is not None and (not 0 < len(name) <= 255 or not name.isprintable()):
         raise InvalidInput("a token's name must be 1-255 printable characters")
-    now = store.clock()
+    now = core.clock()
     token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
     row = db.TokenRow(
         id=token_id,
@@ -133,21 +133,21 @@ async def create(
     async def work(conn: AsyncConnection) -> None:
         await db.insert_token(conn, row)
 
-    await store.database.transaction(work)
+    await core.database.transaction(work)
     return NewToken(TokenInfo.from_row(row), f"{_PREFIX}~{tenant}~{token_id}~{secret}")
 
 
-async def list_tokens(store: BlobStore, tenant: str | None = None) -> list[TokenInfo]:
+async def list_tokens(core: Core, tenant: str | None = None) -> list[TokenInfo]:
     """Every token (or every token of ``tenant``), revoked and expired ones included, by tenant and age."""
     from blobstore.db import tokens as db
 
     if tenant is not None:
         validate_tenant(tenant)
-    rows = await store.database.read(lambda conn: db.list_tokens(conn, tenant))
+    rows = await core.database.read(lambda conn: db.list_tokens(conn, tenant))
     return [TokenInfo.from_row(row) for row in rows]
 
 
-async def revoke(store: BlobStore, token_id: str) -> TokenInfo:
+async def revoke(core: Core, token_id: str) -> TokenInfo:
     """Revoke a token by id, effective on every server at once; NotFound if there is no such token.
 
     Revoking a revoked token changes nothing.
@@ -156,19 +156,19 @@ async def revoke(store: BlobStore, token_id: str) -> TokenInfo:
 
     if not isinstance(token_id, str) or not _ID.fullmatch(token_id):
         raise InvalidInput(f"invalid token id {token_id!r}: expected 16 hex digits, as `token ls` shows")
-    now = store.clock()
+    now = core.clock()
 
     async def work(conn: AsyncConnection) -> db.TokenRow | None:
         await db.revoke_token(conn, token_id, now)
         return await db.find_token(conn, token_id)
 
-    row = await store.database.transaction(work)
+    row = await core.database.transaction(work)
     if row is None:
         raise NotFound(f"no such token: {token_id}")
     return TokenInfo.from_row(row)
 
 
-async def authenticate(store: BlobStore, token: str | None) -> TokenInfo:
+async def authenticate(core: Core, token: str | None) -> TokenInfo:
     """The active token ``token`` names; Unauthorized if it is missing, malformed, unknown, expired or revoked.
 
     One read, no write transaction (it never waits for a writer); it sees every revocation committed before it.
@@ -178,12 +178,12 @@ async def authenticate(store: BlobStore, token: str | None) -> TokenInfo:
     if token is None:
         raise Unauthorized("no token: send Authorization: Bearer <token>")
     tenant, token_id, secret = _parse(token)
-    row = await store.database.read(lambda conn: db.find_token(conn, token_id))
+    row = await core.database.read(lambda conn: db.find_token(conn, token_id))
     matches = hmac.compare_digest(_hash(secret), _DUMMY_HASH if row is None else row.secret_hash)
     if row is None or not matches or row.tenant != tenant:
         raise Unauthorized("the token is not valid")
     info = TokenInfo.from_row(row)
-    if not info.active(store.clock()):
+    if not info.active(core.clock()):
         raise Unauthorized("the token has expired or was revoked")
     return info
 

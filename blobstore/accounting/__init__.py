@@ -1,0 +1,1 @@
+"""What tenants hold, use and cost: quotas, usage, prices and cost reports."""

@@ -1,0 +1,112 @@
+"""The core of an open store: the parts every service works with, built once by :func:`open_core`.
+
+The services (tenants, the upload protocol, gc, fsck, quotas, reports, tokens,
+signing) take a :class:`Core`, never the :class:`~blobstore.store.BlobStore`
+facade, so no service imports the store back. A core is immutable: wrappers
+(the timing of blobstore.core.instrument) are composed when it is built, not
+swapped in later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import DBAPIError
+
+from blobstore.core.config import Settings
+from blobstore.core.egress import EgressLedger
+from blobstore.core.identity import pair
+from blobstore.core.instrument import Observer, time_statements, timed_storage
+from blobstore.db import migrate, sqlite_files
+from blobstore.db.engine import Database
+from blobstore.errors import ConfigurationError
+from blobstore.storage import ObjectStorage, open_storage_from_url
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The default clock."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Core:
+    """An open store's settings, metadata database, object storage, clock and egress meter, fixed for its life."""
+
+    settings: Settings
+    database: Database
+    storage: ObjectStorage
+    clock: Clock
+    #: Bytes read, written to the egress table off the read path (see blobstore.core.egress).
+    egress: EgressLedger
+
+    def dedup_scope_of(self, tenant: str) -> str:
+        """The scope inside which blobs are shared: everyone (``""``) or one tenant."""
+        return "" if self.settings.dedup_scope == "global" else tenant
+
+    async def close(self) -> None:
+        """Record pending egress, then release the database pool and the storage client."""
+        await self.egress.close()
+        await self.database.dispose()
+        await self.storage.close()
+
+
+async def open_core(
+    settings: Settings,
+    *,
+    storage: ObjectStorage | None = None,
+    clock: Clock = utc_now,
+    migrate_schema: bool | None = None,
+    observer: Observer | None = None,
+) -> Core:
+    """Connect to the database and storage ``settings`` name, check both belong together, and build the core.
+
+    The embedded SQLite database migrates itself; other databases must be at the newest
+    schema unless ``migrate_schema``. Any misconfiguration raises ConfigurationError
+    naming the variable. With ``observer``, storage operations and database statements
+    are timed for it for the core's whole life.
+    """
+    settings.check_durability()
+    if storage is None:
+        storage = open_storage_from_url(
+            settings.storage_url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
+        )
+    database = await open_database(settings)
+    try:
+        await storage.check()
+        if settings.is_sqlite if migrate_schema is None else migrate_schema:
+            await migrate.upgrade(database)
+        elif not await migrate.is_current(database):
+            raise ConfigurationError(
+                "BLOBSTORE_DATABASE_URL: the database schema is not up to date; run `blobstore db upgrade`"
+            )
+        await pair(database, storage)
+    except BaseException:
+        await database.dispose()
+        await storage.close()
+        raise
+    if observer is not None:
+        storage = timed_storage(storage, observer)
+        time_statements(database, observer)
+    return Core(settings, database, storage, clock, EgressLedger(database))
+
+
+async def open_database(settings: Settings) -> Database:
+    """Create the engine and prove the database answers; ConfigurationError if it does not."""
+    if (path := settings.sqlite_file) is not None:
+        try:
+            sqlite_files.make_private(path)
+        except OSError as exc:
+            raise ConfigurationError(f"BLOBSTORE_DATABASE_URL: cannot create {path}: {exc.strerror}") from None
+    database = Database(settings.database_url)
+    try:
+        async with database.engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+    except (DBAPIError, OSError) as exc:
+        await database.dispose()
+        reason = getattr(exc, "orig", None) or exc
+        raise ConfigurationError(f"BLOBSTORE_DATABASE_URL: cannot connect to the database: {reason}") from None
+    return database

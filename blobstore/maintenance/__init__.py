@@ -1,0 +1,1 @@
+"""Checks and repairs an operator runs over a whole store (fsck)."""
