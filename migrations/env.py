@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from blobstore.config import Settings
+from blobstore.core.config import Settings
 from blobstore.db.engine import Database
 from blobstore.db.models import Base
 

@@ -138,7 +138,7 @@ def check_png(png: Path) -> list[str]:
 async def demo_report_html(home: Path) -> str:
     """A small store with sharing, copies, a replaced key and reads; its HTML report."""
     from blobstore import BlobStore, Settings
-    from blobstore.report_html import render_html
+    from blobstore.accounting.report_html import render_html
 
     settings = Settings(home=home, database_url="sqlite+aiosqlite:///:memory:", storage_url="memory://")
     async with await BlobStore.open(settings) as store:
