@@ -14,7 +14,7 @@ from conftest import StoreFactory
 from workers import rows
 
 from blobstore import BlobStore, StorageUnavailable
-from blobstore.db import egress
+from blobstore.core import egress
 
 
 @contextlib.contextmanager

@@ -21,11 +21,11 @@ import enum
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.core.ingest import check_object_size
 from blobstore.db import catalog
-from blobstore.db.tenants import TenantRow, set_limits, tenant_rows
 from blobstore.errors import InvalidInput
 from blobstore.model.keys import validate_tenant
 
@@ -150,3 +150,37 @@ def _limit(name: str, value: object) -> int | None:
     if value >= 2**63:
         raise InvalidInput(f"invalid {name} {value!r}: at most {2**63 - 1}")
     return value
+
+
+@dataclass(frozen=True)
+class TenantRow:
+    """A tenant's name, usage counters and limits (None: unlimited)."""
+
+    name: str
+    used_bytes: int
+    used_objects: int
+    max_bytes: int | None
+    max_objects: int | None
+
+
+_COLUMNS = (
+    catalog.tenants.c.name,
+    catalog.tenants.c.used_bytes,
+    catalog.tenants.c.used_objects,
+    catalog.tenants.c.max_bytes,
+    catalog.tenants.c.max_objects,
+)
+
+
+async def tenant_rows(conn: AsyncConnection, name: str | None = None) -> list[TenantRow]:
+    """Every tenant (or only ``name``), by name."""
+    query = select(*_COLUMNS).order_by(catalog.tenants.c.name)
+    if name is not None:
+        query = query.where(catalog.tenants.c.name == name)
+    return [TenantRow(*row) for row in await conn.execute(query)]
+
+
+async def set_limits(conn: AsyncConnection, tenant: int, limits: dict[str, int | None]) -> None:
+    """Set some of ``max_bytes`` / ``max_objects`` (None: no limit). Usage is untouched, even if above a new limit."""
+    if limits:
+        await conn.execute(update(catalog.tenants).where(catalog.tenants.c.id == tenant).values(**limits))

@@ -30,9 +30,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from blobstore import wire
 from blobstore.auth import sealing
 from blobstore.auth.tokens import TokenInfo
+from blobstore.db.models import tables
+from blobstore.db.tokens import TOKEN_COLUMNS, TokenRow, tokens
 from blobstore.errors import Forbidden, InvalidInput, NotFound
 from blobstore.model.keys import validate_content_type, validate_digest, validate_key, validate_tenant
 
@@ -41,7 +46,6 @@ if TYPE_CHECKING:  # the database layer loads when a URL is signed or checked
 
     from blobstore.core.config import Settings
     from blobstore.core.context import Core
-    from blobstore.db.signing_keys import SigningKeyRow
 
 METHODS = ("GET", "PUT")
 DEFAULT_EXPIRY = timedelta(minutes=15)
@@ -215,10 +219,8 @@ async def verify(
     """Accept a signed-URL request or raise Forbidden: the signature must cover exactly this method, tenant,
     key and the query's fields by a key not retired, be unexpired, its token (if it names one) still
     active, and the request must carry the bound length, type and digest. One read of the database."""
-    from blobstore.db import signing_keys as db
-
     grant, signature = _grant_of(method, tenant, key, query)
-    found = await core.database.read(lambda conn: db.find_verifier(conn, grant.key_id, grant.token_id))
+    found = await core.database.read(lambda conn: find_verifier(conn, grant.key_id, grant.token_id))
     if found is None or not hmac.compare_digest(_mac(_secret_of(core.settings, found.key), grant), signature):
         raise Forbidden("the URL's signature does not match it")
     now = core.clock()
@@ -242,16 +244,14 @@ async def verify(
 async def rotate(core: Core) -> SigningKeyInfo:
     """Make a new key current; the previous ones keep verifying the URLs they signed until those expire.
     ConfigurationError, and nothing changed, if the store has no secret to seal the key with."""
-    from blobstore.db import signing_keys as db
-
     now = core.clock()
     key_id = secrets.token_hex(8)
     sealed = sealing.seal(core.settings, secrets.token_bytes(32), _purpose(key_id))
-    row = db.SigningKeyRow(key_id, sealed, now, None)
+    row = SigningKeyRow(key_id, sealed, now, None)
 
     async def work(conn: AsyncConnection) -> None:
-        await db.supersede_keys(conn, now, now - MAX_EXPIRY)
-        await db.insert_key(conn, row)
+        await supersede_keys(conn, now, now - MAX_EXPIRY)
+        await insert_key(conn, row)
 
     await core.database.transaction(work)
     return SigningKeyInfo.from_row(row)
@@ -260,11 +260,9 @@ async def rotate(core: Core) -> SigningKeyInfo:
 async def retire(core: Core, key_id: str) -> SigningKeyInfo:
     """Delete a signing key: every URL it signed stops working, on every server at once. If it was the
     current key, the next signature creates a new one. NotFound if there is no such key."""
-    from blobstore.db import signing_keys as db
-
     if not isinstance(key_id, str) or not _ID.fullmatch(key_id):
         raise InvalidInput(f"invalid signing key id {key_id!r}: expected 16 hex digits, as `signing-key ls` shows")
-    row = await core.database.transaction(lambda conn: db.retire_key(conn, key_id))
+    row = await core.database.transaction(lambda conn: retire_key(conn, key_id))
     if row is None:
         raise NotFound(f"no such signing key: {key_id}")
     return SigningKeyInfo.from_row(row)
@@ -272,19 +270,15 @@ async def retire(core: Core, key_id: str) -> SigningKeyInfo:
 
 async def list_keys(core: Core) -> list[SigningKeyInfo]:
     """The keys that verify URLs, newest (the current one) first."""
-    from blobstore.db import signing_keys as db
-
-    return [SigningKeyInfo.from_row(row) for row in await core.database.read(db.list_keys)]
+    return [SigningKeyInfo.from_row(row) for row in await core.database.read(verifying_key_rows)]
 
 
 async def _current_key(core: Core) -> SigningKeyRow:
     """The key that signs now; the first signature of a store creates one."""
-    from blobstore.db import signing_keys as db
-
-    row = await core.database.read(db.current_key)
+    row = await core.database.read(current_key)
     if row is None:
         await rotate(core)
-        row = await core.database.read(db.current_key)
+        row = await core.database.read(current_key)
     assert row is not None
     return row
 
@@ -341,3 +335,83 @@ def _validate_bounds(method: str, content_length: object, content_type: object, 
     validate_content_type(content_type)
     if digest is not None:
         validate_digest(digest)
+
+
+signing_keys = tables["signing_keys"]
+
+
+@dataclass(frozen=True)
+class SigningKeyRow:
+    """One row of ``signing_keys``; ``superseded_at`` is None for the key that signs."""
+
+    id: str
+    sealed_secret: str
+    created_at: datetime
+    superseded_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """What checking one signed URL needs: its signing key, and the token that signed it if it names one
+    (None when it names none, or a token that does not exist)."""
+
+    key: SigningKeyRow
+    token: TokenRow | None
+
+
+_COLUMNS = (
+    signing_keys.c.id,
+    signing_keys.c.sealed_secret,
+    signing_keys.c.created_at,
+    signing_keys.c.superseded_at,
+)
+_NEWEST_FIRST = (signing_keys.c.created_at.desc(), signing_keys.c.id.desc())
+
+
+async def current_key(conn: AsyncConnection) -> SigningKeyRow | None:
+    """The newest key not superseded, or None if there is none."""
+    query = select(*_COLUMNS).where(signing_keys.c.superseded_at.is_(None)).order_by(*_NEWEST_FIRST).limit(1)
+    row = (await conn.execute(query)).first()
+    return None if row is None else SigningKeyRow(*row)
+
+
+async def verifying_key_rows(conn: AsyncConnection) -> list[SigningKeyRow]:
+    """Every key that still verifies, newest first."""
+    return [SigningKeyRow(*row) for row in await conn.execute(select(*_COLUMNS).order_by(*_NEWEST_FIRST))]
+
+
+async def find_verifier(conn: AsyncConnection, key_id: str, token_id: str | None) -> Verifier | None:
+    """The key ``key_id`` and the token ``token_id`` (if given) in one statement; None if there is no such key."""
+    if token_id is None:
+        key = (await conn.execute(select(*_COLUMNS).where(signing_keys.c.id == key_id))).first()
+        return None if key is None else Verifier(SigningKeyRow(*key), None)
+    joined = signing_keys.outerjoin(tokens, tokens.c.id == token_id)
+    query = select(*_COLUMNS, *TOKEN_COLUMNS).select_from(joined).where(signing_keys.c.id == key_id)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    token = row[len(_COLUMNS) :]
+    return Verifier(SigningKeyRow(*row[: len(_COLUMNS)]), None if token[0] is None else TokenRow(*token))
+
+
+async def insert_key(conn: AsyncConnection, row: SigningKeyRow) -> None:
+    """Record a new key."""
+    await conn.execute(
+        insert(signing_keys).values(
+            id=row.id, sealed_secret=row.sealed_secret, created_at=row.created_at, superseded_at=row.superseded_at
+        )
+    )
+
+
+async def supersede_keys(conn: AsyncConnection, now: datetime, forget_before: datetime) -> int:
+    """Supersede every current key at ``now`` and delete those superseded before ``forget_before``;
+    the number deleted."""
+    await conn.execute(update(signing_keys).where(signing_keys.c.superseded_at.is_(None)).values(superseded_at=now))
+    result = await conn.execute(delete(signing_keys).where(signing_keys.c.superseded_at < forget_before))
+    return int(result.rowcount)
+
+
+async def retire_key(conn: AsyncConnection, key_id: str) -> SigningKeyRow | None:
+    """Delete the key ``key_id``: nothing it signed verifies any more. The row it was, or None if none."""
+    row = (await conn.execute(delete(signing_keys).where(signing_keys.c.id == key_id).returning(*_COLUMNS))).first()
+    return None if row is None else SigningKeyRow(*row)

@@ -133,7 +133,7 @@ class Ref(Base):
     user_metadata: Mapped[dict[str, str]] = mapped_column("metadata", JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
-    #: By blob, then tenant; ``size`` rides along so cost reports read this index alone (blobstore.db.reporting).
+    #: By blob, then tenant; ``size`` rides along so cost reports read this index alone (blobstore.accounting.report).
     __table_args__ = (Index("ix_refs_blob_id_tenant_id_size", "blob_id", "tenant_id", "size"),)
 
 
