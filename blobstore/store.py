@@ -7,6 +7,7 @@ by digest and delete bind or unbind references to live blobs in one transaction 
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -53,7 +54,9 @@ from blobstore.uploads import Uploader
 if TYPE_CHECKING:  # the maintenance modules load when first used, out of every command's start-up
     from blobstore.fsck import FsckReport
     from blobstore.gc import GcStats, OnPlanned
+    from blobstore.holdings import Usage
     from blobstore.report import CostReport
+    from blobstore.signing import SignedUrl
 
 Clock = Callable[[], datetime]
 #: The most keys one page of a listing holds (S3's cap too): a page is built in memory, so this bounds it.
@@ -488,6 +491,47 @@ class Tenant:
         rows = await self.store.database.read(work)
         items = [self._info(row) for row in rows[:limit]]
         return Page(items, items[-1].key if len(rows) > limit else None)
+
+    # --- tenant-wide (blobstore.contract.TenantAPI; the logic is in blobstore.holdings and blobstore.signing) --
+
+    async def missing(self, digests: Iterable[str]) -> builtins.list[str]:
+        """Those of ``digests`` this tenant does not hold, in order, without repeats (see blobstore.holdings)."""
+        from blobstore import holdings
+
+        return await holdings.missing(self.store, self.name, digests)
+
+    async def usage(self) -> Usage:
+        """This tenant's own usage and limits (see blobstore.holdings)."""
+        from blobstore import holdings
+
+        return await holdings.usage(self.store, self.name)
+
+    async def sign_url(
+        self,
+        key: str,
+        method: str = "GET",
+        *,
+        expires_in: int = 900,
+        content_length: int | None = None,
+        content_type: str | None = None,
+        digest: str | None = None,
+        base_url: str | None = None,
+    ) -> SignedUrl:
+        """A URL for ``method`` on ``key`` under ``base_url`` (None: the path alone), signed with no token: it
+        dies with its signing key (see blobstore.signing and blobstore.contract.TenantAPI.sign_url)."""
+        from blobstore import signing
+
+        return await signing.sign(
+            self.store,
+            base_url or "",
+            self.name,
+            method,
+            key,
+            expires_in=expires_in,
+            content_length=content_length,
+            content_type=content_type,
+            digest=digest,
+        )
 
     # --- internals ---------------------------------------------------------------------------------
 
