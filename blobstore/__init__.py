@@ -30,6 +30,7 @@ from blobstore.results import BlobInfo, Page
 
 if TYPE_CHECKING:
     from blobstore.config import Settings
+    from blobstore.contract import TenantAPI
     from blobstore.store import BlobStore, BlobStream, PutItem, Tenant
 
 __getattr__ = lazy_names(
@@ -40,6 +41,7 @@ __getattr__ = lazy_names(
         "BlobStream": "blobstore.store",
         "PutItem": "blobstore.store",
         "Tenant": "blobstore.store",
+        "TenantAPI": "blobstore.contract",
     },
 )
 
@@ -66,6 +68,7 @@ __all__ = [
     "Settings",
     "StorageUnavailable",
     "Tenant",
+    "TenantAPI",
     "Unauthorized",
     "UnsafePath",
 ]

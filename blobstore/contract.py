@@ -136,3 +136,11 @@ class TenantAPI(Protocol):
         it saw the request, or for ``Tenant``, which serves no HTTP, the path and query alone (``/v1/...``).
         A client's URL dies with its token; ``Tenant``'s with its signing key (``signing-key retire``)."""
         ...
+
+
+if TYPE_CHECKING:  # mypy proves, on every run, that both handles implement the whole contract
+    from blobstore.client import BlobClient
+    from blobstore.store import Tenant
+
+    def _implemented_by(tenant: Tenant, client: BlobClient) -> tuple[TenantAPI, TenantAPI]:
+        return tenant, client
