@@ -76,7 +76,7 @@ _ACTIVE_TYPES = frozenset(
     }
 )
 
-#: The media type of a batch put's body (``POST .../batch/put``), streamed as it is written and read:
+#: The media type of a batch put's body (``POST .../batch/put``), a byte stream framed as it is written and read:
 #:
 #:     <manifest: one line of JSON, {"items": [{"key": ..., ...}, ...]}> LF
 #:     then for each item, in the manifest's order: chunks of <length: 1-8 lowercase hex digits> LF <bytes>,
@@ -84,7 +84,7 @@ _ACTIVE_TYPES = frozenset(
 #:
 #: Each item's bytes come as chunks, so a writer needs no length in advance (a stream of unknown size
 #: goes as it is read) and a reader never scans the bytes for a boundary (as multipart/form-data would).
-BATCH_TYPE = "application/vnd.blobstore.batch"
+BATCH_TYPE = "application/octet-stream"
 #: The chunk length that ends an item's bytes in a batch body.
 BATCH_ITEM_END = b"0\n"
 
