@@ -54,6 +54,9 @@ _RANGE_NOT_SATISFIABLE = 416
 T = TypeVar("T")
 #: An item's data as a batch put sends it: a file to open when its turn comes, bytes, or a stream.
 _Source = Path | bytes | AsyncIterable[bytes]
+#: The most bytes of data one batch put request carries: half the server's body limit, which leaves room for
+#: the manifest (at most ``wire.MAX_BATCH_MANIFEST``) and the framing.
+BATCH_BYTES = wire.MAX_BATCH_BODY // 2
 
 
 class BlobClient:
@@ -135,19 +138,62 @@ class BlobClient:
         return True
 
     async def put_many(self, items: Iterable[PutItem]) -> builtins.list[PutOutcome]:
-        """As ``Tenant.put_many``, in one request (``POST .../batch/put``) that streams every item's bytes.
-        An item refused here (an invalid key or condition, data that is a str or a missing file) gets that
-        error and is not sent; the server judges the rest."""
+        """As ``Tenant.put_many``: one outcome per item, in order, decided as if the puts ran one after another.
+
+        Items go in as few ``POST .../batch/put`` requests as the body limit allows, their bytes streamed; an
+        item of unknown length (a file object or a stream) or over :data:`BATCH_BYTES` goes as a PUT of its
+        own, in its turn. An item refused here (an invalid key, type, metadata or condition, a repeated key,
+        data that is a str or a missing file) gets that error and is not sent."""
         batch = _check_batch(items)
-        local: dict[int, BlobStoreError] = {}
-        sent: builtins.list[tuple[dict[str, Any], _Source]] = []
+        outcomes: dict[int, PutOutcome] = {}
+        group: builtins.list[tuple[int, dict[str, Any], _Source]] = []
+        group_bytes = 0
+        seen: set[str] = set()
         for index, item in enumerate(batch):
             try:
-                sent.append((_manifest_item(item), await _batch_source(item.data)))
+                fields = _manifest_item(item)
+                if item.key in seen:
+                    raise InvalidInput(f"key {item.key!r} appears more than once in this batch")
+                seen.add(item.key)
+                source = await _batch_source(item.data)
             except BlobStoreError as exc:
-                local[index] = exc
-        answers = iter(await self._batch("put", content=_batch_body(sent), headers={"content-type": wire.BATCH_TYPE}))
-        return [local[index] if index in local else _put_outcome(next(answers)) for index in range(len(batch))]
+                outcomes[index] = exc
+                continue
+            size = _length_of(source)
+            if size is None or size > BATCH_BYTES or group_bytes + size > BATCH_BYTES:
+                outcomes.update(await self._put_group(group))
+                group, group_bytes = [], 0
+            if size is None or size > BATCH_BYTES:
+                outcomes[index] = await self._put_alone(item)
+            else:
+                group.append((index, fields, source))
+                group_bytes += size
+        outcomes.update(await self._put_group(group))
+        return [outcomes[index] for index in range(len(batch))]
+
+    async def _put_group(self, group: builtins.list[tuple[int, dict[str, Any], _Source]]) -> dict[int, PutOutcome]:
+        """The outcomes of one batch put request of ``group`` (none for an empty group), by item index."""
+        if not group:
+            return {}
+        body = _batch_body([(fields, source) for _index, fields, source in group])
+        answers = await self._batch("put", content=body, headers={"content-type": wire.BATCH_TYPE})
+        return {index: _put_outcome(answer) for (index, _, _), answer in zip(group, answers, strict=True)}
+
+    async def _put_alone(self, item: PutItem) -> PutOutcome:
+        """One item as a PUT of its own: its BlobInfo or its error."""
+        try:
+            return await self.put(
+                item.key,
+                item.data,
+                digest=item.digest,
+                content_type=item.content_type,
+                metadata=item.metadata,
+                if_absent=item.if_absent,
+                if_match=item.if_match,
+                if_unmodified_since=item.if_unmodified_since,
+            )
+        except BlobStoreError as exc:
+            return exc
 
     async def delete_many(self, keys: Iterable[str]) -> builtins.list[DeleteOutcome]:
         """As ``Tenant.delete_many``, in one request (``POST .../batch/delete``)."""
@@ -314,6 +360,13 @@ async def _batch_source(data: object) -> _Source:
         _open_regular(Path(data)).close()
         return Path(data)
     return await _content(data)
+
+
+def _length_of(source: _Source) -> int | None:
+    """How many bytes ``source`` holds, if that is known before it is read."""
+    if isinstance(source, Path):
+        return source.stat().st_size
+    return len(source) if isinstance(source, bytes) else None
 
 
 async def _batch_body(

@@ -87,6 +87,11 @@ _ACTIVE_TYPES = frozenset(
 BATCH_TYPE = "application/octet-stream"
 #: The chunk length that ends an item's bytes in a batch body.
 BATCH_ITEM_END = b"0\n"
+#: The most bytes a batch put's body may hold, manifest and framing included (the server keeps a whole batch
+#: on disk until it is stored); larger objects go one PUT each.
+MAX_BATCH_BODY = 256 * 2**20
+#: The longest manifest line (1,000 items with 1 KiB keys and 8 KiB of metadata each fit).
+MAX_BATCH_MANIFEST = 16 * 2**20
 
 _NAME_SAFE = frozenset(string.ascii_lowercase + string.digits + "-_.~")
 _VALUE_SAFE = "".join(ch for ch in string.printable if ch not in "% \t\n\r\x0b\x0c")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -13,7 +14,8 @@ from conftest import FakeClock, StoreFactory
 from live_server import serving
 from workers import check_invariants, data_objects
 
-from blobstore import BlobStore, tokens, wire
+from blobstore import BlobInfo, BlobStore, InvalidInput, PutItem, client, tokens, wire
+from blobstore.client import BlobClient
 from blobstore.server import batches
 
 URL = "/v1/tenants/acme/batch"
@@ -146,3 +148,36 @@ async def test_delete_and_stat_answer_204_200_404_and_400(api: Api) -> None:
     assert deleted[1]["problem"]["code"] == "NotFound"
     too_many = await api.post("stat", json={"keys": ["a"] * 1001})
     assert too_many.status_code == 400
+
+
+async def test_the_client_splits_a_batch_at_its_body_budget(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BlobClient.put_many sends items of known length in as few batch requests as BATCH_BYTES allows, and an
+    item of unknown length or over the budget as a PUT of its own, in its turn; outcomes stay in order."""
+    monkeypatch.setattr(client, "BATCH_BYTES", 10)
+    sent: list[tuple[str, str]] = []
+    send = httpx.AsyncClient.send
+
+    async def recording(self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        sent.append((request.method, request.url.path.rsplit("/", 2)[-2]))
+        return await send(self, request, **kwargs)
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", recording)
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield b"streamed"
+
+    items = [
+        PutItem("a", b"12345"),
+        PutItem("b", b"67890"),
+        PutItem("c", b"abcdef"),
+        PutItem("s", stream()),
+        PutItem("big", b"x" * 11),
+        PutItem("a", b"repeat"),
+        PutItem("d", b"last"),
+    ]
+    async with BlobClient(str(api.http.base_url), api.token) as acme:
+        outcomes = await acme.put_many(items)
+    assert [type(outcome) for outcome in outcomes] == [BlobInfo] * 5 + [InvalidInput, BlobInfo]
+    assert [path for _method, path in sent] == ["batch", "batch", "objects", "objects", "batch"]
+    assert await api.store.tenant("acme").get("s") == b"streamed"
+    assert sorted(info.key for info in await api.store.tenant("acme").list()) == ["a", "b", "big", "c", "d", "s"]

@@ -40,11 +40,8 @@ from blobstore.store import PutItem
 
 router = APIRouter(prefix=wire.API_PREFIX + "/tenants/{tenant}/batch", tags=["batches"])
 
-#: The most bytes a batch put's body may hold, framing and manifest included (413 ObjectTooLarge beyond):
-#: the server keeps the whole batch on disk until it is stored. Larger objects go one PUT each.
-MAX_BATCH_BODY = 256 * 2**20
-#: The longest manifest line (1,000 items with 1 KiB keys and 8 KiB of metadata each fit).
-MAX_MANIFEST = 16 * 2**20
+#: The most bytes a batch put's body may hold (413 ObjectTooLarge beyond); a module attribute, so tests lower it.
+MAX_BATCH_BODY = wire.MAX_BATCH_BODY
 _CHUNK_HEAD = re.compile(rb"[0-9a-f]{1,8}")
 _BATCH_BODY = {
     "requestBody": {
@@ -81,7 +78,7 @@ async def put_batch(request: Request, tenant: Writer) -> JSONResponse:
     body = _Body(request)
     folder = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="blobstore-batch-"))
     try:
-        manifest = _manifest(await body.line(MAX_MANIFEST))
+        manifest = _manifest(await body.line(wire.MAX_BATCH_MANIFEST))
         datas = [
             await _spool_item(body, folder / str(index), tenant.store.settings.max_object_size)
             for index in range(len(manifest.items))
