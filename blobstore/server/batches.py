@@ -234,8 +234,10 @@ class _Body:
 
     async def line(self, limit: int) -> bytes:
         """The next line, without its LF; InvalidInput if it is longer than ``limit`` or the body ends first."""
-        while (end := self._buffer.find(b"\n")) < 0:
-            if len(self._buffer) > limit:
+        scanned = 0  # the buffer up to here holds no LF: each piece is searched once
+        while (end := self._buffer.find(b"\n", scanned)) < 0:
+            scanned = len(self._buffer)
+            if scanned > limit:
                 break
             if not await self._fill():
                 raise InvalidInput("the batch body ended early")
