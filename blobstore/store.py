@@ -7,7 +7,6 @@ by digest and delete bind or unbind references to live blobs in one transaction 
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -424,6 +423,47 @@ class Tenant:
         the put itself still decides atomically (see blobstore.quotas)."""
         return await quotas.allowance(self.store, self.name, validate_key(key), if_absent=if_absent)
 
+    # --- tenant-wide (blobstore.contract.TenantAPI; the logic is in blobstore.holdings and blobstore.signing) --
+
+    async def missing(self, digests: Iterable[str]) -> list[str]:
+        """Those of ``digests`` this tenant does not hold, in order, without repeats (see blobstore.holdings)."""
+        from blobstore import holdings
+
+        return await holdings.missing(self.store, self.name, digests)
+
+    async def usage(self) -> Usage:
+        """This tenant's own usage and limits (see blobstore.holdings)."""
+        from blobstore import holdings
+
+        return await holdings.usage(self.store, self.name)
+
+    async def sign_url(
+        self,
+        key: str,
+        method: str = "GET",
+        *,
+        expires_in: int = 900,
+        content_length: int | None = None,
+        content_type: str | None = None,
+        digest: str | None = None,
+        base_url: str | None = None,
+    ) -> SignedUrl:
+        """A URL for ``method`` on ``key`` under ``base_url`` (None: the path alone), signed with no token: it
+        dies with its signing key (see blobstore.signing and blobstore.contract.TenantAPI.sign_url)."""
+        from blobstore import signing
+
+        return await signing.sign(
+            self.store,
+            base_url or "",
+            self.name,
+            method,
+            key,
+            expires_in=expires_in,
+            content_length=content_length,
+            content_type=content_type,
+            digest=digest,
+        )
+
     # --- reads -------------------------------------------------------------------------------------
 
     async def stat(self, key: str) -> BlobInfo:
@@ -491,47 +531,6 @@ class Tenant:
         rows = await self.store.database.read(work)
         items = [self._info(row) for row in rows[:limit]]
         return Page(items, items[-1].key if len(rows) > limit else None)
-
-    # --- tenant-wide (blobstore.contract.TenantAPI; the logic is in blobstore.holdings and blobstore.signing) --
-
-    async def missing(self, digests: Iterable[str]) -> builtins.list[str]:
-        """Those of ``digests`` this tenant does not hold, in order, without repeats (see blobstore.holdings)."""
-        from blobstore import holdings
-
-        return await holdings.missing(self.store, self.name, digests)
-
-    async def usage(self) -> Usage:
-        """This tenant's own usage and limits (see blobstore.holdings)."""
-        from blobstore import holdings
-
-        return await holdings.usage(self.store, self.name)
-
-    async def sign_url(
-        self,
-        key: str,
-        method: str = "GET",
-        *,
-        expires_in: int = 900,
-        content_length: int | None = None,
-        content_type: str | None = None,
-        digest: str | None = None,
-        base_url: str | None = None,
-    ) -> SignedUrl:
-        """A URL for ``method`` on ``key`` under ``base_url`` (None: the path alone), signed with no token: it
-        dies with its signing key (see blobstore.signing and blobstore.contract.TenantAPI.sign_url)."""
-        from blobstore import signing
-
-        return await signing.sign(
-            self.store,
-            base_url or "",
-            self.name,
-            method,
-            key,
-            expires_in=expires_in,
-            content_length=content_length,
-            content_type=content_type,
-            digest=digest,
-        )
 
     # --- internals ---------------------------------------------------------------------------------
 
