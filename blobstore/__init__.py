@@ -29,6 +29,7 @@ from blobstore.lazy import lazy_names
 from blobstore.model.results import BlobInfo, Page
 
 if TYPE_CHECKING:
+    from blobstore.contract import TenantAPI
     from blobstore.core.config import Settings
     from blobstore.store import BlobStore, BlobStream, PutItem, Tenant
 
@@ -40,6 +41,7 @@ __getattr__ = lazy_names(
         "BlobStream": "blobstore.store",
         "PutItem": "blobstore.store",
         "Tenant": "blobstore.store",
+        "TenantAPI": "blobstore.contract",
     },
 )
 
@@ -66,6 +68,7 @@ __all__ = [
     "Settings",
     "StorageUnavailable",
     "Tenant",
+    "TenantAPI",
     "Unauthorized",
     "UnsafePath",
 ]

@@ -19,13 +19,14 @@ import asyncio
 import builtins
 import contextlib
 import dataclasses
+import json
 import os
 import stat
-from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection, Iterable
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
 
@@ -33,7 +34,7 @@ from blobstore import errors, wire
 from blobstore.accounting import holdings
 from blobstore.auth import tokens
 from blobstore.auth.signing import DEFAULT_EXPIRY, SignedUrl
-from blobstore.core.ingest import new_hasher
+from blobstore.core.ingest import PutData, new_hasher
 from blobstore.errors import BlobStoreError, IntegrityError, InvalidInput, NotFound, StorageUnavailable
 from blobstore.model.keys import (
     validate_byte_range,
@@ -45,13 +46,19 @@ from blobstore.model.keys import (
 from blobstore.model.preconditions import ANY, Precondition, expect
 from blobstore.model.results import BlobInfo, Page
 from blobstore.storage.base import CHUNK_SIZE
-from blobstore.store import MAX_LIST_LIMIT, BlobStream, DeleteOutcome, PutItem, PutOutcome
+from blobstore.store import MAX_BATCH, MAX_LIST_LIMIT, BlobStream, DeleteOutcome, PutItem, PutOutcome, StatOutcome
 
 #: Back from a problem document's ``code`` (the class name) to the error class, from the one table the server
 #: answers from, blobstore.errors.STATUS (any other code: BlobStoreError).
 ERRORS: dict[str, type[BlobStoreError]] = {cls.__name__: cls for cls in errors.STATUS}
 
 _RANGE_NOT_SATISFIABLE = 416
+T = TypeVar("T")
+#: An item's data as a batch put sends it: a file to open when its turn comes, bytes, or a stream.
+_Source = Path | bytes | AsyncIterable[bytes]
+#: The most bytes of data one batch put request carries: half the server's body limit, which leaves room for
+#: the manifest (at most ``wire.MAX_BATCH_MANIFEST``) and the framing.
+BATCH_BYTES = wire.MAX_BATCH_BODY // 2
 
 
 class BlobClient:
@@ -80,7 +87,7 @@ class BlobClient:
     async def put(
         self,
         key: str,
-        data: object = None,
+        data: PutData | None = None,
         *,
         digest: str | None = None,
         content_type: str | None = None,
@@ -133,37 +140,66 @@ class BlobClient:
         return True
 
     async def put_many(self, items: Iterable[PutItem]) -> builtins.list[PutOutcome]:
-        """As ``Tenant.put_many``: one outcome per item, in order (its BlobInfo or the error its put raised);
-        over HTTP each item is one PUT."""
-        outcomes: builtins.list[PutOutcome] = []
-        for item in items:
+        """As ``Tenant.put_many``: one outcome per item, in order, decided as if the puts ran one after another.
+
+        Items go in as few ``POST .../batch/put`` requests as the body limit allows, their bytes streamed; an
+        item of unknown length (a file object or a stream) or over :data:`BATCH_BYTES` goes as a PUT of its
+        own, in its turn. An item refused here (an invalid key, type, metadata or condition, a repeated key,
+        data that is a str or a missing file) gets that error and is not sent."""
+        batch = _check_batch(items)
+        outcomes: dict[int, PutOutcome] = {}
+        group: builtins.list[tuple[int, dict[str, Any], _Source]] = []
+        group_bytes = 0
+        seen: set[str] = set()
+        for index, item in enumerate(batch):
             try:
-                outcomes.append(
-                    await self.put(
-                        item.key,
-                        item.data,
-                        digest=item.digest,
-                        content_type=item.content_type,
-                        metadata=item.metadata,
-                        if_absent=item.if_absent,
-                        if_match=item.if_match,
-                        if_unmodified_since=item.if_unmodified_since,
-                    )
-                )
+                fields = _manifest_item(item)
+                if item.key in seen:
+                    raise InvalidInput(f"key {item.key!r} appears more than once in this batch")
+                seen.add(item.key)
+                source = await _batch_source(item.data)
             except BlobStoreError as exc:
-                outcomes.append(exc)
-        return outcomes
+                outcomes[index] = exc
+                continue
+            size = _length_of(source)
+            if size is None or size > BATCH_BYTES or group_bytes + size > BATCH_BYTES:
+                outcomes.update(await self._put_group(group))
+                group, group_bytes = [], 0
+            if size is None or size > BATCH_BYTES:
+                outcomes[index] = await self._put_alone(item)
+            else:
+                group.append((index, fields, source))
+                group_bytes += size
+        outcomes.update(await self._put_group(group))
+        return [outcomes[index] for index in range(len(batch))]
+
+    async def _put_group(self, group: builtins.list[tuple[int, dict[str, Any], _Source]]) -> dict[int, PutOutcome]:
+        """The outcomes of one batch put request of ``group`` (none for an empty group), by item index."""
+        if not group:
+            return {}
+        body = _batch_body([(fields, source) for _index, fields, source in group])
+        answers = await self._batch("put", content=body, headers={"content-type": wire.BATCH_TYPE})
+        return {index: _put_outcome(answer) for (index, _, _), answer in zip(group, answers, strict=True)}
+
+    async def _put_alone(self, item: PutItem) -> PutOutcome:
+        """One item as a PUT of its own: its BlobInfo or its error."""
+        try:
+            return await self.put(
+                item.key,
+                item.data,
+                digest=item.digest,
+                content_type=item.content_type,
+                metadata=item.metadata,
+                if_absent=item.if_absent,
+                if_match=item.if_match,
+                if_unmodified_since=item.if_unmodified_since,
+            )
+        except BlobStoreError as exc:
+            return exc
 
     async def delete_many(self, keys: Iterable[str]) -> builtins.list[DeleteOutcome]:
-        """As ``Tenant.delete_many``: per key, in order, True if it existed (a repeated key is False the
-        second time) or its error; over HTTP each key is one DELETE."""
-        outcomes: builtins.list[DeleteOutcome] = []
-        for key in keys:
-            try:
-                outcomes.append(await self.delete(key))
-            except BlobStoreError as exc:
-                outcomes.append(exc)
-        return outcomes
+        """As ``Tenant.delete_many``, in one request (``POST .../batch/delete``)."""
+        return [_delete_outcome(answer) for answer in await self._batch("delete", json={"keys": _check_batch(keys)})]
 
     # --- reads -------------------------------------------------------------------------------------
 
@@ -175,6 +211,11 @@ class BlobClient:
         except NotFound:  # a HEAD answer has no body to say which key; say it as Tenant.stat does
             raise NotFound(f"no such key: {key!r}") from None
         return wire.info_from_headers(self.name, key, int(response.headers["content-length"]), response.headers)
+
+    async def stat_many(self, keys: Iterable[str]) -> builtins.list[StatOutcome]:
+        """As ``Tenant.stat_many``, in one request (``POST .../batch/stat``)."""
+        answers = await self._batch("stat", json={"keys": _check_batch(keys)})
+        return [_outcome(answer, lambda info, _status: info) for answer in answers]
 
     async def exists(self, key: str) -> bool:
         """True if the key exists for this tenant."""
@@ -242,10 +283,12 @@ class BlobClient:
         content_length: int | None = None,
         content_type: str | None = None,
         digest: str | None = None,
+        base_url: str | None = None,
     ) -> SignedUrl:
         """A URL that does ``method`` (GET or PUT) on ``key`` without a token for ``expires_in`` seconds
         (at most 7 days). The token needs ``sign`` plus ``read`` (GET) or ``write`` (PUT). A PUT may bind
-        the body's length, content type and digest: the upload must then send exactly those."""
+        the body's length, content type and digest: the upload must then send exactly those. The URL is
+        the server's (as it saw this request), or under ``base_url`` when given (a public name for it)."""
         validate_key(key)
         body = {
             "method": method,
@@ -256,9 +299,18 @@ class BlobClient:
             "digest": digest,
         }
         response = await self._request("POST", f"{wire.tenant_path(self.name)}/signed-urls", json=body)
-        return SignedUrl.from_dict(response.json())
+        signed = SignedUrl.from_dict(response.json())
+        if base_url is None:
+            return signed
+        path = signed.url[signed.url.index(f"{wire.tenant_path(self.name)}/objects/") :]
+        return dataclasses.replace(signed, url=base_url.rstrip("/") + path)
 
     # --- transport ---------------------------------------------------------------------------------
+
+    async def _batch(self, operation: str, **kwargs: Any) -> builtins.list[dict[str, Any]]:
+        """The per-item answers of ``POST .../batch/<operation>``."""
+        response = await self._request("POST", f"{wire.tenant_path(self.name)}/batch/{operation}", **kwargs)
+        return list(response.json()["items"])
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = await self._send(self._http.build_request(method, path, **kwargs))
@@ -270,6 +322,88 @@ class BlobClient:
             return await self._http.send(request, stream=stream)
         except httpx.TransportError as exc:
             raise StorageUnavailable(f"cannot reach the blobstore server: {exc!r}") from exc
+
+
+def _check_batch(items: Iterable[Any]) -> builtins.list[Any]:
+    """The items as a list; InvalidInput if there are more than :data:`MAX_BATCH` (nothing is sent)."""
+    batch = list(items)
+    if len(batch) > MAX_BATCH:
+        raise InvalidInput(f"at most {MAX_BATCH} items per batch, got {len(batch)}")
+    return batch
+
+
+def _outcome(answer: dict[str, Any], success: Callable[[BlobInfo, int], T]) -> T | BlobStoreError:
+    """One item of a batch answer: ``success`` of its object and status, or its problem as the error it names."""
+    if "problem" in answer:
+        return _error(answer["problem"])
+    return success(wire.info_from_json(answer["object"]), answer["status"])
+
+
+def _error(problem: dict[str, Any]) -> BlobStoreError:
+    """The error a problem document names (its ``code``; an unknown one: BlobStoreError)."""
+    return ERRORS.get(problem["code"], BlobStoreError)(problem["detail"])
+
+
+def _put_outcome(answer: dict[str, Any]) -> PutOutcome:
+    return _outcome(answer, lambda info, status: dataclasses.replace(info, replaced=status == httpx.codes.OK))
+
+
+def _delete_outcome(answer: dict[str, Any]) -> DeleteOutcome:
+    """204: deleted; 404: absent; otherwise the item's error."""
+    if answer["status"] == httpx.codes.NOT_FOUND:
+        return False
+    return _error(answer["problem"]) if "problem" in answer else True
+
+
+async def _batch_source(data: object) -> _Source:
+    """What :func:`_batch_body` sends for ``data``: a path, checked now and opened when its turn comes (a
+    batch holds no file open but the one being sent), or what :func:`_content` makes of anything else."""
+    if isinstance(data, os.PathLike):
+        _open_regular(Path(data)).close()
+        return Path(data)
+    return await _content(data)
+
+
+def _length_of(source: _Source) -> int | None:
+    """How many bytes ``source`` holds, if that is known before it is read."""
+    if isinstance(source, Path):
+        return source.stat().st_size
+    return len(source) if isinstance(source, bytes) else None
+
+
+async def _batch_body(
+    items: builtins.list[tuple[dict[str, Any], _Source]],
+) -> AsyncIterator[bytes]:
+    """A batch put's body (blobstore.wire.BATCH_TYPE): the manifest line, then each item's bytes in chunks."""
+    manifest = [fields for fields, _source in items]
+    yield json.dumps({"items": manifest}, separators=(",", ":")).encode() + b"\n"
+    for _fields, source in items:
+        content = await _content(source) if isinstance(source, Path) else source
+        async for chunk in _once(content) if isinstance(content, bytes) else content:
+            if chunk:
+                yield wire.batch_chunk_head(len(chunk))
+                yield chunk
+        yield wire.BATCH_ITEM_END
+
+
+def _manifest_item(item: PutItem) -> dict[str, Any]:
+    """An item's fields for the manifest, as the single PUT's headers carry them, checked here as
+    :meth:`BlobClient.put` checks them (the server checks them again)."""
+    validate_key(item.key)
+    _put_headers(item.content_type, item.metadata)
+    if item.digest is not None:
+        validate_digest(item.digest)
+    condition = expect(item.if_match, item.if_unmodified_since, if_absent=item.if_absent)
+    fields: dict[str, Any] = {
+        "key": item.key,
+        "content_type": item.content_type,
+        "metadata": item.metadata,
+        "digest": item.digest,
+        "if_absent": item.if_absent,
+        "if_match": None if condition.match is None else sorted(condition.match),
+        "if_unmodified_since": None if condition.unmodified_since is None else condition.unmodified_since.isoformat(),
+    }
+    return {name: value for name, value in fields.items() if value not in (None, False)}
 
 
 async def _raise_for_problem(response: httpx.Response) -> None:
@@ -380,6 +514,10 @@ async def _verified(response: httpx.Response, key: str, expected: int, digest: s
         raise IntegrityError(f"{key!r} arrived with {received} of {expected} bytes")
     if hasher is not None and hasher.hexdigest() != digest:
         raise IntegrityError(f"{key!r} arrived with bytes that do not hash to {digest}")
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 async def _no_chunks() -> AsyncIterator[bytes]:

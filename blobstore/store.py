@@ -49,7 +49,9 @@ from blobstore.protocol.uploads import Uploader
 from blobstore.storage import ObjectStorage
 
 if TYPE_CHECKING:  # the maintenance modules load when first used, out of every command's start-up
+    from blobstore.accounting.holdings import Usage
     from blobstore.accounting.report import CostReport
+    from blobstore.auth.signing import SignedUrl
     from blobstore.maintenance.fsck import FsckReport
     from blobstore.protocol.gc import GcStats, OnPlanned
 
@@ -376,6 +378,47 @@ class Tenant:
         A server checks a body's declared length, then its running total, against it before storing a byte;
         the put itself still decides atomically (see blobstore.accounting.quotas)."""
         return await quotas.allowance(self.core, self.name, validate_key(key), if_absent=if_absent)
+
+    # --- tenant-wide (blobstore.contract.TenantAPI; blobstore.accounting.holdings, blobstore.auth.signing) ---
+
+    async def missing(self, digests: Iterable[str]) -> list[str]:
+        """Those of ``digests`` this tenant does not hold, in order, without repeats (blobstore.accounting.holdings)."""
+        from blobstore.accounting import holdings
+
+        return await holdings.missing(self.core, self.name, digests)
+
+    async def usage(self) -> Usage:
+        """This tenant's own usage and limits (see blobstore.accounting.holdings)."""
+        from blobstore.accounting import holdings
+
+        return await holdings.usage(self.core, self.name)
+
+    async def sign_url(
+        self,
+        key: str,
+        method: str = "GET",
+        *,
+        expires_in: int = 900,
+        content_length: int | None = None,
+        content_type: str | None = None,
+        digest: str | None = None,
+        base_url: str | None = None,
+    ) -> SignedUrl:
+        """A URL for ``method`` on ``key`` under ``base_url`` (None: the path alone), signed with no token: it
+        dies with its signing key (see blobstore.auth.signing and blobstore.contract.TenantAPI.sign_url)."""
+        from blobstore.auth import signing
+
+        return await signing.sign(
+            self.core,
+            base_url or "",
+            self.name,
+            method,
+            key,
+            expires_in=expires_in,
+            content_length=content_length,
+            content_type=content_type,
+            digest=digest,
+        )
 
     # --- reads -------------------------------------------------------------------------------------
 

@@ -76,6 +76,23 @@ _ACTIVE_TYPES = frozenset(
     }
 )
 
+#: The media type of a batch put's body (``POST .../batch/put``), a byte stream framed as it is written and read:
+#:
+#:     <manifest: one line of JSON, {"items": [{"key": ..., ...}, ...]}> LF
+#:     then for each item, in the manifest's order: chunks of <length: 1-8 lowercase hex digits> LF <bytes>,
+#:     ending with 0 LF
+#:
+#: Each item's bytes come as chunks, so a writer needs no length in advance (a stream of unknown size
+#: goes as it is read) and a reader never scans the bytes for a boundary (as multipart/form-data would).
+BATCH_TYPE = "application/octet-stream"
+#: The chunk length that ends an item's bytes in a batch body.
+BATCH_ITEM_END = b"0\n"
+#: The most bytes a batch put's body may hold, manifest and framing included (the server keeps a whole batch
+#: on disk until it is stored); larger objects go one PUT each.
+MAX_BATCH_BODY = 256 * 2**20
+#: The longest manifest line (1,000 items with 1 KiB keys and 8 KiB of metadata each fit).
+MAX_BATCH_MANIFEST = 16 * 2**20
+
 _NAME_SAFE = frozenset(string.ascii_lowercase + string.digits + "-_.~")
 _VALUE_SAFE = "".join(ch for ch in string.printable if ch not in "% \t\n\r\x0b\x0c")
 
@@ -88,6 +105,11 @@ def tenant_path(tenant: str) -> str:
 def object_path(tenant: str, key: str) -> str:
     """The path of one object: the key percent-encoded as UTF-8, ``/`` kept literal."""
     return f"{tenant_path(tenant)}/objects/{quote(key, safe='/')}"
+
+
+def batch_chunk_head(size: int) -> bytes:
+    """The line that comes before a chunk of ``size`` (> 0) bytes of an item in a batch body (:data:`BATCH_TYPE`)."""
+    return b"%x\n" % size
 
 
 def etag(digest: str) -> str:

@@ -24,6 +24,9 @@ TEMPLATES = [
     ("/v1/tenants/{tenant}/digests/missing", {"POST"}),
     ("/v1/tenants/{tenant}/usage", {"GET"}),
     ("/v1/tenants/{tenant}/signed-urls", {"POST"}),
+    ("/v1/tenants/{tenant}/batch/put", {"POST"}),
+    ("/v1/tenants/{tenant}/batch/delete", {"POST"}),
+    ("/v1/tenants/{tenant}/batch/stat", {"POST"}),
     ("/healthz", {"GET"}),
     ("/readyz", {"GET"}),
 ]

@@ -17,7 +17,7 @@ from blobstore.core.config import Settings
 from blobstore.core.context import Clock, utc_now
 from blobstore.db import migrate
 from blobstore.errors import ConfigurationError
-from blobstore.server import collector, metrics, objects, problems, signed, tenants
+from blobstore.server import batches, collector, metrics, objects, problems, signed, tenants
 from blobstore.server.access import AccessMiddleware
 from blobstore.server.auth import store_of
 from blobstore.server.connections import BODY_TIMEOUT_SECONDS, BodyTimeoutMiddleware
@@ -90,6 +90,7 @@ def create_app(
     app.include_router(objects.router)
     app.include_router(tenants.router)
     app.include_router(signed.router)
+    app.include_router(batches.router)
     app.add_api_route("/healthz", healthz, methods=["GET"], response_model=Health, tags=["health"])
     app.add_api_route(
         "/readyz",

@@ -9,6 +9,8 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from blobstore.errors import InvalidInput
+from blobstore.server.problems import Problem
+from blobstore.store import MAX_BATCH
 
 #: A JSON request body larger than this is refused.
 MAX_JSON_BODY = 1024 * 1024
@@ -116,3 +118,46 @@ class SignedUrlInfo(BaseModel):
     method: str
     headers: dict[str, str]
     expires_at: datetime
+
+
+class BatchKeys(BaseModel):
+    """Keys to stat or delete, up to 1,000; each is judged on its own (an invalid key is that item's 400)."""
+
+    model_config = ConfigDict(extra="forbid")
+    keys: list[str] = Field(max_length=MAX_BATCH)
+
+
+class BatchPutItem(BaseModel):
+    """One put of a batch: the fields of a single PUT's headers. Each is checked as the single put checks it,
+    failing that item alone (an invalid key, type or digest is that item's 400)."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: str
+    content_type: str | None = None
+    metadata: dict[str, str] | None = None
+    digest: str | None = Field(default=None, description="The digest the item's bytes must hash to (422 if not).")
+    if_absent: bool = False
+    if_match: list[str] | None = Field(default=None, description='Digests the key must hold now, or ["*"].')
+    if_unmodified_since: datetime | None = None
+
+
+class BatchManifest(BaseModel):
+    """The first line of a batch put: its items, in the order their bytes follow."""
+
+    model_config = ConfigDict(extra="forbid")
+    items: list[BatchPutItem] = Field(max_length=MAX_BATCH)
+
+
+class BatchItemResult(BaseModel):
+    """One item's outcome: the status its single request would have answered, with the object (2xx, but 204)
+    or the problem document (4xx, 5xx)."""
+
+    status: int
+    object: ObjectInfo | None = None
+    problem: Problem | None = None
+
+
+class BatchResults(BaseModel):
+    """One outcome per item, in the order of the request."""
+
+    items: list[BatchItemResult]
