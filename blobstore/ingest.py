@@ -109,28 +109,45 @@ def is_stream(data: object) -> bool:
 async def stream(data: object, *, max_size: int, stage: Callable[[], Awaitable[StagedObject]]) -> Ingested:
     """Hash the stream ``data`` (see :func:`is_stream`) in one pass, as :func:`ingest` does, without spooling
     it: up to :data:`STAGE_ABOVE` bytes are held and returned as bytes; past that ``stage()`` is called once
-    and every byte is written into the staged object it returns as it is hashed.
+    and every byte is written into the staged object it returns as it is hashed, a chunk being hashed and
+    written (in worker threads) while the next one is read.
 
-    The caller discards the staged object if it is not published. ObjectTooLarge as soon as the stream
-    passes ``max_size`` bytes (nothing of the chunk that crosses it is staged); what the stream raises
-    passes through."""
+    The caller discards the staged object if it is not published; no write is in flight once this returns or
+    raises. ObjectTooLarge as soon as the stream passes ``max_size`` bytes (nothing of the chunk that crosses
+    it is staged); what the stream raises passes through."""
     hasher = new_hasher()
     size = 0
     held = bytearray()
     staged: StagedObject | None = None
-    async for piece in _stream_chunks(data):
-        chunk = _require_bytes(piece)
-        size += len(chunk)
-        check_object_size(size, max_size)
-        if staged is None:
-            held += chunk
-            if len(held) <= STAGE_ABOVE:
-                continue
-            staged, chunk, held = await stage(), bytes(held), bytearray()
-        await asyncio.gather(asyncio.to_thread(hasher.update, chunk), staged.write(chunk))
+    pending: asyncio.Future[Any] | None = None  # the previous chunk's hashing and writing
+    try:
+        async for piece in _stream_chunks(data):
+            chunk = _require_bytes(piece)
+            size += len(chunk)
+            check_object_size(size, max_size)
+            if staged is None:
+                held += chunk
+                if len(held) <= STAGE_ABOVE:
+                    continue
+                staged, chunk, held = await stage(), bytes(held), bytearray()
+            if pending is not None:
+                await pending
+            pending = asyncio.gather(asyncio.to_thread(hasher.update, chunk), staged.write(chunk))
+        if pending is not None:
+            await pending
+    finally:
+        if pending is not None:
+            await _settled(pending)
     if staged is None:
         return await _ingest_bytes(bytes(held))
     return Ingested(hasher.hexdigest(), size, staged)
+
+
+async def _settled(pending: asyncio.Future[Any]) -> None:
+    """Wait until ``pending`` is done, whatever its outcome (an error of it is the caller's to ignore)."""
+    await asyncio.wait([pending])
+    if not pending.cancelled():
+        pending.exception()  # retrieved: not reported as never retrieved
 
 
 async def _ingest_bytes(data: bytes) -> Ingested:
