@@ -339,8 +339,9 @@ def _content_length(request: Request) -> int | None:
 async def _body(request: Request, declared: int | None, allowance: Allowance) -> AsyncIterator[bytes]:
     """The request body as it arrives, checked against its Content-Length, in pieces of about
     :data:`UPLOAD_PIECE` bytes (the server reads the network in far smaller ones; each piece costs
-    the store a thread hop to hash and spool it). Reading stops at the first chunk that takes the
-    body past what ``allowance`` lets the put store (ObjectTooLarge or QuotaExceeded)."""
+    the store a thread hop to hash it and one to stage it, straight into storage where it can stage, see
+    docs/gc-protocol.md). Reading stops at the first chunk that takes the body past what ``allowance`` lets
+    the put store (ObjectTooLarge or QuotaExceeded): the put then stores nothing and leaves nothing."""
     received = 0
     piece = bytearray()
     async for chunk in request.stream():

@@ -5,7 +5,8 @@ key is never also a directory of another key. Writes go to a temporary file
 in ``root/.tmp/`` named after the key they are writing, are fsynced and
 renamed into place, so a reader sees the whole object or none, and a crash
 leaves at most a stale temporary file that :meth:`LocalStorage.incomplete_uploads`
-lists. Operating-system failures of the disk (full, read-only, I/O errors,
+lists. Staged bytes (:meth:`LocalStorage.stage`) are such a temporary file,
+named after the staging name and published by the same fsync and rename. Operating-system failures of the disk (full, read-only, I/O errors,
 permissions) surface as :class:`~blobstore.errors.StorageUnavailable`.
 
 Only the first write creates the root. Once the store holds the storage to its
