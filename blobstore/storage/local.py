@@ -6,7 +6,8 @@ in ``root/.tmp/`` named after the key they are writing, are fsynced and
 renamed into place, so a reader sees the whole object or none, and a crash
 leaves at most a stale temporary file that :meth:`LocalStorage.incomplete_uploads`
 lists. Staged bytes (:meth:`LocalStorage.stage`) are such a temporary file,
-named after the staging name and published by the same fsync and rename. Operating-system failures of the disk (full, read-only, I/O errors,
+named after the staging name and published by the same fsync and rename.
+Operating-system failures of the disk (full, read-only, I/O errors,
 permissions) surface as :class:`~blobstore.errors.StorageUnavailable`.
 
 Only the first write creates the root. Once the store holds the storage to its
