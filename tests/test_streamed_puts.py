@@ -15,11 +15,13 @@ import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from conftest import FakeClock, StoreFactory
+from live_server import serving
 from workers import data_objects, invariant_violations, rows
 
-from blobstore import BlobStore, IntegrityError, ObjectTooLarge, StorageUnavailable
+from blobstore import BlobStore, IntegrityError, ObjectTooLarge, StorageUnavailable, tokens
 from blobstore.ingest import STAGE_ABOVE
 from blobstore.testing.faults import Fault, FaultyStorage, SimulatedCrash, dies_with
 
@@ -129,6 +131,25 @@ async def test_a_failed_streamed_put_stores_nothing_and_leaves_nothing(open_stor
             await acme.put("k", pieces(BIG[: 2 * MiB]), digest="0" * 64)
     assert not await acme.exists("k")
     assert await data_objects(store) == []
+    await nothing_left(store)
+
+
+async def test_an_http_put_streams_its_body_into_storage_and_a_refused_one_leaves_nothing(
+    open_store: StoreFactory, clock: FakeClock
+) -> None:
+    """A chunked PUT body is staged as it arrives, never spooled (201); one cut off past the maximum object
+    size after staging began is 413 and leaves no key, row, staging file or object."""
+    store = await open_store("sqlite-local", max_object_size=2 * MiB)
+    token = (await tokens.create(store, "acme", scopes=tokens.SCOPES)).token
+    with serving(store.settings, clock=clock) as url:
+        async with httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {token}"}) as http:
+            stored = await http.put("/v1/tenants/acme/objects/k", content=pieces(BIG[: 2 * MiB]))
+            refused = await http.put("/v1/tenants/acme/objects/big", content=pieces(BIG))
+    assert stored.status_code == 201, stored.text
+    assert (refused.status_code, refused.json()["code"]) == (413, "ObjectTooLarge")
+    assert await store.tenant("acme").get("k") == BIG[: 2 * MiB]
+    assert not await store.tenant("acme").exists("big")
+    assert len(await data_objects(store)) == 1
     await nothing_left(store)
 
 
