@@ -130,6 +130,8 @@ async def stream(data: object, *, max_size: int, stage: Callable[[], Awaitable[S
                 if len(held) <= STAGE_ABOVE:
                     continue
                 staged, chunk, held = await stage(), bytes(held), bytearray()
+            if not isinstance(chunk, bytes):  # held while the next is read: a buffer the stream reuses must not change
+                chunk = bytes(chunk)
             if pending is not None:
                 await pending
             pending = asyncio.gather(asyncio.to_thread(hasher.update, chunk), staged.write(chunk))

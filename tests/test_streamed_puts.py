@@ -95,6 +95,23 @@ async def test_a_short_stream_is_put_as_bytes_without_staging(store: BlobStore) 
     await nothing_left(store)
 
 
+async def test_a_stream_that_refills_one_buffer_is_stored_as_it_was_sent(store: BlobStore) -> None:
+    """Each chunk is hashed and staged while the next is read: a stream that refills the buffer it yielded
+    (as ``readinto`` loops do) still stores the bytes it sent, under their digest."""
+    buffer = bytearray(MiB)
+
+    async def refilled() -> AsyncIterator[bytearray]:
+        for n in range(4):
+            buffer[:] = bytes([n]) * MiB
+            yield buffer
+
+    sent = b"".join(bytes([n]) * MiB for n in range(4))
+    info = await store.tenant("acme").put("k", refilled())
+    assert await store.tenant("acme").get("k") == sent
+    assert info.digest == (await store.tenant("acme").put("again", sent)).digest
+    await nothing_left(store)
+
+
 async def test_a_dedup_hit_found_at_the_end_discards_the_staged_bytes(store: BlobStore) -> None:
     """Bytes that turn out to be stored already are bound to the live blob; the staged copy is discarded."""
     acme = store.tenant("acme")

@@ -343,20 +343,22 @@ async def _body(request: Request, declared: int | None, allowance: Allowance) ->
     docs/gc-protocol.md). Reading stops at the first chunk that takes the body past what ``allowance`` lets
     the put store (ObjectTooLarge or QuotaExceeded): the put then stores nothing and leaves nothing."""
     received = 0
-    piece = bytearray()
+    parts: list[bytes] = []
+    gathered = 0
     async for chunk in request.stream():
         received += len(chunk)
         if declared is not None and received > declared:
             raise InvalidInput(f"the body is longer than its Content-Length {declared}")
         allowance.check(received)
-        piece += chunk
-        if len(piece) >= UPLOAD_PIECE:
-            yield piece  # type: ignore[misc]
-            piece = bytearray()
+        parts.append(chunk)
+        gathered += len(chunk)
+        if gathered >= UPLOAD_PIECE:
+            yield b"".join(parts)
+            parts, gathered = [], 0
     if declared is not None and received != declared:
         raise InvalidInput(f"the body has {received} bytes, not its Content-Length {declared}")
-    if piece:
-        yield piece  # type: ignore[misc]
+    if parts:
+        yield b"".join(parts)
 
 
 async def _expect_no_body(request: Request, declared: int | None) -> None:
