@@ -1,7 +1,8 @@
 """H2: PUT of 64 MiB of new bytes over HTTP vs the in-process ``Tenant.put`` of the same bytes.
 
 Subject: httpx streams the bytes to ``blobstore serve`` (SQLite + local
-directory), which spools, hashes and stores them. Baseline: ``Tenant.put`` of
+directory), which hashes them as it writes them into the storage's staging
+place and then publishes them under their key (a rename). Baseline: ``Tenant.put`` of
 the same bytes object in this process, on a store of its own. Every put is of
 bytes stored nowhere yet (a unique first MiB), so neither side deduplicates.
 """

@@ -239,14 +239,12 @@ class Tenant:
             if digest is None:
                 raise InvalidInput("put needs data, or the digest of bytes this tenant already holds")
             return await self._put_known_digest(request, digest)
-        ingested = await ingest(data, max_size=self.core.settings.max_object_size)
-        try:
+        uploader = self._uploader()
+        async with uploader.ingested(data, max_size=self.core.settings.max_object_size) as ingested:
             if digest is not None and digest != ingested.digest:
                 raise IntegrityError(f"the data hash to {ingested.digest}, not the expected {digest}")
             outcomes: list[PutOutcome | None] = [None]
-            await self._uploader().put([request.item(0, ingested.digest, ingested.size)], {0: ingested}, outcomes)
-        finally:
-            ingested.discard()
+            await uploader.put([request.item(0, ingested.digest, ingested.size)], {0: ingested}, outcomes)
         return _raised(outcomes[0])
 
     async def copy(self, src_key: str, dst_key: str, *, if_absent: bool = False) -> BlobInfo:

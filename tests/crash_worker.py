@@ -19,7 +19,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,6 +55,8 @@ POINTS = (
     "put-after-upload",
     "put-after-commit",
     "put-mid-multipart",
+    "stream-mid-staging",
+    "stream-after-publish",
     "delete-after-commit",
     "gc-after-tombstone",
     "gc-after-storage-delete",
@@ -62,8 +64,14 @@ POINTS = (
 
 
 def payload(point: str) -> bytes:
-    """The bytes the crashing put of ``point`` stores."""
-    return LARGE_PAYLOAD if point == "put-mid-multipart" else SMALL_PAYLOAD
+    """The bytes the crashing put of ``point`` stores (a stream put's are long enough to be staged)."""
+    return LARGE_PAYLOAD if point == "put-mid-multipart" or point.startswith("stream") else SMALL_PAYLOAD
+
+
+async def pieces(data: bytes) -> AsyncIterator[bytes]:
+    """``data`` as a stream of 1 MiB chunks."""
+    for start in range(0, len(data), MiB):
+        yield data[start : start + MiB]
 
 
 def say(line: str) -> None:
@@ -132,6 +140,10 @@ async def main(point: str) -> None:
         elif point == "put-mid-multipart":
             assert isinstance(inner, S3Storage), "mid-multipart needs S3"
             await kill_after_first_part(inner, point)
+        elif point == "stream-mid-staging":
+            storage.inject(Fault("stage_write", skip=2, action=lambda: die(point)))
+        elif point == "stream-after-publish":
+            storage.inject(Fault("write", key_prefix="data/", phase="after", action=lambda: die(point)))
         elif point == "delete-after-commit":
             kill_after_transaction(store, point, None)
         elif point == "gc-after-tombstone":
@@ -143,6 +155,9 @@ async def main(point: str) -> None:
 
         if point.startswith("put"):
             await tenant.put(CRASH_KEY, payload(point))
+            say(f"ACK put {CRASH_KEY}")
+        elif point.startswith("stream"):
+            await tenant.put(CRASH_KEY, pieces(payload(point)))
             say(f"ACK put {CRASH_KEY}")
         elif point.startswith("delete"):
             await tenant.delete(DELETED_KEY)

@@ -26,11 +26,13 @@ from blobstore.storage import S3Storage
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 GRACE = 3600.0
+#: Where a point needs a backend of its own: multipart uploads on S3, staging on a local directory.
+ONLY_ON = {"put-mid-multipart": "-s3", "stream-mid-staging": "-local", "stream-after-publish": "-local"}
 CASES = [
     (deployment, point)
     for deployment in DEPLOYMENTS
     for point in POINTS
-    if point != "put-mid-multipart" or deployment.endswith("-s3")
+    if deployment.endswith(ONLY_ON.get(point, deployment))
 ]
 
 
@@ -97,9 +99,23 @@ async def multipart_uploads(store: BlobStore, request: pytest.FixtureRequest) ->
     return len(listed.get("Uploads", []))
 
 
+async def staging_debris(store: BlobStore) -> tuple[int, list[str | None]]:
+    """How many staging rows (``uploading``, size 0) remain, and the keys of the staging leftovers."""
+    staging = await rows(store, "SELECT id FROM blobs WHERE state = 'uploading' AND size = 0")
+    return len(staging), [upload.key async for upload in store.storage.incomplete_uploads()]
+
+
 async def check_debris(store: BlobStore, point: str, request: pytest.FixtureRequest) -> None:
     """The crash left exactly what its point implies (so the kill really came where it was meant to)."""
-    if point.startswith("put"):
+    if point == "stream-mid-staging":
+        [(name,)] = await rows(store, "SELECT object_key FROM blobs WHERE state = 'uploading' AND size = 0")
+        assert await staging_debris(store) == (1, [name])
+        assert not await rows(store, "SELECT id FROM blobs WHERE digest = :d", d=digest_of(payload(point)))
+    elif point == "stream-after-publish":
+        state, refcount, object_key = await blob_of(store, payload(point))
+        assert (state, refcount, await stored(store, object_key)) == ("uploading", 0, True)
+        assert await staging_debris(store) == (1, [])
+    elif point.startswith("put"):
         state, refcount, object_key = await blob_of(store, payload(point))
         if point == "put-after-commit":
             assert (state, refcount, await stored(store, object_key)) == ("live", 1, True)
@@ -146,6 +162,7 @@ async def test_a_killed_process_loses_no_acknowledged_write_and_leaks_nothing(
     clock.advance(GRACE + 60)
     await restarted.gc()
     assert await invariant_violations(restarted) == []
+    assert await staging_debris(restarted) == (0, [])
     assert len(await data_objects(restarted)) == len(set(model.values()))
     assert await multipart_uploads(restarted, request) == 0
     report = await restarted.fsck(read_data=True)

@@ -2,9 +2,10 @@
 
 One pass over the input: bytes are hashed in place; a path is hashed where it
 lies (memory-mapped) and later read by the backend; file objects and async
-iterables are hashed while they are spooled to a temporary file, because
-their bytes must be known (hashed) before the store can decide whether to
-upload them at all. Nothing large is ever held in memory.
+iterables are hashed while they are spooled to a temporary file (:func:`ingest`)
+or, where the storage can stage bytes, written straight into its staging place
+(:func:`stream`), because their digest is known only after the last byte.
+Nothing large is ever held in memory.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import mmap
 import os
 import stat
 import tempfile
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -22,12 +23,14 @@ from typing import IO, Any
 import blake3
 
 from blobstore.errors import IntegrityError, InvalidInput, NotFound, ObjectTooLarge
-from blobstore.storage.base import CHUNK_SIZE, Source
+from blobstore.storage.base import CHUNK_SIZE, ObjectStorage, Source, StagedObject
 
 #: Inputs that ``put`` accepts.
 PutData = bytes | bytearray | memoryview | os.PathLike[str] | IO[bytes] | AsyncIterable[bytes]
 
 _THREADED_HASH_BYTES = 1024 * 1024
+#: A stream of at most this many bytes is held in memory and put as bytes; a longer one is staged.
+STAGE_ABOVE = 1024 * 1024
 #: How much of a file is mapped into memory at once while hashing it (a multiple of the page size).
 _HASH_WINDOW = 16 * 1024 * 1024
 
@@ -38,9 +41,19 @@ class Ingested:
 
     digest: str
     size: int
-    source: Source
+    #: The bytes, a file, or bytes already staged in the storage they are to be published in.
+    source: Source | StagedObject
     spooled: bool = False
     fingerprint: tuple[int, int] | None = None
+
+    async def write_to(self, storage: ObjectStorage, key: str) -> None:
+        """Store the bytes under ``key``: publish them if staged, else write them (IntegrityError, after the
+        write, if a caller's file changed since it was hashed). Staged bytes can be published only once."""
+        if isinstance(self.source, StagedObject):
+            await self.source.publish(key)
+            return
+        await storage.write(key, self.source)
+        self.ensure_unchanged()
 
     def ensure_unchanged(self) -> None:
         """Raise IntegrityError if a caller's file changed since it was hashed."""
@@ -83,13 +96,60 @@ async def ingest(data: object, *, max_size: int) -> Ingested:
         )
     if isinstance(data, os.PathLike):
         return await _ingest_path(Path(data), max_size)
-    if hasattr(data, "read"):
-        return await _spool(_file_chunks(data), max_size)
-    if isinstance(data, AsyncIterable):
-        return await _spool(data, max_size)
-    raise InvalidInput(
-        f"cannot store {type(data).__name__}: pass bytes, a path, a binary file or an async iterable of bytes"
+    return await _spool(_stream_chunks(data), max_size)
+
+
+def is_stream(data: object) -> bool:
+    """True if ``data`` is an input read once, in order: a binary file object or an async iterable."""
+    return not isinstance(data, bytes | bytearray | memoryview | str | os.PathLike) and (
+        hasattr(data, "read") or isinstance(data, AsyncIterable)
     )
+
+
+async def stream(data: object, *, max_size: int, stage: Callable[[], Awaitable[StagedObject]]) -> Ingested:
+    """Hash the stream ``data`` (see :func:`is_stream`) in one pass, as :func:`ingest` does, without spooling
+    it: up to :data:`STAGE_ABOVE` bytes are held and returned as bytes; past that ``stage()`` is called once
+    and every byte is written into the staged object it returns as it is hashed, a chunk being hashed and
+    written (in worker threads) while the next one is read.
+
+    The caller discards the staged object if it is not published; no write is in flight once this returns or
+    raises. ObjectTooLarge as soon as the stream passes ``max_size`` bytes (nothing of the chunk that crosses
+    it is staged); what the stream raises passes through."""
+    hasher = new_hasher()
+    size = 0
+    held = bytearray()
+    staged: StagedObject | None = None
+    pending: asyncio.Future[Any] | None = None  # the previous chunk's hashing and writing
+    try:
+        async for piece in _stream_chunks(data):
+            chunk = _require_bytes(piece)
+            size += len(chunk)
+            check_object_size(size, max_size)
+            if staged is None:
+                held += chunk
+                if len(held) <= STAGE_ABOVE:
+                    continue
+                staged, chunk, held = await stage(), bytes(held), bytearray()
+            if not isinstance(chunk, bytes):  # held while the next is read: a buffer the stream reuses must not change
+                chunk = bytes(chunk)
+            if pending is not None:
+                await pending
+            pending = asyncio.gather(asyncio.to_thread(hasher.update, chunk), staged.write(chunk))
+        if pending is not None:
+            await pending
+    finally:
+        if pending is not None:
+            await _settled(pending)
+    if staged is None:
+        return await _ingest_bytes(bytes(held))
+    return Ingested(hasher.hexdigest(), size, staged)
+
+
+async def _settled(pending: asyncio.Future[Any]) -> None:
+    """Wait until ``pending`` is done, whatever its outcome (an error of it is the caller's to ignore)."""
+    await asyncio.wait([pending])
+    if not pending.cancelled():
+        pending.exception()  # retrieved: not reported as never retrieved
 
 
 async def _ingest_bytes(data: bytes) -> Ingested:
@@ -145,6 +205,17 @@ def _fingerprint(path: Path) -> tuple[int, int]:
     return info.st_size, info.st_mtime_ns
 
 
+def _stream_chunks(data: object) -> AsyncIterable[Any]:
+    """The chunks of a file object or async iterable; InvalidInput for anything else."""
+    if hasattr(data, "read"):
+        return _file_chunks(data)
+    if isinstance(data, AsyncIterable):
+        return data
+    raise InvalidInput(
+        f"cannot store {type(data).__name__}: pass bytes, a path, a binary file or an async iterable of bytes"
+    )
+
+
 async def _file_chunks(file: Any) -> AsyncIterable[bytes]:
     """The file's bytes; ``read1`` (where the file has it) returns what a pipe has so far instead of
     blocking until a whole chunk arrives."""
@@ -171,7 +242,13 @@ async def _spool(chunks: AsyncIterable[Any], max_size: int) -> Ingested:
 
 
 def _hash_and_write(hasher: Any, spool: IO[bytes], chunk: object) -> None:
+    data = _require_bytes(chunk)
+    hasher.update(data)
+    spool.write(data)
+
+
+def _require_bytes(chunk: object) -> bytes | bytearray | memoryview:
+    """``chunk``, if it is bytes; InvalidInput if not."""
     if not isinstance(chunk, bytes | bytearray | memoryview):
         raise InvalidInput(f"the input yielded {type(chunk).__name__}, expected bytes")
-    hasher.update(chunk)
-    spool.write(chunk)
+    return chunk

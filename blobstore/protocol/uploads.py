@@ -14,6 +14,12 @@ protocol's steps, each one transaction however many items:
 
 Items whose upload GC reclaimed from a stalled uploader (its lease lapsed) go round again, at most
 :data:`MAX_ATTEMPTS` rounds in all.
+
+:meth:`Uploader.ingested` hashes what a put was handed; a long stream, whose digest is known only after its
+last byte, it writes into the storage's staging place as it hashes, under an intent recorded first: an
+``uploading`` *staging row* whose object key names the staging place, leased while the bytes flow. The round
+then publishes the staged bytes under the upload's own key instead of writing them again; a dedup hit
+discards them.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,12 +35,12 @@ from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from blobstore.core.ingest import Ingested
+from blobstore.core.ingest import Ingested, ingest, is_stream, stream
 from blobstore.db import batches, binding, catalog
 from blobstore.db.engine import Database
 from blobstore.errors import BlobStoreError, StorageUnavailable
 from blobstore.model.results import BlobInfo
-from blobstore.storage import ObjectStorage
+from blobstore.storage import ObjectStorage, StagedObject
 from blobstore.storage.layout import object_key_for
 
 log = logging.getLogger(__name__)
@@ -62,6 +69,37 @@ class Uploader:
     tenant: str
     #: The dedup scope of the tenant's blobs: everyone (``""``) or the tenant.
     scope: str
+
+    @contextlib.asynccontextmanager
+    async def ingested(self, data: object, *, max_size: int) -> AsyncIterator[Ingested]:
+        """``data`` hashed and ready for :meth:`put` (blobstore.core.ingest), for the life of the context.
+
+        A stream longer than :data:`blobstore.core.ingest.STAGE_ABOVE` goes, where the storage can stage, into
+        its staging place as it is hashed: first a staging row is committed (``uploading``, leased, its
+        object key a fresh placeholder that names the staging place), then the bytes flow while the lease
+        is renewed. On leaving, staged bytes :meth:`put` did not publish are discarded and the staging row
+        deleted (nothing is ever stored under its key), best effort: a crash or error leaves a staging row
+        and maybe a staging leftover, which GC reclaims once the lease lapsed (docs/gc-protocol.md).
+        Anything else is hashed (and a stream spooled) by :func:`blobstore.core.ingest.ingest`.
+        """
+        if not (self.storage.supports_staging and is_stream(data)):
+            ingested = await ingest(data, max_size=max_size)
+            try:
+                yield ingested
+            finally:
+                ingested.discard()
+            return
+        async with contextlib.AsyncExitStack() as stack:
+
+            async def stage() -> StagedObject:
+                blob_id, name = await self.database.transaction(self._record_staging)
+                stack.push_async_callback(self._drop_staging, blob_id)
+                await stack.enter_async_context(self._lease_renewed([blob_id]))
+                staged = await self.storage.stage(name)
+                stack.push_async_callback(_discard_staged, staged)
+                return staged
+
+            yield await stream(data, max_size=max_size, stage=stage)
 
     async def put(
         self, pending: list[binding.Item], sources: Mapping[int, Ingested], outcomes: list[PutOutcome | None]
@@ -171,8 +209,7 @@ class Uploader:
         async def one(digest: str, blob_id: int, object_key: str) -> None:
             async with limit:
                 try:
-                    await self.storage.write(object_key, sources[digest].source)
-                    sources[digest].ensure_unchanged()
+                    await sources[digest].write_to(self.storage, object_key)
                 except Exception as exc:
                     if await self._reclaimed(blob_id):  # GC took the upload (and its partial object) mid-write
                         failed[digest] = _RECLAIMED
@@ -220,6 +257,29 @@ class Uploader:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
 
+    async def _record_staging(self, conn: AsyncConnection) -> tuple[int, str]:
+        """Insert a staging row: ``uploading``, leased, of size 0, under a random placeholder digest (no
+        content hashes to it) whose fresh object key names the staging place; its id and that key."""
+        placeholder = secrets.token_hex(32)  # fresh per attempt, as bind_or_record's keys are
+        name = object_key_for(placeholder)
+        now = self.clock()
+        lease_until = now + timedelta(seconds=self.lease_seconds)
+        [blob_id] = await batches.insert_uploads(conn, self.scope, [(placeholder, 0, name)], now, lease_until)
+        return blob_id, name
+
+    async def _drop_staging(self, blob_id: int) -> None:
+        """Best effort: delete a staging row, tombstoned and forgotten in one transaction (nothing is ever
+        stored under its key). A staging leftover no lease holds any more is GC's to reclaim."""
+
+        async def drop(conn: AsyncConnection) -> None:
+            if await catalog.abandon(conn, blob_id):
+                await catalog.forget_blobs(conn, [blob_id])
+
+        try:
+            await self.database.transaction(drop)
+        except Exception:
+            log.warning("could not delete staging row %s; GC will reclaim it", blob_id, exc_info=True)
+
     async def _reclaimed(self, blob_id: int) -> bool:
         """True if GC reclaimed our ``uploading`` blob row; False if it is still ours or we cannot tell.
         One statement, so a read: it takes no write lock."""
@@ -240,6 +300,14 @@ class Uploader:
                 await self.database.transaction(lambda conn: catalog.forget_blobs(conn, [blob_id]))
         except Exception:
             log.warning("could not discard upload %s; GC will reclaim it", object_key, exc_info=True)
+
+
+async def _discard_staged(staged: StagedObject) -> None:
+    """Best effort: discard staged bytes (a no-op once published); GC reclaims what is left."""
+    try:
+        await staged.discard()
+    except Exception:
+        log.warning("could not discard staged bytes; GC will reclaim them", exc_info=True)
 
 
 def _record(outcomes: list[PutOutcome | None], decided: binding.Outcome) -> None:

@@ -339,23 +339,26 @@ def _content_length(request: Request) -> int | None:
 async def _body(request: Request, declared: int | None, allowance: Allowance) -> AsyncIterator[bytes]:
     """The request body as it arrives, checked against its Content-Length, in pieces of about
     :data:`UPLOAD_PIECE` bytes (the server reads the network in far smaller ones; each piece costs
-    the store a thread hop to hash and spool it). Reading stops at the first chunk that takes the
-    body past what ``allowance`` lets the put store (ObjectTooLarge or QuotaExceeded)."""
+    the store a thread hop to hash it and one to stage it, straight into storage where it can stage, see
+    docs/gc-protocol.md). Reading stops at the first chunk that takes the body past what ``allowance`` lets
+    the put store (ObjectTooLarge or QuotaExceeded): the put then stores nothing and leaves nothing."""
     received = 0
-    piece = bytearray()
+    parts: list[bytes] = []
+    gathered = 0
     async for chunk in request.stream():
         received += len(chunk)
         if declared is not None and received > declared:
             raise InvalidInput(f"the body is longer than its Content-Length {declared}")
         allowance.check(received)
-        piece += chunk
-        if len(piece) >= UPLOAD_PIECE:
-            yield piece  # type: ignore[misc]
-            piece = bytearray()
+        parts.append(chunk)
+        gathered += len(chunk)
+        if gathered >= UPLOAD_PIECE:
+            yield b"".join(parts)
+            parts, gathered = [], 0
     if declared is not None and received != declared:
         raise InvalidInput(f"the body has {received} bytes, not its Content-Length {declared}")
-    if piece:
-        yield piece  # type: ignore[misc]
+    if parts:
+        yield b"".join(parts)
 
 
 async def _expect_no_body(request: Request, declared: int | None) -> None:

@@ -13,6 +13,7 @@ from blobstore.storage.base import (
     ObjectInfo,
     ObjectStorage,
     Source,
+    StagedObject,
     read_all,
     source_size,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "ObjectStorage",
     "S3Storage",
     "Source",
+    "StagedObject",
     "open_storage_from_url",
     "read_all",
     "source_size",

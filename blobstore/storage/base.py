@@ -41,6 +41,27 @@ class IncompleteUpload:
     handle: str
 
 
+class StagedObject(abc.ABC):
+    """Bytes written into a backend's staging place before their key is known (see
+    :meth:`ObjectStorage.stage`): appended with :meth:`write`, then published under a key or discarded."""
+
+    @abc.abstractmethod
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data``; nothing of it is visible under any key until :meth:`publish`."""
+
+    @abc.abstractmethod
+    async def publish(self, key: str) -> None:
+        """Make the bytes written so far the object ``key``, atomically and durably, as
+        :meth:`ObjectStorage.write` would; afterwards the staging place holds nothing.
+
+        Called at most once: whether it succeeds or fails, the staged bytes are spent.
+        """
+
+    @abc.abstractmethod
+    async def discard(self) -> None:
+        """Remove the staged bytes, if they are still staged; idempotent, a no-op after :meth:`publish`."""
+
+
 class ObjectStorage(abc.ABC):
     """A flat, async object store.
 
@@ -55,6 +76,12 @@ class ObjectStorage(abc.ABC):
     @property
     def supports_incomplete_uploads(self) -> bool:
         """True if the backend can leave incomplete uploads (see :meth:`incomplete_uploads`)."""
+        return False
+
+    @property
+    def supports_staging(self) -> bool:
+        """True if :meth:`stage` can take bytes whose key is not known yet and publish them under it for
+        less than writing them again."""
         return False
 
     async def check(self) -> None:  # noqa: B027 - optional hook, a no-op by default
@@ -115,6 +142,16 @@ class ObjectStorage(abc.ABC):
     def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         """Yield every object whose key starts with ``prefix``, each exactly once, in ascending
         code-point order of the keys; memory stays bounded whatever the number of objects."""
+
+    async def stage(self, name: str) -> StagedObject:
+        """Open a staging place for bytes whose key is not known until the last of them (only if
+        :attr:`supports_staging`).
+
+        ``name`` is a key the caller holds a lease on: until the staged bytes are published or discarded,
+        :meth:`incomplete_uploads` yields a leftover of a process that died meanwhile with ``name`` as its
+        key, so GC can reclaim it once the lease lapsed. Nothing appears under ``name`` itself.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot stage bytes")
 
     async def incomplete_uploads(self) -> AsyncIterator[IncompleteUpload]:
         """Yield the writes under this storage that started and never finished; none by default.

@@ -5,7 +5,9 @@ key is never also a directory of another key. Writes go to a temporary file
 in ``root/.tmp/`` named after the key they are writing, are fsynced and
 renamed into place, so a reader sees the whole object or none, and a crash
 leaves at most a stale temporary file that :meth:`LocalStorage.incomplete_uploads`
-lists. Operating-system failures of the disk (full, read-only, I/O errors,
+lists. Staged bytes (:meth:`LocalStorage.stage`) are such a temporary file,
+named after the staging name and published by the same fsync and rename.
+Operating-system failures of the disk (full, read-only, I/O errors,
 permissions) surface as :class:`~blobstore.errors.StorageUnavailable`.
 
 Only the first write creates the root. Once the store holds the storage to its
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from blobstore.errors import ConfigurationError, ObjectMissing, StorageUnavailable
-from blobstore.storage.base import CHUNK_SIZE, IncompleteUpload, ObjectInfo, ObjectStorage, Source
+from blobstore.storage.base import CHUNK_SIZE, IncompleteUpload, ObjectInfo, ObjectStorage, Source, StagedObject
 
 _TMP = ".tmp"
 #: Temporary files this backend writes: ``<key with / as ~>.<8 random chars>.upload``, and probes.
@@ -139,7 +141,11 @@ class LocalStorage(ObjectStorage):
 
     def _write(self, key: str, target: Path, source: Source) -> None:
         self._require_root()
-        temp = self._write_temp(key, source)
+        self._publish(self._write_temp(key, source), target)
+
+    def _publish(self, temp: Path, target: Path) -> None:
+        """Rename the fsynced temporary file ``temp`` over ``target`` and make the entry durable; ``temp`` is
+        gone afterwards, whatever happened."""
         try:
             _make_dirs_durably(target.parent, self.root)
             temp.replace(target)
@@ -148,6 +154,24 @@ class LocalStorage(ObjectStorage):
             raise
         _fsync_dir(target.parent)
         self._confirm(target)
+
+    @property
+    def supports_staging(self) -> bool:
+        """Staged bytes go to a temporary file in ``.tmp/``; publishing them is a rename."""
+        return True
+
+    async def stage(self, name: str) -> StagedObject:
+        """A temporary file in ``.tmp/`` named after ``name``, as a write's is (so a leftover is reported
+        by :meth:`incomplete_uploads` with ``name`` as its key)."""
+        self.path(name)  # refuses an unsafe name
+        with self._translated(name, writing=True):
+            file, temp = await asyncio.to_thread(self._open_staging, name)
+        return _StagedFile(self, file, temp)
+
+    def _open_staging(self, name: str) -> tuple[BinaryIO, Path]:
+        self._require_root()
+        fd, temp = self._new_temp(name)
+        return os.fdopen(fd, "wb"), temp
 
     async def write_if_absent(self, key: str, data: bytes) -> bool:
         """Write a temporary file, then hard-link it to ``key``: the link fails if ``key`` exists."""
@@ -179,12 +203,16 @@ class LocalStorage(ObjectStorage):
             target.unlink(missing_ok=True)
             raise
 
-    def _write_temp(self, key: str, source: Source) -> Path:
-        """A fsynced temporary file in ``.tmp/`` holding ``source``, named after ``key``; the root is
+    def _new_temp(self, key: str) -> tuple[int, Path]:
+        """A new empty temporary file in ``.tmp/`` named after ``key``, open for writing; the root is
         created here, by the first write, and never once the marker is required."""
         self._tmp.mkdir(parents=self._marker is None, exist_ok=True)
         fd, temp_name = tempfile.mkstemp(dir=self._tmp, prefix=key.replace("/", "~") + ".", suffix=".upload")
-        temp = Path(temp_name)
+        return fd, Path(temp_name)
+
+    def _write_temp(self, key: str, source: Source) -> Path:
+        """A fsynced temporary file in ``.tmp/`` holding ``source``, named after ``key``."""
+        fd, temp = self._new_temp(key)
         try:
             with os.fdopen(fd, "wb") as out:
                 if isinstance(source, bytes):
@@ -300,6 +328,61 @@ class LocalStorage(ObjectStorage):
             if await asyncio.to_thread((parent / name).is_file):
                 return parent.as_uri()
         return None
+
+
+class _StagedFile(StagedObject):
+    """Staged bytes in a temporary file of a :class:`LocalStorage`; publishing fsyncs and renames it."""
+
+    def __init__(self, storage: LocalStorage, file: BinaryIO, temp: Path) -> None:
+        self._storage = storage
+        self._file = file
+        self._temp = temp
+        self._spent = False
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data`` to the temporary file."""
+        with self._storage._translated(writing=True):
+            await asyncio.to_thread(self._file.write, data)
+
+    async def publish(self, key: str) -> None:
+        """Fsync the temporary file and rename it over ``key`` (as :meth:`LocalStorage.write` does)."""
+        target = self._storage.path(key)
+        if self._spent:
+            raise StorageUnavailable(f"the staged bytes for {key} were published or discarded already")
+        self._spent = True
+        with self._storage._translated(key, writing=True):
+            await asyncio.to_thread(self._publish, target)
+
+    def _publish(self, target: Path) -> None:
+        try:
+            with self._file:
+                self._storage._require_root()
+                self._file.flush()
+                os.fsync(self._file.fileno())
+        except BaseException:
+            self._temp.unlink(missing_ok=True)
+            raise
+        try:
+            self._storage._publish(self._temp, target)
+        except FileNotFoundError:
+            if self._temp.parent.is_dir():  # the staging file went, not the storage
+                raise StorageUnavailable(
+                    f"the staged bytes for {target.name} were removed before they were published (GC reclaims "
+                    "the staging file of an upload that stalled past its lease); nothing was stored"
+                ) from None
+            raise
+
+    async def discard(self) -> None:
+        """Close and remove the temporary file, unless it was published."""
+        if self._spent:
+            return
+        self._spent = True
+        with self._storage._translated():
+            await asyncio.to_thread(self._remove)
+
+    def _remove(self) -> None:
+        self._file.close()
+        self._temp.unlink(missing_ok=True)
 
 
 def _open_and_read(path: Path, first: int, remaining: int | None) -> tuple[BinaryIO, bytes]:

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import UTC, datetime
 
-from blobstore.errors import ObjectMissing
-from blobstore.storage.base import CHUNK_SIZE, ObjectInfo, ObjectStorage, Source
+from blobstore.errors import ObjectMissing, StorageUnavailable
+from blobstore.storage.base import CHUNK_SIZE, ObjectInfo, ObjectStorage, Source, StagedObject
 
 
 class MemoryStorage(ObjectStorage):
@@ -22,6 +22,16 @@ class MemoryStorage(ObjectStorage):
         """Store a copy of the bytes, stamped with the current UTC time."""
         data = source if isinstance(source, bytes) else await asyncio.to_thread(source.read_bytes)
         self._objects[key] = (data, datetime.now(UTC))
+
+    @property
+    def supports_staging(self) -> bool:
+        """Staged bytes are a buffer; publishing them is one dict assignment."""
+        return True
+
+    async def stage(self, name: str) -> StagedObject:
+        """A buffer outside the store (a process that dies takes it along, so nothing is left to reclaim)."""
+        del name
+        return _StagedBuffer(self._objects)
 
     async def write_if_absent(self, key: str, data: bytes) -> bool:
         """Store ``data`` unless ``key`` exists (one event loop: no await between check and store)."""
@@ -57,3 +67,27 @@ class MemoryStorage(ObjectStorage):
         for key, (data, modified) in sorted(self._objects.items()):
             if key.startswith(prefix):
                 yield ObjectInfo(key, len(data), modified)
+
+
+class _StagedBuffer(StagedObject):
+    """Staged bytes of a :class:`MemoryStorage`, published into its dict."""
+
+    def __init__(self, objects: dict[str, tuple[bytes, datetime]]) -> None:
+        self._objects = objects
+        self._buffer: bytearray | None = bytearray()
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data`` to the buffer."""
+        assert self._buffer is not None, "write after publish or discard"
+        self._buffer += data
+
+    async def publish(self, key: str) -> None:
+        """Store the buffer's bytes under ``key``."""
+        if self._buffer is None:
+            raise StorageUnavailable(f"the staged bytes for {key} were published or discarded already")
+        self._objects[key] = (bytes(self._buffer), datetime.now(UTC))
+        self._buffer = None
+
+    async def discard(self) -> None:
+        """Drop the buffer."""
+        self._buffer = None

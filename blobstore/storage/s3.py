@@ -60,6 +60,11 @@ class S3Storage(ObjectStorage):
 
     Storages may share an aioboto3 ``session`` (its credentials and loaded service models);
     each still opens its own client, once.
+
+    No staging (:attr:`~ObjectStorage.supports_staging` is False): a multipart upload is bound to its key
+    when it starts, and the key names the digest, known only after the last byte; staging under another key
+    and copying (CopyObject, UploadPartCopy) stores the bytes twice and takes about as long as uploading
+    them again. A put of a stream is spooled to a local file and uploaded once its digest is known.
     """
 
     def __init__(

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from typing import Literal, TypeVar
 
-from blobstore.storage.base import IncompleteUpload, ObjectInfo, ObjectStorage, Source
+from blobstore.storage.base import IncompleteUpload, ObjectInfo, ObjectStorage, Source, StagedObject
 
 T = TypeVar("T")
 
@@ -40,6 +40,10 @@ class TimedStorage(ObjectStorage):
     @property
     def supports_incomplete_uploads(self) -> bool:
         return self.inner.supports_incomplete_uploads
+
+    @property
+    def supports_staging(self) -> bool:
+        return self.inner.supports_staging
 
     @contextlib.contextmanager
     def _timed(self, operation: str) -> Iterator[None]:
@@ -89,6 +93,10 @@ class TimedStorage(ObjectStorage):
         with self._timed("write"):
             await self.inner.write(key, source)
 
+    async def stage(self, name: str) -> StagedObject:
+        with self._timed("stage"):
+            return _TimedStaged(await self.inner.stage(name), self)
+
     async def write_if_absent(self, key: str, data: bytes) -> bool:
         with self._timed("write_if_absent"):
             return await self.inner.write_if_absent(key, data)
@@ -120,3 +128,23 @@ class TimedStorage(ObjectStorage):
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+class _TimedStaged(StagedObject):
+    """Staged bytes whose calls are timed as ``stage_write``, ``stage_publish`` and ``stage_discard``."""
+
+    def __init__(self, inner: StagedObject, storage: TimedStorage) -> None:
+        self.inner = inner
+        self._storage = storage
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        with self._storage._timed("stage_write"):
+            await self.inner.write(data)
+
+    async def publish(self, key: str) -> None:
+        with self._storage._timed("stage_publish"):
+            await self.inner.publish(key)
+
+    async def discard(self) -> None:
+        with self._storage._timed("stage_discard"):
+            await self.inner.discard()

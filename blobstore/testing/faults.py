@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, ParamSpec, TypeVar
 
-from blobstore.storage.base import IncompleteUpload, ObjectInfo, ObjectStorage, Source
+from blobstore.storage.base import IncompleteUpload, ObjectInfo, ObjectStorage, Source, StagedObject
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -51,6 +51,9 @@ Operation = Literal[
     "incomplete_uploads",
     "abort_upload",
     "enclosing_object",
+    "stage",
+    "stage_write",
+    "stage_discard",
 ]
 Phase = Literal["before", "after", "midway"]
 
@@ -124,6 +127,10 @@ class FaultyStorage(ObjectStorage):
     def supports_incomplete_uploads(self) -> bool:
         return self.inner.supports_incomplete_uploads
 
+    @property
+    def supports_staging(self) -> bool:
+        return self.inner.supports_staging
+
     async def _enter(self, operation: Operation, key: str = "") -> Fault | None:
         """Record the call; for the fault that hits it, wait, and strike now if its phase is ``before``."""
         if self.crashed:
@@ -175,6 +182,12 @@ class FaultyStorage(ObjectStorage):
         else:
             await self.inner.write(key, source)
         self._leave(fault)
+
+    async def stage(self, name: str) -> StagedObject:
+        fault = await self._enter("stage", name)
+        staged = _FaultyStaged(self, await self.inner.stage(name), name)
+        self._leave(fault)
+        return staged
 
     async def read(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncGenerator[bytes, None]:
         fault = await self._enter("read", key)
@@ -239,6 +252,37 @@ class FaultyStorage(ObjectStorage):
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+class _FaultyStaged(StagedObject):
+    """Staged bytes of a :class:`FaultyStorage`: appends are the operation ``stage_write`` and discarding
+    ``stage_discard`` (keyed by the staging name); publishing is a ``write`` of its key, since that is when
+    the bytes land under it (it cannot be torn ``midway``; a ``midway`` ``stage_write`` stages half a chunk)."""
+
+    def __init__(self, storage: FaultyStorage, inner: StagedObject, name: str) -> None:
+        self._storage = storage
+        self._inner = inner
+        self._name = name
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        fault = await self._storage._enter("stage_write", self._name)
+        if fault is not None and fault.phase == "midway":
+            await self._inner.write(data[: len(data) // 2])
+        else:
+            await self._inner.write(data)
+        self._storage._leave(fault)
+
+    async def publish(self, key: str) -> None:
+        fault = await self._storage._enter("write", key)
+        if fault is not None and fault.phase == "midway":
+            raise NotImplementedError("a midway fault cannot tear a staged publish: fault its stage_write instead")
+        await self._inner.publish(key)
+        self._storage._leave(fault)
+
+    async def discard(self) -> None:
+        fault = await self._storage._enter("stage_discard", self._name)
+        await self._inner.discard()
+        self._storage._leave(fault)
 
 
 def dies_with(storage: FaultyStorage, call: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:

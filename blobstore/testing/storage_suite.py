@@ -218,6 +218,49 @@ class StorageConformance:
         assert results.count(True) == 1
         assert await read_all(storage, "contested") == b"writer %d" % results.index(True)
 
+    async def test_staged_bytes_are_published_whole_under_a_key(self, storage: ObjectStorage) -> None:
+        """Staged bytes are under no key until published; then the key holds exactly them (replacing what it
+        held) and nothing staged is left. Discarding afterwards changes nothing."""
+        if not storage.supports_staging:
+            pytest.skip("the backend does not stage")
+        data = os.urandom(LARGE)
+        await storage.write("published", b"an older object")
+        staged = await storage.stage("staging/one")
+        for start in range(0, LARGE, CHUNK_SIZE // 2):
+            await staged.write(data[start : start + CHUNK_SIZE // 2])
+        assert await _listed(storage) == {"published": len(b"an older object")}
+        await staged.publish("published")
+        assert await read_all(storage, "published") == data
+        assert await _listed(storage) == {"published": LARGE}
+        assert [upload async for upload in storage.incomplete_uploads()] == []
+        await staged.discard()
+        assert await read_all(storage, "published") == data
+
+    async def test_discarded_staged_bytes_leave_nothing(self, storage: ObjectStorage) -> None:
+        """Discarding staged bytes (twice: it is idempotent) leaves no object and no incomplete upload."""
+        if not storage.supports_staging:
+            pytest.skip("the backend does not stage")
+        staged = await storage.stage("staging/two")
+        await staged.write(b"never published")
+        await staged.discard()
+        await staged.discard()
+        assert await _listed(storage) == {}
+        assert [upload async for upload in storage.incomplete_uploads()] == []
+
+    async def test_a_staging_leftover_is_an_incomplete_upload_under_its_name(self, storage: ObjectStorage) -> None:
+        """Until published or discarded, staged bytes are an incomplete upload whose key is the staging name
+        (so GC can reclaim those of a process that died); aborting it removes them."""
+        if not (storage.supports_staging and storage.supports_incomplete_uploads):
+            pytest.skip("the backend does not stage, or leaves nothing behind")
+        staged = await storage.stage("staging/three")
+        await staged.write(b"left behind")
+        [upload] = [upload async for upload in storage.incomplete_uploads()]
+        assert upload.key == "staging/three"
+        await storage.abort_upload(upload)
+        assert [upload async for upload in storage.incomplete_uploads()] == []
+        await staged.discard()
+        assert await _listed(storage) == {}
+
     async def test_a_fresh_storage_has_no_enclosing_marker(self, storage: ObjectStorage) -> None:
         """No location around a fresh test storage holds an object with a random name."""
         assert await storage.enclosing_object(f"no-such-marker-{os.urandom(6).hex()}") is None
