@@ -11,7 +11,6 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import partial
 from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy.exc import DBAPIError
@@ -19,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore import quotas
 from blobstore.config import Settings
-from blobstore.db import batches, binding, catalog, migrate, sqlite_files
+from blobstore.db import batches, binding, catalog, hot_path, migrate, sqlite_files
 from blobstore.db.engine import Database
 from blobstore.egress import EgressLedger, EgressMeter
 from blobstore.errors import (
@@ -493,7 +492,7 @@ class Tenant:
 
     async def _ref(self, key: str) -> catalog.RefRow:
         validate_key(key)
-        ref = await self.store.database.read(partial(catalog.find_ref_named, tenant=self.name, key=key))
+        ref = await hot_path.find_ref_named(self.store.database, self.name, key)
         if ref is None:
             raise NotFound(f"no such key: {key!r}")
         return ref

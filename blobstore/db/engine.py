@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import event
@@ -104,6 +105,29 @@ class Database:
         """
         return await self._replayed(lambda: _run_to_the_end(self._snapshot_attempt(work)))
 
+    async def on_driver(self, work: Callable[[Driver], Awaitable[T]]) -> T:
+        """Run ``work`` on a pooled connection's driver connection (aiosqlite's or asyncpg's), replayed like
+        :meth:`transaction`: the hot path's way past SQLAlchemy's per-statement layers.
+
+        ``work`` opens and ends any transaction it needs itself (the connection comes in autocommit, on
+        SQLite outside any ``BEGIN``) and must not leave one open, nor any session state behind (pgbouncer
+        in transaction mode may hand the next transaction another server). This is the one place driver
+        errors are translated: into SQLAlchemy's exceptions, exactly as SQLAlchemy's own layer raises
+        them, so conflicts are replayed and outages become StorageUnavailable as for every other query;
+        a connection the driver lost is invalidated, not pooled again.
+        """
+        return await self._replayed(lambda: _run_to_the_end(self._driver_attempt(work)))
+
+    async def _driver_attempt(self, work: Callable[[Driver], Awaitable[T]]) -> T:
+        async with self._reader.connect() as conn:
+            pooled = await conn.get_raw_connection()
+            try:
+                return await work(Driver(pooled.driver_connection, conn.sync_connection))
+            except BlobStoreError:
+                raise
+            except Exception as exc:
+                raise await _translated(conn, pooled.dbapi_connection, exc) from exc
+
     async def _replayed(self, attempt: Callable[[], Awaitable[T]]) -> T:
         for attempt_number in range(1, _MAX_ATTEMPTS + 1):
             try:
@@ -141,6 +165,50 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+@dataclass(frozen=True)
+class Driver:
+    """What :meth:`Database.on_driver` hands its work: the driver connection, and a way to report the SQL
+    sent on it to the engine's statement listeners (blobstore.instrument, blobstore.testing.statements)."""
+
+    #: An ``aiosqlite.Connection`` or an ``asyncpg.Connection``.
+    connection: Any
+    _pooled: Connection | None
+
+    def sent(self, *statements: str) -> None:
+        """Report ``statements`` as run, after the fact (each timed as taking no time)."""
+        if self._pooled is None:
+            return
+        dispatch = self._pooled.engine.dispatch
+        if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
+            for statement in statements:
+                dispatch.before_cursor_execute(self._pooled, None, statement, (), None, False)
+                dispatch.after_cursor_execute(self._pooled, None, statement, (), None, False)
+
+
+async def _translated(conn: AsyncConnection, adapted: Any, exc: Exception) -> Exception:
+    """``exc``, raised by the driver under ``adapted`` (SQLAlchemy's adapter of the driver connection), as
+    SQLAlchemy's own layer raises it: a DBAPIError wrapping the adapter's error, the connection invalidated
+    if the driver lost it. Anything not from the driver comes back as it is."""
+    dialect = conn.dialect
+    dbapi_error = dialect.loaded_dbapi.Error
+    try:
+        adapted._handle_exception(exc)
+    except dbapi_error as error:
+        adapted_error = error
+    except Exception:  # not the driver's: a bug, or an OSError the replay loop handles itself
+        if isinstance(exc, OSError):
+            await conn.invalidate()
+        return exc
+    else:
+        raise AssertionError("_handle_exception always raises")
+    invalidated = bool(dialect.is_disconnect(adapted_error, adapted, None))
+    if invalidated:
+        await conn.invalidate()
+    return DBAPIError.instance(
+        None, None, adapted_error, dbapi_error, connection_invalidated=invalidated, dialect=dialect
+    )
 
 
 async def _run_to_the_end(attempt: Awaitable[T]) -> T:
