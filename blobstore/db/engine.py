@@ -1,6 +1,7 @@
 """Engine setup and the retrying transaction runner.
 
-Every write runs as one short transaction through :meth:`Database.transaction`,
+Every write runs as one short transaction through :meth:`Database.transaction`
+(the hot path's on the driver connection, through :meth:`Database.on_driver`),
 which replays the whole transaction when the database reports a transient
 conflict (deadlock, serialization failure, a lost unique-insert race, a locked
 SQLite file, a dropped connection), so callers never see one. An outage (the
