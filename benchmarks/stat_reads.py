@@ -1,17 +1,20 @@
-"""P9: ``Tenant.stat`` of an existing key vs a bare-driver single-row SELECT by primary key, SQLite and PostgreSQL.
+"""P9: ``Tenant.stat`` of an existing key vs the bare driver reading the same row, SQLite and PostgreSQL.
 
-Subject: ``stat`` of the same existing key, one call after another.
-Baseline: the same number of ``SELECT v FROM bench_rows WHERE k = ?`` on the
-same database with the bare driver (aiosqlite with blobstore's pragmas, or
-asyncpg), each its own statement outside any explicit transaction. The notes
-add a floor in rounds of their own: the baseline's SELECT sent through
-blobstore's ``Database.read`` (SQLAlchemy's async layer and pool), the least a
-stat through that layer can cost.
+Setup: a run of puts into the store (so its tables and SQLite's WAL hold what a working store's do), one
+of them the key to stat. Subject: ``stat`` of that key. Baseline: the bare driver reading the same row from
+the store's own database (aiosqlite with blobstore's pragmas on the same file, or asyncpg on the same
+database): the SELECT a stat needs (the reference by tenant name and key, joined with its blob), each its
+own statement outside any explicit transaction. The two alternate call by call (stat, read, read, stat,
+...), each call timed on its own; a round sums ``reads`` calls of each side. The notes add a floor, timed
+the same way: the baseline's SELECT sent through blobstore's ``Database.read`` (SQLAlchemy's async layer
+and pool).
 """
 
 from __future__ import annotations
 
+import os
 import statistics
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -19,25 +22,29 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from benchmarks.deployments import open_store, postgres_database, raw_postgres, raw_sqlite
-from benchmarks.harness import Context, Row, Stopwatch, Target, interleave, phase, throughput_row, unmeasured
+from benchmarks.harness import Context, Paired, Row, Stopwatch, Target, phase, throughput_row, unmeasured
 from blobstore import BlobStore
 
 TARGET = Target(">=", 0.5)
 WHAT = "stat of an existing key"
-_CREATE = (
-    "CREATE TABLE bench_rows (k VARCHAR(64) PRIMARY KEY, v BIGINT NOT NULL)",
-    "INSERT INTO bench_rows (k, v) VALUES ('key', 1)",
+TENANT, KEY = "bench", "p9/key"
+#: The row a stat reads: the reference by tenant name and key, with its blob.
+_SELECT = (
+    "SELECT r.key, r.blob_id, b.digest, b.object_key, r.size, r.content_type, r.metadata, r.created_at "
+    "FROM refs r JOIN blobs b ON b.id = r.blob_id JOIN tenants t ON t.id = r.tenant_id "
+    "WHERE t.name = {tenant} AND r.key = {key}"
 )
 
 
 @dataclass(frozen=True)
 class Sizes:
-    reads: int  # per batch
+    reads: int  # per side per round
     rounds: int
+    puts: int = 20  # before timing starts
 
 
-QUICK = Sizes(reads=200, rounds=5)
-FULL = Sizes(reads=1000, rounds=11)
+QUICK = Sizes(reads=200, rounds=5, puts=200)
+FULL = Sizes(reads=1000, rounds=11, puts=1000)
 
 
 async def run(ctx: Context, sizes: Sizes | None = None) -> list[Row]:
@@ -62,52 +69,79 @@ def batch_of(reads: int, one: Callable[[], Awaitable[object]]) -> Callable[[], A
     return batch
 
 
+async def alternate(
+    rounds: int, reads: int, baseline: Callable[[], Awaitable[object]], subject: Callable[[], Awaitable[object]]
+) -> Paired:
+    """``rounds`` rounds of ``reads`` calls of each side, alternating call by call in ABBA order after one
+    untimed call of each; each round's seconds per side are the sum of its calls' own."""
+    await baseline()
+    await subject()
+    paired = Paired([], [])
+    for _ in range(rounds):
+        spent = {baseline: 0.0, subject: 0.0}
+        for call in range(reads):
+            for side in (baseline, subject) if call % 2 == 0 else (subject, baseline):
+                started = time.perf_counter()
+                await side()
+                spent[side] += time.perf_counter() - started
+        paired.baseline.append(spent[baseline])
+        paired.subject.append(spent[subject])
+    return paired
+
+
 async def _measure(
     ctx: Context, variant: str, store: BlobStore, bare: Callable[[], Awaitable[object]], sizes: Sizes, note: str
 ) -> Row:
-    tenant = store.tenant("bench")
-    await tenant.put("p9/key", b"x" * 4096)
-    select = text("SELECT v FROM bench_rows WHERE k = :k")
+    tenant = store.tenant(TENANT)
+    select = text(_SELECT.format(tenant=":tenant", key=":key"))
 
     async def selected(conn: AsyncConnection) -> object:
-        return (await conn.execute(select, {"k": "key"})).first()
+        return (await conn.execute(select, {"tenant": TENANT, "key": KEY})).first()
 
     with phase(ctx, f"P9 {variant}"):
-        paired = await interleave(
-            sizes.rounds, batch_of(sizes.reads, bare), batch_of(sizes.reads, lambda: tenant.stat("p9/key"))
-        )
-        floor = await interleave(
-            sizes.rounds, batch_of(sizes.reads, bare), batch_of(sizes.reads, lambda: store.database.read(selected))
-        )
+        paired = await alternate(sizes.rounds, sizes.reads, bare, lambda: tenant.stat(KEY))
+        floor = await alternate(sizes.rounds, sizes.reads, bare, lambda: store.database.read(selected))
     notes = (
-        f"baseline: {note}. Floor, in rounds of its own: the same SELECT through blobstore's Database.read "
-        f"(SQLAlchemy) {sizes.reads / statistics.median(floor.subject):.0f} reads/s against "
+        f"baseline: {note}, alternating with the subject call by call after {sizes.puts} puts. Floor, in rounds of "
+        f"its own: the same SELECT through blobstore's Database.read (SQLAlchemy) "
+        f"{sizes.reads / statistics.median(floor.subject):.0f} reads/s against "
         f"{sizes.reads / statistics.median(floor.baseline):.0f}/s bare ({floor.speed_ratio():.2f}x)"
     )
     return throughput_row("P9", variant, WHAT, paired, sizes.reads, "stats/s", TARGET, notes)
 
 
+async def _put_run(store: BlobStore, puts: int) -> None:
+    """``puts`` puts of small distinct values, the stat's key among them."""
+    tenant = store.tenant(TENANT)
+    for i in range(puts):
+        await tenant.put(KEY if i == puts // 2 else f"p9/{i}", os.urandom(64))
+
+
 async def _sqlite(ctx: Context, sizes: Sizes) -> Row:
     home = ctx.workdir / "p9-sqlite"
-    async with open_store(home) as store, raw_sqlite(home / "blobstore.db") as raw:
-        for sql in _CREATE:
-            await raw.execute(sql)
+    async with open_store(home) as store:
+        await _put_run(store, sizes.puts)
+        async with raw_sqlite(home / "blobstore.db") as raw:
+            sql = _SELECT.format(tenant="?", key="?")
 
-        async def bare() -> object:
-            async with raw.execute("SELECT v FROM bench_rows WHERE k = ?", ("key",)) as cursor:
-                return await cursor.fetchone()
+            async def bare() -> object:
+                async with raw.execute(sql, (TENANT, KEY)) as cursor:
+                    return await cursor.fetchone()
 
-        return await _measure(ctx, "sqlite", store, bare, sizes, "aiosqlite SELECT by primary key (autocommit)")
+            note = "aiosqlite SELECT of the row on the store's own database file (autocommit)"
+            return await _measure(ctx, "sqlite", store, bare, sizes, note)
 
 
 async def _postgres(ctx: Context, sizes: Sizes) -> Row:
     home = ctx.workdir / "p9-postgres"
     with postgres_database(ctx) as url:
-        async with open_store(home, database_url=url) as store, raw_postgres(url) as raw:
-            for sql in _CREATE:
-                await raw.execute(sql)
+        async with open_store(home, database_url=url) as store:
+            await _put_run(store, sizes.puts)
+            async with raw_postgres(url) as raw:
+                sql = _SELECT.format(tenant="$1", key="$2")
 
-            async def bare() -> object:
-                return await raw.fetchrow("SELECT v FROM bench_rows WHERE k = $1", "key")
+                async def bare() -> object:
+                    return await raw.fetchrow(sql, TENANT, KEY)
 
-            return await _measure(ctx, "postgres", store, bare, sizes, "asyncpg fetchrow by primary key (autocommit)")
+                note = "asyncpg fetchrow of the row on the store's own database (autocommit)"
+                return await _measure(ctx, "postgres", store, bare, sizes, note)

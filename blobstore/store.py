@@ -11,7 +11,6 @@ import contextlib
 from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import partial
 from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,7 +23,7 @@ from blobstore.core.egress import EgressMeter
 from blobstore.core.ingest import Ingested, PutData, ingest
 from blobstore.core.instrument import Observer
 from blobstore.core.reading import verified_chunks
-from blobstore.db import batches, binding, catalog
+from blobstore.db import batches, binding, catalog, hot_path
 from blobstore.db.engine import Database
 from blobstore.errors import (
     BlobStoreError,
@@ -490,7 +489,7 @@ class Tenant:
 
     async def _ref(self, key: str) -> catalog.RefRow:
         validate_key(key)
-        ref = await self.core.database.read(partial(catalog.find_ref_named, tenant=self.name, key=key))
+        ref = await hot_path.find_ref_named(self.core.database, self.name, key)
         if ref is None:
             raise NotFound(f"no such key: {key!r}")
         return ref

@@ -59,7 +59,9 @@ class Outcome:
 
 
 @dataclass
-class _Writes:
+class Writes:
+    """The references, reference counts and usage a binding writes."""
+
     new: list[NewRef] = field(default_factory=list)
     replaced: list[NewRef] = field(default_factory=list)
     refcounts: Counter[int] = field(default_factory=Counter)
@@ -92,15 +94,31 @@ async def bind(
         digests={item.digest for item in items if item.blob_id is None},
         ids={*ours.values(), *named},
     )
-    blob_of = {digest: blob for digest, blob in ours.items() if _state(found, blob) == catalog.UPLOADING}
-    blob_of |= found.live_of(scope)
-    held = {blob for blob, row in found.blobs.items() if row.held}
-    outcome, writes = _decide(tenant, items, found, blob_of, held, now)
+    outcome, writes = decide(tenant, scope, items, found, now, ours=ours)
     await batches.write_refs(conn, tenant.id, writes.new, writes.replaced, now)
     if deltas := {blob: n for blob, n in writes.refcounts.items() if n}:  # promotes our uploads too
         await batches.add_refcounts(conn, deltas, now)
     await batches.add_usage(conn, tenant.id, writes.add_bytes, writes.add_objects)
     return outcome
+
+
+def decide(
+    tenant: catalog.LockedTenant,
+    scope: str,
+    items: Sequence[Item],
+    found: batches.Found,
+    now: datetime,
+    *,
+    ours: Mapping[str, int] | None = None,
+) -> tuple[Outcome, Writes]:
+    """Every item's fate given what :func:`batches.lookup` ``found`` under the tenant's lock, with the writes
+    they add up to (for the caller to send): the decision half of :func:`bind`, shared with the driver-level
+    put (blobstore.db.hot_path)."""
+    ours = ours or {}
+    blob_of = {digest: blob for digest, blob in ours.items() if _state(found, blob) == catalog.UPLOADING}
+    blob_of |= found.live_of(scope)
+    held = {blob for blob, row in found.blobs.items() if row.held}
+    return _decide(tenant, items, found, blob_of, held, now)
 
 
 def _state(found: batches.Found, blob: int) -> str | None:
@@ -115,10 +133,10 @@ def _decide(
     blob_of: Mapping[str, int],
     held: set[int],
     now: datetime,
-) -> tuple[Outcome, _Writes]:
+) -> tuple[Outcome, Writes]:
     """Every item's fate, in order, with the writes they add up to. An unbound item reserves its
     quota, so later items are checked as if it had been stored first."""
-    outcome, writes = Outcome(), _Writes()
+    outcome, writes = Outcome(), Writes()
     usage = tenant.usage
     used_bytes, used_objects = usage.used_bytes, usage.used_objects
     for item in items:

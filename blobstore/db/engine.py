@@ -1,6 +1,7 @@
 """Engine setup and the retrying transaction runner.
 
-Every write runs as one short transaction through :meth:`Database.transaction`,
+Every write runs as one short transaction through :meth:`Database.transaction`
+(the hot path's on the driver connection, through :meth:`Database.on_driver`),
 which replays the whole transaction when the database reports a transient
 conflict (deadlock, serialization failure, a lost unique-insert race, a locked
 SQLite file, a dropped connection), so callers never see one. An outage (the
@@ -16,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.util import greenlet_spawn
 
 from blobstore.db import sqlite_driver
 from blobstore.db.urls import split_ssl_options
@@ -104,6 +107,38 @@ class Database:
         """
         return await self._replayed(lambda: _run_to_the_end(self._snapshot_attempt(work)))
 
+    async def on_driver(self, work: Callable[[Driver], Awaitable[T]]) -> T:
+        """Run ``work`` on a pooled connection's driver connection (aiosqlite's or asyncpg's), replayed like
+        :meth:`transaction`: the hot path's way past SQLAlchemy's per-statement layers.
+
+        ``work`` opens and ends any transaction it needs itself (the connection comes in autocommit, on
+        SQLite outside any ``BEGIN``) and must not leave one open, nor any session state behind (pgbouncer
+        in transaction mode may hand the next transaction another server). This is the one place driver
+        errors are translated: into SQLAlchemy's exceptions, exactly as SQLAlchemy's own layer raises
+        them, so conflicts are replayed and outages become StorageUnavailable as for every other query;
+        a connection the driver lost is invalidated, not pooled again.
+        """
+        return await self._replayed(lambda: _run_to_the_end(self._driver_attempt(work)))
+
+    async def _driver_attempt(self, work: Callable[[Driver], Awaitable[T]]) -> T:
+        # Straight from the pool: no Connection, no execution options, no events but the pool's own.
+        dialect = self.engine.dialect
+        try:
+            pooled = await greenlet_spawn(self.engine.sync_engine.raw_connection)
+        except dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy's own connect raises it
+            invalidated = bool(dialect.is_disconnect(exc, None, None))
+            raise DBAPIError.instance(
+                None, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=invalidated, dialect=dialect
+            ) from exc
+        try:
+            return await work(Driver(pooled.driver_connection, self.engine.sync_engine, pooled))
+        except BlobStoreError:
+            raise
+        except Exception as exc:
+            raise await _translated(dialect, pooled, exc) from exc
+        finally:
+            await greenlet_spawn(pooled.close)  # back to the pool, or gone if invalidated
+
     async def _replayed(self, attempt: Callable[[], Awaitable[T]]) -> T:
         for attempt_number in range(1, _MAX_ATTEMPTS + 1):
             try:
@@ -141,6 +176,50 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+@dataclass(frozen=True)
+class Driver:
+    """What :meth:`Database.on_driver` hands its work: the driver connection, and a way to report the SQL
+    sent on it to the engine's statement listeners (blobstore.instrument, blobstore.testing.statements)."""
+
+    #: An ``aiosqlite.Connection`` or an ``asyncpg.Connection``.
+    connection: Any
+    _engine: Engine
+    _pooled: PoolProxiedConnection
+
+    def sent(self, *statements: str) -> None:
+        """Report ``statements`` as run, after the fact (each timed as taking no time). Listeners get the
+        pooled connection where SQLAlchemy passes a Connection: both carry the connection's ``info``."""
+        dispatch = self._engine.dispatch
+        if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
+            for statement in statements:
+                dispatch.before_cursor_execute(self._pooled, None, statement, (), None, False)
+                dispatch.after_cursor_execute(self._pooled, None, statement, (), None, False)
+
+
+async def _translated(dialect: Dialect, pooled: PoolProxiedConnection, exc: Exception) -> Exception:
+    """``exc``, raised by the driver under ``pooled``, as SQLAlchemy's own layer raises it: a DBAPIError
+    wrapping the error of SQLAlchemy's adapter, the connection invalidated if the driver lost it. Anything
+    not from the driver comes back as it is."""
+    adapted = pooled.dbapi_connection
+    dbapi_error = dialect.loaded_dbapi.Error
+    try:
+        adapted._handle_exception(exc)  # type: ignore[union-attr]
+    except dbapi_error as error:
+        adapted_error = error
+    except Exception:  # not the driver's: a bug, or an OSError the replay loop handles itself
+        if isinstance(exc, OSError):
+            await greenlet_spawn(pooled.invalidate, exc)
+        return exc
+    else:
+        raise AssertionError("_handle_exception always raises")
+    invalidated = bool(dialect.is_disconnect(adapted_error, adapted, None))
+    if invalidated:
+        await greenlet_spawn(pooled.invalidate, adapted_error)
+    return DBAPIError.instance(
+        None, None, adapted_error, dbapi_error, connection_invalidated=invalidated, dialect=dialect
+    )
 
 
 async def _run_to_the_end(attempt: Awaitable[T]) -> T:

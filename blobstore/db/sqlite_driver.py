@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import collections
 import sqlite3
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.aiosqlite import (
@@ -30,6 +31,8 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 )
 from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
+
+T = TypeVar("T")
 
 #: The ``sqlite+<driver>`` name this dialect is registered under.
 DRIVER = "blobstore_aiosqlite"
@@ -65,6 +68,12 @@ def _executemany(connection: sqlite3.Connection, operation: str, parameters: Any
         return _Outcome(cursor, [])
     finally:
         cursor.close()
+
+
+async def on_thread(connection: Any, work: Callable[..., T], *args: Any) -> T:
+    """Run ``work(sqlite3_connection, *args)`` on the thread of ``connection`` (an ``aiosqlite.Connection``),
+    as one hand-off: the way to run several statements for the price of one wake-up."""
+    return await connection._execute(work, connection._conn, *args)  # type: ignore[no-any-return]
 
 
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
@@ -108,8 +117,7 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
     async def _on_thread(self, statement: Any, operation: Any, parameters: Any) -> _Outcome:
         async with self._adapt_connection._execute_mutex:
-            connection = self._connection
-            return await connection._execute(statement, connection._conn, operation, parameters)  # type: ignore[no-any-return]
+            return await on_thread(self._connection, statement, operation, parameters)
 
 
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):

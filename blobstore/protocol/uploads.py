@@ -36,7 +36,7 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.core.ingest import Ingested, ingest, is_stream, stream
-from blobstore.db import batches, binding, catalog
+from blobstore.db import batches, binding, catalog, hot_path
 from blobstore.db.engine import Database
 from blobstore.errors import BlobStoreError, StorageUnavailable
 from blobstore.model.results import BlobInfo
@@ -152,7 +152,8 @@ class Uploader:
 
         try:
             self.storage.ensure_location()  # a dedup hit writes no bytes: a vanished location must still refuse it
-            first, uploads = await self.database.transaction(bind_or_record)
+            bound = await self._bound_at_once(pending)
+            first, uploads = (bound, {}) if bound is not None else await self.database.transaction(bind_or_record)
         except BlobStoreError as exc:
             _fail_all(outcomes, pending, exc)
             return []
@@ -185,6 +186,13 @@ class Uploader:
             again = sorted({item.digest for item in reclaimed + second.unbound})
             log.warning("uploads of %s lost their lease to GC; uploading again", again)
         return reclaimed + second.unbound
+
+    async def _bound_at_once(self, pending: list[binding.Item]) -> binding.Outcome | None:
+        """A single put whose bytes are live, bound on the driver connection (blobstore.db.hot_path); None
+        if it is not one (nothing written)."""
+        if len(pending) != 1 or pending[0].blob_id is not None:
+            return None
+        return await hot_path.bind_one(self.database, self.tenant, self.scope, pending[0], self.clock())
 
     async def _promote(self, written: list[binding.Item], ours: dict[str, int]) -> binding.Outcome:
         """Make the written uploads live and bind their items, in one transaction (deduplicating onto a

@@ -1,0 +1,253 @@
+"""The hot path on the driver connection: a single put's binding transaction and a stat, at the database's speed.
+
+:func:`bind_one` sends what :func:`blobstore.db.binding.bind` sends for one item (lock the tenant,
+creating it; look up the key and the digest's live blob, locked; write the reference, the counts and the
+usage), decided by the same :func:`blobstore.db.binding.decide`; :func:`find_ref_named` is
+:func:`blobstore.db.catalog.find_ref_named`. Both go past SQLAlchemy's per-statement layers through
+:meth:`blobstore.db.engine.Database.on_driver`, which translates driver errors and replays conflicts:
+
+* on SQLite a whole transaction (``BEGIN IMMEDIATE`` to ``COMMIT``) runs in one hand-off to SQLite's
+  thread: five statements for one wake-up of the event loop;
+* on PostgreSQL the binding's reads are one call of ``blobstore_bind_lookup`` (migration 0008) and its
+  writes one statement of data-modifying CTEs, inside BEGIN and COMMIT: four round trips; a stat is one
+  statement in autocommit. No session state, and statements prepared as the pool's driver connections
+  prepare every statement (so a transaction-mode pooler sees what it sees from SQLAlchemy).
+
+The SQL here names tables and columns by hand, beside the SQLAlchemy schema (blobstore.db.models);
+tests/test_hot_path.py holds the two paths to the same results.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from blobstore.db import binding, catalog, sqlite_driver
+from blobstore.db.batches import Found, LockedBlob, NewRef, OldRef
+from blobstore.db.engine import Database, Driver
+
+#: Columns of the tenant, then of each blob found (``blobstore_bind_lookup``'s result on PostgreSQL).
+_SQLITE_TENANT = "SELECT id, used_bytes, used_objects, max_bytes, max_objects FROM tenants WHERE name = :tenant"
+_SQLITE_CREATE_TENANT = (
+    "INSERT INTO tenants (name, used_bytes, used_objects, created_at) VALUES (:tenant, 0, 0, :now) "
+    "ON CONFLICT DO NOTHING RETURNING id, used_bytes, used_objects, max_bytes, max_objects"
+)
+#: On SQLite the write transaction holds the whole database: one statement reads everything as of the lock.
+_SQLITE_LOOKUP = """
+SELECT b.id, b.scope, b.digest, b.state,
+       EXISTS (SELECT 1 FROM refs h WHERE h.tenant_id = :t AND h.blob_id = b.id),
+       o.key, o.size, o.created_at
+FROM blobs b LEFT JOIN refs o ON o.blob_id = b.id AND o.tenant_id = :t AND o.key = :key
+WHERE b.id IN (
+    SELECT blob_id FROM refs WHERE tenant_id = :t AND key = :key
+    UNION ALL
+    SELECT id FROM blobs WHERE scope = :scope AND state = 'live' AND digest = :digest
+)
+"""
+_SQLITE_WRITE_REF = """
+INSERT INTO refs (tenant_id, key, blob_id, size, content_type, metadata, created_at)
+VALUES (:t, :key, :blob, :size, :content_type, :metadata, :now)
+ON CONFLICT (tenant_id, key) DO UPDATE SET blob_id = excluded.blob_id, size = excluded.size,
+    content_type = excluded.content_type, metadata = excluded.metadata, created_at = excluded.created_at
+"""
+#: As :data:`blobstore.db.batches._SETTLE`: a blob left with no reference starts its unreferenced clock.
+_SQLITE_COUNT = """
+UPDATE blobs SET refcount = refcount + :delta,
+    unreferenced_since = CASE WHEN refcount + :delta = 0 THEN :now ELSE NULL END,
+    state = CASE WHEN state = 'uploading' THEN 'live' ELSE state END, lease_expires_at = NULL
+WHERE id = :blob
+"""
+_SQLITE_CHARGE = (
+    "UPDATE tenants SET used_bytes = used_bytes + :bytes, used_objects = used_objects + :objects WHERE id = :t"
+)
+
+_SQLITE_REF = """
+SELECT r.key, r.blob_id, b.digest, b.object_key, r.size, r.content_type, r.metadata, r.created_at
+FROM refs r JOIN blobs b ON b.id = r.blob_id JOIN tenants t ON t.id = r.tenant_id
+WHERE t.name = ? AND r.key = ?
+"""
+_PG_REF = _SQLITE_REF.replace("?", "$1", 1).replace("?", "$2", 1)
+_PG_LOOKUP = "SELECT * FROM blobstore_bind_lookup($1, $2, $3, $4, $5)"
+_PG_WRITE = """
+WITH ref AS (
+    INSERT INTO refs (tenant_id, key, blob_id, size, content_type, metadata, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6::json, $7)
+    ON CONFLICT (tenant_id, key) DO UPDATE SET blob_id = excluded.blob_id, size = excluded.size,
+        content_type = excluded.content_type, metadata = excluded.metadata, created_at = excluded.created_at
+), counted AS (
+    UPDATE blobs SET refcount = blobs.refcount + d.delta,
+        unreferenced_since = CASE WHEN blobs.refcount + d.delta = 0 THEN $7 ELSE NULL END,
+        state = CASE WHEN blobs.state = 'uploading' THEN 'live' ELSE blobs.state END, lease_expires_at = NULL
+    FROM unnest($8::bigint[], $9::bigint[]) AS d (id, delta)
+    WHERE blobs.id = d.id
+)
+UPDATE tenants SET used_bytes = used_bytes + $10, used_objects = used_objects + $11 WHERE id = $1
+"""
+
+
+async def bind_one(
+    database: Database, tenant: str, scope: str, item: binding.Item, now: datetime
+) -> binding.Outcome | None:
+    """Bind ``item`` (its bytes named by digest, ``blob_id`` None) of ``tenant`` in one transaction, creating
+    the tenant if need be, as :func:`blobstore.db.binding.bind` would; its Outcome once committed.
+
+    None if the item's bytes have no live blob: then the transaction is rolled back, having written
+    nothing, and the caller binds the item the general way (which records its upload).
+    """
+    assert item.blob_id is None, "only bytes named by digest are bound here"
+    if database.is_sqlite:
+
+        async def work(driver: Driver) -> binding.Outcome | None:
+            outcome, sent = await sqlite_driver.on_thread(driver.connection, _sqlite_bind, tenant, scope, item, now)
+            driver.sent(*sent)
+            return outcome
+
+    else:
+
+        async def work(driver: Driver) -> binding.Outcome | None:
+            return await _postgres_bind(driver, tenant, scope, item, now)
+
+    return await database.on_driver(work)
+
+
+async def find_ref_named(database: Database, tenant: str, key: str) -> catalog.RefRow | None:
+    """The named tenant's reference under ``key`` with its blob, in one statement (a read, no lock)."""
+    if database.is_sqlite:
+
+        async def read(driver: Driver) -> Any:
+            row = await sqlite_driver.on_thread(driver.connection, _sqlite_fetchone, _SQLITE_REF, (tenant, key))
+            driver.sent(_SQLITE_REF)
+            if row is None:
+                return None
+            return _ref_row(row, json.loads(row[6]), _sqlite_datetime(row[7]))
+
+    else:
+
+        async def read(driver: Driver) -> Any:
+            row = await driver.connection.fetchrow(_PG_REF, tenant, key)
+            driver.sent(_PG_REF)
+            return None if row is None else _ref_row(row, row[6], _aware(row[7]))
+
+    ref: catalog.RefRow | None = await database.on_driver(read)
+    return ref
+
+
+def _ref_row(row: Any, metadata: dict[str, str], created_at: datetime) -> catalog.RefRow:
+    """A row of :data:`_SQLITE_REF` (or :data:`_PG_REF`) with its metadata and time decoded."""
+    return catalog.RefRow(row[0], row[1], row[2], row[3], row[4], row[5], metadata, created_at)
+
+
+def _sqlite_fetchone(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> Any:
+    return db.execute(sql, params).fetchone()
+
+
+def _sqlite_bind(
+    db: sqlite3.Connection, tenant: str, scope: str, item: binding.Item, now: datetime
+) -> tuple[binding.Outcome | None, list[str]]:
+    """On SQLite's thread: the whole transaction; its outcome and the statements it sent."""
+    at = _sqlite_time(now)
+    sent: list[str] = []
+
+    def run(sql: str, params: dict[str, Any]) -> list[Any]:
+        sent.append(sql)
+        return db.execute(sql, params).fetchall()
+
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        rows = run(_SQLITE_TENANT, {"tenant": tenant}) or run(_SQLITE_CREATE_TENANT, {"tenant": tenant, "now": at})
+        locked = _locked(tenant, rows[0])
+        lookup = {"t": locked.id, "key": item.key, "scope": scope, "digest": item.digest}
+        found = _found(run(_SQLITE_LOOKUP, lookup), _sqlite_datetime)
+        outcome, writes = binding.decide(locked, scope, [item], found, now)
+        if outcome.unbound:
+            db.execute("ROLLBACK")
+            return None, sent
+        for ref in writes.new + writes.replaced:
+            run(_SQLITE_WRITE_REF, {"t": locked.id, "now": at, **_ref_params(ref)})
+        if deltas := _deltas(writes):
+            sent.append(_SQLITE_COUNT)
+            db.executemany(_SQLITE_COUNT, [{"blob": blob, "delta": d, "now": at} for blob, d in deltas])
+        if writes.add_bytes or writes.add_objects:
+            run(_SQLITE_CHARGE, {"t": locked.id, "bytes": writes.add_bytes, "objects": writes.add_objects})
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return outcome, sent
+
+
+async def _postgres_bind(
+    driver: Driver, tenant: str, scope: str, item: binding.Item, now: datetime
+) -> binding.Outcome | None:
+    conn = driver.connection
+    at = now.astimezone(UTC).replace(tzinfo=None)
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        rows = await conn.fetch(_PG_LOOKUP, tenant, scope, item.key, item.digest, at)
+        driver.sent(_PG_LOOKUP)
+        locked = _locked(tenant, rows[0])
+        found = _found([tuple(row)[5:] for row in rows if row[5] is not None], _aware)
+        outcome, writes = binding.decide(locked, scope, [item], found, now)
+        if outcome.unbound:
+            await transaction.rollback()
+            return None
+        deltas = _deltas(writes)
+        for ref in writes.new + writes.replaced:  # one item: one reference at most
+            blobs, changes = [blob for blob, _ in deltas], [delta for _, delta in deltas]
+            metadata = json.dumps(ref.metadata)
+            refs = (locked.id, ref.key, ref.blob_id, ref.size, ref.content_type, metadata, at)
+            await conn.execute(_PG_WRITE, *refs, blobs, changes, writes.add_bytes, writes.add_objects)
+            driver.sent(_PG_WRITE)
+    except BaseException:
+        if not conn.is_closed():
+            await transaction.rollback()
+        raise
+    await transaction.commit()
+    return outcome
+
+
+def _locked(name: str, row: Any) -> catalog.LockedTenant:
+    return catalog.LockedTenant(row[0], name, catalog.Usage(row[1], row[2], row[3], row[4]))
+
+
+def _found(rows: Iterable[Any], timestamp: Any) -> Found:
+    """:class:`Found` from rows of (id, scope, digest, state, held, old key, old size, old created_at)."""
+    found = Found()
+    for blob, scope, digest, state, held, key, size, created_at in rows:
+        found.blobs[blob] = LockedBlob(scope, digest, state, bool(held))
+        if key is not None:
+            found.olds[key] = OldRef(blob, size, timestamp(created_at))
+    return found
+
+
+def _deltas(writes: binding.Writes) -> list[tuple[int, int]]:
+    """The reference-count changes, in id order (the order every writer locks blobs in)."""
+    return sorted((blob, delta) for blob, delta in writes.refcounts.items() if delta)
+
+
+def _ref_params(ref: NewRef) -> dict[str, Any]:
+    return {
+        "key": ref.key,
+        "blob": ref.blob_id,
+        "size": ref.size,
+        "content_type": ref.content_type,
+        "metadata": json.dumps(ref.metadata),
+    }
+
+
+def _sqlite_time(moment: datetime) -> str:
+    """A UTC moment as SQLAlchemy stores a DateTime on SQLite."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _sqlite_datetime(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC)
