@@ -36,6 +36,14 @@ TEST_SECRET_KEY = "test-secret-key-shared-by-every-server-of-the-store"
 DEPLOYMENTS = ["sqlite-local", "postgres-s3"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``postgres`` every test that reaches PostgreSQL by a fixture or a deployment named in its id,
+    so ``-m postgres`` is the PostgreSQL suite (CI runs it once more through pgbouncer)."""
+    for item in items:
+        if "postgres" in item.name or {"postgres_url", "empty_postgres_url"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
+
+
 def _unavailable(reason: str) -> None:
     if REQUIRE_SERVERS:
         pytest.fail(f"{reason} (BLOBSTORE_REQUIRE_SERVERS=1 makes this an error)", pytrace=False)
