@@ -37,10 +37,13 @@ DEPLOYMENTS = ["sqlite-local", "postgres-s3"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark ``postgres`` every test that reaches PostgreSQL by a fixture or a deployment named in its id,
-    so ``-m postgres`` is the PostgreSQL suite (CI runs it once more through pgbouncer)."""
+    """Mark ``postgres`` every test that reaches PostgreSQL by a fixture or a parameter (a deployment), so
+    ``-m postgres`` is the PostgreSQL suite (CI runs it once more through pgbouncer); tests that open a
+    PostgreSQL store by name carry the mark themselves."""
     for item in items:
-        if "postgres" in item.name or {"postgres_url", "empty_postgres_url"} & set(getattr(item, "fixturenames", ())):
+        callspec = getattr(item, "callspec", None)
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if (callspec and "postgres" in callspec.id) or {"postgres_url", "empty_postgres_url"} & fixtures:
             item.add_marker(pytest.mark.postgres)
 
 

@@ -307,6 +307,7 @@ async def test_a_concurrent_mix_of_put_copy_delete_and_gc_keeps_counts_exact(
             assert await tenant.get(item.key) in values
 
 
+@pytest.mark.postgres
 async def test_concurrent_writers_never_deadlock_on_postgres(
     open_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -319,6 +319,7 @@ async def test_a_database_without_blobs_adopts_new_empty_storage(tmp_path: Path)
         assert (await read_all(store.storage, MARKER_KEY)).decode() == store_id
 
 
+@pytest.mark.postgres
 async def test_pairing_holds_on_postgres_and_s3(open_store: StoreFactory, tmp_path: Path) -> None:
     """A PostgreSQL database paired with one S3 prefix refuses an S3 prefix that another store owns."""
     store = await open_store("postgres-s3")
