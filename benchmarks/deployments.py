@@ -19,13 +19,12 @@ import aioboto3
 import aiosqlite
 import asyncpg
 from aiobotocore.config import AioConfig
-from sqlalchemy.engine import make_url
 
 from benchmarks.harness import Context
 from blobstore import BlobStore, Settings
 from blobstore.storage import ObjectStorage
 from tests.s3_server import S3Endpoint, aws_credentials, moto_server, temporary_bucket
-from tests.servers import LOCAL_POSTGRES, ServerUnavailable, scratch_database
+from tests.servers import LOCAL_POSTGRES, ServerUnavailable, plain_postgres_url, scratch_database
 
 #: The SQLite settings blobstore uses on every connection (blobstore.db.engine), for raw baselines.
 SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=60000")
@@ -33,11 +32,6 @@ SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA 
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
-
-
-def plain_postgres_url(url: str) -> str:
-    """A SQLAlchemy asyncpg URL as the libpq URL asyncpg itself takes."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def postgres_reachable(admin_url: str = LOCAL_POSTGRES) -> str | None:

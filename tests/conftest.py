@@ -36,6 +36,17 @@ TEST_SECRET_KEY = "test-secret-key-shared-by-every-server-of-the-store"
 DEPLOYMENTS = ["sqlite-local", "postgres-s3"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``postgres`` every test that reaches PostgreSQL by a fixture or a parameter (a deployment), so
+    ``-m postgres`` is the PostgreSQL suite (CI runs it once more through pgbouncer); tests that open a
+    PostgreSQL store by name carry the mark themselves."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if (callspec and "postgres" in callspec.id) or {"postgres_url", "empty_postgres_url"} & fixtures:
+            item.add_marker(pytest.mark.postgres)
+
+
 def _unavailable(reason: str) -> None:
     if REQUIRE_SERVERS:
         pytest.fail(f"{reason} (BLOBSTORE_REQUIRE_SERVERS=1 makes this an error)", pytrace=False)

@@ -43,7 +43,8 @@ async def launch_gated(
         deadline = time.monotonic() + READY_TIMEOUT
         while len(list(sync.glob("ready.*"))) < len(procs):
             assert time.monotonic() < deadline, "workers did not get ready in time"
-            assert not any(output.done() for output in outputs), "a worker exited before the start"
+            exited = [output.result()[1].decode() for output in outputs if output.done()]
+            assert not exited, f"a worker exited before the start:\n{exited[0]}"
             await asyncio.sleep(0.02)
         (sync / "go").touch()
         results = await asyncio.wait_for(asyncio.gather(*outputs), timeout)

@@ -55,12 +55,19 @@ def postgres_server() -> Iterator[str]:
         yield LOCAL_POSTGRES
 
 
+def plain_postgres_url(url: str) -> str:
+    """A SQLAlchemy asyncpg URL as the libpq URL asyncpg itself takes (without blobstore's ``?pooler=``,
+    which asyncpg would send the server as a setting)."""
+    parsed = make_url(url).set(drivername="postgresql").difference_update_query(["pooler"])
+    return parsed.render_as_string(hide_password=False)
+
+
 @contextmanager
 def scratch_database(admin_url: str) -> Iterator[str]:
     """Create a uniquely named database on the server, yield its URL, and drop it afterwards."""
     url = make_url(admin_url).set(drivername="postgresql+asyncpg")
     name = f"blobstore_test_{uuid.uuid4().hex[:12]}"
-    plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    plain = plain_postgres_url(admin_url)
 
     async def admin(sql: str) -> None:
         try:

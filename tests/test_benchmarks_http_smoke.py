@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from servers import postgres_server
 
 from benchmarks import http_get, http_memory, http_put
@@ -37,6 +38,7 @@ def test_http_benchmarks_measure_every_row(tmp_path: Path) -> None:
         assert row.baseline > 0
 
 
+@pytest.mark.postgres
 def test_the_load_benchmark_reports_every_operation_and_no_failures(tmp_path: Path) -> None:
     """H4 at a tiny size against PostgreSQL and S3: a row per operation with its throughput and latencies,
     judged on the run's failures (5xx, inconsistent answers, lost writes), which must be none."""

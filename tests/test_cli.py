@@ -557,6 +557,7 @@ def _read_pty(fd: int) -> bytes:
 # --- PostgreSQL + S3 -----------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 async def test_round_trip_on_postgres_and_s3(
     settings_for: Callable[[str], Awaitable[Settings]], home: Path, files: Path
 ) -> None:

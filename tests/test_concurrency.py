@@ -155,6 +155,7 @@ async def test_put_racing_delete_and_gc_never_loses_acknowledged_bytes(
     assert outcomes["reclaimed"] > 0, outcomes
 
 
+@pytest.mark.postgres
 async def test_processes_racing_put_delete_and_gc_keep_every_reference_readable(
     open_store: StoreFactory, tmp_path: Path
 ) -> None:
@@ -306,6 +307,7 @@ async def test_a_concurrent_mix_of_put_copy_delete_and_gc_keeps_counts_exact(
             assert await tenant.get(item.key) in values
 
 
+@pytest.mark.postgres
 async def test_concurrent_writers_never_deadlock_on_postgres(
     open_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -341,6 +343,7 @@ async def test_concurrent_writers_never_deadlock_on_postgres(
     await check_invariants(store)
 
 
+@pytest.mark.postgres
 async def test_processes_mixing_put_copy_delete_keep_counts_exact(open_store: StoreFactory, tmp_path: Path) -> None:
     """Processes running random replaces, copies and deletes over shared keys on PostgreSQL + S3 keep counts exact."""
     store = await open_store("postgres-s3")

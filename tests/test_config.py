@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import StoreFactory
 from s3_server import S3Endpoint
+from sqlalchemy.engine import make_url
 from workers import rows
 
 from blobstore import BlobStore, ConfigurationError, Settings
@@ -319,6 +320,7 @@ async def test_a_database_without_blobs_adopts_new_empty_storage(tmp_path: Path)
         assert (await read_all(store.storage, MARKER_KEY)).decode() == store_id
 
 
+@pytest.mark.postgres
 async def test_pairing_holds_on_postgres_and_s3(open_store: StoreFactory, tmp_path: Path) -> None:
     """A PostgreSQL database paired with one S3 prefix refuses an S3 prefix that another store owns."""
     store = await open_store("postgres-s3")
@@ -358,7 +360,7 @@ def test_a_bad_database_port_names_the_variable(url: str) -> None:
 @pytest.mark.parametrize("mode", ["disable", "allow", "prefer"])
 async def test_libpq_sslmode_is_understood(tmp_path: Path, empty_postgres_url: str, mode: str) -> None:
     """``?sslmode=`` as libpq spells it reaches asyncpg as its ``ssl`` option; the store opens and works."""
-    url = f"{empty_postgres_url}?sslmode={mode}"
+    url = make_url(empty_postgres_url).update_query_dict({"sslmode": mode}).render_as_string(hide_password=False)
     settings = replace(_sqlite(tmp_path, (tmp_path / "blobs").as_uri()), database_url=url)
     store = await BlobStore.open(settings, migrate_schema=True)
     async with store:
@@ -370,7 +372,7 @@ async def test_sslmode_require_against_a_server_without_ssl_is_one_sentence(
     tmp_path: Path, empty_postgres_url: str
 ) -> None:
     """sslmode=require is passed on (not ignored): a server without SSL refuses, in one sentence."""
-    url = f"{empty_postgres_url}?sslmode=require"
+    url = make_url(empty_postgres_url).update_query_dict({"sslmode": "require"}).render_as_string(hide_password=False)
     with pytest.raises(ConfigurationError) as caught:
         await BlobStore.open(replace(_sqlite(tmp_path, (tmp_path / "blobs").as_uri()), database_url=url))
     _one_sentence(caught.value, "BLOBSTORE_DATABASE_URL")

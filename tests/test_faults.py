@@ -318,6 +318,7 @@ def kill_own_connection_once(real: Callable[..., Awaitable[Any]], killed: list[i
 @pytest.mark.parametrize(
     ("module", "name"), [(batches, "add_refcounts"), (batches, "delete_refs"), (maintenance, "tombstone")]
 )
+@pytest.mark.postgres
 async def test_a_connection_terminated_mid_transaction_is_retried_transparently(
     open_store: StoreFactory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, module: Any, name: str
 ) -> None:
@@ -349,6 +350,7 @@ async def test_a_connection_terminated_mid_transaction_is_retried_transparently(
     await collect_and_check(store, clock)
 
 
+@pytest.mark.postgres
 async def test_pooled_connections_dropped_by_the_server_are_replaced_transparently(
     open_store: StoreFactory, clock: FakeClock
 ) -> None:

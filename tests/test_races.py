@@ -41,6 +41,7 @@ async def run_workers(store: BlobStore, sync: Path, commands: list[list[str]]) -
 
 
 @pytest.mark.slow
+@pytest.mark.postgres
 async def test_puts_deletes_and_gc_racing_on_the_same_bytes_lose_nothing_and_leak_nothing(
     open_store: StoreFactory, tmp_path: Path, clock: FakeClock
 ) -> None:
@@ -79,6 +80,7 @@ async def test_puts_deletes_and_gc_racing_on_the_same_bytes_lose_nothing_and_lea
 
 
 @pytest.mark.slow
+@pytest.mark.postgres
 async def test_a_storm_of_identical_puts_stores_one_object_and_counts_every_reference(
     open_store: StoreFactory, tmp_path: Path
 ) -> None:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
+import pytest
 from conftest import StoreFactory
 from sqlalchemy import text
 
@@ -70,6 +71,7 @@ async def _while_row_is_held(store: BlobStore, blob_id: int, work: Awaitable[T])
         return await pending, waited
 
 
+@pytest.mark.postgres
 async def test_a_lookup_waiting_for_a_named_blob_returns_it_locked(open_store: StoreFactory) -> None:
     """The lookup of a copy (the target's blob, the source's blob by id) while the source's row is held."""
     store, _ = await _seeded(open_store)
@@ -84,6 +86,7 @@ async def test_a_lookup_waiting_for_a_named_blob_returns_it_locked(open_store: S
         assert {key: (old.blob_id, old.size) for key, old in found.olds.items()} == {"target": (blob_of["target"], 0)}
 
 
+@pytest.mark.postgres
 async def test_a_copy_whose_source_blob_is_held_waits_and_copies(open_store: StoreFactory) -> None:
     store, acme = await _seeded(open_store)
     _, blob_of = await _ids(store)

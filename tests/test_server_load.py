@@ -7,6 +7,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from pathlib import Path
 
+import pytest
 from conftest import StoreFactory
 from live_server import serve_process
 
@@ -14,6 +15,7 @@ from benchmarks.http_load import Workload, run_load
 from blobstore.auth import tokens
 
 
+@pytest.mark.postgres
 async def test_two_servers_under_mixed_load_with_gc_lose_nothing(open_store: StoreFactory, tmp_path: Path) -> None:
     store = await open_store("postgres-s3")
     token = (await tokens.create(store.core, "load", scopes=tokens.SCOPES)).token

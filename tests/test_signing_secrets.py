@@ -78,6 +78,7 @@ async def test_a_forger_with_every_row_of_the_database_cannot_sign(store: BlobSt
     assert tried > 0
 
 
+@pytest.mark.postgres
 async def test_a_server_database_without_the_secret_cannot_sign(open_store: StoreFactory) -> None:
     """PostgreSQL and no BLOBSTORE_SECRET_KEY: one ConfigurationError naming it, no key created."""
     store = await open_store("postgres-s3", secret_key=None)
@@ -86,6 +87,7 @@ async def test_a_server_database_without_the_secret_cannot_sign(open_store: Stor
     assert await signing.list_keys(store.core) == []
 
 
+@pytest.mark.postgres
 async def test_servers_with_different_secrets_refuse_loudly(open_store: StoreFactory) -> None:
     """A server whose secret is not the one that sealed the key says so (ConfigurationError), never a
     silent key of its own: URLs would otherwise work on one server and not another."""

@@ -76,6 +76,7 @@ def test_the_journal_skips_a_line_torn_by_a_kill(tmp_path: Path) -> None:
     assert list(read_journal(path)) == [{"t": "start"}, {"t": "end", "op": "gc"}]
 
 
+@pytest.mark.postgres
 async def test_the_audit_reports_lost_wrong_stray_and_miscounted_data(open_store: StoreFactory) -> None:
     """On a real PostgreSQL + S3 store: a lost key, a key with other bytes, a key nobody wrote, a refcount and a
     usage counter that drifted are each reported; the keys that are right are not."""

@@ -11,7 +11,7 @@ from typing import Literal
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from blobstore.db.urls import split_ssl_options
+from blobstore.db.urls import split_options
 from blobstore.errors import ConfigurationError
 
 DedupScope = Literal["global", "tenant"]
@@ -127,7 +127,7 @@ def normalize_database_url(url: str) -> str:
     if port is not None and not 0 < port < 65536:
         raise ConfigurationError(f"BLOBSTORE_DATABASE_URL: port {port} is out of range (1-65535)")
     try:
-        split_ssl_options(normalized)
+        split_options(normalized)
     except ValueError as exc:
         raise ConfigurationError(f"BLOBSTORE_DATABASE_URL: {exc}") from None
     return normalized

@@ -28,7 +28,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, PoolProx
 from sqlalchemy.util import greenlet_spawn
 
 from blobstore.db import sqlite_driver
-from blobstore.db.urls import split_ssl_options
+from blobstore.db.urls import split_options
 from blobstore.errors import BlobStoreError, StorageUnavailable
 
 T = TypeVar("T")
@@ -70,10 +70,10 @@ class Database:
         else:
             # No pre-ping round trip per checkout: a stale pooled connection fails its first statement,
             # is invalidated, and the transaction is replayed on a fresh one (see transaction()).
-            # libpq-style ?sslmode= and certificate options become asyncpg's ssl argument.
-            engine_url, ssl_args = split_ssl_options(url)
+            # libpq-style ?sslmode= and certificate options, and ?pooler=, become driver arguments.
+            engine_url, connect_args = split_options(url)
             self.engine = create_async_engine(
-                engine_url, connect_args=ssl_args, pool_size=pool_size, max_overflow=2 * pool_size
+                engine_url, connect_args=connect_args, pool_size=pool_size, max_overflow=2 * pool_size
             )
             read_options = {"isolation_level": "AUTOCOMMIT"}
         #: The same pool, its connections set up for :meth:`read` once rather than per read.
