@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from blobstore.uploads import Uploader
 from conftest import FakeClock, StoreFactory
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -20,6 +19,7 @@ from workers import invariant_violations, rows
 from blobstore import BlobInfo, BlobStore, BlobStoreError, StorageUnavailable
 from blobstore.db import catalog, hot_path
 from blobstore.db.engine import Database, Driver
+from blobstore.protocol.uploads import Uploader
 
 
 def _general_path_only(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -181,7 +181,7 @@ class Database:
 @dataclass(frozen=True)
 class Driver:
     """What :meth:`Database.on_driver` hands its work: the driver connection, and a way to report the SQL
-    sent on it to the engine's statement listeners (blobstore.instrument, blobstore.testing.statements)."""
+    sent on it to the engine's statement listeners (blobstore.core.instrument, blobstore.testing.statements)."""
 
     #: An ``aiosqlite.Connection`` or an ``asyncpg.Connection``.
     connection: Any
