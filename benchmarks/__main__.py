@@ -22,7 +22,7 @@ from benchmarks.deployments import postgres_reachable
 from benchmarks.harness import Context
 from benchmarks.output import machine_info, markdown, rows_from_json, text_table, to_json, write_json
 from benchmarks.runner import parse_only, run_benchmarks
-from tests.servers import LOCAL_POSTGRES
+from tests.support.servers import LOCAL_POSTGRES
 
 DEFAULT_JSON = Path(__file__).parent / "results" / "latest.json"
 

@@ -1,8 +1,8 @@
 """Stores and raw connections for the benchmarks: SQLite or a scratch PostgreSQL database, local or S3 storage.
 
 PostgreSQL databases and S3 buckets are created for one benchmark and
-dropped after it, with the same helpers the tests use (``tests/servers.py``,
-``tests/s3_server.py``).
+dropped after it, with the same helpers the tests use (``tests/support/servers.py``,
+``tests/support/s3_server.py``).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from aiobotocore.config import AioConfig
 from benchmarks.harness import Context
 from blobstore import BlobStore, Settings
 from blobstore.storage import ObjectStorage
-from tests.s3_server import S3Endpoint, aws_credentials, moto_server, temporary_bucket
-from tests.servers import LOCAL_POSTGRES, ServerUnavailable, plain_postgres_url, scratch_database
+from tests.support.s3_server import S3Endpoint, aws_credentials, moto_server, temporary_bucket
+from tests.support.servers import LOCAL_POSTGRES, ServerUnavailable, plain_postgres_url, scratch_database
 
 #: The SQLite settings blobstore uses on every connection (blobstore.db.engine), for raw baselines.
 SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=60000")

@@ -36,7 +36,7 @@ from benchmarks.harness import Context, Row, Target, phase, unmeasured
 from blobstore import BlobStore, Settings
 from blobstore.auth import tokens
 from blobstore.core.ingest import new_hasher
-from tests.servers import LOCAL_POSTGRES
+from tests.support.servers import LOCAL_POSTGRES
 
 OPERATIONS = ("PUT", "GET", "LIST", "DELETE")
 _WEIGHTS = (4, 3, 1.5, 1.5)

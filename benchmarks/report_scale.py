@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     import shutil
     import tempfile
 
-    from tests.servers import LOCAL_POSTGRES
+    from tests.support.servers import LOCAL_POSTGRES
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.report_scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--refs", type=int, default=FULL.refs, help="references to load (default 1,000,000)")

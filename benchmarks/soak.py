@@ -35,8 +35,8 @@ from benchmarks.soak_audit import audit
 from benchmarks.soak_fleet import ROOT, Fleet, Member, drop_connections, kill_workers, log, members
 from benchmarks.soak_model import Model, read_journal
 from blobstore import BlobStore, Settings
-from tests.s3_server import s3_endpoint, temporary_bucket
-from tests.servers import ServerUnavailable, postgres_server, scratch_database
+from tests.support.s3_server import s3_endpoint, temporary_bucket
+from tests.support.servers import ServerUnavailable, postgres_server, scratch_database
 
 #: Error classes the product documents for the faults the soak injects; any other is a failure.
 EXPECTED_ERRORS = frozenset({"StorageUnavailable"})

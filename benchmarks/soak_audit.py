@@ -5,7 +5,7 @@ key a worker owns holds one of the values its model allows, read back byte
 for byte, no other key exists, and each tenant is charged for exactly the
 bytes and keys read back; the bookkeeping invariants hold
 (references point at live blobs, refcounts equal references, tenant usage
-equals the sums over references, see ``tests/workers.py``); nothing
+equals the sums over references, see ``tests/support/workers.py``); nothing
 unreferenced is left in the database or in storage; fsck --read-data is clean.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from benchmarks.soak_model import TENANTS, Model, content, digest_of, keys_of, listing, match, worker_of
 from blobstore import BlobStore, BlobStoreError, Settings, Tenant
-from tests.workers import invariant_violations, rows
+from tests.support.workers import invariant_violations, rows
 
 
 @dataclass

@@ -2,7 +2,7 @@
 HTTP) both implement completely, with the same signatures, results and errors.
 
 Code that works on a tenant takes a ``TenantAPI`` and runs unchanged on either; the semantics suite
-(tests/test_store_semantics.py, tests/test_batch_transports.py) holds both to it. Every method raises
+(tests/store/test_store_semantics.py, tests/store/test_batch_transports.py) holds both to it. Every method raises
 only ``BlobStoreError`` subclasses; over HTTP also ``Unauthorized`` and ``Forbidden`` (the token), and
 ``StorageUnavailable`` when the server cannot be reached.
 """

@@ -8,32 +8,23 @@ a missing server fails the run instead.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from live_server import TRANSPORTS, Connect, connector
-from s3_server import S3Endpoint, s3_endpoint, temporary_bucket
-from servers import ServerUnavailable, postgres_server, run_sync, scratch_database
 from sqlalchemy import text
 
 from blobstore import BlobStore, Settings
 from blobstore.db import migrate
 from blobstore.db.engine import Database
 from blobstore.db.models import Base
-
-REQUIRE_SERVERS = os.environ.get("BLOBSTORE_REQUIRE_SERVERS") == "1"
-
-#: BLOBSTORE_SECRET_KEY of the PostgreSQL test stores.
-TEST_SECRET_KEY = "test-secret-key-shared-by-every-server-of-the-store"
-
-#: The deployments every store-level test runs against.
-DEPLOYMENTS = ["sqlite-local", "postgres-s3"]
+from tests.support.live_server import TRANSPORTS, Connect, connector
+from tests.support.s3_server import S3Endpoint, s3_endpoint, temporary_bucket
+from tests.support.servers import ServerUnavailable, postgres_server, run_sync, scratch_database
+from tests.support.stores import DEPLOYMENTS, TEST_SECRET_KEY, FakeClock, StoreFactory, unavailable
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,30 +38,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.postgres)
 
 
-def _unavailable(reason: str) -> None:
-    if REQUIRE_SERVERS:
-        pytest.fail(f"{reason} (BLOBSTORE_REQUIRE_SERVERS=1 makes this an error)", pytrace=False)
-    pytest.skip(reason)
-
-
-class FakeClock:
-    """A clock the tests move by hand; starts at the real time."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-    def advance_past_real_time(self, seconds: float) -> None:
-        """Move ``seconds`` past the later of this clock and the real time: past what storage stamped with
-        the real time (an object's modification time) however slowly the machine got here."""
-        self.now = max(self.now, datetime.now(UTC)) + timedelta(seconds=seconds)
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a migrated scratch database on a real PostgreSQL server, for the whole session."""
@@ -79,7 +46,7 @@ def postgres_url() -> Iterator[str]:
             run_sync(_migrate(url))
             yield url
     except ServerUnavailable as exc:
-        _unavailable(str(exc))
+        unavailable(str(exc))
 
 
 @pytest.fixture
@@ -89,7 +56,7 @@ def empty_postgres_url() -> Iterator[str]:
         with postgres_server() as admin_url, scratch_database(admin_url) as url:
             yield url
     except ServerUnavailable as exc:
-        _unavailable(str(exc))
+        unavailable(str(exc))
 
 
 async def _migrate(url: str) -> None:
@@ -107,7 +74,7 @@ def s3() -> Iterator[S3Endpoint]:
         with s3_endpoint() as endpoint:
             yield endpoint
     except Exception as exc:  # any failure to start the server is reported the same way
-        _unavailable(f"no S3 endpoint: {exc}")
+        unavailable(f"no S3 endpoint: {exc}")
 
 
 @pytest.fixture(scope="session")
@@ -133,7 +100,7 @@ def chromium() -> str:
     """Debian's headless Chromium (``.ci/run`` installs it; only a developer's machine may skip)."""
     path = Path("/usr/bin/chromium")
     if not path.exists():
-        _unavailable("no /usr/bin/chromium (Debian: apt-get install -y chromium)")
+        unavailable("no /usr/bin/chromium (Debian: apt-get install -y chromium)")
     return str(path)
 
 
@@ -150,9 +117,6 @@ async def _truncate(url: str) -> None:
             await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     finally:
         await database.dispose()
-
-
-StoreFactory = Callable[..., Awaitable[BlobStore]]
 
 
 @pytest.fixture

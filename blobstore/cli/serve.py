@@ -14,7 +14,7 @@ from blobstore.cli.app import common_options, options, run
 from blobstore.errors import ConfigurationError
 
 #: Defaults of the connection limits, as in blobstore.server.connections (which loads the server stack, so not
-#: imported for --help; tests/test_server_timeouts.py checks they agree).
+#: imported for --help; tests/server/test_server_timeouts.py checks they agree).
 HEADER_TIMEOUT_SECONDS = 20.0
 BODY_TIMEOUT_SECONDS = 60.0
 MAX_CONNECTIONS = 1000

@@ -111,7 +111,7 @@ _LOOKUP = (
 #: Locking is a statement of its own, by id alone. Locking inside :data:`_LOOKUP` (FOR UPDATE OF blobs over
 #: the semi-join on the union) was unreliable on PostgreSQL: a row that changed while the statement waited
 #: for it is re-checked against the whole WHERE clause, and a live blob could vanish from the result, or
-#: come back without its lock having been waited for (tests/test_row_lock_waits.py).
+#: come back without its lock having been waited for (tests/db/test_row_lock_waits.py).
 _LOCK_BLOBS = (
     select(blobs.c.id, blobs.c.state).where(blobs.c.id.in_(bindparam("ids"))).order_by(blobs.c.id).with_for_update()
 )

@@ -14,7 +14,7 @@ usage), decided by the same :func:`blobstore.db.binding.decide`; :func:`find_ref
   prepare every statement (so a transaction-mode pooler sees what it sees from SQLAlchemy).
 
 The SQL here names tables and columns by hand, beside the SQLAlchemy schema (blobstore.db.models);
-tests/test_hot_path.py holds the two paths to the same results.
+tests/store/test_hot_path.py holds the two paths to the same results.
 """
 
 from __future__ import annotations

@@ -1,0 +1,56 @@
+"""The HTTP benchmarks (H1-H4) run end to end at tiny sizes and report measured rows (no timing thresholds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import http_get, http_memory, http_put
+from benchmarks.harness import Context
+from benchmarks.http_load import Workload
+from benchmarks.runner import run_benchmarks
+from tests.support.servers import postgres_server
+
+TINY = {
+    "H1": http_get.Sizes(gets_per_client=2, rounds=2),
+    "H2": http_put.Sizes(size=2 * 1024 * 1024, rounds=2),
+    "H3": http_memory.Sizes(size=4 * 1024 * 1024),
+}
+
+
+def test_http_benchmarks_measure_every_row(tmp_path: Path) -> None:
+    """H1 (SQLite) and H2 give one measured row each, H3 one for PUT and one for GET, with positive figures."""
+    ctx = Context(quick=True, workdir=tmp_path, postgres_admin_url=None, s3=False, verbose=False, sizes=TINY)
+    rows = run_benchmarks(ctx, list(TINY))
+    assert [(row.id, row.variant, row.status in ("pass", "miss")) for row in rows] == [
+        ("H1", "local+sqlite", True),
+        ("H1", "local+postgres", False),  # skipped: this context has no PostgreSQL
+        ("H2", "local+sqlite", True),
+        ("H3", "local+sqlite", True),
+        ("H3", "local+sqlite", True),
+    ], [row.notes for row in rows]
+    rows = [row for row in rows if row.status in ("pass", "miss")]
+    for row in rows:
+        assert row.subject is not None
+        assert row.subject > 0
+        assert row.baseline is not None
+        assert row.baseline > 0
+
+
+@pytest.mark.postgres
+def test_the_load_benchmark_reports_every_operation_and_no_failures(tmp_path: Path) -> None:
+    """H4 at a tiny size against PostgreSQL and S3: a row per operation with its throughput and latencies,
+    judged on the run's failures (5xx, inconsistent answers, lost writes), which must be none."""
+    tiny = {"H4": Workload(clients=4, seconds=4, max_ops=200)}
+    with postgres_server() as admin_url:
+        ctx = Context(quick=True, workdir=tmp_path, postgres_admin_url=admin_url, s3=True, verbose=False, sizes=tiny)
+        rows = run_benchmarks(ctx, ["H4"])
+    assert [row.what.split("s/s")[0] for row in rows] == ["PUT", "GET", "LIST", "DELETE"], [r.notes for r in rows]
+    for row in rows:
+        assert row.status == "pass", row.notes
+        assert row.figure == 0
+        assert row.subject is not None
+        assert row.subject > 0
+        assert "p50" in row.notes
+        assert "p99" in row.notes

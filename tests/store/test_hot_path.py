@@ -1,0 +1,220 @@
+"""The hot path on the driver connection (blobstore.db.hot_path) does what the general path through
+SQLAlchemy does: the same outcomes and the same rows for a single put, the same reference for a stat;
+driver errors go through the one translation boundary (Database.on_driver) into the same replays and the
+same StorageUnavailable; a lost COMMIT reply or a killed backend is replayed without double counting.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from blobstore import BlobInfo, BlobStore, BlobStoreError, StorageUnavailable
+from blobstore.db import catalog, hot_path
+from blobstore.db.engine import Database, Driver
+from blobstore.protocol.uploads import Uploader
+from tests.support.stores import FakeClock, StoreFactory
+from tests.support.workers import invariant_violations, rows
+
+
+def _general_path_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bind every put through blobstore.db.binding on SQLAlchemy, as before the hot path."""
+
+    async def nothing_bound(_self: Uploader, _pending: list[Any]) -> None:
+        return None
+
+    monkeypatch.setattr(Uploader, "_bound_at_once", nothing_bound)
+
+
+async def _scenario(store: BlobStore, prefix: str) -> tuple[list[object], list[str]]:
+    """Single puts covering every decision of a binding, by tenants and bytes of their own (``prefix``):
+    each step's outcome without the names and digests that differ between prefixes, and the two digests."""
+    acme, other = store.tenant(f"{prefix}-acme"), store.tenant(f"{prefix}-other")
+    one, two, three = f"{prefix} one".encode(), f"{prefix} two".encode(), f"{prefix} three".encode()
+    first, third = await acme.put("a", one), await acme.put("t", three)
+    steps: list[Callable[[], Awaitable[object]]] = [
+        lambda: acme.put("b", one, content_type="text/plain", metadata={"m": "1"}),  # dedup hit, new key
+        lambda: acme.put("b", two),  # new bytes replacing a key
+        lambda: acme.put("a", two),  # dedup hit replacing a key: its old blob loses its last reference
+        lambda: acme.put("a", two),  # the same bytes again
+        lambda: acme.put("u", three),  # dedup hit
+        lambda: acme.put("t", two),  # dedup hit replacing a key: its old blob keeps a reference
+        lambda: acme.put("u", two),  # ... and loses its last one, for good
+        lambda: acme.put("b", one, if_absent=True),  # AlreadyExists
+        lambda: acme.put("a", one, if_match=first.digest),  # PreconditionFailed: "a" moved on
+        lambda: acme.put("c", one, if_match="*"),  # PreconditionFailed: no such key
+        lambda: other.put("x", two),  # a new tenant's first put, a dedup hit
+        lambda: store.set_quota(other.name, max_objects=1, max_bytes=100),
+        lambda: other.put("y", two),  # QuotaExceeded (objects)
+        lambda: other.put("x", one),  # a replacement within the quota
+        lambda: other.put("x", b"x" * 101),  # QuotaExceeded (bytes), before any upload
+    ]
+    outcomes: list[object] = []
+    for step in steps:
+        try:
+            outcome = await step()
+        except BlobStoreError as exc:
+            outcomes.append(type(exc).__name__)
+            continue
+        if isinstance(outcome, BlobInfo):
+            info = (outcome.key, outcome.size, outcome.content_type, outcome.metadata, outcome.created_at)
+            outcomes.append((*info, outcome.deduplicated, outcome.replaced))
+    return outcomes, [first.digest, (await acme.stat("a")).digest, third.digest]
+
+
+async def _snapshot(store: BlobStore, prefix: str, digests: list[str]) -> dict[str, list[Any]]:
+    """The run's rows: its tenants, their references and the blobs of its bytes, without names and digests."""
+    label = {f"{prefix}-acme": "acme", f"{prefix}-other": "other"}
+    tenants = await rows(
+        store,
+        "SELECT name, used_bytes, used_objects, max_bytes, max_objects FROM tenants WHERE name LIKE :p ORDER BY name",
+        p=f"{prefix}-%",
+    )
+    refs = await rows(
+        store,
+        "SELECT t.name, r.key, b.digest, r.size, r.content_type, r.metadata, r.created_at FROM refs r "
+        "JOIN tenants t ON t.id = r.tenant_id JOIN blobs b ON b.id = r.blob_id WHERE t.name LIKE :p "
+        "ORDER BY t.name, r.key",
+        p=f"{prefix}-%",
+    )
+    blobs = await rows(
+        store,
+        "SELECT digest, state, refcount, unreferenced_since FROM blobs WHERE digest IN (:one, :two, :three)",
+        one=digests[0],
+        two=digests[1],
+        three=digests[2],
+    )
+    return {
+        "tenants": [(label[row[0]], *row[1:]) for row in tenants],
+        "refs": [(label[row[0]], row[1], digests.index(row[2]), *row[3:]) for row in refs],
+        "blobs": sorted((digests.index(row[0]), *row[1:]) for row in blobs),
+    }
+
+
+async def test_a_single_put_writes_what_the_general_path_writes(
+    store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same puts, once bound on SQLAlchemy and once on the driver connection: the same outcomes, rows."""
+    with monkeypatch.context() as patched:
+        _general_path_only(patched)
+        general, general_digests = await _scenario(store, "g")
+    hot, hot_digests = await _scenario(store, "h")
+    assert hot == general
+    assert await _snapshot(store, "h", hot_digests) == await _snapshot(store, "g", general_digests)
+    assert await invariant_violations(store, quiescent=False) == []
+
+
+async def test_a_stat_reads_what_the_general_path_reads(store: BlobStore) -> None:
+    acme = store.tenant("acme")
+    await acme.put("k", b"bytes", content_type="text/plain", metadata={"a": "1", "b": "two"})
+    await store.tenant("other").put("theirs", b"bytes")
+
+    async def general(tenant: str, key: str) -> catalog.RefRow | None:
+        return await store.database.read(lambda conn: catalog.find_ref_named(conn, tenant, key))
+
+    for tenant, key in [("acme", "k"), ("acme", "missing"), ("acme", "theirs"), ("nobody", "k")]:
+        assert await hot_path.find_ref_named(store.database, tenant, key) == await general(tenant, key)
+    found = await hot_path.find_ref_named(store.database, "acme", "k")
+    assert found is not None
+    assert found.created_at.tzinfo is not None
+
+
+async def test_a_lost_commit_reply_of_a_dedup_put_is_replayed_without_double_counting(
+    store: BlobStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The put's transaction commits, its reply is lost (the connection dropped): the replay finds the key
+    bound to the blob already and counts nothing twice."""
+    acme = store.tenant("acme")
+    await acme.put("seed", b"shared bytes")
+    real = Database.on_driver
+    lost: list[int] = []
+
+    async def reply_lost(self: Database, work: Callable[[Driver], Awaitable[Any]]) -> Any:
+        async def committed_then_lost(driver: Driver) -> Any:
+            result = await work(driver)
+            if not lost:
+                lost.append(1)
+                raise OSError("injected: the COMMIT reply was lost")
+            return result
+
+        return await real(self, committed_then_lost)
+
+    monkeypatch.setattr(Database, "on_driver", reply_lost)
+    info = await acme.put("again", b"shared bytes")
+    assert lost == [1]
+    assert info.deduplicated
+    assert (await store.quota("acme")).used_objects == 2
+    assert await invariant_violations(store, quiescent=False) == []
+
+
+@pytest.mark.postgres
+async def test_a_backend_killed_before_a_dedup_put_is_replayed_on_a_new_connection(
+    open_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_store("postgres-s3")
+    acme = store.tenant("acme")
+    await acme.put("seed", b"shared bytes")
+    real = hot_path._postgres_bind
+    killed: list[int] = []
+
+    async def killing(driver: Driver, *args: Any) -> Any:
+        if not killed:
+            killed.append(driver.connection.get_server_pid())
+            async with store.database.engine.connect() as other:
+                await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": killed[0]})
+        return await real(driver, *args)
+
+    monkeypatch.setattr(hot_path, "_postgres_bind", killing)
+    assert (await acme.put("again", b"shared bytes")).deduplicated
+    assert len(killed) == 1
+    assert (await store.quota("acme")).used_objects == 2
+    assert await invariant_violations(store, quiescent=False) == []
+
+
+def _failing(errors: list[Exception]) -> Callable[[Driver], Awaitable[str]]:
+    """Work that raises each of ``errors`` in turn, then returns "done"."""
+
+    async def work(_driver: Driver) -> str:
+        if errors:
+            raise errors.pop(0)
+        return "done"
+
+    return work
+
+
+async def test_a_transient_driver_error_is_replayed(open_store: StoreFactory) -> None:
+    store = await open_store("sqlite-local")
+    errors: list[Exception] = [sqlite3.OperationalError("database is locked")] * 2
+    assert await store.database.on_driver(_failing(errors)) == "done"
+    assert errors == []
+
+
+async def test_a_driver_outage_is_storage_unavailable(open_store: StoreFactory) -> None:
+    store = await open_store("sqlite-local")
+    with pytest.raises(StorageUnavailable, match="disk I/O error"):
+        await store.database.on_driver(_failing([sqlite3.OperationalError("disk I/O error")]))
+
+
+async def test_a_driver_error_that_is_no_outage_is_raised_as_sqlalchemy_raises_it(open_store: StoreFactory) -> None:
+    store = await open_store("sqlite-local")
+    with pytest.raises(DBAPIError) as raised:
+        await store.database.on_driver(_failing([sqlite3.IntegrityError("FOREIGN KEY constraint failed")]))
+    assert isinstance(raised.value.orig, sqlite3.IntegrityError)
+
+
+@pytest.mark.postgres
+async def test_a_postgres_conflict_is_replayed(open_store: StoreFactory) -> None:
+    import asyncpg
+
+    store = await open_store("postgres-s3")
+    errors: list[Exception] = [
+        asyncpg.SerializationError("could not serialize"),
+        asyncpg.DeadlockDetectedError("deadlock"),
+    ]
+    assert await store.database.on_driver(_failing(errors)) == "done"
+    assert errors == []

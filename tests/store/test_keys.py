@@ -1,0 +1,331 @@
+"""Tenant and key naming rules (PRODUCT.md "Names and limits"), and that bad names fail before any I/O."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from blobstore import BlobStore, InvalidInput, InvalidKey, InvalidTenant
+from blobstore.model.keys import (
+    MAX_KEY_BYTES,
+    validate_byte_range,
+    validate_digest,
+    validate_key,
+    validate_prefix,
+    validate_tenant,
+)
+from tests.support.workers import rows
+
+# --- tenants ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a", "0", "acme", "acme-corp_eu.1", "9lives", "a" * 63, "a.-_", "x" + "-" * 62])
+def test_valid_tenant_names_are_accepted(name: str) -> None:
+    """Tenant names of 1-63 chars of a-z 0-9 - _ . starting with a letter or digit are accepted unchanged."""
+    assert validate_tenant(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "Acme",
+        "ACME",
+        "a" * 64,
+        "-acme",
+        "_acme",
+        ".acme",
+        "acmé",
+        "\uff41cme",  # fullwidth a
+        "acme corp",
+        "acme/x",
+        "acme\n",
+        "acme\0",
+        "ac:me",
+        "١٢",  # Arabic-Indic digits are digits, but not 0-9
+    ],
+)
+def test_invalid_tenant_names_are_rejected(name: str) -> None:
+    """Uppercase, empty, 64 chars, a leading -/_/., unicode, spaces and punctuation raise InvalidTenant."""
+    with pytest.raises(InvalidTenant, match="invalid tenant"):
+        validate_tenant(name)
+
+
+@pytest.mark.parametrize("name", [None, 1, b"acme"])
+def test_non_string_tenant_names_are_rejected(name: object) -> None:
+    """A tenant name that is not a str raises InvalidTenant, not TypeError."""
+    with pytest.raises(InvalidTenant):
+        validate_tenant(name)
+
+
+# --- keys ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "a",
+        "invoices/2026/11.pdf",
+        "with space/and%percent_under\\back",
+        "...",
+        "a/.../b",
+        ".hidden",
+        "a/.b/c..",
+        "ключ/日本語/🙂",
+        "CaSe",
+        "x" * MAX_KEY_BYTES,
+        "trailing.",
+    ],
+)
+def test_valid_keys_are_accepted_unchanged(key: str) -> None:
+    """Keys of 1-1024 UTF-8 bytes without control chars or empty/./.. segments are returned as given."""
+    assert validate_key(key) is key
+
+
+def test_a_multibyte_key_of_exactly_1024_bytes_is_accepted() -> None:
+    """The limit counts UTF-8 bytes: 256 four-byte characters (1024 bytes) are accepted."""
+    key = "🙂" * 256
+    assert len(key.encode()) == 1024
+    assert validate_key(key) == key
+
+
+@pytest.mark.parametrize("key", ["🙂" * 256 + "a", "é" * 512 + "a", "x" * 1025, "é" * 513])
+def test_keys_over_1024_bytes_are_rejected(key: str) -> None:
+    """A key of 1025 or more UTF-8 bytes raises InvalidKey, even when it has fewer than 1024 characters."""
+    assert len(key.encode()) > 1024
+    with pytest.raises(InvalidKey, match="1-1024 bytes"):
+        validate_key(key)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "a\0b",
+        "\0",
+        "tab\there",
+        "new\nline",
+        "cr\r",
+        "del\x7f",
+        "c1\x85control",
+        "esc\x1b[0m",
+        "/leading",
+        "/",
+        "a//b",
+        "a/",
+        "a/b/",
+        "./a",
+        "a/./b",
+        ".",
+        "..",
+        "../a",
+        "a/../b",
+        "a/..",
+        "invoice\u202egpj.exe",
+        "rtl\u202bembedding",
+        "isolate\u2066x\u2069",
+        "mark\u200fright",
+        "arabic\u061cmark",
+        "line\u2028separator",
+        "paragraph\u2029separator",
+    ],
+)
+def test_invalid_keys_are_rejected(key: str) -> None:
+    """Empty keys, NUL/control characters, a leading '/', and empty, '.' or '..' segments raise InvalidKey."""
+    with pytest.raises(InvalidKey):
+        validate_key(key)
+
+
+@pytest.mark.parametrize("key", ["\ud800", "a\udfffb", "🙂\udc00"])
+def test_lone_surrogates_are_rejected(key: str) -> None:
+    """A key with a lone surrogate (not encodable as UTF-8) raises InvalidKey, not UnicodeEncodeError."""
+    with pytest.raises(InvalidKey, match="UTF-8"):
+        validate_key(key)
+
+
+@pytest.mark.parametrize("key", [None, 1, b"bytes-key", ["a"]])
+def test_non_string_keys_are_rejected(key: object) -> None:
+    """A key that is not a str raises InvalidKey."""
+    with pytest.raises(InvalidKey):
+        validate_key(key)
+
+
+def test_keys_are_not_normalised() -> None:
+    """NFC and NFD spellings of the same text are two different, individually valid keys."""
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    assert nfc != nfd
+    assert validate_key(nfc) == nfc
+    assert validate_key(nfd) == nfd
+
+
+# --- prefixes, digests, byte ranges ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["", "a", "a/", "/", "a//", "%_\\", "x" * MAX_KEY_BYTES])
+def test_listing_prefixes_need_not_be_full_keys(prefix: str) -> None:
+    """A listing prefix may be empty or end in '/', but it is still checked for control chars and length."""
+    assert validate_prefix(prefix) == prefix
+
+
+@pytest.mark.parametrize("prefix", ["a\0", "\n", "x" * (MAX_KEY_BYTES + 1), None])
+def test_bad_listing_prefixes_are_rejected(prefix: object) -> None:
+    """A prefix with control characters, over 1024 bytes, or not a str raises InvalidKey."""
+    with pytest.raises(InvalidKey):
+        validate_prefix(prefix)
+
+
+def test_digests_must_be_64_lowercase_hex() -> None:
+    """Only 64 lowercase hex characters are a digest; anything else raises InvalidInput."""
+    assert validate_digest("a" * 64) == "a" * 64
+    for bad in ["A" * 64, "a" * 63, "a" * 65, "g" * 64, "", None, b"a" * 64]:
+        with pytest.raises(InvalidInput):
+            validate_digest(bad)
+
+
+@pytest.mark.parametrize(
+    "byte_range", [(-1, 3), (5, 4), (0,), (0, 1, 2), [0, 1], (0.0, 1), (True, 2), "0-1", (0, None)]
+)
+def test_invalid_byte_ranges_are_rejected(byte_range: object) -> None:
+    """Byte ranges must be a (first, last) tuple of ints with 0 <= first <= last; else InvalidInput."""
+    with pytest.raises(InvalidInput, match="byte range"):
+        validate_byte_range(byte_range)
+
+
+def test_valid_byte_ranges_are_returned() -> None:
+    """None means the whole object; (first, last) is returned as an inclusive pair."""
+    assert validate_byte_range(None) is None
+    assert validate_byte_range((0, 0)) == (0, 0)
+    assert validate_byte_range((3, 10**12)) == (3, 10**12)
+
+
+# --- before any I/O --------------------------------------------------------------------------------
+
+
+class _NoIO:
+    """Stands in for the database and storage: any use fails the test."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"I/O attempted: {name}")
+
+
+BAD_KEYS = ["", "/abs", "a//b", "a/../b", "nul\0", "x" * 1025, "\ud800", "a/"]
+
+
+@pytest.mark.parametrize("bad", BAD_KEYS)
+async def test_every_operation_rejects_a_bad_key_before_any_io(
+    store: BlobStore, bad: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """put/get/open/stat/exists/copy/delete/list raise InvalidKey without touching the database or storage."""
+    monkeypatch.setattr(store, "database", _NoIO())
+    monkeypatch.setattr(store, "storage", _NoIO())
+    acme = store.tenant("acme")
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: acme.put(bad, b"data"),
+        lambda: acme.put(bad, "/no/such/file/anywhere"),  # the key is checked before the path is touched
+        lambda: acme.put(bad, digest="a" * 64),
+        lambda: acme.get(bad),
+        lambda: acme.stat(bad),
+        lambda: acme.exists(bad),
+        lambda: acme.delete(bad),
+        lambda: acme.copy(bad, "ok"),
+        lambda: acme.copy("ok", bad),
+        lambda: acme.list(prefix="p\0" + bad),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidKey):
+            await call()
+    with pytest.raises(InvalidKey):
+        async with acme.open(bad):
+            pass
+
+
+async def test_bad_keys_leave_no_trace(store: BlobStore) -> None:
+    """After rejected puts of bad keys the store has no tenant, blob, ref or stored object."""
+    acme = store.tenant("acme")
+    for bad in BAD_KEYS:
+        with pytest.raises(InvalidKey):
+            await acme.put(bad, b"data")
+    assert await rows(store, "SELECT name FROM tenants") == []
+    assert await rows(store, "SELECT id FROM blobs") == []
+    assert await rows(store, "SELECT key FROM refs") == []
+    assert [info.key async for info in store.storage.list("data/")] == []
+
+
+@pytest.mark.parametrize("bad", ["Acme", "", "a" * 64, "-x", "é"])
+def test_store_rejects_a_bad_tenant_name(store: BlobStore, bad: str) -> None:
+    """BlobStore.tenant raises InvalidTenant for a bad name."""
+    with pytest.raises(InvalidTenant):
+        store.tenant(bad)
+
+
+async def test_keys_are_case_sensitive_and_unnormalised_in_the_store(store: BlobStore) -> None:
+    """'K' and 'k', and NFC and NFD 'é', are four distinct keys holding their own bytes, listed literally."""
+    acme = store.tenant("acme")
+    nfc, nfd = unicodedata.normalize("NFC", "é"), unicodedata.normalize("NFD", "é")
+    await acme.put("K", b"upper")
+    await acme.put("k", b"lower")
+    await acme.put(nfc, b"nfc")
+    await acme.put(nfd, b"nfd")
+    assert await acme.get("K") == b"upper"
+    assert await acme.get("k") == b"lower"
+    assert await acme.get(nfc) == b"nfc"
+    assert await acme.get(nfd) == b"nfd"
+    listed = [item.key for item in await acme.list()]
+    assert sorted(listed) == sorted(["K", "k", nfc, nfd])
+    assert nfc in listed
+    assert nfd in listed
+    assert await acme.delete(nfd)
+    assert await acme.get(nfc) == b"nfc"
+    assert not await acme.exists(nfd)
+
+
+async def test_a_1024_byte_multibyte_key_round_trips(store: BlobStore) -> None:
+    """A key of exactly 1024 UTF-8 bytes is stored, read, and listed byte for byte."""
+    acme = store.tenant("acme")
+    key = "dir/" + "é" * 510
+    assert len(key.encode()) == 1024
+    await acme.put(key, b"long")
+    assert await acme.get(key) == b"long"
+    assert [item.key for item in await acme.list("dir/")] == [key]
+
+
+@pytest.mark.parametrize("prefix", ["\udcff", "ok/\ud800", "line\u2028", "\u202e"])
+def test_listing_prefixes_with_lone_surrogates_or_spoofing_characters_are_rejected(prefix: str) -> None:
+    """A prefix (or ``after``) that no key could start with is an InvalidKey, not a database error."""
+    with pytest.raises(InvalidKey):
+        validate_prefix(prefix)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"name\0": "v"},
+        {"name": "v\0"},
+        {"na\nme": "v"},
+        {"name": "line\rbreak"},
+        {"name": "\udcff"},
+        {"\ud800": "v"},
+        {"name": "spoof\u202e"},
+        {"": "empty name"},
+    ],
+)
+async def test_metadata_with_control_characters_or_surrogates_is_rejected(
+    store: BlobStore, metadata: dict[str, str]
+) -> None:
+    """Metadata names and values must be printable text: InvalidInput, and nothing is stored."""
+    with pytest.raises(InvalidInput):
+        await store.tenant("acme").put("k", b"x", metadata=metadata)
+    assert not await store.tenant("acme").exists("k")
+
+
+async def test_listing_with_a_surrogate_prefix_is_an_invalid_key_in_the_store(store: BlobStore) -> None:
+    """Tenant.list refuses undecodable prefixes and cursors before they reach the database."""
+    acme = store.tenant("acme")
+    await acme.put("k", b"x")
+    with pytest.raises(InvalidKey):
+        await acme.list(prefix="\udcff")
+    with pytest.raises(InvalidKey):
+        await acme.list(after="k\udcff")

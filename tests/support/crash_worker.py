@@ -1,0 +1,172 @@
+"""A worker process that runs one operation and is killed with SIGKILL at a named point inside it.
+
+    python tests/support/crash_worker.py POINT
+
+It opens the store named by the ``BLOBSTORE_*`` environment, runs a prelude of
+operations, printing ``ACK put KEY`` / ``ACK delete KEY`` after each one
+returned, then arms the kill and runs the operation of POINT (see
+:data:`POINTS`). Right before it dies it prints ``CRASH POINT``. The kill is
+test-only code in this process: a storage wrapper whose fault action kills,
+a wrapped transaction runner that kills right after a given transaction
+committed, or (mid-multipart) a wrapped S3 client that kills after the first
+part went up. If the point is never reached the worker says ``SURVIVED`` and
+exits 0, which the test treats as a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+if __name__ == "__main__":  # run as a script: make the checkout importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from blobstore import BlobStore, Settings
+from blobstore.storage import S3Storage, open_storage_from_url
+from blobstore.testing.faults import Fault, FaultyStorage
+
+T = TypeVar("T")
+MiB = 1024 * 1024
+
+TENANT = "acme"
+#: Acknowledged before any crash: key -> bytes (two keys share bytes).
+PRELUDE = {
+    "keep/1": b"first value",
+    "keep/2": b"second value" * 100,
+    "shared/a": b"shared by two keys",
+    "shared/b": b"shared by two keys",
+}
+#: Deleted (acknowledged) before a GC crash point, so GC has something to reclaim.
+DOOMED = ("doomed", b"bytes nobody will reference")
+#: The key and bytes of the crashing put; the multipart one spans three 5 MiB parts.
+CRASH_KEY = "crash/put"
+SMALL_PAYLOAD = b"the put that never got its reply"
+LARGE_PAYLOAD = bytes(range(256)) * (11 * MiB // 256)
+#: The key the crashing delete removes.
+DELETED_KEY = "keep/2"
+
+POINTS = (
+    "put-after-intent",
+    "put-after-upload",
+    "put-after-commit",
+    "put-mid-multipart",
+    "stream-mid-staging",
+    "stream-after-publish",
+    "delete-after-commit",
+    "gc-after-tombstone",
+    "gc-after-storage-delete",
+)
+
+
+def payload(point: str) -> bytes:
+    """The bytes the crashing put of ``point`` stores (a stream put's are long enough to be staged)."""
+    return LARGE_PAYLOAD if point == "put-mid-multipart" or point.startswith("stream") else SMALL_PAYLOAD
+
+
+async def pieces(data: bytes) -> AsyncIterator[bytes]:
+    """``data`` as a stream of 1 MiB chunks."""
+    for start in range(0, len(data), MiB):
+        yield data[start : start + MiB]
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def die(point: str) -> None:
+    """Announce the crash point and die at once, as a killed process does: no clean-up, no flush."""
+    say(f"CRASH {point}")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_after_transaction(store: BlobStore, point: str, name: str | None) -> None:
+    """Kill the process right after a transaction commits (one whose work is called ``name``, or any)."""
+    real = store.database.transaction
+
+    async def transaction(work: Callable[[Any], Awaitable[T]]) -> T:
+        result = await real(work)
+        if name is None or getattr(work, "__name__", "") == name:
+            die(point)
+        return result
+
+    store.database.transaction = transaction  # type: ignore[method-assign]
+
+
+async def kill_after_first_part(storage: S3Storage, point: str) -> None:
+    """Write above 5 MiB as multipart, one part at a time, and kill the process once the first part is up."""
+    storage.multipart_threshold = 5 * MiB
+    storage.part_size = 5 * MiB
+    storage.max_concurrency = 1
+    client = await storage._s3()
+    real = client.upload_part
+
+    async def upload_part(**kwargs: Any) -> Any:
+        response = await real(**kwargs)
+        die(point)
+        return response
+
+    client.upload_part = upload_part
+
+
+async def main(point: str) -> None:
+    settings = Settings.from_env()
+    inner = open_storage_from_url(
+        settings.storage_url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
+    )
+    storage = FaultyStorage(inner)
+    async with await BlobStore.open(settings, storage=storage) as store:
+        tenant = store.tenant(TENANT)
+        for key, data in PRELUDE.items():
+            await tenant.put(key, data)
+            say(f"ACK put {key}")
+        if point.startswith("gc"):
+            await tenant.put(*DOOMED)
+            say(f"ACK put {DOOMED[0]}")
+            await tenant.delete(DOOMED[0])
+            say(f"ACK delete {DOOMED[0]}")
+
+        # Arm the kill, then run the operation it interrupts.
+        if point == "put-after-intent":
+            storage.inject(Fault("write", key_prefix="data/", action=lambda: die(point)))
+        elif point == "put-after-upload":
+            storage.inject(Fault("write", key_prefix="data/", phase="after", action=lambda: die(point)))
+        elif point == "put-after-commit":
+            kill_after_transaction(store, point, "commit")
+        elif point == "put-mid-multipart":
+            assert isinstance(inner, S3Storage), "mid-multipart needs S3"
+            await kill_after_first_part(inner, point)
+        elif point == "stream-mid-staging":
+            storage.inject(Fault("stage_write", skip=2, action=lambda: die(point)))
+        elif point == "stream-after-publish":
+            storage.inject(Fault("write", key_prefix="data/", phase="after", action=lambda: die(point)))
+        elif point == "delete-after-commit":
+            kill_after_transaction(store, point, None)
+        elif point == "gc-after-tombstone":
+            storage.inject(Fault("delete_many", action=lambda: die(point)))
+        elif point == "gc-after-storage-delete":
+            storage.inject(Fault("delete_many", phase="after", action=lambda: die(point)))
+        else:
+            raise SystemExit(f"unknown crash point {point!r}; choose from {', '.join(POINTS)}")
+
+        if point.startswith("put"):
+            await tenant.put(CRASH_KEY, payload(point))
+            say(f"ACK put {CRASH_KEY}")
+        elif point.startswith("stream"):
+            await tenant.put(CRASH_KEY, pieces(payload(point)))
+            say(f"ACK put {CRASH_KEY}")
+        elif point.startswith("delete"):
+            await tenant.delete(DELETED_KEY)
+            say(f"ACK delete {DELETED_KEY}")
+        else:
+            await store.gc()
+            say("ACK gc")
+    say("SURVIVED")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))
