@@ -1,9 +1,11 @@
-"""Servers for the HTTP benchmarks (H1-H3), each in a process of its own on a loopback port.
+"""Servers for the HTTP benchmarks (H1-H3, PEER-HTTP), each in a process of its own on a loopback port.
 
 ``blobstore_server(home)`` runs ``blobstore serve`` (one process, SQLite + a local
 directory in ``home``) and hands back its URL, a read/write token and its pid;
 ``bare_server()`` runs the baseline of H1, a bare Starlette app on uvicorn that
-answers every GET with 4 KiB from memory (:mod:`benchmarks.bare_app`).
+answers every GET with 4 KiB from memory (:mod:`benchmarks.bare_app`);
+``svc_infra_server(home)`` runs the baseline of PEER-HTTP, svc-infra's storage
+routes over a directory in ``home`` (:mod:`benchmarks.svc_infra_app`).
 """
 
 from __future__ import annotations
@@ -100,6 +102,24 @@ def bare_server() -> Iterator[Server]:
     args = [sys.executable, "-m", "uvicorn", "benchmarks.bare_app:app", "--log-level", "info"]
     with _process(args, _env(None), "/") as (url, pid):
         yield Server(url, None, pid)
+
+
+@contextlib.contextmanager
+def svc_infra_server(home: Path) -> Iterator[Server]:
+    """The baseline of PEER-HTTP: svc-infra's storage routes on uvicorn (one worker, same log level as serve),
+    storing into ``home``."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = _env(None)
+    env.update(STORAGE_BASE_PATH=str(home), STORAGE_BASE_URL="http://127.0.0.1/files")
+    args = [sys.executable, "-m", "uvicorn", "benchmarks.svc_infra_app:app", "--log-level", "info"]
+    with _process(args, env, "/openapi.json") as (url, pid):
+        yield Server(url, None, pid)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> dict[str, int]:
