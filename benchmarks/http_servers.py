@@ -22,6 +22,8 @@ from pathlib import Path
 
 import httpx
 
+from blobstore.cli.serve import KEEP_ALIVE_SECONDS
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -36,6 +38,21 @@ class Server:
     @property
     def headers(self) -> dict[str, str]:
         return {} if self.token is None else {"authorization": f"Bearer {self.token}"}
+
+
+def _uvicorn(app: str) -> list[str]:
+    """uvicorn serving ``app`` with what ``blobstore serve`` sets too: its log level and its keep-alive timeout
+    (uvicorn's default of 5 s equals httpx's own, so a kept-alive connection could close under a request)."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--log-level",
+        "info",
+        "--timeout-keep-alive",
+        str(KEEP_ALIVE_SECONDS),
+    ]
 
 
 def _env(home: Path | None) -> dict[str, str]:
@@ -98,21 +115,18 @@ def blobstore_server(home: Path, database_url: str | None = None) -> Iterator[Se
 
 @contextlib.contextmanager
 def bare_server() -> Iterator[Server]:
-    """The baseline: uvicorn + a bare Starlette app returning 4 KiB from memory (same log level as serve)."""
-    args = [sys.executable, "-m", "uvicorn", "benchmarks.bare_app:app", "--log-level", "info"]
-    with _process(args, _env(None), "/") as (url, pid):
+    """The baseline: uvicorn + a bare Starlette app returning 4 KiB from memory."""
+    with _process(_uvicorn("benchmarks.bare_app:app"), _env(None), "/") as (url, pid):
         yield Server(url, None, pid)
 
 
 @contextlib.contextmanager
 def svc_infra_server(home: Path) -> Iterator[Server]:
-    """The baseline of PEER-HTTP: svc-infra's storage routes on uvicorn (one worker, same log level as serve),
-    storing into ``home``."""
+    """The baseline of PEER-HTTP: svc-infra's storage routes on uvicorn (one worker), storing into ``home``."""
     home.mkdir(parents=True, exist_ok=True)
     env = _env(None)
     env.update(STORAGE_BASE_PATH=str(home), STORAGE_BASE_URL="http://127.0.0.1/files")
-    args = [sys.executable, "-m", "uvicorn", "benchmarks.svc_infra_app:app", "--log-level", "info"]
-    with _process(args, env, "/openapi.json") as (url, pid):
+    with _process(_uvicorn("benchmarks.svc_infra_app:app"), env, "/openapi.json") as (url, pid):
         yield Server(url, None, pid)
 
 
