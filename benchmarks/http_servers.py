@@ -25,6 +25,8 @@ import httpx
 from blobstore.cli.serve import KEEP_ALIVE_SECONDS
 
 REPO = Path(__file__).resolve().parents[1]
+#: Longest a server may take to answer its health check (a busy shared machine imports slowly).
+STARTUP_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def _process(args: list[str], env: dict[str, str], health_path: str) -> Iterator
         [*args, "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + STARTUP_SECONDS
         while True:
             try:
                 if httpx.get(url + health_path).status_code == 200:
