@@ -8,20 +8,18 @@ bare Starlette app returning 4 KiB from memory. The same load generator (httpx,
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from dataclasses import dataclass
 
 import httpx
 
 from benchmarks.deployments import postgres_database
 from benchmarks.harness import Context, Row, Target, interleave, phase, throughput_row, unmeasured
+from benchmarks.http_clients import CLIENTS, CpuMeter, cpu_note, expect, timed_clients
 from benchmarks.http_servers import Server, bare_server, blobstore_server
 
-TARGET = Target(">=", 0.3)
+TARGET = Target(">=", 0.5)
 WHAT = "GETs/s of 4 KiB, 16 concurrent clients, one server process"
-CLIENTS = 16
 
 
 @dataclass(frozen=True)
@@ -51,34 +49,34 @@ async def _measure(ctx: Context, sizes: Sizes, variant: str, database_url: str |
         async with httpx.AsyncClient(base_url=subject.url, headers=subject.headers) as http:
             (await http.put("/v1/tenants/bench/objects/small", content=payload)).raise_for_status()
         with phase(ctx, f"H1 {variant}: {CLIENTS} clients x {sizes.gets_per_client} GETs, {sizes.rounds} rounds"):
+            gets = CLIENTS * sizes.gets_per_client
+            theirs, ours = CpuMeter(baseline.pid), CpuMeter(subject.pid)
             paired = await interleave(
                 sizes.rounds,
-                lambda: _batch(baseline, "/anything", sizes.gets_per_client),
-                lambda: _batch(subject, "/v1/tenants/bench/objects/small", sizes.gets_per_client),
+                theirs.metered(lambda: timed_gets(baseline, "/anything", sizes.gets_per_client), gets),
+                ours.metered(
+                    lambda: timed_gets(subject, "/v1/tenants/bench/objects/small", sizes.gets_per_client), gets
+                ),
             )
     return throughput_row(
         "H1",
         variant,
         WHAT,
         paired,
-        CLIENTS * sizes.gets_per_client,
+        gets,
         "GETs/s",
         TARGET,
-        notes="baseline: bare uvicorn + Starlette answering 4 KiB from memory",
+        notes=f"baseline: bare uvicorn + Starlette answering 4 KiB from memory; {cpu_note(ours, theirs)}",
     )
 
 
-async def _batch(server: Server, path: str, gets: int) -> float:
-    """Seconds for CLIENTS clients to each GET ``path`` ``gets`` times over keep-alive connections."""
-    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
-    async with httpx.AsyncClient(base_url=server.url, headers=server.headers, limits=limits, timeout=60) as http:
+async def timed_gets(server: Server, path: str, gets: int) -> float:
+    """Seconds for CLIENTS clients to each GET ``path`` (4 KiB) ``gets`` times over keep-alive connections."""
 
-        async def client() -> None:
-            for _ in range(gets):
-                response = await http.get(path)
-                if response.status_code != 200 or len(response.content) != 4096:
-                    raise RuntimeError(f"GET {path}: {response.status_code}")
+    async def get(http: httpx.AsyncClient, _client: int, _number: int) -> None:
+        response = await http.get(path)
+        expect(response, 200, f"GET {path}")
+        if len(response.content) != 4096:
+            raise RuntimeError(f"GET {path}: {len(response.content)} bytes")
 
-        started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(CLIENTS)))
-        return time.perf_counter() - started
+    return await timed_clients(server, gets, get)

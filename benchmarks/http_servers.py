@@ -1,9 +1,11 @@
-"""Servers for the HTTP benchmarks (H1-H3), each in a process of its own on a loopback port.
+"""Servers for the HTTP benchmarks (H1-H3, PEER-HTTP), each in a process of its own on a loopback port.
 
 ``blobstore_server(home)`` runs ``blobstore serve`` (one process, SQLite + a local
 directory in ``home``) and hands back its URL, a read/write token and its pid;
 ``bare_server()`` runs the baseline of H1, a bare Starlette app on uvicorn that
-answers every GET with 4 KiB from memory (:mod:`benchmarks.bare_app`).
+answers every GET with 4 KiB from memory (:mod:`benchmarks.bare_app`);
+``svc_infra_server(home)`` runs the baseline of PEER-HTTP, svc-infra's storage
+routes over a directory in ``home`` (:mod:`benchmarks.svc_infra_app`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ from pathlib import Path
 
 import httpx
 
+from blobstore.cli.serve import KEEP_ALIVE_SECONDS
+
 REPO = Path(__file__).resolve().parents[1]
+#: Longest a server may take to answer its health check (a busy shared machine imports slowly).
+STARTUP_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,21 @@ class Server:
     @property
     def headers(self) -> dict[str, str]:
         return {} if self.token is None else {"authorization": f"Bearer {self.token}"}
+
+
+def _uvicorn(app: str) -> list[str]:
+    """uvicorn serving ``app`` with what ``blobstore serve`` sets too: its log level and its keep-alive timeout
+    (uvicorn's default of 5 s equals httpx's own, so a kept-alive connection could close under a request)."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--log-level",
+        "info",
+        "--timeout-keep-alive",
+        str(KEEP_ALIVE_SECONDS),
+    ]
 
 
 def _env(home: Path | None) -> dict[str, str]:
@@ -58,7 +79,7 @@ def _process(args: list[str], env: dict[str, str], health_path: str) -> Iterator
         [*args, "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + STARTUP_SECONDS
         while True:
             try:
                 if httpx.get(url + health_path).status_code == 200:
@@ -96,10 +117,25 @@ def blobstore_server(home: Path, database_url: str | None = None) -> Iterator[Se
 
 @contextlib.contextmanager
 def bare_server() -> Iterator[Server]:
-    """The baseline: uvicorn + a bare Starlette app returning 4 KiB from memory (same log level as serve)."""
-    args = [sys.executable, "-m", "uvicorn", "benchmarks.bare_app:app", "--log-level", "info"]
-    with _process(args, _env(None), "/") as (url, pid):
+    """The baseline: uvicorn + a bare Starlette app returning 4 KiB from memory."""
+    with _process(_uvicorn("benchmarks.bare_app:app"), _env(None), "/") as (url, pid):
         yield Server(url, None, pid)
+
+
+@contextlib.contextmanager
+def svc_infra_server(home: Path) -> Iterator[Server]:
+    """The baseline of PEER-HTTP: svc-infra's storage routes on uvicorn (one worker), storing into ``home``."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = _env(None)
+    env.update(STORAGE_BASE_PATH=str(home), STORAGE_BASE_URL="http://127.0.0.1/files")
+    with _process(_uvicorn("benchmarks.svc_infra_app:app"), env, "/openapi.json") as (url, pid):
+        yield Server(url, None, pid)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> dict[str, int]:

@@ -44,17 +44,25 @@ QUICK = Sizes(puts=50, rounds=3)
 FULL = Sizes(puts=150, rounds=5)
 
 
-def local_backend() -> Any:
-    """svc-infra's ``LocalBackend`` class, or None when svc-infra is not installed."""
+def load_svc_infra() -> bool:
+    """Make svc-infra's storage modules importable without running the ``__init__`` of ``svc_infra`` or
+    ``svc_infra.storage`` (they would import the web stack); False when svc-infra is not installed."""
     spec = importlib.util.find_spec("svc_infra")
     if spec is None or spec.origin is None:
-        return None
+        return False
     root = Path(spec.origin).parent
     for name, folder in (("svc_infra", root), ("svc_infra.storage", root / "storage")):
-        if name not in sys.modules:  # namespace stand-ins: their __init__ would import the web stack
+        if name not in sys.modules:  # namespace stand-ins
             package = types.ModuleType(name)
             package.__path__ = [str(folder)]
             sys.modules[name] = package
+    return True
+
+
+def local_backend() -> Any:
+    """svc-infra's ``LocalBackend`` class, or None when svc-infra is not installed."""
+    if not load_svc_infra():
+        return None
     from svc_infra.storage.backends.local import LocalBackend
 
     return LocalBackend

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.db.models import tables
@@ -56,9 +56,13 @@ async def insert_token(conn: AsyncConnection, row: TokenRow) -> None:
     )
 
 
+#: The lookup every authenticated request makes, built once (its compiled form and cache key are reused).
+_FIND_TOKEN = select(*TOKEN_COLUMNS).where(tokens.c.id == bindparam("token_id"))
+
+
 async def find_token(conn: AsyncConnection, token_id: str) -> TokenRow | None:
     """The token with this id, revoked or not; None if there is none."""
-    row = (await conn.execute(select(*TOKEN_COLUMNS).where(tokens.c.id == token_id))).first()
+    row = (await conn.execute(_FIND_TOKEN, {"token_id": token_id})).first()
     return None if row is None else TokenRow(*row)
 
 

@@ -39,9 +39,10 @@ def store_of(request: Request) -> BlobStore:
     return store
 
 
-async def caller(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> TokenInfo:
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def caller(request: Request, credentials: Credentials) -> TokenInfo:
     """The caller's active token; Unauthorized (401) if it is missing, malformed, expired or revoked."""
     return await tokens.authenticate(store_of(request).core, None if credentials is None else credentials.credentials)
 
@@ -69,8 +70,8 @@ def allowed(request: Request, token: TokenInfo, tenant: str, *scopes: str) -> Te
 def tenant_with(scope: str) -> Callable[..., Awaitable[Tenant]]:
     """A dependency giving the path's Tenant if the caller's token is for that tenant and has ``scope``."""
 
-    async def authorized(request: Request, tenant: TenantPath, token: Caller) -> Tenant:
-        return allowed(request, token, tenant, scope)
+    async def authorized(request: Request, tenant: TenantPath, credentials: Credentials) -> Tenant:
+        return allowed(request, await caller(request, credentials), tenant, scope)
 
     return authorized
 
@@ -82,7 +83,7 @@ def signed_or_tenant_with(scope: str) -> Callable[..., Awaitable[Tenant]]:
         request: Request,
         tenant: TenantPath,
         key: ObjectKey,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        credentials: Credentials,
     ) -> Tenant:
         if signing.is_signed(request.query_params):
             store = store_of(request)

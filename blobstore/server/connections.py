@@ -220,7 +220,8 @@ class BodyTimeoutMiddleware:
             if body_done:  # afterwards receive() only waits for a disconnect, for as long as the answer takes
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), self.seconds)
+                async with asyncio.timeout(self.seconds):  # no task per message, unlike wait_for
+                    message = await receive()
             except TimeoutError:
                 raise HTTPException(
                     408,

@@ -33,8 +33,11 @@ KeyPath = Annotated[
 ]
 
 
-def object_key(request: Request, key: KeyPath) -> str:
+async def object_key(request: Request, key: KeyPath) -> str:
     """The key exactly as sent: the raw path after ``/objects/``, percent-decoded once, as strict UTF-8.
+
+    A coroutine only so that FastAPI calls it on the event loop (a plain function would cost a
+    thread-pool hop per request); it never awaits.
 
     Decoding once means ``%252e`` is the literal key ``%2e``; ``%2e%2e`` and ``%2f`` decode to ``..``
     and ``/`` and are judged like any key (so ``a/%2e%2e/b`` is InvalidKey).

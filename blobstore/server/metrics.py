@@ -20,6 +20,7 @@ listener answers with the sum over all of them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from typing import TYPE_CHECKING
@@ -82,11 +83,25 @@ for _kind in ("blob", "orphan"):
 
 def record_request(method: str, route: str, status: int, seconds: float, received: int, sent: int) -> None:
     """Count one answered request."""
-    status_class = f"{status // 100}xx"
-    REQUESTS.labels(method, route, status_class).inc()
-    DURATION.labels(method, route, status_class).observe(seconds)
-    RECEIVED.labels(route).inc(received)
-    SENT.labels(route).inc(sent)
+    requests, duration, received_bytes, sent_bytes = _request_series(method, route, status // 100)
+    requests.inc()
+    duration.observe(seconds)
+    received_bytes.inc(received)
+    sent_bytes.inc(sent)
+
+
+@functools.cache
+def _request_series(method: str, route: str, status_class: int) -> tuple[Counter, Histogram, Counter, Counter]:
+    """The four series one request of ``method`` on ``route`` with a ``status_class`` status counts in, looked
+    up once (the label sets are few: methods, route templates, status classes)."""
+    labels = (method, route, f"{status_class}xx")
+    return REQUESTS.labels(*labels), DURATION.labels(*labels), RECEIVED.labels(route), SENT.labels(route)
+
+
+@functools.cache
+def _series(histogram: Histogram, *labels: str) -> Histogram:
+    """``histogram.labels(*labels)``, looked up once per label set."""
+    return histogram.labels(*labels)
 
 
 def record_put(deduplicated: bool) -> None:
@@ -98,10 +113,10 @@ class _Observer:
     """Records blobstore.core.instrument's timings into :data:`STORAGE` and :data:`DATABASE`."""
 
     def storage_operation(self, operation: str, outcome: Outcome, seconds: float) -> None:
-        STORAGE.labels(operation, outcome).observe(seconds)
+        _series(STORAGE, operation, outcome).observe(seconds)
 
     def database_statement(self, kind: StatementKind, outcome: Outcome, seconds: float) -> None:
-        DATABASE.labels(kind, outcome).observe(seconds)
+        _series(DATABASE, kind, outcome).observe(seconds)
 
 
 #: The observer the app instruments its store with.

@@ -237,6 +237,9 @@ async def get_object(
             headers["content-length"] = str(last - first + 1)
             headers["content-range"] = f"bytes {first}-{last}/{info.size}"
         body = await _verified_body(stream, stack)
+        if isinstance(body, bytes):  # read and verified whole: the read is over before the answer starts
+            await stack.aclose()
+            return Response(body, status_code=status, headers=headers)
         return _ObjectResponse(body, stack, status_code=status, headers=headers)
     except BaseException:
         await stack.aclose()
@@ -278,16 +281,20 @@ async def _open(
     return stream, requested
 
 
-async def _verified_body(stream: BlobStream, stack: AsyncExitStack) -> AsyncIterator[bytes]:
-    """The stream's chunks, read two ahead before the reply starts and one ahead after.
+async def _verified_body(stream: BlobStream, stack: AsyncExitStack) -> bytes | AsyncIterator[bytes]:
+    """The whole body, if the stream ends within its first chunk; otherwise the stream's chunks, read two
+    ahead before the reply starts and one ahead after.
 
     An object that fails before or within its first two chunks becomes a problem
-    response; one that fails later (a whole read verifies the digest at its end)
-    never delivers its last chunk, so no client takes a damaged object as complete.
+    response (a whole read verifies the digest at its end, so a body returned whole
+    is verified); one that fails later never delivers its last chunk, so no client
+    takes a damaged object as complete.
     """
     chunks = aiter(stream)
     held = await anext(chunks, None)
     following = None if held is None else await anext(chunks, None)
+    if following is None:
+        return held or b""
 
     async def body() -> AsyncIterator[bytes]:
         nonlocal held, following

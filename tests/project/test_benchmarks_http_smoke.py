@@ -1,4 +1,4 @@
-"""The HTTP benchmarks (H1-H4) run end to end at tiny sizes and report measured rows (no timing thresholds)."""
+"""The HTTP benchmarks (H1-H4, PEER-HTTP) run end to end at tiny sizes and report measured rows (no timings)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import http_get, http_memory, http_put
+from benchmarks import http_get, http_memory, http_put, peer_http
 from benchmarks.harness import Context
 from benchmarks.http_load import Workload
 from benchmarks.runner import run_benchmarks
@@ -54,3 +54,24 @@ def test_the_load_benchmark_reports_every_operation_and_no_failures(tmp_path: Pa
         assert row.subject > 0
         assert "p50" in row.notes
         assert "p99" in row.notes
+
+
+def test_peer_http_measures_get_and_put_or_says_what_to_install(tmp_path: Path) -> None:
+    """PEER-HTTP gives a GET and a PUT row: measured, with both servers' CPU per request, when svc-infra and
+    python-multipart are installed; otherwise skipped with the command that installs them."""
+    tiny = {"PEER-HTTP": peer_http.Sizes(requests_per_client=2, rounds=2)}
+    ctx = Context(quick=True, workdir=tmp_path, postgres_admin_url=None, s3=False, verbose=False, sizes=tiny)
+    rows = run_benchmarks(ctx, ["PEER-HTTP"])
+    assert [(row.id, row.variant) for row in rows] == [("PEER-HTTP", "GET"), ("PEER-HTTP", "PUT")]
+    missing = peer_http.missing()
+    for row in rows:
+        if missing is not None:
+            assert (row.status, row.notes) == ("skip", missing)
+            assert "pip install --no-deps svc-infra==1.22.2 python-multipart" in row.notes
+            continue
+        assert row.status in ("pass", "miss"), row.notes
+        assert row.subject is not None
+        assert row.subject > 0
+        assert row.baseline is not None
+        assert row.baseline > 0
+        assert "server CPU per request" in row.notes
