@@ -232,7 +232,7 @@ async def test_a_damaged_object_never_arrives_complete(api: Api) -> None:
 async def test_a_damaged_small_object_is_a_problem_not_its_bytes(api: Api) -> None:
     """An object read whole within its first chunk is verified before its answer starts: damaged, it is a 422
     problem and none of its bytes; intact, it comes back with its length."""
-    from workers import object_key_of
+    from tests.support.workers import object_key_of
 
     await api.put("small", DATA)
     whole = await api.get("small")
