@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -219,8 +220,7 @@ async def test_every_operation_rejects_a_bad_key_before_any_io(
     store: BlobStore, bad: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """put/get/open/stat/exists/copy/delete/list raise InvalidKey without touching the database or storage."""
-    monkeypatch.setattr(store, "database", _NoIO())
-    monkeypatch.setattr(store, "storage", _NoIO())
+    monkeypatch.setattr(store, "core", replace(store.core, database=_NoIO(), storage=_NoIO()))
     acme = store.tenant("acme")
     calls: list[Callable[[], Awaitable[object]]] = [
         lambda: acme.put(bad, b"data"),
