@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
+import sys
 from dataclasses import dataclass
 
 import httpx
@@ -45,10 +46,15 @@ FULL = Sizes(requests_per_client=100, rounds=6)
 
 def missing() -> str | None:
     """Why the baseline cannot run, or None."""
-    absent = [name for name in ("svc_infra", "multipart") if importlib.util.find_spec(name) is None]
+    # PEER may have loaded svc_infra already, as a module without a spec (benchmarks.peer.load_svc_infra).
+    absent = [name for name in ("svc_infra", "multipart") if not _importable(name)]
     if absent:
         return f"{' and '.join(absent)} not installed (pip install --no-deps svc-infra==1.22.2 python-multipart)"
     return None
+
+
+def _importable(name: str) -> bool:
+    return name in sys.modules or importlib.util.find_spec(name) is not None
 
 
 async def run(ctx: Context, sizes: Sizes | None = None) -> list[Row]:
