@@ -36,8 +36,11 @@ async def test_a_stat_is_one_hand_off(tmp_path: Path, hand_offs: list[str]) -> N
         await acme.put("k", b"value")
         hand_offs.clear()
         assert (await acme.stat("k")).size == 5
-    assert hand_offs[0] == "_execute"  # the statement, run to the end on the thread
-    assert hand_offs.count("_execute") == 1, hand_offs
+    # the statement, run to the end on the thread in one call (blobstore.db.hot_path), and nothing else
+    # before the store closes
+    assert hand_offs[0] == "_sqlite_fetchone", hand_offs
+    assert hand_offs.count("_sqlite_fetchone") == 1, hand_offs
+    assert "_execute" not in hand_offs, hand_offs
     # the read committed nothing and rolled nothing back; closing the store closes the connection
     assert "commit" not in hand_offs
     assert "rollback" not in hand_offs
