@@ -122,6 +122,7 @@ async def test_an_unknown_path_is_counted_as_unmatched(live: Live) -> None:
 STORAGE_OPERATIONS = {
     *("check", "write", "write_if_absent", "read", "stat", "delete_many", "list"),
     *("incomplete_uploads", "abort_upload", "enclosing_object"),
+    *("stage", "stage_write", "stage_publish", "stage_discard"),
 }
 STATEMENTS = {"select", "insert", "update", "delete", "other"}
 
