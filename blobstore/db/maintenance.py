@@ -57,26 +57,18 @@ async def find_reclaimable(
 
 async def tombstone(
     conn: AsyncConnection, blob_ids: Sequence[int], cutoff: datetime, now: datetime
-) -> tuple[list[Reclaimable], list[Reclaimable]]:
-    """Move the still-reclaimable blobs among ``blob_ids`` to ``deleting``: those this call tombstoned, and
-    those already tombstoned (by a run that died, or one running beside this one), whose deletion may be
-    driven again.
+) -> list[Reclaimable]:
+    """Move the still-reclaimable blobs among ``blob_ids`` to ``deleting``; return them.
 
-    After this commits no put can acquire any of them, so their objects may be deleted. Of two runs racing
-    for one blob exactly one tombstones it, so a blob is counted reclaimed once.
+    After this commits no put can acquire them, so their objects may be deleted.
     """
-    fresh = await conn.execute(
+    result = await conn.execute(
         update(blobs)
-        .where(blobs.c.id.in_(blob_ids), blobs.c.state != DELETING, reclaimable_condition(cutoff, now))
+        .where(blobs.c.id.in_(blob_ids), reclaimable_condition(cutoff, now))
         .values(state=DELETING)
         .returning(blobs.c.id, blobs.c.object_key, blobs.c.size)
     )
-    tombstoned = [Reclaimable(row[0], row[1], row[2], "tombstoned") for row in fresh]
-    again = select(blobs.c.id, blobs.c.object_key, blobs.c.size).where(
-        blobs.c.id.in_(blob_ids), blobs.c.state == DELETING, blobs.c.id.not_in([blob.blob_id for blob in tombstoned])
-    )
-    earlier = [Reclaimable(row[0], row[1], row[2], "tombstoned") for row in await conn.execute(again)]
-    return tombstoned, earlier
+    return [Reclaimable(row[0], row[1], row[2], "tombstoned") for row in result]
 
 
 async def leased_object_keys(conn: AsyncConnection, object_keys: Sequence[str], now: datetime) -> set[str]:

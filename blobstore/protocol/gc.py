@@ -130,17 +130,15 @@ async def _sweep_blobs(run: _Run) -> None:
         after = batch[-1].blob_id
         reasons = {blob.blob_id: blob.reason for blob in batch}
         if run.dry_run:
-            done, gone = batch, batch
+            done = batch
         else:
-            done, earlier = await database.transaction(
+            done = await database.transaction(
                 partial(maintenance.tombstone, blob_ids=list(reasons), cutoff=run.cutoff, now=run.now)
             )
-            # Tombstones of an earlier or a concurrent run are deleted again (deletes are idempotent) but
-            # counted by the run that made them, so every blob is reclaimed once in the figures.
-            if gone := done + earlier:
-                await run.core.storage.delete_many([blob.object_key for blob in gone])
-                await database.transaction(partial(forget_blobs, blob_ids=[blob.blob_id for blob in gone]))
-        for blob in gone:
+            if done:
+                await run.core.storage.delete_many([blob.object_key for blob in done])
+                await database.transaction(partial(forget_blobs, blob_ids=[blob.blob_id for blob in done]))
+        for blob in done:
             run.on_planned(Planned("blob", blob.object_key, blob.size, reasons[blob.blob_id]))
         run.stats.blobs_reclaimed += len(done)
         run.stats.bytes_reclaimed += sum(blob.size for blob in done)

@@ -609,27 +609,3 @@ async def test_a_read_racing_a_legitimate_delete_and_gc_is_not_found(store: Blob
         assert (await store.gc()).blobs_reclaimed == 1
         with pytest.raises(NotFound, match="deleted while it was being read"):
             await stream.read()
-
-
-async def test_a_blob_another_run_tombstoned_is_finished_but_counted_by_that_run(
-    store: BlobStore, clock: FakeClock
-) -> None:
-    """Two GC runs racing for one blob: the one whose tombstone lands counts it; the other, finding it already
-    tombstoned, deletes its object and forgets its row again (idempotently) without counting it twice."""
-    acme = store.tenant("acme")
-    await acme.put("doomed", b"reclaimed once")
-    await acme.delete("doomed")
-    clock.advance(GRACE + 1)
-    now = clock()
-    cutoff = now - timedelta(seconds=GRACE)
-    planned = await store.database.read(lambda conn: maintenance.find_reclaimable(conn, cutoff, now))
-    ids = [blob.blob_id for blob in planned]
-    first, _ = await store.database.transaction(lambda conn: maintenance.tombstone(conn, ids, cutoff, now))
-    assert [blob.blob_id for blob in first] == ids  # the other run's tombstone, its deletion not yet done
-    second, again = await store.database.transaction(lambda conn: maintenance.tombstone(conn, ids, cutoff, now))
-    assert (second, [blob.blob_id for blob in again]) == ([], ids)
-    stats = await store.gc()
-    assert (stats.blobs_reclaimed, stats.bytes_reclaimed) == (0, 0)
-    assert await data_objects(store) == []
-    assert await rows(store, "SELECT id FROM blobs") == []
-    assert await invariant_violations(store) == []
