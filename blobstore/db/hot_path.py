@@ -1,14 +1,17 @@
-"""The hot path on the driver connection: a single put's binding transaction and a stat, at the database's speed.
+"""The hot path on the driver connection: a single put's two transactions and a stat, at the database's speed.
 
 :func:`bind_one` sends what :func:`blobstore.db.binding.bind` sends for one item (lock the tenant,
 creating it; look up the key and the digest's live blob, locked; write the reference, the counts and the
-usage), decided by the same :func:`blobstore.db.binding.decide`; :func:`find_ref_named` is
-:func:`blobstore.db.catalog.find_ref_named`. Both go past SQLAlchemy's per-statement layers through
-:meth:`blobstore.db.engine.Database.on_driver`, which translates driver errors and replays conflicts:
+usage), decided by the same :func:`blobstore.db.binding.decide`; bytes with no live blob get their upload
+recorded in that same transaction, as :func:`blobstore.db.batches.insert_uploads` records it.
+:func:`commit_one` binds the item to that upload once its bytes are written (or to a live blob of the
+digest that appeared meanwhile), as :func:`blobstore.db.binding.bind` does with ``ours``.
+:func:`find_ref_named` is :func:`blobstore.db.catalog.find_ref_named`. All go past SQLAlchemy's per-statement
+layers through :meth:`blobstore.db.engine.Database.on_driver`, which translates driver errors and replays conflicts:
 
 * on SQLite a whole transaction (``BEGIN IMMEDIATE`` to ``COMMIT``) runs in one hand-off to SQLite's
   thread: five statements for one wake-up of the event loop;
-* on PostgreSQL the binding's reads are one call of ``blobstore_bind_lookup`` (migration 0008) and its
+* on PostgreSQL the binding's reads are one call of ``blobstore_bind_lookup`` (migrations 0008, 0009) and its
   writes one statement of data-modifying CTEs, inside BEGIN and COMMIT: four round trips; a stat is one
   statement in autocommit. No session state, and statements prepared as the pool's driver connections
   prepare every statement (so a transaction-mode pooler sees what it sees from SQLAlchemy).
@@ -21,9 +24,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from blobstore.db import binding, catalog, sqlite_driver
 from blobstore.db.batches import Found, LockedBlob, NewRef, OldRef
@@ -45,7 +49,14 @@ WHERE b.id IN (
     SELECT blob_id FROM refs WHERE tenant_id = :t AND key = :key
     UNION ALL
     SELECT id FROM blobs WHERE scope = :scope AND state = 'live' AND digest = :digest
+    UNION ALL
+    SELECT :ours
 )
+"""
+#: As :func:`blobstore.db.batches.insert_uploads`: the intent to upload, leased.
+_SQLITE_RECORD = """
+INSERT INTO blobs (scope, digest, size, object_key, state, refcount, created_at, lease_expires_at)
+VALUES (:scope, :digest, :size, :object_key, 'uploading', 0, :now, :lease_until) RETURNING id
 """
 _SQLITE_WRITE_REF = """
 INSERT INTO refs (tenant_id, key, blob_id, size, content_type, metadata, created_at)
@@ -70,7 +81,11 @@ FROM refs r JOIN blobs b ON b.id = r.blob_id JOIN tenants t ON t.id = r.tenant_i
 WHERE t.name = ? AND r.key = ?
 """
 _PG_REF = _SQLITE_REF.replace("?", "$1", 1).replace("?", "$2", 1)
-_PG_LOOKUP = "SELECT * FROM blobstore_bind_lookup($1, $2, $3, $4, $5)"
+_PG_LOOKUP = "SELECT * FROM blobstore_bind_lookup($1, $2, $3, $4, $5, $6)"
+_PG_RECORD = """
+INSERT INTO blobs (scope, digest, size, object_key, state, refcount, created_at, lease_expires_at)
+VALUES ($1, $2, $3, $4, 'uploading', 0, $5, $6) RETURNING id
+"""
 _PG_WRITE = """
 WITH ref AS (
     INSERT INTO refs (tenant_id, key, blob_id, size, content_type, metadata, created_at)
@@ -88,29 +103,98 @@ UPDATE tenants SET used_bytes = used_bytes + $10, used_objects = used_objects + 
 """
 
 
+class Upload(NamedTuple):
+    """A recorded upload: its blob row's id and the fresh object key its bytes go to."""
+
+    blob_id: int
+    object_key: str
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """How :func:`bind_one` records an upload: under a fresh object key per attempt (``new_key()``; a replay
+    after a lost COMMIT reply must not collide with the row that did commit), leased until ``lease_until``."""
+
+    new_key: Callable[[], str]
+    lease_until: datetime
+
+
 async def bind_one(
-    database: Database, tenant: str, scope: str, item: binding.Item, now: datetime
-) -> binding.Outcome | None:
+    database: Database, tenant: str, scope: str, item: binding.Item, now: datetime, reservation: Reservation
+) -> tuple[binding.Outcome, Upload | None]:
     """Bind ``item`` (its bytes named by digest, ``blob_id`` None) of ``tenant`` in one transaction, creating
     the tenant if need be, as :func:`blobstore.db.binding.bind` would; its Outcome once committed.
 
-    None if the item's bytes have no live blob: then the transaction is rolled back, having written
-    nothing, and the caller binds the item the general way (which records its upload).
+    If the item passed every check but its bytes have no live blob (it comes back unbound), its upload is
+    recorded in the same transaction as ``reservation`` says, and returned.
     """
     assert item.blob_id is None, "only bytes named by digest are bound here"
-    if database.is_sqlite:
+    return await _bind(database, tenant, scope, item, now, reservation=reservation)
 
-        async def work(driver: Driver) -> binding.Outcome | None:
-            outcome, sent = await sqlite_driver.on_thread(driver.connection, _sqlite_bind, tenant, scope, item, now)
+
+async def commit_one(
+    database: Database, tenant: str, scope: str, item: binding.Item, upload: int, now: datetime
+) -> binding.Outcome:
+    """Bind ``item`` in one transaction to its written ``upload`` (making it live), or to a live blob of its
+    digest that appeared meanwhile, as :func:`blobstore.db.binding.bind` with ``ours`` would; its Outcome once
+    committed. The item comes back unbound, nothing written, if GC reclaimed the upload."""
+    outcome, _ = await _bind(database, tenant, scope, item, now, upload=upload)
+    return outcome
+
+
+async def _bind(
+    database: Database,
+    tenant: str,
+    scope: str,
+    item: binding.Item,
+    now: datetime,
+    *,
+    upload: int | None = None,
+    reservation: Reservation | None = None,
+) -> tuple[binding.Outcome, Upload | None]:
+    async def work(driver: Driver) -> tuple[binding.Outcome, Upload | None]:
+        attempt = _Binding(tenant, scope, item, now, upload, _intent(reservation))
+        if database.is_sqlite:
+            outcome, blob_id, sent = await sqlite_driver.on_thread(driver.connection, _sqlite_bind, attempt)
             driver.sent(*sent)
-            return outcome
-
-    else:
-
-        async def work(driver: Driver) -> binding.Outcome | None:
-            return await _postgres_bind(driver, tenant, scope, item, now)
+        else:
+            outcome, blob_id = await _postgres_bind(driver, attempt)
+        return outcome, attempt.recorded(blob_id)
 
     return await database.on_driver(work)
+
+
+@dataclass(frozen=True)
+class _Intent:
+    """The upload one attempt records if the item comes back unbound."""
+
+    object_key: str
+    lease_until: datetime
+
+
+@dataclass(frozen=True)
+class _Binding:
+    """One attempt's transaction: the item, the caller's upload it may bind (``ours``), the intent it may record."""
+
+    tenant: str
+    scope: str
+    item: binding.Item
+    now: datetime
+    ours: int | None
+    intent: _Intent | None
+
+    def decide(self, locked: catalog.LockedTenant, found: Found) -> tuple[binding.Outcome, binding.Writes]:
+        ours = None if self.ours is None else {self.item.digest: self.ours}
+        return binding.decide(locked, self.scope, [self.item], found, self.now, ours=ours)
+
+    def recorded(self, blob_id: int | None) -> Upload | None:
+        """The upload this attempt recorded as row ``blob_id`` (None: it recorded none)."""
+        return None if self.intent is None or blob_id is None else Upload(blob_id, self.intent.object_key)
+
+
+def _intent(reservation: Reservation | None) -> _Intent | None:
+    """A fresh intent for one attempt (its own object key)."""
+    return None if reservation is None else _Intent(reservation.new_key(), reservation.lease_until)
 
 
 async def find_ref_named(database: Database, tenant: str, key: str) -> catalog.RefRow | None:
@@ -144,11 +228,9 @@ def _sqlite_fetchone(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) 
     return db.execute(sql, params).fetchone()
 
 
-def _sqlite_bind(
-    db: sqlite3.Connection, tenant: str, scope: str, item: binding.Item, now: datetime
-) -> tuple[binding.Outcome | None, list[str]]:
-    """On SQLite's thread: the whole transaction; its outcome and the statements it sent."""
-    at = _sqlite_time(now)
+def _sqlite_bind(db: sqlite3.Connection, b: _Binding) -> tuple[binding.Outcome, int | None, list[str]]:
+    """On SQLite's thread: the whole transaction; its outcome, the upload it recorded and the statements sent."""
+    at = _sqlite_time(b.now)
     sent: list[str] = []
 
     def run(sql: str, params: dict[str, Any]) -> list[Any]:
@@ -157,14 +239,13 @@ def _sqlite_bind(
 
     db.execute("BEGIN IMMEDIATE")
     try:
-        rows = run(_SQLITE_TENANT, {"tenant": tenant}) or run(_SQLITE_CREATE_TENANT, {"tenant": tenant, "now": at})
-        locked = _locked(tenant, rows[0])
-        lookup = {"t": locked.id, "key": item.key, "scope": scope, "digest": item.digest}
-        found = _found(run(_SQLITE_LOOKUP, lookup), _sqlite_datetime)
-        outcome, writes = binding.decide(locked, scope, [item], found, now)
-        if outcome.unbound:
-            db.execute("ROLLBACK")
-            return None, sent
+        rows = run(_SQLITE_TENANT, {"tenant": b.tenant}) or run(_SQLITE_CREATE_TENANT, {"tenant": b.tenant, "now": at})
+        locked = _locked(b.tenant, rows[0])
+        lookup = {"t": locked.id, "key": b.item.key, "scope": b.scope, "digest": b.item.digest, "ours": b.ours}
+        outcome, writes = b.decide(locked, _found(run(_SQLITE_LOOKUP, lookup), _sqlite_datetime))
+        recorded = None
+        if outcome.unbound and b.intent is not None:
+            [[recorded]] = run(_SQLITE_RECORD, {**_sqlite_intent(b, b.intent), "now": at})
         for ref in writes.new + writes.replaced:
             run(_SQLITE_WRITE_REF, {"t": locked.id, "now": at, **_ref_params(ref)})
         if deltas := _deltas(writes):
@@ -177,25 +258,25 @@ def _sqlite_bind(
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
-    return outcome, sent
+    return outcome, recorded, sent
 
 
-async def _postgres_bind(
-    driver: Driver, tenant: str, scope: str, item: binding.Item, now: datetime
-) -> binding.Outcome | None:
+async def _postgres_bind(driver: Driver, b: _Binding) -> tuple[binding.Outcome, int | None]:
     conn = driver.connection
-    at = now.astimezone(UTC).replace(tzinfo=None)
+    at = b.now.astimezone(UTC).replace(tzinfo=None)
     transaction = conn.transaction()
     await transaction.start()
     try:
-        rows = await conn.fetch(_PG_LOOKUP, tenant, scope, item.key, item.digest, at)
+        rows = await conn.fetch(_PG_LOOKUP, b.tenant, b.scope, b.item.key, b.item.digest, at, b.ours)
         driver.sent(_PG_LOOKUP)
-        locked = _locked(tenant, rows[0])
-        found = _found([tuple(row)[5:] for row in rows if row[5] is not None], _aware)
-        outcome, writes = binding.decide(locked, scope, [item], found, now)
-        if outcome.unbound:
-            await transaction.rollback()
-            return None
+        locked = _locked(b.tenant, rows[0])
+        outcome, writes = b.decide(locked, _found([tuple(row)[5:] for row in rows if row[5] is not None], _aware))
+        recorded = None
+        if outcome.unbound and b.intent is not None:
+            lease_until = b.intent.lease_until.astimezone(UTC).replace(tzinfo=None)
+            values = (b.scope, b.item.digest, b.item.size, b.intent.object_key, at, lease_until)
+            recorded = await conn.fetchval(_PG_RECORD, *values)
+            driver.sent(_PG_RECORD)
         deltas = _deltas(writes)
         for ref in writes.new + writes.replaced:  # one item: one reference at most
             blobs, changes = [blob for blob, _ in deltas], [delta for _, delta in deltas]
@@ -208,7 +289,17 @@ async def _postgres_bind(
             await transaction.rollback()
         raise
     await transaction.commit()
-    return outcome
+    return outcome, recorded
+
+
+def _sqlite_intent(b: _Binding, intent: _Intent) -> dict[str, Any]:
+    return {
+        "scope": b.scope,
+        "digest": b.item.digest,
+        "size": b.item.size,
+        "object_key": intent.object_key,
+        "lease_until": _sqlite_time(intent.lease_until),
+    }
 
 
 def _locked(name: str, row: Any) -> catalog.LockedTenant:

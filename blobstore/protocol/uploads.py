@@ -54,8 +54,7 @@ _CONCURRENT_WRITES = 8
 #: Marks an upload GC reclaimed from a stalled uploader (its items go around again).
 _RECLAIMED = object()
 
-#: One recorded upload: its blob row's id and the fresh object key its bytes go to.
-_Upload = tuple[int, str]
+_Upload = hot_path.Upload
 
 
 @dataclass(frozen=True)
@@ -148,12 +147,12 @@ class Uploader:
             ids = await batches.insert_uploads(
                 conn, self.scope, [(digest, size, key) for digest, (size, key) in new.items()], now, lease_until
             )
-            return outcome, {digest: (blob, new[digest][1]) for digest, blob in zip(new, ids, strict=True)}
+            return outcome, {digest: _Upload(blob, new[digest][1]) for digest, blob in zip(new, ids, strict=True)}
 
         try:
             self.storage.ensure_location()  # a dedup hit writes no bytes: a vanished location must still refuse it
-            bound = await self._bound_at_once(pending)
-            first, uploads = (bound, {}) if bound is not None else await self.database.transaction(bind_or_record)
+            at_once = await self._bound_or_recorded_at_once(pending)
+            first, uploads = await self.database.transaction(bind_or_record) if at_once is None else at_once
         except BlobStoreError as exc:
             _fail_all(outcomes, pending, exc)
             return []
@@ -187,24 +186,44 @@ class Uploader:
             log.warning("uploads of %s lost their lease to GC; uploading again", again)
         return reclaimed + second.unbound
 
-    async def _bound_at_once(self, pending: list[binding.Item]) -> binding.Outcome | None:
-        """A single put whose bytes are live, bound on the driver connection (blobstore.db.hot_path); None
-        if it is not one (nothing written)."""
+    async def _bound_or_recorded_at_once(
+        self, pending: list[binding.Item]
+    ) -> tuple[binding.Outcome, dict[str, _Upload]] | None:
+        """A single put bound, or its upload recorded, in one transaction on the driver connection
+        (blobstore.db.hot_path), as ``bind_or_record`` would; None if it is not a single put of bytes named
+        by digest (nothing written)."""
         if len(pending) != 1 or pending[0].blob_id is not None:
             return None
-        return await hot_path.bind_one(self.database, self.tenant, self.scope, pending[0], self.clock())
+        [item] = pending
+        now = self.clock()
+        reservation = hot_path.Reservation(
+            partial(object_key_for, item.digest), now + timedelta(seconds=self.lease_seconds)
+        )
+        outcome, upload = await hot_path.bind_one(self.database, self.tenant, self.scope, item, now, reservation)
+        return outcome, {} if upload is None else {item.digest: upload}
 
     async def _promote(self, written: list[binding.Item], ours: dict[str, int]) -> binding.Outcome:
         """Make the written uploads live and bind their items, in one transaction (deduplicating onto a
         live blob that appeared meanwhile instead)."""
         if not written:
             return binding.Outcome()
+        at_once = await self._committed_at_once(written, ours)
+        if at_once is not None:
+            return at_once
 
         async def commit(conn: AsyncConnection) -> binding.Outcome:
             now = self.clock()
             return await binding.bind(conn, await self._lock_or_create(conn, now), self.scope, written, now, ours=ours)
 
         return await self.database.transaction(commit)
+
+    async def _committed_at_once(self, written: list[binding.Item], ours: dict[str, int]) -> binding.Outcome | None:
+        """A single written upload made live and bound on the driver connection (blobstore.db.hot_path), as
+        ``_promote``'s transaction would; None if there is more than one (nothing written)."""
+        if len(written) != 1:
+            return None
+        [item] = written
+        return await hot_path.commit_one(self.database, self.tenant, self.scope, item, ours[item.digest], self.clock())
 
     async def _write_all(
         self, uploads: dict[str, _Upload], sources: dict[str, Ingested]

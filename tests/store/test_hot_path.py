@@ -25,10 +25,11 @@ from tests.support.workers import invariant_violations, rows
 def _general_path_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Bind every put through blobstore.db.binding on SQLAlchemy, as before the hot path."""
 
-    async def nothing_bound(_self: Uploader, _pending: list[Any]) -> None:
+    async def not_at_once(_self: Uploader, *_items: object) -> None:
         return None
 
-    monkeypatch.setattr(Uploader, "_bound_at_once", nothing_bound)
+    monkeypatch.setattr(Uploader, "_bound_or_recorded_at_once", not_at_once)
+    monkeypatch.setattr(Uploader, "_committed_at_once", not_at_once)
 
 
 async def _scenario(store: BlobStore, prefix: str) -> tuple[list[object], list[str]]:
@@ -150,6 +151,40 @@ async def test_a_lost_commit_reply_of_a_dedup_put_is_replayed_without_double_cou
     assert info.deduplicated
     assert (await store.quota("acme")).used_objects == 2
     assert await invariant_violations(store, quiescent=False) == []
+
+
+async def test_a_lost_commit_reply_of_a_unique_put_records_its_upload_again_under_a_fresh_key(
+    store: BlobStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transaction recording a new upload commits, its reply is lost: the replay records the upload again
+    under an object key of its own (no collision with the committed row), the put succeeds once, and the
+    lost attempt's row is an abandoned upload GC reclaims once its lease lapsed."""
+    acme = store.tenant("acme")
+    real = Database.on_driver
+    lost: list[int] = []
+
+    async def first_reply_lost(self: Database, work: Callable[[Driver], Awaitable[Any]]) -> Any:
+        async def committed_then_lost(driver: Driver) -> Any:
+            result = await work(driver)
+            if not lost:
+                lost.append(1)
+                raise OSError("injected: the COMMIT reply was lost")
+            return result
+
+        return await real(self, committed_then_lost)
+
+    monkeypatch.setattr(Database, "on_driver", first_reply_lost)
+    info = await acme.put("new", b"bytes nobody stored before")
+    assert lost == [1]
+    assert not info.deduplicated
+    found = await rows(store, "SELECT state, object_key FROM blobs WHERE digest = :d ORDER BY id", d=info.digest)
+    assert [state for state, _ in found] == ["uploading", "live"]
+    assert len({key for _, key in found}) == 2
+    assert await acme.get("new") == b"bytes nobody stored before"
+    clock.advance_past_real_time(store.settings.upload_lease_seconds + store.settings.gc_grace_seconds + 1)
+    assert (await store.gc()).blobs_reclaimed == 1
+    assert await invariant_violations(store) == []
+    assert await acme.get("new") == b"bytes nobody stored before"
 
 
 @pytest.mark.postgres

@@ -2,7 +2,7 @@
 -> write the bytes -> one transaction (commit), each a handful of statements (blobstore.db.binding).
 
 Counted with SQLAlchemy's ``before_cursor_execute`` hook, leaving out the ``BEGIN IMMEDIATE`` the engine
-issues on SQLite (the transaction runner's, not the write path's); a single put's first binding runs on the
+issues on SQLite (the transaction runner's, not the write path's); a single put's two transactions run on the
 driver connection (blobstore.db.hot_path), which reports its statements to the same hook. PostgreSQL spends
 one statement more per general binding transaction that touches blobs: it locks their rows by id.
 """
@@ -18,11 +18,12 @@ from blobstore.testing.statements import statements_sent
 DEDUP_PUT = {"sqlite": 5, "postgresql": 2}
 #: A new tenant's row: one INSERT more on SQLite; on PostgreSQL blobstore_bind_lookup creates it
 NEW_TENANT = {"sqlite": 1, "postgresql": 0}
-#: the single-put binding finds no live blob and rolls back (SQLite: lock + look up; PostgreSQL: the lookup
-#: call); the general path reserves: lock, look up (nothing to lock), insert the upload row
-RESERVE = {"sqlite": 2 + 3, "postgresql": 1 + 3}
-#: commit: the general binding of the upload (lock, look up, [lock blobs,] insert the ref, count it, charge it)
-COMMIT = {"sqlite": 5, "postgresql": 6}
+#: the single-put binding finds no live blob and records the upload in the same transaction (SQLite: lock,
+#: look up, insert the upload row; PostgreSQL: the lookup call, the insert)
+RESERVE = {"sqlite": 3, "postgresql": 2}
+#: commit on the driver connection: SQLite: lock, look up (the upload too), insert the ref, count it, charge it;
+#: PostgreSQL: the lookup call (locking the upload), the write statement
+COMMIT = {"sqlite": 5, "postgresql": 2}
 UNIQUE_PUT = {dialect: RESERVE[dialect] + COMMIT[dialect] for dialect in COMMIT}
 #: lock the tenant, delete the ref (returning what it pointed at), release the blob, free the quota
 DELETE = 4
@@ -63,8 +64,8 @@ async def test_a_dedup_put_of_a_new_tenant_adds_only_the_tenant_row(store: BlobS
 
 
 async def test_a_unique_put_is_two_short_transactions(store: BlobStore) -> None:
-    """New bytes: a single-put binding that finds nothing and writes nothing, three statements reserving the
-    upload, five (six) committing it."""
+    """New bytes: a single-put binding that finds no live blob and records the upload (three statements, two on
+    PostgreSQL), then five (two) committing it."""
     acme = store.tenant("acme")
     await acme.put("seed", b"warm the tenant row")
     with statements_sent(store) as seen:
