@@ -22,8 +22,8 @@ from blobstore.model.keys import validate_key
 from blobstore.model.results import BlobInfo
 
 if TYPE_CHECKING:  # the store loads when a command runs, not for --help
-    from blobstore.client import BlobClient
-    from blobstore.store import PutItem, Tenant
+    from blobstore.contract import TenantAPI
+    from blobstore.store import PutItem
 
 #: Page size when following a listing to its end.
 LIST_PAGE = 1000
@@ -57,7 +57,7 @@ class _PutOptions:
     metadata: dict[str, str]
     if_absent: bool
 
-    async def put(self, tenant: Tenant | BlobClient, key: str, source: Path | IO[bytes]) -> BlobInfo:
+    async def put(self, tenant: TenantAPI, key: str, source: Path | IO[bytes]) -> BlobInfo:
         return await tenant.put(key, source, **self._arguments(source))
 
     def item(self, key: str, path: Path) -> PutItem:
@@ -124,7 +124,7 @@ def put(
         source = Path(file)
         size = _size_of(source)
 
-    async def work(handle: Tenant | BlobClient) -> BlobInfo:
+    async def work(handle: TenantAPI) -> BlobInfo:
         with output.transfer_progress(f"put {key}", size, pulse=True):
             return await how.put(handle, key, source)
 
@@ -144,7 +144,7 @@ def _put_tree(tenant: str, root: Path, prefix: str, how: _PutOptions) -> None:
     files = [(path, validate_key(prefix + path.relative_to(root).as_posix()), size) for path, size in _walk(root)]
     total = sum(size for _, _, size in files)
 
-    async def work(handle: Tenant | BlobClient) -> list[BlobInfo]:
+    async def work(handle: TenantAPI) -> list[BlobInfo]:
         done: list[BlobInfo] = []
         with output.transfer_progress(f"put {tenant}", total, files=len(files)) as advance:
             for start in range(0, len(files), PUT_BATCH):
@@ -209,7 +209,7 @@ def get(tenant: str, key: str, target: str | None) -> None:
     output.echo_blob("get", info, as_json=as_json, target=target, extra={"path": target})
 
 
-async def _to_stdout(tenant: Tenant | BlobClient, key: str) -> None:
+async def _to_stdout(tenant: TenantAPI, key: str) -> None:
     import asyncio
 
     stdout = sys.stdout.buffer
@@ -219,7 +219,7 @@ async def _to_stdout(tenant: Tenant | BlobClient, key: str) -> None:
     await asyncio.to_thread(stdout.flush)
 
 
-async def _to_file(tenant: Tenant | BlobClient, key: str, path: Path) -> BlobInfo:
+async def _to_file(tenant: TenantAPI, key: str, path: Path) -> BlobInfo:
     import asyncio
 
     async with tenant.open(key) as stream:
@@ -274,7 +274,7 @@ def ls(tenant: str, prefix: str, limit: int | None) -> None:
     """
     as_json = options().json
 
-    async def work(handle: Tenant | BlobClient) -> None:
+    async def work(handle: TenantAPI) -> None:
         with output.listing(as_json=as_json) as show:
             async for info in _follow(handle, prefix, limit):
                 show(info)
@@ -282,7 +282,7 @@ def ls(tenant: str, prefix: str, limit: int | None) -> None:
     on_tenant(tenant, work)
 
 
-async def _follow(tenant: Tenant | BlobClient, prefix: str, limit: int | None) -> AsyncIterator[BlobInfo]:
+async def _follow(tenant: TenantAPI, prefix: str, limit: int | None) -> AsyncIterator[BlobInfo]:
     """Follow the pages of a listing until ``limit`` keys or its end."""
     after: str | None = None
     remaining = limit
@@ -307,7 +307,7 @@ def rm(tenant: str, keys: tuple[str, ...]) -> None:
 
     from blobstore.store import MAX_BATCH
 
-    async def work(handle: Tenant | BlobClient) -> list[bool]:
+    async def work(handle: TenantAPI) -> list[bool]:
         existed: list[bool] = []
         for start in range(0, len(keys), MAX_BATCH):
             existed += _succeeded(await handle.delete_many(keys[start : start + MAX_BATCH]))

@@ -17,8 +17,7 @@ from blobstore.cli.app import run, run_async
 from blobstore.errors import ConfigurationError, Forbidden
 
 if TYPE_CHECKING:
-    from blobstore.client import BlobClient
-    from blobstore.store import Tenant
+    from blobstore.contract import TenantAPI
 
 SERVER_URL = "BLOBSTORE_SERVER_URL"
 TOKEN = "BLOBSTORE_TOKEN"
@@ -65,7 +64,7 @@ def server() -> tuple[str, str] | None:
     return url, token
 
 
-def on_tenant(tenant: str, work: Callable[[Tenant | BlobClient], Awaitable[T]]) -> T:
+def on_tenant(tenant: str, work: Callable[[TenantAPI], Awaitable[T]]) -> T:
     """Run ``work`` on ``tenant``: the local store's Tenant, or a BlobClient of the server in remote mode."""
     target = server()
     if target is None:
