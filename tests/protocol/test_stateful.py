@@ -24,6 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from blobstore import BlobStore, NotFound, Settings
 from blobstore.core.ingest import new_hasher
+from blobstore.protocol.uploads import Uploader
 from blobstore.testing.faults import Fault, FaultyStorage, SimulatedCrash
 from tests.support.stores import FakeClock
 from tests.support.workers import data_objects, invariant_violations, rows, scalar
@@ -31,6 +32,8 @@ from tests.support.workers import data_objects, invariant_violations, rows, scal
 T = TypeVar("T")
 
 GRACE = 3600.0
+#: The put's commit step, which a crash at put-after-commit wraps while it is armed.
+_PROMOTE = Uploader._promote
 TENANTS = ("acme", "globex")
 KEYS = ("a", "b", "dir/c")
 #: A few values, so that puts keep meeting bytes that are already stored.
@@ -91,6 +94,7 @@ class StoreMachine(RuleBasedStateMachine):
             self.run(self.store.gc())
             self.check_nothing_leaked()
         finally:
+            Uploader._promote = _PROMOTE  # type: ignore[method-assign]
             self.run(self.store.close())
             self.runner.close()
 
@@ -208,22 +212,32 @@ class StoreMachine(RuleBasedStateMachine):
         elif point == "gc-after-storage-delete":
             faulty.inject(Fault("delete_many", error=crash, phase="after"))
         real_transaction = self.store.database.transaction
-        kill_after = {"put-after-commit": "commit", "delete-after-commit": "work"}.get(point)
 
         async def transaction(work: Callable[[Any], Awaitable[T]]) -> T:
             if faulty.crashed:
                 raise SimulatedCrash("the database is gone with the process")
             result = await real_transaction(work)
-            if kill_after is not None and getattr(work, "__name__", "") == kill_after:
-                faulty.crashed = True
-                raise SimulatedCrash(f"killed at {point}")
+            if point == "delete-after-commit" and getattr(work, "__name__", "") == "work":
+                crashed()
             return result
+
+        async def promote(uploader: Uploader, *args: Any) -> Any:
+            outcome = await _PROMOTE(uploader, *args)
+            if point == "put-after-commit":  # the put's commit step, on whichever path it ran
+                crashed()
+            return outcome
+
+        def crashed() -> None:
+            faulty.crashed = True
+            raise SimulatedCrash(f"killed at {point}")
 
         self.store.core = replace(self.store.core, storage=faulty)
         self.store.database.transaction = transaction  # type: ignore[method-assign]
+        Uploader._promote = promote  # type: ignore[method-assign]
         return faulty
 
     async def restart(self, faulty: FaultyStorage) -> None:
+        Uploader._promote = _PROMOTE  # type: ignore[method-assign]
         await self.store.core.egress.stop()  # the killed process's background writer died with it
         await self.store.database.dispose()
         await faulty.inner.close()

@@ -27,6 +27,7 @@ if __name__ == "__main__":  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from blobstore import BlobStore, Settings
+from blobstore.protocol.uploads import Uploader
 from blobstore.storage import S3Storage, open_storage_from_url
 from blobstore.testing.faults import Fault, FaultyStorage
 
@@ -84,17 +85,28 @@ def die(point: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def kill_after_transaction(store: BlobStore, point: str, name: str | None) -> None:
-    """Kill the process right after a transaction commits (one whose work is called ``name``, or any)."""
+def kill_after_transaction(store: BlobStore, point: str) -> None:
+    """Kill the process right after the next transaction commits."""
     real = store.database.transaction
 
     async def transaction(work: Callable[[Any], Awaitable[T]]) -> T:
-        result = await real(work)
-        if name is None or getattr(work, "__name__", "") == name:
-            die(point)
-        return result
+        await real(work)
+        die(point)
+        raise AssertionError("unreachable")
 
     store.database.transaction = transaction  # type: ignore[method-assign]
+
+
+def kill_after_put_commit(point: str) -> None:
+    """Kill the process right after a put's commit step (binding its written upload) committed, on whichever
+    path it ran (blobstore.protocol.uploads)."""
+    real = Uploader._promote
+
+    async def promote(uploader: Uploader, *args: Any) -> Any:
+        await real(uploader, *args)
+        die(point)
+
+    Uploader._promote = promote  # type: ignore[method-assign]
 
 
 async def kill_after_first_part(storage: S3Storage, point: str) -> None:
@@ -136,7 +148,7 @@ async def main(point: str) -> None:
         elif point == "put-after-upload":
             storage.inject(Fault("write", key_prefix="data/", phase="after", action=lambda: die(point)))
         elif point == "put-after-commit":
-            kill_after_transaction(store, point, "commit")
+            kill_after_put_commit(point)
         elif point == "put-mid-multipart":
             assert isinstance(inner, S3Storage), "mid-multipart needs S3"
             await kill_after_first_part(inner, point)
@@ -145,7 +157,7 @@ async def main(point: str) -> None:
         elif point == "stream-after-publish":
             storage.inject(Fault("write", key_prefix="data/", phase="after", action=lambda: die(point)))
         elif point == "delete-after-commit":
-            kill_after_transaction(store, point, None)
+            kill_after_transaction(store, point)
         elif point == "gc-after-tombstone":
             storage.inject(Fault("delete_many", action=lambda: die(point)))
         elif point == "gc-after-storage-delete":
