@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from blobstore import BlobStore, NotFound, StorageUnavailable
+from blobstore import BlobInfo, BlobStore, NotFound, PutItem, StorageUnavailable, Tenant
 from blobstore.db import batches, binding, maintenance
 from blobstore.db.engine import Database
 from blobstore.storage.layout import object_key_for
@@ -324,8 +324,9 @@ async def test_a_connection_terminated_mid_transaction_is_retried_transparently(
 ) -> None:
     """A PostgreSQL backend terminated mid-transaction is replayed on a new connection; the operation succeeds once.
 
-    Killed in a put's commit (before the statement that promotes the upload and counts its reference), a
-    delete (before it deletes the reference), or a GC tombstone.
+    Killed in a batch put's commit (before the statement that promotes the uploads and counts their
+    references), a delete (before it deletes the reference), or a GC tombstone. (A single put's transactions
+    run on the driver connection: tests/store/test_hot_path.py kills them.)
     """
     store = await open_store("postgres-s3")
     acme = store.tenant("acme")
@@ -334,9 +335,7 @@ async def test_a_connection_terminated_mid_transaction_is_retried_transparently(
     killed: list[int] = []
     monkeypatch.setattr(module, name, kill_own_connection_once(getattr(module, name), killed))
     if name == "add_refcounts":
-        info = await acme.put("new", b"new bytes")
-        assert info.size == len(b"new bytes")
-        assert await acme.get("new") == b"new bytes"
+        await _put_two_new(acme)
     elif name == "delete_refs":
         assert await acme.delete("doomed") is True
         assert not await acme.exists("doomed")
@@ -348,6 +347,14 @@ async def test_a_connection_terminated_mid_transaction_is_retried_transparently(
     assert await acme.get("kept") == b"kept"
     assert await invariant_violations(store, quiescent=False) == []
     await collect_and_check(store, clock)
+
+
+async def _put_two_new(tenant: Tenant) -> None:
+    """A batch of two puts of new bytes (the general path: one transaction reserves both, one commits both)."""
+    outcomes = await tenant.put_many([PutItem("new", b"new bytes"), PutItem("other", b"other new bytes")])
+    assert all(isinstance(outcome, BlobInfo) for outcome in outcomes), outcomes
+    assert await tenant.get("new") == b"new bytes"
+    assert await tenant.get("other") == b"other new bytes"
 
 
 @pytest.mark.postgres
@@ -411,7 +418,8 @@ async def test_a_lost_commit_reply_is_replayed_without_double_counting(
 ) -> None:
     """A commit whose reply was lost is replayed: the operation succeeds once and no count drifts.
 
-    Lost after a put's reservation of an upload, a put's commit, a copy, and a delete.
+    Lost after a batch put's reservation of its uploads, its commit, a copy, and a delete. (A single put's
+    transactions run on the driver connection: tests/store/test_hot_path.py loses their replies.)
     """
     engine = LostReply(store.database.engine)
     monkeypatch.setattr(store.database, "engine", engine)
@@ -431,8 +439,7 @@ async def test_a_lost_commit_reply_is_replayed_without_double_counting(
         await acme.copy("old", "copy")
         assert await acme.get("copy") == b"old"
     else:
-        await acme.put("new", b"new bytes")
-        assert await acme.get("new") == b"new bytes"
+        await _put_two_new(acme)
     assert engine.lost == 1
     assert await invariant_violations(store, quiescent=False) == []
     await collect_and_check(store, clock)

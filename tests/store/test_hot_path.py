@@ -153,37 +153,69 @@ async def test_a_lost_commit_reply_of_a_dedup_put_is_replayed_without_double_cou
     assert await invariant_violations(store, quiescent=False) == []
 
 
-async def test_a_lost_commit_reply_of_a_unique_put_records_its_upload_again_under_a_fresh_key(
+def _reply_lost_on_call(monkeypatch: pytest.MonkeyPatch, call: int) -> list[int]:
+    """Make the ``call``-th transaction on the driver connection (1-based) commit and then lose its reply (the
+    connection drops); the list returned fills with the number of that call once it happened."""
+    real = Database.on_driver
+    calls: list[int] = []
+    lost: list[int] = []
+
+    async def reply_lost(self: Database, work: Callable[[Driver], Awaitable[Any]]) -> Any:
+        calls.append(1)
+        number = len(calls)
+
+        async def committed_then_lost(driver: Driver) -> Any:
+            result = await work(driver)
+            if number == call and not lost:
+                lost.append(number)
+                raise OSError("injected: the COMMIT reply was lost")
+            return result
+
+        return await real(self, committed_then_lost)
+
+    monkeypatch.setattr(Database, "on_driver", reply_lost)
+    return lost
+
+
+async def test_a_lost_commit_reply_of_a_unique_puts_record_gets_a_fresh_key_and_gc_reclaims_the_first(
     store: BlobStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The transaction recording a new upload commits, its reply is lost: the replay records the upload again
     under an object key of its own (no collision with the committed row), the put succeeds once, and the
     lost attempt's row is an abandoned upload GC reclaims once its lease lapsed."""
     acme = store.tenant("acme")
-    real = Database.on_driver
-    lost: list[int] = []
-
-    async def first_reply_lost(self: Database, work: Callable[[Driver], Awaitable[Any]]) -> Any:
-        async def committed_then_lost(driver: Driver) -> Any:
-            result = await work(driver)
-            if not lost:
-                lost.append(1)
-                raise OSError("injected: the COMMIT reply was lost")
-            return result
-
-        return await real(self, committed_then_lost)
-
-    monkeypatch.setattr(Database, "on_driver", first_reply_lost)
+    lost = _reply_lost_on_call(monkeypatch, 1)
     info = await acme.put("new", b"bytes nobody stored before")
     assert lost == [1]
     assert not info.deduplicated
     found = await rows(store, "SELECT state, object_key FROM blobs WHERE digest = :d ORDER BY id", d=info.digest)
     assert [state for state, _ in found] == ["uploading", "live"]
     assert len({key for _, key in found}) == 2
-    assert await acme.get("new") == b"bytes nobody stored before"
     clock.advance_past_real_time(store.settings.upload_lease_seconds + store.settings.gc_grace_seconds + 1)
     assert (await store.gc()).blobs_reclaimed == 1
     assert await invariant_violations(store) == []
+    assert await acme.get("new") == b"bytes nobody stored before"
+    assert (await store.quota("acme")).used_objects == 1
+
+
+async def test_a_lost_commit_reply_of_a_unique_puts_commit_is_replayed_without_double_counting(
+    store: BlobStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit binding the written upload commits, its reply is lost: the replay finds the key bound to the
+    upload, now live, and counts nothing twice; the upload stays (it is the key's blob)."""
+    acme = store.tenant("acme")
+    await acme.put("seed", b"warm the tenant row")
+    lost = _reply_lost_on_call(monkeypatch, 2)
+    info = await acme.put("new", b"bytes nobody stored before")
+    assert lost == [2]
+    assert info.size == len(b"bytes nobody stored before")
+    found = await rows(store, "SELECT state, refcount FROM blobs WHERE digest = :d", d=info.digest)
+    assert found == [("live", 1)]
+    quota = await store.quota("acme")
+    assert (quota.used_objects, quota.used_bytes) == (2, len(b"warm the tenant row") + info.size)
+    assert await invariant_violations(store, quiescent=False) == []
+    clock.advance_past_real_time(store.settings.upload_lease_seconds + store.settings.gc_grace_seconds + 1)
+    assert (await store.gc()).blobs_reclaimed == 0
     assert await acme.get("new") == b"bytes nobody stored before"
 
 
@@ -207,6 +239,34 @@ async def test_a_backend_killed_before_a_dedup_put_is_replayed_on_a_new_connecti
     monkeypatch.setattr(hot_path, "_postgres_bind", killing)
     assert (await acme.put("again", b"shared bytes")).deduplicated
     assert len(killed) == 1
+    assert (await store.quota("acme")).used_objects == 2
+    assert await invariant_violations(store, quiescent=False) == []
+
+
+@pytest.mark.postgres
+async def test_a_backend_killed_in_a_unique_puts_commit_is_replayed_on_a_new_connection(
+    open_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backend dies as the commit of a put of new bytes begins: the commit runs again on a new connection
+    and binds the written upload once."""
+    store = await open_store("postgres-s3")
+    acme = store.tenant("acme")
+    await acme.put("seed", b"warm the tenant row")
+    real = hot_path._postgres_bind
+    killed: list[int] = []
+
+    async def killing_the_commit(driver: Driver, attempt: Any) -> Any:
+        if attempt.ours is not None and not killed:
+            killed.append(driver.connection.get_server_pid())
+            async with store.database.engine.connect() as other:
+                await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": killed[0]})
+        return await real(driver, attempt)
+
+    monkeypatch.setattr(hot_path, "_postgres_bind", killing_the_commit)
+    info = await acme.put("new", b"bytes nobody stored before")
+    assert not info.deduplicated
+    assert len(killed) == 1
+    assert await acme.get("new") == b"bytes nobody stored before"
     assert (await store.quota("acme")).used_objects == 2
     assert await invariant_violations(store, quiescent=False) == []
 
