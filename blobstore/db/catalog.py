@@ -168,9 +168,13 @@ async def abandon(conn: AsyncConnection, blob_id: int) -> bool:
     return result.rowcount == 1
 
 
-async def forget_blobs(conn: AsyncConnection, blob_ids: Sequence[int]) -> None:
-    """Delete tombstoned blob rows whose objects are already gone from storage."""
-    await conn.execute(delete(blobs).where(blobs.c.id.in_(blob_ids), blobs.c.state == DELETING))
+async def forget_blobs(conn: AsyncConnection, blob_ids: Sequence[int]) -> set[int]:
+    """Delete tombstoned blob rows whose objects are already gone from storage; the ids this deleted (a row
+    another transaction deleted first is not among them)."""
+    result = await conn.execute(
+        delete(blobs).where(blobs.c.id.in_(blob_ids), blobs.c.state == DELETING).returning(blobs.c.id)
+    )
+    return {row[0] for row in result}
 
 
 # --- references ------------------------------------------------------------------------------------

@@ -129,20 +129,27 @@ async def _sweep_blobs(run: _Run) -> None:
     ):
         after = batch[-1].blob_id
         reasons = {blob.blob_id: blob.reason for blob in batch}
-        if run.dry_run:
-            done = batch
-        else:
-            done = await database.transaction(
-                partial(maintenance.tombstone, blob_ids=list(reasons), cutoff=run.cutoff, now=run.now)
-            )
-            if done:
-                await run.core.storage.delete_many([blob.object_key for blob in done])
-                await database.transaction(partial(forget_blobs, blob_ids=[blob.blob_id for blob in done]))
+        done = batch if run.dry_run else await _reclaim(run, list(reasons))
         for blob in done:
             run.on_planned(Planned("blob", blob.object_key, blob.size, reasons[blob.blob_id]))
         run.stats.blobs_reclaimed += len(done)
         run.stats.bytes_reclaimed += sum(blob.size for blob in done)
         run.progress("reclaiming blobs", len(batch), None)
+
+
+async def _reclaim(run: _Run, blob_ids: list[int]) -> list[maintenance.Reclaimable]:
+    """Tombstone the still-reclaimable blobs among ``blob_ids``, delete their objects, forget their rows; the
+    blobs whose rows this run forgot. A tombstoned row is re-driven by every run that finds it, so two runs at
+    once may both delete its object; only the one whose delete of the row took effect counts it."""
+    database = run.core.database
+    tombstoned = await database.transaction(
+        partial(maintenance.tombstone, blob_ids=blob_ids, cutoff=run.cutoff, now=run.now)
+    )
+    if not tombstoned:
+        return []
+    await run.core.storage.delete_many([blob.object_key for blob in tombstoned])
+    forgotten = await database.transaction(partial(forget_blobs, blob_ids=[blob.blob_id for blob in tombstoned]))
+    return [blob for blob in tombstoned if blob.blob_id in forgotten]
 
 
 async def _sweep_orphans(run: _Run) -> None:

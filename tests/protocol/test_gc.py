@@ -189,6 +189,42 @@ async def test_a_put_after_a_crashed_upload_of_the_same_bytes_stores_them_afresh
     assert await invariant_violations(store) == []
 
 
+class _PausedDeletes(FaultyStorage):
+    """Storage whose object deletions wait until ``go`` is set (``reached`` is set when the first one waits)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.reached = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def delete_many(self, keys: Any) -> None:
+        self.reached.set()
+        await self.go.wait()
+        await super().delete_many(keys)
+
+
+async def test_two_gc_runs_at_once_count_a_reclaimed_blob_once(
+    open_store: StoreFactory, deployment: str, clock: FakeClock
+) -> None:
+    """Two processes collect at once: one tombstoned a blob and is deleting its object when the other re-drives
+    the tombstone and finishes the job. Both succeed, and the blob is counted by one run only."""
+    first, second = await open_store(deployment), await open_store(deployment)
+    acme = first.tenant("acme")
+    await acme.put("gone", b"doomed bytes")
+    await acme.delete("gone")
+    clock.advance(GRACE + 1)
+    paused = _PausedDeletes(first.storage)
+    first.core = replace(first.core, storage=paused)
+    slow = asyncio.create_task(first.gc())
+    await asyncio.wait_for(paused.reached.wait(), 30)
+    fast = await second.gc()
+    paused.go.set()
+    slowed = await slow
+    assert (fast.blobs_reclaimed, fast.bytes_reclaimed) == (1, len(b"doomed bytes"))
+    assert (slowed.blobs_reclaimed, slowed.bytes_reclaimed) == (0, 0)
+    assert await invariant_violations(second) == []
+
+
 # --- dry runs and reports --------------------------------------------------------------------------
 
 
