@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from blobstore.core.ingest import Ingested, ingest, is_stream, stream
 from blobstore.db import batches, binding, catalog, hot_path
 from blobstore.db.engine import Database
+from blobstore.db.hot_path import Upload
 from blobstore.errors import BlobStoreError, StorageUnavailable
 from blobstore.model.results import BlobInfo
 from blobstore.storage import ObjectStorage, StagedObject
@@ -53,8 +54,6 @@ MAX_ATTEMPTS = 3
 _CONCURRENT_WRITES = 8
 #: Marks an upload GC reclaimed from a stalled uploader (its items go around again).
 _RECLAIMED = object()
-
-_Upload = hot_path.Upload
 
 
 @dataclass(frozen=True)
@@ -137,7 +136,7 @@ class Uploader:
         """One round: bind or record, write, promote, discard. Outcomes go into ``outcomes``; returns the items
         whose uploads GC reclaimed (to try again)."""
 
-        async def bind_or_record(conn: AsyncConnection) -> tuple[binding.Outcome, dict[str, _Upload]]:
+        async def bind_or_record(conn: AsyncConnection) -> tuple[binding.Outcome, dict[str, Upload]]:
             now = self.clock()
             outcome = await binding.bind(conn, await self._lock_or_create(conn, now), self.scope, pending, now)
             # A fresh object key per attempt: a replay after a lost COMMIT reply must not collide with the
@@ -147,7 +146,7 @@ class Uploader:
             ids = await batches.insert_uploads(
                 conn, self.scope, [(digest, size, key) for digest, (size, key) in new.items()], now, lease_until
             )
-            return outcome, {digest: _Upload(blob, new[digest][1]) for digest, blob in zip(new, ids, strict=True)}
+            return outcome, {digest: Upload(blob, new[digest][1]) for digest, blob in zip(new, ids, strict=True)}
 
         try:
             self.storage.ensure_location()  # a dedup hit writes no bytes: a vanished location must still refuse it
@@ -188,7 +187,7 @@ class Uploader:
 
     async def _bound_or_recorded_at_once(
         self, pending: list[binding.Item]
-    ) -> tuple[binding.Outcome, dict[str, _Upload]] | None:
+    ) -> tuple[binding.Outcome, dict[str, Upload]] | None:
         """A single put bound, or its upload recorded, in one transaction on the driver connection
         (blobstore.db.hot_path), as ``bind_or_record`` would; None if it is not a single put of bytes named
         by digest (nothing written)."""
@@ -226,7 +225,7 @@ class Uploader:
         return await hot_path.commit_one(self.database, self.tenant, self.scope, item, ours[item.digest], self.clock())
 
     async def _write_all(
-        self, uploads: dict[str, _Upload], sources: dict[str, Ingested]
+        self, uploads: dict[str, Upload], sources: dict[str, Ingested]
     ) -> dict[str, BlobStoreError | object]:
         """Write every recorded upload, a few at a time; per digest that failed, its error (or
         :data:`_RECLAIMED` if GC took the upload from us)."""
