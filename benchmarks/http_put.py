@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.deployments import open_store
-from benchmarks.harness import Context, Row, Target, interleave, phase, throughput_row
+from benchmarks.harness import Context, Row, Target, interleave, phase, throughput_row, unmeasured
 from benchmarks.http_servers import Server, blobstore_server
 
 TARGET = Target(">=", 0.7)
@@ -45,6 +45,7 @@ async def run(ctx: Context, sizes: Sizes | None = None) -> list[Row]:
     filler = os.urandom(MiB) * max(0, sizes.size // MiB - 1)
     counter = iter(range(10**9))
     body = ctx.workdir / "h2-body"
+    what = f"PUT of {sizes.size // MiB} MiB over HTTP vs in-process Tenant.put"
 
     def fresh() -> tuple[str, bytes]:
         n = next(counter)
@@ -77,22 +78,15 @@ async def run(ctx: Context, sizes: Sizes | None = None) -> list[Row]:
                     await tenant.put(key, data)
                     return time.perf_counter() - started
 
-                clients = {"curl": with_curl, "httpx": with_httpx} if shutil.which("curl") else {"httpx": with_httpx}
-                for client, over_http in clients.items():
+                for client, over_http in {"curl": with_curl, "httpx": with_httpx}.items():
+                    variant = f"local+sqlite, {client}"
+                    if client == "curl" and shutil.which("curl") is None:
+                        rows.append(unmeasured("H2", variant, what, TARGET, "skip", "curl is not installed"))
+                        continue
                     with phase(ctx, f"H2 {sizes.size // MiB} MiB puts with {client}, {sizes.rounds} rounds"):
                         paired = await interleave(sizes.rounds, in_process, over_http)
-                    rows.append(
-                        throughput_row(
-                            "H2",
-                            f"local+sqlite, {client}",
-                            f"PUT of {sizes.size // MiB} MiB over HTTP vs in-process Tenant.put",
-                            paired,
-                            sizes.size / MiB,
-                            "MiB/s",
-                            TARGET,
-                            notes=f"new bytes every put; server: one blobstore serve process; {_CLIENTS[client]}",
-                        )
-                    )
+                    notes = f"new bytes every put; server: one blobstore serve process; {_CLIENTS[client]}"
+                    rows.append(throughput_row("H2", variant, what, paired, sizes.size / MiB, "MiB/s", TARGET, notes))
     return rows
 
 

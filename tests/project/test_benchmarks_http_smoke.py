@@ -20,13 +20,15 @@ TINY = {
 
 
 def test_http_benchmarks_measure_every_row(tmp_path: Path) -> None:
-    """H1 (SQLite) and H2 give one measured row each, H3 one for PUT and one for GET, with positive figures."""
+    """H1 (SQLite) gives one measured row, H2 one per client (curl, httpx), H3 one for PUT and one for GET, with
+    positive figures."""
     ctx = Context(quick=True, workdir=tmp_path, postgres_admin_url=None, s3=False, verbose=False, sizes=TINY)
     rows = run_benchmarks(ctx, list(TINY))
     assert [(row.id, row.variant, row.status in ("pass", "miss")) for row in rows] == [
         ("H1", "local+sqlite", True),
         ("H1", "local+postgres", False),  # skipped: this context has no PostgreSQL
-        ("H2", "local+sqlite", True),
+        ("H2", "local+sqlite, curl", True),
+        ("H2", "local+sqlite, httpx", True),
         ("H3", "local+sqlite", True),
         ("H3", "local+sqlite", True),
     ], [row.notes for row in rows]
