@@ -4,11 +4,14 @@ Names are unique per tenant (two tenants may each own ``uploads``), and a
 tenant sees only its own: asking for another tenant's bucket answers as for
 one that does not exist. Object ``KEY`` of bucket ``B`` is the native key
 ``B/KEY``, so quotas, dedup, refcounts, GC and reports need no second model.
+
+Beside them, the ETags S3 clients expect: the MD5 of bytes a tenant wrote through S3, per tenant and digest.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -101,3 +104,20 @@ async def delete(core: Core, tenant: str, name: str) -> Deletion:
         return Deletion.DELETED
 
     return await core.database.transaction(work)
+
+
+async def record_etag(core: Core, tenant: str, digest: str, etag: str) -> None:
+    """Remember ``etag`` (a quoted MD5) as the ETag of the tenant's bytes of ``digest``."""
+    from blobstore.db import buckets as db
+
+    await core.database.transaction(lambda conn: db.record_md5(conn, tenant, digest, etag.strip('"')))
+
+
+async def etags(core: Core, tenant: str, digests: Iterable[str]) -> dict[str, str]:
+    """The ETag of each digest: the quoted MD5 if the tenant wrote those bytes through S3, else the quoted digest
+    (an opaque ETag, as S3's own are for multipart uploads)."""
+    from blobstore.db import buckets as db
+
+    wanted = sorted(set(digests))
+    known = await core.database.read(lambda conn: db.find_md5s(conn, tenant, wanted)) if wanted else {}
+    return {digest: f'"{known.get(digest, digest)}"' for digest in wanted}

@@ -1,10 +1,11 @@
-"""Queries on S3 buckets: a tenant's named namespaces (their objects are the tenant's refs under ``<name>/``)."""
+"""Queries of the S3 API: buckets (a tenant's named namespaces, whose objects are its refs under ``<name>/``) and the
+MD5 ETags of what a tenant wrote through S3."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.db.catalog import dialect_insert, list_refs
@@ -51,3 +52,23 @@ async def bucket_holds_keys(conn: AsyncConnection, tenant: int, name: str) -> bo
 async def delete_bucket(conn: AsyncConnection, tenant: int, name: str) -> None:
     """Forget the tenant's bucket ``name`` (its keys are the caller's concern)."""
     await conn.execute(delete(buckets).where(buckets.c.tenant_id == tenant, buckets.c.name == name))
+
+
+etags = tables["etags"]
+
+
+async def record_md5(conn: AsyncConnection, tenant: str, digest: str, md5: str) -> None:
+    """Remember the MD5 of the bytes of ``digest`` for the tenant (nothing if it is known or the tenant is not)."""
+    tenant_row = select(tenants.c.id, bindparam("digest"), bindparam("md5")).where(tenants.c.name == tenant)
+    statement = dialect_insert(conn, etags).from_select(["tenant_id", "digest", "md5"], tenant_row)
+    await conn.execute(statement.on_conflict_do_nothing(), {"digest": digest, "md5": md5})
+
+
+async def find_md5s(conn: AsyncConnection, tenant: str, digests: list[str]) -> dict[str, str]:
+    """The MD5s the tenant has recorded for these digests, by digest."""
+    query = (
+        select(etags.c.digest, etags.c.md5)
+        .join(tenants, tenants.c.id == etags.c.tenant_id)
+        .where(tenants.c.name == tenant, etags.c.digest.in_(digests))
+    )
+    return {row[0]: row[1] for row in await conn.execute(query)}

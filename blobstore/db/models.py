@@ -205,4 +205,16 @@ class Bucket(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ETag(Base):
+    """The MD5 of bytes a tenant wrote through the S3 API, by BLAKE3 digest: the ETag S3 clients expect.
+
+    Per tenant, so whether another tenant wrote the same bytes through S3 never shows in a tenant's ETags.
+    """
+
+    __tablename__ = "etags"
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    md5: Mapped[str] = mapped_column(String(32))
+
+
 tables = Base.metadata.tables

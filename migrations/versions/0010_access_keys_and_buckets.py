@@ -1,4 +1,5 @@
-"""S3 API: access keys (one tenant each, scopes, expiry, revocation, the secret sealed) and buckets per tenant.
+"""S3 API: access keys (one tenant each, scopes, expiry, revocation, the secret sealed), buckets per tenant, and
+the MD5 ETags of what a tenant wrote through S3.
 
 Revision ID: 0010
 Revises: 0009
@@ -39,9 +40,18 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_buckets_tenant_id_tenants")),
         sa.PrimaryKeyConstraint("tenant_id", "name", name=op.f("pk_buckets")),
     )
+    op.create_table(
+        "etags",
+        sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("md5", sa.String(length=32), nullable=False),
+        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_etags_tenant_id_tenants")),
+        sa.PrimaryKeyConstraint("tenant_id", "digest", name=op.f("pk_etags")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("etags")
     op.drop_table("buckets")
     with op.batch_alter_table("access_keys", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_access_keys_tenant"))

@@ -1,0 +1,94 @@
+"""Object operations: PutObject, GetObject, HeadObject, DeleteObject.
+
+Object ``KEY`` of bucket ``B`` is the tenant's native key ``B/KEY`` (blobstore.buckets.key_of): the same
+object through both APIs. The ETag of a PUT is the MD5 of its bytes, computed as they stream in.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from email.utils import format_datetime
+from typing import Any
+
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from blobstore import buckets
+from blobstore.model.results import BlobInfo
+from blobstore.s3.buckets import existing
+from blobstore.s3.call import Call
+
+META_PREFIX = "x-amz-meta-"
+#: What S3 answers as the type of an object stored without one.
+DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+#: The response header carrying the BLAKE3 digest, blobstore's identity of the bytes.
+DIGEST_HEADER = "x-blobstore-digest"
+
+
+async def put_object(call: Call) -> Response:
+    """PutObject: stream the body into the store (dedup as any put); answer its MD5 ETag."""
+    bucket = await existing(call)
+    metadata = {name[len(META_PREFIX) :]: value for name, value in call.headers.items() if name.startswith(META_PREFIX)}
+    info = await call.tenant.put(
+        buckets.key_of(bucket, call.key),
+        call.body,
+        content_type=call.headers.get("content-type"),
+        metadata=metadata,
+    )
+    etag = call.body.etag
+    await buckets.record_etag(call.store.core, call.tenant.name, info.digest, etag)
+    return Response(headers={"ETag": etag})
+
+
+async def head_object(call: Call) -> Response:
+    """HeadObject: the object's headers, no body."""
+    bucket = await existing(call)
+    info = await call.tenant.stat(buckets.key_of(bucket, call.key))
+    return Response(headers=await _headers(call, info))
+
+
+async def get_object(call: Call) -> Response:
+    """GetObject: the whole object, streamed and verified against its digest as it goes."""
+    bucket = await existing(call)
+    stack = AsyncExitStack()
+    try:
+        stream = await stack.enter_async_context(call.tenant.open(buckets.key_of(bucket, call.key)))
+        headers = await _headers(call, stream.info)
+    except BaseException:
+        await stack.aclose()
+        raise
+    return _ClosingResponse(aiter(stream), stack, headers=headers)
+
+
+async def delete_object(call: Call) -> Response:
+    """DeleteObject: 204 whether or not the key existed, as S3 answers."""
+    bucket = await existing(call)
+    await call.tenant.delete(buckets.key_of(bucket, call.key))
+    return Response(status_code=204)
+
+
+async def _headers(call: Call, info: BlobInfo) -> dict[str, str]:
+    etags = await buckets.etags(call.store.core, call.tenant.name, [info.digest])
+    return {
+        "Content-Length": str(info.size),
+        "Content-Type": info.content_type or DEFAULT_CONTENT_TYPE,
+        "ETag": etags[info.digest],
+        "Last-Modified": format_datetime(info.created_at, usegmt=True),
+        "Accept-Ranges": "bytes",
+        DIGEST_HEADER: info.digest,
+        **{META_PREFIX + name: value for name, value in info.metadata.items()},
+    }
+
+
+class _ClosingResponse(StreamingResponse):
+    """A streamed object whose read is closed (recording egress) however the response ends."""
+
+    def __init__(self, content: Any, stack: AsyncExitStack, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._stack = stack
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._stack.aclose()

@@ -1,0 +1,107 @@
+"""The S3 API's XML documents, written with ElementTree from typed arguments; names follow the S3 API reference."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from urllib.parse import quote
+from xml.etree import ElementTree as ET
+
+from blobstore.model.results import BlobInfo
+
+NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
+CONTENT_TYPE = "application/xml"
+
+
+def _document(root: ET.Element) -> bytes:
+    document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return document
+
+
+def _child(parent: ET.Element, name: str, text: str | None = None) -> ET.Element:
+    child = ET.SubElement(parent, name)
+    if text is not None:
+        child.text = text
+    return child
+
+
+def timestamp(moment: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds, as S3 writes ``CreationDate`` and ``LastModified``."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def error(code: str, message: str, resource: str, request_id: str) -> bytes:
+    """An ``Error`` document."""
+    root = ET.Element("Error")
+    for name, text in (("Code", code), ("Message", message), ("Resource", resource), ("RequestId", request_id)):
+        _child(root, name, text)
+    return _document(root)
+
+
+def list_buckets(owner: str, buckets: Sequence[tuple[str, datetime]]) -> bytes:
+    """A ``ListAllMyBucketsResult``: the owner (the tenant) and its buckets with their creation dates."""
+    root = ET.Element("ListAllMyBucketsResult", xmlns=NAMESPACE)
+    owner_element = _child(root, "Owner")
+    _child(owner_element, "ID", owner)
+    _child(owner_element, "DisplayName", owner)
+    listed = _child(root, "Buckets")
+    for name, created in buckets:
+        bucket = _child(listed, "Bucket")
+        _child(bucket, "Name", name)
+        _child(bucket, "CreationDate", timestamp(created))
+    return _document(root)
+
+
+def location(region: str) -> bytes:
+    """A ``LocationConstraint`` document: empty for us-east-1, as S3 answers."""
+    root = ET.Element("LocationConstraint", xmlns=NAMESPACE)
+    if region != "us-east-1":
+        root.text = region
+    return _document(root)
+
+
+def list_objects_v2(
+    *,
+    bucket: str,
+    prefix: str,
+    delimiter: str | None,
+    max_keys: int,
+    objects: Sequence[tuple[str, BlobInfo, str]],
+    common_prefixes: Sequence[str],
+    continuation_token: str | None,
+    next_token: str | None,
+    start_after: str | None,
+    url_encoded: bool,
+) -> bytes:
+    """A ``ListBucketResult`` of ListObjectsV2; ``objects`` are (key in the bucket, info, ETag). With
+    ``url_encoded`` (``encoding-type=url``) keys, prefixes, the delimiter and StartAfter are percent-encoded."""
+
+    def name(text: str) -> str:
+        return quote(text, safe="/") if url_encoded else text
+
+    root = ET.Element("ListBucketResult", xmlns=NAMESPACE)
+    _child(root, "Name", bucket)
+    _child(root, "Prefix", name(prefix))
+    if delimiter is not None:
+        _child(root, "Delimiter", name(delimiter))
+    if url_encoded:
+        _child(root, "EncodingType", "url")
+    _child(root, "MaxKeys", str(max_keys))
+    _child(root, "KeyCount", str(len(objects) + len(common_prefixes)))
+    _child(root, "IsTruncated", "true" if next_token is not None else "false")
+    if continuation_token is not None:
+        _child(root, "ContinuationToken", continuation_token)
+    if next_token is not None:
+        _child(root, "NextContinuationToken", next_token)
+    if start_after is not None:
+        _child(root, "StartAfter", name(start_after))
+    for key, info, etag in objects:
+        content = _child(root, "Contents")
+        _child(content, "Key", name(key))
+        _child(content, "LastModified", timestamp(info.created_at))
+        _child(content, "ETag", etag)
+        _child(content, "Size", str(info.size))
+        _child(content, "StorageClass", "STANDARD")
+    for common in common_prefixes:
+        _child(_child(root, "CommonPrefixes"), "Prefix", name(common))
+    return _document(root)

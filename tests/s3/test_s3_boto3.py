@@ -1,0 +1,236 @@
+"""The S3 API of a real ``blobstore serve --s3-port`` process, driven by boto3 with its default configuration.
+
+One server for the module (its store holds two tenants, acme and globex); each test uses buckets of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.support.cli_helpers import invoke
+from tests.support.live_server import serve_process
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running server: the home of its store, its native and S3 URLs, and a token of acme's."""
+
+    home: Path
+    url: str
+    s3_url: str
+    token: str
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``blobstore serve --s3-port`` on the embedded store of a fresh home, once its S3 port answers."""
+    home = tmp_path_factory.mktemp("s3-home")
+    s3_port = _free_port()
+    with serve_process(home, "--s3-port", str(s3_port)) as served:
+        s3_url = f"http://127.0.0.1:{s3_port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(s3_url)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the S3 listener did not start"
+                time.sleep(0.1)
+        token = invoke(["token", "create", "acme"], home=home).ok().stdout.strip()
+        yield Server(home, served.url, s3_url, token)
+
+
+def _key(server: Server, tenant: str, *args: str) -> dict[str, Any]:
+    created: dict[str, Any] = json.loads(
+        invoke(["access-key", "create", tenant, *args, "--json"], home=server.home).ok().stdout
+    )
+    return created
+
+
+def _client(server: Server, key_id: str, secret: str) -> Any:
+    """boto3's S3 client with its defaults, pointed at the server (path-style, as for any custom endpoint)."""
+    return boto3.client(
+        "s3",
+        endpoint_url=server.s3_url,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+    )
+
+
+def _s3(server: Server, tenant: str = "acme") -> Any:
+    key = _key(server, tenant)
+    return _client(server, key["access_key_id"], key["secret_access_key"])
+
+
+def _code(call: Any, *args: Any, **kwargs: Any) -> str:
+    """The S3 error code ``call`` fails with."""
+    with pytest.raises(ClientError) as raised:
+        call(*args, **kwargs)
+    code: str = raised.value.response["Error"]["Code"]
+    return code
+
+
+def test_buckets_are_created_listed_headed_and_deleted(server: Server) -> None:
+    """CreateBucket, ListBuckets, HeadBucket, GetBucketLocation, DeleteBucket; a second create is refused."""
+    s3 = _s3(server)
+    s3.create_bucket(Bucket="life-cycle")
+    assert "life-cycle" in [bucket["Name"] for bucket in s3.list_buckets()["Buckets"]]
+    s3.head_bucket(Bucket="life-cycle")
+    assert s3.get_bucket_location(Bucket="life-cycle")["LocationConstraint"] is None
+    assert _code(s3.create_bucket, Bucket="life-cycle") == "BucketAlreadyOwnedByYou"
+    s3.delete_bucket(Bucket="life-cycle")
+    assert "life-cycle" not in [bucket["Name"] for bucket in s3.list_buckets()["Buckets"]]
+    assert _code(s3.head_bucket, Bucket="life-cycle") == "404"
+    assert _code(s3.delete_bucket, Bucket="life-cycle") == "NoSuchBucket"
+
+
+def test_objects_are_put_got_headed_and_deleted(server: Server) -> None:
+    """PutObject answers the MD5 ETag; GetObject and HeadObject give back the bytes, type, metadata and ETag."""
+    s3 = _s3(server)
+    s3.create_bucket(Bucket="objects")
+    data = b"hello, s3" * 1000
+    etag = f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
+    put = s3.put_object(Bucket="objects", Key="dir/a b €.txt", Body=data, ContentType="text/plain", Metadata={"n": "1"})
+    assert put["ETag"] == etag
+    got = s3.get_object(Bucket="objects", Key="dir/a b €.txt")
+    assert got["Body"].read() == data
+    assert (got["ETag"], got["ContentType"], got["Metadata"]) == (etag, "text/plain", {"n": "1"})
+    head = s3.head_object(Bucket="objects", Key="dir/a b €.txt")
+    assert (head["ContentLength"], head["ETag"]) == (len(data), etag)
+    assert _code(s3.delete_bucket, Bucket="objects") == "BucketNotEmpty"
+    s3.delete_object(Bucket="objects", Key="dir/a b €.txt")
+    assert _code(s3.get_object, Bucket="objects", Key="dir/a b €.txt") == "NoSuchKey"
+    assert _code(s3.head_object, Bucket="objects", Key="dir/a b €.txt") == "404"
+    s3.delete_object(Bucket="objects", Key="dir/a b €.txt")  # deleting a missing key succeeds, as in S3
+    assert _code(s3.put_object, Bucket="no-such-bucket", Key="k", Body=b"x") == "NoSuchBucket"
+
+
+def test_list_objects_v2_pages_and_groups_by_delimiter(server: Server) -> None:
+    """Prefix, delimiter with CommonPrefixes, max-keys and continuation tokens, through boto3's paginator."""
+    s3 = _s3(server)
+    s3.create_bucket(Bucket="listing")
+    keys = ["a.txt", "b/1", "b/2", "c/x/1", "d.txt", "e.txt"]
+    for key in keys:
+        s3.put_object(Bucket="listing", Key=key, Body=key.encode())
+    top = s3.list_objects_v2(Bucket="listing", Delimiter="/")
+    assert [item["Key"] for item in top["Contents"]] == ["a.txt", "d.txt", "e.txt"]
+    assert [common["Prefix"] for common in top["CommonPrefixes"]] == ["b/", "c/"]
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="listing", PaginationConfig={"PageSize": 2})
+    assert [item["Key"] for page in pages for item in page.get("Contents", [])] == keys
+    under = s3.list_objects_v2(Bucket="listing", Prefix="b/")
+    assert [item["Key"] for item in under["Contents"]] == ["b/1", "b/2"]
+
+
+def test_an_object_is_the_native_key_bucket_slash_key(server: Server) -> None:
+    """What S3 puts, the native API reads as B/KEY, and what the native API puts, S3 reads."""
+    s3 = _s3(server)
+    s3.create_bucket(Bucket="shared")
+    s3.put_object(Bucket="shared", Key="from-s3.txt", Body=b"via s3")
+    auth = {"Authorization": f"Bearer {server.token}"}
+    native = httpx.get(f"{server.url}/v1/tenants/acme/objects/shared/from-s3.txt", headers=auth)
+    assert native.status_code == 200
+    assert native.content == b"via s3"
+    put = httpx.put(f"{server.url}/v1/tenants/acme/objects/shared/native.txt", content=b"via http", headers=auth)
+    assert put.status_code == 201
+    assert s3.get_object(Bucket="shared", Key="native.txt")["Body"].read() == b"via http"
+
+
+def test_same_bytes_through_both_apis_are_one_blob(server: Server) -> None:
+    """Bytes put through S3 and then through the native API (another key) are stored once."""
+    s3 = _s3(server)
+    s3.create_bucket(Bucket="dedup")
+    data = b"dedup me " * 4096
+    s3.put_object(Bucket="dedup", Key="one", Body=data)
+    auth = {"Authorization": f"Bearer {server.token}"}
+    put = httpx.put(f"{server.url}/v1/tenants/acme/objects/elsewhere/two", content=data, headers=auth)
+    assert put.json()["deduplicated"] is True
+    digest = put.json()["digest"]
+    with sqlite3.connect(server.home / "blobstore.db") as db:
+        assert db.execute("SELECT count(*) FROM blobs WHERE digest = ?", (digest,)).fetchone() == (1,)
+
+
+def test_another_tenants_bucket_answers_as_a_missing_one(server: Server) -> None:
+    """globex's key on acme's bucket gets exactly what it gets for a bucket nobody has."""
+    acme, globex = _s3(server), _s3(server, "globex")
+    acme.create_bucket(Bucket="acme-private")
+    acme.put_object(Bucket="acme-private", Key="secret.txt", Body=b"secret")
+    for bucket in ("acme-private", "nobody-has-this"):
+        assert _code(globex.head_bucket, Bucket=bucket) == "404"
+        assert _code(globex.get_object, Bucket=bucket, Key="secret.txt") == "NoSuchBucket"
+        assert _code(globex.put_object, Bucket=bucket, Key="secret.txt", Body=b"x") == "NoSuchBucket"
+        assert _code(globex.delete_object, Bucket=bucket, Key="secret.txt") == "NoSuchBucket"
+        assert _code(globex.list_objects_v2, Bucket=bucket) == "NoSuchBucket"
+        assert _code(globex.delete_bucket, Bucket=bucket) == "NoSuchBucket"
+    assert "acme-private" not in [bucket["Name"] for bucket in globex.list_buckets()["Buckets"]]
+    globex.create_bucket(Bucket="acme-private")  # a name of its own, beside acme's
+    assert acme.get_object(Bucket="acme-private", Key="secret.txt")["Body"].read() == b"secret"
+
+
+def test_wrong_secret_unknown_key_and_revoked_key_are_refused(server: Server) -> None:
+    """A wrong secret is SignatureDoesNotMatch, an unknown id InvalidAccessKeyId, a revoked key refused at once."""
+    key = _key(server, "acme")
+    assert _code(_client(server, key["access_key_id"], "wrong" * 8).list_buckets) == "SignatureDoesNotMatch"
+    assert _code(_client(server, "AKBS0123456789ABCDEF", key["secret_access_key"]).list_buckets) == "InvalidAccessKeyId"
+    s3 = _client(server, key["access_key_id"], key["secret_access_key"])
+    s3.list_buckets()
+    invoke(["access-key", "revoke", key["access_key_id"]], home=server.home).ok()
+    assert _code(s3.list_buckets) == "InvalidAccessKeyId"
+
+
+def test_scopes_limit_what_a_key_may_do(server: Server) -> None:
+    """A read-only key lists and reads but may not create or delete: AccessDenied."""
+    _s3(server).create_bucket(Bucket="scoped")
+    key = _key(server, "acme", "--scope", "read")
+    reader = _client(server, key["access_key_id"], key["secret_access_key"])
+    reader.head_bucket(Bucket="scoped")
+    assert _code(reader.put_object, Bucket="scoped", Key="k", Body=b"x") == "AccessDenied"
+    assert _code(reader.delete_bucket, Bucket="scoped") == "AccessDenied"
+
+
+def test_a_body_that_does_not_match_its_signed_hash_stores_nothing(server: Server) -> None:
+    """x-amz-content-sha256 is checked against the body: a mismatch is refused and the key is not stored."""
+    s3 = _s3(server)
+    s3.create_bucket(Bucket="tampered")
+
+    def tamper(request: Any, **_: Any) -> None:
+        request.body = b"other bytes"  # after signing: the signed hash is of the original body
+
+    s3.meta.events.register("before-send.s3.PutObject", tamper)
+    assert _code(s3.put_object, Bucket="tampered", Key="k", Body=b"original") == "XAmzContentSHA256Mismatch"
+    s3.meta.events.unregister("before-send.s3.PutObject", tamper)
+    assert "Contents" not in s3.list_objects_v2(Bucket="tampered")
+
+
+def test_operations_not_implemented_answer_501_in_s3_xml(server: Server) -> None:
+    """Multipart, copy and other operations answer NotImplemented."""
+    s3 = _s3(server)
+    s3.create_bucket(Bucket="unsupported")
+    assert _code(s3.create_multipart_upload, Bucket="unsupported", Key="k") == "NotImplemented"
+    assert _code(s3.get_bucket_versioning, Bucket="unsupported") == "NotImplemented"
+    assert _code(s3.copy_object, Bucket="unsupported", Key="b", CopySource="unsupported/a") == "NotImplemented"
+
+
+def test_the_s3_listener_needs_a_single_process(tmp_path: Path) -> None:
+    """--s3-port with several workers is refused at start with one sentence, before anything listens."""
+    invoke(["serve", "--s3-port", "0", "--workers", "2"], home=tmp_path).failed("--workers 1")
