@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.support.cli_helpers import invoke
@@ -234,3 +235,24 @@ def test_operations_not_implemented_answer_501_in_s3_xml(server: Server) -> None
 def test_the_s3_listener_needs_a_single_process(tmp_path: Path) -> None:
     """--s3-port with several workers is refused at start with one sentence, before anything listens."""
     invoke(["serve", "--s3-port", "0", "--workers", "2"], home=tmp_path).failed("--workers 1")
+
+
+def test_presigned_sigv4_urls_work_with_a_plain_client_until_tampered(server: Server) -> None:
+    """A SigV4 presigned GET and PUT made by boto3 work over plain HTTP; a changed key is SignatureDoesNotMatch."""
+    key = _key(server, "acme")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=server.s3_url,
+        aws_access_key_id=key["access_key_id"],
+        aws_secret_access_key=key["secret_access_key"],
+        region_name="us-east-1",
+        config=Config(signature_version="s3v4"),
+    )
+    s3.create_bucket(Bucket="presigned")
+    put_url = s3.generate_presigned_url("put_object", Params={"Bucket": "presigned", "Key": "up.txt"}, ExpiresIn=60)
+    assert httpx.put(put_url, content=b"uploaded").status_code == 200
+    get_url = s3.generate_presigned_url("get_object", Params={"Bucket": "presigned", "Key": "up.txt"}, ExpiresIn=60)
+    assert httpx.get(get_url).content == b"uploaded"
+    tampered = httpx.get(get_url.replace("up.txt", "other.txt"))
+    assert tampered.status_code == 403
+    assert b"<Code>SignatureDoesNotMatch</Code>" in tampered.content
