@@ -105,7 +105,9 @@ async def _answer(request: Request, store: BlobStore, region: str) -> Response:
         operation=operation,
         params=dict(params),
         headers=request.headers,
-        body=CheckedBody(request.stream(), caller.payload, request.headers.get("content-md5")),
+        body=CheckedBody(
+            request.stream(), caller.payload, request.headers.get("content-md5"), request.headers.get("x-amz-trailer")
+        ),
     )
     return await HANDLERS[operation.name](call)
 

@@ -12,6 +12,7 @@ import hashlib
 import re
 from collections.abc import AsyncIterator
 
+from blobstore.s3 import chunked
 from blobstore.s3.errors import S3Error, not_implemented
 from blobstore.s3.sigv4 import UNSIGNED_PAYLOAD
 
@@ -21,13 +22,22 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 class CheckedBody:
     """An async iterable over a body that hashes it as it streams and checks it at its end.
 
-    ``payload`` is what the client signed (64 hex digits, or UNSIGNED-PAYLOAD); ``content_md5`` the
-    base64 Content-MD5 header, if sent. :attr:`etag` is valid once the body has been read whole.
+    ``payload`` is what the client signed (64 hex digits, UNSIGNED-PAYLOAD, or STREAMING-UNSIGNED-PAYLOAD-TRAILER
+    for an aws-chunked body, decoded by blobstore.s3.chunked with the checksum ``trailer`` names); ``content_md5``
+    the base64 Content-MD5 header, if sent. :attr:`etag` is valid once the body has been read whole.
     """
 
-    def __init__(self, chunks: AsyncIterator[bytes], payload: str, content_md5: str | None = None) -> None:
-        if payload.startswith("STREAMING-"):
-            raise not_implemented(f"the aws-chunked body encoding ({payload})")
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        payload: str,
+        content_md5: str | None = None,
+        trailer: str | None = None,
+    ) -> None:
+        if payload == chunked.PAYLOAD:
+            chunks, payload = chunked.decoded(chunks, trailer), UNSIGNED_PAYLOAD
+        elif payload.startswith("STREAMING-"):
+            raise not_implemented(f"the aws-chunked body encoding {payload}")
         if payload != UNSIGNED_PAYLOAD and not _SHA256.fullmatch(payload):
             raise S3Error("InvalidArgument", "x-amz-content-sha256 must be a SHA-256 in hex or UNSIGNED-PAYLOAD")
         self._chunks = chunks
