@@ -1,4 +1,4 @@
-"""Object operations: PutObject, GetObject, HeadObject, DeleteObject.
+"""Object operations: PutObject, GetObject (whole or one range), HeadObject, DeleteObject.
 
 Object ``KEY`` of bucket ``B`` is the tenant's native key ``B/KEY`` (blobstore.buckets.key_of): the same
 object through both APIs. The ETag of a PUT is the MD5 of its bytes, computed as they stream in.
@@ -14,6 +14,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from blobstore import buckets
+from blobstore.model.ranges import ByteRange, parse_range
 from blobstore.model.results import BlobInfo
 from blobstore.s3.buckets import existing
 from blobstore.s3.call import Call
@@ -48,16 +49,28 @@ async def head_object(call: Call) -> Response:
 
 
 async def get_object(call: Call) -> Response:
-    """GetObject: the whole object, streamed and verified against its digest as it goes."""
-    bucket = await existing(call)
+    """GetObject: the whole object, streamed and verified against its digest as it goes; or the one range a
+    ``Range`` header asks for (206 with ``Content-Range``; 416 InvalidRange if the object has no byte of it;
+    several ranges or bad syntax: the whole object, as S3 answers)."""
+    key = buckets.key_of(await existing(call), call.key)
+    wanted = parse_range(call.headers.get("range"))
+    requested = None if wanted is None else wanted.open_range()
+    if wanted is not None and requested is None:  # the last n bytes: the size is needed first
+        requested = wanted.resolve((await call.tenant.stat(key)).size)
     stack = AsyncExitStack()
     try:
-        stream = await stack.enter_async_context(call.tenant.open(buckets.key_of(bucket, call.key)))
+        stream = await stack.enter_async_context(call.tenant.open(key, byte_range=requested))
         headers = await _headers(call, stream.info)
+        status = 200
+        if requested is not None:
+            first, last = ByteRange(requested[0], requested[1]).resolve(stream.info.size)
+            headers["Content-Length"] = str(last - first + 1)
+            headers["Content-Range"] = f"bytes {first}-{last}/{stream.info.size}"
+            status = 206
     except BaseException:
         await stack.aclose()
         raise
-    return _ClosingResponse(aiter(stream), stack, headers=headers)
+    return _ClosingResponse(aiter(stream), stack, status_code=status, headers=headers)
 
 
 async def delete_object(call: Call) -> Response:

@@ -18,7 +18,6 @@ _NEUTRAL = {"x-id"}
 _LISTING = {"list-type", "prefix", "delimiter", "max-keys", "continuation-token", "start-after", "encoding-type"}
 #: Request headers that ask for what this API does not do yet.
 _UNSUPPORTED_HEADERS = {
-    "range": "Range requests",
     "if-match": "conditional requests",
     "if-none-match": "conditional requests",
     "if-modified-since": "conditional requests",

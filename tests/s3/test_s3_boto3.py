@@ -256,3 +256,23 @@ def test_presigned_sigv4_urls_work_with_a_plain_client_until_tampered(server: Se
     tampered = httpx.get(get_url.replace("up.txt", "other.txt"))
     assert tampered.status_code == 403
     assert b"<Code>SignatureDoesNotMatch</Code>" in tampered.content
+
+
+def test_a_single_range_is_206_with_content_range(server: Server) -> None:
+    """bytes=a-b, bytes=a- and bytes=-n give those bytes; a range past the end is InvalidRange."""
+    s3 = _s3(server)
+    s3.create_bucket(Bucket="ranges")
+    data = bytes(range(256)) * 4
+    s3.put_object(Bucket="ranges", Key="r", Body=data)
+    for header, expected, content_range in (
+        ("bytes=10-19", data[10:20], "bytes 10-19/1024"),
+        ("bytes=1000-", data[1000:], "bytes 1000-1023/1024"),
+        ("bytes=-5", data[-5:], "bytes 1019-1023/1024"),
+        ("bytes=1020-5000", data[1020:], "bytes 1020-1023/1024"),
+    ):
+        got = s3.get_object(Bucket="ranges", Key="r", Range=header)
+        assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
+        assert (got["Body"].read(), got["ContentRange"]) == (expected, content_range)
+    assert _code(s3.get_object, Bucket="ranges", Key="r", Range="bytes=2000-") == "InvalidRange"
+    whole = s3.get_object(Bucket="ranges", Key="r", Range="bytes=5-1,7-8")
+    assert whole["Body"].read() == data
