@@ -44,6 +44,7 @@ HANDLERS: dict[str, Callable[[Call], Awaitable[Response]]] = {
     "GetObject": objects.get_object,
     "HeadObject": objects.head_object,
     "DeleteObject": objects.delete_object,
+    "DeleteObjects": objects.delete_objects,
 }
 _METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
 

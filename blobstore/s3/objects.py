@@ -1,4 +1,4 @@
-"""Object operations: PutObject, GetObject (whole or one range), HeadObject, DeleteObject.
+"""Object operations: PutObject, GetObject (whole or one range), HeadObject, DeleteObject, DeleteObjects.
 
 Object ``KEY`` of bucket ``B`` is the tenant's native key ``B/KEY`` (blobstore.buckets.key_of): the same
 object through both APIs. The ETag of a PUT is the MD5 of its bytes, computed as they stream in.
@@ -14,10 +14,14 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from blobstore import buckets
+from blobstore.errors import BlobStoreError
 from blobstore.model.ranges import ByteRange, parse_range
 from blobstore.model.results import BlobInfo
+from blobstore.s3 import xml
 from blobstore.s3.buckets import existing
 from blobstore.s3.call import Call
+from blobstore.s3.errors import S3Error, translate
+from blobstore.store import MAX_BATCH
 
 META_PREFIX = "x-amz-meta-"
 #: What S3 answers as the type of an object stored without one.
@@ -78,6 +82,32 @@ async def delete_object(call: Call) -> Response:
     bucket = await existing(call)
     await call.tenant.delete(buckets.key_of(bucket, call.key))
     return Response(status_code=204)
+
+
+async def delete_objects(call: Call) -> Response:
+    """DeleteObjects: up to 1,000 keys in one transaction; each deleted or not there is reported ``Deleted``
+    (only errors with ``Quiet``). A version other than ``null`` (this API keeps none) is an error entry."""
+    bucket = await existing(call)
+    objects, quiet = xml.parse_delete(await call.body.whole())
+    if len(objects) > MAX_BATCH:
+        raise S3Error("MalformedXML", f"a DeleteObjects request names at most {MAX_BATCH} keys")
+    errors = [
+        (key, "NoSuchVersion", "this bucket keeps no versions")
+        for key, version in objects
+        if version not in (None, "null")
+    ]
+    wanted = [key for key, version in objects if version in (None, "null")]
+    unique = list(dict.fromkeys(wanted))
+    outcomes = await call.tenant.delete_many([buckets.key_of(bucket, key) for key in unique])
+    deleted = []
+    for key, outcome in zip(unique, outcomes, strict=True):
+        if isinstance(outcome, BlobStoreError):
+            error = translate(outcome)
+            errors.append((key, error.code, error.message))
+        else:
+            deleted.append(key)
+    body = xml.delete_result([] if quiet else deleted, errors)
+    return Response(body, media_type=xml.CONTENT_TYPE)
 
 
 async def _headers(call: Call, info: BlobInfo) -> dict[str, str]:

@@ -17,6 +17,8 @@ from blobstore.s3.errors import S3Error, not_implemented
 from blobstore.s3.sigv4 import UNSIGNED_PAYLOAD
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+#: The most a request whose body is an XML document (CreateBucket, DeleteObjects) may send.
+MAX_SMALL_BODY = 2 * 1024 * 1024
 
 
 class CheckedBody:
@@ -63,9 +65,14 @@ class CheckedBody:
         if self._content_md5 is not None and self._md5.digest() != self._content_md5:
             raise S3Error("BadDigest", "the Content-MD5 you specified did not match what we received")
 
-    async def whole(self) -> bytes:
-        """The whole body, checked (for requests whose body is small: bucket operations)."""
-        return b"".join([chunk async for chunk in self])
+    async def whole(self, limit: int = MAX_SMALL_BODY) -> bytes:
+        """The whole body, checked, for requests whose body is a small document; EntityTooLarge past ``limit``."""
+        body = bytearray()
+        async for chunk in self:
+            body += chunk
+            if len(body) > limit:
+                raise S3Error("EntityTooLarge", f"this request's body may be at most {limit} bytes")
+        return bytes(body)
 
 
 def _md5_of_header(value: str) -> bytes:

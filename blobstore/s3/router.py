@@ -40,6 +40,8 @@ def route(method: str, raw_path: str, params: Sequence[tuple[str, str]], headers
     """The operation of the request; S3Error NotImplemented for one this API lacks, MethodNotAllowed for none."""
     bucket, key = _split(raw_path)
     names = {name for name, _ in params if name not in _NEUTRAL and not name.startswith("X-Amz-")}
+    if method == "POST" and bucket is not None and key is None and names == {"delete"}:
+        return Operation("DeleteObjects", bucket, None, "delete")
     if method == "POST":
         raise not_implemented("POST " + ("?" + ",".join(sorted(names)) if names else "(browser uploads)"))
     if bucket is None:

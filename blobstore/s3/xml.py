@@ -8,6 +8,7 @@ from urllib.parse import quote
 from xml.etree import ElementTree as ET
 
 from blobstore.model.results import BlobInfo
+from blobstore.s3.errors import S3Error
 
 NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 CONTENT_TYPE = "application/xml"
@@ -35,6 +36,47 @@ def error(code: str, message: str, resource: str, request_id: str) -> bytes:
     root = ET.Element("Error")
     for name, text in (("Code", code), ("Message", message), ("Resource", resource), ("RequestId", request_id)):
         _child(root, name, text)
+    return _document(root)
+
+
+def _local(tag: str) -> str:
+    """An element's name without its namespace."""
+    return tag.rpartition("}")[2]
+
+
+def parse_delete(body: bytes) -> tuple[list[tuple[str, str | None]], bool]:
+    """The (Key, VersionId) of each ``Object`` of a DeleteObjects ``Delete`` document, and its ``Quiet``;
+    S3Error MalformedXML for anything else."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        raise S3Error("MalformedXML", "the XML you provided was not well-formed") from None
+    if _local(root.tag) != "Delete":
+        raise S3Error("MalformedXML", "a DeleteObjects body is a Delete element")
+    objects: list[tuple[str, str | None]] = []
+    quiet = False
+    for element in root:
+        fields = {_local(child.tag): child.text or "" for child in element}
+        if _local(element.tag) == "Quiet":
+            quiet = (element.text or "").strip().lower() == "true"
+        elif _local(element.tag) == "Object" and "Key" in fields:
+            objects.append((fields["Key"], fields.get("VersionId")))
+        else:
+            raise S3Error("MalformedXML", f"unexpected element {_local(element.tag)} in Delete")
+    if not objects:
+        raise S3Error("MalformedXML", "a Delete element names at least one Object")
+    return objects, quiet
+
+
+def delete_result(deleted: Sequence[str], errors: Sequence[tuple[str, str, str]]) -> bytes:
+    """A ``DeleteResult``: the keys deleted, and (key, code, message) for each that could not be."""
+    root = ET.Element("DeleteResult", xmlns=NAMESPACE)
+    for key in deleted:
+        _child(_child(root, "Deleted"), "Key", key)
+    for key, code, message in errors:
+        error = _child(root, "Error")
+        for name, text in (("Key", key), ("Code", code), ("Message", message)):
+            _child(error, name, text)
     return _document(root)
 
 

@@ -60,7 +60,7 @@ def test_an_anonymous_request_is_access_denied_in_s3_xml(url: str) -> None:
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("POST", "/bucket?delete"),
+        ("POST", "/bucket/key?restore"),
         ("POST", "/bucket/key?uploads"),
         ("GET", "/bucket?versioning"),
         ("GET", "/bucket?acl"),
@@ -69,7 +69,7 @@ def test_an_anonymous_request_is_access_denied_in_s3_xml(url: str) -> None:
     ],
 )
 def test_operations_not_implemented_answer_501_before_authentication(url: str, method: str, path: str) -> None:
-    """DeleteObjects, multipart, subresources and ListObjects v1 answer 501 NotImplemented as S3 XML."""
+    """Restore, multipart, subresources and ListObjects v1 answer 501 NotImplemented as S3 XML."""
     response = httpx.request(method, f"{url}{path}")
     assert response.status_code == 501
     assert _error(response)["Code"] == "NotImplemented"

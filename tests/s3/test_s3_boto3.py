@@ -276,3 +276,28 @@ def test_a_single_range_is_206_with_content_range(server: Server) -> None:
     assert _code(s3.get_object, Bucket="ranges", Key="r", Range="bytes=2000-") == "InvalidRange"
     whole = s3.get_object(Bucket="ranges", Key="r", Range="bytes=5-1,7-8")
     assert whole["Body"].read() == data
+
+
+def test_delete_objects_deletes_many_keys_at_once(server: Server) -> None:
+    """DeleteObjects reports every key Deleted (missing ones too, as S3 does), accepts VersionId null, and
+    reports a real version id as an error; Quiet leaves the deleted ones out."""
+    s3 = _s3(server)
+    s3.create_bucket(Bucket="bulk")
+    for key in ("a", "b", "c/d"):
+        s3.put_object(Bucket="bulk", Key=key, Body=key.encode())
+    result = s3.delete_objects(
+        Bucket="bulk",
+        Delete={
+            "Objects": [
+                {"Key": "a"},
+                {"Key": "c/d", "VersionId": "null"},
+                {"Key": "missing"},
+                {"Key": "b", "VersionId": "v1"},
+            ]
+        },
+    )
+    assert sorted(item["Key"] for item in result["Deleted"]) == ["a", "c/d", "missing"]
+    assert [(item["Key"], item["Code"]) for item in result["Errors"]] == [("b", "NoSuchVersion")]
+    quiet = s3.delete_objects(Bucket="bulk", Delete={"Objects": [{"Key": "b"}], "Quiet": True})
+    assert "Deleted" not in quiet
+    assert "Contents" not in s3.list_objects_v2(Bucket="bulk")
