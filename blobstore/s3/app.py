@@ -39,12 +39,15 @@ HANDLERS: dict[str, Callable[[Call], Awaitable[Response]]] = {
     "HeadBucket": buckets.head_bucket,
     "DeleteBucket": buckets.delete_bucket,
     "GetBucketLocation": buckets.get_bucket_location,
+    "GetBucketVersioning": buckets.get_bucket_versioning,
+    "GetBucketAcl": buckets.get_bucket_acl,
     "ListObjectsV2": buckets.list_objects_v2,
     "PutObject": objects.put_object,
     "GetObject": objects.get_object,
     "HeadObject": objects.head_object,
     "DeleteObject": objects.delete_object,
     "DeleteObjects": objects.delete_objects,
+    "GetObjectAcl": objects.get_object_acl,
 }
 _METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
 

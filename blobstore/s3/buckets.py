@@ -1,4 +1,5 @@
-"""Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation, ListObjectsV2.
+"""Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation, GetBucketVersioning,
+GetBucketAcl, ListObjectsV2.
 
 Another tenant's bucket answers exactly as a bucket that does not exist (``NoSuchBucket``).
 """
@@ -63,6 +64,18 @@ async def get_bucket_location(call: Call) -> Response:
     """GetBucketLocation: this server's region."""
     await existing(call)
     return Response(xml.location(call.region), media_type=xml.CONTENT_TYPE)
+
+
+async def get_bucket_versioning(call: Call) -> Response:
+    """GetBucketVersioning: never enabled (this API keeps no versions)."""
+    await existing(call)
+    return Response(xml.versioning(), media_type=xml.CONTENT_TYPE)
+
+
+async def get_bucket_acl(call: Call) -> Response:
+    """GetBucketAcl: always private, the tenant's alone (``x-amz-acl`` on a request is accepted and changes nothing)."""
+    await existing(call)
+    return Response(xml.private_acl(call.tenant.name), media_type=xml.CONTENT_TYPE)
 
 
 async def list_objects_v2(call: Call) -> Response:

@@ -1,4 +1,5 @@
-"""Object operations: PutObject, GetObject (whole or one range), HeadObject, DeleteObject, DeleteObjects.
+"""Object operations: PutObject, GetObject (whole or one range), HeadObject, DeleteObject, DeleteObjects,
+GetObjectAcl.
 
 Object ``KEY`` of bucket ``B`` is the tenant's native key ``B/KEY`` (blobstore.buckets.key_of): the same
 object through both APIs. The ETag of a PUT is the MD5 of its bytes, computed as they stream in.
@@ -82,6 +83,13 @@ async def delete_object(call: Call) -> Response:
     bucket = await existing(call)
     await call.tenant.delete(buckets.key_of(bucket, call.key))
     return Response(status_code=204)
+
+
+async def get_object_acl(call: Call) -> Response:
+    """GetObjectAcl: always private, the tenant's alone."""
+    bucket = await existing(call)
+    await call.tenant.stat(buckets.key_of(bucket, call.key))
+    return Response(xml.private_acl(call.tenant.name), media_type=xml.CONTENT_TYPE)
 
 
 async def delete_objects(call: Call) -> Response:

@@ -53,6 +53,8 @@ def route(method: str, raw_path: str, params: Sequence[tuple[str, str]], headers
     for header, feature in _UNSUPPORTED_HEADERS.items():
         if header in headers:
             raise not_implemented(feature)
+    if method == "GET" and names == {"acl"}:
+        return Operation("GetObjectAcl", bucket, key, "read")
     if names:
         raise not_implemented(f"{method} of an object with ?{','.join(sorted(names))}")
     by_method = {"PUT": ("PutObject", "write"), "GET": ("GetObject", "read"), "HEAD": ("HeadObject", "read")}
@@ -65,8 +67,9 @@ def route(method: str, raw_path: str, params: Sequence[tuple[str, str]], headers
 
 
 def _bucket_operation(method: str, bucket: str, names: set[str], params: dict[str, str]) -> Operation:
-    if method == "GET" and names == {"location"}:
-        return Operation("GetBucketLocation", bucket, None, "read")
+    readers = {"location": "GetBucketLocation", "versioning": "GetBucketVersioning", "acl": "GetBucketAcl"}
+    if method == "GET" and len(names) == 1 and next(iter(names)) in readers:
+        return Operation(readers[next(iter(names))], bucket, None, "read")
     if method == "GET" and names <= _LISTING:
         if params.get("list-type") != "2":
             raise not_implemented("ListObjects (v1): use ListObjectsV2")

@@ -12,6 +12,7 @@ from blobstore.s3.errors import S3Error
 
 NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 CONTENT_TYPE = "application/xml"
+_XSI = "http://www.w3.org/2001/XMLSchema-instance"
 
 
 def _document(root: ET.Element) -> bytes:
@@ -83,9 +84,7 @@ def delete_result(deleted: Sequence[str], errors: Sequence[tuple[str, str, str]]
 def list_buckets(owner: str, buckets: Sequence[tuple[str, datetime]]) -> bytes:
     """A ``ListAllMyBucketsResult``: the owner (the tenant) and its buckets with their creation dates."""
     root = ET.Element("ListAllMyBucketsResult", xmlns=NAMESPACE)
-    owner_element = _child(root, "Owner")
-    _child(owner_element, "ID", owner)
-    _child(owner_element, "DisplayName", owner)
+    _person(_child(root, "Owner"), owner)
     listed = _child(root, "Buckets")
     for name, created in buckets:
         bucket = _child(listed, "Bucket")
@@ -100,6 +99,26 @@ def location(region: str) -> bytes:
     if region != "us-east-1":
         root.text = region
     return _document(root)
+
+
+def versioning() -> bytes:
+    """A ``VersioningConfiguration`` of a bucket whose versioning was never enabled: empty."""
+    return _document(ET.Element("VersioningConfiguration", xmlns=NAMESPACE))
+
+
+def private_acl(owner: str) -> bytes:
+    """An ``AccessControlPolicy`` granting the owner (the tenant) FULL_CONTROL and nobody anything else."""
+    root = ET.Element("AccessControlPolicy", xmlns=NAMESPACE)
+    _person(_child(root, "Owner"), owner)
+    grant = _child(_child(root, "AccessControlList"), "Grant")
+    _person(ET.SubElement(grant, "Grantee", {"xmlns:xsi": _XSI, "xsi:type": "CanonicalUser"}), owner)
+    _child(grant, "Permission", "FULL_CONTROL")
+    return _document(root)
+
+
+def _person(parent: ET.Element, owner: str) -> None:
+    _child(parent, "ID", owner)
+    _child(parent, "DisplayName", owner)
 
 
 def list_objects_v2(

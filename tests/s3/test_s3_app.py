@@ -62,8 +62,8 @@ def test_an_anonymous_request_is_access_denied_in_s3_xml(url: str) -> None:
     [
         ("POST", "/bucket/key?restore"),
         ("POST", "/bucket/key?uploads"),
-        ("GET", "/bucket?versioning"),
-        ("GET", "/bucket?acl"),
+        ("GET", "/bucket?policy"),
+        ("PUT", "/bucket?acl"),
         ("GET", "/bucket"),
         ("PUT", "/bucket/key?tagging"),
     ],

@@ -228,7 +228,7 @@ def test_operations_not_implemented_answer_501_in_s3_xml(server: Server) -> None
     s3 = _s3(server)
     s3.create_bucket(Bucket="unsupported")
     assert _code(s3.create_multipart_upload, Bucket="unsupported", Key="k") == "NotImplemented"
-    assert _code(s3.get_bucket_versioning, Bucket="unsupported") == "NotImplemented"
+    assert _code(s3.get_bucket_tagging, Bucket="unsupported") == "NotImplemented"
     assert _code(s3.copy_object, Bucket="unsupported", Key="b", CopySource="unsupported/a") == "NotImplemented"
 
 
@@ -301,3 +301,16 @@ def test_delete_objects_deletes_many_keys_at_once(server: Server) -> None:
     quiet = s3.delete_objects(Bucket="bulk", Delete={"Objects": [{"Key": "b"}], "Quiet": True})
     assert "Deleted" not in quiet
     assert "Contents" not in s3.list_objects_v2(Bucket="bulk")
+
+
+def test_versioning_and_acls_are_answered_truthfully(server: Server) -> None:
+    """Versioning was never enabled; every ACL is private to the tenant; x-amz-acl public-read changes nothing."""
+    s3 = _s3(server)
+    s3.create_bucket(Bucket="acls", ACL="public-read")
+    s3.put_object(Bucket="acls", Key="k", Body=b"x", ACL="public-read")
+    assert "Status" not in s3.get_bucket_versioning(Bucket="acls")
+    for acl in (s3.get_bucket_acl(Bucket="acls"), s3.get_object_acl(Bucket="acls", Key="k")):
+        assert acl["Owner"]["ID"] == "acme"
+        assert [(grant["Grantee"]["ID"], grant["Permission"]) for grant in acl["Grants"]] == [("acme", "FULL_CONTROL")]
+    assert httpx.get(f"{server.s3_url}/acls/k").status_code == 403
+    assert _code(s3.get_object_acl, Bucket="acls", Key="missing") == "NoSuchKey"
