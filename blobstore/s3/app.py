@@ -43,6 +43,7 @@ HANDLERS: dict[str, Callable[[Call], Awaitable[Response]]] = {
     "GetBucketAcl": buckets.get_bucket_acl,
     "ListObjectsV2": buckets.list_objects_v2,
     "PutObject": objects.put_object,
+    "CopyObject": objects.copy_object,
     "GetObject": objects.get_object,
     "HeadObject": objects.head_object,
     "DeleteObject": objects.delete_object,
@@ -112,6 +113,7 @@ async def _answer(request: Request, store: BlobStore, region: str) -> Response:
         body=CheckedBody(
             request.stream(), caller.payload, request.headers.get("content-md5"), request.headers.get("x-amz-trailer")
         ),
+        scopes=caller.key.info.scopes,
     )
     return await HANDLERS[operation.name](call)
 

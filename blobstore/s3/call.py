@@ -22,6 +22,8 @@ class Call:
     params: dict[str, str]
     headers: Headers
     body: CheckedBody
+    #: The scopes of the access key that signed the request.
+    scopes: tuple[str, ...]
 
     @property
     def bucket(self) -> str:

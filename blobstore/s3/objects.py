@@ -1,5 +1,5 @@
-"""Object operations: PutObject, GetObject (whole or one range), HeadObject, DeleteObject, DeleteObjects,
-GetObjectAcl.
+"""Object operations: PutObject, CopyObject, GetObject (whole or one range), HeadObject, DeleteObject,
+DeleteObjects, GetObjectAcl.
 
 Object ``KEY`` of bucket ``B`` is the tenant's native key ``B/KEY`` (blobstore.buckets.key_of): the same
 object through both APIs. The ETag of a PUT is the MD5 of its bytes, computed as they stream in.
@@ -10,6 +10,7 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -21,7 +22,7 @@ from blobstore.model.results import BlobInfo
 from blobstore.s3 import xml
 from blobstore.s3.buckets import existing
 from blobstore.s3.call import Call
-from blobstore.s3.errors import S3Error, translate
+from blobstore.s3.errors import S3Error, not_implemented, translate
 from blobstore.store import MAX_BATCH
 
 META_PREFIX = "x-amz-meta-"
@@ -34,16 +35,59 @@ DIGEST_HEADER = "x-blobstore-digest"
 async def put_object(call: Call) -> Response:
     """PutObject: stream the body into the store (dedup as any put); answer its MD5 ETag."""
     bucket = await existing(call)
-    metadata = {name[len(META_PREFIX) :]: value for name, value in call.headers.items() if name.startswith(META_PREFIX)}
     info = await call.tenant.put(
         buckets.key_of(bucket, call.key),
         call.body,
         content_type=call.headers.get("content-type"),
-        metadata=metadata,
+        metadata=_metadata(call),
     )
     etag = call.body.etag
     await buckets.record_etag(call.store.core, call.tenant.name, info.digest, etag)
     return Response(headers={"ETag": etag})
+
+
+async def copy_object(call: Call) -> Response:
+    """CopyObject: a new reference to the source's bytes, across the tenant's buckets; no bytes move.
+
+    ``x-amz-metadata-directive`` COPY (the default) keeps the source's type and metadata; REPLACE takes the
+    request's. The source is read with the caller's tenant: another tenant's bucket is NoSuchBucket.
+    """
+    if "read" not in call.scopes:
+        raise S3Error("AccessDenied", "this access key lacks the 'read' scope a copy's source needs")
+    bucket = await existing(call)
+    source_bucket, source_key = _copy_source(call.headers["x-amz-copy-source"])
+    if await buckets.find(call.store.core, call.tenant.name, source_bucket) is None:
+        raise S3Error("NoSuchBucket", "the specified bucket does not exist")
+    source = buckets.key_of(source_bucket, source_key)
+    target = buckets.key_of(bucket, call.key)
+    directive = call.headers.get("x-amz-metadata-directive", "COPY").upper()
+    if directive == "COPY":
+        info = await call.tenant.copy(source, target)
+    elif directive == "REPLACE":
+        digest = (await call.tenant.stat(source)).digest
+        info = await call.tenant.put(
+            target, digest=digest, content_type=call.headers.get("content-type"), metadata=_metadata(call)
+        )
+    else:
+        raise S3Error("InvalidArgument", "x-amz-metadata-directive must be COPY or REPLACE")
+    etags = await buckets.etags(call.store.core, call.tenant.name, [info.digest])
+    return Response(xml.copy_result(etags[info.digest], info.created_at), media_type=xml.CONTENT_TYPE)
+
+
+def _copy_source(header: str) -> tuple[str, str]:
+    """(bucket, key) of an ``x-amz-copy-source`` header: ``[/]BUCKET/KEY``, percent-encoded, no version."""
+    path, _, query = header.partition("?")
+    bucket, _, key = unquote(path).removeprefix("/").partition("/")
+    if query and query != "versionId=null":
+        raise not_implemented("copying a version other than null")
+    if not bucket or not key:
+        raise S3Error("InvalidArgument", "x-amz-copy-source must be BUCKET/KEY")
+    return bucket, key
+
+
+def _metadata(call: Call) -> dict[str, str]:
+    """The request's ``x-amz-meta-*`` headers, by name without the prefix."""
+    return {name[len(META_PREFIX) :]: value for name, value in call.headers.items() if name.startswith(META_PREFIX)}
 
 
 async def head_object(call: Call) -> Response:

@@ -22,7 +22,11 @@ _UNSUPPORTED_HEADERS = {
     "if-none-match": "conditional requests",
     "if-modified-since": "conditional requests",
     "if-unmodified-since": "conditional requests",
-    "x-amz-copy-source": "CopyObject",
+    "x-amz-copy-source-if-match": "conditional copies",
+    "x-amz-copy-source-if-none-match": "conditional copies",
+    "x-amz-copy-source-if-modified-since": "conditional copies",
+    "x-amz-copy-source-if-unmodified-since": "conditional copies",
+    "x-amz-copy-source-range": "UploadPartCopy",
 }
 
 
@@ -63,6 +67,8 @@ def route(method: str, raw_path: str, params: Sequence[tuple[str, str]], headers
     if method not in by_method:
         raise S3Error("MethodNotAllowed", f"{method} is not allowed on an object")
     name, scope = by_method[method]
+    if name == "PutObject" and "x-amz-copy-source" in headers:
+        name = "CopyObject"
     return Operation(name, bucket, key, scope)
 
 

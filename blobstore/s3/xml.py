@@ -101,6 +101,14 @@ def location(region: str) -> bytes:
     return _document(root)
 
 
+def copy_result(etag: str, modified: datetime) -> bytes:
+    """A ``CopyObjectResult``: the new object's ETag and LastModified."""
+    root = ET.Element("CopyObjectResult", xmlns=NAMESPACE)
+    _child(root, "ETag", etag)
+    _child(root, "LastModified", timestamp(modified))
+    return _document(root)
+
+
 def versioning() -> bytes:
     """A ``VersioningConfiguration`` of a bucket whose versioning was never enabled: empty."""
     return _document(ET.Element("VersioningConfiguration", xmlns=NAMESPACE))

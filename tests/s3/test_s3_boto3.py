@@ -224,12 +224,12 @@ def test_a_body_that_does_not_match_its_signed_hash_stores_nothing(server: Serve
 
 
 def test_operations_not_implemented_answer_501_in_s3_xml(server: Server) -> None:
-    """Multipart, copy and other operations answer NotImplemented."""
+    """Multipart, tagging and other operations answer NotImplemented."""
     s3 = _s3(server)
     s3.create_bucket(Bucket="unsupported")
     assert _code(s3.create_multipart_upload, Bucket="unsupported", Key="k") == "NotImplemented"
     assert _code(s3.get_bucket_tagging, Bucket="unsupported") == "NotImplemented"
-    assert _code(s3.copy_object, Bucket="unsupported", Key="b", CopySource="unsupported/a") == "NotImplemented"
+    assert _code(s3.get_object_tagging, Bucket="unsupported", Key="a") == "NotImplemented"
 
 
 def test_the_s3_listener_needs_a_single_process(tmp_path: Path) -> None:
@@ -314,3 +314,34 @@ def test_versioning_and_acls_are_answered_truthfully(server: Server) -> None:
         assert [(grant["Grantee"]["ID"], grant["Permission"]) for grant in acl["Grants"]] == [("acme", "FULL_CONTROL")]
     assert httpx.get(f"{server.s3_url}/acls/k").status_code == 403
     assert _code(s3.get_object_acl, Bucket="acls", Key="missing") == "NoSuchKey"
+
+
+def test_copy_object_is_a_new_reference_across_buckets(server: Server) -> None:
+    """CopyObject keeps type and metadata (COPY) or takes new ones (REPLACE); no new blob; another tenant's
+    source bucket is NoSuchBucket."""
+    s3 = _s3(server)
+    s3.create_bucket(Bucket="copy-from")
+    s3.create_bucket(Bucket="copy-to")
+    data = b"copied bytes " * 100
+    put = s3.put_object(Bucket="copy-from", Key="src", Body=data, ContentType="text/plain", Metadata={"a": "1"})
+    copied = s3.copy_object(Bucket="copy-to", Key="dst", CopySource={"Bucket": "copy-from", "Key": "src"})
+    assert copied["CopyObjectResult"]["ETag"] == put["ETag"]
+    head = s3.head_object(Bucket="copy-to", Key="dst")
+    assert (head["ContentType"], head["Metadata"], head["ETag"]) == ("text/plain", {"a": "1"}, put["ETag"])
+    s3.copy_object(
+        Bucket="copy-to",
+        Key="replaced",
+        CopySource="copy-from/src",
+        MetadataDirective="REPLACE",
+        ContentType="application/octet-stream",
+        Metadata={"b": "2"},
+    )
+    replaced = s3.get_object(Bucket="copy-to", Key="replaced")
+    assert (replaced["Body"].read(), replaced["Metadata"]) == (data, {"b": "2"})
+    digest = head["ResponseMetadata"]["HTTPHeaders"]["x-blobstore-digest"]
+    with sqlite3.connect(server.home / "blobstore.db") as db:
+        assert db.execute("SELECT count(*) FROM blobs WHERE digest = ?", (digest,)).fetchone() == (1,)
+    globex = _s3(server, "globex")
+    globex.create_bucket(Bucket="globex-copies")
+    source = {"Bucket": "copy-from", "Key": "src"}
+    assert _code(globex.copy_object, Bucket="globex-copies", Key="stolen", CopySource=source) == "NoSuchBucket"
