@@ -99,3 +99,30 @@ def test_skew_over_fifteen_minutes_is_refused() -> None:
     with pytest.raises(S3Error) as raised:
         sigv4._check_time(signed, datetime(2026, 1, 1, 0, 16, tzinfo=UTC))
     assert raised.value.code == "RequestTimeTooSkewed"
+
+
+@pytest.mark.parametrize("expires", ["0", "604801", "soon"])
+def test_presigned_expiry_must_be_one_second_to_seven_days(expires: str) -> None:
+    """X-Amz-Expires outside 1..604800 seconds is refused before any lookup."""
+    params = [
+        ("X-Amz-Algorithm", "AWS4-HMAC-SHA256"),
+        ("X-Amz-Credential", "K/20260101/us-east-1/s3/aws4_request"),
+        ("X-Amz-Date", "20260101T000000Z"),
+        ("X-Amz-Expires", expires),
+        ("X-Amz-SignedHeaders", "host"),
+        ("X-Amz-Signature", "0" * 64),
+    ]
+    with pytest.raises(S3Error) as raised:
+        sigv4.read_signature(params, [])
+    assert raised.value.code == "AuthorizationQueryParametersError"
+
+
+def test_an_expired_presigned_url_is_access_denied() -> None:
+    """A presigned URL used after its expiry is AccessDenied."""
+    signed = sigv4.Signed(
+        "K", "20260101", "us-east-1", "s3", "host", "0" * 64, "20260101T000000Z", "UNSIGNED-PAYLOAD", 60
+    )
+    sigv4._check_time(signed, datetime(2026, 1, 1, 0, 0, 59, tzinfo=UTC))
+    with pytest.raises(S3Error) as raised:
+        sigv4._check_time(signed, datetime(2026, 1, 1, 0, 1, 1, tzinfo=UTC))
+    assert raised.value.code == "AccessDenied"
