@@ -41,6 +41,7 @@ HANDLERS: dict[str, Callable[[Call], Awaitable[Response]]] = {
     "GetBucketLocation": buckets.get_bucket_location,
     "GetBucketVersioning": buckets.get_bucket_versioning,
     "GetBucketAcl": buckets.get_bucket_acl,
+    "ListObjects": buckets.list_objects,
     "ListObjectsV2": buckets.list_objects_v2,
     "PutObject": objects.put_object,
     "CopyObject": objects.copy_object,

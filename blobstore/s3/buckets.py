@@ -1,5 +1,5 @@
 """Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation, GetBucketVersioning,
-GetBucketAcl, ListObjectsV2.
+GetBucketAcl, ListObjects (v1) and ListObjectsV2.
 
 Another tenant's bucket answers exactly as a bucket that does not exist (``NoSuchBucket``).
 """
@@ -79,31 +79,44 @@ async def get_bucket_acl(call: Call) -> Response:
 
 
 async def list_objects_v2(call: Call) -> Response:
-    """ListObjectsV2: prefix, delimiter (CommonPrefixes), max-keys, continuation-token, start-after."""
+    """ListObjectsV2: prefix, delimiter (CommonPrefixes), max-keys, continuation-token, start-after, encoding-type."""
+    token, start_after = call.params.get("continuation-token"), call.params.get("start-after")
+    after = _decode_token(token) if token is not None else start_after or None
+    listing, cursor = await _page(call, after)
+    next_token = _encode_token(cursor) if listing.truncated and cursor is not None else None
+    body = xml.list_objects_v2(listing, continuation_token=token, next_token=next_token, start_after=start_after)
+    return Response(body, media_type=xml.CONTENT_TYPE)
+
+
+async def list_objects(call: Call) -> Response:
+    """ListObjects (v1): prefix, delimiter (CommonPrefixes), max-keys, marker, encoding-type."""
+    marker = call.params.get("marker", "")
+    listing, cursor = await _page(call, marker or None)
+    next_marker = cursor if listing.truncated else None
+    return Response(xml.list_objects_v1(listing, marker=marker, next_marker=next_marker), media_type=xml.CONTENT_TYPE)
+
+
+async def _page(call: Call, after: str | None) -> tuple[xml.Listing, str | None]:
+    """The page of the request's bucket listing after ``after``, and the cursor to continue from."""
     bucket = await existing(call)
-    params = call.params
-    encoding = params.get("encoding-type")
+    encoding = call.params.get("encoding-type")
     if encoding not in (None, "url"):
         raise S3Error("InvalidArgument", "encoding-type must be url")
-    prefix, delimiter = params.get("prefix", ""), params.get("delimiter") or None
-    max_keys = _max_keys(params.get("max-keys", str(MAX_KEYS)))
-    token, start_after = params.get("continuation-token"), params.get("start-after")
-    after = _decode_token(token) if token is not None else start_after or None
+    prefix, delimiter = call.params.get("prefix", ""), call.params.get("delimiter") or None
+    max_keys = _max_keys(call.params.get("max-keys", str(MAX_KEYS)))
     objects, common, cursor = await _listing(call, f"{bucket}/", prefix, delimiter, after, max_keys)
     etags = await buckets.etags(call.store.core, call.tenant.name, [info.digest for _, info in objects])
-    body = xml.list_objects_v2(
+    listing = xml.Listing(
         bucket=bucket,
         prefix=prefix,
         delimiter=delimiter,
         max_keys=max_keys,
         objects=[(key, info, etags[info.digest]) for key, info in objects],
         common_prefixes=common,
-        continuation_token=token,
-        next_token=None if cursor is None else _encode_token(cursor),
-        start_after=start_after,
+        truncated=cursor is not None,
         url_encoded=encoding == "url",
     )
-    return Response(body, media_type=xml.CONTENT_TYPE)
+    return listing, cursor
 
 
 async def _listing(

@@ -15,7 +15,16 @@ from blobstore.s3.errors import S3Error, not_implemented
 #: Query parameters that never change the operation: presigned-URL fields and boto3's ``x-id``.
 _NEUTRAL = {"x-id"}
 #: The parameters of the listing operations.
-_LISTING = {"list-type", "prefix", "delimiter", "max-keys", "continuation-token", "start-after", "encoding-type"}
+_LISTING = {
+    "list-type",
+    "prefix",
+    "delimiter",
+    "max-keys",
+    "continuation-token",
+    "start-after",
+    "encoding-type",
+    "marker",
+}
 #: Request headers that ask for what this API does not do yet.
 _UNSUPPORTED_HEADERS = {
     "if-match": "conditional requests",
@@ -77,9 +86,7 @@ def _bucket_operation(method: str, bucket: str, names: set[str], params: dict[st
     if method == "GET" and len(names) == 1 and next(iter(names)) in readers:
         return Operation(readers[next(iter(names))], bucket, None, "read")
     if method == "GET" and names <= _LISTING:
-        if params.get("list-type") != "2":
-            raise not_implemented("ListObjects (v1): use ListObjectsV2")
-        return Operation("ListObjectsV2", bucket, None, "read")
+        return Operation("ListObjectsV2" if params.get("list-type") == "2" else "ListObjects", bucket, None, "read")
     if names:
         raise not_implemented(f"{method} of a bucket with ?{','.join(sorted(names))}")
     operations = {

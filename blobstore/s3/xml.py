@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
 from xml.etree import ElementTree as ET
@@ -129,48 +130,66 @@ def _person(parent: ET.Element, owner: str) -> None:
     _child(parent, "DisplayName", owner)
 
 
+@dataclass(frozen=True)
+class Listing:
+    """One page of a bucket listing, as both ListObjects versions show it; ``objects`` are (key in the bucket,
+    info, ETag). With ``url_encoded`` (``encoding-type=url``) every key, prefix and marker is percent-encoded."""
+
+    bucket: str
+    prefix: str
+    delimiter: str | None
+    max_keys: int
+    objects: Sequence[tuple[str, BlobInfo, str]]
+    common_prefixes: Sequence[str]
+    truncated: bool
+    url_encoded: bool
+
+    def name(self, text: str) -> str:
+        return quote(text, safe="/") if self.url_encoded else text
+
+
 def list_objects_v2(
-    *,
-    bucket: str,
-    prefix: str,
-    delimiter: str | None,
-    max_keys: int,
-    objects: Sequence[tuple[str, BlobInfo, str]],
-    common_prefixes: Sequence[str],
-    continuation_token: str | None,
-    next_token: str | None,
-    start_after: str | None,
-    url_encoded: bool,
+    listing: Listing, *, continuation_token: str | None, next_token: str | None, start_after: str | None
 ) -> bytes:
-    """A ``ListBucketResult`` of ListObjectsV2; ``objects`` are (key in the bucket, info, ETag). With
-    ``url_encoded`` (``encoding-type=url``) keys, prefixes, the delimiter and StartAfter are percent-encoded."""
+    """A ``ListBucketResult`` of ListObjectsV2."""
+    fields = [
+        ("KeyCount", str(len(listing.objects) + len(listing.common_prefixes))),
+        ("ContinuationToken", continuation_token),
+        ("NextContinuationToken", next_token),
+        ("StartAfter", None if start_after is None else listing.name(start_after)),
+    ]
+    return _listing_document(listing, fields)
 
-    def name(text: str) -> str:
-        return quote(text, safe="/") if url_encoded else text
 
+def list_objects_v1(listing: Listing, *, marker: str, next_marker: str | None) -> bytes:
+    """A ``ListBucketResult`` of ListObjects (v1)."""
+    fields = [
+        ("Marker", listing.name(marker)),
+        ("NextMarker", None if next_marker is None else listing.name(next_marker)),
+    ]
+    return _listing_document(listing, fields)
+
+
+def _listing_document(listing: Listing, fields: Sequence[tuple[str, str | None]]) -> bytes:
     root = ET.Element("ListBucketResult", xmlns=NAMESPACE)
-    _child(root, "Name", bucket)
-    _child(root, "Prefix", name(prefix))
-    if delimiter is not None:
-        _child(root, "Delimiter", name(delimiter))
-    if url_encoded:
+    _child(root, "Name", listing.bucket)
+    _child(root, "Prefix", listing.name(listing.prefix))
+    if listing.delimiter is not None:
+        _child(root, "Delimiter", listing.name(listing.delimiter))
+    if listing.url_encoded:
         _child(root, "EncodingType", "url")
-    _child(root, "MaxKeys", str(max_keys))
-    _child(root, "KeyCount", str(len(objects) + len(common_prefixes)))
-    _child(root, "IsTruncated", "true" if next_token is not None else "false")
-    if continuation_token is not None:
-        _child(root, "ContinuationToken", continuation_token)
-    if next_token is not None:
-        _child(root, "NextContinuationToken", next_token)
-    if start_after is not None:
-        _child(root, "StartAfter", name(start_after))
-    for key, info, etag in objects:
+    _child(root, "MaxKeys", str(listing.max_keys))
+    _child(root, "IsTruncated", "true" if listing.truncated else "false")
+    for field, text in fields:
+        if text is not None:
+            _child(root, field, text)
+    for key, info, etag in listing.objects:
         content = _child(root, "Contents")
-        _child(content, "Key", name(key))
+        _child(content, "Key", listing.name(key))
         _child(content, "LastModified", timestamp(info.created_at))
         _child(content, "ETag", etag)
         _child(content, "Size", str(info.size))
         _child(content, "StorageClass", "STANDARD")
-    for common in common_prefixes:
-        _child(_child(root, "CommonPrefixes"), "Prefix", name(common))
+    for common in listing.common_prefixes:
+        _child(_child(root, "CommonPrefixes"), "Prefix", listing.name(common))
     return _document(root)

@@ -64,12 +64,12 @@ def test_an_anonymous_request_is_access_denied_in_s3_xml(url: str) -> None:
         ("POST", "/bucket/key?uploads"),
         ("GET", "/bucket?policy"),
         ("PUT", "/bucket?acl"),
-        ("GET", "/bucket"),
+        ("GET", "/bucket?versions"),
         ("PUT", "/bucket/key?tagging"),
     ],
 )
 def test_operations_not_implemented_answer_501_before_authentication(url: str, method: str, path: str) -> None:
-    """Restore, multipart, subresources and ListObjects v1 answer 501 NotImplemented as S3 XML."""
+    """Restore, multipart, versions and other subresources answer 501 NotImplemented as S3 XML."""
     response = httpx.request(method, f"{url}{path}")
     assert response.status_code == 501
     assert _error(response)["Code"] == "NotImplemented"

@@ -128,7 +128,8 @@ def test_objects_are_put_got_headed_and_deleted(server: Server) -> None:
 
 
 def test_list_objects_v2_pages_and_groups_by_delimiter(server: Server) -> None:
-    """Prefix, delimiter with CommonPrefixes, max-keys and continuation tokens, through boto3's paginator."""
+    """Prefix, delimiter with CommonPrefixes, max-keys and continuation tokens (v2) or markers (v1), through
+    boto3's paginators."""
     s3 = _s3(server)
     s3.create_bucket(Bucket="listing")
     keys = ["a.txt", "b/1", "b/2", "c/x/1", "d.txt", "e.txt"]
@@ -141,6 +142,11 @@ def test_list_objects_v2_pages_and_groups_by_delimiter(server: Server) -> None:
     assert [item["Key"] for page in pages for item in page.get("Contents", [])] == keys
     under = s3.list_objects_v2(Bucket="listing", Prefix="b/")
     assert [item["Key"] for item in under["Contents"]] == ["b/1", "b/2"]
+    v1 = s3.get_paginator("list_objects").paginate(Bucket="listing", Delimiter="/", PaginationConfig={"PageSize": 2})
+    pages = list(v1)
+    assert [item["Key"] for page in pages for item in page.get("Contents", [])] == ["a.txt", "d.txt", "e.txt"]
+    assert [common["Prefix"] for page in pages for common in page.get("CommonPrefixes", [])] == ["b/", "c/"]
+    assert [page["IsTruncated"] for page in pages] == [True, True, False]
 
 
 def test_an_object_is_the_native_key_bucket_slash_key(server: Server) -> None:
