@@ -43,6 +43,7 @@ HANDLERS: dict[str, Callable[[Call], Awaitable[Response]]] = {
     "GetBucketAcl": buckets.get_bucket_acl,
     "ListObjects": buckets.list_objects,
     "ListObjectsV2": buckets.list_objects_v2,
+    "ListObjectVersions": buckets.list_object_versions,
     "PutObject": objects.put_object,
     "CopyObject": objects.copy_object,
     "GetObject": objects.get_object,

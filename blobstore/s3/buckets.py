@@ -1,5 +1,5 @@
 """Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation, GetBucketVersioning,
-GetBucketAcl, ListObjects (v1) and ListObjectsV2.
+GetBucketAcl, ListObjects (v1), ListObjectsV2 and ListObjectVersions (every object as version ``null``).
 
 Another tenant's bucket answers exactly as a bucket that does not exist (``NoSuchBucket``).
 """
@@ -94,6 +94,16 @@ async def list_objects(call: Call) -> Response:
     listing, cursor = await _page(call, marker or None)
     next_marker = cursor if listing.truncated else None
     return Response(xml.list_objects_v1(listing, marker=marker, next_marker=next_marker), media_type=xml.CONTENT_TYPE)
+
+
+async def list_object_versions(call: Call) -> Response:
+    """ListObjectVersions of a bucket that never had versioning: every object once, version ``null``, paged by
+    ``key-marker`` (each key has one version, so the listing goes on after it)."""
+    marker = call.params.get("key-marker", "")
+    listing, cursor = await _page(call, marker or None)
+    next_marker = cursor if listing.truncated else None
+    body = xml.list_object_versions(listing, key_marker=marker, next_key_marker=next_marker)
+    return Response(body, media_type=xml.CONTENT_TYPE)
 
 
 async def _page(call: Call, after: str | None) -> tuple[xml.Listing, str | None]:

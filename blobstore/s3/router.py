@@ -85,6 +85,8 @@ def _bucket_operation(method: str, bucket: str, names: set[str], params: dict[st
     readers = {"location": "GetBucketLocation", "versioning": "GetBucketVersioning", "acl": "GetBucketAcl"}
     if method == "GET" and len(names) == 1 and next(iter(names)) in readers:
         return Operation(readers[next(iter(names))], bucket, None, "read")
+    if method == "GET" and "versions" in names and names <= _LISTING | {"versions", "key-marker", "version-id-marker"}:
+        return Operation("ListObjectVersions", bucket, None, "read")
     if method == "GET" and names <= _LISTING:
         return Operation("ListObjectsV2" if params.get("list-type") == "2" else "ListObjects", bucket, None, "read")
     if names:

@@ -170,8 +170,26 @@ def list_objects_v1(listing: Listing, *, marker: str, next_marker: str | None) -
     return _listing_document(listing, fields)
 
 
-def _listing_document(listing: Listing, fields: Sequence[tuple[str, str | None]]) -> bytes:
-    root = ET.Element("ListBucketResult", xmlns=NAMESPACE)
+def list_object_versions(listing: Listing, *, key_marker: str, next_key_marker: str | None) -> bytes:
+    """A ``ListVersionsResult`` of a bucket without versioning: every object as its one version, ``null``."""
+    fields = [
+        ("KeyMarker", listing.name(key_marker)),
+        ("VersionIdMarker", ""),
+        ("NextKeyMarker", None if next_key_marker is None else listing.name(next_key_marker)),
+        ("NextVersionIdMarker", None if next_key_marker is None else "null"),
+    ]
+    return _listing_document(listing, fields, root_name="ListVersionsResult", entry="Version")
+
+
+def _listing_document(
+    listing: Listing,
+    fields: Sequence[tuple[str, str | None]],
+    *,
+    root_name: str = "ListBucketResult",
+    entry: str = "Contents",
+) -> bytes:
+    """The listing document; each object an ``entry`` element (``Version`` ones also say ``null`` and latest)."""
+    root = ET.Element(root_name, xmlns=NAMESPACE)
     _child(root, "Name", listing.bucket)
     _child(root, "Prefix", listing.name(listing.prefix))
     if listing.delimiter is not None:
@@ -184,8 +202,11 @@ def _listing_document(listing: Listing, fields: Sequence[tuple[str, str | None]]
         if text is not None:
             _child(root, field, text)
     for key, info, etag in listing.objects:
-        content = _child(root, "Contents")
+        content = _child(root, entry)
         _child(content, "Key", listing.name(key))
+        if entry == "Version":
+            _child(content, "VersionId", "null")
+            _child(content, "IsLatest", "true")
         _child(content, "LastModified", timestamp(info.created_at))
         _child(content, "ETag", etag)
         _child(content, "Size", str(info.size))

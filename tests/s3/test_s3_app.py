@@ -64,7 +64,7 @@ def test_an_anonymous_request_is_access_denied_in_s3_xml(url: str) -> None:
         ("POST", "/bucket/key?uploads"),
         ("GET", "/bucket?policy"),
         ("PUT", "/bucket?acl"),
-        ("GET", "/bucket?versions"),
+        ("GET", "/bucket?policy&versions"),
         ("PUT", "/bucket/key?tagging"),
     ],
 )

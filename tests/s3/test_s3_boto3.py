@@ -147,6 +147,11 @@ def test_list_objects_v2_pages_and_groups_by_delimiter(server: Server) -> None:
     assert [item["Key"] for page in pages for item in page.get("Contents", [])] == ["a.txt", "d.txt", "e.txt"]
     assert [common["Prefix"] for page in pages for common in page.get("CommonPrefixes", [])] == ["b/", "c/"]
     assert [page["IsTruncated"] for page in pages] == [True, True, False]
+    versions = s3.get_paginator("list_object_versions").paginate(Bucket="listing", PaginationConfig={"PageSize": 4})
+    listed = [
+        (item["Key"], item["VersionId"], item["IsLatest"]) for page in versions for item in page.get("Versions", [])
+    ]
+    assert listed == [(key, "null", True) for key in keys]
 
 
 def test_an_object_is_the_native_key_bucket_slash_key(server: Server) -> None:
