@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from blobstore.core.config import Settings
 from blobstore.core.context import Clock, utc_now
-from blobstore.s3 import buckets, objects, router, sigv4, xml
+from blobstore.s3 import buckets, objects, router, sigv2, sigv4, xml
 from blobstore.s3.call import Call
 from blobstore.s3.errors import S3Error, translate
 from blobstore.s3.payload import CheckedBody
@@ -100,9 +100,19 @@ async def _answer(request: Request, store: BlobStore, region: str) -> Response:
     params = sigv4.parse_query(request.scope["query_string"].decode("latin-1"))
     operation = router.route(request.method, raw_path, params, request.headers)
     headers = [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in request.scope["headers"]]
-    caller = await sigv4.authenticate(
-        store.core, region, method=request.method, raw_path=raw_path, params=params, headers=headers
-    )
+    if sigv2.is_presigned(params):
+        caller = await sigv2.authenticate(
+            store.core,
+            method=request.method,
+            raw_path=raw_path,
+            raw_query=request.scope["query_string"].decode("latin-1"),
+            params=params,
+            headers=headers,
+        )
+    else:
+        caller = await sigv4.authenticate(
+            store.core, region, method=request.method, raw_path=raw_path, params=params, headers=headers
+        )
     if operation.scope not in caller.key.info.scopes:
         raise S3Error("AccessDenied", f"this access key lacks the {operation.scope!r} scope")
     call = Call(

@@ -12,8 +12,9 @@ from urllib.parse import unquote
 
 from blobstore.s3.errors import S3Error, not_implemented
 
-#: Query parameters that never change the operation: presigned-URL fields and boto3's ``x-id``.
-_NEUTRAL = {"x-id"}
+#: Query parameters that never change the operation: presigned-URL fields (SigV2 here, SigV4's X-Amz-*) and
+#: boto3's ``x-id``.
+_NEUTRAL = {"x-id", "AWSAccessKeyId", "Expires", "Signature"}
 #: The parameters of the listing operations.
 _LISTING = {
     "list-type",

@@ -356,3 +356,20 @@ def test_copy_object_is_a_new_reference_across_buckets(server: Server) -> None:
     globex.create_bucket(Bucket="globex-copies")
     source = {"Bucket": "copy-from", "Key": "src"}
     assert _code(globex.copy_object, Bucket="globex-copies", Key="stolen", CopySource=source) == "NoSuchBucket"
+
+
+def test_presigned_sigv2_urls_of_boto3s_default_work_until_tampered_or_expired(server: Server) -> None:
+    """boto3's default generate_presigned_url (SigV2 in us-east-1) works for GET and PUT with a plain client;
+    a changed key is SignatureDoesNotMatch, an expired URL AccessDenied."""
+    s3 = _s3(server)
+    s3.create_bucket(Bucket="presigned-v2")
+    put_url = s3.generate_presigned_url("put_object", Params={"Bucket": "presigned-v2", "Key": "up.txt"}, ExpiresIn=60)
+    assert "Signature=" in put_url
+    assert "X-Amz-Signature" not in put_url
+    assert httpx.put(put_url, content=b"uploaded").status_code == 200
+    get_url = s3.generate_presigned_url("get_object", Params={"Bucket": "presigned-v2", "Key": "up.txt"}, ExpiresIn=60)
+    assert httpx.get(get_url).content == b"uploaded"
+    tampered = httpx.get(get_url.replace("up.txt", "other.txt"))
+    assert b"<Code>SignatureDoesNotMatch</Code>" in tampered.content
+    expired = s3.generate_presigned_url("get_object", Params={"Bucket": "presigned-v2", "Key": "up.txt"}, ExpiresIn=-10)
+    assert b"<Code>AccessDenied</Code>" in httpx.get(expired).content
