@@ -8,7 +8,8 @@ object through both APIs. The ETag of a PUT is the MD5 of its bytes, computed as
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from email.utils import format_datetime
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -91,10 +92,11 @@ def _metadata(call: Call) -> dict[str, str]:
 
 
 async def head_object(call: Call) -> Response:
-    """HeadObject: the object's headers, no body."""
+    """HeadObject: the object's headers, no body (304 or 412 under the conditional headers, as GET)."""
     bucket = await existing(call)
     info = await call.tenant.stat(buckets.key_of(bucket, call.key))
-    return Response(headers=await _headers(call, info))
+    headers = await _headers(call, info)
+    return _unmet(call, info, headers["ETag"]) or Response(headers=headers)
 
 
 async def get_object(call: Call) -> Response:
@@ -110,6 +112,10 @@ async def get_object(call: Call) -> Response:
     try:
         stream = await stack.enter_async_context(call.tenant.open(key, byte_range=requested))
         headers = await _headers(call, stream.info)
+        unmet = _unmet(call, stream.info, headers["ETag"])
+        if unmet is not None:
+            await stack.aclose()
+            return unmet
         status = 200
         if requested is not None:
             first, last = ByteRange(requested[0], requested[1]).resolve(stream.info.size)
@@ -120,6 +126,47 @@ async def get_object(call: Call) -> Response:
         await stack.aclose()
         raise
     return _ClosingResponse(aiter(stream), stack, status_code=status, headers=headers)
+
+
+def _unmet(call: Call, info: BlobInfo, etag: str) -> Response | None:
+    """The answer when a conditional header of a GET or HEAD is not met, by S3's rules; None when all are.
+
+    ``If-Match`` (else 412) takes precedence over ``If-Unmodified-Since`` (else 412); ``If-None-Match``
+    (else 304) over ``If-Modified-Since`` (else 304). Dates compare to the second.
+    """
+    modified = info.created_at.replace(microsecond=0)
+    if_match, if_none_match = call.headers.get("if-match"), call.headers.get("if-none-match")
+    if if_match is not None:
+        if not _tag_matches(if_match, etag):
+            raise S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
+    elif (since := _date(call.headers.get("if-unmodified-since"))) is not None and modified > since:
+        raise S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
+    if if_none_match is not None:
+        unchanged = _tag_matches(if_none_match, etag)
+    else:
+        since = _date(call.headers.get("if-modified-since"))
+        unchanged = since is not None and modified <= since
+    if unchanged:
+        return Response(
+            status_code=304, headers={"ETag": etag, "Last-Modified": format_datetime(modified, usegmt=True)}
+        )
+    return None
+
+
+def _tag_matches(header: str, etag: str) -> bool:
+    tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    return "*" in tags or etag in tags or etag.strip('"') in tags
+
+
+def _date(header: str | None) -> datetime | None:
+    """An HTTP date; None for none or one that does not parse (ignored, as S3 does)."""
+    if header is None:
+        return None
+    try:
+        moment = parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 async def delete_object(call: Call) -> Response:

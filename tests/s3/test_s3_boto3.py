@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -373,3 +374,22 @@ def test_presigned_sigv2_urls_of_boto3s_default_work_until_tampered_or_expired(s
     assert b"<Code>SignatureDoesNotMatch</Code>" in tampered.content
     expired = s3.generate_presigned_url("get_object", Params={"Bucket": "presigned-v2", "Key": "up.txt"}, ExpiresIn=-10)
     assert b"<Code>AccessDenied</Code>" in httpx.get(expired).content
+
+
+def test_conditional_get_and_head_follow_s3s_rules(server: Server) -> None:
+    """If-Match (412 when it fails), If-None-Match (304 when it matches), If-Modified-Since and
+    If-Unmodified-Since on GET and HEAD; a conditional PUT still answers 501."""
+    s3 = _s3(server)
+    s3.create_bucket(Bucket="conditions")
+    etag = s3.put_object(Bucket="conditions", Key="k", Body=b"v1")["ETag"]
+    modified = s3.head_object(Bucket="conditions", Key="k")["LastModified"]
+    before, after = modified - timedelta(hours=1), modified + timedelta(hours=1)
+    assert s3.get_object(Bucket="conditions", Key="k", IfMatch=etag)["Body"].read() == b"v1"
+    assert _code(s3.get_object, Bucket="conditions", Key="k", IfMatch='"other"') == "PreconditionFailed"
+    assert _code(s3.get_object, Bucket="conditions", Key="k", IfNoneMatch=etag) == "304"
+    assert _code(s3.head_object, Bucket="conditions", Key="k", IfNoneMatch=etag) == "304"
+    assert _code(s3.get_object, Bucket="conditions", Key="k", IfModifiedSince=after) == "304"
+    assert s3.get_object(Bucket="conditions", Key="k", IfModifiedSince=before)["Body"].read() == b"v1"
+    assert _code(s3.head_object, Bucket="conditions", Key="k", IfUnmodifiedSince=before) == "412"
+    assert s3.get_object(Bucket="conditions", Key="k", IfMatch=etag, IfUnmodifiedSince=before)["ETag"] == etag
+    assert _code(s3.put_object, Bucket="conditions", Key="k", Body=b"v2", IfNoneMatch="*") == "NotImplemented"
