@@ -1,4 +1,4 @@
-"""Secrets the database keeps (URL signing keys; the S3 API's secret keys to come), sealed with a key it lacks.
+"""Secrets the database keeps (URL signing keys, the S3 API's secret access keys), sealed with a key it lacks.
 
 A copy of the database alone (a dump, a backup, a stolen file) holds no usable
 secret. The sealing key is derived (HKDF-SHA256) from ``BLOBSTORE_SECRET_KEY``,

@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from blobstore.errors import InvalidInput, NotFound, Unauthorized
 from blobstore.model.keys import validate_tenant
@@ -39,9 +39,29 @@ _ID = re.compile(r"[0-9a-f]{16}")
 _DUMMY_HASH = hashlib.sha256(b"no such token").hexdigest()
 
 
+class CredentialRow(Protocol):
+    """A stored credential's public fields: a row of ``tokens`` or of ``access_keys``."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def scopes(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+    @property
+    def revoked_at(self) -> datetime | None: ...
+
+
 @dataclass(frozen=True)
 class TokenInfo:
-    """A token as ``token ls`` shows it: everything but the secret."""
+    """A credential (an API token, or an S3 access key of blobstore.auth.access_keys) as ``ls`` shows it:
+    everything but the secret."""
 
     id: str
     tenant: str
@@ -72,7 +92,7 @@ class TokenInfo:
         }
 
     @classmethod
-    def from_row(cls, row: db.TokenRow) -> TokenInfo:
+    def from_row(cls, row: CredentialRow) -> TokenInfo:
         return cls(
             row.id, row.tenant, row.name, tuple(row.scopes.split(",")), row.created_at, row.expires_at, row.revoked_at
         )
@@ -91,13 +111,31 @@ def tenant_of(token: str) -> str:
     return _parse(token)[0]
 
 
-def validate_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
-    """The scopes in canonical order, without repeats; InvalidInput for an unknown or empty set."""
+def validate_scopes(scopes: Iterable[str], allowed: tuple[str, ...] = SCOPES) -> tuple[str, ...]:
+    """The scopes in the canonical order of ``allowed``, without repeats; InvalidInput for an unknown or empty set."""
     wanted = set(scopes)
-    unknown = wanted - set(SCOPES)
+    unknown = wanted - set(allowed)
     if unknown or not wanted:
-        raise InvalidInput(f"scopes must be some of {', '.join(SCOPES)}; got {', '.join(sorted(wanted)) or 'none'}")
-    return tuple(scope for scope in SCOPES if scope in wanted)
+        raise InvalidInput(f"scopes must be some of {', '.join(allowed)}; got {', '.join(sorted(wanted)) or 'none'}")
+    return tuple(scope for scope in allowed if scope in wanted)
+
+
+def validate_new(
+    tenant: str,
+    scopes: Iterable[str],
+    expires_in: timedelta | None,
+    name: str | None,
+    *,
+    allowed: tuple[str, ...] = SCOPES,
+) -> tuple[str, ...]:
+    """Check what a new credential is made of; its scopes in canonical order (InvalidInput, InvalidTenant otherwise)."""
+    validate_tenant(tenant)
+    granted = validate_scopes(scopes, allowed)
+    if expires_in is not None and expires_in <= timedelta(0):
+        raise InvalidInput("a credential's lifetime must be positive")
+    if name is not None and (not 0 < len(name) <= 255 or not name.isprintable()):
+        raise InvalidInput("a credential's name must be 1-255 printable characters")
+    return granted
 
 
 async def create(
@@ -111,12 +149,7 @@ async def create(
     """Create a token for ``tenant``; the returned secret is not stored and cannot be shown again."""
     from blobstore.db import tokens as db
 
-    validate_tenant(tenant)
-    granted = validate_scopes(scopes)
-    if expires_in is not None and expires_in <= timedelta(0):
-        raise InvalidInput("a token's lifetime must be positive")
-    if name is not None and (not 0 < len(name) <= 255 or not name.isprintable()):
-        raise InvalidInput("a token's name must be 1-255 printable characters")
+    granted = validate_new(tenant, scopes, expires_in, name)
     now = core.clock()
     token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
     row = db.TokenRow(

@@ -7,11 +7,22 @@ Commands appear in ``blobstore --help`` in this order.
 
 from types import ModuleType
 
-from blobstore.cli import db, maintenance, objects, report, serve, signing_key, tenant, token, transfer
+from blobstore.cli import access_key, db, maintenance, objects, report, serve, signing_key, tenant, token, transfer
 from blobstore.cli.app import cli
 
 #: The modules whose ``COMMANDS`` make up ``blobstore``; gc, fsck, report and tenant modules go here too.
-COMMAND_MODULES: list[ModuleType] = [objects, transfer, maintenance, report, tenant, token, signing_key, serve, db]
+COMMAND_MODULES: list[ModuleType] = [
+    objects,
+    transfer,
+    maintenance,
+    report,
+    tenant,
+    token,
+    access_key,
+    signing_key,
+    serve,
+    db,
+]
 
 for _module in COMMAND_MODULES:
     for _command in _module.COMMANDS:

@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,7 +23,9 @@ MAX_CONNECTIONS = 1000
 #: connection is always closed by the client side, never under a request the client just sent.
 KEEP_ALIVE_SECONDS = 75
 
-if TYPE_CHECKING:  # the store loads when the command runs, not for --help
+if TYPE_CHECKING:  # the store and the server stack load when the command runs, not for --help
+    import uvicorn
+
     from blobstore.store import BlobStore
 
 
@@ -92,6 +94,15 @@ if TYPE_CHECKING:  # the store loads when the command runs, not for --help
     help="Serve HTML, SVG, XML and JavaScript objects inline, not as attachments: only when this server has an "
     "origin (scheme, host and port) of its own, shared with no other app.",
 )
+@click.option(
+    "--s3-port",
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
+    help="Also serve the S3 API on this port, in the same process (docs/s3-api.md; needs --workers 1 for now).",
+)
+@click.option(
+    "--s3-region", default="us-east-1", show_default=True, metavar="REGION", help="The region S3 clients sign for."
+)
 @common_options
 def serve(
     host: str,
@@ -106,6 +117,8 @@ def serve(
     metrics_port: int | None,
     metrics_host: str,
     inline_active_content: bool,
+    s3_port: int | None,
+    s3_region: str,
 ) -> None:
     """Serve the store over HTTP, to clients in any language.
 
@@ -118,9 +131,12 @@ def serve(
     """
     import uvicorn  # only this command needs the server stack
 
+    from blobstore.s3.app import REGION
     from blobstore.server import access, connections, metrics
     from blobstore.server.app import BODY_TIMEOUT, CORS_ORIGINS, GC_INTERVAL, INLINE_ACTIVE_CONTENT
 
+    if s3_port is not None and workers != 1:
+        raise ConfigurationError("--s3-port serves from one process for now: use it with --workers 1")
     settings = options().settings()
 
     async def check(_store: BlobStore) -> None:
@@ -134,6 +150,7 @@ def serve(
     os.environ[BODY_TIMEOUT] = repr(body_timeout)
     os.environ[INLINE_ACTIVE_CONTENT] = "1" if inline_active_content else ""
     os.environ[connections.HEADER_TIMEOUT] = repr(header_timeout)
+    os.environ[REGION] = s3_region
     connections.raise_open_files_limit()
     with contextlib.ExitStack() as stack:
         stack.enter_context(_metrics_directory(workers))
@@ -144,21 +161,40 @@ def serve(
                 raise ConfigurationError(
                     f"--metrics-port: cannot listen on {metrics_host}:{metrics_port}: {exc}"
                 ) from exc
-        uvicorn.run(
-            "blobstore.server.app:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="info",
-            log_config=access.log_config(),
-            access_log=False,
-            timeout_graceful_shutdown=shutdown_timeout,
-            timeout_keep_alive=KEEP_ALIVE_SECONDS,
-            http=connections.PROTOCOL,
-            limit_concurrency=max_connections,
-            server_header=False,
-        )
+        common: dict[str, Any] = {
+            "factory": True,
+            "host": host,
+            "log_level": "info",
+            "log_config": access.log_config(),
+            "access_log": False,
+            "timeout_graceful_shutdown": shutdown_timeout,
+            "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+            "http": connections.PROTOCOL,
+            "limit_concurrency": max_connections,
+            "server_header": False,
+        }
+        if s3_port is None:
+            uvicorn.run("blobstore.server.app:app_from_env", port=port, workers=workers, **common)
+            return
+        native = uvicorn.Config("blobstore.server.app:app_from_env", port=port, **common)
+        s3 = uvicorn.Config("blobstore.s3.app:app_from_env", port=s3_port, **common)
+        import asyncio  # not for --help
+
+        asyncio.run(_serve_beside(uvicorn.Server(native), uvicorn.Server(s3)))
+
+
+async def _serve_beside(main: uvicorn.Server, beside: uvicorn.Server) -> None:
+    """Run two uvicorn servers in this event loop until either stops (a signal stops the one whose handler came
+    last, and so both; a port already taken stops both)."""
+    import asyncio
+
+    task = asyncio.create_task(beside.serve())
+    task.add_done_callback(lambda _: setattr(main, "should_exit", True))
+    try:
+        await main.serve()
+    finally:
+        beside.should_exit = True
+        await task
 
 
 @contextlib.contextmanager

@@ -175,4 +175,46 @@ class SigningKey(Base):
     superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class AccessKey(Base):
+    """An S3 access key of one tenant (see blobstore.auth.access_keys).
+
+    SigV4 needs the plain secret on the server, so it is sealed (blobstore.auth.sealing), never hashed: the
+    database alone holds no usable secret.
+    """
+
+    __tablename__ = "access_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(63), index=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    scopes: Mapped[str] = mapped_column(String(64))
+    sealed_secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Bucket(Base):
+    """An S3 bucket of one tenant: its objects are the tenant's keys under ``<name>/`` (see blobstore.buckets).
+
+    Names are unique per tenant, not per store: two tenants may each own a bucket ``uploads``.
+    """
+
+    __tablename__ = "buckets"
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ETag(Base):
+    """The MD5 of bytes a tenant wrote through the S3 API, by BLAKE3 digest: the ETag S3 clients expect.
+
+    Per tenant, so whether another tenant wrote the same bytes through S3 never shows in a tenant's ETags.
+    """
+
+    __tablename__ = "etags"
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    md5: Mapped[str] = mapped_column(String(32))
+
+
 tables = Base.metadata.tables

@@ -11,6 +11,8 @@ from blobstore.errors import InvalidInput, InvalidKey, InvalidTenant
 MAX_KEY_BYTES = 1024
 _TENANT = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+#: S3's bucket naming rules: 3-63 of a-z 0-9 . -, a letter or digit at each end, no "..", not an IPv4 address.
+_BUCKET = re.compile(r"(?!\d+\.\d+\.\d+\.\d+$)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 #: Characters no key, prefix or metadata may hold: C0/C1 controls, DEL, the bidirectional controls
 #: (which make ``ls`` print one name as another), line/paragraph separators and lone surrogates.
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]")
@@ -41,6 +43,16 @@ def validate_tenant(name: object) -> str:
     if not isinstance(name, str) or not _TENANT.fullmatch(name):
         raise InvalidTenant(
             f"invalid tenant {name!r}: use 1-63 characters of a-z 0-9 - _ . starting with a letter or digit"
+        )
+    return name
+
+
+def validate_bucket(name: object) -> str:
+    """Return ``name`` if it follows S3's bucket naming rules (see :data:`_BUCKET`), else raise InvalidInput."""
+    if not isinstance(name, str) or not _BUCKET.fullmatch(name):
+        raise InvalidInput(
+            f"invalid bucket name {name!r}: use 3-63 characters of a-z 0-9 . - starting and ending with a letter "
+            "or digit, without '..', not an IP address"
         )
     return name
 

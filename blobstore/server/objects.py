@@ -19,13 +19,13 @@ from starlette.types import Receive, Scope, Send
 from blobstore import wire
 from blobstore.accounting.quotas import Allowance
 from blobstore.errors import InvalidInput, NotFound, RangeNotSatisfiable
+from blobstore.model.ranges import ByteRange, parse_range
 from blobstore.model.results import BlobInfo, Page
 from blobstore.server import metrics
 from blobstore.server.auth import Deleter, Reader, SignedReader, SignedWriter, Writer
 from blobstore.server.conditions import IfMatch, IfUnmodifiedSince, write_conditions
 from blobstore.server.keypath import ObjectKey
 from blobstore.server.problems import error_responses
-from blobstore.server.ranges import ByteRange, parse_range
 from blobstore.server.schemas import CopyRequest, ObjectInfo, ObjectPage, json_body_openapi, parse_json
 from blobstore.store import MAX_LIST_LIMIT, BlobStream, Tenant
 

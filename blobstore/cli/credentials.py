@@ -1,0 +1,89 @@
+"""What the credential commands (``token``, ``access-key``) share: their options and their listing."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from blobstore.auth import tokens
+from blobstore.cli import output
+from blobstore.cli.app import options
+
+if TYPE_CHECKING:
+    from blobstore.auth.tokens import TokenInfo
+
+_DURATION = re.compile(r"([1-9][0-9]{0,6})([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class Duration(click.ParamType[timedelta]):
+    """A lifetime such as 3600s, 90m, 12h, 30d or 2w."""
+
+    name = "duration"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        match = _DURATION.fullmatch(str(value).strip())
+        if match is None:
+            self.fail(f"{value!r} is not a duration: use e.g. 3600s, 90m, 12h, 30d, 2w", param, ctx)
+        return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def new_credential_options(allowed: tuple[str, ...], default: Sequence[str]) -> Callable[[Any], Any]:
+    """``--scope LIST`` (some of ``allowed``), ``--expires DURATION`` and ``--name NAME``, for a create command."""
+
+    def scopes(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
+        return tokens.validate_scopes((part.strip() for part in value.split(",") if part.strip()), allowed)
+
+    def decorate(command: Any) -> Any:
+        for option in reversed(
+            (
+                click.option(
+                    "--scope",
+                    "scopes",
+                    default=",".join(default),
+                    show_default=True,
+                    callback=scopes,
+                    metavar="LIST",
+                    help=f"Comma-separated scopes, from {','.join(allowed)}.",
+                ),
+                click.option(
+                    "--expires", type=Duration(), metavar="DURATION", help="Lifetime, e.g. 30d, 12h (default: never)."
+                ),
+                click.option("--name", metavar="NAME", help="A note to recognise it by in `ls`."),
+            )
+        ):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def echo_credentials(found: Sequence[TokenInfo]) -> None:
+    """Print credentials as ``ls`` does: JSON with --json, else a table (never a secret)."""
+    if options().json:
+        output.echo_json([info.to_dict() for info in found])
+        return
+    now = datetime.now(UTC)
+    rows = [("ID", "TENANT", "SCOPES", "CREATED", "EXPIRES", "STATUS", "NAME")]
+    for info in found:
+        status = "revoked" if info.revoked_at is not None else "active" if info.active(now) else "expired"
+        rows.append(
+            (
+                info.id,
+                info.tenant,
+                ",".join(info.scopes),
+                output.time_text(info.created_at),
+                "-" if info.expires_at is None else output.time_text(info.expires_at),
+                status,
+                info.name or "",
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

@@ -1,0 +1,59 @@
+"""Queries on S3 access keys: insert, find by id, list, revoke. Secrets reach this layer sealed only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from blobstore.db.models import tables
+
+access_keys = tables["access_keys"]
+
+
+@dataclass(frozen=True)
+class AccessKeyRow:
+    """One row of ``access_keys``; ``scopes`` is a comma-separated list, ``sealed_secret`` opens with
+    blobstore.auth.sealing."""
+
+    id: str
+    tenant: str
+    name: str | None
+    scopes: str
+    sealed_secret: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+_COLUMNS = tuple(access_keys.c[name] for name in AccessKeyRow.__dataclass_fields__)
+#: The lookup every S3 request makes, built once.
+_FIND = select(*_COLUMNS).where(access_keys.c.id == bindparam("key_id"))
+
+
+async def insert_access_key(conn: AsyncConnection, row: AccessKeyRow) -> None:
+    """Record a new access key."""
+    await conn.execute(insert(access_keys).values({column.name: getattr(row, column.name) for column in _COLUMNS}))
+
+
+async def find_access_key(conn: AsyncConnection, key_id: str) -> AccessKeyRow | None:
+    """The access key with this id, revoked or not; None if there is none."""
+    row = (await conn.execute(_FIND, {"key_id": key_id})).first()
+    return None if row is None else AccessKeyRow(*row)
+
+
+async def list_access_keys(conn: AsyncConnection, tenant: str | None) -> list[AccessKeyRow]:
+    """Every access key (or every one of ``tenant``), by tenant and creation time."""
+    query = select(*_COLUMNS).order_by(access_keys.c.tenant, access_keys.c.created_at, access_keys.c.id)
+    if tenant is not None:
+        query = query.where(access_keys.c.tenant == tenant)
+    return [AccessKeyRow(*row) for row in await conn.execute(query)]
+
+
+async def revoke_access_key(conn: AsyncConnection, key_id: str, now: datetime) -> None:
+    """Mark the access key revoked at ``now`` unless it already is."""
+    await conn.execute(
+        update(access_keys).where(access_keys.c.id == key_id, access_keys.c.revoked_at.is_(None)).values(revoked_at=now)
+    )

@@ -1,0 +1,74 @@
+"""Queries of the S3 API: buckets (a tenant's named namespaces, whose objects are its refs under ``<name>/``) and the
+MD5 ETags of what a tenant wrote through S3."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import bindparam, delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from blobstore.db.catalog import dialect_insert, list_refs
+from blobstore.db.models import tables
+
+buckets = tables["buckets"]
+tenants = tables["tenants"]
+
+
+async def insert_bucket(conn: AsyncConnection, tenant: int, name: str, now: datetime) -> bool:
+    """Record the bucket; False (and nothing changed) if the tenant already has one of that name."""
+    statement = dialect_insert(conn, buckets).values(tenant_id=tenant, name=name, created_at=now)
+    inserted = await conn.execute(statement.on_conflict_do_nothing().returning(buckets.c.name))
+    return inserted.first() is not None
+
+
+async def list_buckets(conn: AsyncConnection, tenant: str) -> list[tuple[str, datetime]]:
+    """The tenant's buckets as (name, created_at), by name."""
+    query = (
+        select(buckets.c.name, buckets.c.created_at)
+        .join(tenants, tenants.c.id == buckets.c.tenant_id)
+        .where(tenants.c.name == tenant)
+        .order_by(buckets.c.name)
+    )
+    return [(row[0], row[1]) for row in await conn.execute(query)]
+
+
+async def find_bucket(conn: AsyncConnection, tenant: str, name: str) -> datetime | None:
+    """When the tenant's bucket ``name`` was created; None if the tenant has no such bucket."""
+    query = (
+        select(buckets.c.created_at)
+        .join(tenants, tenants.c.id == buckets.c.tenant_id)
+        .where(tenants.c.name == tenant, buckets.c.name == name)
+    )
+    created: datetime | None = (await conn.execute(query)).scalar()
+    return created
+
+
+async def bucket_holds_keys(conn: AsyncConnection, tenant: int, name: str) -> bool:
+    """True if the tenant has any key under ``<name>/``."""
+    return bool(await list_refs(conn, tenant, f"{name}/", None, 1))
+
+
+async def delete_bucket(conn: AsyncConnection, tenant: int, name: str) -> None:
+    """Forget the tenant's bucket ``name`` (its keys are the caller's concern)."""
+    await conn.execute(delete(buckets).where(buckets.c.tenant_id == tenant, buckets.c.name == name))
+
+
+etags = tables["etags"]
+
+
+async def record_md5(conn: AsyncConnection, tenant: str, digest: str, md5: str) -> None:
+    """Remember the MD5 of the bytes of ``digest`` for the tenant (nothing if it is known or the tenant is not)."""
+    tenant_row = select(tenants.c.id, bindparam("digest"), bindparam("md5")).where(tenants.c.name == tenant)
+    statement = dialect_insert(conn, etags).from_select(["tenant_id", "digest", "md5"], tenant_row)
+    await conn.execute(statement.on_conflict_do_nothing(), {"digest": digest, "md5": md5})
+
+
+async def find_md5s(conn: AsyncConnection, tenant: str, digests: list[str]) -> dict[str, str]:
+    """The MD5s the tenant has recorded for these digests, by digest."""
+    query = (
+        select(etags.c.digest, etags.c.md5)
+        .join(tenants, tenants.c.id == etags.c.tenant_id)
+        .where(tenants.c.name == tenant, etags.c.digest.in_(digests))
+    )
+    return {row[0]: row[1] for row in await conn.execute(query)}

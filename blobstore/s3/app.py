@@ -1,0 +1,143 @@
+"""The S3 API as an ASGI app: ``create_app`` over a store, ``app_from_env`` for ``blobstore serve --s3-port``.
+
+Every request goes the same way: the router names the operation (501 for one this API lacks), SigV4 names
+the access key and so the tenant, the key's scopes are checked, the handler runs; any error becomes an S3
+XML error document with a ``RequestId``, also sent as ``x-amz-request-id``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from blobstore.core.config import Settings
+from blobstore.core.context import Clock, utc_now
+from blobstore.s3 import buckets, objects, router, sigv2, sigv4, xml
+from blobstore.s3.call import Call
+from blobstore.s3.errors import S3Error, translate
+from blobstore.s3.payload import CheckedBody
+from blobstore.store import BlobStore
+
+#: The environment variable ``blobstore serve --s3-region`` passes the region in.
+REGION = "BLOBSTORE_S3_API_REGION"
+DEFAULT_REGION = "us-east-1"
+#: Seconds a client is asked to wait before retrying a 503.
+RETRY_AFTER_SECONDS = 1
+_log = logging.getLogger("blobstore.s3")
+
+HANDLERS: dict[str, Callable[[Call], Awaitable[Response]]] = {
+    "ListBuckets": buckets.list_buckets,
+    "CreateBucket": buckets.create_bucket,
+    "HeadBucket": buckets.head_bucket,
+    "DeleteBucket": buckets.delete_bucket,
+    "GetBucketLocation": buckets.get_bucket_location,
+    "GetBucketVersioning": buckets.get_bucket_versioning,
+    "GetBucketAcl": buckets.get_bucket_acl,
+    "ListObjects": buckets.list_objects,
+    "ListObjectsV2": buckets.list_objects_v2,
+    "ListObjectVersions": buckets.list_object_versions,
+    "PutObject": objects.put_object,
+    "CopyObject": objects.copy_object,
+    "GetObject": objects.get_object,
+    "HeadObject": objects.head_object,
+    "DeleteObject": objects.delete_object,
+    "DeleteObjects": objects.delete_objects,
+    "GetObjectAcl": objects.get_object_acl,
+}
+_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+
+
+def create_app(
+    store: BlobStore | None = None,
+    *,
+    settings: Settings | None = None,
+    region: str = DEFAULT_REGION,
+    clock: Clock = utc_now,
+) -> Starlette:
+    """The S3 API over ``store`` (left open), or over a store opened from ``settings`` (default: the environment)
+    when the app starts and closed when it stops; requests must be signed for ``region``."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        serving = store if store is not None else await BlobStore.open(settings, clock=clock)
+        app.state.blobstore = serving
+        try:
+            yield
+        finally:
+            if store is None:
+                await serving.close()
+
+    async def endpoint(request: Request) -> Response:
+        request_id = secrets.token_hex(8).upper()
+        try:
+            response = await _answer(request, request.app.state.blobstore, region)
+        except Exception as exc:
+            response = _error_response(exc, request.url.path, request_id)
+            if _has_body(request):  # it may be unread: the connection cannot carry another request after it
+                response.headers["Connection"] = "close"
+        response.headers["x-amz-request-id"] = request_id
+        return response
+
+    routes = [Route("/{path:path}", endpoint, methods=_METHODS)]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def app_from_env() -> Starlette:
+    """The app over the store the environment names, signed for the region in :data:`REGION` (uvicorn's factory)."""
+    return create_app(region=os.environ.get(REGION) or DEFAULT_REGION)
+
+
+async def _answer(request: Request, store: BlobStore, region: str) -> Response:
+    raw_path = request.scope.get("raw_path", request.scope["path"].encode()).decode("latin-1")
+    params = sigv4.parse_query(request.scope["query_string"].decode("latin-1"))
+    operation = router.route(request.method, raw_path, params, request.headers)
+    headers = [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in request.scope["headers"]]
+    if sigv2.is_presigned(params):
+        caller = await sigv2.authenticate(
+            store.core,
+            method=request.method,
+            raw_path=raw_path,
+            raw_query=request.scope["query_string"].decode("latin-1"),
+            params=params,
+            headers=headers,
+        )
+    else:
+        caller = await sigv4.authenticate(
+            store.core, region, method=request.method, raw_path=raw_path, params=params, headers=headers
+        )
+    if operation.scope not in caller.key.info.scopes:
+        raise S3Error("AccessDenied", f"this access key lacks the {operation.scope!r} scope")
+    call = Call(
+        store=store,
+        tenant=store.tenant(caller.key.info.tenant),
+        region=region,
+        operation=operation,
+        params=dict(params),
+        headers=request.headers,
+        body=CheckedBody(
+            request.stream(), caller.payload, request.headers.get("content-md5"), request.headers.get("x-amz-trailer")
+        ),
+        scopes=caller.key.info.scopes,
+    )
+    return await HANDLERS[operation.name](call)
+
+
+def _has_body(request: Request) -> bool:
+    return request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+
+
+def _error_response(exc: Exception, resource: str, request_id: str) -> Response:
+    error = translate(exc)
+    if error.code == "InternalError":
+        _log.error("S3 request %s failed", request_id, exc_info=exc)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if error.status == 503 else {}
+    body = xml.error(error.code, error.message, resource, request_id)
+    return Response(body, status_code=error.status, media_type=xml.CONTENT_TYPE, headers=headers)

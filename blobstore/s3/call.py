@@ -1,0 +1,38 @@
+"""One authenticated S3 request as the handlers see it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.datastructures import Headers
+
+from blobstore.s3.payload import CheckedBody
+from blobstore.s3.router import Operation
+from blobstore.store import BlobStore, Tenant
+
+
+@dataclass(frozen=True)
+class Call:
+    """The operation, the caller's tenant, the query, the headers and the (checked) body of one request."""
+
+    store: BlobStore
+    tenant: Tenant
+    region: str
+    operation: Operation
+    params: dict[str, str]
+    headers: Headers
+    body: CheckedBody
+    #: The scopes of the access key that signed the request.
+    scopes: tuple[str, ...]
+
+    @property
+    def bucket(self) -> str:
+        """The request's bucket (bucket and object operations only)."""
+        assert self.operation.bucket is not None
+        return self.operation.bucket
+
+    @property
+    def key(self) -> str:
+        """The request's object key in its bucket (object operations only)."""
+        assert self.operation.key is not None
+        return self.operation.key

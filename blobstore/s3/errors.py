@@ -1,0 +1,66 @@
+"""S3 errors: the protocol's own (signatures, buckets, operations not implemented), and every blobstore error
+answered by its ``s3_code`` in blobstore.errors.STATUS, at the HTTP status S3 gives that code."""
+
+from __future__ import annotations
+
+from blobstore.errors import BlobStoreError, status_of
+
+#: The HTTP status of each S3 error code this API answers with (S3 API reference, "Error responses").
+S3_STATUS = {
+    "AccessDenied": 403,
+    "AuthorizationHeaderMalformed": 400,
+    "AuthorizationQueryParametersError": 400,
+    "BadDigest": 400,
+    "BucketAlreadyOwnedByYou": 409,
+    "BucketNotEmpty": 409,
+    "EntityTooLarge": 400,
+    "IncompleteBody": 400,
+    "InternalError": 500,
+    "InvalidAccessKeyId": 403,
+    "InvalidArgument": 400,
+    "InvalidBucketName": 400,
+    "InvalidDigest": 400,
+    "InvalidRange": 416,
+    "InvalidRequest": 400,
+    "MalformedXML": 400,
+    "MethodNotAllowed": 405,
+    "MissingSecurityHeader": 400,
+    "NoSuchBucket": 404,
+    "NoSuchKey": 404,
+    "NotImplemented": 501,
+    "PreconditionFailed": 412,
+    "QuotaExceeded": 403,
+    "RequestTimeTooSkewed": 403,
+    "ServiceUnavailable": 503,
+    "SignatureDoesNotMatch": 403,
+    "XAmzContentSHA256Mismatch": 400,
+}
+
+
+class S3Error(Exception):
+    """An answer of the S3 API: ``code`` (a key of :data:`S3_STATUS`) and a message for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def status(self) -> int:
+        return S3_STATUS[self.code]
+
+
+def not_implemented(operation: str) -> S3Error:
+    """The 501 of an operation this API does not offer (docs/s3-api.md lists what it does)."""
+    return S3Error("NotImplemented", f"{operation} is not implemented by blobstore's S3 API")
+
+
+def translate(error: BaseException) -> S3Error:
+    """The S3 answer of ``error``: itself if it is one, its STATUS entry if it is a blobstore error, else
+    InternalError (whose message reveals nothing)."""
+    if isinstance(error, S3Error):
+        return error
+    entry = status_of(type(error)) if isinstance(error, BlobStoreError) else None
+    if entry is None or entry.s3_code == "InternalError":
+        return S3Error("InternalError", "we encountered an internal error; please try again")
+    return S3Error(entry.s3_code, str(error))

@@ -1,0 +1,236 @@
+"""Object operations: PutObject, CopyObject, GetObject (whole or one range), HeadObject, DeleteObject,
+DeleteObjects, GetObjectAcl.
+
+Object ``KEY`` of bucket ``B`` is the tenant's native key ``B/KEY`` (blobstore.buckets.key_of): the same
+object through both APIs. The ETag of a PUT is the MD5 of its bytes, computed as they stream in.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from blobstore import buckets
+from blobstore.errors import BlobStoreError
+from blobstore.model.ranges import ByteRange, parse_range
+from blobstore.model.results import BlobInfo
+from blobstore.s3 import xml
+from blobstore.s3.buckets import existing
+from blobstore.s3.call import Call
+from blobstore.s3.errors import S3Error, not_implemented, translate
+from blobstore.store import MAX_BATCH
+
+META_PREFIX = "x-amz-meta-"
+#: What S3 answers as the type of an object stored without one.
+DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+#: The response header carrying the BLAKE3 digest, blobstore's identity of the bytes.
+DIGEST_HEADER = "x-blobstore-digest"
+
+
+async def put_object(call: Call) -> Response:
+    """PutObject: stream the body into the store (dedup as any put); answer its MD5 ETag."""
+    bucket = await existing(call)
+    info = await call.tenant.put(
+        buckets.key_of(bucket, call.key),
+        call.body,
+        content_type=call.headers.get("content-type"),
+        metadata=_metadata(call),
+    )
+    etag = call.body.etag
+    await buckets.record_etag(call.store.core, call.tenant.name, info.digest, etag)
+    return Response(headers={"ETag": etag})
+
+
+async def copy_object(call: Call) -> Response:
+    """CopyObject: a new reference to the source's bytes, across the tenant's buckets; no bytes move.
+
+    ``x-amz-metadata-directive`` COPY (the default) keeps the source's type and metadata; REPLACE takes the
+    request's. The source is read with the caller's tenant: another tenant's bucket is NoSuchBucket.
+    """
+    if "read" not in call.scopes:
+        raise S3Error("AccessDenied", "this access key lacks the 'read' scope a copy's source needs")
+    bucket = await existing(call)
+    source_bucket, source_key = _copy_source(call.headers["x-amz-copy-source"])
+    if await buckets.find(call.store.core, call.tenant.name, source_bucket) is None:
+        raise S3Error("NoSuchBucket", "the specified bucket does not exist")
+    source = buckets.key_of(source_bucket, source_key)
+    target = buckets.key_of(bucket, call.key)
+    directive = call.headers.get("x-amz-metadata-directive", "COPY").upper()
+    if directive == "COPY":
+        info = await call.tenant.copy(source, target)
+    elif directive == "REPLACE":
+        digest = (await call.tenant.stat(source)).digest
+        info = await call.tenant.put(
+            target, digest=digest, content_type=call.headers.get("content-type"), metadata=_metadata(call)
+        )
+    else:
+        raise S3Error("InvalidArgument", "x-amz-metadata-directive must be COPY or REPLACE")
+    etags = await buckets.etags(call.store.core, call.tenant.name, [info.digest])
+    return Response(xml.copy_result(etags[info.digest], info.created_at), media_type=xml.CONTENT_TYPE)
+
+
+def _copy_source(header: str) -> tuple[str, str]:
+    """(bucket, key) of an ``x-amz-copy-source`` header: ``[/]BUCKET/KEY``, percent-encoded, no version."""
+    path, _, query = header.partition("?")
+    bucket, _, key = unquote(path).removeprefix("/").partition("/")
+    if query and query != "versionId=null":
+        raise not_implemented("copying a version other than null")
+    if not bucket or not key:
+        raise S3Error("InvalidArgument", "x-amz-copy-source must be BUCKET/KEY")
+    return bucket, key
+
+
+def _metadata(call: Call) -> dict[str, str]:
+    """The request's ``x-amz-meta-*`` headers, by name without the prefix."""
+    return {name[len(META_PREFIX) :]: value for name, value in call.headers.items() if name.startswith(META_PREFIX)}
+
+
+async def head_object(call: Call) -> Response:
+    """HeadObject: the object's headers, no body (304 or 412 under the conditional headers, as GET)."""
+    bucket = await existing(call)
+    info = await call.tenant.stat(buckets.key_of(bucket, call.key))
+    headers = await _headers(call, info)
+    return _unmet(call, info, headers["ETag"]) or Response(headers=headers)
+
+
+async def get_object(call: Call) -> Response:
+    """GetObject: the whole object, streamed and verified against its digest as it goes; or the one range a
+    ``Range`` header asks for (206 with ``Content-Range``; 416 InvalidRange if the object has no byte of it;
+    several ranges or bad syntax: the whole object, as S3 answers)."""
+    key = buckets.key_of(await existing(call), call.key)
+    wanted = parse_range(call.headers.get("range"))
+    requested = None if wanted is None else wanted.open_range()
+    if wanted is not None and requested is None:  # the last n bytes: the size is needed first
+        requested = wanted.resolve((await call.tenant.stat(key)).size)
+    stack = AsyncExitStack()
+    try:
+        stream = await stack.enter_async_context(call.tenant.open(key, byte_range=requested))
+        headers = await _headers(call, stream.info)
+        unmet = _unmet(call, stream.info, headers["ETag"])
+        if unmet is not None:
+            await stack.aclose()
+            return unmet
+        status = 200
+        if requested is not None:
+            first, last = ByteRange(requested[0], requested[1]).resolve(stream.info.size)
+            headers["Content-Length"] = str(last - first + 1)
+            headers["Content-Range"] = f"bytes {first}-{last}/{stream.info.size}"
+            status = 206
+    except BaseException:
+        await stack.aclose()
+        raise
+    return _ClosingResponse(aiter(stream), stack, status_code=status, headers=headers)
+
+
+def _unmet(call: Call, info: BlobInfo, etag: str) -> Response | None:
+    """The answer when a conditional header of a GET or HEAD is not met, by S3's rules; None when all are.
+
+    ``If-Match`` (else 412) takes precedence over ``If-Unmodified-Since`` (else 412); ``If-None-Match``
+    (else 304) over ``If-Modified-Since`` (else 304). Dates compare to the second.
+    """
+    modified = info.created_at.replace(microsecond=0)
+    if_match, if_none_match = call.headers.get("if-match"), call.headers.get("if-none-match")
+    if if_match is not None:
+        if not _tag_matches(if_match, etag):
+            raise S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
+    elif (since := _date(call.headers.get("if-unmodified-since"))) is not None and modified > since:
+        raise S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
+    if if_none_match is not None:
+        unchanged = _tag_matches(if_none_match, etag)
+    else:
+        since = _date(call.headers.get("if-modified-since"))
+        unchanged = since is not None and modified <= since
+    if unchanged:
+        return Response(
+            status_code=304, headers={"ETag": etag, "Last-Modified": format_datetime(modified, usegmt=True)}
+        )
+    return None
+
+
+def _tag_matches(header: str, etag: str) -> bool:
+    tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    return "*" in tags or etag in tags or etag.strip('"') in tags
+
+
+def _date(header: str | None) -> datetime | None:
+    """An HTTP date; None for none or one that does not parse (ignored, as S3 does)."""
+    if header is None:
+        return None
+    try:
+        moment = parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def delete_object(call: Call) -> Response:
+    """DeleteObject: 204 whether or not the key existed, as S3 answers."""
+    bucket = await existing(call)
+    await call.tenant.delete(buckets.key_of(bucket, call.key))
+    return Response(status_code=204)
+
+
+async def get_object_acl(call: Call) -> Response:
+    """GetObjectAcl: always private, the tenant's alone."""
+    bucket = await existing(call)
+    await call.tenant.stat(buckets.key_of(bucket, call.key))
+    return Response(xml.private_acl(call.tenant.name), media_type=xml.CONTENT_TYPE)
+
+
+async def delete_objects(call: Call) -> Response:
+    """DeleteObjects: up to 1,000 keys in one transaction; each deleted or not there is reported ``Deleted``
+    (only errors with ``Quiet``). A version other than ``null`` (this API keeps none) is an error entry."""
+    bucket = await existing(call)
+    objects, quiet = xml.parse_delete(await call.body.whole())
+    if len(objects) > MAX_BATCH:
+        raise S3Error("MalformedXML", f"a DeleteObjects request names at most {MAX_BATCH} keys")
+    errors = [
+        (key, "NoSuchVersion", "this bucket keeps no versions")
+        for key, version in objects
+        if version not in (None, "null")
+    ]
+    wanted = [key for key, version in objects if version in (None, "null")]
+    unique = list(dict.fromkeys(wanted))
+    outcomes = await call.tenant.delete_many([buckets.key_of(bucket, key) for key in unique])
+    deleted = []
+    for key, outcome in zip(unique, outcomes, strict=True):
+        if isinstance(outcome, BlobStoreError):
+            error = translate(outcome)
+            errors.append((key, error.code, error.message))
+        else:
+            deleted.append(key)
+    body = xml.delete_result([] if quiet else deleted, errors)
+    return Response(body, media_type=xml.CONTENT_TYPE)
+
+
+async def _headers(call: Call, info: BlobInfo) -> dict[str, str]:
+    etags = await buckets.etags(call.store.core, call.tenant.name, [info.digest])
+    return {
+        "Content-Length": str(info.size),
+        "Content-Type": info.content_type or DEFAULT_CONTENT_TYPE,
+        "ETag": etags[info.digest],
+        "Last-Modified": format_datetime(info.created_at, usegmt=True),
+        "Accept-Ranges": "bytes",
+        DIGEST_HEADER: info.digest,
+        **{META_PREFIX + name: value for name, value in info.metadata.items()},
+    }
+
+
+class _ClosingResponse(StreamingResponse):
+    """A streamed object whose read is closed (recording egress) however the response ends."""
+
+    def __init__(self, content: Any, stack: AsyncExitStack, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._stack = stack
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._stack.aclose()

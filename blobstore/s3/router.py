@@ -1,0 +1,113 @@
+"""Which S3 operation a request is, from its method, path (path-style: ``/BUCKET/KEY``) and query alone.
+
+Anything this API does not implement is named and answered 501 ``NotImplemented`` before it is authorised
+further or touches the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from blobstore.s3.errors import S3Error, not_implemented
+
+#: Query parameters that never change the operation: presigned-URL fields (SigV2 here, SigV4's X-Amz-*) and
+#: boto3's ``x-id``.
+_NEUTRAL = {"x-id", "AWSAccessKeyId", "Expires", "Signature"}
+#: The parameters of the listing operations.
+_LISTING = {
+    "list-type",
+    "prefix",
+    "delimiter",
+    "max-keys",
+    "continuation-token",
+    "start-after",
+    "encoding-type",
+    "marker",
+}
+#: Request headers that ask for what this API does not do yet (the conditional ones: except on GET and HEAD).
+_UNSUPPORTED_HEADERS = {
+    "if-match": "conditional requests",
+    "if-none-match": "conditional requests",
+    "if-modified-since": "conditional requests",
+    "if-unmodified-since": "conditional requests",
+    "x-amz-copy-source-if-match": "conditional copies",
+    "x-amz-copy-source-if-none-match": "conditional copies",
+    "x-amz-copy-source-if-modified-since": "conditional copies",
+    "x-amz-copy-source-if-unmodified-since": "conditional copies",
+    "x-amz-copy-source-range": "UploadPartCopy",
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A request's S3 operation (named as in the S3 API reference), its bucket and key, and the scope it needs."""
+
+    name: str
+    bucket: str | None
+    key: str | None
+    scope: str
+
+
+def route(method: str, raw_path: str, params: Sequence[tuple[str, str]], headers: Mapping[str, str]) -> Operation:
+    """The operation of the request; S3Error NotImplemented for one this API lacks, MethodNotAllowed for none."""
+    bucket, key = _split(raw_path)
+    names = {name for name, _ in params if name not in _NEUTRAL and not name.startswith("X-Amz-")}
+    if method == "POST" and bucket is not None and key is None and names == {"delete"}:
+        return Operation("DeleteObjects", bucket, None, "delete")
+    if method == "POST":
+        raise not_implemented("POST " + ("?" + ",".join(sorted(names)) if names else "(browser uploads)"))
+    if bucket is None:
+        if method != "GET" or names:
+            raise S3Error("MethodNotAllowed", "the service accepts only GET (ListBuckets)")
+        return Operation("ListBuckets", None, None, "read")
+    if key is None:
+        return _bucket_operation(method, bucket, names, dict(params))
+    for header, feature in _UNSUPPORTED_HEADERS.items():
+        if header in headers and not (method in ("GET", "HEAD") and header.startswith("if-")):
+            raise not_implemented(feature)
+    if method == "GET" and names == {"acl"}:
+        return Operation("GetObjectAcl", bucket, key, "read")
+    if names:
+        raise not_implemented(f"{method} of an object with ?{','.join(sorted(names))}")
+    by_method = {"PUT": ("PutObject", "write"), "GET": ("GetObject", "read"), "HEAD": ("HeadObject", "read")}
+    if method == "DELETE":
+        return Operation("DeleteObject", bucket, key, "delete")
+    if method not in by_method:
+        raise S3Error("MethodNotAllowed", f"{method} is not allowed on an object")
+    name, scope = by_method[method]
+    if name == "PutObject" and "x-amz-copy-source" in headers:
+        name = "CopyObject"
+    return Operation(name, bucket, key, scope)
+
+
+def _bucket_operation(method: str, bucket: str, names: set[str], params: dict[str, str]) -> Operation:
+    readers = {"location": "GetBucketLocation", "versioning": "GetBucketVersioning", "acl": "GetBucketAcl"}
+    if method == "GET" and len(names) == 1 and next(iter(names)) in readers:
+        return Operation(readers[next(iter(names))], bucket, None, "read")
+    if method == "GET" and "versions" in names and names <= _LISTING | {"versions", "key-marker", "version-id-marker"}:
+        return Operation("ListObjectVersions", bucket, None, "read")
+    if method == "GET" and names <= _LISTING:
+        return Operation("ListObjectsV2" if params.get("list-type") == "2" else "ListObjects", bucket, None, "read")
+    if names:
+        raise not_implemented(f"{method} of a bucket with ?{','.join(sorted(names))}")
+    operations = {
+        "PUT": ("CreateBucket", "write"),
+        "HEAD": ("HeadBucket", "read"),
+        "DELETE": ("DeleteBucket", "delete"),
+    }
+    if method not in operations:
+        raise S3Error("MethodNotAllowed", f"{method} is not allowed on a bucket")
+    name, scope = operations[method]
+    return Operation(name, bucket, None, scope)
+
+
+def _split(raw_path: str) -> tuple[str | None, str | None]:
+    """(bucket, key) of a path-style path, each percent-decoded; None for what the path lacks."""
+    bucket, _, key = raw_path.removeprefix("/").partition("/")
+    try:
+        decoded_key = unquote(key, errors="strict")
+    except UnicodeDecodeError:
+        raise S3Error("InvalidArgument", "the key is not percent-encoded UTF-8") from None
+    return unquote(bucket) or None, decoded_key or None

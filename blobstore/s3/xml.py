@@ -1,0 +1,216 @@
+"""The S3 API's XML documents, written with ElementTree from typed arguments; names follow the S3 API reference."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import quote
+from xml.etree import ElementTree as ET
+
+from blobstore.model.results import BlobInfo
+from blobstore.s3.errors import S3Error
+
+NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
+CONTENT_TYPE = "application/xml"
+_XSI = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+def _document(root: ET.Element) -> bytes:
+    document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return document
+
+
+def _child(parent: ET.Element, name: str, text: str | None = None) -> ET.Element:
+    child = ET.SubElement(parent, name)
+    if text is not None:
+        child.text = text
+    return child
+
+
+def timestamp(moment: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds, as S3 writes ``CreationDate`` and ``LastModified``."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def error(code: str, message: str, resource: str, request_id: str) -> bytes:
+    """An ``Error`` document."""
+    root = ET.Element("Error")
+    for name, text in (("Code", code), ("Message", message), ("Resource", resource), ("RequestId", request_id)):
+        _child(root, name, text)
+    return _document(root)
+
+
+def _local(tag: str) -> str:
+    """An element's name without its namespace."""
+    return tag.rpartition("}")[2]
+
+
+def parse_delete(body: bytes) -> tuple[list[tuple[str, str | None]], bool]:
+    """The (Key, VersionId) of each ``Object`` of a DeleteObjects ``Delete`` document, and its ``Quiet``;
+    S3Error MalformedXML for anything else."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        raise S3Error("MalformedXML", "the XML you provided was not well-formed") from None
+    if _local(root.tag) != "Delete":
+        raise S3Error("MalformedXML", "a DeleteObjects body is a Delete element")
+    objects: list[tuple[str, str | None]] = []
+    quiet = False
+    for element in root:
+        fields = {_local(child.tag): child.text or "" for child in element}
+        if _local(element.tag) == "Quiet":
+            quiet = (element.text or "").strip().lower() == "true"
+        elif _local(element.tag) == "Object" and "Key" in fields:
+            objects.append((fields["Key"], fields.get("VersionId")))
+        else:
+            raise S3Error("MalformedXML", f"unexpected element {_local(element.tag)} in Delete")
+    if not objects:
+        raise S3Error("MalformedXML", "a Delete element names at least one Object")
+    return objects, quiet
+
+
+def delete_result(deleted: Sequence[str], errors: Sequence[tuple[str, str, str]]) -> bytes:
+    """A ``DeleteResult``: the keys deleted, and (key, code, message) for each that could not be."""
+    root = ET.Element("DeleteResult", xmlns=NAMESPACE)
+    for key in deleted:
+        _child(_child(root, "Deleted"), "Key", key)
+    for key, code, message in errors:
+        error = _child(root, "Error")
+        for name, text in (("Key", key), ("Code", code), ("Message", message)):
+            _child(error, name, text)
+    return _document(root)
+
+
+def list_buckets(owner: str, buckets: Sequence[tuple[str, datetime]]) -> bytes:
+    """A ``ListAllMyBucketsResult``: the owner (the tenant) and its buckets with their creation dates."""
+    root = ET.Element("ListAllMyBucketsResult", xmlns=NAMESPACE)
+    _person(_child(root, "Owner"), owner)
+    listed = _child(root, "Buckets")
+    for name, created in buckets:
+        bucket = _child(listed, "Bucket")
+        _child(bucket, "Name", name)
+        _child(bucket, "CreationDate", timestamp(created))
+    return _document(root)
+
+
+def location(region: str) -> bytes:
+    """A ``LocationConstraint`` document: empty for us-east-1, as S3 answers."""
+    root = ET.Element("LocationConstraint", xmlns=NAMESPACE)
+    if region != "us-east-1":
+        root.text = region
+    return _document(root)
+
+
+def copy_result(etag: str, modified: datetime) -> bytes:
+    """A ``CopyObjectResult``: the new object's ETag and LastModified."""
+    root = ET.Element("CopyObjectResult", xmlns=NAMESPACE)
+    _child(root, "ETag", etag)
+    _child(root, "LastModified", timestamp(modified))
+    return _document(root)
+
+
+def versioning() -> bytes:
+    """A ``VersioningConfiguration`` of a bucket whose versioning was never enabled: empty."""
+    return _document(ET.Element("VersioningConfiguration", xmlns=NAMESPACE))
+
+
+def private_acl(owner: str) -> bytes:
+    """An ``AccessControlPolicy`` granting the owner (the tenant) FULL_CONTROL and nobody anything else."""
+    root = ET.Element("AccessControlPolicy", xmlns=NAMESPACE)
+    _person(_child(root, "Owner"), owner)
+    grant = _child(_child(root, "AccessControlList"), "Grant")
+    _person(ET.SubElement(grant, "Grantee", {"xmlns:xsi": _XSI, "xsi:type": "CanonicalUser"}), owner)
+    _child(grant, "Permission", "FULL_CONTROL")
+    return _document(root)
+
+
+def _person(parent: ET.Element, owner: str) -> None:
+    _child(parent, "ID", owner)
+    _child(parent, "DisplayName", owner)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One page of a bucket listing, as both ListObjects versions show it; ``objects`` are (key in the bucket,
+    info, ETag). With ``url_encoded`` (``encoding-type=url``) every key, prefix and marker is percent-encoded."""
+
+    bucket: str
+    prefix: str
+    delimiter: str | None
+    max_keys: int
+    objects: Sequence[tuple[str, BlobInfo, str]]
+    common_prefixes: Sequence[str]
+    truncated: bool
+    url_encoded: bool
+
+    def name(self, text: str) -> str:
+        return quote(text, safe="/") if self.url_encoded else text
+
+
+def list_objects_v2(
+    listing: Listing, *, continuation_token: str | None, next_token: str | None, start_after: str | None
+) -> bytes:
+    """A ``ListBucketResult`` of ListObjectsV2."""
+    fields = [
+        ("KeyCount", str(len(listing.objects) + len(listing.common_prefixes))),
+        ("ContinuationToken", continuation_token),
+        ("NextContinuationToken", next_token),
+        ("StartAfter", None if start_after is None else listing.name(start_after)),
+    ]
+    return _listing_document(listing, fields)
+
+
+def list_objects_v1(listing: Listing, *, marker: str, next_marker: str | None) -> bytes:
+    """A ``ListBucketResult`` of ListObjects (v1)."""
+    fields = [
+        ("Marker", listing.name(marker)),
+        ("NextMarker", None if next_marker is None else listing.name(next_marker)),
+    ]
+    return _listing_document(listing, fields)
+
+
+def list_object_versions(listing: Listing, *, key_marker: str, next_key_marker: str | None) -> bytes:
+    """A ``ListVersionsResult`` of a bucket without versioning: every object as its one version, ``null``."""
+    fields = [
+        ("KeyMarker", listing.name(key_marker)),
+        ("VersionIdMarker", ""),
+        ("NextKeyMarker", None if next_key_marker is None else listing.name(next_key_marker)),
+        ("NextVersionIdMarker", None if next_key_marker is None else "null"),
+    ]
+    return _listing_document(listing, fields, root_name="ListVersionsResult", entry="Version")
+
+
+def _listing_document(
+    listing: Listing,
+    fields: Sequence[tuple[str, str | None]],
+    *,
+    root_name: str = "ListBucketResult",
+    entry: str = "Contents",
+) -> bytes:
+    """The listing document; each object an ``entry`` element (``Version`` ones also say ``null`` and latest)."""
+    root = ET.Element(root_name, xmlns=NAMESPACE)
+    _child(root, "Name", listing.bucket)
+    _child(root, "Prefix", listing.name(listing.prefix))
+    if listing.delimiter is not None:
+        _child(root, "Delimiter", listing.name(listing.delimiter))
+    if listing.url_encoded:
+        _child(root, "EncodingType", "url")
+    _child(root, "MaxKeys", str(listing.max_keys))
+    _child(root, "IsTruncated", "true" if listing.truncated else "false")
+    for field, text in fields:
+        if text is not None:
+            _child(root, field, text)
+    for key, info, etag in listing.objects:
+        content = _child(root, entry)
+        _child(content, "Key", listing.name(key))
+        if entry == "Version":
+            _child(content, "VersionId", "null")
+            _child(content, "IsLatest", "true")
+        _child(content, "LastModified", timestamp(info.created_at))
+        _child(content, "ETag", etag)
+        _child(content, "Size", str(info.size))
+        _child(content, "StorageClass", "STANDARD")
+    for common in listing.common_prefixes:
+        _child(_child(root, "CommonPrefixes"), "Prefix", listing.name(common))
+    return _document(root)

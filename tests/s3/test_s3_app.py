@@ -1,0 +1,75 @@
+"""The S3 app in-process, with the store's clock in the test's hands: skew, anonymous requests, 501s."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from xml.etree import ElementTree as ET
+
+import boto3
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+
+from blobstore import BlobStore
+from blobstore.auth import access_keys
+from blobstore.s3 import create_app
+from tests.support.live_server import serving_app
+from tests.support.stores import FakeClock, StoreFactory
+
+
+@pytest.fixture
+async def store(open_store: StoreFactory) -> BlobStore:
+    """An embedded store (SQLite and a local directory) on the test's clock."""
+    return await open_store("sqlite-local")
+
+
+@pytest.fixture
+def url(store: BlobStore, clock: FakeClock) -> Iterator[str]:
+    """The S3 app over the store's deployment, on the test's clock."""
+    with serving_app(create_app(settings=store.settings, clock=clock)) as served:
+        yield served
+
+
+def _error(response: httpx.Response) -> dict[str, str]:
+    return {child.tag: child.text or "" for child in ET.fromstring(response.content)}
+
+
+async def test_a_request_more_than_fifteen_minutes_off_is_refused(store: BlobStore, clock: FakeClock, url: str) -> None:
+    """With the server's clock 16 minutes ahead, a fresh boto3 request is RequestTimeTooSkewed."""
+    key = await access_keys.create(store.core, "acme")
+    s3 = boto3.client(
+        "s3", endpoint_url=url, aws_access_key_id=key.info.id, aws_secret_access_key=key.secret, region_name="us-east-1"
+    )
+    s3.list_buckets()
+    clock.advance(16 * 60)
+    with pytest.raises(ClientError) as raised:
+        s3.list_buckets()
+    assert raised.value.response["Error"]["Code"] == "RequestTimeTooSkewed"
+
+
+def test_an_anonymous_request_is_access_denied_in_s3_xml(url: str) -> None:
+    """No signature at all: 403 AccessDenied, an Error document with its RequestId, also in x-amz-request-id."""
+    response = httpx.get(f"{url}/some-bucket/key")
+    assert response.status_code == 403
+    error = _error(response)
+    assert error["Code"] == "AccessDenied"
+    assert error["Resource"] == "/some-bucket/key"
+    assert error["RequestId"] == response.headers["x-amz-request-id"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/bucket/key?restore"),
+        ("POST", "/bucket/key?uploads"),
+        ("GET", "/bucket?policy"),
+        ("PUT", "/bucket?acl"),
+        ("GET", "/bucket?policy&versions"),
+        ("PUT", "/bucket/key?tagging"),
+    ],
+)
+def test_operations_not_implemented_answer_501_before_authentication(url: str, method: str, path: str) -> None:
+    """Restore, multipart, versions and other subresources answer 501 NotImplemented as S3 XML."""
+    response = httpx.request(method, f"{url}{path}")
+    assert response.status_code == 501
+    assert _error(response)["Code"] == "NotImplemented"
