@@ -211,7 +211,7 @@ async def authenticate(core: Core, token: str | None) -> TokenInfo:
     if token is None:
         raise Unauthorized("no token: send Authorization: Bearer <token>")
     tenant, token_id, secret = _parse(token)
-    row = await core.database.read(lambda conn: db.find_token(conn, token_id))
+    row = await db.lookup_token(core.database, token_id)
     matches = hmac.compare_digest(_hash(secret), _DUMMY_HASH if row is None else row.secret_hash)
     if row is None or not matches or row.tenant != tenant:
         raise Unauthorized("the token is not valid")

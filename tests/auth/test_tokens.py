@@ -10,6 +10,8 @@ import pytest
 
 from blobstore import BlobStore, InvalidInput, InvalidTenant, NotFound, Unauthorized
 from blobstore.auth import tokens as tokens_api
+from blobstore.db import tokens as tokens_db
+from blobstore.testing.statements import statements_sent
 from tests.support.cli_helpers import invoke
 from tests.support.stores import FakeClock
 from tests.support.workers import rows
@@ -82,6 +84,26 @@ async def test_revocation_is_seen_by_every_store_at_once(open_store: object, dep
         await tokens_api.authenticate(second, new.token)
     again = await tokens_api.revoke(second, new.info.id)
     assert again.revoked_at == revoked.revoked_at
+
+
+async def test_the_lookup_on_the_driver_reads_what_the_query_through_sqlalchemy_reads(
+    store: BlobStore, clock: FakeClock
+) -> None:
+    """lookup_token (the one every request makes) returns find_token's row, times included, for a token with no
+    name or expiry, one with both, and a revoked one; None for an unknown id; one statement, reported."""
+    plain = await tokens_api.create(store.core, "acme", scopes=["read"])
+    clock.advance(1.5)
+    named = await tokens_api.create(store.core, "acme", expires_in=timedelta(days=1, microseconds=7), name="ci")
+    revoked = await tokens_api.create(store.core, "beta", scopes=["read", "sign"])
+    clock.advance(2)
+    await tokens_api.revoke(store.core, revoked.info.id)
+    for new in (plain, named, revoked):
+        expected = await store.database.read(lambda conn, new=new: tokens_db.find_token(conn, new.info.id))
+        with statements_sent(store) as sent:
+            found = await tokens_db.lookup_token(store.database, new.info.id)
+        assert found == expected
+        assert len(sent) == 1
+    assert await tokens_db.lookup_token(store.database, "0123456789abcdef") is None
 
 
 async def test_list_shows_every_token_of_a_tenant_without_secrets(store: BlobStore, clock: FakeClock) -> None:

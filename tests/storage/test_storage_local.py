@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -199,6 +201,66 @@ async def test_early_exit_from_read_closes_the_file(tmp_path: Path) -> None:
     stream = storage.read("big")
     assert len(await anext(stream)) > 0
     await stream.aclose()
+
+
+def _counting_hand_offs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the functions handed to a worker thread from now on."""
+    handed: list[str] = []
+    to_thread = asyncio.to_thread
+
+    async def counted(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        handed.append(function.__name__)
+        return await to_thread(function, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    return handed
+
+
+async def _read(storage: LocalStorage, key: str, byte_range: tuple[int, int] | None = None) -> bytes:
+    return b"".join([chunk async for chunk in storage.read(key, byte_range)])
+
+
+@pytest.mark.skipif(not local.READS_FROM_CACHE, reason="no preadv2 with RWF_NOWAIT on this platform")
+async def test_small_reads_the_page_cache_holds_take_no_thread_hand_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small object, a small range of a large one, an empty object and a range past the end of a (shrunken)
+    object are read on the event loop when the page cache holds their bytes (just written, it does)."""
+    storage = LocalStorage(tmp_path)
+    small, big = os.urandom(4096), os.urandom(3 * 1024 * 1024)
+    for key, data in (("small", small), ("big", big), ("empty", b"")):
+        await storage.write(key, data)
+    handed = _counting_hand_offs(monkeypatch)
+    assert await _read(storage, "small") == small
+    assert (
+        await _read(storage, "big", (1000, 1000 + local.CACHED_READ_LIMIT - 1)) == big[1000:][: local.CACHED_READ_LIMIT]
+    )
+    assert await _read(storage, "empty") == b""
+    assert await _read(storage, "small", (4000, 4999)) == small[4000:]
+    assert await _read(storage, "small", (5000, 5999)) == b""
+    assert handed == []
+
+
+async def test_reads_the_page_cache_may_not_hold_whole_go_to_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read larger than CACHED_READ_LIMIT, and a small one whose bytes would have to come from the disk
+    (preadv2 with RWF_NOWAIT: EAGAIN), are read by a worker thread, with the same bytes."""
+    storage = LocalStorage(tmp_path)
+    small, big = os.urandom(4096), os.urandom(3 * 1024 * 1024)
+    await storage.write("small", small)
+    await storage.write("big", big)
+    handed = _counting_hand_offs(monkeypatch)
+    assert await _read(storage, "big") == big
+    assert handed[0] == "_open_and_read"
+    handed.clear()
+
+    def not_cached(*_args: Any) -> int:
+        raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+    monkeypatch.setattr(os, "preadv", not_cached)
+    assert await _read(storage, "small") == small
+    assert handed == ["_open_and_read"]
 
 
 def test_file_url_opens_local_storage(tmp_path: Path) -> None:
