@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 from blobstore.errors import AlreadyExists, InvalidInput, PreconditionFailed
 from blobstore.model.keys import validate_digest
@@ -91,3 +92,15 @@ def _match(if_match: object) -> frozenset[str] | None:
 
 def _whole_seconds(moment: datetime) -> int:
     return math.floor(moment.timestamp())
+
+
+def parse_http_date(header: str | None) -> datetime | None:
+    """An HTTP date (If-Unmodified-Since, If-Modified-Since) as an aware datetime; None for no header or one
+    that does not parse, which RFC 9110 says to ignore (``-0000`` is UTC all the same)."""
+    if header is None:
+        return None
+    try:
+        moment = parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.utcoffset() is not None else moment.replace(tzinfo=UTC)

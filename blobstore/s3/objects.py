@@ -8,8 +8,7 @@ object through both APIs. The ETag of a PUT is the MD5 of its bytes, computed as
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import format_datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -18,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from blobstore import buckets
 from blobstore.errors import BlobStoreError
+from blobstore.model.preconditions import parse_http_date
 from blobstore.model.ranges import ByteRange, parse_range
 from blobstore.model.results import BlobInfo
 from blobstore.s3 import xml
@@ -139,12 +139,12 @@ def _unmet(call: Call, info: BlobInfo, etag: str) -> Response | None:
     if if_match is not None:
         if not _tag_matches(if_match, etag):
             raise S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
-    elif (since := _date(call.headers.get("if-unmodified-since"))) is not None and modified > since:
+    elif (since := parse_http_date(call.headers.get("if-unmodified-since"))) is not None and modified > since:
         raise S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
     if if_none_match is not None:
         unchanged = _tag_matches(if_none_match, etag)
     else:
-        since = _date(call.headers.get("if-modified-since"))
+        since = parse_http_date(call.headers.get("if-modified-since"))
         unchanged = since is not None and modified <= since
     if unchanged:
         return Response(
@@ -156,17 +156,6 @@ def _unmet(call: Call, info: BlobInfo, etag: str) -> Response | None:
 def _tag_matches(header: str, etag: str) -> bool:
     tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
     return "*" in tags or etag in tags or etag.strip('"') in tags
-
-
-def _date(header: str | None) -> datetime | None:
-    """An HTTP date; None for none or one that does not parse (ignored, as S3 does)."""
-    if header is None:
-        return None
-    try:
-        moment = parsedate_to_datetime(header)
-    except (TypeError, ValueError):
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 async def delete_object(call: Call) -> Response:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Header
 
-from blobstore.model.preconditions import ANY
+from blobstore.model.preconditions import ANY, parse_http_date
 
 IfMatch = Annotated[
     str | None,
@@ -45,7 +44,7 @@ class WriteConditions:
 
 def write_conditions(if_match: str | None, if_unmodified_since: str | None) -> WriteConditions:
     """The arguments the headers ask for."""
-    return WriteConditions(_digests(if_match), _http_date(if_unmodified_since))
+    return WriteConditions(_digests(if_match), parse_http_date(if_unmodified_since))
 
 
 def _digests(header: str | None) -> list[str] | None:
@@ -54,13 +53,3 @@ def _digests(header: str | None) -> list[str] | None:
     if header.strip() == ANY:
         return [ANY]
     return [found[1] for tag in header.split(",") if (found := _STRONG_DIGEST_TAG.fullmatch(tag.strip()))]
-
-
-def _http_date(header: str | None) -> datetime | None:
-    if header is None:
-        return None
-    try:
-        moment = parsedate_to_datetime(header)
-    except (TypeError, ValueError):
-        return None
-    return moment if moment.utcoffset() is not None else moment.replace(tzinfo=UTC)  # -0000: UTC all the same
