@@ -48,7 +48,9 @@ _OTHER_TEMP = re.compile(r"(?:upload|probe)-[a-z0-9_]{8}")
 
 
 class LocalStorage(ObjectStorage):
-    """Files under ``root``; every blocking call runs in a worker thread."""
+    """Files under ``root``; every blocking call runs in a worker thread, except a read of at most
+    :data:`CACHED_READ_LIMIT` bytes the page cache holds (:func:`_read_cached`: its open and fstat run on the
+    event loop, its read never waits for the disk)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
