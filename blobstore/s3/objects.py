@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 from email.utils import format_datetime
-from typing import Any
 from urllib.parse import unquote
 
-from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.responses import Response
 
 from blobstore import buckets
+from blobstore.asgi.responses import ClosingStreamingResponse
 from blobstore.errors import BlobStoreError
 from blobstore.model.preconditions import parse_http_date
 from blobstore.model.ranges import ByteRange, parse_range
@@ -125,7 +124,7 @@ async def get_object(call: Call) -> Response:
     except BaseException:
         await stack.aclose()
         raise
-    return _ClosingResponse(aiter(stream), stack, status_code=status, headers=headers)
+    return ClosingStreamingResponse(aiter(stream), stack, status_code=status, headers=headers)
 
 
 def _unmet(call: Call, info: BlobInfo, etag: str) -> Response | None:
@@ -209,17 +208,3 @@ async def _headers(call: Call, info: BlobInfo) -> dict[str, str]:
         DIGEST_HEADER: info.digest,
         **{META_PREFIX + name: value for name, value in info.metadata.items()},
     }
-
-
-class _ClosingResponse(StreamingResponse):
-    """A streamed object whose read is closed (recording egress) however the response ends."""
-
-    def __init__(self, content: Any, stack: AsyncExitStack, **kwargs: Any) -> None:
-        super().__init__(content, **kwargs)
-        self._stack = stack
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self._stack.aclose()

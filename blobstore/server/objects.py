@@ -10,14 +10,14 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.types import Receive, Scope, Send
 
 from blobstore import wire
 from blobstore.accounting.quotas import Allowance
+from blobstore.asgi.responses import ClosingStreamingResponse
 from blobstore.errors import InvalidInput, NotFound, RangeNotSatisfiable
 from blobstore.model.ranges import ByteRange, parse_range
 from blobstore.model.results import BlobInfo, Page
@@ -240,7 +240,7 @@ async def get_object(
         if isinstance(body, bytes):  # read and verified whole: the read is over before the answer starts
             await stack.aclose()
             return Response(body, status_code=status, headers=headers)
-        return _ObjectResponse(body, stack, status_code=status, headers=headers)
+        return ClosingStreamingResponse(body, stack, status_code=status, headers=headers)
     except BaseException:
         await stack.aclose()
         raise
@@ -305,20 +305,6 @@ async def _verified_body(stream: BlobStream, stack: AsyncExitStack) -> bytes | A
     generator = body()
     stack.push_async_callback(generator.aclose)  # type: ignore[attr-defined]
     return generator
-
-
-class _ObjectResponse(StreamingResponse):
-    """A streamed object that closes its read (recording egress) however the response ends."""
-
-    def __init__(self, content: AsyncIterator[bytes], stack: AsyncExitStack, **kwargs: Any) -> None:
-        super().__init__(content, **kwargs)
-        self._stack = stack
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self._stack.aclose()
 
 
 def _matches(if_none_match: str | None, digest: str) -> bool:
