@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.core.ingest import check_object_size
-from blobstore.db import catalog
+from blobstore.db import catalog, hot_path
 from blobstore.errors import InvalidInput
 from blobstore.model.keys import validate_tenant
 
@@ -95,21 +95,15 @@ class Allowance:
 
 
 async def allowance(core: Core, tenant: str, key: str, *, if_absent: bool = False) -> Allowance:
-    """The :class:`Allowance` of a put of ``key`` now: one or two reads, never a write transaction."""
+    """The :class:`Allowance` of a put of ``key`` now: one read on the hot path, never a write transaction."""
     most = core.settings.max_object_size
-
-    async def work(conn: AsyncConnection) -> Allowance:
-        found = await tenant_rows(conn, tenant)
-        if not found or (found[0].max_bytes is None and found[0].max_objects is None):
-            return Allowance(tenant, most)
-        row = found[0]
-        current = await catalog.find_ref_named(conn, tenant=tenant, key=key)
-        if current is not None and if_absent:
-            return Allowance(tenant, most)
-        usage = catalog.Usage(row.used_bytes, row.used_objects, row.max_bytes, row.max_objects)
-        return Allowance(tenant, most, usage, None if current is None else current.size)
-
-    return await core.database.read(work)
+    found = await hot_path.room(core.database, tenant, key)
+    if found is None:
+        return Allowance(tenant, most)
+    usage, replaced = found
+    if (usage.max_bytes is None and usage.max_objects is None) or (replaced is not None and if_absent):
+        return Allowance(tenant, most)
+    return Allowance(tenant, most, usage, replaced)
 
 
 async def set_quota(core: Core, tenant: str, *, max_bytes: Limit = KEEP, max_objects: Limit = KEEP) -> Quota:

@@ -6,7 +6,8 @@ usage), decided by the same :func:`blobstore.db.binding.decide`; bytes with no l
 recorded in that same transaction, as :func:`blobstore.db.batches.insert_uploads` records it.
 :func:`commit_one` binds the item to that upload once its bytes are written (or to a live blob of the
 digest that appeared meanwhile), as :func:`blobstore.db.binding.bind` does with ``ours``.
-:func:`find_ref_named` is :func:`blobstore.db.catalog.find_ref_named`. All go past SQLAlchemy's per-statement
+:func:`find_ref_named` is :func:`blobstore.db.catalog.find_ref_named`; :func:`room` is what an HTTP put's quota
+pre-check reads (blobstore.accounting.quotas.allowance). All go past SQLAlchemy's per-statement
 layers through :meth:`blobstore.db.engine.Database.on_driver`, which translates driver errors and replays conflicts:
 
 * on SQLite a whole transaction (``BEGIN IMMEDIATE`` to ``COMMIT``) runs in one hand-off to SQLite's
@@ -81,6 +82,13 @@ FROM refs r JOIN blobs b ON b.id = r.blob_id JOIN tenants t ON t.id = r.tenant_i
 WHERE t.name = ? AND r.key = ?
 """
 _PG_REF = _SQLITE_REF.replace("?", "$1", 1).replace("?", "$2", 1)
+#: A tenant's usage and limits, and the size of its reference under a key (NULL: none), as one row.
+_SQLITE_ROOM = """
+SELECT t.used_bytes, t.used_objects, t.max_bytes, t.max_objects,
+       (SELECT r.size FROM refs r WHERE r.tenant_id = t.id AND r.key = ?)
+FROM tenants t WHERE t.name = ?
+"""
+_PG_ROOM = _SQLITE_ROOM.replace("?", "$1", 1).replace("?", "$2", 1)
 _PG_LOOKUP = "SELECT * FROM blobstore_bind_lookup($1, $2, $3, $4, $5, $6)"
 _PG_RECORD = """
 INSERT INTO blobs (scope, digest, size, object_key, state, refcount, created_at, lease_expires_at)
@@ -217,6 +225,27 @@ async def find_ref_named(database: Database, tenant: str, key: str) -> catalog.R
 
     ref: catalog.RefRow | None = await database.on_driver(read)
     return ref
+
+
+async def room(database: Database, tenant: str, key: str) -> tuple[catalog.Usage, int | None] | None:
+    """The named tenant's usage and limits, and the size of its reference under ``key`` (None: no such key), in
+    one statement (a read, no lock); None for a tenant that never stored anything."""
+    if database.is_sqlite:
+
+        async def read(driver: Driver) -> Any:
+            row = await sqlite_driver.on_thread(driver.connection, _sqlite_fetchone, _SQLITE_ROOM, (key, tenant))
+            driver.sent(_SQLITE_ROOM)
+            return row
+
+    else:
+
+        async def read(driver: Driver) -> Any:
+            row = await driver.connection.fetchrow(_PG_ROOM, key, tenant)
+            driver.sent(_PG_ROOM)
+            return row
+
+    row = await database.on_driver(read)
+    return None if row is None else (catalog.Usage(row[0], row[1], row[2], row[3]), row[4])
 
 
 def _ref_row(row: Any, metadata: dict[str, str], created_at: datetime) -> catalog.RefRow:

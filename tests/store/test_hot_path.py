@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from blobstore import BlobInfo, BlobStore, BlobStoreError, StorageUnavailable
+from blobstore.accounting import quotas
 from blobstore.db import catalog, hot_path
 from blobstore.db.engine import Database, Driver
 from blobstore.protocol.uploads import Uploader
@@ -123,6 +124,21 @@ async def test_a_stat_reads_what_the_general_path_reads(store: BlobStore) -> Non
     found = await hot_path.find_ref_named(store.database, "acme", "k")
     assert found is not None
     assert found.created_at.tzinfo is not None
+
+
+async def test_a_puts_room_is_the_tenants_usage_and_the_size_it_replaces(store: BlobStore) -> None:
+    """:func:`hot_path.room` (the HTTP put's quota pre-check) reads what the SQLAlchemy queries read."""
+    acme = store.tenant("acme")
+    await acme.put("k", b"12345")
+    await store.tenant("other").put("theirs", b"123")
+    await store.set_quota("acme", max_bytes=100)
+    [row] = await store.database.read(lambda conn: quotas.tenant_rows(conn, "acme"))
+    usage = catalog.Usage(row.used_bytes, row.used_objects, row.max_bytes, row.max_objects)
+    assert usage == catalog.Usage(5, 1, 100, None)
+
+    assert await hot_path.room(store.database, "acme", "k") == (usage, 5)
+    assert await hot_path.room(store.database, "acme", "theirs") == (usage, None)
+    assert await hot_path.room(store.database, "nobody", "k") is None
 
 
 async def test_a_lost_commit_reply_of_a_dedup_put_is_replayed_without_double_counting(
