@@ -5,12 +5,15 @@ directory in ``home``) and hands back its URL, a read/write token and its pid;
 ``bare_server()`` runs the baseline of H1, a bare Starlette app on uvicorn that
 answers every GET with 4 KiB from memory (:mod:`benchmarks.bare_app`);
 ``svc_infra_server(home)`` runs the baseline of PEER-HTTP, svc-infra's storage
-routes over a directory in ``home`` (:mod:`benchmarks.svc_infra_app`).
+routes over a directory in ``home`` (:mod:`benchmarks.svc_infra_app`);
+``blobstore_server(home, s3=True)`` serves the S3 API too (S1, S3), with an access key of
+tenant ``bench``, and ``moto_server()`` runs moto's S3 server, the baseline of S3.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -36,10 +39,21 @@ class Server:
     url: str
     token: str | None
     pid: int
+    #: The S3 API's endpoint, when the server serves it.
+    s3: S3Endpoint | None = None
 
     @property
     def headers(self) -> dict[str, str]:
         return {} if self.token is None else {"authorization": f"Bearer {self.token}"}
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    """An S3 endpoint and the credentials of its tenant ``bench``."""
+
+    url: str
+    access_key_id: str
+    secret_access_key: str
 
 
 def _uvicorn(app: str) -> list[str]:
@@ -72,11 +86,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _process(args: list[str], env: dict[str, str], health_path: str) -> Iterator[tuple[str, int]]:
+def _process(
+    args: list[str], env: dict[str, str], health_path: str, *, port_flag: str = "--port"
+) -> Iterator[tuple[str, int]]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
-        [*args, "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [*args, port_flag, str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
@@ -96,23 +112,40 @@ def _process(args: list[str], env: dict[str, str], health_path: str) -> Iterator
 
 
 @contextlib.contextmanager
-def blobstore_server(home: Path, database_url: str | None = None) -> Iterator[Server]:
+def blobstore_server(home: Path, database_url: str | None = None, *, s3: bool = False) -> Iterator[Server]:
     """``blobstore serve`` over SQLite (or ``database_url``) + a directory in ``home``, with a read/write token
-    of tenant ``bench``."""
+    of tenant ``bench``; with ``s3``, the S3 API on a port of its own too, with an access key of ``bench``."""
     home.mkdir(parents=True, exist_ok=True)
     env = _env(home)
     if database_url is not None:
         env["BLOBSTORE_DATABASE_URL"] = database_url
     subprocess.run([sys.executable, "-m", "blobstore", "db", "upgrade"], env=env, capture_output=True, check=True)
-    token = subprocess.run(
-        [sys.executable, "-m", "blobstore", "token", "create", "bench", "--scope", "read,write,delete"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    with _process([sys.executable, "-m", "blobstore", "serve"], env, "/healthz") as (url, pid):
-        yield Server(url, token, pid)
+    token = _blobstore(env, "token", "create", "bench", "--scope", "read,write,delete").strip()
+    args = [sys.executable, "-m", "blobstore", "serve"]
+    endpoint = None
+    if s3:
+        key = json.loads(_blobstore(env, "--json", "access-key", "create", "bench", "--scope", "read,write,delete"))
+        s3_port = _free_port()
+        args += ["--s3-port", str(s3_port)]
+        endpoint = S3Endpoint(f"http://127.0.0.1:{s3_port}", key["access_key_id"], key["secret_access_key"])
+    with _process(args, env, "/healthz") as (url, pid):
+        yield Server(url, token, pid, endpoint)
+
+
+def _blobstore(env: dict[str, str], *args: str) -> str:
+    """The output of a ``blobstore`` command."""
+    command = [sys.executable, "-m", "blobstore", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[Server]:
+    """moto's S3 server (werkzeug, threaded, objects in memory), with its dummy credentials."""
+    with _process([sys.executable, "-m", "moto.server", "-H", "127.0.0.1"], _env(None), "/", port_flag="-p") as (
+        url,
+        pid,
+    ):
+        yield Server(url, None, pid, S3Endpoint(url, "testing", "testing"))
 
 
 @contextlib.contextmanager
