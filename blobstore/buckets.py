@@ -80,7 +80,7 @@ async def find(core: Core, tenant: str, name: str) -> Bucket | None:
         validate_bucket(name)
     except ValueError:
         return None
-    created = await core.database.read(lambda conn: db.find_bucket(conn, tenant, name))
+    created = await db.lookup_bucket(core.database, tenant, name)
     return None if created is None else Bucket(name, created)
 
 
@@ -119,5 +119,5 @@ async def etags(core: Core, tenant: str, digests: Iterable[str]) -> dict[str, st
     from blobstore.db import buckets as db
 
     wanted = sorted(set(digests))
-    known = await core.database.read(lambda conn: db.find_md5s(conn, tenant, wanted)) if wanted else {}
+    known = await db.lookup_md5s(core.database, tenant, wanted) if wanted else {}
     return {digest: f'"{known.get(digest, digest)}"' for digest in wanted}

@@ -124,7 +124,7 @@ async def active(core: Core, key_id: str) -> ActiveKey | None:
 
     if not _ID.fullmatch(key_id):
         return None
-    row = await core.database.read(lambda conn: db.find_access_key(conn, key_id))
+    row = await db.lookup_access_key(core.database, key_id)
     if row is None:
         return None
     info = TokenInfo.from_row(row)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import os
 import secrets
 from pathlib import Path
@@ -68,10 +69,15 @@ def unseal(settings: Settings, sealed: str, purpose: str) -> bytes:
 
 
 def _sealing_key(settings: Settings) -> bytes:
+    return _derived(_secret(settings))
+
+
+@functools.lru_cache(maxsize=8)
+def _derived(secret: str) -> bytes:
+    """The sealing key of ``secret`` (derived once per secret: every S3 request opens its access key's secret)."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-    secret = _secret(settings)
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(secret.encode())
 
 

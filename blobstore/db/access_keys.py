@@ -8,6 +8,8 @@ from datetime import datetime
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from blobstore.db import driver_reads
+from blobstore.db.engine import Database
 from blobstore.db.models import tables
 
 access_keys = tables["access_keys"]
@@ -31,6 +33,8 @@ class AccessKeyRow:
 _COLUMNS = tuple(access_keys.c[name] for name in AccessKeyRow.__dataclass_fields__)
 #: The lookup every S3 request makes, built once.
 _FIND = select(*_COLUMNS).where(access_keys.c.id == bindparam("key_id"))
+#: :data:`_FIND` for blobstore.db.driver_reads.
+_DRIVER_FIND = f"SELECT {', '.join(column.name for column in _COLUMNS)} FROM access_keys WHERE id = ?"
 
 
 async def insert_access_key(conn: AsyncConnection, row: AccessKeyRow) -> None:
@@ -42,6 +46,18 @@ async def find_access_key(conn: AsyncConnection, key_id: str) -> AccessKeyRow | 
     """The access key with this id, revoked or not; None if there is none."""
     row = (await conn.execute(_FIND, {"key_id": key_id})).first()
     return None if row is None else AccessKeyRow(*row)
+
+
+async def lookup_access_key(database: Database, key_id: str) -> AccessKeyRow | None:
+    """:func:`find_access_key` as one statement on a driver connection (blobstore.db.driver_reads): the lookup
+    every S3 request makes. A read, no lock; it sees every revocation committed before it."""
+    row = await driver_reads.fetch_row(database, _DRIVER_FIND, (key_id,))
+    if row is None:
+        return None
+    key_id, tenant, name, scopes, sealed_secret, *times = row
+    created_at, expires_at, revoked_at = (driver_reads.utc(value) for value in times)
+    assert created_at is not None, "created_at is never NULL"
+    return AccessKeyRow(key_id, tenant, name, scopes, sealed_secret, created_at, expires_at, revoked_at)
 
 
 async def list_access_keys(conn: AsyncConnection, tenant: str | None) -> list[AccessKeyRow]:

@@ -8,7 +8,9 @@ from datetime import datetime
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from blobstore.db import driver_reads
 from blobstore.db.catalog import dialect_insert, list_refs
+from blobstore.db.engine import Database
 from blobstore.db.models import tables
 
 buckets = tables["buckets"]
@@ -44,6 +46,18 @@ async def find_bucket(conn: AsyncConnection, tenant: str, name: str) -> datetime
     return created
 
 
+async def lookup_bucket(database: Database, tenant: str, name: str) -> datetime | None:
+    """:func:`find_bucket` as one statement on a driver connection (blobstore.db.driver_reads), as every S3
+    request on a bucket asks it."""
+    row = await driver_reads.fetch_row(database, _DRIVER_FIND_BUCKET, (tenant, name))
+    return None if row is None else driver_reads.utc(row[0])
+
+
+_DRIVER_FIND_BUCKET = (
+    "SELECT b.created_at FROM buckets b JOIN tenants t ON t.id = b.tenant_id WHERE t.name = ? AND b.name = ?"
+)
+
+
 async def bucket_holds_keys(conn: AsyncConnection, tenant: int, name: str) -> bool:
     """True if the tenant has any key under ``<name>/``."""
     return bool(await list_refs(conn, tenant, f"{name}/", None, 1))
@@ -64,11 +78,11 @@ async def record_md5(conn: AsyncConnection, tenant: str, digest: str, md5: str) 
     await conn.execute(statement.on_conflict_do_nothing(), {"digest": digest, "md5": md5})
 
 
-async def find_md5s(conn: AsyncConnection, tenant: str, digests: list[str]) -> dict[str, str]:
-    """The MD5s the tenant has recorded for these digests, by digest."""
-    query = (
-        select(etags.c.digest, etags.c.md5)
-        .join(tenants, tenants.c.id == etags.c.tenant_id)
-        .where(tenants.c.name == tenant, etags.c.digest.in_(digests))
+async def lookup_md5s(database: Database, tenant: str, digests: list[str]) -> dict[str, str]:
+    """The MD5s the tenant has recorded for these digests, by digest: one statement on a driver connection
+    (blobstore.db.driver_reads), as S3 reads and listings ask it."""
+    sql = (
+        "SELECT e.digest, e.md5 FROM etags e JOIN tenants t ON t.id = e.tenant_id "
+        f"WHERE t.name = ? AND e.digest IN ({driver_reads.placeholders(len(digests))})"
     )
-    return {row[0]: row[1] for row in await conn.execute(query)}
+    return {row[0]: row[1] for row in await driver_reads.fetch_rows(database, sql, (tenant, *digests))}

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from blobstore.db import binding, catalog, sqlite_driver
+from blobstore.db import binding, catalog, driver_reads, sqlite_driver
 from blobstore.db.batches import Found, LockedBlob, NewRef, OldRef
 from blobstore.db.engine import Database, Driver
 
@@ -76,19 +76,17 @@ _SQLITE_CHARGE = (
     "UPDATE tenants SET used_bytes = used_bytes + :bytes, used_objects = used_objects + :objects WHERE id = :t"
 )
 
-_SQLITE_REF = """
+_REF = """
 SELECT r.key, r.blob_id, b.digest, b.object_key, r.size, r.content_type, r.metadata, r.created_at
 FROM refs r JOIN blobs b ON b.id = r.blob_id JOIN tenants t ON t.id = r.tenant_id
 WHERE t.name = ? AND r.key = ?
 """
-_PG_REF = _SQLITE_REF.replace("?", "$1", 1).replace("?", "$2", 1)
 #: A tenant's usage and limits, and the size of its reference under a key (NULL: none), as one row.
-_SQLITE_ROOM = """
+_ROOM = """
 SELECT t.used_bytes, t.used_objects, t.max_bytes, t.max_objects,
        (SELECT r.size FROM refs r WHERE r.tenant_id = t.id AND r.key = ?)
 FROM tenants t WHERE t.name = ?
 """
-_PG_ROOM = _SQLITE_ROOM.replace("?", "$1", 1).replace("?", "$2", 1)
 _PG_LOOKUP = "SELECT * FROM blobstore_bind_lookup($1, $2, $3, $4, $5, $6)"
 _PG_RECORD = """
 INSERT INTO blobs (scope, digest, size, object_key, state, refcount, created_at, lease_expires_at)
@@ -207,54 +205,20 @@ def _intent(reservation: Reservation | None) -> _Intent | None:
 
 async def find_ref_named(database: Database, tenant: str, key: str) -> catalog.RefRow | None:
     """The named tenant's reference under ``key`` with its blob, in one statement (a read, no lock)."""
-    if database.is_sqlite:
-
-        async def read(driver: Driver) -> Any:
-            row = await sqlite_driver.on_thread(driver.connection, _sqlite_fetchone, _SQLITE_REF, (tenant, key))
-            driver.sent(_SQLITE_REF)
-            if row is None:
-                return None
-            return _ref_row(row, json.loads(row[6]), _sqlite_datetime(row[7]))
-
-    else:
-
-        async def read(driver: Driver) -> Any:
-            row = await driver.connection.fetchrow(_PG_REF, tenant, key)
-            driver.sent(_PG_REF)
-            return None if row is None else _ref_row(row, row[6], _aware(row[7]))
-
-    ref: catalog.RefRow | None = await database.on_driver(read)
-    return ref
+    row = await driver_reads.fetch_row(database, _REF, (tenant, key))
+    if row is None:
+        return None
+    metadata = json.loads(row[6]) if isinstance(row[6], str) else row[6]
+    created_at = driver_reads.utc(row[7])
+    assert created_at is not None, "created_at is never NULL"
+    return catalog.RefRow(row[0], row[1], row[2], row[3], row[4], row[5], metadata, created_at)
 
 
 async def room(database: Database, tenant: str, key: str) -> tuple[catalog.Usage, int | None] | None:
     """The named tenant's usage and limits, and the size of its reference under ``key`` (None: no such key), in
     one statement (a read, no lock); None for a tenant that never stored anything."""
-    if database.is_sqlite:
-
-        async def read(driver: Driver) -> Any:
-            row = await sqlite_driver.on_thread(driver.connection, _sqlite_fetchone, _SQLITE_ROOM, (key, tenant))
-            driver.sent(_SQLITE_ROOM)
-            return row
-
-    else:
-
-        async def read(driver: Driver) -> Any:
-            row = await driver.connection.fetchrow(_PG_ROOM, key, tenant)
-            driver.sent(_PG_ROOM)
-            return row
-
-    row = await database.on_driver(read)
+    row = await driver_reads.fetch_row(database, _ROOM, (key, tenant))
     return None if row is None else (catalog.Usage(row[0], row[1], row[2], row[3]), row[4])
-
-
-def _ref_row(row: Any, metadata: dict[str, str], created_at: datetime) -> catalog.RefRow:
-    """A row of :data:`_SQLITE_REF` (or :data:`_PG_REF`) with its metadata and time decoded."""
-    return catalog.RefRow(row[0], row[1], row[2], row[3], row[4], row[5], metadata, created_at)
-
-
-def _sqlite_fetchone(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> Any:
-    return db.execute(sql, params).fetchone()
 
 
 def _sqlite_bind(db: sqlite3.Connection, b: _Binding) -> tuple[binding.Outcome, int | None, list[str]]:

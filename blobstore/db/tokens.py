@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from blobstore.db.engine import Database, Driver
+from blobstore.db import driver_reads
+from blobstore.db.engine import Database
 from blobstore.db.models import tables
 
 tokens = tables["tokens"]
@@ -60,9 +60,8 @@ async def insert_token(conn: AsyncConnection, row: TokenRow) -> None:
 
 #: A token by id, built once (its compiled form and cache key are reused).
 _FIND_TOKEN = select(*TOKEN_COLUMNS).where(tokens.c.id == bindparam("token_id"))
-#: :data:`_FIND_TOKEN` as each driver takes it (sqlite3's placeholder, asyncpg's).
-_SQLITE_FIND = f"SELECT {', '.join(column.name for column in TOKEN_COLUMNS)} FROM tokens WHERE id = ?"
-_PG_FIND = _SQLITE_FIND.replace("?", "$1")
+#: :data:`_FIND_TOKEN` for blobstore.db.driver_reads.
+_DRIVER_FIND = f"SELECT {', '.join(column.name for column in TOKEN_COLUMNS)} FROM tokens WHERE id = ?"
 
 
 async def find_token(conn: AsyncConnection, token_id: str) -> TokenRow | None:
@@ -72,35 +71,15 @@ async def find_token(conn: AsyncConnection, token_id: str) -> TokenRow | None:
 
 
 async def lookup_token(database: Database, token_id: str) -> TokenRow | None:
-    """:func:`find_token` as one statement on a driver connection (:meth:`Database.on_driver`), past SQLAlchemy's
-    per-statement layers: the lookup every authenticated request makes. A read, no lock; it sees every change
-    committed before it."""
-
-    async def read(driver: Driver) -> Any:
-        if database.is_sqlite:
-            rows = await driver.connection.execute_fetchall(_SQLITE_FIND, (token_id,))  # one hand-off
-            driver.sent(_SQLITE_FIND)
-            return rows[0] if rows else None
-        row = await driver.connection.fetchrow(_PG_FIND, token_id)
-        driver.sent(_PG_FIND)
-        return row
-
-    row = await database.on_driver(read)
+    """:func:`find_token` as one statement on a driver connection (blobstore.db.driver_reads): the lookup every
+    authenticated request makes. A read, no lock; it sees every change committed before it."""
+    row = await driver_reads.fetch_row(database, _DRIVER_FIND, (token_id,))
     if row is None:
         return None
     token_id, tenant, name, scopes, secret_hash, *times = row
-    created_at, expires_at, revoked_at = (_utc(value) for value in times)
+    created_at, expires_at, revoked_at = (driver_reads.utc(value) for value in times)
     assert created_at is not None, "created_at is never NULL"
     return TokenRow(token_id, tenant, name, scopes, secret_hash, created_at, expires_at, revoked_at)
-
-
-def _utc(value: str | datetime | None) -> datetime | None:
-    """A time as the driver returns it (SQLite: ISO text; asyncpg: a naive datetime) as an aware UTC datetime,
-    as :class:`blobstore.db.models.UTCDateTime` reads it."""
-    if value is None:
-        return None
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.replace(tzinfo=UTC)
 
 
 async def list_tokens(conn: AsyncConnection, tenant: str | None) -> list[TokenRow]:

@@ -1,0 +1,56 @@
+"""The per-request lookups on the driver connection (blobstore.db.driver_reads) read what the SQLAlchemy queries
+they stand in for read, on every deployment: times as aware UTC datetimes, absent rows as None."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from blobstore import BlobStore, buckets
+from blobstore.auth import access_keys
+from blobstore.db import access_keys as access_keys_db
+from blobstore.db import buckets as buckets_db
+from blobstore.db import driver_reads
+
+
+async def test_an_access_key_lookup_reads_the_row_find_reads(store: BlobStore) -> None:
+    lasting = await access_keys.create(store.core, "acme", scopes=["read"], expires_in=timedelta(days=2))
+    revoked = await access_keys.create(store.core, "acme", scopes=["read", "write"], name="old")
+    await access_keys.revoke(store.core, revoked.info.id)
+
+    for key_id in (lasting.info.id, revoked.info.id, "AKBS0000000000000000"):
+        expected = await store.database.read(lambda conn, key_id=key_id: access_keys_db.find_access_key(conn, key_id))
+        assert await access_keys_db.lookup_access_key(store.database, key_id) == expected
+    found = await access_keys_db.lookup_access_key(store.database, revoked.info.id)
+    assert found is not None
+    assert found.revoked_at is not None
+    assert found.revoked_at.tzinfo is not None
+
+
+async def test_a_bucket_lookup_is_per_tenant(store: BlobStore) -> None:
+    await buckets.create(store.core, "acme", "photos")
+
+    created = await buckets_db.lookup_bucket(store.database, "acme", "photos")
+    expected = await store.database.read(lambda conn: buckets_db.find_bucket(conn, "acme", "photos"))
+    assert created == expected
+    assert created is not None
+    assert created.tzinfo is not None
+    assert await buckets_db.lookup_bucket(store.database, "other", "photos") is None
+    assert await buckets_db.lookup_bucket(store.database, "acme", "videos") is None
+
+
+async def test_md5s_are_looked_up_per_tenant_and_digest(store: BlobStore) -> None:
+    first, second, third = "1" * 64, "2" * 64, "3" * 64
+    await store.tenant("acme").put("seed", b"x")  # the tenant row the ETags belong to
+    await store.tenant("other").put("seed", b"x")
+    await buckets.record_etag(store.core, "acme", first, '"' + "a" * 32 + '"')
+    await buckets.record_etag(store.core, "acme", second, '"' + "b" * 32 + '"')
+    await buckets.record_etag(store.core, "other", third, '"' + "c" * 32 + '"')
+
+    found = await buckets_db.lookup_md5s(store.database, "acme", [first, second, third])
+    assert found == {first: "a" * 32, second: "b" * 32}
+    assert await buckets.etags(store.core, "acme", [third, first]) == {first: '"' + "a" * 32 + '"', third: f'"{third}"'}
+
+
+def test_placeholders_are_numbered_for_asyncpg_in_order() -> None:
+    sql = f"SELECT 1 FROM t WHERE a = ? AND b IN ({driver_reads.placeholders(3)})"
+    assert driver_reads._numbered(sql) == "SELECT 1 FROM t WHERE a = $1 AND b IN ($2, $3, $4)"
