@@ -26,6 +26,7 @@ KEEP_ALIVE_SECONDS = 75
 if TYPE_CHECKING:  # the store and the server stack load when the command runs, not for --help
     import uvicorn
 
+    from blobstore.core.config import Settings
     from blobstore.store import BlobStore
 
 
@@ -176,11 +177,37 @@ def serve(
         if s3_port is None:
             uvicorn.run("blobstore.server.app:app_from_env", port=port, workers=workers, **common)
             return
-        native = uvicorn.Config("blobstore.server.app:app_from_env", port=port, **common)
-        s3 = uvicorn.Config("blobstore.s3.app:app_from_env", port=s3_port, **common)
         import asyncio  # not for --help
 
-        asyncio.run(_serve_beside(uvicorn.Server(native), uvicorn.Server(s3)))
+        asyncio.run(_serve_both(settings, common, port, s3_port, body_timeout))
+
+
+async def _serve_both(settings: Settings, common: dict[str, Any], port: int, s3_port: int, body_timeout: float) -> None:
+    """The native API on ``port`` and the S3 API on ``s3_port``, in this event loop, over one store (one
+    connection pool): both timed into the metrics, logged, timed out and shut down alike."""
+    import uvicorn
+
+    from blobstore.s3.app import app_from_env as s3_app_from_env
+    from blobstore.s3.app import error_response
+    from blobstore.server import metrics
+    from blobstore.server.access import AccessMiddleware
+    from blobstore.server.app import app_from_env
+    from blobstore.server.connections import BodyTimeoutMiddleware
+    from blobstore.server.shutdown import ShutdownMiddleware
+    from blobstore.store import BlobStore
+
+    served = {**common, "factory": False}
+    store = await BlobStore.open(settings, observer=metrics.OBSERVER)
+    try:
+        s3 = s3_app_from_env(store)
+        s3.add_middleware(BodyTimeoutMiddleware, seconds=body_timeout)
+        s3.add_middleware(ShutdownMiddleware, answer=lambda error, scope: error_response(error, scope["path"], "-"))
+        s3.add_middleware(AccessMiddleware)
+        main = uvicorn.Server(uvicorn.Config(app_from_env(store), port=port, **served))
+        beside = uvicorn.Server(uvicorn.Config(s3, port=s3_port, **served))
+        await _serve_beside(main, beside)
+    finally:
+        await store.close()
 
 
 async def _serve_beside(main: uvicorn.Server, beside: uvicorn.Server) -> None:

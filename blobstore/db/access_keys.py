@@ -52,12 +52,7 @@ async def lookup_access_key(database: Database, key_id: str) -> AccessKeyRow | N
     """:func:`find_access_key` as one statement on a driver connection (blobstore.db.driver_reads): the lookup
     every S3 request makes. A read, no lock; it sees every revocation committed before it."""
     row = await driver_reads.fetch_row(database, _DRIVER_FIND, (key_id,))
-    if row is None:
-        return None
-    key_id, tenant, name, scopes, sealed_secret, *times = row
-    created_at, expires_at, revoked_at = (driver_reads.utc(value) for value in times)
-    assert created_at is not None, "created_at is never NULL"
-    return AccessKeyRow(key_id, tenant, name, scopes, sealed_secret, created_at, expires_at, revoked_at)
+    return None if row is None else AccessKeyRow(*driver_reads.times_as_utc(row, first=5))
 
 
 async def list_access_keys(conn: AsyncConnection, tenant: str | None) -> list[AccessKeyRow]:

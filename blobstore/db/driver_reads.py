@@ -61,6 +61,11 @@ def utc(value: str | datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
+def times_as_utc(row: Sequence[Any], first: int) -> tuple[Any, ...]:
+    """``row`` with its values from index ``first`` on (all times) as :func:`utc` gives them."""
+    return (*row[:first], *(utc(value) for value in row[first:]))
+
+
 def _fetchall(connection: Any, sql: str, params: tuple[Any, ...]) -> list[Any]:
     return connection.execute(sql, params).fetchall()  # type: ignore[no-any-return]
 

@@ -74,12 +74,7 @@ async def lookup_token(database: Database, token_id: str) -> TokenRow | None:
     """:func:`find_token` as one statement on a driver connection (blobstore.db.driver_reads): the lookup every
     authenticated request makes. A read, no lock; it sees every change committed before it."""
     row = await driver_reads.fetch_row(database, _DRIVER_FIND, (token_id,))
-    if row is None:
-        return None
-    token_id, tenant, name, scopes, secret_hash, *times = row
-    created_at, expires_at, revoked_at = (driver_reads.utc(value) for value in times)
-    assert created_at is not None, "created_at is never NULL"
-    return TokenRow(token_id, tenant, name, scopes, secret_hash, created_at, expires_at, revoked_at)
+    return None if row is None else TokenRow(*driver_reads.times_as_utc(row, first=5))
 
 
 async def list_tokens(conn: AsyncConnection, tenant: str | None) -> list[TokenRow]:

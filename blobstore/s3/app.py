@@ -18,8 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from blobstore.asgi import labels
 from blobstore.core.config import Settings
 from blobstore.core.context import Clock, utc_now
+from blobstore.core.instrument import Observer
 from blobstore.s3 import buckets, objects, router, sigv2, sigv4, xml
 from blobstore.s3.call import Call
 from blobstore.s3.errors import S3Error, translate
@@ -32,6 +34,8 @@ DEFAULT_REGION = "us-east-1"
 #: Seconds a client is asked to wait before retrying a 503.
 RETRY_AFTER_SECONDS = 1
 _log = logging.getLogger("blobstore.s3")
+#: The route label of a request before its operation is known (blobstore.asgi.labels).
+UNROUTED = "S3"
 
 HANDLERS: dict[str, Callable[[Call], Awaitable[Response]]] = {
     "ListBuckets": buckets.list_buckets,
@@ -61,13 +65,18 @@ def create_app(
     settings: Settings | None = None,
     region: str = DEFAULT_REGION,
     clock: Clock = utc_now,
+    observer: Observer | None = None,
 ) -> Starlette:
-    """The S3 API over ``store`` (left open), or over a store opened from ``settings`` (default: the environment)
-    when the app starts and closed when it stops; requests must be signed for ``region``."""
+    """The S3 API over ``store`` (left open), or over a store opened from ``settings`` (default: the environment,
+    timed into ``observer``) when the app starts and closed when it stops; requests must be signed for ``region``.
+
+    Each request's scope carries its route label (``S3 <operation>``) and tenant for the middleware around
+    the app (blobstore.asgi.labels): ``blobstore serve --s3-port`` wraps it with the native API's access log,
+    metrics, body timeout and shutdown answer."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        serving = store if store is not None else await BlobStore.open(settings, clock=clock)
+        serving = store if store is not None else await BlobStore.open(settings, clock=clock, observer=observer)
         app.state.blobstore = serving
         try:
             yield
@@ -77,10 +86,11 @@ def create_app(
 
     async def endpoint(request: Request) -> Response:
         request_id = secrets.token_hex(8).upper()
+        labels.label(request.scope, route=UNROUTED)
         try:
             response = await _answer(request, request.app.state.blobstore, region)
         except Exception as exc:
-            response = _error_response(exc, request.url.path, request_id)
+            response = error_response(exc, request.url.path, request_id)
             if _has_body(request):  # it may be unread: the connection cannot carry another request after it
                 response.headers["Connection"] = "close"
         response.headers["x-amz-request-id"] = request_id
@@ -90,15 +100,16 @@ def create_app(
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def app_from_env() -> Starlette:
-    """The app over the store the environment names, signed for the region in :data:`REGION` (uvicorn's factory)."""
-    return create_app(region=os.environ.get(REGION) or DEFAULT_REGION)
+def app_from_env(store: BlobStore | None = None) -> Starlette:
+    """The app over ``store`` or the store the environment names, signed for the region in :data:`REGION`."""
+    return create_app(store, region=os.environ.get(REGION) or DEFAULT_REGION)
 
 
 async def _answer(request: Request, store: BlobStore, region: str) -> Response:
     raw_path = request.scope.get("raw_path", request.scope["path"].encode()).decode("latin-1")
     params = sigv4.parse_query(request.scope["query_string"].decode("latin-1"))
     operation = router.route(request.method, raw_path, params, request.headers)
+    labels.label(request.scope, route=f"S3 {operation.name}")
     headers = [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in request.scope["headers"]]
     if sigv2.is_presigned(params):
         caller = await sigv2.authenticate(
@@ -113,6 +124,7 @@ async def _answer(request: Request, store: BlobStore, region: str) -> Response:
         caller = await sigv4.authenticate(
             store.core, region, method=request.method, raw_path=raw_path, params=params, headers=headers
         )
+    labels.label(request.scope, tenant=caller.key.info.tenant)
     if operation.scope not in caller.key.info.scopes:
         raise S3Error("AccessDenied", f"this access key lacks the {operation.scope!r} scope")
     call = Call(
@@ -134,7 +146,8 @@ def _has_body(request: Request) -> bool:
     return request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
 
 
-def _error_response(exc: Exception, resource: str, request_id: str) -> Response:
+def error_response(exc: BaseException, resource: str, request_id: str) -> Response:
+    """The S3 XML error document answering ``exc`` (``Retry-After`` on a 503), for ``resource`` (the path)."""
     error = translate(exc)
     if error.code == "InternalError":
         _log.error("S3 request %s failed", request_id, exc_info=exc)

@@ -3,6 +3,8 @@ answered by its ``s3_code`` in blobstore.errors.STATUS, at the HTTP status S3 gi
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
+
 from blobstore.errors import BlobStoreError, status_of
 
 #: The HTTP status of each S3 error code this API answers with (S3 API reference, "Error responses").
@@ -31,6 +33,7 @@ S3_STATUS = {
     "PreconditionFailed": 412,
     "QuotaExceeded": 403,
     "RequestTimeTooSkewed": 403,
+    "RequestTimeout": 400,
     "ServiceUnavailable": 503,
     "SignatureDoesNotMatch": 403,
     "XAmzContentSHA256Mismatch": 400,
@@ -56,10 +59,12 @@ def not_implemented(operation: str) -> S3Error:
 
 
 def translate(error: BaseException) -> S3Error:
-    """The S3 answer of ``error``: itself if it is one, its STATUS entry if it is a blobstore error, else
-    InternalError (whose message reveals nothing)."""
+    """The S3 answer of ``error``: itself if it is one, its STATUS entry if it is a blobstore error, RequestTimeout
+    for the 408 of a body that stopped arriving, else InternalError (whose message reveals nothing)."""
     if isinstance(error, S3Error):
         return error
+    if isinstance(error, HTTPException) and error.status_code == 408:  # the body timeout (blobstore serve)
+        return S3Error("RequestTimeout", str(error.detail))
     entry = status_of(type(error)) if isinstance(error, BlobStoreError) else None
     if entry is None or entry.s3_code == "InternalError":
         return S3Error("InternalError", "we encountered an internal error; please try again")

@@ -3,8 +3,8 @@
 A request's ``X-Request-Id`` (up to 128 printable ASCII characters) is echoed;
 otherwise one is generated. When the answer ends, the request is counted in
 blobstore.server.metrics and logged on ``blobstore.access`` as one JSON object:
-method, route template, status, bytes in and out, duration, tenant, request id.
-Keys never appear (they may be private), only route templates.
+method, route template (or the label the app gave, blobstore.asgi.labels), status, bytes in and out,
+duration, tenant, request id. Keys never appear (they may be private), only route templates and labels.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from blobstore.asgi import labels
 from blobstore.server import metrics
 
 log = logging.getLogger("blobstore.access")
@@ -73,7 +74,7 @@ class AccessMiddleware:
                         "bytes_in": counts["received"],
                         "bytes_out": counts["sent"],
                         "duration_ms": round(seconds * 1000, 3),
-                        "tenant": scope.get("path_params", {}).get("tenant"),
+                        "tenant": scope.get(labels.TENANT) or scope.get("path_params", {}).get("tenant"),
                         "request_id": request_id,
                     }
                 )
@@ -87,6 +88,8 @@ def _request_id(sent: str | None) -> str:
 
 
 def _route_of(scope: Scope) -> str:
+    if labels.ROUTE in scope:
+        return str(scope[labels.ROUTE])
     route = scope.get("route")
     path_format = getattr(route, "path_format", None)
     return UNMATCHED if path_format is None else str(path_format)

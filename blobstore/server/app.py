@@ -115,13 +115,14 @@ def create_app(
     return app
 
 
-def app_from_env() -> FastAPI:
-    """The app over the store the environment names, with :data:`CORS_ORIGINS` (comma-separated) as its CORS
-    origins, :data:`GC_INTERVAL` as its GC interval, :data:`BODY_TIMEOUT` as its body timeout and
+def app_from_env(store: BlobStore | None = None) -> FastAPI:
+    """The app over ``store`` or the store the environment names, with :data:`CORS_ORIGINS` (comma-separated) as
+    its CORS origins, :data:`GC_INTERVAL` as its GC interval, :data:`BODY_TIMEOUT` as its body timeout and
     :data:`INLINE_ACTIVE_CONTENT` (uvicorn's factory for ``blobstore serve``)."""
     origins = [origin.strip() for origin in os.environ.get(CORS_ORIGINS, "").split(",") if origin.strip()]
     body_timeout = _seconds(BODY_TIMEOUT)
     return create_app(
+        store,
         cors_origins=origins,
         gc_interval=_seconds(GC_INTERVAL),
         body_timeout=BODY_TIMEOUT_SECONDS if body_timeout is None else body_timeout,

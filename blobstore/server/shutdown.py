@@ -15,18 +15,28 @@ cut this way stores nothing (the store's own guarantee).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from blobstore.errors import StorageUnavailable
 from blobstore.server import problems
 
+#: How a cut request is answered: from the error and the request's scope (the S3 API answers in its XML).
+Answer = Callable[[StorageUnavailable, Scope], Response]
+
+
+def _problem(error: StorageUnavailable, scope: Scope) -> Response:
+    return problems.problem_response(error)
+
 
 class ShutdownMiddleware:
-    """Wraps an ASGI app; see the module docstring."""
+    """Wraps an ASGI app; see the module docstring. ``answer`` renders the 503 (default: a problem document)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, answer: Answer = _problem) -> None:
         self.app = app
+        self.answer = answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,8 +53,8 @@ class ShutdownMiddleware:
             await self.app(scope, receive, watching_send)
         except asyncio.CancelledError:
             if not answering:
-                response = problems.problem_response(
-                    StorageUnavailable("the server shut down before this request finished; retry it")
+                response = self.answer(
+                    StorageUnavailable("the server shut down before this request finished; retry it"), scope
                 )
                 response.headers["connection"] = "close"
                 await response(scope, receive, send)

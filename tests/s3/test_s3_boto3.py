@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import sqlite3
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,7 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.support.cli_helpers import invoke
-from tests.support.live_server import serve_process
+from tests.support.live_server import serve_s3_process
 
 
 @dataclass(frozen=True)
@@ -36,28 +34,11 @@ class Server:
     token: str
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``blobstore serve --s3-port`` on the embedded store of a fresh home, once its S3 port answers."""
     home = tmp_path_factory.mktemp("s3-home")
-    s3_port = _free_port()
-    with serve_process(home, "--s3-port", str(s3_port)) as served:
-        s3_url = f"http://127.0.0.1:{s3_port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(s3_url)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the S3 listener did not start"
-                time.sleep(0.1)
+    with serve_s3_process(home) as (served, s3_url):
         token = invoke(["token", "create", "acme"], home=home).ok().stdout.strip()
         yield Server(home, served.url, s3_url, token)
 

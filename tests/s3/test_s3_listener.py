@@ -1,0 +1,116 @@
+"""``blobstore serve --s3-port`` serves the S3 API as it serves the native one: over the same store, in the access
+log and the metrics (labelled by S3 operation), with the body timeout, and sharing one connection pool."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+import httpx
+import pytest
+
+from tests.support.cli_helpers import invoke
+from tests.support.live_server import free_port, serve_s3_process
+
+BODY_TIMEOUT = 1
+
+
+@dataclass(frozen=True)
+class Listener:
+    home: Path
+    url: str
+    s3_url: str
+    metrics_url: str
+    client: Any
+
+
+@pytest.fixture(scope="module")
+def listener(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
+    home = tmp_path_factory.mktemp("s3-listener")
+    metrics_port = free_port()
+    with serve_s3_process(home, "--metrics-port", str(metrics_port), "--body-timeout", str(BODY_TIMEOUT)) as (
+        served,
+        s3_url,
+    ):
+        key = json.loads(invoke(["access-key", "create", "acme", "--json"], home=home).ok().stdout)
+        client = boto3.client(
+            "s3",
+            endpoint_url=s3_url,
+            aws_access_key_id=key["access_key_id"],
+            aws_secret_access_key=key["secret_access_key"],
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket="logged")
+        yield Listener(home, served.url, s3_url, f"http://127.0.0.1:{metrics_port}/metrics", client)
+
+
+def _access_lines(home: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (home / "serve.out").read_text().splitlines() if line.startswith("{")]
+
+
+def _line_of(home: Path, route: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        found = [line for line in _access_lines(home) if line["route"] == route]
+        if found:
+            return found[-1]
+        assert time.monotonic() < deadline, f"no access-log line of {route}"
+        time.sleep(0.1)
+
+
+def test_s3_requests_are_logged_and_counted_by_operation_and_tenant(listener: Listener) -> None:
+    listener.client.put_object(Bucket="logged", Key="a/b.txt", Body=b"hello")
+    assert listener.client.get_object(Bucket="logged", Key="a/b.txt")["Body"].read() == b"hello"
+
+    line = _line_of(listener.home, "S3 GetObject")
+    assert (line["method"], line["status"], line["tenant"], line["bytes_out"]) == ("GET", 200, "acme", 5)
+    assert "a/b.txt" not in json.dumps(_access_lines(listener.home))  # keys are never logged
+    metrics = httpx.get(listener.metrics_url).text
+    assert 'route="S3 PutObject"' in metrics
+    assert 'route="S3 GetObject"' in metrics
+
+
+def test_an_unsigned_request_is_logged_before_it_has_an_operation_or_tenant(listener: Listener) -> None:
+    assert httpx.get(f"{listener.s3_url}/logged", headers={"x-request-id": "anonymous-probe"}).status_code == 403
+    line = next(line for line in _access_lines(listener.home) if line["request_id"] == "anonymous-probe")
+    assert (line["route"], line["status"], line["tenant"]) == ("S3 ListObjects", 403, None)
+
+
+def test_a_body_that_stops_arriving_times_out_as_s3_answers_and_stores_nothing(listener: Listener) -> None:
+    url = urlsplit(listener.client.generate_presigned_url("put_object", Params={"Bucket": "logged", "Key": "stalled"}))
+    with socket.create_connection((url.hostname, url.port)) as connection:
+        connection.sendall(
+            f"PUT {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Length: 100\r\n\r\n".encode()
+            + b"0123456789"
+        )
+        connection.settimeout(BODY_TIMEOUT + 30)
+        answer = b""
+        while b"</Error>" not in answer:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert b"<Code>RequestTimeout</Code>" in body
+    database = sqlite3.connect(listener.home / "blobstore.db")
+    assert database.execute("SELECT count(*) FROM refs WHERE key = 'logged/stalled'").fetchone() == (0,)
+
+
+def test_both_apis_share_one_store_and_see_each_others_writes_at_once(listener: Listener) -> None:
+    token = invoke(["token", "create", "acme"], home=listener.home).ok().stdout.strip()
+    native = httpx.put(
+        f"{listener.url}/v1/tenants/acme/objects/logged/native.txt",
+        content=b"from the native API",
+        headers={"authorization": f"Bearer {token}"},
+    )
+    assert native.status_code == 201
+    assert listener.client.get_object(Bucket="logged", Key="native.txt")["Body"].read() == b"from the native API"
