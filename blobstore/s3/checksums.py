@@ -3,7 +3,8 @@
 A checksum is sent as a request header or as an aws-chunked trailer, its value the base64 of the big-endian
 digest. CRC32C and CRC64/NVME come from ``awscrt`` (what botocore computes them with); CRC32 from zlib.
 A header whose value is not the base64 of a digest of the algorithm's size is ``InvalidRequest`` before the
-body is read; a value that does not match the body ``BadDigest``, found when the body ends (so the put that reads it stores nothing).
+body is read; a value that does not match the body ``BadDigest``, found when the body ends (so the put that
+reads it stores nothing).
 """
 
 from __future__ import annotations
