@@ -26,17 +26,20 @@ _LISTING = {
     "encoding-type",
     "marker",
 }
-#: Request headers that ask for what this API does not do yet (the conditional ones: except on GET and HEAD).
+#: Request headers that ask for what this API does not do yet (the conditional ones: except where
+#: :data:`_CONDITIONS` handles them).
 _UNSUPPORTED_HEADERS = {
     "if-match": "conditional requests",
     "if-none-match": "conditional requests",
     "if-modified-since": "conditional requests",
     "if-unmodified-since": "conditional requests",
-    "x-amz-copy-source-if-match": "conditional copies",
-    "x-amz-copy-source-if-none-match": "conditional copies",
-    "x-amz-copy-source-if-modified-since": "conditional copies",
-    "x-amz-copy-source-if-unmodified-since": "conditional copies",
     "x-amz-copy-source-range": "UploadPartCopy",
+}
+#: The conditional headers each method handles (PUT: PutObject's, not a copy's destination).
+_CONDITIONS = {
+    "GET": set(_UNSUPPORTED_HEADERS) - {"x-amz-copy-source-range"},
+    "HEAD": set(_UNSUPPORTED_HEADERS) - {"x-amz-copy-source-range"},
+    "PUT": {"if-match", "if-none-match"},
 }
 
 
@@ -64,8 +67,9 @@ def route(method: str, raw_path: str, params: Sequence[tuple[str, str]], headers
         return Operation("ListBuckets", None, None, "read")
     if key is None:
         return _bucket_operation(method, bucket, names, dict(params))
+    handled = _CONDITIONS.get(method, set()) if "x-amz-copy-source" not in headers else set()
     for header, feature in _UNSUPPORTED_HEADERS.items():
-        if header in headers and not (method in ("GET", "HEAD") and header.startswith("if-")):
+        if header in headers and header not in handled:
             raise not_implemented(feature)
     if method == "GET" and names == {"acl"}:
         return Operation("GetObjectAcl", bucket, key, "read")

@@ -378,7 +378,7 @@ def test_presigned_sigv2_urls_of_boto3s_default_work_until_tampered_or_expired(s
 
 def test_conditional_get_and_head_follow_s3s_rules(server: Server) -> None:
     """If-Match (412 when it fails), If-None-Match (304 when it matches), If-Modified-Since and
-    If-Unmodified-Since on GET and HEAD; a conditional PUT still answers 501."""
+    If-Unmodified-Since on GET and HEAD (conditional writes: tests/s3/test_conditional_writes.py)."""
     s3 = _s3(server)
     s3.create_bucket(Bucket="conditions")
     etag = s3.put_object(Bucket="conditions", Key="k", Body=b"v1")["ETag"]
@@ -392,4 +392,3 @@ def test_conditional_get_and_head_follow_s3s_rules(server: Server) -> None:
     assert s3.get_object(Bucket="conditions", Key="k", IfModifiedSince=before)["Body"].read() == b"v1"
     assert _code(s3.head_object, Bucket="conditions", Key="k", IfUnmodifiedSince=before) == "412"
     assert s3.get_object(Bucket="conditions", Key="k", IfMatch=etag, IfUnmodifiedSince=before)["ETag"] == etag
-    assert _code(s3.put_object, Bucket="conditions", Key="k", Body=b"v2", IfNoneMatch="*") == "NotImplemented"
