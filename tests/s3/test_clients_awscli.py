@@ -66,7 +66,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def test_s3_commands_round_trip_a_tree(aws: Any, tmp_path: Path) -> None:
-    """mb; sync up 120 files in nested folders; ls with and without --recursive; sync down the same tree; cp
+    """mb; sync up 124 files (some with +, &, =, €, %, ; in their names) in nested folders; ls with and without --recursive; sync down the same tree; cp
     both ways; rm one and --recursive; rb."""
     source = tmp_path / "up"
     for index in range(120):
@@ -74,16 +74,19 @@ def test_s3_commands_round_trip_a_tree(aws: Any, tmp_path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(os.urandom(index * 97))
     (source / "top.txt").write_text("top level")
+    for odd in ("a+b & c=d.txt", "€uro ~tilde%25.txt", "semi;colon,comma!(x)'.txt"):
+        (source / "odd" / odd).parent.mkdir(exist_ok=True)
+        (source / "odd" / odd).write_text(odd)
     aws("s3", "mb", "s3://cli-tree")
     aws("s3", "sync", str(source), "s3://cli-tree/")
     top = aws("s3", "ls", "s3://cli-tree/").splitlines()
-    assert sorted(line.split()[-1] for line in top) == ["dir0/", "dir1/", "dir2/", "dir3/", "top.txt"]
+    assert sorted(line.split()[-1] for line in top) == ["dir0/", "dir1/", "dir2/", "dir3/", "odd/", "top.txt"]
     assert sorted(line.split()[-1] for line in aws("s3", "ls", "s3://cli-tree/dir2/").splitlines()) == [
         "sub0/",
         "sub1/",
         "sub2/",
     ]
-    assert len(aws("s3", "ls", "--recursive", "s3://cli-tree/").splitlines()) == 121
+    assert len(aws("s3", "ls", "--recursive", "s3://cli-tree/").splitlines()) == 124
     assert aws("s3", "sync", str(source), "s3://cli-tree/") == ""  # nothing changed: nothing to send
     down = tmp_path / "down"
     aws("s3", "sync", "s3://cli-tree/", str(down))

@@ -34,12 +34,13 @@ def client(server: S3Server) -> Minio:
 
 
 def test_objects_round_trip_and_list(client: Minio, tmp_path: Any) -> None:
-    """make_bucket; 50 objects put (one of unknown length, streamed); list flat, by folder and recursively;
+    """make_bucket; 51 objects put (one with +, &, =, €, %, ; in its name) (one of unknown length, streamed); list flat, by folder and recursively;
     get whole and a range; fput/fget; stat with metadata; copy; remove_objects; remove_bucket."""
     client.make_bucket("minio-objects")
     assert client.bucket_exists("minio-objects")
     assert not client.bucket_exists("minio-nobody")
     payloads = {f"dir{index % 5}/obj {index}.bin": os.urandom(index * 131) for index in range(50)}
+    payloads["dir0/a+b & c=d €uro ~%25;(x).bin"] = b"odd name"
     for key, data in payloads.items():
         client.put_object("minio-objects", key, io.BytesIO(data), len(data))
     client.put_object("minio-objects", "streamed.bin", io.BytesIO(b"s" * 70000), -1, part_size=5 * 1024 * 1024)

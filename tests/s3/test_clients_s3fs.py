@@ -81,6 +81,8 @@ def test_file_objects_copy_and_fsspec_urls(options: dict[str, object]) -> None:
         assert read_back.read() == data[-10:]
     fs.pipe("s3fs-files/small.txt", b"tiny")
     assert fs.cat("s3fs-files/small.txt") == b"tiny"
+    fs.pipe("s3fs-files/a+b & c=d €uro ~%25;(x).txt", b"odd name")
+    assert fs.cat("s3fs-files/a+b & c=d €uro ~%25;(x).txt") == b"odd name"
     fs.copy("s3fs-files/small.txt", "s3fs-files/copied/small.txt")
     assert fs.cat("s3fs-files/copied/small.txt") == b"tiny"
     assert fs.cat_file("s3fs-files/big.bin", start=5, end=25) == data[5:25]
