@@ -165,31 +165,36 @@ async def test_forged_or_cut_signed_bodies_are_refused(body: bytes, code: str) -
     assert raised.value.code == code
 
 
-def _trailer_body(data: bytes, crc: bytes, signature: str | None = None) -> bytes:
-    signer = _example_signer()
-    chunk_signature = signer.chunk(signer.seed, hashlib.sha256(data).hexdigest())
-    final = signer.chunk(chunk_signature, hashlib.sha256(b"").hexdigest())
-    line = b"x-amz-checksum-crc32:" + base64.b64encode(crc)
-    trailer_signature = signature or signer.trailer(final, hashlib.sha256(line + b"\n").hexdigest())
-    return (
-        b"%x;chunk-signature=%s\r\n%s\r\n" % (len(data), chunk_signature.encode(), data)
-        + b"0;chunk-signature=%s\r\n" % final.encode()
-        + line
-        + b"\r\nx-amz-trailer-signature:"
-        + trailer_signature.encode()
-        + b"\r\n\r\n"
-    )
+def _signed_body(
+    signer: sigv4.ChunkSigner, data: bytes, size: int, crc32: bytes | None = None, trailer_signature: str = ""
+) -> bytes:
+    """``data`` in signed chunks of ``size`` bytes, then the final chunk; with ``crc32``, the trailer of that
+    checksum and its signature (``trailer_signature`` instead, if given)."""
+    body, previous = b"", signer.seed
+    for chunk in [data[i : i + size] for i in range(0, len(data), size)] + [b""]:
+        previous = signer.chunk(previous, hashlib.sha256(chunk).hexdigest())
+        body += b"%x;chunk-signature=%s\r\n%s" % (len(chunk), previous.encode(), chunk + b"\r\n" * bool(chunk))
+    if crc32 is None:
+        return body + b"\r\n"
+    line = b"x-amz-checksum-crc32:" + base64.b64encode(crc32)
+    signature = trailer_signature or signer.trailer(previous, hashlib.sha256(line + b"\n").hexdigest())
+    return body + line + b"\r\nx-amz-trailer-signature:" + signature.encode() + b"\r\n\r\n"
+
+
+def test_the_reference_example_body_is_what_the_builder_makes() -> None:
+    """The body builder the other tests use makes the reference example's body exactly."""
+    assert _signed_body(_example_signer(), b"a" * 66560, 65536) == _example_body()
 
 
 async def test_a_signed_trailer_is_verified() -> None:
     """STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER: the checksum and the trailer signature are both checked."""
     data = b"signed with a trailer" * 100
     crc = zlib.crc32(data).to_bytes(4, "big")
-    good = _trailer_body(data, crc)
+    good = _signed_body(_example_signer(), data, 1000, crc)
     assert await _decode_signed(good, 7, chunked.SIGNED_TRAILER, TRAILER) == data
     for body, code in [
-        (_trailer_body(data, crc, signature="0" * 64), "SignatureDoesNotMatch"),
-        (_trailer_body(data, b"\0\0\0\0"), "BadDigest"),
+        (_signed_body(_example_signer(), data, 1000, crc, "0" * 64), "SignatureDoesNotMatch"),
+        (_signed_body(_example_signer(), data, 1000, b"\0\0\0\0"), "BadDigest"),
         (good.replace(b"x-amz-checksum-crc32:", b"x-amz-checksum-crc32: ", 1)[:-4], "IncompleteBody"),
     ]:
         with pytest.raises(S3Error) as raised:
@@ -211,49 +216,54 @@ def s3_url(store: BlobStore) -> Iterator[str]:
 
 
 class _StreamingAuth(S3SigV4Auth):
-    """botocore's S3 signer, signing the signed-chunks payload value instead of the body's hash."""
+    """botocore's S3 signer in us-east-1, signing ``streaming`` (a STREAMING-* value) as the payload's hash."""
+
+    def __init__(self, credentials: Credentials, streaming: str) -> None:
+        super().__init__(credentials, "s3", "us-east-1")
+        self._streaming = streaming
 
     def payload(self, request: AWSRequest) -> str:
-        return chunked.SIGNED
+        return self._streaming
 
 
 async def _put_signed_chunks(
-    store: BlobStore, url: str, key: str, data: bytes, edit: Callable[[bytes], bytes] = lambda body: body
+    store: BlobStore,
+    url: str,
+    key: str,
+    data: bytes,
+    edit: Callable[[bytes], bytes] = lambda body: body,
+    *,
+    trailer: bool = False,
 ) -> httpx.Response:
     """A PutObject as the Java SDK v2 sends it: headers signed by botocore with the streaming payload value,
-    then 8 KiB chunks each signed after the previous; the body as ``edit`` leaves it (its length is not signed)."""
+    then 8 KiB chunks each signed after the previous (with a signed CRC32 trailer if ``trailer``); the body as
+    ``edit`` leaves it (its length is not signed)."""
     access = await access_keys.create(store.core, "acme")
-    chunks = [data[i : i + 8192] for i in range(0, len(data), 8192)] + [b""]
-    request = AWSRequest(
-        method="PUT",
-        url=f"{url}/{key}",
-        headers={
-            "x-amz-content-sha256": chunked.SIGNED,
-            "content-encoding": "aws-chunked",
-            "x-amz-decoded-content-length": str(len(data)),
-        },
-    )
-    _StreamingAuth(Credentials(access.info.id, access.secret), "s3", "us-east-1").add_auth(request)
+    streaming = chunked.SIGNED_TRAILER if trailer else chunked.SIGNED
+    headers = {
+        "content-encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(len(data)),
+        **({"x-amz-trailer": TRAILER} if trailer else {}),
+    }
+    request = AWSRequest(method="PUT", url=f"{url}/{key}", headers=headers)
+    _StreamingAuth(Credentials(access.info.id, access.secret), streaming).add_auth(request)
     headers = {name.lower(): value for name, value in request.headers.items()}
     signed = sigv4.read_signature([], list(headers.items()))
     assert signed is not None
-    signer = sigv4.chunk_signer(access.secret, signed)
-    body, previous = b"", signer.seed
-    for chunk in chunks:
-        previous = signer.chunk(previous, hashlib.sha256(chunk).hexdigest())
-        body += b"%x;chunk-signature=%s\r\n%s\r\n" % (len(chunk), previous.encode(), chunk)
-    body = edit(body)
+    crc32 = zlib.crc32(data).to_bytes(4, "big") if trailer else None
+    body = edit(_signed_body(sigv4.chunk_signer(access.secret, signed), data, 8192, crc32))
     headers["content-length"] = str(len(body))
     async with httpx.AsyncClient() as client:
         return await client.put(f"{url}/{key}", content=body, headers=headers)
 
 
-async def test_signed_chunks_end_to_end(store: BlobStore, s3_url: str) -> None:
+@pytest.mark.parametrize("trailer", [False, True], ids=["signed", "signed-trailer"])
+async def test_signed_chunks_end_to_end(store: BlobStore, s3_url: str, trailer: bool) -> None:
     """A real server stores a signed aws-chunked upload's payload; a forged byte is 403 SignatureDoesNotMatch
     and a body cut short IncompleteBody, and neither stores anything."""
     await buckets.create(store.core, "acme", "chunks")
     data = bytes(range(256)) * 100
-    put = await _put_signed_chunks(store, s3_url, "chunks/signed.bin", data)
+    put = await _put_signed_chunks(store, s3_url, "chunks/signed.bin", data, trailer=trailer)
     assert put.status_code == 200, put.text
     assert put.headers["etag"] == f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
     assert await store.tenant("acme").get("chunks/signed.bin") == data
@@ -261,6 +271,6 @@ async def test_signed_chunks_end_to_end(store: BlobStore, s3_url: str) -> None:
         (lambda body: body.replace(b"\x10\x11\x12", b"\x00\x00\x00", 1), 403, "SignatureDoesNotMatch"),
         (lambda body: body[: len(body) // 2], 400, "IncompleteBody"),
     ]:
-        refused = await _put_signed_chunks(store, s3_url, "chunks/refused.bin", data, edit)
+        refused = await _put_signed_chunks(store, s3_url, "chunks/refused.bin", data, edit, trailer=trailer)
         assert (refused.status_code, f"<Code>{code}</Code>" in refused.text) == (status, True)
         assert not await store.tenant("acme").exists("chunks/refused.bin")

@@ -66,8 +66,8 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def test_s3_commands_round_trip_a_tree(aws: Any, tmp_path: Path) -> None:
-    """mb; sync up 124 files (some with +, &, =, €, %, ; in their names) in nested folders; ls with and without --recursive; sync down the same tree; cp
-    both ways; rm one and --recursive; rb."""
+    """mb; sync up 124 files in nested folders (some with +, &, =, €, %, ; in their names); ls with and
+    without --recursive; sync down the same tree; cp both ways; rm one and --recursive; rb."""
     source = tmp_path / "up"
     for index in range(120):
         path = source / f"dir{index % 4}" / f"sub{index % 3}" / f"file {index}.bin"

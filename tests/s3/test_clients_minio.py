@@ -34,7 +34,8 @@ def client(server: S3Server) -> Minio:
 
 
 def test_objects_round_trip_and_list(client: Minio, tmp_path: Any) -> None:
-    """make_bucket; 51 objects put (one with +, &, =, €, %, ; in its name) (one of unknown length, streamed); list flat, by folder and recursively;
+    """make_bucket; 51 objects put (one with +, &, =, €, %, ; in its name) and one of unknown length, streamed;
+    list flat, by folder and recursively;
     get whole and a range; fput/fget; stat with metadata; copy; remove_objects; remove_bucket."""
     client.make_bucket("minio-objects")
     assert client.bucket_exists("minio-objects")
