@@ -7,7 +7,6 @@ import base64
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -62,15 +61,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 
 
 def _s3(server: S3Server) -> Any:
-    key_id, secret = server.access_key()
-    return boto3.client(
-        "s3",
-        endpoint_url=server.s3_url,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        region_name="us-east-1",
-        config=Config(retries={"total_max_attempts": 1}),
-    )
+    return server.boto3(*server.access_key(), Config(retries={"total_max_attempts": 1}))
 
 
 @pytest.mark.parametrize("algorithm", ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"])

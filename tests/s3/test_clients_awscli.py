@@ -109,22 +109,8 @@ def test_s3api_calls(aws: Any, tmp_path: Path) -> None:
     aws("s3api", "create-bucket", "--bucket", "cli-api")
     body = tmp_path / "body.json"
     body.write_text('{"n": 1}')
-    put = json.loads(
-        aws(
-            "s3api",
-            "put-object",
-            "--bucket",
-            "cli-api",
-            "--key",
-            "a/1.json",
-            "--body",
-            str(body),
-            "--content-type",
-            "application/json",
-            "--metadata",
-            "origin=cli",
-        )
-    )
+    put_args = ("s3api", "put-object", "--bucket", "cli-api", "--key", "a/1.json", "--body", str(body))
+    put = json.loads(aws(*put_args, "--content-type", "application/json", "--metadata", "origin=cli"))
     head = json.loads(aws("s3api", "head-object", "--bucket", "cli-api", "--key", "a/1.json"))
     assert (head["ETag"], head["ContentType"], head["Metadata"]) == (put["ETag"], "application/json", {"origin": "cli"})
     aws("s3api", "get-object", "--bucket", "cli-api", "--key", "a/1.json", str(tmp_path / "out.json"))
@@ -132,19 +118,7 @@ def test_s3api_calls(aws: Any, tmp_path: Path) -> None:
     aws("s3api", "copy-object", "--bucket", "cli-api", "--key", "b/2.json", "--copy-source", "cli-api/a/1.json")
     listing = json.loads(aws("s3api", "list-objects-v2", "--bucket", "cli-api", "--delimiter", "/"))
     assert [prefix["Prefix"] for prefix in listing["CommonPrefixes"]] == ["a/", "b/"]
-    assert "PreconditionFailed" in aws(
-        "s3api",
-        "put-object",
-        "--bucket",
-        "cli-api",
-        "--key",
-        "a/1.json",
-        "--body",
-        str(body),
-        "--if-none-match",
-        "*",
-        ok=False,
-    )
+    assert "PreconditionFailed" in aws(*put_args, "--if-none-match", "*", ok=False)
     deleted = json.loads(
         aws(
             "s3api",

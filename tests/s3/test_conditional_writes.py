@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -26,15 +25,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 @pytest.fixture
 def s3(server: S3Server, request: pytest.FixtureRequest) -> Any:
     """boto3 (no retries) with a bucket named after the test."""
-    key_id, secret = server.access_key()
-    client = boto3.client(
-        "s3",
-        endpoint_url=server.s3_url,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        region_name="us-east-1",
-        config=Config(retries={"total_max_attempts": 1}, max_pool_connections=16),
-    )
+    client = server.boto3(*server.access_key(), Config(retries={"total_max_attempts": 1}, max_pool_connections=16))
     client.create_bucket(Bucket=_bucket(request))
     return client
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import sqlite3
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,43 +21,22 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.support.cli_helpers import invoke
-from tests.support.live_server import serve_process
+from tests.support.s3_api import S3Server, s3_serving
 
 
 @dataclass(frozen=True)
-class Server:
-    """A running server: the home of its store, its native and S3 URLs, and a token of acme's."""
+class Server(S3Server):
+    """A running server (tests.support.s3_api) and a token of acme's for its native API."""
 
-    home: Path
-    url: str
-    s3_url: str
     token: str
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``blobstore serve --s3-port`` on the embedded store of a fresh home, once its S3 port answers."""
-    home = tmp_path_factory.mktemp("s3-home")
-    s3_port = _free_port()
-    with serve_process(home, "--s3-port", str(s3_port)) as served:
-        s3_url = f"http://127.0.0.1:{s3_port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(s3_url)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the S3 listener did not start"
-                time.sleep(0.1)
-        token = invoke(["token", "create", "acme"], home=home).ok().stdout.strip()
-        yield Server(home, served.url, s3_url, token)
+    with s3_serving(tmp_path_factory.mktemp("s3-home")) as served:
+        token = invoke(["token", "create", "acme"], home=served.home).ok().stdout.strip()
+        yield Server(served.home, served.url, served.s3_url, token)
 
 
 def _key(server: Server, tenant: str, *args: str) -> dict[str, Any]:
@@ -70,14 +47,8 @@ def _key(server: Server, tenant: str, *args: str) -> dict[str, Any]:
 
 
 def _client(server: Server, key_id: str, secret: str) -> Any:
-    """boto3's S3 client with its defaults, pointed at the server (path-style, as for any custom endpoint)."""
-    return boto3.client(
-        "s3",
-        endpoint_url=server.s3_url,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        region_name="us-east-1",
-    )
+    """boto3's S3 client with its defaults, pointed at the server."""
+    return server.boto3(key_id, secret)
 
 
 def _s3(server: Server, tenant: str = "acme") -> Any:
