@@ -35,12 +35,9 @@ _UNSUPPORTED_HEADERS = {
     "if-unmodified-since": "conditional requests",
     "x-amz-copy-source-range": "UploadPartCopy",
 }
+_READ_CONDITIONS = frozenset({"if-match", "if-none-match", "if-modified-since", "if-unmodified-since"})
 #: The conditional headers each method handles (PUT: PutObject's, not a copy's destination).
-_CONDITIONS = {
-    "GET": set(_UNSUPPORTED_HEADERS) - {"x-amz-copy-source-range"},
-    "HEAD": set(_UNSUPPORTED_HEADERS) - {"x-amz-copy-source-range"},
-    "PUT": {"if-match", "if-none-match"},
-}
+_CONDITIONS = {"GET": _READ_CONDITIONS, "HEAD": _READ_CONDITIONS, "PUT": frozenset({"if-match", "if-none-match"})}
 
 
 @dataclass(frozen=True)
@@ -67,7 +64,7 @@ def route(method: str, raw_path: str, params: Sequence[tuple[str, str]], headers
         return Operation("ListBuckets", None, None, "read")
     if key is None:
         return _bucket_operation(method, bucket, names, dict(params))
-    handled = _CONDITIONS.get(method, set()) if "x-amz-copy-source" not in headers else set()
+    handled = _CONDITIONS.get(method, frozenset()) if "x-amz-copy-source" not in headers else frozenset()
     for header, feature in _UNSUPPORTED_HEADERS.items():
         if header in headers and header not in handled:
             raise not_implemented(feature)

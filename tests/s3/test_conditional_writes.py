@@ -12,6 +12,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from blobstore.s3 import router
+from blobstore.s3.errors import S3Error
 from tests.support.s3_api import S3Server, s3_serving
 
 
@@ -114,3 +116,19 @@ def test_copy_source_conditions_are_evaluated_on_the_source(s3: Any, request: py
         else:
             assert _code(s3.copy_object, **arguments) == "PreconditionFailed", conditions
             assert _code(s3.head_object, Bucket=bucket, Key=target) == "404", conditions
+
+
+@pytest.mark.parametrize(
+    ("method", "headers"),
+    [
+        ("PUT", {"x-amz-copy-source": "b/src", "if-none-match": "*"}),
+        ("PUT", {"if-unmodified-since": "Mon, 07 Dec 2026 00:00:00 GMT"}),
+        ("DELETE", {"if-match": '"abc"'}),
+    ],
+)
+def test_conditions_this_api_does_not_evaluate_answer_501(method: str, headers: dict[str, str]) -> None:
+    """A copy's destination conditions, a PUT's date conditions and a conditional DELETE are NotImplemented,
+    never ignored."""
+    with pytest.raises(S3Error) as raised:
+        router.route(method, "/b/key", [], headers)
+    assert raised.value.code == "NotImplemented"
