@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from blobstore.s3 import checksums
 from blobstore.s3.errors import S3Error, not_implemented
@@ -48,10 +48,15 @@ def trailing_checksum(trailer: str | None) -> str | None:
 
 
 async def decoded(
-    chunks: AsyncIterator[bytes], encoding: str, trailer: str | None, signer: ChunkSigner | None = None
+    chunks: AsyncIterator[bytes],
+    encoding: str,
+    trailer: str | None,
+    signer: ChunkSigner | None = None,
+    verified: Callable[[str, str], None] = lambda name, value: None,
 ) -> AsyncIterator[bytes]:
     """The payload of an aws-chunked body in ``encoding`` (one of :data:`ENCODINGS`), whose ``x-amz-trailer``
-    header is ``trailer``; the signed encodings are checked with the request's ``signer`` (ValueError without)."""
+    header is ``trailer``; the signed encodings are checked with the request's ``signer`` (ValueError without).
+    ``verified(name, value)`` is told the trailing checksum once it has been checked."""
     if encoding != UNSIGNED_TRAILER and signer is None:
         raise ValueError(f"{encoding} needs the request's chunk signer")
     signing = None if encoding == UNSIGNED_TRAILER else signer
@@ -84,6 +89,7 @@ async def decoded(
         _verified(expected, trailers.get(_TRAILER_SIGNATURE, ""))
     if name is not None and checksum is not None:
         checksums.check(name, checksum, trailers.get(name, ""))
+        verified(name, trailers[name])
 
 
 class _Reader:

@@ -20,7 +20,7 @@ from blobstore.errors import BlobStoreError
 from blobstore.model.preconditions import parse_http_date
 from blobstore.model.ranges import ByteRange, parse_range
 from blobstore.model.results import BlobInfo
-from blobstore.s3 import xml
+from blobstore.s3 import checksums, xml
 from blobstore.s3.buckets import existing
 from blobstore.s3.call import Call
 from blobstore.s3.errors import S3Error, not_implemented, translate
@@ -39,7 +39,8 @@ _COPY_CONDITIONS = [
 
 
 async def put_object(call: Call) -> Response:
-    """PutObject: stream the body into the store (dedup as any put); answer its MD5 ETag.
+    """PutObject: stream the body into the store (dedup as any put); answer its MD5 ETag, and the
+    ``x-amz-checksum-*`` it was verified against, if any (recorded, for ``x-amz-checksum-mode``).
 
     ``If-None-Match: *`` (the key must not exist) and ``If-Match`` (the key must hold the version of that ETag;
     NoSuchKey if there is none) are checked where the store binds the key: 412 PreconditionFailed, nothing
@@ -66,7 +67,13 @@ async def put_object(call: Call) -> Response:
     )
     etag = call.body.etag
     await buckets.record_etag(call.store.core, call.tenant.name, info.digest, etag)
-    return Response(headers={"ETag": etag})
+    if call.body.checksum is None:
+        return Response(headers={"ETag": etag})
+    name, value = call.body.checksum
+    await buckets.record_checksum(
+        call.store.core, call.tenant.name, info.digest, name.removeprefix(checksums.PREFIX), value
+    )
+    return Response(headers={"ETag": etag, name: value, "x-amz-checksum-type": "FULL_OBJECT"})
 
 
 async def copy_object(call: Call) -> Response:
@@ -123,7 +130,7 @@ async def head_object(call: Call) -> Response:
     """HeadObject: the object's headers, no body (304 or 412 under the conditional headers, as GET)."""
     bucket = await existing(call)
     info = await call.tenant.stat(buckets.key_of(bucket, call.key))
-    headers = await _headers(call, info)
+    headers = await _headers(call, info) | await _checksum_headers(call, info)
     return _unmet(call, info, headers["ETag"]) or Response(headers=headers)
 
 
@@ -150,6 +157,8 @@ async def get_object(call: Call) -> Response:
             headers["Content-Length"] = str(last - first + 1)
             headers["Content-Range"] = f"bytes {first}-{last}/{stream.info.size}"
             status = 206
+        else:
+            headers |= await _checksum_headers(call, stream.info)
     except BaseException:
         await stack.aclose()
         raise
@@ -241,6 +250,16 @@ async def delete_objects(call: Call) -> Response:
 async def _etag(call: Call, info: BlobInfo) -> str:
     """The S3 ETag of the caller's object ``info``."""
     return (await buckets.etags(call.store.core, call.tenant.name, [info.digest]))[info.digest]
+
+
+async def _checksum_headers(call: Call, info: BlobInfo) -> dict[str, str]:
+    """The checksums recorded for the object's bytes, when the request asks (``x-amz-checksum-mode: ENABLED``):
+    whole objects only, as S3 answers."""
+    if call.headers.get("x-amz-checksum-mode", "").upper() != "ENABLED":
+        return {}
+    recorded = await buckets.checksums(call.store.core, call.tenant.name, info.digest)
+    headers = {checksums.PREFIX + algorithm: value for algorithm, value in recorded.items()}
+    return headers | ({"x-amz-checksum-type": "FULL_OBJECT"} if headers else {})
 
 
 async def _headers(call: Call, info: BlobInfo) -> dict[str, str]:

@@ -28,8 +28,8 @@ class CheckedBody:
     ``payload`` is what the client signed (64 hex digits, UNSIGNED-PAYLOAD, or one of the aws-chunked
     encodings, decoded by blobstore.s3.chunked with the checksum ``trailer`` names and, for signed chunks, the
     request's ``signer``); ``content_md5`` the base64 Content-MD5 header, if sent; ``checksum`` the (name,
-    value) of an ``x-amz-checksum-*`` header (blobstore.s3.checksums.from_headers), if sent. :attr:`etag` is
-    valid once the body has been read whole.
+    value) of an ``x-amz-checksum-*`` header (blobstore.s3.checksums.from_headers), if sent. :attr:`etag` and
+    :attr:`checksum` are valid once the body has been read whole.
     """
 
     def __init__(
@@ -42,8 +42,10 @@ class CheckedBody:
         signer: ChunkSigner | None = None,
         checksum: tuple[str, str] | None = None,
     ) -> None:
+        #: The (name, base64 value) of the ``x-amz-checksum-*`` the body was verified against, if any.
+        self.checksum: tuple[str, str] | None = None
         if payload in chunked.ENCODINGS:
-            chunks, payload = chunked.decoded(chunks, payload, trailer, signer), UNSIGNED_PAYLOAD
+            chunks, payload = chunked.decoded(chunks, payload, trailer, signer, self._verified), UNSIGNED_PAYLOAD
         elif payload.startswith("STREAMING-"):
             raise not_implemented(f"the aws-chunked body encoding {payload}")
         if payload != UNSIGNED_PAYLOAD and not _SHA256.fullmatch(payload):
@@ -75,6 +77,10 @@ class CheckedBody:
             raise S3Error("BadDigest", "the Content-MD5 you specified did not match what we received")
         if self._checksum is not None:
             checksums.check(*self._checksum)
+            self._verified(self._checksum[0], self._checksum[2])
+
+    def _verified(self, name: str, value: str) -> None:
+        self.checksum = (name, value.strip())
 
     async def whole(self, limit: int = MAX_SMALL_BODY) -> bytes:
         """The whole body, checked, for requests whose body is a small document; EntityTooLarge past ``limit``."""

@@ -85,3 +85,20 @@ def test_boto3_checksums_are_verified_and_a_wrong_one_stores_nothing(server: S3S
     with pytest.raises(ClientError) as missing:
         s3.head_object(Bucket=bucket, Key="bad")
     assert missing.value.response["Error"]["Code"] == "404"
+
+
+@pytest.mark.parametrize("algorithm", ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"])
+def test_a_verified_checksum_comes_back_with_checksum_mode(server: S3Server, algorithm: str) -> None:
+    """The checksum a put carried is answered by the put, and by HEAD and GET with x-amz-checksum-mode: ENABLED
+    (boto3 checks the body against it); not without it, nor for a range."""
+    s3 = _s3(server)
+    bucket = f"mode-{algorithm.lower()}"
+    s3.create_bucket(Bucket=bucket)
+    data = b"remember my checksum" * 1000
+    put = s3.put_object(Bucket=bucket, Key="k", Body=data, ChecksumAlgorithm=algorithm)
+    field = f"Checksum{algorithm}"
+    assert s3.head_object(Bucket=bucket, Key="k", ChecksumMode="ENABLED")[field] == put[field]
+    got = s3.get_object(Bucket=bucket, Key="k", ChecksumMode="ENABLED")
+    assert (got[field], got["Body"].read()) == (put[field], data)
+    assert field not in s3.head_object(Bucket=bucket, Key="k")
+    assert field not in s3.get_object(Bucket=bucket, Key="k", Range="bytes=0-9", ChecksumMode="ENABLED")
