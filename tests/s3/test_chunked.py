@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -279,3 +280,14 @@ async def test_signed_chunks_end_to_end(store: BlobStore, s3_url: str, trailer: 
         refused = await _put_signed_chunks(store, s3_url, "chunks/refused.bin", data, edit, trailer=trailer)
         assert (refused.status_code, f"<Code>{code}</Code>" in refused.text) == (status, True)
         assert not await store.tenant("acme").exists("chunks/refused.bin")
+
+
+async def test_decoding_streams_without_gathering_the_body() -> None:
+    """8 MiB in signed 1 MiB chunks, arriving in 64 KiB network pieces, come out as they arrive: no piece is
+    larger than a network read, so memory is bounded by the reads, not by the chunk or the body."""
+    data = os.urandom(8 * 1024 * 1024)
+    body = _signed_body(_example_signer(), data, 1024 * 1024)
+    largest, total = 0, 0
+    async for piece in chunked.decoded(_pieces(body, 65536), chunked.SIGNED, None, _example_signer()):
+        largest, total = max(largest, len(piece)), total + len(piece)
+    assert (total, largest <= 65536) == (len(data), True)
