@@ -8,7 +8,8 @@ The encodings (the value of ``x-amz-content-sha256``):
   ``<hex size>;chunk-signature=<signature>``, the signatures chaining from the request's own (the seed) through
   every chunk, the final empty one included (:class:`blobstore.s3.sigv4.ChunkSigner`); no trailer.
 * ``STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER``: the same, then the trailer lines and
-  ``x-amz-trailer-signature:<signature>``, chained from the final chunk's signature over the trailer lines.
+  ``x-amz-trailer-signature:<signature>``, chained from the final chunk's signature over the SHA-256 of the
+  trailer lines in canonical form (``name:value\\n`` each, by name), as the Java SDK v2 signs them.
 
 :func:`decoded` yields the bytes as they arrive (memory bounded by the client's chunk size), checks each
 chunk's signature at its end and the trailing checksum at the body's end. A wrong signature is
@@ -84,7 +85,7 @@ async def decoded(
             raise _incomplete()
     trailers = await _trailers(reader)
     if signing is not None and encoding == SIGNED_TRAILER:
-        signed = "".join(f"{key}:{value}\n" for key, value in trailers.items() if key != _TRAILER_SIGNATURE)
+        signed = "".join(f"{key}:{value}\n" for key, value in sorted(trailers.items()) if key != _TRAILER_SIGNATURE)
         expected = signing.trailer(previous, hashlib.sha256(signed.encode("latin-1")).hexdigest())
         _verified(expected, trailers.get(_TRAILER_SIGNATURE, ""))
     if name is not None and checksum is not None:
