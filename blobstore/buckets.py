@@ -5,7 +5,8 @@ tenant sees only its own: asking for another tenant's bucket answers as for
 one that does not exist. Object ``KEY`` of bucket ``B`` is the native key
 ``B/KEY``, so quotas, dedup, refcounts, GC and reports need no second model.
 
-Beside them, the ETags S3 clients expect: the MD5 of bytes a tenant wrote through S3, per tenant and digest.
+Beside them, the ETags S3 clients expect: the MD5 of bytes a tenant wrote through S3, per tenant and digest;
+and the additional checksums (``x-amz-checksum-*``) its S3 uploads carried, kept the same way.
 """
 
 from __future__ import annotations
@@ -121,3 +122,18 @@ async def etags(core: Core, tenant: str, digests: Iterable[str]) -> dict[str, st
     wanted = sorted(set(digests))
     known = await db.lookup_md5s(core.database, tenant, wanted) if wanted else {}
     return {digest: f'"{known.get(digest, digest)}"' for digest in wanted}
+
+
+async def record_checksum(core: Core, tenant: str, digest: str, algorithm: str, value: str) -> None:
+    """Remember ``value`` (base64) as the ``algorithm`` checksum (``crc32``, ``sha256``, …) of the tenant's bytes
+    of ``digest``."""
+    from blobstore.db import checksums as db
+
+    await core.database.transaction(lambda conn: db.record(conn, tenant, digest, algorithm, value))
+
+
+async def checksums(core: Core, tenant: str, digest: str) -> dict[str, str]:
+    """The checksums recorded for the tenant's bytes of ``digest``, base64 by algorithm."""
+    from blobstore.db import checksums as db
+
+    return await core.database.read(lambda conn: db.find(conn, tenant, digest))

@@ -217,4 +217,16 @@ class ETag(Base):
     md5: Mapped[str] = mapped_column(String(32))
 
 
+class Checksum(Base):
+    """An S3 additional checksum (``x-amz-checksum-<algorithm>``, its base64 value) a tenant's upload carried and
+    the server verified, by BLAKE3 digest: returned to S3 clients that ask (``x-amz-checksum-mode``). Per tenant,
+    as ETags are."""
+
+    __tablename__ = "checksums"
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(44))
+
+
 tables = Base.metadata.tables

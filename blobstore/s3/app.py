@@ -22,7 +22,7 @@ from blobstore.asgi import labels
 from blobstore.core.config import Settings
 from blobstore.core.context import Clock, utc_now
 from blobstore.core.instrument import Observer
-from blobstore.s3 import buckets, objects, router, sigv2, sigv4, xml
+from blobstore.s3 import buckets, checksums, objects, router, sigv2, sigv4, xml
 from blobstore.s3.call import Call
 from blobstore.s3.errors import S3Error, translate
 from blobstore.s3.payload import CheckedBody
@@ -135,7 +135,12 @@ async def _answer(request: Request, store: BlobStore, region: str) -> Response:
         params=dict(params),
         headers=request.headers,
         body=CheckedBody(
-            request.stream(), caller.payload, request.headers.get("content-md5"), request.headers.get("x-amz-trailer")
+            request.stream(),
+            caller.payload,
+            request.headers.get("content-md5"),
+            request.headers.get("x-amz-trailer"),
+            signer=caller.chunks,
+            checksum=checksums.from_headers(request.headers),
         ),
         scopes=caller.key.info.scopes,
     )

@@ -7,6 +7,7 @@ object through both APIs. The ETag of a PUT is the MD5 of its bytes, computed as
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from email.utils import format_datetime
 from urllib.parse import unquote
@@ -19,7 +20,7 @@ from blobstore.errors import BlobStoreError
 from blobstore.model.preconditions import parse_http_date
 from blobstore.model.ranges import ByteRange, parse_range
 from blobstore.model.results import BlobInfo
-from blobstore.s3 import xml
+from blobstore.s3 import checksums, xml
 from blobstore.s3.buckets import existing
 from blobstore.s3.call import Call
 from blobstore.s3.errors import S3Error, not_implemented, translate
@@ -30,27 +31,58 @@ META_PREFIX = "x-amz-meta-"
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 #: The response header carrying the BLAKE3 digest, blobstore's identity of the bytes.
 DIGEST_HEADER = "x-blobstore-digest"
+#: The prefix of CopyObject's conditions on its source, and those conditions.
+_COPY_SOURCE = "x-amz-copy-source-"
+_COPY_CONDITIONS = [
+    _COPY_SOURCE + name for name in ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since")
+]
 
 
 async def put_object(call: Call) -> Response:
-    """PutObject: stream the body into the store (dedup as any put); answer its MD5 ETag."""
+    """PutObject: stream the body into the store (dedup as any put); answer its MD5 ETag, and the
+    ``x-amz-checksum-*`` it was verified against, if any (recorded, for ``x-amz-checksum-mode``).
+
+    ``If-None-Match: *`` (the key must not exist) and ``If-Match`` (the key must hold the version of that ETag;
+    NoSuchKey if there is none) are checked where the store binds the key: 412 PreconditionFailed, nothing
+    stored. Any other If-None-Match is 501, as S3 answers.
+    """
     bucket = await existing(call)
+    key = buckets.key_of(bucket, call.key)
+    if_none_match, if_match = call.headers.get("if-none-match"), call.headers.get("if-match")
+    if if_none_match is not None and if_none_match.strip() != "*":
+        raise not_implemented("If-None-Match other than * on PutObject")
+    expected = None
+    if if_match is not None:
+        current = await call.tenant.stat(key)
+        if not _tag_matches(if_match, await _etag(call, current)):
+            raise _precondition_failed()
+        expected = current.digest
     info = await call.tenant.put(
-        buckets.key_of(bucket, call.key),
+        key,
         call.body,
         content_type=call.headers.get("content-type"),
         metadata=_metadata(call),
+        if_absent=if_none_match is not None,
+        if_match=expected,
     )
     etag = call.body.etag
     await buckets.record_etag(call.store.core, call.tenant.name, info.digest, etag)
-    return Response(headers={"ETag": etag})
+    if call.body.checksum is None:
+        return Response(headers={"ETag": etag})
+    name, value = call.body.checksum
+    await buckets.record_checksum(
+        call.store.core, call.tenant.name, info.digest, name.removeprefix(checksums.PREFIX), value
+    )
+    return Response(headers={"ETag": etag, name: value, "x-amz-checksum-type": "FULL_OBJECT"})
 
 
 async def copy_object(call: Call) -> Response:
     """CopyObject: a new reference to the source's bytes, across the tenant's buckets; no bytes move.
 
     ``x-amz-metadata-directive`` COPY (the default) keeps the source's type and metadata; REPLACE takes the
-    request's. The source is read with the caller's tenant: another tenant's bucket is NoSuchBucket.
+    request's. The source is read with the caller's tenant: another tenant's bucket is NoSuchBucket. The
+    ``x-amz-copy-source-if-*`` headers are evaluated on the source as GET's are on an object, except that every
+    unmet one is 412 PreconditionFailed.
     """
     if "read" not in call.scopes:
         raise S3Error("AccessDenied", "this access key lacks the 'read' scope a copy's source needs")
@@ -60,6 +92,10 @@ async def copy_object(call: Call) -> Response:
         raise S3Error("NoSuchBucket", "the specified bucket does not exist")
     source = buckets.key_of(source_bucket, source_key)
     target = buckets.key_of(bucket, call.key)
+    if any(name in call.headers for name in _COPY_CONDITIONS):
+        current = await call.tenant.stat(source)
+        if _unmet_condition(call.headers, _COPY_SOURCE, current, await _etag(call, current)) is not None:
+            raise _precondition_failed()
     directive = call.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive == "COPY":
         info = await call.tenant.copy(source, target)
@@ -94,7 +130,7 @@ async def head_object(call: Call) -> Response:
     """HeadObject: the object's headers, no body (304 or 412 under the conditional headers, as GET)."""
     bucket = await existing(call)
     info = await call.tenant.stat(buckets.key_of(bucket, call.key))
-    headers = await _headers(call, info)
+    headers = await _headers(call, info) | await _checksum_headers(call, info)
     return _unmet(call, info, headers["ETag"]) or Response(headers=headers)
 
 
@@ -121,6 +157,8 @@ async def get_object(call: Call) -> Response:
             headers["Content-Length"] = str(last - first + 1)
             headers["Content-Range"] = f"bytes {first}-{last}/{stream.info.size}"
             status = 206
+        else:
+            headers |= await _checksum_headers(call, stream.info)
     except BaseException:
         await stack.aclose()
         raise
@@ -128,28 +166,40 @@ async def get_object(call: Call) -> Response:
 
 
 def _unmet(call: Call, info: BlobInfo, etag: str) -> Response | None:
-    """The answer when a conditional header of a GET or HEAD is not met, by S3's rules; None when all are.
-
-    ``If-Match`` (else 412) takes precedence over ``If-Unmodified-Since`` (else 412); ``If-None-Match``
-    (else 304) over ``If-Modified-Since`` (else 304). Dates compare to the second.
-    """
-    modified = info.created_at.replace(microsecond=0)
-    if_match, if_none_match = call.headers.get("if-match"), call.headers.get("if-none-match")
-    if if_match is not None:
-        if not _tag_matches(if_match, etag):
-            raise S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
-    elif (since := parse_http_date(call.headers.get("if-unmodified-since"))) is not None and modified > since:
-        raise S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
-    if if_none_match is not None:
-        unchanged = _tag_matches(if_none_match, etag)
-    else:
-        since = parse_http_date(call.headers.get("if-modified-since"))
-        unchanged = since is not None and modified <= since
-    if unchanged:
+    """The answer when a conditional header of a GET or HEAD is not met: 412 PreconditionFailed (raised) or
+    304; None when all are."""
+    unmet = _unmet_condition(call.headers, "", info, etag)
+    if unmet == 412:
+        raise _precondition_failed()
+    if unmet == 304:
+        modified = info.created_at.replace(microsecond=0)
         return Response(
             status_code=304, headers={"ETag": etag, "Last-Modified": format_datetime(modified, usegmt=True)}
         )
     return None
+
+
+def _unmet_condition(headers: Mapping[str, str], prefix: str, info: BlobInfo, etag: str) -> int | None:
+    """Which of the conditional headers ``{prefix}if-match`` and friends the version ``info`` (of S3 ETag
+    ``etag``) does not meet, by S3's rules: 412 for If-Match (taking precedence over If-Unmodified-Since), 304
+    for If-None-Match (over If-Modified-Since); None when all are met. Dates compare to the second."""
+    modified = info.created_at.replace(microsecond=0)
+    if_match, if_none_match = headers.get(prefix + "if-match"), headers.get(prefix + "if-none-match")
+    if if_match is not None:
+        if not _tag_matches(if_match, etag):
+            return 412
+    elif (since := parse_http_date(headers.get(prefix + "if-unmodified-since"))) is not None and modified > since:
+        return 412
+    if if_none_match is not None:
+        unchanged = _tag_matches(if_none_match, etag)
+    else:
+        since = parse_http_date(headers.get(prefix + "if-modified-since"))
+        unchanged = since is not None and modified <= since
+    return 304 if unchanged else None
+
+
+def _precondition_failed() -> S3Error:
+    return S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
 
 
 def _tag_matches(header: str, etag: str) -> bool:
@@ -197,12 +247,26 @@ async def delete_objects(call: Call) -> Response:
     return Response(body, media_type=xml.CONTENT_TYPE)
 
 
+async def _etag(call: Call, info: BlobInfo) -> str:
+    """The S3 ETag of the caller's object ``info``."""
+    return (await buckets.etags(call.store.core, call.tenant.name, [info.digest]))[info.digest]
+
+
+async def _checksum_headers(call: Call, info: BlobInfo) -> dict[str, str]:
+    """The checksums recorded for the object's bytes, when the request asks (``x-amz-checksum-mode: ENABLED``):
+    whole objects only, as S3 answers."""
+    if call.headers.get("x-amz-checksum-mode", "").upper() != "ENABLED":
+        return {}
+    recorded = await buckets.checksums(call.store.core, call.tenant.name, info.digest)
+    headers = {checksums.PREFIX + algorithm: value for algorithm, value in recorded.items()}
+    return headers | ({"x-amz-checksum-type": "FULL_OBJECT"} if headers else {})
+
+
 async def _headers(call: Call, info: BlobInfo) -> dict[str, str]:
-    etags = await buckets.etags(call.store.core, call.tenant.name, [info.digest])
     return {
         "Content-Length": str(info.size),
         "Content-Type": info.content_type or DEFAULT_CONTENT_TYPE,
-        "ETag": etags[info.digest],
+        "ETag": await _etag(call, info),
         "Last-Modified": format_datetime(info.created_at, usegmt=True),
         "Accept-Ranges": "bytes",
         DIGEST_HEADER: info.digest,

@@ -1,7 +1,8 @@
 """Request bodies: streamed while hashed, so the ETag (MD5) and the signed SHA-256 cost no second pass.
 
 A mismatch is found when the body ends, before the put that reads it binds anything: the put fails with
-``XAmzContentSHA256Mismatch`` (or ``BadDigest`` for ``Content-MD5``) and nothing is stored.
+``XAmzContentSHA256Mismatch`` (or ``BadDigest`` for ``Content-MD5`` or an ``x-amz-checksum-*``) and nothing is
+stored.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import hashlib
 import re
 from collections.abc import AsyncIterator
 
-from blobstore.s3 import chunked
+from blobstore.s3 import checksums, chunked
 from blobstore.s3.errors import S3Error, not_implemented
-from blobstore.s3.sigv4 import UNSIGNED_PAYLOAD
+from blobstore.s3.sigv4 import UNSIGNED_PAYLOAD, ChunkSigner
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 #: The most a request whose body is an XML document (CreateBucket, DeleteObjects) may send.
@@ -24,9 +25,11 @@ MAX_SMALL_BODY = 2 * 1024 * 1024
 class CheckedBody:
     """An async iterable over a body that hashes it as it streams and checks it at its end.
 
-    ``payload`` is what the client signed (64 hex digits, UNSIGNED-PAYLOAD, or STREAMING-UNSIGNED-PAYLOAD-TRAILER
-    for an aws-chunked body, decoded by blobstore.s3.chunked with the checksum ``trailer`` names); ``content_md5``
-    the base64 Content-MD5 header, if sent. :attr:`etag` is valid once the body has been read whole.
+    ``payload`` is what the client signed (64 hex digits, UNSIGNED-PAYLOAD, or one of the aws-chunked
+    encodings, decoded by blobstore.s3.chunked with the checksum ``trailer`` names and, for signed chunks, the
+    request's ``signer``); ``content_md5`` the base64 Content-MD5 header, if sent; ``checksum`` the (name,
+    value) of an ``x-amz-checksum-*`` header (blobstore.s3.checksums.from_headers), if sent. :attr:`etag` and
+    :attr:`checksum` are valid once the body has been read whole.
     """
 
     def __init__(
@@ -35,9 +38,14 @@ class CheckedBody:
         payload: str,
         content_md5: str | None = None,
         trailer: str | None = None,
+        *,
+        signer: ChunkSigner | None = None,
+        checksum: tuple[str, str] | None = None,
     ) -> None:
-        if payload == chunked.PAYLOAD:
-            chunks, payload = chunked.decoded(chunks, trailer), UNSIGNED_PAYLOAD
+        #: The (name, base64 value) of the ``x-amz-checksum-*`` the body was verified against, if any.
+        self.checksum: tuple[str, str] | None = None
+        if payload in chunked.ENCODINGS:
+            chunks, payload = chunked.decoded(chunks, payload, trailer, signer, self._verified), UNSIGNED_PAYLOAD
         elif payload.startswith("STREAMING-"):
             raise not_implemented(f"the aws-chunked body encoding {payload}")
         if payload != UNSIGNED_PAYLOAD and not _SHA256.fullmatch(payload):
@@ -46,6 +54,7 @@ class CheckedBody:
         self._sha256 = None if payload == UNSIGNED_PAYLOAD else payload
         self._content_md5 = None if content_md5 is None else _md5_of_header(content_md5)
         self._md5 = hashlib.md5(usedforsecurity=False)
+        self._checksum = None if checksum is None else (checksum[0], checksums.hasher(checksum[0]), checksum[1])
 
     @property
     def etag(self) -> str:
@@ -59,11 +68,19 @@ class CheckedBody:
                 self._md5.update(chunk)
                 if sha256 is not None:
                     sha256.update(chunk)
+                if self._checksum is not None:
+                    self._checksum[1].update(chunk)
                 yield chunk
         if sha256 is not None and sha256.hexdigest() != self._sha256:
             raise S3Error("XAmzContentSHA256Mismatch", "the provided x-amz-content-sha256 does not match the body")
         if self._content_md5 is not None and self._md5.digest() != self._content_md5:
             raise S3Error("BadDigest", "the Content-MD5 you specified did not match what we received")
+        if self._checksum is not None:
+            checksums.check(*self._checksum)
+            self._verified(self._checksum[0], self._checksum[2])
+
+    def _verified(self, name: str, value: str) -> None:
+        self.checksum = (name, value.strip())
 
     async def whole(self, limit: int = MAX_SMALL_BODY) -> bytes:
         """The whole body, checked, for requests whose body is a small document; EntityTooLarge past ``limit``."""

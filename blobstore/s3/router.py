@@ -26,18 +26,18 @@ _LISTING = {
     "encoding-type",
     "marker",
 }
-#: Request headers that ask for what this API does not do yet (the conditional ones: except on GET and HEAD).
+#: Request headers that ask for what this API does not do yet (the conditional ones: except where
+#: :data:`_CONDITIONS` handles them).
 _UNSUPPORTED_HEADERS = {
     "if-match": "conditional requests",
     "if-none-match": "conditional requests",
     "if-modified-since": "conditional requests",
     "if-unmodified-since": "conditional requests",
-    "x-amz-copy-source-if-match": "conditional copies",
-    "x-amz-copy-source-if-none-match": "conditional copies",
-    "x-amz-copy-source-if-modified-since": "conditional copies",
-    "x-amz-copy-source-if-unmodified-since": "conditional copies",
     "x-amz-copy-source-range": "UploadPartCopy",
 }
+_READ_CONDITIONS = frozenset({"if-match", "if-none-match", "if-modified-since", "if-unmodified-since"})
+#: The conditional headers each method handles (PUT: PutObject's, not a copy's destination).
+_CONDITIONS = {"GET": _READ_CONDITIONS, "HEAD": _READ_CONDITIONS, "PUT": frozenset({"if-match", "if-none-match"})}
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,9 @@ def route(method: str, raw_path: str, params: Sequence[tuple[str, str]], headers
         return Operation("ListBuckets", None, None, "read")
     if key is None:
         return _bucket_operation(method, bucket, names, dict(params))
+    handled = _CONDITIONS.get(method, frozenset()) if "x-amz-copy-source" not in headers else frozenset()
     for header, feature in _UNSUPPORTED_HEADERS.items():
-        if header in headers and not (method in ("GET", "HEAD") and header.startswith("if-")):
+        if header in headers and header not in handled:
             raise not_implemented(feature)
     if method == "GET" and names == {"acl"}:
         return Operation("GetObjectAcl", bucket, key, "read")

@@ -16,12 +16,13 @@ a wrong signature ``SignatureDoesNotMatch``. Signatures are compared with
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from blobstore.auth import access_keys
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+#: What ``x-amz-content-sha256`` starts with when every chunk of an aws-chunked body is signed (blobstore.s3.chunked).
+SIGNED_CHUNKS = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 MAX_SKEW = timedelta(minutes=15)
 MAX_PRESIGNED_EXPIRY = 7 * 24 * 3600
 _AUTHORIZATION = re.compile(
@@ -59,11 +63,33 @@ class Signed:
 
 
 @dataclass(frozen=True)
+class ChunkSigner:
+    """The signatures of a signed aws-chunked body, chained from the request's own (``seed``), per the S3 API
+    reference ("Transferring Payload in Multiple Chunks"); ``sign`` signs a string with the request's key."""
+
+    amz_date: str
+    scope: str
+    seed: str
+    sign: Callable[[str], str]
+
+    def chunk(self, previous: str, data_sha256: str) -> str:
+        """The signature of a chunk whose bytes have SHA-256 ``data_sha256``, after the one signed ``previous``."""
+        parts = ("AWS4-HMAC-SHA256-PAYLOAD", self.amz_date, self.scope, previous, _EMPTY_SHA256, data_sha256)
+        return self.sign("\n".join(parts))
+
+    def trailer(self, previous: str, trailer_sha256: str) -> str:
+        """The signature of the trailer lines (``name:value\\n`` each) whose SHA-256 is ``trailer_sha256``."""
+        return self.sign("\n".join(("AWS4-HMAC-SHA256-TRAILER", self.amz_date, self.scope, previous, trailer_sha256)))
+
+
+@dataclass(frozen=True)
 class Caller:
-    """An authenticated request: the access key that signed it and the payload hash it signed."""
+    """An authenticated request: the access key that signed it, the payload hash it signed, and the signer of
+    its body's chunks when it signed them (``STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]``)."""
 
     key: access_keys.ActiveKey
     payload: str
+    chunks: ChunkSigner | None = None
 
 
 def parse_query(query: str) -> list[tuple[str, str]]:
@@ -165,7 +191,8 @@ async def authenticate(
         raise S3Error(
             "SignatureDoesNotMatch", "the request signature we calculated does not match the signature you provided"
         )
-    return Caller(key, signed.payload)
+    chunks = chunk_signer(key.secret, signed) if signed.payload.startswith(SIGNED_CHUNKS) else None
+    return Caller(key, signed.payload, chunks)
 
 
 def _check_scope(signed: Signed, region: str) -> None:
@@ -204,19 +231,11 @@ def signature(
 ) -> str:
     """The SigV4 signature of the request under ``secret``, computed by botocore's signer from the raw path, the
     query (without ``X-Amz-Signature``), the headers named in ``signed.signed_headers`` and ``signed.payload``."""
-    from botocore.auth import S3SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.compat import HTTPHeaders
-    from botocore.credentials import Credentials
-
     names = set(signed.signed_headers.split(";"))
-    request = AWSRequest(method=method, url=f"http://host{raw_path}", params=list(params))
-    request.headers = HTTPHeaders()
+    signer, request = _botocore_signer(secret, signed, method=method, url=f"http://host{raw_path}", params=params)
     for name, value in headers:
         if name in names:
             request.headers[name] = value
-    request.context["timestamp"] = signed.amz_date
-    signer = S3SigV4Auth(Credentials(signed.key_id, secret), "s3", signed.region)
     to_sign = signer.headers_to_sign(request)
     canonical = "\n".join(
         (
@@ -230,3 +249,34 @@ def signature(
     )
     result: str = signer.signature(signer.string_to_sign(request, canonical), request)
     return result
+
+
+def chunk_signer(secret: str, signed: Signed) -> ChunkSigner:
+    """The signer of the chunks of a request whose (verified) signature is ``signed``."""
+    signer, request = _botocore_signer(secret, signed)
+    return ChunkSigner(
+        signed.amz_date,
+        signer.credential_scope(request),
+        signed.signature,
+        lambda string_to_sign: str(signer.signature(string_to_sign, request)),
+    )
+
+
+def _botocore_signer(
+    secret: str,
+    signed: Signed,
+    *,
+    method: str = "PUT",
+    url: str = "http://host/",
+    params: Sequence[tuple[str, str]] = (),
+) -> tuple[Any, Any]:
+    """botocore's S3 SigV4 signer for ``signed``'s key, region and time, and an empty request for it to sign."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.compat import HTTPHeaders
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method=method, url=url, params=list(params))
+    request.headers = HTTPHeaders()
+    request.context["timestamp"] = signed.amz_date
+    return S3SigV4Auth(Credentials(signed.key_id, secret), "s3", signed.region), request

@@ -21,26 +21,22 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.support.cli_helpers import invoke
-from tests.support.live_server import serve_s3_process
+from tests.support.s3_api import S3Server, s3_serving
 
 
 @dataclass(frozen=True)
-class Server:
-    """A running server: the home of its store, its native and S3 URLs, and a token of acme's."""
+class Server(S3Server):
+    """A running server (tests.support.s3_api) and a token of acme's for its native API."""
 
-    home: Path
-    url: str
-    s3_url: str
     token: str
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``blobstore serve --s3-port`` on the embedded store of a fresh home, once its S3 port answers."""
-    home = tmp_path_factory.mktemp("s3-home")
-    with serve_s3_process(home) as (served, s3_url):
-        token = invoke(["token", "create", "acme"], home=home).ok().stdout.strip()
-        yield Server(home, served.url, s3_url, token)
+    with s3_serving(tmp_path_factory.mktemp("s3-home")) as served:
+        token = invoke(["token", "create", "acme"], home=served.home).ok().stdout.strip()
+        yield Server(served.home, served.url, served.s3_url, token)
 
 
 def _key(server: Server, tenant: str, *args: str) -> dict[str, Any]:
@@ -51,14 +47,8 @@ def _key(server: Server, tenant: str, *args: str) -> dict[str, Any]:
 
 
 def _client(server: Server, key_id: str, secret: str) -> Any:
-    """boto3's S3 client with its defaults, pointed at the server (path-style, as for any custom endpoint)."""
-    return boto3.client(
-        "s3",
-        endpoint_url=server.s3_url,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        region_name="us-east-1",
-    )
+    """boto3's S3 client with its defaults, pointed at the server."""
+    return server.boto3(key_id, secret)
 
 
 def _s3(server: Server, tenant: str = "acme") -> Any:
@@ -359,7 +349,7 @@ def test_presigned_sigv2_urls_of_boto3s_default_work_until_tampered_or_expired(s
 
 def test_conditional_get_and_head_follow_s3s_rules(server: Server) -> None:
     """If-Match (412 when it fails), If-None-Match (304 when it matches), If-Modified-Since and
-    If-Unmodified-Since on GET and HEAD; a conditional PUT still answers 501."""
+    If-Unmodified-Since on GET and HEAD (conditional writes: tests/s3/test_conditional_writes.py)."""
     s3 = _s3(server)
     s3.create_bucket(Bucket="conditions")
     etag = s3.put_object(Bucket="conditions", Key="k", Body=b"v1")["ETag"]
@@ -373,4 +363,3 @@ def test_conditional_get_and_head_follow_s3s_rules(server: Server) -> None:
     assert s3.get_object(Bucket="conditions", Key="k", IfModifiedSince=before)["Body"].read() == b"v1"
     assert _code(s3.head_object, Bucket="conditions", Key="k", IfUnmodifiedSince=before) == "412"
     assert s3.get_object(Bucket="conditions", Key="k", IfMatch=etag, IfUnmodifiedSince=before)["ETag"] == etag
-    assert _code(s3.put_object, Bucket="conditions", Key="k", Body=b"v2", IfNoneMatch="*") == "NotImplemented"

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
 import httpx
 import pytest
 
 from tests.support.cli_helpers import invoke
-from tests.support.live_server import free_port, serve_s3_process
+from tests.support.live_server import free_port
+from tests.support.s3_api import s3_serving
 
 BODY_TIMEOUT = 1
 
@@ -36,20 +36,10 @@ class Listener:
 def listener(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
     home = tmp_path_factory.mktemp("s3-listener")
     metrics_port = free_port()
-    with serve_s3_process(home, "--metrics-port", str(metrics_port), "--body-timeout", str(BODY_TIMEOUT)) as (
-        served,
-        s3_url,
-    ):
-        key = json.loads(invoke(["access-key", "create", "acme", "--json"], home=home).ok().stdout)
-        client = boto3.client(
-            "s3",
-            endpoint_url=s3_url,
-            aws_access_key_id=key["access_key_id"],
-            aws_secret_access_key=key["secret_access_key"],
-            region_name="us-east-1",
-        )
+    with s3_serving(home, "--metrics-port", str(metrics_port), "--body-timeout", str(BODY_TIMEOUT)) as served:
+        client = served.boto3(*served.access_key("acme"))
         client.create_bucket(Bucket="logged")
-        yield Listener(home, served.url, s3_url, f"http://127.0.0.1:{metrics_port}/metrics", client)
+        yield Listener(home, served.url, served.s3_url, f"http://127.0.0.1:{metrics_port}/metrics", client)
 
 
 def _access_lines(home: Path) -> list[dict[str, Any]]:

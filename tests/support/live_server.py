@@ -3,7 +3,7 @@
 ``serving(settings)`` opens its own store on the same database and storage as
 the caller's (as a separate server process would) and yields the base URL;
 ``serving_app(app)`` serves any ASGI app the same way. ``serve_process`` runs
-the real ``blobstore serve`` command instead (``serve_s3_process`` with the S3 API too).
+the real ``blobstore serve`` command instead.
 ``connector`` hands a test either the in-process ``Tenant`` or a ``BlobClient``
 over such a server, so one test body proves both transports.
 """
@@ -143,22 +143,6 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-@contextlib.contextmanager
-def serve_s3_process(home: Path, *args: str) -> Iterator[tuple[Served, str]]:
-    """:func:`serve_process` with ``--s3-port`` (and ``args``); yields it and the S3 API's URL once that answers."""
-    s3_url = f"http://127.0.0.1:{(s3_port := free_port())}"
-    with serve_process(home, "--s3-port", str(s3_port), *args) as served:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(s3_url)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the S3 listener did not start"
-                time.sleep(0.1)
-        yield served, s3_url
 
 
 @contextlib.asynccontextmanager
