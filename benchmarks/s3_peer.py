@@ -44,11 +44,12 @@ async def run(ctx: Context, sizes: Sizes | None = None) -> list[Row]:
         ours, theirs = _Side(server), _Side(moto)
         large = os.urandom(sizes.large)
         requests = CLIENTS * sizes.requests_per_client
+        large_label = f"{sizes.large / 2**20:g} MiB"
         workloads: dict[str, tuple[Callable[[_Side], Batch], int, float, str]] = {
             "PUT 4 KiB": (lambda side: side.small_puts(sizes.requests_per_client), requests, requests, "req/s"),
             "GET 4 KiB": (lambda side: side.small_gets(sizes.requests_per_client), requests, requests, "req/s"),
-            "PUT 64 MiB": (lambda side: side.large_put(large), 1, sizes.large / 2**20, "MiB/s"),
-            "GET 64 MiB": (lambda side: side.large_get(large), 1, sizes.large / 2**20, "MiB/s"),
+            f"PUT {large_label}": (lambda side: side.large_put(large), 1, sizes.large / 2**20, "MiB/s"),
+            f"GET {large_label}": (lambda side: side.large_get(large), 1, sizes.large / 2**20, "MiB/s"),
         }
         rows = []
         for variant, (workload, count, work, unit) in workloads.items():

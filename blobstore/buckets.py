@@ -107,11 +107,20 @@ async def delete(core: Core, tenant: str, name: str) -> Deletion:
     return await core.database.transaction(work)
 
 
-async def record_etag(core: Core, tenant: str, digest: str, etag: str) -> None:
-    """Remember ``etag`` (a quoted MD5) as the ETag of the tenant's bytes of ``digest``."""
+async def record_etag(
+    core: Core, tenant: str, digest: str, etag: str, checksum: tuple[str, str] | None = None
+) -> None:
+    """Remember ``etag`` (a quoted MD5) as the ETag of the tenant's bytes of ``digest``, and the ``checksum`` they
+    were verified against, if any (``(algorithm, base64 value)``: ``crc32``, ``sha256``, ...), in one transaction."""
     from blobstore.db import buckets as db
+    from blobstore.db import checksums
 
-    await core.database.transaction(lambda conn: db.record_md5(conn, tenant, digest, etag.strip('"')))
+    async def work(conn: AsyncConnection) -> None:
+        await db.record_md5(conn, tenant, digest, etag.strip('"'))
+        if checksum is not None:
+            await checksums.record(conn, tenant, digest, *checksum)
+
+    await core.database.transaction(work)
 
 
 async def etags(core: Core, tenant: str, digests: Iterable[str]) -> dict[str, str]:
@@ -122,14 +131,6 @@ async def etags(core: Core, tenant: str, digests: Iterable[str]) -> dict[str, st
     wanted = sorted(set(digests))
     known = await db.lookup_md5s(core.database, tenant, wanted) if wanted else {}
     return {digest: f'"{known.get(digest, digest)}"' for digest in wanted}
-
-
-async def record_checksum(core: Core, tenant: str, digest: str, algorithm: str, value: str) -> None:
-    """Remember ``value`` (base64) as the ``algorithm`` checksum (``crc32``, ``sha256``, …) of the tenant's bytes
-    of ``digest``."""
-    from blobstore.db import checksums as db
-
-    await core.database.transaction(lambda conn: db.record(conn, tenant, digest, algorithm, value))
 
 
 async def checksums(core: Core, tenant: str, digest: str) -> dict[str, str]:

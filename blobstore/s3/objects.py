@@ -66,13 +66,12 @@ async def put_object(call: Call) -> Response:
         if_match=expected,
     )
     etag = call.body.etag
-    await buckets.record_etag(call.store.core, call.tenant.name, info.digest, etag)
     if call.body.checksum is None:
+        await buckets.record_etag(call.store.core, call.tenant.name, info.digest, etag)
         return Response(headers={"ETag": etag})
     name, value = call.body.checksum
-    await buckets.record_checksum(
-        call.store.core, call.tenant.name, info.digest, name.removeprefix(checksums.PREFIX), value
-    )
+    checksum = (name.removeprefix(checksums.PREFIX), value)
+    await buckets.record_etag(call.store.core, call.tenant.name, info.digest, etag, checksum)
     return Response(headers={"ETag": etag, name: value, "x-amz-checksum-type": "FULL_OBJECT"})
 
 

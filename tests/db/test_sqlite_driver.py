@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from blobstore import BlobStore
 from blobstore.core.config import Settings
+from blobstore.db import driver_reads
 from blobstore.db.engine import Database
 
 
@@ -36,10 +37,11 @@ async def test_a_stat_is_one_hand_off(tmp_path: Path, hand_offs: list[str]) -> N
         await acme.put("k", b"value")
         hand_offs.clear()
         assert (await acme.stat("k")).size == 5
-    # the statement, run to the end on the thread in one call (blobstore.db.hot_path), and nothing else
+    # the statement, run to the end on the thread in one call (blobstore.db.driver_reads), and nothing else
     # before the store closes
-    assert hand_offs[0] == "_sqlite_fetchone", hand_offs
-    assert hand_offs.count("_sqlite_fetchone") == 1, hand_offs
+    one_statement = driver_reads._fetchall.__name__
+    assert hand_offs[0] == one_statement, hand_offs
+    assert hand_offs.count(one_statement) == 1, hand_offs
     assert "_execute" not in hand_offs, hand_offs
     # the read committed nothing and rolled nothing back; closing the store closes the connection
     assert "commit" not in hand_offs
