@@ -107,9 +107,7 @@ async def delete(core: Core, tenant: str, name: str) -> Deletion:
     return await core.database.transaction(work)
 
 
-async def record_etag(
-    core: Core, tenant: str, digest: str, etag: str, checksum: tuple[str, str] | None = None
-) -> None:
+async def record_etag(core: Core, tenant: str, digest: str, etag: str, checksum: tuple[str, str] | None = None) -> None:
     """Remember ``etag`` (a quoted MD5) as the ETag of the tenant's bytes of ``digest``, and the ``checksum`` they
     were verified against, if any (``(algorithm, base64 value)``: ``crc32``, ``sha256``, ...), in one transaction."""
     from blobstore.db import buckets as db
@@ -137,4 +135,4 @@ async def checksums(core: Core, tenant: str, digest: str) -> dict[str, str]:
     """The checksums recorded for the tenant's bytes of ``digest``, base64 by algorithm."""
     from blobstore.db import checksums as db
 
-    return await core.database.read(lambda conn: db.find(conn, tenant, digest))
+    return await db.lookup(core.database, tenant, digest)

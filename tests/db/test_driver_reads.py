@@ -54,3 +54,15 @@ async def test_md5s_are_looked_up_per_tenant_and_digest(store: BlobStore) -> Non
 def test_placeholders_are_numbered_for_asyncpg_in_order() -> None:
     sql = f"SELECT 1 FROM t WHERE a = ? AND b IN ({driver_reads.placeholders(3)})"
     assert driver_reads._numbered(sql) == "SELECT 1 FROM t WHERE a = $1 AND b IN ($2, $3, $4)"
+
+
+async def test_checksums_are_looked_up_per_tenant_and_digest(store: BlobStore) -> None:
+    digest = "4" * 64
+    await store.tenant("acme").put("seed", b"x")
+    await store.tenant("other").put("seed", b"x")
+    await buckets.record_etag(store.core, "acme", digest, '"' + "d" * 32 + '"', ("crc32", "AAAAAA=="))
+    await buckets.record_etag(store.core, "other", digest, '"' + "d" * 32 + '"', ("sha256", "x" * 44))
+
+    assert await buckets.checksums(store.core, "acme", digest) == {"crc32": "AAAAAA=="}
+    assert await buckets.checksums(store.core, "other", digest) == {"sha256": "x" * 44}
+    assert await buckets.checksums(store.core, "acme", "5" * 64) == {}
