@@ -7,9 +7,10 @@ object through both APIs. The ETag of a PUT is the MD5 of its bytes, computed as
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from email.utils import format_datetime
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from starlette.responses import Response
@@ -25,6 +26,9 @@ from blobstore.s3.buckets import existing
 from blobstore.s3.call import Call
 from blobstore.s3.errors import S3Error, not_implemented, translate
 from blobstore.store import MAX_BATCH
+
+if TYPE_CHECKING:
+    from blobstore.accounting.quotas import Allowance
 
 META_PREFIX = "x-amz-meta-"
 #: What S3 answers as the type of an object stored without one.
@@ -57,9 +61,11 @@ async def put_object(call: Call) -> Response:
         if not _tag_matches(if_match, await _etag(call, current)):
             raise _precondition_failed()
         expected = current.digest
+    allowance = await call.tenant.allowance(key, if_absent=if_none_match is not None)
+    allowance.check(_declared_length(call))  # 403 QuotaExceeded from the headers alone, before a byte of the body
     info = await call.tenant.put(
         key,
-        call.body,
+        _within(call.body, allowance),
         content_type=call.headers.get("content-type"),
         metadata=_metadata(call),
         if_absent=if_none_match is not None,
@@ -73,6 +79,23 @@ async def put_object(call: Call) -> Response:
     checksum = (name.removeprefix(checksums.PREFIX), value)
     await buckets.record_etag(call.store.core, call.tenant.name, info.digest, etag, checksum)
     return Response(headers={"ETag": etag, name: value, "x-amz-checksum-type": "FULL_OBJECT"})
+
+
+def _declared_length(call: Call) -> int:
+    """The length of the object the request says it sends (an aws-chunked body's decoded length); 0 if unsaid."""
+    declared = call.headers.get("x-amz-decoded-content-length") or call.headers.get("content-length") or "0"
+    if not declared.isdigit():
+        raise S3Error("InvalidArgument", "Content-Length and x-amz-decoded-content-length must be integers")
+    return int(declared)
+
+
+async def _within(body: AsyncIterable[bytes], allowance: Allowance) -> AsyncIterator[bytes]:
+    """``body``, stopped at the first chunk that takes it past what ``allowance`` lets the put store."""
+    received = 0
+    async for chunk in body:
+        received += len(chunk)
+        allowance.check(received)
+        yield chunk
 
 
 async def copy_object(call: Call) -> Response:
