@@ -23,7 +23,7 @@ from blobstore.model.ranges import ByteRange, parse_range
 from blobstore.model.results import BlobInfo
 from blobstore.s3 import checksums, xml
 from blobstore.s3.buckets import existing
-from blobstore.s3.call import Call
+from blobstore.s3.call import Call, header_text, header_value
 from blobstore.s3.errors import S3Error, not_implemented, translate
 from blobstore.store import MAX_BATCH
 
@@ -119,6 +119,12 @@ async def copy_object(call: Call) -> Response:
         if _unmet_condition(call.headers, _COPY_SOURCE, current, await _etag(call, current)) is not None:
             raise _precondition_failed()
     directive = call.headers.get("x-amz-metadata-directive", "COPY").upper()
+    if directive == "COPY" and source == target:
+        raise S3Error(
+            "InvalidRequest",
+            "This copy request is illegal because it is trying to copy an object to itself without changing the "
+            "object's metadata (x-amz-metadata-directive: REPLACE)",
+        )
     if directive == "COPY":
         info = await call.tenant.copy(source, target)
     elif directive == "REPLACE":
@@ -144,8 +150,13 @@ def _copy_source(header: str) -> tuple[str, str]:
 
 
 def _metadata(call: Call) -> dict[str, str]:
-    """The request's ``x-amz-meta-*`` headers, by name without the prefix."""
-    return {name[len(META_PREFIX) :]: value for name, value in call.headers.items() if name.startswith(META_PREFIX)}
+    """The request's ``x-amz-meta-*`` headers, by name without the prefix, their values read as signed
+    (blobstore.s3.call.header_text: UTF-8 when they are)."""
+    return {
+        name[len(META_PREFIX) :]: header_text(value.encode("latin-1"))
+        for name, value in call.headers.items()
+        if name.startswith(META_PREFIX)
+    }
 
 
 async def head_object(call: Call) -> Response:
@@ -292,5 +303,5 @@ async def _headers(call: Call, info: BlobInfo) -> dict[str, str]:
         "Last-Modified": format_datetime(info.created_at, usegmt=True),
         "Accept-Ranges": "bytes",
         DIGEST_HEADER: info.digest,
-        **{META_PREFIX + name: value for name, value in info.metadata.items()},
+        **{META_PREFIX + name: header_value(value) for name, value in info.metadata.items()},
     }

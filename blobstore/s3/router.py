@@ -26,6 +26,8 @@ _LISTING = {
     "encoding-type",
     "marker",
 }
+#: The parameters of ListBuckets.
+_LIST_BUCKETS = {"max-buckets", "continuation-token", "prefix"}
 #: Request headers that ask for what this API does not do yet (the conditional ones: except where
 #: :data:`_CONDITIONS` handles them).
 _UNSUPPORTED_HEADERS = {
@@ -59,8 +61,10 @@ def route(method: str, raw_path: str, params: Sequence[tuple[str, str]], headers
     if method == "POST":
         raise not_implemented("POST " + ("?" + ",".join(sorted(names)) if names else "(browser uploads)"))
     if bucket is None:
-        if method != "GET" or names:
+        if method != "GET":
             raise S3Error("MethodNotAllowed", "the service accepts only GET (ListBuckets)")
+        if not names <= _LIST_BUCKETS:
+            raise not_implemented(f"ListBuckets with ?{','.join(sorted(names - _LIST_BUCKETS))}")
         return Operation("ListBuckets", None, None, "read")
     if key is None:
         return _bucket_operation(method, bucket, names, dict(params))

@@ -82,8 +82,15 @@ def delete_result(deleted: Sequence[str], errors: Sequence[tuple[str, str, str]]
     return _document(root)
 
 
-def list_buckets(owner: str, buckets: Sequence[tuple[str, datetime]]) -> bytes:
-    """A ``ListAllMyBucketsResult``: the owner (the tenant) and its buckets with their creation dates."""
+def list_buckets(
+    owner: str,
+    buckets: Sequence[tuple[str, datetime]],
+    *,
+    prefix: str | None = None,
+    continuation_token: str | None = None,
+) -> bytes:
+    """A ``ListAllMyBucketsResult``: the owner (the tenant) and its buckets with their creation dates; the
+    ``prefix`` asked for and the token of the next page, if any."""
     root = ET.Element("ListAllMyBucketsResult", xmlns=NAMESPACE)
     _person(_child(root, "Owner"), owner)
     listed = _child(root, "Buckets")
@@ -91,6 +98,10 @@ def list_buckets(owner: str, buckets: Sequence[tuple[str, datetime]]) -> bytes:
         bucket = _child(listed, "Bucket")
         _child(bucket, "Name", name)
         _child(bucket, "CreationDate", timestamp(created))
+    if prefix is not None:
+        _child(root, "Prefix", prefix)
+    if continuation_token is not None:
+        _child(root, "ContinuationToken", continuation_token)
     return _document(root)
 
 
