@@ -104,7 +104,7 @@ async def list_objects_v2(call: Call) -> Response:
     """ListObjectsV2: prefix, delimiter (CommonPrefixes), max-keys, continuation-token, start-after, encoding-type."""
     token, start_after = call.params.get("continuation-token"), call.params.get("start-after")
     after = _decode_token(token) if token is not None else start_after or None
-    listing, cursor = await _page(call, after)
+    listing, cursor = await _page(call, after, with_owner=call.params.get("fetch-owner") == "true")
     next_token = _encode_token(cursor) if listing.truncated and cursor is not None else None
     body = xml.list_objects_v2(listing, continuation_token=token, next_token=next_token, start_after=start_after)
     return Response(body, media_type=xml.CONTENT_TYPE)
@@ -113,7 +113,7 @@ async def list_objects_v2(call: Call) -> Response:
 async def list_objects(call: Call) -> Response:
     """ListObjects (v1): prefix, delimiter (CommonPrefixes), max-keys, marker, encoding-type."""
     marker = call.params.get("marker", "")
-    listing, cursor = await _page(call, _resumed_after(call, marker) if marker else None)
+    listing, cursor = await _page(call, _resumed_after(call, marker) if marker else None, with_owner=True)
     next_marker = cursor.removesuffix(_LAST_CHARACTER) if listing.truncated and cursor is not None else None
     return Response(xml.list_objects_v1(listing, marker=marker, next_marker=next_marker), media_type=xml.CONTENT_TYPE)
 
@@ -131,14 +131,15 @@ async def list_object_versions(call: Call) -> Response:
     """ListObjectVersions of a bucket that never had versioning: every object once, version ``null``, paged by
     ``key-marker`` (each key has one version, so the listing goes on after it)."""
     marker = call.params.get("key-marker", "")
-    listing, cursor = await _page(call, marker or None)
+    listing, cursor = await _page(call, marker or None, with_owner=True)
     next_marker = cursor if listing.truncated else None
     body = xml.list_object_versions(listing, key_marker=marker, next_key_marker=next_marker)
     return Response(body, media_type=xml.CONTENT_TYPE)
 
 
-async def _page(call: Call, after: str | None) -> tuple[xml.Listing, str | None]:
-    """The page of the request's bucket listing after ``after``, and the cursor to continue from."""
+async def _page(call: Call, after: str | None, *, with_owner: bool) -> tuple[xml.Listing, str | None]:
+    """The page of the request's bucket listing after ``after`` (each object ``with_owner``: the tenant), and the
+    cursor to continue from."""
     bucket = await existing(call)
     encoding = call.params.get("encoding-type")
     if encoding not in (None, "url"):
@@ -156,6 +157,7 @@ async def _page(call: Call, after: str | None) -> tuple[xml.Listing, str | None]
         common_prefixes=common,
         truncated=cursor is not None,
         url_encoded=encoding == "url",
+        owner=call.tenant.name if with_owner else None,
     )
     return listing, cursor
 

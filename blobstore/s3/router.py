@@ -25,6 +25,7 @@ _LISTING = {
     "start-after",
     "encoding-type",
     "marker",
+    "fetch-owner",
 }
 #: The parameters of ListBuckets.
 _LIST_BUCKETS = {"max-buckets", "continuation-token", "prefix"}

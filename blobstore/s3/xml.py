@@ -154,6 +154,8 @@ class Listing:
     common_prefixes: Sequence[str]
     truncated: bool
     url_encoded: bool
+    #: The owner each object is listed with (the tenant), or None to list none.
+    owner: str | None = None
 
     def name(self, text: str) -> str:
         return quote(text, safe="/") if self.url_encoded else text
@@ -222,6 +224,8 @@ def _listing_document(
         _child(content, "ETag", etag)
         _child(content, "Size", str(info.size))
         _child(content, "StorageClass", "STANDARD")
+        if listing.owner is not None:
+            _person(_child(content, "Owner"), listing.owner)
     for common in listing.common_prefixes:
         _child(_child(root, "CommonPrefixes"), "Prefix", listing.name(common))
     return _document(root)

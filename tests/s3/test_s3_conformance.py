@@ -113,3 +113,18 @@ def test_a_v1_listing_that_ends_on_a_common_prefix_names_it_as_the_next_marker(c
     assert page("boo/", 2) == ([], ["cquux/"], None)
     assert page("", 1, prefix="boo/") == (["boo/bar"], [], "boo/bar")
     assert page("boo/bar", 1, prefix="boo/") == ([], ["boo/baz/"], None)
+
+
+def test_listings_name_the_owner_of_each_object_as_s3_does(client: Any) -> None:
+    """test_bucket_listv2_fetchowner_notempty / _empty, test_bucket_list_return_data: v1 always names each object's
+    owner (the tenant), v2 only with fetch-owner=true."""
+    client.create_bucket(Bucket="owners")
+    client.put_object(Bucket="owners", Key="foo", Body=b"")
+
+    [v1] = client.list_objects(Bucket="owners")["Contents"]
+    assert v1["Owner"] == {"ID": "acme", "DisplayName": "acme"}
+    [fetched] = client.list_objects_v2(Bucket="owners", FetchOwner=True)["Contents"]
+    assert fetched["Owner"] == {"ID": "acme", "DisplayName": "acme"}
+    [plain] = client.list_objects_v2(Bucket="owners", FetchOwner=False)["Contents"]
+    assert "Owner" not in plain
+    assert "Owner" not in client.list_objects_v2(Bucket="owners")["Contents"][0]
