@@ -73,8 +73,8 @@ class EntityTooSmall(InvalidInput):
     s3_code = "EntityTooSmall"
 
 
-#: Errors this module raises that have an S3 code of their own.
-MultipartError = NoSuchUpload | InvalidPart | InvalidPartOrder | EntityTooSmall
+#: Errors this module raises that have an S3 code of their own (``s3_code``).
+ERRORS = (NoSuchUpload, InvalidPart, InvalidPartOrder, EntityTooSmall)
 
 
 @dataclass(frozen=True)

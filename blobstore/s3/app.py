@@ -22,7 +22,7 @@ from blobstore.asgi import labels
 from blobstore.core.config import Settings
 from blobstore.core.context import Clock, utc_now
 from blobstore.core.instrument import Observer
-from blobstore.s3 import buckets, checksums, objects, router, sigv2, sigv4, xml
+from blobstore.s3 import buckets, checksums, multipart, objects, router, sigv2, sigv4, xml
 from blobstore.s3.call import Call, header_text
 from blobstore.s3.errors import S3Error, translate
 from blobstore.s3.payload import CheckedBody
@@ -55,6 +55,13 @@ HANDLERS: dict[str, Callable[[Call], Awaitable[Response]]] = {
     "DeleteObject": objects.delete_object,
     "DeleteObjects": objects.delete_objects,
     "GetObjectAcl": objects.get_object_acl,
+    "CreateMultipartUpload": multipart.create_multipart_upload,
+    "UploadPart": multipart.upload_part,
+    "UploadPartCopy": multipart.upload_part_copy,
+    "CompleteMultipartUpload": multipart.complete_multipart_upload,
+    "AbortMultipartUpload": multipart.abort_multipart_upload,
+    "ListParts": multipart.list_parts,
+    "ListMultipartUploads": multipart.list_multipart_uploads,
 }
 _METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
 
