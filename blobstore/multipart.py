@@ -77,16 +77,9 @@ class EntityTooSmall(InvalidInput):
 ERRORS = (NoSuchUpload, InvalidPart, InvalidPartOrder, EntityTooSmall)
 
 
-@dataclass(frozen=True)
-class Upload:
-    """A multipart upload in progress: the object it will become, and when it was begun."""
-
-    id: str
-    bucket: str
-    key: str
-    content_type: str | None
-    metadata: dict[str, str]
-    initiated: datetime
+#: A multipart upload in progress: its id, the bucket, key, type and metadata of the object it will become, and
+#: when it was begun (``created_at``).
+Upload = db.UploadRow
 
 
 @dataclass(frozen=True)
@@ -130,7 +123,7 @@ async def create(
         await db.insert_upload(conn, locked.id, row)
 
     await core.database.transaction(work)
-    return _upload(row)
+    return row
 
 
 async def upload_part(
@@ -223,7 +216,7 @@ async def list_parts(
     upload = await _existing(core, tenant, bucket, key, upload_id)
     rows = await core.database.read(partial(db.list_parts, upload_id=upload_id, after=after, limit=limit + 1))
     parts = [Part(row.number, f'"{row.md5}"', row.size, row.created_at) for row in rows[:limit]]
-    return _upload(upload), parts, len(rows) > limit
+    return upload, parts, len(rows) > limit
 
 
 async def list_uploads(
@@ -235,14 +228,10 @@ async def list_uploads(
     rows = await core.database.read(
         partial(db.list_uploads, tenant=tenant, bucket=bucket, prefix=prefix, after=after, limit=limit + 1)
     )
-    return [_upload(row) for row, _ in rows[:limit]], len(rows) > limit
+    return rows[:limit], len(rows) > limit
 
 
-def _upload(row: db.UploadRow) -> Upload:
-    return Upload(row.id, row.bucket, row.key, row.content_type, dict(row.metadata), row.created_at)
-
-
-async def _existing(core: Core, tenant: str, bucket: str, key: str, upload_id: str) -> db.UploadRow:
+async def _existing(core: Core, tenant: str, bucket: str, key: str, upload_id: str) -> Upload:
     """The tenant's upload, read without a lock (the transaction that uses it checks again); else NoSuchUpload."""
     validate_tenant(tenant)
     row = await core.database.read(
@@ -310,6 +299,12 @@ def _room(tenant: catalog.LockedTenant, freed: int, *, count_objects: bool) -> c
     return catalog.LockedTenant(tenant.id, tenant.name, room)
 
 
+async def _still_open(conn: AsyncConnection, tenant: catalog.LockedTenant, upload: Upload) -> None:
+    """NoSuchUpload unless the upload is still in progress (the caller holds the tenant's lock)."""
+    if await db.find_upload(conn, tenant.id, upload.id, upload.bucket, upload.key) is None:
+        raise NoSuchUpload(f"upload {upload.id!r} was completed or aborted meanwhile")
+
+
 async def _bind_part(
     conn: AsyncConnection,
     tenant: catalog.LockedTenant,
@@ -318,15 +313,14 @@ async def _bind_part(
     now: datetime,
     *,
     ours: Mapping[str, int] | None = None,
-    upload: db.UploadRow,
+    upload: Upload,
     number: int,
     md5: str,
 ) -> binding.Outcome:
     """The binder of a part (blobstore.protocol.uploads.Binder): under the tenant's lock, if the upload is still
     in progress, record the part on its blob (replacing the part of that number): the blob's refcount and the
     tenant's bytes go up by the part, the replaced part's down. Touches the upload."""
-    if await db.find_upload(conn, tenant.id, upload.id, upload.bucket, upload.key) is None:
-        raise NoSuchUpload(f"upload {upload.id!r} was completed or aborted while part {number} was uploaded")
+    await _still_open(conn, tenant, upload)
     ours = ours or {}
     old = await db.find_part(conn, upload.id, number)
     replaced = set() if old is None else {old.blob_id}
@@ -354,7 +348,7 @@ async def _bind_completion(
     now: datetime,
     *,
     ours: Mapping[str, int] | None = None,
-    upload: db.UploadRow,
+    upload: Upload,
     chosen: Mapping[int, int],
     md5: str,
 ) -> binding.Outcome:
@@ -362,8 +356,7 @@ async def _bind_completion(
     still in progress with the parts streamed, bind its key as any put binds (the quota checked as if the staged
     parts were already released) and, in the same transaction, release the upload and record the object's ETag.
     An error of the binding is raised, so nothing changes and the upload stays."""
-    if await db.find_upload(conn, tenant.id, upload.id, upload.bucket, upload.key) is None:
-        raise NoSuchUpload(f"upload {upload.id!r} was completed or aborted meanwhile")
+    await _still_open(conn, tenant, upload)
     staged = await db.list_parts(conn, upload.id)
     if {part.number: part.blob_id for part in staged if part.number in chosen} != chosen:
         raise InvalidPart("a part was uploaded again while the upload was being completed")

@@ -26,7 +26,7 @@ parts = tables["multipart_parts"]
 
 @dataclass(frozen=True)
 class UploadRow:
-    """A multipart upload in progress."""
+    """A multipart upload in progress: the bucket, key, type and metadata of the object it will become."""
 
     id: str
     bucket: str
@@ -171,9 +171,9 @@ async def release(conn: AsyncConnection, tenant: int, upload_id: str, now: datet
 
 async def list_uploads(
     conn: AsyncConnection, tenant: str, bucket: str, prefix: str, after: tuple[str, str] | None, limit: int
-) -> list[tuple[UploadRow, datetime]]:
+) -> list[UploadRow]:
     """The tenant's uploads in ``bucket`` whose keys start with ``prefix``, after ``(key, upload id)``, in that
-    order, at most ``limit``: each with when it was begun."""
+    order, at most ``limit``."""
     query = (
         select(*_UPLOAD_COLUMNS)
         .join(tenants, tenants.c.id == uploads.c.tenant_id)
@@ -184,7 +184,7 @@ async def list_uploads(
     if after is not None:
         key, upload_id = after
         query = query.where(or_(uploads.c.key > key, and_(uploads.c.key == key, uploads.c.id > upload_id)))
-    return [(UploadRow(*row), row.created_at) for row in await conn.execute(query)]
+    return [UploadRow(*row) for row in await conn.execute(query)]
 
 
 async def expired_uploads(conn: AsyncConnection, cutoff: datetime, after_id: str, limit: int) -> list[tuple[str, str]]:

@@ -168,7 +168,7 @@ async def list_multipart_uploads(call: Call) -> Response:
         key_marker,
         upload_id_marker,
         limit,
-        [(upload.key, upload.id, upload.initiated) for upload in uploads],
+        [(upload.key, upload.id, upload.created_at) for upload in uploads],
         truncated,
     )
     return Response(xml.list_multipart_uploads(page), media_type=xml.CONTENT_TYPE)
