@@ -30,7 +30,14 @@ from blobstore.core.reading import verified_chunks
 from blobstore.db import batches, binding, catalog
 from blobstore.db import buckets as etags_db
 from blobstore.db import multipart as db
-from blobstore.errors import BlobStoreError, InvalidInput, NotFound
+from blobstore.errors import (
+    BlobStoreError,
+    EntityTooSmall,
+    InvalidInput,
+    InvalidPart,
+    InvalidPartOrder,
+    NoSuchUpload,
+)
 from blobstore.model.keys import validate_content_type, validate_key, validate_metadata, validate_tenant
 from blobstore.model.preconditions import UNCONDITIONAL, expect
 from blobstore.model.results import BlobInfo
@@ -47,34 +54,6 @@ MAX_PART_NUMBER = 10_000
 MIN_PART_SIZE = 5 * 2**20
 #: The longest part (S3's bound on one PUT).
 MAX_PART_SIZE = 5 * 2**30
-
-
-class NoSuchUpload(NotFound):
-    """No upload of that id (for that key) is in progress for the tenant."""
-
-    s3_code = "NoSuchUpload"
-
-
-class InvalidPart(InvalidInput):
-    """A part a completion names was not uploaded, or not with the ETag named."""
-
-    s3_code = "InvalidPart"
-
-
-class InvalidPartOrder(InvalidInput):
-    """A completion's parts are not in ascending order of part number."""
-
-    s3_code = "InvalidPartOrder"
-
-
-class EntityTooSmall(InvalidInput):
-    """A part of a completion other than the last is shorter than :data:`MIN_PART_SIZE`."""
-
-    s3_code = "EntityTooSmall"
-
-
-#: Errors this module raises that have an S3 code of their own (``s3_code``).
-ERRORS = (NoSuchUpload, InvalidPart, InvalidPartOrder, EntityTooSmall)
 
 
 #: A multipart upload in progress: its id, the bucket, key, type and metadata of the object it will become, and

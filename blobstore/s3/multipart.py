@@ -7,9 +7,7 @@ another key or bucket of the tenant's.
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from urllib.parse import quote
 
@@ -26,23 +24,7 @@ from blobstore.s3.objects import _copy_source, _etag, _metadata, _precondition_f
 MAX_PAGE = 1000
 _COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
 
-Handler = Callable[[Call], Awaitable[Response]]
 
-
-def _answered(handler: Handler) -> Handler:
-    """``handler`` with blobstore.multipart's errors answered by their S3 codes."""
-
-    @functools.wraps(handler)
-    async def answer(call: Call) -> Response:
-        try:
-            return await handler(call)
-        except multipart.ERRORS as exc:
-            raise S3Error(exc.s3_code, str(exc)) from exc
-
-    return answer
-
-
-@_answered
 async def create_multipart_upload(call: Call) -> Response:
     """CreateMultipartUpload: begin an upload; its Content-Type and x-amz-meta-* become the object's."""
     bucket = await existing(call)
@@ -57,7 +39,6 @@ async def create_multipart_upload(call: Call) -> Response:
     return Response(xml.initiate_multipart_upload(bucket, call.key, upload.id), media_type=xml.CONTENT_TYPE)
 
 
-@_answered
 async def upload_part(call: Call) -> Response:
     """UploadPart: stage the body as part ``partNumber``; answer its MD5 ETag."""
     bucket = await existing(call)
@@ -67,7 +48,6 @@ async def upload_part(call: Call) -> Response:
     return Response(headers={"ETag": part.etag})
 
 
-@_answered
 async def upload_part_copy(call: Call) -> Response:
     """UploadPartCopy: stage the tenant's object ``x-amz-copy-source`` (or the ``x-amz-copy-source-range`` of it,
     ``bytes=FIRST-LAST``) as part ``partNumber``; the source is read, verified, as GetObject reads it."""
@@ -91,7 +71,6 @@ async def upload_part_copy(call: Call) -> Response:
     )
 
 
-@_answered
 async def complete_multipart_upload(call: Call) -> Response:
     """CompleteMultipartUpload: the listed parts become the object. ``If-None-Match: *`` stores it only where
     there is none; ``If-Match`` only over the object of that ETag (412 PreconditionFailed otherwise)."""
@@ -117,7 +96,6 @@ async def complete_multipart_upload(call: Call) -> Response:
     return Response(body, media_type=xml.CONTENT_TYPE)
 
 
-@_answered
 async def abort_multipart_upload(call: Call) -> Response:
     """AbortMultipartUpload: the upload and its parts are gone (their bytes no longer count to the quota)."""
     bucket = await existing(call)
@@ -125,7 +103,6 @@ async def abort_multipart_upload(call: Call) -> Response:
     return Response(status_code=204)
 
 
-@_answered
 async def list_parts(call: Call) -> Response:
     """ListParts: the upload's parts by number, paged by ``part-number-marker`` and ``max-parts``."""
     bucket = await existing(call)
@@ -147,7 +124,6 @@ async def list_parts(call: Call) -> Response:
     return Response(xml.list_parts(page), media_type=xml.CONTENT_TYPE)
 
 
-@_answered
 async def list_multipart_uploads(call: Call) -> Response:
     """ListMultipartUploads: the tenant's uploads in the bucket, by key then upload id, with ``prefix``, paged by
     ``key-marker`` / ``upload-id-marker`` and ``max-uploads``."""

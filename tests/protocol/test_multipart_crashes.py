@@ -10,7 +10,7 @@ from typing import Literal
 
 import pytest
 
-from blobstore import BlobStore, multipart
+from blobstore import BlobStore, NoSuchUpload, multipart
 from blobstore.testing.faults import Fault, SimulatedCrash, dies_with
 from tests.protocol.test_faults import faulty
 from tests.support.stores import FakeClock, StoreFactory
@@ -64,7 +64,7 @@ async def test_a_completion_cut_short_by_a_crash_is_completed_by_a_retry(
     completed = await multipart.complete(again.core, "acme", "b", "k", upload.id, parts)
     assert await again.tenant("acme").get("b/k") == first + tail
     assert (completed.info.content_type, completed.info.metadata) == ("text/plain", {"m": "1"})
-    with pytest.raises(multipart.NoSuchUpload):
+    with pytest.raises(NoSuchUpload):
         await multipart.complete(again.core, "acme", "b", "k", upload.id, parts)
     assert (await again.quota("acme")).used_bytes == len(first + tail)
 
