@@ -127,14 +127,25 @@ async def blob_records(conn: AsyncConnection, *, after_key: str = "", limit: int
 
 
 async def refs_to_unusable_blobs(conn: AsyncConnection) -> list[tuple[str, str, int]]:
-    """(tenant, key, blob id) of every reference whose blob is not ``live``."""
+    """(tenant, key, blob id) of every reference whose blob is not ``live``; a staged part's key is named
+    ``BUCKET/KEY (multipart upload ID, part N)``."""
     query = (
         select(tenants.c.name, refs.c.key, refs.c.blob_id)
         .join(tenants, tenants.c.id == refs.c.tenant_id)
         .join(blobs, blobs.c.id == refs.c.blob_id)
         .where(blobs.c.state != LIVE)
     )
-    return [(row[0], row[1], row[2]) for row in await conn.execute(query)]
+    staged = (
+        select(tenants.c.name, uploads.c.bucket, uploads.c.key, uploads.c.id, parts.c.part_number, parts.c.blob_id)
+        .join(uploads, uploads.c.id == parts.c.upload_id)
+        .join(tenants, tenants.c.id == uploads.c.tenant_id)
+        .join(blobs, blobs.c.id == parts.c.blob_id)
+        .where(blobs.c.state != LIVE)
+    )
+    found = [(row[0], row[1], row[2]) for row in await conn.execute(query)]
+    for tenant, bucket, key, upload, number, blob_id in await conn.execute(staged):
+        found.append((tenant, f"{bucket}/{key} (multipart upload {upload}, part {number})", blob_id))
+    return found
 
 
 async def recount_blob(conn: AsyncConnection, blob_id: int, now: datetime) -> None:

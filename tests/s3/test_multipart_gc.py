@@ -4,6 +4,7 @@ then reclaims their blobs past grace."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from blobstore import BlobStore
 from blobstore.db.catalog import blob_count, blobs, tenants
 from blobstore.s3 import create_app
 from tests.s3.test_multipart import MIB, begin, client, error_of
+from tests.support.cli_helpers import invoke
 from tests.support.live_server import serving_app
 from tests.support.stores import FakeClock, StoreFactory
 
@@ -115,3 +117,37 @@ async def _refcounts(conn: AsyncConnection) -> list[int]:
 async def _stored(store: BlobStore) -> Any:
     async for info in store.storage.list("data/"):
         yield info.key
+
+
+async def test_blobstore_gc_aborts_expired_uploads_and_says_so(store: BlobStore, url: str) -> None:
+    """``blobstore gc`` (a process of its own, on the real clock) aborts an upload untouched past a
+    BLOBSTORE_MULTIPART_EXPIRY of 1 second, and its summary says so; ``--dry-run`` only says it would."""
+    s3 = await client(store, url)
+    upload = await staged_upload(s3, "cli", b"part")
+    settings = store.settings
+    env = {
+        "BLOBSTORE_DATABASE_URL": settings.database_url,
+        "BLOBSTORE_STORAGE_URL": settings.storage_url,
+        "BLOBSTORE_SECRET_KEY": settings.secret_key,
+        "BLOBSTORE_MULTIPART_EXPIRY": "1s",
+    }
+    await asyncio.sleep(1.1)
+    dry = await asyncio.to_thread(invoke, ["gc", "--dry-run"], home=settings.home, env=env)
+    assert "would abort 1 expired S3 multipart uploads" in dry.ok().stdout
+    run = await asyncio.to_thread(invoke, ["gc"], home=settings.home, env=env)
+    assert "aborted 1 expired S3 multipart uploads" in run.ok().stdout
+    assert error_of(s3.list_parts, **upload) == ("NoSuchUpload", 404)
+
+
+async def test_fsck_names_a_staged_part_whose_blob_is_not_live(store: BlobStore, url: str) -> None:
+    """A part row pointing at a blob that is not live is a dangling reference, named by its upload and part."""
+    s3 = await client(store, url)
+    upload = await staged_upload(s3, "dangling", b"part")
+
+    async def tombstone(conn: AsyncConnection) -> None:
+        await conn.execute(update(blobs).values(state="deleting"))
+
+    await store.database.transaction(tombstone)
+    report = await store.fsck()
+    dangling = [problem.subject for problem in report.problems if problem.kind == "dangling-reference"]
+    assert dangling == [f"acme/dangling/k (multipart upload {upload['UploadId']}, part 1)"]
