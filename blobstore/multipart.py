@@ -199,10 +199,16 @@ async def list_parts(
 
 
 async def list_uploads(
-    core: Core, tenant: str, bucket: str, *, prefix: str = "", after: tuple[str, str] | None = None, limit: int = 1000
+    core: Core,
+    tenant: str,
+    bucket: str,
+    *,
+    prefix: str = "",
+    after: tuple[str, str | None] | None = None,
+    limit: int = 1000,
 ) -> tuple[list[Upload], bool]:
     """Up to ``limit`` of the tenant's uploads in ``bucket`` with keys starting ``prefix``, by key then upload id,
-    after ``(key, upload id)``; and whether more follow."""
+    after ``(key, upload id)`` (upload id None: after every upload of that key); and whether more follow."""
     validate_tenant(tenant)
     rows = await core.database.read(
         partial(db.list_uploads, tenant=tenant, bucket=bucket, prefix=prefix, after=after, limit=limit + 1)

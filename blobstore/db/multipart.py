@@ -170,10 +170,10 @@ async def release(conn: AsyncConnection, tenant: int, upload_id: str, now: datet
 
 
 async def list_uploads(
-    conn: AsyncConnection, tenant: str, bucket: str, prefix: str, after: tuple[str, str] | None, limit: int
+    conn: AsyncConnection, tenant: str, bucket: str, prefix: str, after: tuple[str, str | None] | None, limit: int
 ) -> list[UploadRow]:
-    """The tenant's uploads in ``bucket`` whose keys start with ``prefix``, after ``(key, upload id)``, in that
-    order, at most ``limit``."""
+    """The tenant's uploads in ``bucket`` whose keys start with ``prefix``, by key then upload id, at most
+    ``limit``: after ``(key, upload id)``, or with an upload id of None after every upload of that key."""
     query = (
         select(*_UPLOAD_COLUMNS)
         .join(tenants, tenants.c.id == uploads.c.tenant_id)
@@ -183,7 +183,10 @@ async def list_uploads(
     )
     if after is not None:
         key, upload_id = after
-        query = query.where(or_(uploads.c.key > key, and_(uploads.c.key == key, uploads.c.id > upload_id)))
+        later = uploads.c.key > key
+        query = query.where(
+            later if upload_id is None else or_(later, and_(uploads.c.key == key, uploads.c.id > upload_id))
+        )
     return [UploadRow(*row) for row in await conn.execute(query)]
 
 

@@ -133,7 +133,7 @@ async def list_multipart_uploads(call: Call) -> Response:
     upload_id_marker = call.params.get("upload-id-marker", "")
     limit = min(_count(call, "max-uploads", MAX_PAGE), MAX_PAGE)
     # Without an upload-id-marker S3 starts after every upload of key-marker itself.
-    after = (key_marker, upload_id_marker or "\U0010ffff") if key_marker else None
+    after = (key_marker, upload_id_marker or None) if key_marker else None
     uploads, truncated = await multipart.list_uploads(
         call.store.core, call.tenant.name, bucket, prefix=prefix, after=after, limit=limit
     )
