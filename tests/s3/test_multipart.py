@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,16 @@ async def test_an_ended_or_unknown_upload_is_no_such_upload(store: BlobStore, ur
     assert_no_such_upload(s3, {"Bucket": "ended", "Key": "not-live", "UploadId": live})
 
 
+def answer(call: Any, upload: dict[str, str], **kwargs: Any) -> tuple[str, int, str]:
+    """The S3 error code, HTTP status and message ``call`` on ``upload`` fails with, the upload id in the
+    message written ``ID``."""
+    with pytest.raises(ClientError) as raised:
+        call(**upload, **kwargs)
+    response = raised.value.response
+    message = response["Error"]["Message"].replace(upload["UploadId"], "ID")
+    return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"], message
+
+
 def assert_no_such_upload(s3: Any, upload: dict[str, str]) -> None:
     """Every operation on ``upload`` answers 404 NoSuchUpload."""
     parts = {"Parts": [{"PartNumber": 1, "ETag": f'"{md5(b"x")}"'}]}
@@ -206,9 +217,19 @@ async def test_another_tenants_upload_id_answers_as_a_nonexistent_one(store: Blo
     upload["UploadId"] = acme.create_multipart_upload(**upload)["UploadId"]
     etag = acme.upload_part(**upload, PartNumber=1, Body=b"acme's")["ETag"]
     globex.put_object(Bucket="shared-name", Key="source", Body=b"globex's")
-    assert_no_such_upload(globex, upload)
-    copy = error_of(globex.upload_part_copy, **upload, PartNumber=1, CopySource="shared-name/source")
-    assert copy == ("NoSuchUpload", 404)
+    never = {**upload, "UploadId": secrets.token_urlsafe(32)}  # shaped as an upload id, never given
+    parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+    operations: list[tuple[Any, dict[str, Any]]] = [
+        (globex.upload_part, {"PartNumber": 1, "Body": b"x"}),
+        (globex.upload_part_copy, {"PartNumber": 1, "CopySource": "shared-name/source"}),
+        (globex.complete_multipart_upload, {"MultipartUpload": parts}),
+        (globex.list_parts, {}),
+        (globex.abort_multipart_upload, {}),
+    ]
+    for operation, arguments in operations:
+        theirs = answer(operation, upload, **arguments)
+        assert theirs[:2] == ("NoSuchUpload", 404)
+        assert theirs == answer(operation, never, **arguments)
     assert globex.list_multipart_uploads(Bucket="shared-name").get("Uploads", []) == []
     assert [part["ETag"] for part in acme.list_parts(**upload)["Parts"]] == [etag]
     assert [u["UploadId"] for u in acme.list_multipart_uploads(Bucket="shared-name")["Uploads"]] == [upload["UploadId"]]
