@@ -2,7 +2,7 @@
 blob), and ETags long enough for a multipart object's ``<md5>-N``.
 
 Revision ID: 0011
-Revises: 0010
+Revises: 0012 (0012, S3 checksums, landed first; a database already at 0012 gains this on upgrade)
 Create Date: 2026-12-07 05:30:00.000000
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0010"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
