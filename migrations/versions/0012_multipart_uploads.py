@@ -1,8 +1,8 @@
 """S3 multipart uploads: the uploads in progress and their staged parts (each part row holds a reference on its
 blob), and ETags long enough for a multipart object's ``<md5>-N``.
 
-Revision ID: 0011
-Revises: 0012 (0012, S3 checksums, landed first; a database already at 0012 gains this on upgrade)
+Revision ID: 0012
+Revises: 0011 (S3 checksums)
 Create Date: 2026-12-07 05:30:00.000000
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0012"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
