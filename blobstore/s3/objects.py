@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from blobstore import buckets
 from blobstore.asgi.responses import ClosingStreamingResponse
-from blobstore.errors import BlobStoreError
+from blobstore.errors import BlobStoreError, NotFound
 from blobstore.model.preconditions import parse_http_date
 from blobstore.model.ranges import ByteRange, parse_range
 from blobstore.model.results import BlobInfo
@@ -55,6 +55,8 @@ async def put_object(call: Call) -> Response:
     if_none_match, if_match = call.headers.get("if-none-match"), call.headers.get("if-match")
     if if_none_match is not None and if_none_match.strip() != "*":
         raise not_implemented("If-None-Match other than * on PutObject")
+    if if_none_match is not None and await _exists(call, key):  # refused before the body, as S3 does
+        raise _precondition_failed()
     expected = None
     if if_match is not None:
         current = await call.tenant.stat(key)
@@ -79,6 +81,14 @@ async def put_object(call: Call) -> Response:
     checksum = (name.removeprefix(checksums.PREFIX), value)
     await buckets.record_etag(call.store.core, call.tenant.name, info.digest, etag, checksum)
     return Response(headers={"ETag": etag, name: value, "x-amz-checksum-type": "FULL_OBJECT"})
+
+
+async def _exists(call: Call, key: str) -> bool:
+    try:
+        await call.tenant.stat(key)
+    except NotFound:
+        return False
+    return True
 
 
 def _declared_length(call: Call) -> int:
