@@ -18,7 +18,14 @@ from blobstore.s3 import xml
 from blobstore.s3.buckets import existing
 from blobstore.s3.call import Call
 from blobstore.s3.errors import S3Error, not_implemented
-from blobstore.s3.objects import _copy_source, _etag, _metadata, _precondition_failed, _tag_matches
+from blobstore.s3.objects import (
+    _copy_source,
+    _etag,
+    _metadata,
+    _precondition_failed,
+    _tag_matches,
+    copy_source_unmet,
+)
 
 #: Most parts (ListParts) and uploads (ListMultipartUploads) one page shows.
 MAX_PAGE = 1000
@@ -50,7 +57,8 @@ async def upload_part(call: Call) -> Response:
 
 async def upload_part_copy(call: Call) -> Response:
     """UploadPartCopy: stage the tenant's object ``x-amz-copy-source`` (or the ``x-amz-copy-source-range`` of it,
-    ``bytes=FIRST-LAST``) as part ``partNumber``; the source is read, verified, as GetObject reads it."""
+    ``bytes=FIRST-LAST``) as part ``partNumber``; the source is read, verified, as GetObject reads it. The
+    ``x-amz-copy-source-if-*`` conditions are judged on the source as CopyObject judges them (412)."""
     if "read" not in call.scopes:
         raise S3Error("AccessDenied", "this access key lacks the 'read' scope a copy's source needs")
     bucket = await existing(call)
@@ -63,6 +71,8 @@ async def upload_part_copy(call: Call) -> Response:
         source = await stack.enter_async_context(
             call.tenant.open(buckets.key_of(source_bucket, source_key), byte_range=_copy_range(call))
         )
+        if copy_source_unmet(call, source.info, await _etag(call, source.info)):
+            raise _precondition_failed()
         part = await multipart.upload_part(
             call.store.core, call.tenant.name, bucket, call.key, call.params["uploadId"], number, source
         )

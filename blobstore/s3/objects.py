@@ -126,7 +126,7 @@ async def copy_object(call: Call) -> Response:
     target = buckets.key_of(bucket, call.key)
     if any(name in call.headers for name in _COPY_CONDITIONS):
         current = await call.tenant.stat(source)
-        if _unmet_condition(call.headers, _COPY_SOURCE, current, await _etag(call, current)) is not None:
+        if copy_source_unmet(call, current, await _etag(call, current)):
             raise _precondition_failed()
     directive = call.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive == "COPY" and source == target:
@@ -220,6 +220,12 @@ def _unmet(call: Call, info: BlobInfo, etag: str) -> Response | None:
             status_code=304, headers={"ETag": etag, "Last-Modified": format_datetime(modified, usegmt=True)}
         )
     return None
+
+
+def copy_source_unmet(call: Call, source: BlobInfo, etag: str) -> bool:
+    """True if the source ``source`` (of S3 ETag ``etag``) fails an ``x-amz-copy-source-if-*`` condition of the
+    request (CopyObject, UploadPartCopy): S3 answers 412 for any of them."""
+    return _unmet_condition(call.headers, _COPY_SOURCE, source, etag) is not None
 
 
 def _unmet_condition(headers: Mapping[str, str], prefix: str, info: BlobInfo, etag: str) -> int | None:

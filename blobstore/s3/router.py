@@ -116,8 +116,6 @@ def _multipart_operation(
         return None
     name, scope = operations[method, frozenset(names)]
     if name == "UploadPart" and "x-amz-copy-source" in headers:
-        if any(header.startswith("x-amz-copy-source-if-") for header in headers):
-            raise not_implemented("conditional copies")
         name = "UploadPartCopy"
     return Operation(name, bucket, key, scope)
 

@@ -253,6 +253,24 @@ async def test_upload_part_copy_takes_a_range_of_an_object(store: BlobStore, url
     assert missing[1] == 404
 
 
+async def test_upload_part_copy_evaluates_the_copy_source_conditions(store: BlobStore, url: str) -> None:
+    """x-amz-copy-source-if-match and -if-none-match are judged on the source, as CopyObject judges them: 412
+    and no part staged when one fails."""
+    s3 = await client(store, url)
+    s3.create_bucket(Bucket="conditional-copies")
+    etag = s3.put_object(Bucket="conditional-copies", Key="source", Body=b"source bytes")["ETag"]
+    upload = begin(s3, "conditional-copies", "k")
+    source = {"Bucket": "conditional-copies", "Key": "source"}
+
+    refused = error_of(s3.upload_part_copy, **upload, PartNumber=1, CopySource=source, CopySourceIfMatch='"0"')
+    assert refused[1] == 412
+    refused = error_of(s3.upload_part_copy, **upload, PartNumber=1, CopySource=source, CopySourceIfNoneMatch=etag)
+    assert refused[1] == 412
+    assert s3.list_parts(**upload).get("Parts", []) == []
+    copied = s3.upload_part_copy(**upload, PartNumber=1, CopySource=source, CopySourceIfMatch=etag)
+    assert copied["CopyPartResult"]["ETag"] == f'"{md5(b"source bytes")}"'
+
+
 async def test_complete_honours_if_none_match_and_if_match(store: BlobStore, url: str) -> None:
     """If-None-Match: * over an existing key, If-Match with another ETag: 412 and the upload stays; If-Match with
     the current ETag completes."""
