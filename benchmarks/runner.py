@@ -41,6 +41,7 @@ BENCHMARKS: dict[str, tuple[str, str, Target]] = {
     "H3": ("benchmarks.http_memory", "server peak RSS, 1 GiB PUT and GET", Target("<=", 64, "MiB")),
     "H4": ("benchmarks.http_load", "mixed load, 64 clients, 2 servers, GC running", Target("<=", 0, "failures")),
     "S1": ("benchmarks.s3_reads", "boto3 GETs of 4 KiB: S3 API vs native HTTP API", Target(">=", 0.8)),
+    "S2": ("benchmarks.s3_upload", "boto3 upload_file (multipart) vs native HTTP PUT", Target(">=", 0.7)),
     "S3": ("benchmarks.s3_peer", "boto3 4 KiB and 64 MiB PUT/GET vs moto's S3 server", Target(">=", 1)),
 }
 

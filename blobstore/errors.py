@@ -6,9 +6,13 @@ importable from ``blobstore``::
 
     BlobStoreError(Exception)
     ├── NotFound(FileNotFoundError)          missing key (or another tenant's key)
+    │   └── NoSuchUpload(NotFound)           S3: no such multipart upload in progress (or another tenant's)
     ├── InvalidKey(ValueError)               key breaks the naming rules
     ├── InvalidTenant(ValueError)            tenant name breaks the naming rules
     ├── InvalidInput(ValueError)             any other bad argument
+    │   ├── InvalidPart(InvalidInput)        S3: a completion names a part not uploaded (with that ETag)
+    │   ├── InvalidPartOrder(InvalidInput)   S3: a completion's parts are not in ascending order
+    │   └── EntityTooSmall(InvalidInput)     S3: a completion's part other than the last is under 5 MiB
     ├── RangeNotSatisfiable(ValueError)      HTTP: no byte of the requested range exists
     ├── PreconditionFailed(Exception)        the key is not in the version a conditional write expects
     │   └── AlreadyExists(FileExistsError)   put(if_absent=True) on an existing key
@@ -57,6 +61,22 @@ class InvalidTenant(BlobStoreError, ValueError):
 
 class InvalidInput(BlobStoreError, ValueError):
     """An argument other than a key or tenant is unusable (a byte range, a digest, a limit)."""
+
+
+class NoSuchUpload(NotFound):
+    """No multipart upload of that id (for that key) is in progress for this tenant (blobstore.multipart)."""
+
+
+class InvalidPart(InvalidInput):
+    """A multipart completion names a part that was not uploaded, or not with the ETag named."""
+
+
+class InvalidPartOrder(InvalidInput):
+    """A multipart completion's parts are not in ascending order of part number."""
+
+
+class EntityTooSmall(InvalidInput):
+    """A part of a multipart completion other than the last is shorter than 5 MiB."""
 
 
 class RangeNotSatisfiable(BlobStoreError, ValueError):
@@ -137,9 +157,13 @@ STATUS: Mapping[type[BlobStoreError], ErrorStatus] = MappingProxyType(
     {
         BlobStoreError: ErrorStatus(500, "InternalError"),
         NotFound: ErrorStatus(404, "NoSuchKey"),
+        NoSuchUpload: ErrorStatus(404, "NoSuchUpload"),
         InvalidKey: ErrorStatus(400, "InvalidArgument"),
         InvalidTenant: ErrorStatus(400, "InvalidArgument"),
         InvalidInput: ErrorStatus(400, "InvalidArgument"),
+        InvalidPart: ErrorStatus(400, "InvalidPart"),
+        InvalidPartOrder: ErrorStatus(400, "InvalidPartOrder"),
+        EntityTooSmall: ErrorStatus(400, "EntityTooSmall"),
         RangeNotSatisfiable: ErrorStatus(416, "InvalidRange"),
         PreconditionFailed: ErrorStatus(412, "PreconditionFailed"),
         AlreadyExists: ErrorStatus(412, "PreconditionFailed"),

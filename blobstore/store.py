@@ -507,15 +507,7 @@ class Tenant:
 
     def _uploader(self) -> Uploader:
         """The upload protocol over the store's parts as they are now, for this tenant."""
-        core = self.core
-        return Uploader(
-            core.database,
-            core.storage,
-            core.clock,
-            core.settings.upload_lease_seconds,
-            self.name,
-            core.dedup_scope_of(self.name),
-        )
+        return Uploader.of(self.core, self.name)
 
     def _info(self, ref: catalog.RefRow, *, deduplicated: bool = False) -> BlobInfo:
         return BlobInfo(

@@ -46,6 +46,9 @@ def gc(dry_run: bool) -> None:
     abort = "would abort" if dry_run else "aborted"
     foreign = stats.foreign_objects + stats.foreign_uploads
     left = f"; left {foreign} foreign objects and uploads alone" if foreign else ""
+    expired = stats.multipart_uploads_expired
+    if expired:
+        click.echo(f"{'would abort' if dry_run else 'aborted'} {expired} expired S3 multipart uploads")
     click.echo(
         f"{verb} {stats.blobs_reclaimed} blobs ({output.size_text(stats.bytes_reclaimed)}) and "
         f"{stats.orphans_deleted} orphan objects ({output.size_text(stats.orphan_bytes)}); "

@@ -26,6 +26,8 @@ _DB_DRIVERS = {
 
 #: 5 GiB, the most one S3 PUT request may carry: the bound on one request's body, and on the spool it fills.
 DEFAULT_MAX_OBJECT_SIZE = 5 * 2**30
+#: How long an S3 multipart upload may sit untouched before GC aborts it (BLOBSTORE_MULTIPART_EXPIRY).
+DEFAULT_MULTIPART_EXPIRY_SECONDS = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
     #: The largest object a put may store (ObjectTooLarge beyond it, before any byte is stored).
     max_object_size: int = DEFAULT_MAX_OBJECT_SIZE
+    #: BLOBSTORE_MULTIPART_EXPIRY: an S3 multipart upload untouched this long is aborted by GC.
+    multipart_expiry_seconds: float = DEFAULT_MULTIPART_EXPIRY_SECONDS
 
     @classmethod
     def from_env(
@@ -70,6 +74,7 @@ class Settings:
             gc_grace_seconds=_parse_grace(env.get("BLOBSTORE_GC_GRACE") or "3600"),
             secret_key=_parse_secret_key(env.get("BLOBSTORE_SECRET_KEY") or None),
             max_object_size=_parse_max_object_size(env.get("BLOBSTORE_MAX_OBJECT_SIZE") or None),
+            multipart_expiry_seconds=_parse_multipart_expiry(env.get("BLOBSTORE_MULTIPART_EXPIRY") or "7d"),
         )
 
     @property
@@ -154,6 +159,24 @@ def _parse_grace(value: str) -> float:
         raise ConfigurationError(
             f"BLOBSTORE_GC_GRACE must be a number of seconds from 0 to {MAX_GC_GRACE_SECONDS} (ten years), "
             f"not {value!r}"
+        )
+    return seconds
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_multipart_expiry(value: str) -> float:
+    """A duration: seconds, or a number with one unit of ``s``, ``m``, ``h``, ``d`` (``7d``, ``36h``)."""
+    number, unit = (value[:-1], _DURATION_UNITS[value[-1]]) if value[-1:] in _DURATION_UNITS else (value, 1)
+    try:
+        seconds = float(number) * unit
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= MAX_GC_GRACE_SECONDS:
+        raise ConfigurationError(
+            "BLOBSTORE_MULTIPART_EXPIRY must be a duration above 0 and at most ten years: seconds, or a number "
+            f"with a unit of s, m, h or d (7d), not {value!r}"
         )
     return seconds
 

@@ -95,11 +95,17 @@ async def bind(
         ids={*ours.values(), *named},
     )
     outcome, writes = decide(tenant, scope, items, found, now, ours=ours)
-    await batches.write_refs(conn, tenant.id, writes.new, writes.replaced, now)
+    await write(conn, tenant.id, writes, now)
+    return outcome
+
+
+async def write(conn: AsyncConnection, tenant: int, writes: Writes, now: datetime) -> None:
+    """Send ``writes`` of the locked tenant: references, then reference counts (in id order; each blob locked
+    by the lookup that decided them) and usage."""
+    await batches.write_refs(conn, tenant, writes.new, writes.replaced, now)
     if deltas := {blob: n for blob, n in writes.refcounts.items() if n}:  # promotes our uploads too
         await batches.add_refcounts(conn, deltas, now)
-    await batches.add_usage(conn, tenant.id, writes.add_bytes, writes.add_objects)
-    return outcome
+    await batches.add_usage(conn, tenant, writes.add_bytes, writes.add_objects)
 
 
 def decide(

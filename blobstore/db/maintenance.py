@@ -10,11 +10,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.db.catalog import DELETING, LIVE, UPLOADING, blobs, refs, tenants
+from blobstore.db.models import tables
+
+#: Staged parts of multipart uploads: each holds a reference on its blob, counted in ``refcount`` as refs are,
+#: and charges its size to its tenant's ``used_bytes`` (not ``used_objects``).
+parts = tables["multipart_parts"]
+uploads = tables["multipart_uploads"]
 
 
 @dataclass(frozen=True)
@@ -30,14 +37,14 @@ class Reclaimable:
 def reclaimable_condition(cutoff: datetime, now: datetime) -> ColumnElement[bool]:
     """Blobs whose objects may be deleted: unreferenced since before ``cutoff``, uploads whose
     uploader stopped renewing its lease before ``now`` (rows from before leases: begun before
-    ``cutoff``), or already tombstoned. Never a blob any reference names.
+    ``cutoff``), or already tombstoned. Never a blob any reference or staged part names.
     """
     unreferenced = and_(blobs.c.state == LIVE, blobs.c.refcount == 0, blobs.c.unreferenced_since < cutoff)
     lease_expired = or_(
         blobs.c.lease_expires_at < now, and_(blobs.c.lease_expires_at.is_(None), blobs.c.created_at < cutoff)
     )
     abandoned = and_(blobs.c.state == UPLOADING, lease_expired)
-    no_reference = ~exists().where(refs.c.blob_id == blobs.c.id)
+    no_reference = ~exists().where(refs.c.blob_id == blobs.c.id) & ~exists().where(parts.c.blob_id == blobs.c.id)
     return and_(or_(unreferenced, abandoned, blobs.c.state == DELETING), no_reference)
 
 
@@ -100,8 +107,8 @@ class BlobRecord:
 
 async def blob_records(conn: AsyncConnection, *, after_key: str = "", limit: int = 1000) -> list[BlobRecord]:
     """Up to ``limit`` blob rows with object keys after ``after_key``, in object-key (code point)
-    order, each with its true reference count."""
-    actual = select(func.count()).where(refs.c.blob_id == blobs.c.id).scalar_subquery()
+    order, each with its true reference count (references and staged parts)."""
+    actual = _references_of(blobs.c.id)
     query = (
         select(
             blobs.c.id,
@@ -120,24 +127,35 @@ async def blob_records(conn: AsyncConnection, *, after_key: str = "", limit: int
 
 
 async def refs_to_unusable_blobs(conn: AsyncConnection) -> list[tuple[str, str, int]]:
-    """(tenant, key, blob id) of every reference whose blob is not ``live``."""
+    """(tenant, key, blob id) of every reference whose blob is not ``live``; a staged part's key is named
+    ``BUCKET/KEY (multipart upload ID, part N)``."""
     query = (
         select(tenants.c.name, refs.c.key, refs.c.blob_id)
         .join(tenants, tenants.c.id == refs.c.tenant_id)
         .join(blobs, blobs.c.id == refs.c.blob_id)
         .where(blobs.c.state != LIVE)
     )
-    return [(row[0], row[1], row[2]) for row in await conn.execute(query)]
+    staged = (
+        select(tenants.c.name, uploads.c.bucket, uploads.c.key, uploads.c.id, parts.c.part_number, parts.c.blob_id)
+        .join(uploads, uploads.c.id == parts.c.upload_id)
+        .join(tenants, tenants.c.id == uploads.c.tenant_id)
+        .join(blobs, blobs.c.id == parts.c.blob_id)
+        .where(blobs.c.state != LIVE)
+    )
+    found = [(row[0], row[1], row[2]) for row in await conn.execute(query)]
+    for tenant, bucket, key, upload, number, blob_id in await conn.execute(staged):
+        found.append((tenant, f"{bucket}/{key} (multipart upload {upload}, part {number})", blob_id))
+    return found
 
 
 async def recount_blob(conn: AsyncConnection, blob_id: int, now: datetime) -> None:
-    """Set a blob's reference count to the true number of references (fsck --repair).
+    """Set a blob's reference count to the true number of references and staged parts (fsck --repair).
 
     The blob row is locked first; every reference change also updates that row,
     so no reference can come or go between the count and the fix.
     """
     await conn.execute(select(blobs.c.id).where(blobs.c.id == blob_id).with_for_update())
-    count = (await conn.execute(select(func.count()).where(refs.c.blob_id == blob_id))).scalar_one()
+    count = (await conn.execute(select(_references_of(blob_id)))).scalar_one()
     await conn.execute(
         update(blobs)
         .where(blobs.c.id == blob_id)
@@ -148,6 +166,13 @@ async def recount_blob(conn: AsyncConnection, blob_id: int, now: datetime) -> No
             else None,
         )
     )
+
+
+def _references_of(blob_id: Any) -> Any:
+    """The number of references and staged parts naming ``blob_id`` (a column or a value), as a scalar."""
+    named_by_refs = select(func.count()).where(refs.c.blob_id == blob_id).scalar_subquery()
+    named_by_parts = select(func.count()).where(parts.c.blob_id == blob_id).scalar_subquery()
+    return (named_by_refs + named_by_parts).label("actual_refs")
 
 
 @dataclass(frozen=True)
@@ -161,22 +186,34 @@ class UsageRecord:
     actual_objects: int
 
 
+def _staged_bytes() -> Any:
+    """Per tenant: the bytes of its staged parts (``tenant_id``, ``b``)."""
+    return (
+        select(uploads.c.tenant_id, func.sum(parts.c.size).label("b"))
+        .join(parts, parts.c.upload_id == uploads.c.id)
+        .group_by(uploads.c.tenant_id)
+        .subquery()
+    )
+
+
 async def usage_records(conn: AsyncConnection) -> list[UsageRecord]:
-    """Every tenant's counters and the true sums over its references."""
+    """Every tenant's counters and the true sums over its references (bytes: and its staged parts)."""
     sums = (
         select(refs.c.tenant_id, func.sum(refs.c.size).label("b"), func.count().label("n"))
         .group_by(refs.c.tenant_id)
         .subquery()
     )
+    staged = _staged_bytes()
     query = (
         select(
             tenants.c.name,
             tenants.c.used_bytes,
             tenants.c.used_objects,
-            func.coalesce(sums.c.b, 0),
+            func.coalesce(sums.c.b, 0) + func.coalesce(staged.c.b, 0),
             func.coalesce(sums.c.n, 0),
         )
         .outerjoin(sums, sums.c.tenant_id == tenants.c.id)
+        .outerjoin(staged, staged.c.tenant_id == tenants.c.id)
         .order_by(tenants.c.name)
     )
     return [
@@ -185,9 +222,9 @@ async def usage_records(conn: AsyncConnection) -> list[UsageRecord]:
 
 
 async def recount_usage(conn: AsyncConnection, tenant: str) -> None:
-    """Set a tenant's usage counters to the true sums over its references (fsck --repair).
+    """Set a tenant's usage counters to the true sums over its references and staged parts (fsck --repair).
 
-    The tenant row is locked first; every reference change also updates it.
+    The tenant row is locked first; every reference or part change also updates it.
     """
     tenant_id = (
         await conn.execute(select(tenants.c.id).where(tenants.c.name == tenant).with_for_update())
@@ -197,6 +234,15 @@ async def recount_usage(conn: AsyncConnection, tenant: str) -> None:
             select(func.coalesce(func.sum(refs.c.size), 0), func.count()).where(refs.c.tenant_id == tenant_id)
         )
     ).one()
+    staged = (
+        await conn.execute(
+            select(func.coalesce(func.sum(parts.c.size), 0))
+            .join(uploads, uploads.c.id == parts.c.upload_id)
+            .where(uploads.c.tenant_id == tenant_id)
+        )
+    ).scalar_one()
     await conn.execute(
-        update(tenants).where(tenants.c.id == tenant_id).values(used_bytes=used_bytes, used_objects=used_objects)
+        update(tenants)
+        .where(tenants.c.id == tenant_id)
+        .values(used_bytes=int(used_bytes) + int(staged), used_objects=used_objects)
     )

@@ -216,7 +216,41 @@ class ETag(Base):
     __tablename__ = "etags"
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: Hex MD5, or for a multipart upload's bytes the hex MD5 of its parts' MD5s and ``-N`` (N parts).
+    md5: Mapped[str] = mapped_column(String(40))
+
+
+class MultipartUpload(Base):
+    """An S3 multipart upload in progress: the object it will become once completed (see blobstore.multipart).
+
+    Its id is a random URL-safe token; ``touched_at`` moves with every part, and GC aborts an upload untouched
+    for longer than BLOBSTORE_MULTIPART_EXPIRY.
+    """
+
+    __tablename__ = "multipart_uploads"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    bucket: Mapped[str] = mapped_column(String(63))
+    key: Mapped[str] = mapped_column(KeyString)
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    user_metadata: Mapped[dict[str, str]] = mapped_column("metadata", JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    touched_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+    __table_args__ = (Index("ix_multipart_uploads_tenant_id_bucket_key_id", "tenant_id", "bucket", "key", "id"),)
+
+
+class MultipartPart(Base):
+    """A staged part of a multipart upload. It holds a reference on its blob: the blob's ``refcount`` counts
+    part rows as it counts refs, and the part's size is charged to the tenant's ``used_bytes`` while staged."""
+
+    __tablename__ = "multipart_parts"
+    upload_id: Mapped[str] = mapped_column(ForeignKey("multipart_uploads.id"), primary_key=True)
+    part_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    blob_id: Mapped[int] = mapped_column(ForeignKey("blobs.id"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
     md5: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Checksum(Base):

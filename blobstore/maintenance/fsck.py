@@ -34,7 +34,12 @@ if TYPE_CHECKING:
 #: Problems and foreign keys listed one by one in a report; beyond these they are only counted.
 LISTED_PROBLEMS = 1000
 FOREIGN_SAMPLE = 100
-_GC_PROBLEMS = {"blob": "reclaimable-blob", "orphan": "orphan-object", "upload": "incomplete-upload"}
+_GC_PROBLEMS = {
+    "multipart-upload": "expired-multipart-upload",
+    "blob": "reclaimable-blob",
+    "orphan": "orphan-object",
+    "upload": "incomplete-upload",
+}
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """Garbage collection, planned and executed one batch at a time, so memory stays bounded at any size.
 
-A run makes three sweeps at ``cutoff = now - grace``:
+A run first aborts the S3 multipart uploads untouched for longer than BLOBSTORE_MULTIPART_EXPIRY (each in
+one transaction that releases its parts' references and quota, so their blobs become unreferenced), then makes
+three sweeps at ``cutoff = now - grace``:
 
 1. **blobs**: rows that are unreferenced since before the cutoff, uploads whose
    uploader stopped renewing its lease, and tombstoned rows, by id, in batches:
@@ -27,13 +29,15 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from blobstore.core.identity import MARKER_KEY
-from blobstore.db import maintenance
-from blobstore.db.catalog import forget_blobs
+from blobstore.db import maintenance, multipart
+from blobstore.db.catalog import forget_blobs, lock_tenant
 from blobstore.model.progress import Progress, no_progress
 from blobstore.storage.base import IncompleteUpload, ObjectInfo
 from blobstore.storage.layout import OBJECT_PREFIX, is_object_key
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
     from blobstore.core.context import Core
 
 #: Objects deleted per storage request, blobs tombstoned per transaction, keys looked up per query.
@@ -41,7 +45,7 @@ BATCH = 1000
 
 T = TypeVar("T")
 
-PlanKind = Literal["blob", "orphan", "upload", "foreign-object", "foreign-upload"]
+PlanKind = Literal["multipart-upload", "blob", "orphan", "upload", "foreign-object", "foreign-upload"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class GcStats:
     """What a GC run did (or, for a dry run, would do)."""
 
     dry_run: bool
+    multipart_uploads_expired: int = 0
     blobs_reclaimed: int = 0
     bytes_reclaimed: int = 0
     orphans_deleted: int = 0
@@ -115,11 +120,34 @@ async def gc(
         on_planned or (lambda _: None),
         progress,
     )
+    await _expire_multipart_uploads(run)
     await _sweep_blobs(run)
     await _sweep_orphans(run)
     await _sweep_uploads(run)
     run.stats.duration_seconds = time.monotonic() - started
     return run.stats
+
+
+async def _expire_multipart_uploads(run: _Run) -> None:
+    """Abort the multipart uploads untouched since before ``now - BLOBSTORE_MULTIPART_EXPIRY``, each in one
+    transaction under its tenant's lock that re-checks the expiry (a part that arrived meanwhile keeps the upload)
+    and releases its parts' references and quota; their blobs are then unreferenced, and reclaimed past grace."""
+    database, after = run.core.database, ""
+    cutoff = run.now - timedelta(seconds=run.core.settings.multipart_expiry_seconds)
+    while batch := await database.read(partial(multipart.expired_uploads, cutoff=cutoff, after_id=after, limit=BATCH)):
+        after = batch[-1][1]
+        for tenant, upload_id in batch:
+            if not run.dry_run and not await database.transaction(
+                partial(_expire_upload, tenant=tenant, upload_id=upload_id, cutoff=cutoff, now=run.now)
+            ):
+                continue
+            run.on_planned(Planned("multipart-upload", f"{tenant}/{upload_id}", None, "multipart upload expired"))
+            run.stats.multipart_uploads_expired += 1
+
+
+async def _expire_upload(conn: AsyncConnection, tenant: str, upload_id: str, cutoff: datetime, now: datetime) -> bool:
+    locked = await lock_tenant(conn, tenant, now, create=False)
+    return locked is not None and await multipart.expire(conn, locked.id, upload_id, cutoff, now)
 
 
 async def _sweep_blobs(run: _Run) -> None:

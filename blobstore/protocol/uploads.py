@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -43,6 +44,9 @@ from blobstore.errors import BlobStoreError, StorageUnavailable
 from blobstore.model.results import BlobInfo
 from blobstore.storage import ObjectStorage, StagedObject
 from blobstore.storage.layout import object_key_for
+
+if TYPE_CHECKING:
+    from blobstore.core.context import Core
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,22 @@ _CONCURRENT_WRITES = 8
 _RECLAIMED = object()
 
 
+class Binder(Protocol):
+    """Decides and records the items of a round under the tenant's lock, in the caller's transaction, as
+    :func:`blobstore.db.binding.bind` does (its default: references under keys); ``ours`` as there."""
+
+    async def __call__(
+        self,
+        conn: AsyncConnection,
+        tenant: catalog.LockedTenant,
+        scope: str,
+        items: Sequence[binding.Item],
+        now: datetime,
+        *,
+        ours: Mapping[str, int] | None = None,
+    ) -> binding.Outcome: ...
+
+
 @dataclass(frozen=True)
 class Uploader:
     """One tenant's puts into one store: where the rows and the bytes go, and the clock and lease they keep."""
@@ -67,6 +87,21 @@ class Uploader:
     tenant: str
     #: The dedup scope of the tenant's blobs: everyone (``""``) or the tenant.
     scope: str
+    #: What holds the uploaded blobs: references under keys, or (blobstore.multipart) a multipart upload's
+    #: part. Only the default takes the driver-level path of a single put (blobstore.db.hot_path).
+    binder: Binder = binding.bind
+
+    @classmethod
+    def of(cls, core: Core, tenant: str) -> Uploader:
+        """The tenant's uploader over the store's parts as they are now."""
+        return cls(
+            core.database,
+            core.storage,
+            core.clock,
+            core.settings.upload_lease_seconds,
+            tenant,
+            core.dedup_scope_of(tenant),
+        )
 
     @contextlib.asynccontextmanager
     async def ingested(self, data: object, *, max_size: int) -> AsyncIterator[Ingested]:
@@ -138,7 +173,7 @@ class Uploader:
 
         async def bind_or_record(conn: AsyncConnection) -> tuple[binding.Outcome, dict[str, Upload]]:
             now = self.clock()
-            outcome = await binding.bind(conn, await self._lock_or_create(conn, now), self.scope, pending, now)
+            outcome = await self.binder(conn, await self._lock_or_create(conn, now), self.scope, pending, now)
             # A fresh object key per attempt: a replay after a lost COMMIT reply must not collide with the
             # row that did commit (which GC reclaims as an abandoned upload).
             new = {item.digest: (item.size, object_key_for(item.digest)) for item in outcome.unbound}
@@ -191,7 +226,7 @@ class Uploader:
         """A single put bound, or its upload recorded, in one transaction on the driver connection
         (blobstore.db.hot_path), as ``bind_or_record`` would; None if it is not a single put of bytes named
         by digest (nothing written)."""
-        if len(pending) != 1 or pending[0].blob_id is not None:
+        if len(pending) != 1 or pending[0].blob_id is not None or self.binder is not binding.bind:
             return None
         [item] = pending
         now = self.clock()
@@ -212,14 +247,14 @@ class Uploader:
 
         async def commit(conn: AsyncConnection) -> binding.Outcome:
             now = self.clock()
-            return await binding.bind(conn, await self._lock_or_create(conn, now), self.scope, written, now, ours=ours)
+            return await self.binder(conn, await self._lock_or_create(conn, now), self.scope, written, now, ours=ours)
 
         return await self.database.transaction(commit)
 
     async def _committed_at_once(self, written: list[binding.Item], ours: dict[str, int]) -> binding.Outcome | None:
         """A single written upload made live and bound on the driver connection (blobstore.db.hot_path), as
         ``_promote``'s transaction would; None if there is more than one (nothing written)."""
-        if len(written) != 1:
+        if len(written) != 1 or self.binder is not binding.bind:
             return None
         [item] = written
         return await hot_path.commit_one(self.database, self.tenant, self.scope, item, ours[item.digest], self.clock())

@@ -22,8 +22,8 @@ from blobstore.asgi import labels
 from blobstore.core.config import Settings
 from blobstore.core.context import Clock, utc_now
 from blobstore.core.instrument import Observer
-from blobstore.s3 import buckets, checksums, objects, router, sigv2, sigv4, xml
-from blobstore.s3.call import Call
+from blobstore.s3 import buckets, checksums, multipart, objects, router, sigv2, sigv4, xml
+from blobstore.s3.call import Call, header_text
 from blobstore.s3.errors import S3Error, translate
 from blobstore.s3.payload import CheckedBody
 from blobstore.store import BlobStore
@@ -55,6 +55,13 @@ HANDLERS: dict[str, Callable[[Call], Awaitable[Response]]] = {
     "DeleteObject": objects.delete_object,
     "DeleteObjects": objects.delete_objects,
     "GetObjectAcl": objects.get_object_acl,
+    "CreateMultipartUpload": multipart.create_multipart_upload,
+    "UploadPart": multipart.upload_part,
+    "UploadPartCopy": multipart.upload_part_copy,
+    "CompleteMultipartUpload": multipart.complete_multipart_upload,
+    "AbortMultipartUpload": multipart.abort_multipart_upload,
+    "ListParts": multipart.list_parts,
+    "ListMultipartUploads": multipart.list_multipart_uploads,
 }
 _METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
 
@@ -110,7 +117,7 @@ async def _answer(request: Request, store: BlobStore, region: str) -> Response:
     params = sigv4.parse_query(request.scope["query_string"].decode("latin-1"))
     operation = router.route(request.method, raw_path, params, request.headers)
     labels.label(request.scope, route=f"S3 {operation.name}")
-    headers = [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in request.scope["headers"]]
+    headers = [(name.decode("latin-1").lower(), header_text(value)) for name, value in request.scope["headers"]]
     if sigv2.is_presigned(params):
         caller = await sigv2.authenticate(
             store.core,

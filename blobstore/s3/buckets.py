@@ -12,12 +12,16 @@ import binascii
 from starlette.responses import Response
 
 from blobstore import buckets
+from blobstore.errors import InvalidInput
+from blobstore.model.keys import validate_bucket
 from blobstore.model.results import BlobInfo
 from blobstore.s3 import xml
 from blobstore.s3.call import Call
 from blobstore.s3.errors import S3Error
 
 MAX_KEYS = 1000
+#: The most buckets one ListBuckets answer holds (and the most a tenant may ask for).
+MAX_BUCKETS = 10_000
 #: The highest code point: ``PREFIX + _LAST_CHARACTER`` sorts after every key that starts with PREFIX.
 _LAST_CHARACTER = "\U0010ffff"
 
@@ -30,14 +34,32 @@ async def existing(call: Call) -> str:
 
 
 async def list_buckets(call: Call) -> Response:
-    """ListBuckets: the caller's buckets only."""
-    found = await buckets.list_buckets(call.store.core, call.tenant.name)
-    body = xml.list_buckets(call.tenant.name, [(bucket.name, bucket.created_at) for bucket in found])
+    """ListBuckets: the caller's buckets only, by name; those starting with ``prefix``, ``max-buckets`` (1-10,000)
+    at a time after a ``continuation-token`` (the name of the last bucket of the page before)."""
+    prefix = call.params.get("prefix", "")
+    most = call.params.get("max-buckets", str(MAX_BUCKETS))
+    if not most.isdigit() or not 1 <= int(most) <= MAX_BUCKETS:
+        raise S3Error("InvalidArgument", f"max-buckets must be 1 to {MAX_BUCKETS}")
+    token = call.params.get("continuation-token")
+    after = _decode_token(token) if token is not None else None
+    found = [
+        (bucket.name, bucket.created_at)
+        for bucket in await buckets.list_buckets(call.store.core, call.tenant.name)
+        if bucket.name.startswith(prefix) and (after is None or bucket.name > after)
+    ]
+    page = found[: int(most)]
+    more = _encode_token(page[-1][0]) if len(found) > len(page) else None
+    body = xml.list_buckets(call.tenant.name, page, prefix=prefix or None, continuation_token=more)
     return Response(body, media_type=xml.CONTENT_TYPE)
 
 
 async def create_bucket(call: Call) -> Response:
-    """CreateBucket: BucketAlreadyOwnedByYou if the tenant has it (another tenant's of the same name is no obstacle)."""
+    """CreateBucket: BucketAlreadyOwnedByYou if the tenant has it (another tenant's of the same name is no obstacle);
+    InvalidBucketName for a name S3's rules refuse."""
+    try:
+        validate_bucket(call.bucket)
+    except InvalidInput as error:
+        raise S3Error("InvalidBucketName", str(error)) from None
     await call.body.whole()
     if not await buckets.create(call.store.core, call.tenant.name, call.bucket):
         raise S3Error("BucketAlreadyOwnedByYou", "your previous request to create the named bucket succeeded")
@@ -82,7 +104,7 @@ async def list_objects_v2(call: Call) -> Response:
     """ListObjectsV2: prefix, delimiter (CommonPrefixes), max-keys, continuation-token, start-after, encoding-type."""
     token, start_after = call.params.get("continuation-token"), call.params.get("start-after")
     after = _decode_token(token) if token is not None else start_after or None
-    listing, cursor = await _page(call, after)
+    listing, cursor = await _page(call, after, with_owner=call.params.get("fetch-owner") == "true")
     next_token = _encode_token(cursor) if listing.truncated and cursor is not None else None
     body = xml.list_objects_v2(listing, continuation_token=token, next_token=next_token, start_after=start_after)
     return Response(body, media_type=xml.CONTENT_TYPE)
@@ -91,23 +113,33 @@ async def list_objects_v2(call: Call) -> Response:
 async def list_objects(call: Call) -> Response:
     """ListObjects (v1): prefix, delimiter (CommonPrefixes), max-keys, marker, encoding-type."""
     marker = call.params.get("marker", "")
-    listing, cursor = await _page(call, marker or None)
-    next_marker = cursor if listing.truncated else None
+    listing, cursor = await _page(call, _resumed_after(call, marker) if marker else None, with_owner=True)
+    next_marker = cursor.removesuffix(_LAST_CHARACTER) if listing.truncated and cursor is not None else None
     return Response(xml.list_objects_v1(listing, marker=marker, next_marker=next_marker), media_type=xml.CONTENT_TYPE)
+
+
+def _resumed_after(call: Call, marker: str) -> str:
+    """Where a listing after ``marker`` resumes: past every key under it when it is one of this listing's common
+    prefixes (the NextMarker of a page that ended on one), else right after it."""
+    prefix, delimiter = call.params.get("prefix", ""), call.params.get("delimiter")
+    if delimiter and marker.startswith(prefix) and marker.find(delimiter, len(prefix)) == len(marker) - len(delimiter):
+        return marker + _LAST_CHARACTER
+    return marker
 
 
 async def list_object_versions(call: Call) -> Response:
     """ListObjectVersions of a bucket that never had versioning: every object once, version ``null``, paged by
     ``key-marker`` (each key has one version, so the listing goes on after it)."""
     marker = call.params.get("key-marker", "")
-    listing, cursor = await _page(call, marker or None)
+    listing, cursor = await _page(call, marker or None, with_owner=True)
     next_marker = cursor if listing.truncated else None
     body = xml.list_object_versions(listing, key_marker=marker, next_key_marker=next_marker)
     return Response(body, media_type=xml.CONTENT_TYPE)
 
 
-async def _page(call: Call, after: str | None) -> tuple[xml.Listing, str | None]:
-    """The page of the request's bucket listing after ``after``, and the cursor to continue from."""
+async def _page(call: Call, after: str | None, *, with_owner: bool) -> tuple[xml.Listing, str | None]:
+    """The page of the request's bucket listing after ``after`` (each object ``with_owner``: the tenant), and the
+    cursor to continue from."""
     bucket = await existing(call)
     encoding = call.params.get("encoding-type")
     if encoding not in (None, "url"):
@@ -125,6 +157,7 @@ async def _page(call: Call, after: str | None) -> tuple[xml.Listing, str | None]
         common_prefixes=common,
         truncated=cursor is not None,
         url_encoded=encoding == "url",
+        owner=call.tenant.name if with_owner else None,
     )
     return listing, cursor
 

@@ -36,3 +36,22 @@ class Call:
         """The request's object key in its bucket (object operations only)."""
         assert self.operation.key is not None
         return self.operation.key
+
+
+def header_text(value: bytes) -> str:
+    """A header value as the client signed it: SDKs send non-ASCII values (metadata) as UTF-8 and sign their text,
+    so UTF-8 when the bytes are UTF-8, else Latin-1 (HTTP's own reading of a header byte)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+def header_value(text: str) -> str:
+    """``text`` as a response header value that Starlette (which writes Latin-1) can send: itself if Latin-1 can
+    carry it, else its UTF-8 bytes (as the client sent them)."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8").decode("latin-1")
+    return text

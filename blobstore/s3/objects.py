@@ -17,13 +17,13 @@ from starlette.responses import Response
 
 from blobstore import buckets
 from blobstore.asgi.responses import ClosingStreamingResponse
-from blobstore.errors import BlobStoreError
+from blobstore.errors import BlobStoreError, NotFound
 from blobstore.model.preconditions import parse_http_date
 from blobstore.model.ranges import ByteRange, parse_range
 from blobstore.model.results import BlobInfo
 from blobstore.s3 import checksums, xml
 from blobstore.s3.buckets import existing
-from blobstore.s3.call import Call
+from blobstore.s3.call import Call, header_text, header_value
 from blobstore.s3.errors import S3Error, not_implemented, translate
 from blobstore.store import MAX_BATCH
 
@@ -55,6 +55,8 @@ async def put_object(call: Call) -> Response:
     if_none_match, if_match = call.headers.get("if-none-match"), call.headers.get("if-match")
     if if_none_match is not None and if_none_match.strip() != "*":
         raise not_implemented("If-None-Match other than * on PutObject")
+    if if_none_match is not None and await _exists(call, key):  # refused before the body, as S3 does
+        raise _precondition_failed()
     expected = None
     if if_match is not None:
         current = await call.tenant.stat(key)
@@ -79,6 +81,14 @@ async def put_object(call: Call) -> Response:
     checksum = (name.removeprefix(checksums.PREFIX), value)
     await buckets.record_etag(call.store.core, call.tenant.name, info.digest, etag, checksum)
     return Response(headers={"ETag": etag, name: value, "x-amz-checksum-type": "FULL_OBJECT"})
+
+
+async def _exists(call: Call, key: str) -> bool:
+    try:
+        await call.tenant.stat(key)
+    except NotFound:
+        return False
+    return True
 
 
 def _declared_length(call: Call) -> int:
@@ -116,9 +126,15 @@ async def copy_object(call: Call) -> Response:
     target = buckets.key_of(bucket, call.key)
     if any(name in call.headers for name in _COPY_CONDITIONS):
         current = await call.tenant.stat(source)
-        if _unmet_condition(call.headers, _COPY_SOURCE, current, await _etag(call, current)) is not None:
+        if copy_source_unmet(call, current, await _etag(call, current)):
             raise _precondition_failed()
     directive = call.headers.get("x-amz-metadata-directive", "COPY").upper()
+    if directive == "COPY" and source == target:
+        raise S3Error(
+            "InvalidRequest",
+            "This copy request is illegal because it is trying to copy an object to itself without changing the "
+            "object's metadata (x-amz-metadata-directive: REPLACE)",
+        )
     if directive == "COPY":
         info = await call.tenant.copy(source, target)
     elif directive == "REPLACE":
@@ -144,8 +160,13 @@ def _copy_source(header: str) -> tuple[str, str]:
 
 
 def _metadata(call: Call) -> dict[str, str]:
-    """The request's ``x-amz-meta-*`` headers, by name without the prefix."""
-    return {name[len(META_PREFIX) :]: value for name, value in call.headers.items() if name.startswith(META_PREFIX)}
+    """The request's ``x-amz-meta-*`` headers, by name without the prefix, their values read as signed
+    (blobstore.s3.call.header_text: UTF-8 when they are)."""
+    return {
+        name[len(META_PREFIX) :]: header_text(value.encode("latin-1"))
+        for name, value in call.headers.items()
+        if name.startswith(META_PREFIX)
+    }
 
 
 async def head_object(call: Call) -> Response:
@@ -199,6 +220,12 @@ def _unmet(call: Call, info: BlobInfo, etag: str) -> Response | None:
             status_code=304, headers={"ETag": etag, "Last-Modified": format_datetime(modified, usegmt=True)}
         )
     return None
+
+
+def copy_source_unmet(call: Call, source: BlobInfo, etag: str) -> bool:
+    """True if the source ``source`` (of S3 ETag ``etag``) fails an ``x-amz-copy-source-if-*`` condition of the
+    request (CopyObject, UploadPartCopy): S3 answers 412 for any of them."""
+    return _unmet_condition(call.headers, _COPY_SOURCE, source, etag) is not None
 
 
 def _unmet_condition(headers: Mapping[str, str], prefix: str, info: BlobInfo, etag: str) -> int | None:
@@ -292,5 +319,5 @@ async def _headers(call: Call, info: BlobInfo) -> dict[str, str]:
         "Last-Modified": format_datetime(info.created_at, usegmt=True),
         "Accept-Ranges": "bytes",
         DIGEST_HEADER: info.digest,
-        **{META_PREFIX + name: value for name, value in info.metadata.items()},
+        **{META_PREFIX + name: header_value(value) for name, value in info.metadata.items()},
     }

@@ -25,7 +25,10 @@ _LISTING = {
     "start-after",
     "encoding-type",
     "marker",
+    "fetch-owner",
 }
+#: The parameters of ListBuckets.
+_LIST_BUCKETS = {"max-buckets", "continuation-token", "prefix"}
 #: Request headers that ask for what this API does not do yet (the conditional ones: except where
 #: :data:`_CONDITIONS` handles them).
 _UNSUPPORTED_HEADERS = {
@@ -33,7 +36,7 @@ _UNSUPPORTED_HEADERS = {
     "if-none-match": "conditional requests",
     "if-modified-since": "conditional requests",
     "if-unmodified-since": "conditional requests",
-    "x-amz-copy-source-range": "UploadPartCopy",
+    "x-amz-copy-source-range": "a copy source range outside UploadPartCopy",
 }
 _READ_CONDITIONS = frozenset({"if-match", "if-none-match", "if-modified-since", "if-unmodified-since"})
 #: The conditional headers each method handles (PUT: PutObject's, not a copy's destination).
@@ -54,13 +57,17 @@ def route(method: str, raw_path: str, params: Sequence[tuple[str, str]], headers
     """The operation of the request; S3Error NotImplemented for one this API lacks, MethodNotAllowed for none."""
     bucket, key = _split(raw_path)
     names = {name for name, _ in params if name not in _NEUTRAL and not name.startswith("X-Amz-")}
+    if (multipart := _multipart_operation(method, bucket, key, names, headers)) is not None:
+        return multipart
     if method == "POST" and bucket is not None and key is None and names == {"delete"}:
         return Operation("DeleteObjects", bucket, None, "delete")
     if method == "POST":
         raise not_implemented("POST " + ("?" + ",".join(sorted(names)) if names else "(browser uploads)"))
     if bucket is None:
-        if method != "GET" or names:
+        if method != "GET":
             raise S3Error("MethodNotAllowed", "the service accepts only GET (ListBuckets)")
+        if not names <= _LIST_BUCKETS:
+            raise not_implemented(f"ListBuckets with ?{','.join(sorted(names - _LIST_BUCKETS))}")
         return Operation("ListBuckets", None, None, "read")
     if key is None:
         return _bucket_operation(method, bucket, names, dict(params))
@@ -80,6 +87,36 @@ def route(method: str, raw_path: str, params: Sequence[tuple[str, str]], headers
     name, scope = by_method[method]
     if name == "PutObject" and "x-amz-copy-source" in headers:
         name = "CopyObject"
+    return Operation(name, bucket, key, scope)
+
+
+#: The parameters of ListMultipartUploads and of ListParts.
+_UPLOAD_LISTING = {"uploads", "prefix", "key-marker", "upload-id-marker", "max-uploads"}
+_PART_LISTING = {"uploadId", "part-number-marker", "max-parts"}
+
+
+def _multipart_operation(
+    method: str, bucket: str | None, key: str | None, names: set[str], headers: Mapping[str, str]
+) -> Operation | None:
+    """The multipart upload operation of the request (blobstore.s3.multipart), or None if it is none."""
+    if bucket is None:
+        return None
+    if key is None:
+        listing = method == "GET" and "uploads" in names and names <= _UPLOAD_LISTING
+        return Operation("ListMultipartUploads", bucket, None, "read") if listing else None
+    operations = {
+        ("POST", frozenset({"uploads"})): ("CreateMultipartUpload", "write"),
+        ("POST", frozenset({"uploadId"})): ("CompleteMultipartUpload", "write"),
+        ("PUT", frozenset({"partNumber", "uploadId"})): ("UploadPart", "write"),
+        ("DELETE", frozenset({"uploadId"})): ("AbortMultipartUpload", "write"),
+    }
+    if method == "GET" and "uploadId" in names and names <= _PART_LISTING:
+        return Operation("ListParts", bucket, key, "read")
+    if (method, frozenset(names)) not in operations:
+        return None
+    name, scope = operations[method, frozenset(names)]
+    if name == "UploadPart" and "x-amz-copy-source" in headers:
+        name = "UploadPartCopy"
     return Operation(name, bucket, key, scope)
 
 

@@ -135,9 +135,11 @@ def read_signature(params: Sequence[tuple[str, str]], headers: Sequence[tuple[st
             expires = int(query["X-Amz-Expires"])
         except ValueError:
             expires = -1
+        if expires == 0:  # valid for no time at all: expired, as S3 answers it
+            raise S3Error("AccessDenied", "request has expired")
         if not 0 < expires <= MAX_PRESIGNED_EXPIRY:
             raise S3Error(
-                "AuthorizationQueryParametersError", f"X-Amz-Expires must be 1 to {MAX_PRESIGNED_EXPIRY} seconds"
+                "AuthorizationQueryParametersError", f"X-Amz-Expires must be 0 to {MAX_PRESIGNED_EXPIRY} seconds"
             )
         return _signed(
             query["X-Amz-Credential"],

@@ -82,8 +82,15 @@ def delete_result(deleted: Sequence[str], errors: Sequence[tuple[str, str, str]]
     return _document(root)
 
 
-def list_buckets(owner: str, buckets: Sequence[tuple[str, datetime]]) -> bytes:
-    """A ``ListAllMyBucketsResult``: the owner (the tenant) and its buckets with their creation dates."""
+def list_buckets(
+    owner: str,
+    buckets: Sequence[tuple[str, datetime]],
+    *,
+    prefix: str | None = None,
+    continuation_token: str | None = None,
+) -> bytes:
+    """A ``ListAllMyBucketsResult``: the owner (the tenant) and its buckets with their creation dates; the
+    ``prefix`` asked for and the token of the next page, if any."""
     root = ET.Element("ListAllMyBucketsResult", xmlns=NAMESPACE)
     _person(_child(root, "Owner"), owner)
     listed = _child(root, "Buckets")
@@ -91,6 +98,10 @@ def list_buckets(owner: str, buckets: Sequence[tuple[str, datetime]]) -> bytes:
         bucket = _child(listed, "Bucket")
         _child(bucket, "Name", name)
         _child(bucket, "CreationDate", timestamp(created))
+    if prefix is not None:
+        _child(root, "Prefix", prefix)
+    if continuation_token is not None:
+        _child(root, "ContinuationToken", continuation_token)
     return _document(root)
 
 
@@ -102,9 +113,10 @@ def location(region: str) -> bytes:
     return _document(root)
 
 
-def copy_result(etag: str, modified: datetime) -> bytes:
-    """A ``CopyObjectResult``: the new object's ETag and LastModified."""
-    root = ET.Element("CopyObjectResult", xmlns=NAMESPACE)
+def copy_result(etag: str, modified: datetime, *, root_name: str = "CopyObjectResult") -> bytes:
+    """A ``CopyObjectResult`` (UploadPartCopy: ``root_name`` ``CopyPartResult``): the ETag and LastModified of
+    what was written."""
+    root = ET.Element(root_name, xmlns=NAMESPACE)
     _child(root, "ETag", etag)
     _child(root, "LastModified", timestamp(modified))
     return _document(root)
@@ -143,6 +155,8 @@ class Listing:
     common_prefixes: Sequence[str]
     truncated: bool
     url_encoded: bool
+    #: The owner each object is listed with (the tenant), or None to list none.
+    owner: str | None = None
 
     def name(self, text: str) -> str:
         return quote(text, safe="/") if self.url_encoded else text
@@ -211,6 +225,118 @@ def _listing_document(
         _child(content, "ETag", etag)
         _child(content, "Size", str(info.size))
         _child(content, "StorageClass", "STANDARD")
+        if listing.owner is not None:
+            _person(_child(content, "Owner"), listing.owner)
     for common in listing.common_prefixes:
         _child(_child(root, "CommonPrefixes"), "Prefix", listing.name(common))
+    return _document(root)
+
+
+def initiate_multipart_upload(bucket: str, key: str, upload_id: str) -> bytes:
+    """An ``InitiateMultipartUploadResult``: the upload's bucket, key and id."""
+    root = ET.Element("InitiateMultipartUploadResult", xmlns=NAMESPACE)
+    for name, text in (("Bucket", bucket), ("Key", key), ("UploadId", upload_id)):
+        _child(root, name, text)
+    return _document(root)
+
+
+def parse_complete_multipart_upload(body: bytes) -> list[tuple[int, str]]:
+    """The (PartNumber, ETag) of each ``Part`` of a ``CompleteMultipartUpload`` document, in document order;
+    S3Error MalformedXML for anything else (checksums a part carries are ignored)."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        raise S3Error("MalformedXML", "the XML you provided was not well-formed") from None
+    if _local(root.tag) != "CompleteMultipartUpload":
+        raise S3Error("MalformedXML", "a CompleteMultipartUpload body is a CompleteMultipartUpload element")
+    parts: list[tuple[int, str]] = []
+    for element in root:
+        fields = {_local(child.tag): (child.text or "").strip() for child in element}
+        number = fields.get("PartNumber", "")
+        if _local(element.tag) != "Part" or not number.isascii() or not number.isdigit() or "ETag" not in fields:
+            raise S3Error("MalformedXML", "each Part names its PartNumber and ETag")
+        parts.append((int(number), fields["ETag"]))
+    if not parts:
+        raise S3Error("MalformedXML", "a CompleteMultipartUpload element names at least one Part")
+    return parts
+
+
+def complete_multipart_upload(location: str, bucket: str, key: str, etag: str) -> bytes:
+    """A ``CompleteMultipartUploadResult``: where the object is, and its ETag."""
+    root = ET.Element("CompleteMultipartUploadResult", xmlns=NAMESPACE)
+    for name, text in (("Location", location), ("Bucket", bucket), ("Key", key), ("ETag", etag)):
+        _child(root, name, text)
+    return _document(root)
+
+
+@dataclass(frozen=True)
+class PartsPage:
+    """One page of ListParts: the upload, and (PartNumber, LastModified, ETag, Size) of each part."""
+
+    bucket: str
+    key: str
+    upload_id: str
+    owner: str
+    marker: int
+    max_parts: int
+    parts: Sequence[tuple[int, datetime, str, int]]
+    truncated: bool
+
+
+def list_parts(page: PartsPage) -> bytes:
+    """A ``ListPartsResult``."""
+    root = ET.Element("ListPartsResult", xmlns=NAMESPACE)
+    for name, text in (("Bucket", page.bucket), ("Key", page.key), ("UploadId", page.upload_id)):
+        _child(root, name, text)
+    _person(_child(root, "Initiator"), page.owner)
+    _person(_child(root, "Owner"), page.owner)
+    _child(root, "StorageClass", "STANDARD")
+    _child(root, "PartNumberMarker", str(page.marker))
+    if page.parts:
+        _child(root, "NextPartNumberMarker", str(page.parts[-1][0]))
+    _child(root, "MaxParts", str(page.max_parts))
+    _child(root, "IsTruncated", "true" if page.truncated else "false")
+    for number, modified, etag, size in page.parts:
+        part = _child(root, "Part")
+        _child(part, "PartNumber", str(number))
+        _child(part, "LastModified", timestamp(modified))
+        _child(part, "ETag", etag)
+        _child(part, "Size", str(size))
+    return _document(root)
+
+
+@dataclass(frozen=True)
+class UploadsPage:
+    """One page of ListMultipartUploads: (Key, UploadId, Initiated) of each upload, and the markers."""
+
+    bucket: str
+    owner: str
+    prefix: str
+    key_marker: str
+    upload_id_marker: str
+    max_uploads: int
+    uploads: Sequence[tuple[str, str, datetime]]
+    truncated: bool
+
+
+def list_multipart_uploads(page: UploadsPage) -> bytes:
+    """A ``ListMultipartUploadsResult``."""
+    root = ET.Element("ListMultipartUploadsResult", xmlns=NAMESPACE)
+    _child(root, "Bucket", page.bucket)
+    _child(root, "KeyMarker", page.key_marker)
+    _child(root, "UploadIdMarker", page.upload_id_marker)
+    if page.truncated and page.uploads:
+        _child(root, "NextKeyMarker", page.uploads[-1][0])
+        _child(root, "NextUploadIdMarker", page.uploads[-1][1])
+    _child(root, "Prefix", page.prefix)
+    _child(root, "MaxUploads", str(page.max_uploads))
+    _child(root, "IsTruncated", "true" if page.truncated else "false")
+    for key, upload_id, initiated in page.uploads:
+        upload = _child(root, "Upload")
+        _child(upload, "Key", key)
+        _child(upload, "UploadId", upload_id)
+        _person(_child(upload, "Initiator"), page.owner)
+        _person(_child(upload, "Owner"), page.owner)
+        _child(upload, "StorageClass", "STANDARD")
+        _child(upload, "Initiated", timestamp(initiated))
     return _document(root)

@@ -150,6 +150,20 @@ def test_gc_grace_accepts_seconds(grace: str, seconds: float) -> None:
     assert Settings.from_env({"BLOBSTORE_GC_GRACE": grace}).gc_grace_seconds == seconds
 
 
+@pytest.mark.parametrize(("expiry", "seconds"), [("7d", 604800.0), ("36h", 129600.0), ("90m", 5400.0), ("600", 600.0)])
+def test_multipart_expiry_accepts_a_duration(expiry: str, seconds: float) -> None:
+    """BLOBSTORE_MULTIPART_EXPIRY is seconds, or a number with a unit of s, m, h or d; unset, 7 days."""
+    assert Settings.from_env({"BLOBSTORE_MULTIPART_EXPIRY": expiry}).multipart_expiry_seconds == seconds
+    assert Settings.from_env({}).multipart_expiry_seconds == 7 * 86400
+
+
+@pytest.mark.parametrize("expiry", ["0", "-1d", "soon", "nan", "7w", "d", "inf", "4000d"])
+def test_a_bad_multipart_expiry_names_the_variable(expiry: str) -> None:
+    """A BLOBSTORE_MULTIPART_EXPIRY that is no duration above 0 and up to ten years raises ConfigurationError."""
+    with pytest.raises(ConfigurationError, match="BLOBSTORE_MULTIPART_EXPIRY"):
+        Settings.from_env({"BLOBSTORE_MULTIPART_EXPIRY": expiry})
+
+
 # --- BlobStore.open failures -----------------------------------------------------------------------
 
 

@@ -96,16 +96,17 @@ def test_both_apis_share_one_store_and_see_each_others_writes_at_once(listener: 
     assert listener.client.get_object(Bucket="logged", Key="native.txt")["Body"].read() == b"from the native API"
 
 
-def _raw_put(url: str, content_length: int, sent: bytes) -> tuple[bytes, bytes]:
-    """Send a PUT to the presigned ``url`` declaring ``content_length`` but sending only ``sent``; its answer's
-    head and body (read until the S3 error document ends or the server closes)."""
+def _raw_put(url: str, content_length: int, sent: bytes, headers: str = "") -> tuple[bytes, bytes]:
+    """Send a PUT to the presigned ``url`` (with ``headers``: ``Name: value\r\n`` lines) declaring
+    ``content_length`` but sending only ``sent``; its answer's head and body (read until the S3 error document
+    ends or the server closes)."""
     parts = urlsplit(url)
     assert parts.hostname is not None
     assert parts.port is not None
     with socket.create_connection((parts.hostname, parts.port)) as connection:
         connection.sendall(
             f"PUT {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            f"Content-Length: {content_length}\r\n\r\n".encode()
+            f"{headers}Content-Length: {content_length}\r\n\r\n".encode()
             + sent
         )
         connection.settimeout(BODY_TIMEOUT + 30)
@@ -132,3 +133,13 @@ def test_a_put_over_quota_is_refused_from_its_headers_before_its_body(listener: 
     assert b"<Code>QuotaExceeded</Code>" in body
     database = sqlite3.connect(listener.home / "blobstore.db")
     assert database.execute("SELECT count(*) FROM refs WHERE key = 'logged/too-big'").fetchone() == (0,)
+
+
+def test_a_create_only_put_of_an_existing_key_is_refused_before_its_body(listener: Listener) -> None:
+    """If-None-Match: * on a key that exists answers 412 from the headers alone (the bind still decides a race)."""
+    listener.client.put_object(Bucket="logged", Key="taken", Body=b"first")
+    url = listener.client.generate_presigned_url("put_object", Params={"Bucket": "logged", "Key": "taken"})
+    head, body = _raw_put(url, content_length=100, sent=b"", headers="If-None-Match: *\r\n")
+    assert head.startswith(b"HTTP/1.1 412"), head
+    assert b"<Code>PreconditionFailed</Code>" in body
+    assert listener.client.get_object(Bucket="logged", Key="taken")["Body"].read() == b"first"

@@ -80,7 +80,8 @@ async def invariant_violations(store: BlobStore, *, quiescent: bool = True) -> l
     """Every broken bookkeeping invariant, as readable lines (empty: all hold).
 
     Always: each ref points at a live blob of its size; each blob's refcount equals
-    its refs; each tenant's usage equals the sums over its refs; each live blob's
+    its refs and multipart part rows; each tenant's usage equals the sums over its refs (bytes: and its staged
+    parts); each live blob's
     object exists. ``quiescent`` (nothing in flight): no uploading/deleting rows
     remain and storage holds exactly the live blobs' objects.
     """
@@ -93,13 +94,16 @@ async def invariant_violations(store: BlobStore, *, quiescent: bool = True) -> l
     problems += [f"ref {key!r} points at a {state} blob (sizes {a}/{b})" for key, state, a, b in bad_refs]
     counts = await rows(
         store,
-        "SELECT b.id, b.digest, b.refcount, (SELECT COUNT(*) FROM refs r WHERE r.blob_id = b.id) FROM blobs b",
+        "SELECT b.id, b.digest, b.refcount, (SELECT COUNT(*) FROM refs r WHERE r.blob_id = b.id) "
+        "+ (SELECT COUNT(*) FROM multipart_parts p WHERE p.blob_id = b.id) FROM blobs b",
     )
     problems += [f"blob {i} ({d[:8]}) has refcount {rc} but {n} refs" for i, d, rc, n in counts if rc != n]
     usage = await rows(
         store,
         "SELECT t.name, t.used_bytes, t.used_objects, "
-        "(SELECT COALESCE(SUM(r.size), 0) FROM refs r WHERE r.tenant_id = t.id), "
+        "(SELECT COALESCE(SUM(r.size), 0) FROM refs r WHERE r.tenant_id = t.id) "
+        "+ (SELECT COALESCE(SUM(p.size), 0) FROM multipart_parts p JOIN multipart_uploads u ON u.id = p.upload_id "
+        "WHERE u.tenant_id = t.id), "
         "(SELECT COUNT(*) FROM refs r WHERE r.tenant_id = t.id) FROM tenants t",
     )
     problems += [

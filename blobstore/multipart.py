@@ -1,0 +1,368 @@
+"""S3 multipart uploads: an object uploaded in numbered parts, then completed into one ordinary put.
+
+A part is written as a blob through the store's upload protocol (intent, lease, write, promote; dedup by digest
+like any put, staged while it streams where the storage can stage), but what holds the blob is a *part row* of
+the upload instead of a key: the blob's ``refcount`` counts part rows as it counts references, and the part's
+size is charged to the tenant's ``used_bytes`` (QuotaExceeded as for a put), in the transaction that records
+the part. So GC never reclaims a staged part, and reclaims it once its part row is gone.
+
+Completing streams the listed parts, each read verified against its digest, into a put of the upload's key:
+the binding that makes the object and the release of the upload (its part rows, their references and quota)
+are one transaction. Abort and expiry (GC, after BLOBSTORE_MULTIPART_EXPIRY untouched) release an upload in
+one transaction too. docs/gc-protocol.md argues why a crash anywhere loses nothing and leaks nothing.
+
+Uploads are the tenant's own: another tenant's upload id answers NoSuchUpload, as one that does not exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import secrets
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING
+
+from blobstore.buckets import key_of
+from blobstore.core.reading import verified_chunks
+from blobstore.db import batches, binding, catalog
+from blobstore.db import buckets as etags_db
+from blobstore.db import multipart as db
+from blobstore.errors import (
+    BlobStoreError,
+    EntityTooSmall,
+    InvalidInput,
+    InvalidPart,
+    InvalidPartOrder,
+    NoSuchUpload,
+)
+from blobstore.model.keys import validate_content_type, validate_key, validate_metadata, validate_tenant
+from blobstore.model.preconditions import UNCONDITIONAL, expect
+from blobstore.model.results import BlobInfo
+from blobstore.protocol.uploads import PutOutcome, Uploader
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from blobstore.core.context import Core
+
+#: Part numbers run from 1 to this.
+MAX_PART_NUMBER = 10_000
+#: Every part but the last of a completed upload is at least this long.
+MIN_PART_SIZE = 5 * 2**20
+#: The longest part (S3's bound on one PUT).
+MAX_PART_SIZE = 5 * 2**30
+
+
+#: A multipart upload in progress: its id, the bucket, key, type and metadata of the object it will become, and
+#: when it was begun (``created_at``).
+Upload = db.UploadRow
+
+
+@dataclass(frozen=True)
+class Part:
+    """A staged part: its number, ETag (quoted MD5), size and when it was uploaded."""
+
+    number: int
+    etag: str
+    size: int
+    last_modified: datetime
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A completed upload: the object stored, and its ETag (quoted ``<MD5 of the parts' MD5s>-<parts>``)."""
+
+    info: BlobInfo
+    etag: str
+
+
+async def create(
+    core: Core, tenant: str, bucket: str, key: str, *, content_type: str | None, metadata: Mapping[str, str]
+) -> Upload:
+    """Begin an upload of ``key`` in the tenant's ``bucket`` (the caller checked it exists), whose object will
+    have ``content_type`` and ``metadata``."""
+    validate_tenant(tenant)
+    validate_key(key_of(bucket, key))
+    now = core.clock()
+    row = db.UploadRow(
+        secrets.token_urlsafe(32),
+        bucket,
+        key,
+        validate_content_type(content_type),
+        validate_metadata(dict(metadata)),
+        now,
+    )
+
+    async def work(conn: AsyncConnection) -> None:
+        locked = await catalog.lock_tenant(conn, tenant, now, create=True)
+        assert locked is not None, "lock_tenant creates the tenant"
+        await db.insert_upload(conn, locked.id, row)
+
+    await core.database.transaction(work)
+    return row
+
+
+async def upload_part(
+    core: Core, tenant: str, bucket: str, key: str, upload_id: str, number: int, data: AsyncIterable[bytes]
+) -> Part:
+    """Stage ``data`` as part ``number`` of the upload, replacing a part of that number; the part.
+
+    NoSuchUpload (before a byte is read) if the tenant has no such upload of ``key``, or (nothing staged) if it
+    was completed or aborted meanwhile; InvalidInput for a part number out of range; QuotaExceeded if the part
+    does not fit the tenant's quota (a replaced part's bytes are freed as it is replaced).
+    """
+    if not 1 <= number <= MAX_PART_NUMBER:
+        raise InvalidInput(f"part numbers run from 1 to {MAX_PART_NUMBER}, not {number}")
+    upload = await _existing(core, tenant, bucket, key, upload_id)
+    md5 = hashlib.md5(usedforsecurity=False)
+    uploader = Uploader.of(core, tenant)
+    outcomes: list[PutOutcome | None] = [None]
+    async with uploader.ingested(
+        _hashed(data, md5), max_size=min(core.settings.max_object_size, MAX_PART_SIZE)
+    ) as ingested:
+        item = binding.Item(0, f"{upload.id}/{number}", ingested.digest, ingested.size, None, {}, UNCONDITIONAL)
+        binder = partial(_bind_part, upload=upload, number=number, md5=md5.hexdigest())
+        await replace(uploader, binder=binder).put([item], {0: ingested}, outcomes)
+    info = _raised(outcomes[0])
+    return Part(number, f'"{md5.hexdigest()}"', info.size, info.created_at)
+
+
+async def complete(
+    core: Core,
+    tenant: str,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    listed: Sequence[tuple[int, str]],
+    *,
+    if_absent: bool = False,
+    if_match: str | None = None,
+) -> Completed:
+    """Store the ``listed`` parts (part number, ETag), in order, as the upload's object, and end the upload.
+
+    The list must be in ascending order of part number (InvalidPartOrder) and name uploaded parts by their
+    ETags (InvalidPart); every part but the last is at least :data:`MIN_PART_SIZE` (EntityTooSmall). Parts not
+    listed are discarded. ``if_absent`` / ``if_match`` (a digest) make the put conditional as
+    :meth:`blobstore.store.Tenant.put`'s do. The object is bound and the upload released in one transaction: on
+    any error the upload is left as it was; after a crash, a retry completes it or answers NoSuchUpload with the
+    object stored.
+    """
+    _check_order(listed)
+    upload = await _existing(core, tenant, bucket, key, upload_id)
+    staged = {part.number: part for part in await core.database.read(partial(db.list_parts, upload_id=upload.id))}
+    chosen = [_chosen(staged, number, etag) for number, etag in listed]
+    for part in chosen[:-1]:
+        if part.size < MIN_PART_SIZE:
+            raise EntityTooSmall(f"part {part.number} is {part.size} bytes; all but the last are at least 5 MiB")
+    etag = hashlib.md5(b"".join(bytes.fromhex(part.md5) for part in chosen), usedforsecurity=False).hexdigest()
+    etag += f"-{len(chosen)}"
+    uploader = Uploader.of(core, tenant)
+    condition = expect(if_match, if_absent=if_absent)
+    outcomes: list[PutOutcome | None] = [None]
+    async with uploader.ingested(_concatenated(core, chosen), max_size=core.settings.max_object_size) as ingested:
+        item = binding.Item(
+            0, key_of(bucket, key), ingested.digest, ingested.size, upload.content_type, upload.metadata, condition
+        )
+        binder = partial(
+            _bind_completion, upload=upload, chosen={part.number: part.blob_id for part in chosen}, md5=etag
+        )
+        await replace(uploader, binder=binder).put([item], {0: ingested}, outcomes)
+    return Completed(_raised(outcomes[0]), f'"{etag}"')
+
+
+async def abort(core: Core, tenant: str, bucket: str, key: str, upload_id: str) -> None:
+    """End the upload without an object: its parts' references and quota are released in one transaction (GC
+    reclaims their blobs past grace). NoSuchUpload if the tenant has no such upload of ``key``."""
+    validate_tenant(tenant)
+    now = core.clock()
+
+    async def work(conn: AsyncConnection) -> None:
+        locked = await catalog.lock_tenant(conn, tenant, now, create=False)
+        if locked is None or await db.find_upload(conn, locked.id, upload_id, bucket, key) is None:
+            raise NoSuchUpload(f"no upload {upload_id!r} of {key!r} is in progress")
+        await db.release(conn, locked.id, upload_id, now)
+
+    await core.database.transaction(work)
+
+
+async def list_parts(
+    core: Core, tenant: str, bucket: str, key: str, upload_id: str, *, after: int = 0, limit: int = 1000
+) -> tuple[Upload, list[Part], bool]:
+    """The upload, up to ``limit`` of its parts numbered above ``after``, and whether more follow."""
+    upload = await _existing(core, tenant, bucket, key, upload_id)
+    rows = await core.database.read(partial(db.list_parts, upload_id=upload_id, after=after, limit=limit + 1))
+    parts = [Part(row.number, f'"{row.md5}"', row.size, row.created_at) for row in rows[:limit]]
+    return upload, parts, len(rows) > limit
+
+
+async def list_uploads(
+    core: Core,
+    tenant: str,
+    bucket: str,
+    *,
+    prefix: str = "",
+    after: tuple[str, str | None] | None = None,
+    limit: int = 1000,
+) -> tuple[list[Upload], bool]:
+    """Up to ``limit`` of the tenant's uploads in ``bucket`` with keys starting ``prefix``, by key then upload id,
+    after ``(key, upload id)`` (upload id None: after every upload of that key); and whether more follow."""
+    validate_tenant(tenant)
+    rows = await core.database.read(
+        partial(db.list_uploads, tenant=tenant, bucket=bucket, prefix=prefix, after=after, limit=limit + 1)
+    )
+    return rows[:limit], len(rows) > limit
+
+
+async def _existing(core: Core, tenant: str, bucket: str, key: str, upload_id: str) -> Upload:
+    """The tenant's upload, read without a lock (the transaction that uses it checks again); else NoSuchUpload."""
+    validate_tenant(tenant)
+    row = await core.database.read(
+        partial(db.find_upload_named, tenant=tenant, upload_id=upload_id, bucket=bucket, key=key)
+    )
+    if row is None:
+        raise NoSuchUpload(f"no upload {upload_id!r} of {key!r} is in progress")
+    return row
+
+
+def _check_order(listed: Sequence[tuple[int, str]]) -> None:
+    if not listed:
+        raise InvalidInput("a completion names at least one part")
+    numbers = [number for number, _ in listed]
+    if any(later <= earlier for earlier, later in itertools.pairwise(numbers)):
+        raise InvalidPartOrder("the parts must be listed in ascending order of part number")
+
+
+def _chosen(staged: Mapping[int, db.PartRow], number: int, etag: str) -> db.PartRow:
+    part = staged.get(number)
+    if part is None or part.md5 != etag.strip().strip('"'):
+        raise InvalidPart(f"part {number} was not uploaded with ETag {etag}")
+    return part
+
+
+async def _hashed(data: AsyncIterable[bytes], md5: hashlib._Hash) -> AsyncIterator[bytes]:
+    """``data``, passing each chunk through ``md5`` on the way."""
+    async for chunk in data:
+        md5.update(chunk)
+        yield chunk
+
+
+async def _concatenated(core: Core, parts: Sequence[db.PartRow]) -> AsyncIterator[bytes]:
+    """The bytes of ``parts`` one after another, each part verified against its digest as it streams."""
+
+    async def gone() -> BlobStoreError:
+        return NoSuchUpload("the upload was ended while it was being completed")
+
+    for part in parts:
+        async for chunk in verified_chunks(
+            core.storage,
+            part.object_key,
+            key=f"part {part.number}",
+            digest=part.digest,
+            size=part.size,
+            byte_range=None,
+            missing=gone,
+        ):
+            yield chunk
+
+
+def _raised(outcome: PutOutcome | None) -> BlobInfo:
+    assert outcome is not None, "every item gets an outcome"
+    if isinstance(outcome, BlobStoreError):
+        raise outcome
+    return outcome
+
+
+def _room(tenant: catalog.LockedTenant, freed: int, *, count_objects: bool) -> catalog.LockedTenant:
+    """The locked tenant as a quota check should see it once ``freed`` bytes are released (and, unless
+    ``count_objects``, without an object limit: a part is no object)."""
+    usage = tenant.usage
+    max_objects = usage.max_objects if count_objects else None
+    room = catalog.Usage(usage.used_bytes - freed, usage.used_objects, usage.max_bytes, max_objects)
+    return catalog.LockedTenant(tenant.id, tenant.name, room)
+
+
+async def _still_open(conn: AsyncConnection, tenant: catalog.LockedTenant, upload: Upload) -> None:
+    """NoSuchUpload unless the upload is still in progress (the caller holds the tenant's lock)."""
+    if await db.find_upload(conn, tenant.id, upload.id, upload.bucket, upload.key) is None:
+        raise NoSuchUpload(f"upload {upload.id!r} was completed or aborted meanwhile")
+
+
+async def _bind_part(
+    conn: AsyncConnection,
+    tenant: catalog.LockedTenant,
+    scope: str,
+    items: Sequence[binding.Item],
+    now: datetime,
+    *,
+    ours: Mapping[str, int] | None = None,
+    upload: Upload,
+    number: int,
+    md5: str,
+) -> binding.Outcome:
+    """The binder of a part (blobstore.protocol.uploads.Binder): under the tenant's lock, if the upload is still
+    in progress, record the part on its blob (replacing the part of that number): the blob's refcount and the
+    tenant's bytes go up by the part, the replaced part's down. Touches the upload."""
+    await _still_open(conn, tenant, upload)
+    ours = ours or {}
+    old = await db.find_part(conn, upload.id, number)
+    replaced = set() if old is None else {old.blob_id}
+    found = await batches.lookup(
+        conn, tenant.id, scope, keys=[], digests={item.digest for item in items}, ids={*ours.values(), *replaced}
+    )
+    freed = 0 if old is None else old.size
+    outcome, writes = binding.decide(_room(tenant, freed, count_objects=False), scope, items, found, now, ours=ours)
+    for ref in writes.new:  # the one item, if it was bound
+        await db.put_part(conn, upload.id, number, ref.blob_id, ref.size, md5, now)
+        await db.touch(conn, upload.id, now)
+        if old is not None:
+            writes.refcounts[old.blob_id] -= 1
+        await binding.write(
+            conn, tenant.id, binding.Writes(refcounts=writes.refcounts, add_bytes=ref.size - freed), now
+        )
+    return outcome
+
+
+async def _bind_completion(
+    conn: AsyncConnection,
+    tenant: catalog.LockedTenant,
+    scope: str,
+    items: Sequence[binding.Item],
+    now: datetime,
+    *,
+    ours: Mapping[str, int] | None = None,
+    upload: Upload,
+    chosen: Mapping[int, int],
+    md5: str,
+) -> binding.Outcome:
+    """The binder of a completion (blobstore.protocol.uploads.Binder): under the tenant's lock, if the upload is
+    still in progress with the parts streamed, bind its key as any put binds (the quota checked as if the staged
+    parts were already released) and, in the same transaction, release the upload and record the object's ETag.
+    An error of the binding is raised, so nothing changes and the upload stays."""
+    await _still_open(conn, tenant, upload)
+    staged = await db.list_parts(conn, upload.id)
+    if {part.number: part.blob_id for part in staged if part.number in chosen} != chosen:
+        raise InvalidPart("a part was uploaded again while the upload was being completed")
+    ours = ours or {}
+    [item] = items
+    found = await batches.lookup(
+        conn,
+        tenant.id,
+        scope,
+        keys=[item.key],
+        digests={item.digest},
+        ids={*ours.values(), *(part.blob_id for part in staged)},
+    )
+    freed = db.staged_bytes(staged)
+    outcome, writes = binding.decide(_room(tenant, freed, count_objects=True), scope, items, found, now, ours=ours)
+    if item.index in outcome.failed:
+        raise outcome.failed[item.index]
+    if item.index in outcome.bound:
+        for blob_id, _ in await db.forget(conn, upload.id):
+            writes.refcounts[blob_id] -= 1
+        writes.add_bytes -= freed
+        await binding.write(conn, tenant.id, writes, now)
+        await etags_db.record_md5(conn, tenant.name, item.digest, md5)
+    return outcome

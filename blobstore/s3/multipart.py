@@ -1,0 +1,196 @@
+"""Multipart upload operations: CreateMultipartUpload, UploadPart, UploadPartCopy, CompleteMultipartUpload,
+AbortMultipartUpload, ListParts, ListMultipartUploads, over blobstore.multipart.
+
+An upload id of another tenant answers exactly as one that does not exist (``NoSuchUpload``), as does one of
+another key or bucket of the tenant's.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import AsyncExitStack
+from urllib.parse import quote
+
+from starlette.responses import Response
+
+from blobstore import buckets, multipart
+from blobstore.s3 import xml
+from blobstore.s3.buckets import existing
+from blobstore.s3.call import Call
+from blobstore.s3.errors import S3Error, not_implemented
+from blobstore.s3.objects import (
+    _copy_source,
+    _etag,
+    _metadata,
+    _precondition_failed,
+    _tag_matches,
+    copy_source_unmet,
+)
+
+#: Most parts (ListParts) and uploads (ListMultipartUploads) one page shows.
+MAX_PAGE = 1000
+_COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
+
+
+async def create_multipart_upload(call: Call) -> Response:
+    """CreateMultipartUpload: begin an upload; its Content-Type and x-amz-meta-* become the object's."""
+    bucket = await existing(call)
+    upload = await multipart.create(
+        call.store.core,
+        call.tenant.name,
+        bucket,
+        call.key,
+        content_type=call.headers.get("content-type"),
+        metadata=_metadata(call),
+    )
+    return Response(xml.initiate_multipart_upload(bucket, call.key, upload.id), media_type=xml.CONTENT_TYPE)
+
+
+async def upload_part(call: Call) -> Response:
+    """UploadPart: stage the body as part ``partNumber``; answer its MD5 ETag."""
+    bucket = await existing(call)
+    part = await multipart.upload_part(
+        call.store.core, call.tenant.name, bucket, call.key, call.params["uploadId"], _part_number(call), call.body
+    )
+    return Response(headers={"ETag": part.etag})
+
+
+async def upload_part_copy(call: Call) -> Response:
+    """UploadPartCopy: stage the tenant's object ``x-amz-copy-source`` (or the ``x-amz-copy-source-range`` of it,
+    ``bytes=FIRST-LAST``) as part ``partNumber``; the source is read, verified, as GetObject reads it. The
+    ``x-amz-copy-source-if-*`` conditions are judged on the source as CopyObject judges them (412)."""
+    if "read" not in call.scopes:
+        raise S3Error("AccessDenied", "this access key lacks the 'read' scope a copy's source needs")
+    bucket = await existing(call)
+    number = _part_number(call)
+    source_bucket, source_key = _copy_source(call.headers["x-amz-copy-source"])
+    if await buckets.find(call.store.core, call.tenant.name, source_bucket) is None:
+        raise S3Error("NoSuchBucket", "the specified bucket does not exist")
+    await call.body.whole()
+    async with AsyncExitStack() as stack:
+        source = await stack.enter_async_context(
+            call.tenant.open(buckets.key_of(source_bucket, source_key), byte_range=_copy_range(call))
+        )
+        if copy_source_unmet(call, source.info, await _etag(call, source.info)):
+            raise _precondition_failed()
+        part = await multipart.upload_part(
+            call.store.core, call.tenant.name, bucket, call.key, call.params["uploadId"], number, source
+        )
+    return Response(
+        xml.copy_result(part.etag, part.last_modified, root_name="CopyPartResult"), media_type=xml.CONTENT_TYPE
+    )
+
+
+async def complete_multipart_upload(call: Call) -> Response:
+    """CompleteMultipartUpload: the listed parts become the object. ``If-None-Match: *`` stores it only where
+    there is none; ``If-Match`` only over the object of that ETag (412 PreconditionFailed otherwise)."""
+    bucket = await existing(call)
+    listed = xml.parse_complete_multipart_upload(await call.body.whole())
+    if_none_match = call.headers.get("if-none-match")
+    if if_none_match is not None and if_none_match.strip() != "*":
+        raise not_implemented("If-None-Match other than *")
+    if_match = call.headers.get("if-match")
+    digest = None if if_match is None else await _digest_matching(call, bucket, if_match)
+    completed = await multipart.complete(
+        call.store.core,
+        call.tenant.name,
+        bucket,
+        call.key,
+        call.params["uploadId"],
+        listed,
+        if_absent=if_none_match is not None,
+        if_match=digest,
+    )
+    location = f"/{quote(bucket)}/{quote(call.key)}"
+    body = xml.complete_multipart_upload(location, bucket, call.key, completed.etag)
+    return Response(body, media_type=xml.CONTENT_TYPE)
+
+
+async def abort_multipart_upload(call: Call) -> Response:
+    """AbortMultipartUpload: the upload and its parts are gone (their bytes no longer count to the quota)."""
+    bucket = await existing(call)
+    await multipart.abort(call.store.core, call.tenant.name, bucket, call.key, call.params["uploadId"])
+    return Response(status_code=204)
+
+
+async def list_parts(call: Call) -> Response:
+    """ListParts: the upload's parts by number, paged by ``part-number-marker`` and ``max-parts``."""
+    bucket = await existing(call)
+    marker = _count(call, "part-number-marker", 0)
+    limit = min(_count(call, "max-parts", MAX_PAGE), MAX_PAGE)
+    upload, parts, truncated = await multipart.list_parts(
+        call.store.core, call.tenant.name, bucket, call.key, call.params["uploadId"], after=marker, limit=limit
+    )
+    page = xml.PartsPage(
+        bucket,
+        upload.key,
+        upload.id,
+        call.tenant.name,
+        marker,
+        limit,
+        [(part.number, part.last_modified, part.etag, part.size) for part in parts],
+        truncated,
+    )
+    return Response(xml.list_parts(page), media_type=xml.CONTENT_TYPE)
+
+
+async def list_multipart_uploads(call: Call) -> Response:
+    """ListMultipartUploads: the tenant's uploads in the bucket, by key then upload id, with ``prefix``, paged by
+    ``key-marker`` / ``upload-id-marker`` and ``max-uploads``."""
+    bucket = await existing(call)
+    prefix = call.params.get("prefix", "")
+    key_marker = call.params.get("key-marker", "")
+    upload_id_marker = call.params.get("upload-id-marker", "")
+    limit = min(_count(call, "max-uploads", MAX_PAGE), MAX_PAGE)
+    # Without an upload-id-marker S3 starts after every upload of key-marker itself.
+    after = (key_marker, upload_id_marker or None) if key_marker else None
+    uploads, truncated = await multipart.list_uploads(
+        call.store.core, call.tenant.name, bucket, prefix=prefix, after=after, limit=limit
+    )
+    page = xml.UploadsPage(
+        bucket,
+        call.tenant.name,
+        prefix,
+        key_marker,
+        upload_id_marker,
+        limit,
+        [(upload.key, upload.id, upload.created_at) for upload in uploads],
+        truncated,
+    )
+    return Response(xml.list_multipart_uploads(page), media_type=xml.CONTENT_TYPE)
+
+
+def _part_number(call: Call) -> int:
+    text = call.params["partNumber"]
+    number = int(text) if text.isascii() and text.isdigit() and len(text) <= 5 else 0
+    if not 1 <= number <= multipart.MAX_PART_NUMBER:
+        raise S3Error("InvalidArgument", f"Part number must be an integer between 1 and {multipart.MAX_PART_NUMBER}")
+    return number
+
+
+def _count(call: Call, name: str, default: int) -> int:
+    text = call.params.get(name)
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit() and len(text) <= 9):
+        raise S3Error("InvalidArgument", f"{name} must be a non-negative integer")
+    return int(text)
+
+
+def _copy_range(call: Call) -> tuple[int, int] | None:
+    header = call.headers.get("x-amz-copy-source-range")
+    if header is None:
+        return None
+    matched = _COPY_RANGE.fullmatch(header.strip())
+    if matched is None or int(matched[1]) > int(matched[2]):
+        raise S3Error("InvalidArgument", "x-amz-copy-source-range must be bytes=FIRST-LAST")
+    return int(matched[1]), int(matched[2])
+
+
+async def _digest_matching(call: Call, bucket: str, if_match: str) -> str:
+    """The digest of the object at the request's key if its ETag is one ``If-Match`` names; PreconditionFailed
+    if it is another, NoSuchKey if there is none."""
+    current = await call.tenant.stat(buckets.key_of(bucket, call.key))
+    if not _tag_matches(if_match, await _etag(call, current)):
+        raise _precondition_failed()
+    return current.digest
