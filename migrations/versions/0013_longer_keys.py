@@ -20,11 +20,19 @@ def _key(length: int) -> sa.types.TypeEngine[str]:
     return sa.String(length=length).with_variant(sa.String(length=length, collation="C"), "postgresql")
 
 
+#: Every column that holds a key: the native keys of refs, and the keys multipart uploads will complete to.
+_TABLES = ("refs", "multipart_uploads")
+
+
+def _resize(old: int, new: int) -> None:
+    for table in _TABLES:
+        with op.batch_alter_table(table) as batch_op:
+            batch_op.alter_column("key", existing_type=_key(old), type_=_key(new), existing_nullable=False)
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("refs") as batch_op:
-        batch_op.alter_column("key", existing_type=_key(1024), type_=_key(1088), existing_nullable=False)
+    _resize(1024, 1088)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("refs") as batch_op:
-        batch_op.alter_column("key", existing_type=_key(1088), type_=_key(1024), existing_nullable=False)
+    _resize(1088, 1024)
