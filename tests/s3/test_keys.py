@@ -116,3 +116,20 @@ def test_keys_with_control_characters_are_invalid_arguments(s3: Any, key: str) -
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert _listed(s3, bucket) == ([], [])
     assert raised.value.response["Error"]["Code"] == "InvalidArgument"
+
+
+def test_a_multipart_upload_completes_to_a_literal_key(s3: Any) -> None:
+    """A multipart upload to ``big/../x/`` completes to that very key, beside an object ``x/``."""
+    s3.create_bucket(Bucket="multipart-literal")
+    s3.put_object(Bucket="multipart-literal", Key="x/", Body=b"marker")
+    upload = s3.create_multipart_upload(Bucket="multipart-literal", Key="big/../x/")["UploadId"]
+    part = s3.upload_part(Bucket="multipart-literal", Key="big/../x/", UploadId=upload, PartNumber=1, Body=b"parts")
+    s3.complete_multipart_upload(
+        Bucket="multipart-literal",
+        Key="big/../x/",
+        UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    assert s3.get_object(Bucket="multipart-literal", Key="big/../x/")["Body"].read() == b"parts"
+    assert s3.get_object(Bucket="multipart-literal", Key="x/")["Body"].read() == b"marker"
+    assert _listed(s3, "multipart-literal") == (["big/../x/", "x/"], [])
