@@ -103,8 +103,10 @@ def tenant_path(tenant: str) -> str:
 
 
 def object_path(tenant: str, key: str) -> str:
-    """The path of one object: the key percent-encoded as UTF-8, ``/`` kept literal."""
-    return f"{tenant_path(tenant)}/objects/{quote(key, safe='/')}"
+    """The path of one object: the key percent-encoded as UTF-8, ``/`` kept literal, and each ``.`` of a ``.``
+    or ``..`` segment as ``%2E``, since HTTP clients resolve such segments (``a/../b`` would arrive as ``b``)."""
+    segments = ("%2E" * len(part) if part in (".", "..") else quote(part, safe="") for part in key.split("/"))
+    return f"{tenant_path(tenant)}/objects/{'/'.join(segments)}"
 
 
 def batch_chunk_head(size: int) -> bytes:

@@ -30,9 +30,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from blobstore.model.keys import MAX_KEY_BYTES
+
 #: Keys sort and compare by code point (byte order of UTF-8) on both databases,
 #: so a prefix is a contiguous index range.
-KeyString = String(1024).with_variant(String(1024, collation="C"), "postgresql")
+KeyString = String(MAX_KEY_BYTES).with_variant(String(MAX_KEY_BYTES, collation="C"), "postgresql")
 #: Object keys sort by code point too, so fsck can walk them in step with a storage listing.
 ObjectKeyString = String(200).with_variant(String(200, collation="C"), "postgresql")
 #: Integer primary keys that autoincrement on both databases.

@@ -8,7 +8,8 @@ from typing import TypeGuard
 
 from blobstore.errors import InvalidInput, InvalidKey, InvalidTenant
 
-MAX_KEY_BYTES = 1024
+#: S3 allows keys of 1,024 bytes, and object KEY of bucket B (at most 63 bytes) is the native key ``B/KEY``.
+MAX_KEY_BYTES = 63 + 1 + 1024
 _TENANT = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 #: S3's bucket naming rules: 3-63 of a-z 0-9 . -, a letter or digit at each end, no "..", not an IPv4 address.
@@ -58,7 +59,10 @@ def validate_bucket(name: object) -> str:
 
 
 def validate_key(key: object) -> str:
-    """Return ``key`` unchanged if it satisfies the key rules of PRODUCT.md, else raise InvalidKey."""
+    """Return ``key`` unchanged if it satisfies the key rules of PRODUCT.md, else raise InvalidKey.
+
+    Keys are S3's: any 1-:data:`MAX_KEY_BYTES` bytes of UTF-8 without control characters. They are literal,
+    never normalised or resolved: ``photos/``, ``/x``, ``a//b`` and ``a/../b`` are ordinary keys."""
     if not isinstance(key, str):
         raise InvalidKey(f"invalid key {key!r}: keys are strings")
     problem = _forbidden_character(key)
@@ -67,11 +71,6 @@ def validate_key(key: object) -> str:
     size = len(key.encode("utf-8"))
     if not 1 <= size <= MAX_KEY_BYTES:
         raise InvalidKey(f"invalid key: must be 1-{MAX_KEY_BYTES} bytes of UTF-8, got {size}")
-    if key.startswith("/"):
-        raise InvalidKey(f"invalid key {key!r}: must not start with '/'")
-    for segment in key.split("/"):
-        if segment in ("", ".", ".."):
-            raise InvalidKey(f"invalid key {key!r}: empty, '.' and '..' path segments are not allowed")
     return key
 
 

@@ -10,6 +10,7 @@ from fastapi import Depends, Path, Request
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from blobstore.errors import InvalidKey
+from blobstore.model.keys import MAX_KEY_BYTES
 
 
 class _AnyKeyConvertor(PathConvertor):
@@ -22,13 +23,13 @@ register_url_convertor("anykey", _AnyKeyConvertor())
 
 _RAW_KEY = re.compile(rb"/v1/tenants/[^/]*/objects/(.*)\Z", re.DOTALL)
 
-#: What JSON Schema can say of the key rules (the segment rules are checked by the server alone).
+#: What JSON Schema can say of the key rules (the byte length is checked by the server alone).
 KEY_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
 KeyPath = Annotated[
     str,
     Path(
         description="The key, percent-encoded; / may stay literal.",
-        json_schema_extra={"pattern": KEY_PATTERN, "minLength": 1, "maxLength": 1024},
+        json_schema_extra={"pattern": KEY_PATTERN, "minLength": 1, "maxLength": MAX_KEY_BYTES},
     ),
 ]
 
@@ -40,12 +41,18 @@ async def object_key(request: Request, key: KeyPath) -> str:
     thread-pool hop per request); it never awaits.
 
     Decoding once means ``%252e`` is the literal key ``%2e``; ``%2e%2e`` and ``%2f`` decode to ``..``
-    and ``/`` and are judged like any key (so ``a/%2e%2e/b`` is InvalidKey).
+    and ``/``, so ``a/%2e%2e/b`` is the literal key ``a/../b``. A ``.`` or ``..`` segment sent unencoded is
+    InvalidKey: HTTP clients and proxies resolve such segments, so its meaning would depend on the way there.
     """
     raw_path = request.scope.get("raw_path")
     match = _RAW_KEY.search(raw_path) if isinstance(raw_path, bytes) else None
     if match is None:
         return key
+    if any(segment in (b".", b"..") for segment in match.group(1).split(b"/")):
+        raise InvalidKey(
+            "invalid key: send each '.' of a '.' or '..' segment percent-encoded (%2E), since HTTP clients and "
+            "proxies resolve unencoded ones"
+        )
     try:
         return unquote_to_bytes(match.group(1)).decode("utf-8")
     except UnicodeDecodeError:

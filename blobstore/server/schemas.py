@@ -9,6 +9,7 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from blobstore.errors import InvalidInput
+from blobstore.model.keys import MAX_KEY_BYTES
 from blobstore.server.problems import Problem
 from blobstore.store import MAX_BATCH
 
@@ -42,8 +43,8 @@ class CopyRequest(BaseModel):
     """Make ``to`` a new reference to the bytes of ``from``."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    source: str = Field(alias="from", min_length=1, max_length=1024)
-    to: str = Field(min_length=1, max_length=1024)
+    source: str = Field(alias="from", min_length=1, max_length=MAX_KEY_BYTES)
+    to: str = Field(min_length=1, max_length=MAX_KEY_BYTES)
     if_absent: bool = False
 
 
@@ -104,7 +105,7 @@ class SignRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     method: Literal["GET", "PUT"]
-    key: str = Field(min_length=1, max_length=1024)
+    key: str = Field(min_length=1, max_length=MAX_KEY_BYTES)
     expires_in: int = Field(default=900, ge=1, le=7 * 86400)
     content_length: int | None = Field(default=None, ge=0)
     content_type: str | None = Field(default=None, min_length=1, max_length=255)

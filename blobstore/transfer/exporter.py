@@ -83,10 +83,15 @@ async def plan_export(tenant: Tenant, prefix: str = "") -> list[BlobInfo]:
 
 
 def relative_parts(key: str, prefix: str) -> list[str]:
-    """The path segments of ``key`` below ``prefix``; UnsafePath if they do not name a file inside DEST."""
+    """The path segments of ``key`` below ``prefix``; UnsafePath if they do not name a file inside DEST.
+
+    Keys are literal, so a directory marker (``photos/``), a leading ``/`` or an empty, ``.`` or ``..`` segment
+    is a valid key that no file name can hold: it is reported, never resolved."""
     parts = key[len(prefix) :].split("/")
     if any(part in ("", ".", "..") for part in parts):
-        raise UnsafePath(f"key {key!r} names no file below the prefix {prefix!r} (add a '/' to the prefix?)")
+        if prefix and not prefix.endswith("/") and parts[0] == "":
+            raise UnsafePath(f"key {key!r} names no file below the prefix {prefix!r} (add a '/' to the prefix?)")
+        raise UnsafePath(f"key {key!r} names no file: it has an empty, '.' or '..' path segment")
     return parts
 
 

@@ -62,7 +62,7 @@ async def test_each_item_answers_with_its_single_requests_status(api: Api) -> No
         {"key": "new", "content_type": "text/plain", "metadata": {"m": "1"}},
         {"key": "old"},
         {"key": "old2", "if_absent": True},
-        {"key": "/bad"},
+        {"key": "bad\u0007"},
     ]
     await api.store.tenant("acme").put("old2", b"x")
     response = await api.post("put", content=framed(items, b"new bytes", b"replacing", b"refused", b"bad"))
@@ -141,7 +141,7 @@ async def test_each_endpoint_needs_its_scope_and_the_tenants_token(api: Api) -> 
 async def test_delete_and_stat_answer_204_200_404_and_400(api: Api) -> None:
     """delete: 204 deleted, 404 absent; stat: 200 with the object, 404 absent, 400 invalid key."""
     await api.store.tenant("acme").put("a", b"value")
-    stat = (await api.post("stat", json={"keys": ["a", "missing", "/bad"]})).json()["items"]
+    stat = (await api.post("stat", json={"keys": ["a", "missing", "bad\u0007"]})).json()["items"]
     assert [answer["status"] for answer in stat] == [200, 404, 400]
     assert stat[0]["object"]["key"] == "a"
     deleted = (await api.post("delete", json={"keys": ["a", "a"]})).json()["items"]

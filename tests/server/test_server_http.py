@@ -265,10 +265,54 @@ async def test_an_encoded_slash_is_a_slash(api: Api) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["a/%2e%2e/b", "%2e%2e", "a/%2E/b", "%2fetc/passwd", "a%2f%2fb", "%00", "a/%ff", "a%0ab", "a//b"]
+    ("raw", "key"),
+    [
+        ("a/%2e%2e/b", "a/../b"),
+        ("%2E%2E", ".."),
+        ("a/%2E/b", "a/./b"),
+        ("%2fetc/passwd", "/etc/passwd"),
+        ("a%2f%2fb", "a//b"),
+        ("a//b", "a//b"),
+        ("photos/", "photos/"),
+    ],
 )
-async def test_encoded_traversal_and_bad_keys_are_invalid_key(api: Api, raw: str) -> None:
-    """Percent-encoded .., ., leading or doubled /, NUL, control characters and non-UTF-8 are 400 InvalidKey."""
+async def test_encoded_dot_segments_and_slashes_reach_the_store_literally(api: Api, raw: str, key: str) -> None:
+    """Percent-encoded '.' and '..' segments, a leading or doubled '/' and a trailing '/' name literal keys."""
+    await api.put("b", b"the other b")
+    assert (await api.put(raw, key.encode())).json()["key"] == key
+    assert (await api.get(raw)).content == key.encode()
+    assert sorted(await rows(api.store, "SELECT key FROM refs")) == sorted([("b",), (key,)])
+    assert (await api.get("b")).content == b"the other b"
+    assert (await api.http.delete(f"/v1/tenants/acme/objects/{raw}", headers=api.auth())).status_code == 204
+    assert await rows(api.store, "SELECT key FROM refs") == [("b",)]
+
+
+async def _raw_request(api: Api, method: str, target: str) -> tuple[int, str]:
+    """Send ``method target`` exactly as written (no client resolves its dot segments); the status and body."""
+    host, port = httpx.URL(api.url).host, httpx.URL(api.url).port
+    reader, writer = await asyncio.open_connection(host, port)
+    head = f"{method} {target} HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {api.token}\r\n"
+    writer.write(f"{head}content-length: 1\r\nconnection: close\r\n\r\nx".encode())
+    response = await reader.read()
+    writer.close()
+    status_line, _, rest = response.decode().partition("\r\n")
+    return int(status_line.split()[1]), rest.partition("\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize("raw", ["a/../b", "a/./b", "..", "./x", "a/.."])
+async def test_unencoded_dot_segments_are_refused_with_a_hint(api: Api, raw: str) -> None:
+    """A client that sends ``a/../b`` as is (most resolve it to ``b`` first) gets 400 InvalidKey saying to send
+    ``%2E``, whatever the method; nothing is stored, and ``b`` is untouched."""
+    await api.put("b", b"b")
+    for method in ("PUT", "GET", "DELETE"):
+        status, body = await _raw_request(api, method, f"/v1/tenants/acme/objects/{raw}")
+        assert (status, '"code":"InvalidKey"' in body, "%2E" in body) == (400, True, True)
+    assert await rows(api.store, "SELECT key FROM refs") == [("b",)]
+
+
+@pytest.mark.parametrize("raw", ["%00", "a/%ff", "a%0ab"])
+async def test_encoded_control_characters_and_non_utf8_are_invalid_key(api: Api, raw: str) -> None:
+    """Percent-encoded NUL, control characters and non-UTF-8 are 400 InvalidKey."""
     for method in ("PUT", "GET", "DELETE"):
         response = await api.http.request(method, f"/v1/tenants/acme/objects/{raw}", headers=api.auth())
         assert_problem(response, 400, "InvalidKey")

@@ -73,7 +73,7 @@ async def test_put_many_gives_each_item_the_outcome_its_single_put_would(
     path.write_bytes(b"from a file")
     outcomes = await acme.put_many(
         [
-            PutItem("/bad", b"x"),
+            PutItem("bad\x07", b"x"),
             PutItem("ok", b"fine", content_type="text/plain", metadata={"n": "1"}),
             PutItem("ok", b"again"),
             PutItem("exists", b"new", if_absent=True),
@@ -157,7 +157,7 @@ async def test_delete_many_and_stat_many_answer_per_key(store: BlobStore, connec
     stored = await acme.put("a", b"value", content_type="text/plain", metadata={"m": "1"})
     await acme.put("b", b"value")
     await store.tenant("other").put("theirs", b"secret")
-    stats = await acme.stat_many(["a", "theirs", "/bad", "a"])
+    stats = await acme.stat_many(["a", "theirs", "bad\x07", "a"])
     first = stats[0]
     assert isinstance(first, BlobInfo)
     assert (first.key, first.digest, first.size, first.content_type, first.metadata) == (
@@ -169,7 +169,7 @@ async def test_delete_many_and_stat_many_answer_per_key(store: BlobStore, connec
     )
     assert first.created_at == stored.created_at
     assert [type(outcome) for outcome in stats[1:]] == [NotFound, InvalidKey, BlobInfo]
-    deleted = await acme.delete_many(["a", "theirs", "a", "/bad", "b"])
+    deleted = await acme.delete_many(["a", "theirs", "a", "bad\x07", "b"])
     assert deleted[:3] == [True, False, False]
     assert isinstance(deleted[3], InvalidKey)
     assert deleted[4] is True

@@ -102,7 +102,7 @@ async def test_each_item_gets_the_error_its_single_put_would_raise_and_the_rest_
     await acme.put("exists", b"old")
     outcomes = await acme.put_many(
         [
-            PutItem("/bad", b"x"),
+            PutItem("bad\x07", b"x"),
             PutItem("ok", b"fine"),
             PutItem("ok", b"again"),
             PutItem("exists", b"new", if_absent=True),
@@ -186,7 +186,7 @@ async def test_delete_many_deletes_each_key_once_and_frees_quota(store: BlobStor
     for key in ("a", "b", "c"):
         await acme.put(key, b"shared")
     await store.tenant("other").put("a", b"other's")
-    outcomes = await acme.delete_many(["a", "missing", "a", "/bad", "b"])
+    outcomes = await acme.delete_many(["a", "missing", "a", "bad\x07", "b"])
     assert outcomes[:3] == [True, False, False]
     assert isinstance(outcomes[3], InvalidKey)
     assert outcomes[4] is True
@@ -206,7 +206,7 @@ async def test_stat_many_answers_per_key_and_never_shows_another_tenants_keys(st
     acme = store.tenant("acme")
     stored = await acme.put("a", b"value", content_type="text/plain")
     await store.tenant("other").put("theirs", b"secret")
-    outcomes = await acme.stat_many(["a", "theirs", "/bad", "a"])
+    outcomes = await acme.stat_many(["a", "theirs", "bad\x07", "a"])
     assert isinstance(outcomes[0], BlobInfo)
     assert (outcomes[0].key, outcomes[0].digest, outcomes[0].size) == ("a", stored.digest, 5)
     assert outcomes[0].content_type == "text/plain"

@@ -268,6 +268,49 @@ async def test_export_needs_a_prefix_that_ends_where_a_folder_does(store: BlobSt
     assert list((tmp_path / "dest").iterdir()) == []
 
 
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` by relative path (folders only as the paths of their files)."""
+    return {path.relative_to(root).as_posix(): path.read_bytes() for path in root.rglob("*") if path.is_file()}
+
+
+async def test_export_reports_keys_that_name_no_file_and_writes_nothing_outside_dest(
+    store: BlobStore, tmp_path: Path
+) -> None:
+    """Directory markers, a leading '/', and empty, '.' or '..' segments are reported, each with its reason;
+    the other keys are written, and nothing lands beside DEST."""
+    tenant = store.tenant("acme")
+    unsafe = ["photos/", "/lead", "a//b", "a/./b", "a/../b", ".", "..", "../escape", "x/..", "x/../../escape"]
+    for key in [*unsafe, "photos/a.jpg", "b", "x/y"]:
+        await tenant.put(key, key.encode())
+    outer = tmp_path / "outer"
+    dest = outer / "dest"
+    result = await export_tree(tenant, dest, await plan_export(tenant))
+    assert sorted(failure.path for failure in result.failures) == sorted(unsafe)
+    assert all("names no file" in failure.reason for failure in result.failures)
+    assert not any("prefix" in failure.reason for failure in result.failures)  # the prefix is not the problem
+    assert _tree(dest) == {"photos/a.jpg": b"photos/a.jpg", "b": b"b", "x/y": b"x/y"}
+    assert sorted(path.name for path in outer.iterdir()) == ["dest"]
+
+
+async def test_export_reports_a_key_that_collides_with_a_folder(store: BlobStore, tmp_path: Path) -> None:
+    """``a`` and ``a/b`` cannot both be files: one is written, the other reported (a file where a folder must be,
+    or a folder where the file must be); at any number of jobs, nothing is half-written."""
+    tenant = store.tenant("acme")
+    for key in ["a", "a/b", "c/d", "c"]:
+        await tenant.put(key, key.encode())
+    for jobs in (1, 4):
+        dest = tmp_path / f"dest-{jobs}"
+        result = await export_tree(tenant, dest, await plan_export(tenant), jobs=jobs)
+        failed = sorted(failure.path for failure in result.failures)
+        written = _tree(dest)
+        for pair in (["a", "a/b"], ["c", "c/d"]):
+            assert [key in written for key in pair].count(True) == 1
+            assert sorted(key for key in pair if key not in written) == [key for key in failed if key in pair]
+        assert all(data == name.encode() for name, data in written.items())
+        assert result.written == 2
+        assert not any(".part" in path.name for path in dest.rglob("*"))
+
+
 async def test_export_resumes_and_rewrites_a_file_that_differs(store: BlobStore, tmp_path: Path) -> None:
     """Files already there with the right digest are skipped; a damaged one is written again."""
     tenant = store.tenant("acme")
