@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -66,6 +67,15 @@ HANDLERS: dict[str, Callable[[Call], Awaitable[Response]]] = {
 _METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
 
 
+class _AnyPathConvertor(PathConvertor):
+    """Like ``path``, but across newlines too, so a key with a control character reaches the router (400)."""
+
+    regex = r"[\s\S]*"
+
+
+register_url_convertor("s3path", _AnyPathConvertor())
+
+
 def create_app(
     store: BlobStore | None = None,
     *,
@@ -103,7 +113,7 @@ def create_app(
         response.headers["x-amz-request-id"] = request_id
         return response
 
-    routes = [Route("/{path:path}", endpoint, methods=_METHODS)]
+    routes = [Route("/{path:s3path}", endpoint, methods=_METHODS)]
     return Starlette(routes=routes, lifespan=lifespan)
 
 

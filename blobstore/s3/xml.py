@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,11 +35,17 @@ def timestamp(moment: datetime) -> str:
 
 
 def error(code: str, message: str, resource: str, request_id: str) -> bytes:
-    """An ``Error`` document."""
+    """An ``Error`` document; the characters of ``resource`` (the path, which may hold any byte a client sent)
+    that XML 1.0 cannot carry are percent-encoded."""
     root = ET.Element("Error")
+    resource = _XML_UNWRITABLE.sub(lambda found: quote(found.group()), resource)
     for name, text in (("Code", code), ("Message", message), ("Resource", resource), ("RequestId", request_id)):
         _child(root, name, text)
     return _document(root)
+
+
+#: What XML 1.0 cannot hold: control characters but tab, newline and carriage return; surrogates; U+FFFE, U+FFFF.
+_XML_UNWRITABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _local(tag: str) -> str:
