@@ -19,12 +19,12 @@ from blobstore.s3.buckets import existing
 from blobstore.s3.call import Call
 from blobstore.s3.errors import S3Error, not_implemented
 from blobstore.s3.objects import (
-    _copy_source,
-    _etag,
-    _metadata,
-    _precondition_failed,
-    _tag_matches,
+    copy_source,
     copy_source_unmet,
+    etag_of,
+    metadata_of,
+    precondition_failed,
+    tag_matches,
 )
 
 #: Most parts (ListParts) and uploads (ListMultipartUploads) one page shows.
@@ -41,7 +41,7 @@ async def create_multipart_upload(call: Call) -> Response:
         bucket,
         call.key,
         content_type=call.headers.get("content-type"),
-        metadata=_metadata(call),
+        metadata=metadata_of(call),
     )
     return Response(xml.initiate_multipart_upload(bucket, call.key, upload.id), media_type=xml.CONTENT_TYPE)
 
@@ -63,7 +63,7 @@ async def upload_part_copy(call: Call) -> Response:
         raise S3Error("AccessDenied", "this access key lacks the 'read' scope a copy's source needs")
     bucket = await existing(call)
     number = _part_number(call)
-    source_bucket, source_key = _copy_source(call.headers["x-amz-copy-source"])
+    source_bucket, source_key = copy_source(call.headers["x-amz-copy-source"])
     if await buckets.find(call.store.core, call.tenant.name, source_bucket) is None:
         raise S3Error("NoSuchBucket", "the specified bucket does not exist")
     await call.body.whole()
@@ -71,8 +71,8 @@ async def upload_part_copy(call: Call) -> Response:
         source = await stack.enter_async_context(
             call.tenant.open(buckets.key_of(source_bucket, source_key), byte_range=_copy_range(call))
         )
-        if copy_source_unmet(call, source.info, await _etag(call, source.info)):
-            raise _precondition_failed()
+        if copy_source_unmet(call, source.info, await etag_of(call, source.info)):
+            raise precondition_failed()
         part = await multipart.upload_part(
             call.store.core, call.tenant.name, bucket, call.key, call.params["uploadId"], number, source
         )
@@ -191,6 +191,6 @@ async def _digest_matching(call: Call, bucket: str, if_match: str) -> str:
     """The digest of the object at the request's key if its ETag is one ``If-Match`` names; PreconditionFailed
     if it is another, NoSuchKey if there is none."""
     current = await call.tenant.stat(buckets.key_of(bucket, call.key))
-    if not _tag_matches(if_match, await _etag(call, current)):
-        raise _precondition_failed()
+    if not tag_matches(if_match, await etag_of(call, current)):
+        raise precondition_failed()
     return current.digest

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from blobstore import buckets
 from blobstore.asgi.responses import ClosingStreamingResponse
-from blobstore.errors import BlobStoreError, NotFound
+from blobstore.errors import BlobStoreError
 from blobstore.model.preconditions import parse_http_date
 from blobstore.model.ranges import ByteRange, parse_range
 from blobstore.model.results import BlobInfo
@@ -55,13 +55,13 @@ async def put_object(call: Call) -> Response:
     if_none_match, if_match = call.headers.get("if-none-match"), call.headers.get("if-match")
     if if_none_match is not None and if_none_match.strip() != "*":
         raise not_implemented("If-None-Match other than * on PutObject")
-    if if_none_match is not None and await _exists(call, key):  # refused before the body, as S3 does
-        raise _precondition_failed()
+    if if_none_match is not None and await call.tenant.exists(key):  # refused before the body, as S3 does
+        raise precondition_failed()
     expected = None
     if if_match is not None:
         current = await call.tenant.stat(key)
-        if not _tag_matches(if_match, await _etag(call, current)):
-            raise _precondition_failed()
+        if not tag_matches(if_match, await etag_of(call, current)):
+            raise precondition_failed()
         expected = current.digest
     allowance = await call.tenant.allowance(key, if_absent=if_none_match is not None)
     allowance.check(_declared_length(call))  # 403 QuotaExceeded from the headers alone, before a byte of the body
@@ -69,7 +69,7 @@ async def put_object(call: Call) -> Response:
         key,
         _within(call.body, allowance),
         content_type=call.headers.get("content-type"),
-        metadata=_metadata(call),
+        metadata=metadata_of(call),
         if_absent=if_none_match is not None,
         if_match=expected,
     )
@@ -81,14 +81,6 @@ async def put_object(call: Call) -> Response:
     checksum = (name.removeprefix(checksums.PREFIX), value)
     await buckets.record_etag(call.store.core, call.tenant.name, info.digest, etag, checksum)
     return Response(headers={"ETag": etag, name: value, "x-amz-checksum-type": "FULL_OBJECT"})
-
-
-async def _exists(call: Call, key: str) -> bool:
-    try:
-        await call.tenant.stat(key)
-    except NotFound:
-        return False
-    return True
 
 
 def _declared_length(call: Call) -> int:
@@ -119,15 +111,15 @@ async def copy_object(call: Call) -> Response:
     if "read" not in call.scopes:
         raise S3Error("AccessDenied", "this access key lacks the 'read' scope a copy's source needs")
     bucket = await existing(call)
-    source_bucket, source_key = _copy_source(call.headers["x-amz-copy-source"])
+    source_bucket, source_key = copy_source(call.headers["x-amz-copy-source"])
     if await buckets.find(call.store.core, call.tenant.name, source_bucket) is None:
         raise S3Error("NoSuchBucket", "the specified bucket does not exist")
     source = buckets.key_of(source_bucket, source_key)
     target = buckets.key_of(bucket, call.key)
     if any(name in call.headers for name in _COPY_CONDITIONS):
         current = await call.tenant.stat(source)
-        if copy_source_unmet(call, current, await _etag(call, current)):
-            raise _precondition_failed()
+        if copy_source_unmet(call, current, await etag_of(call, current)):
+            raise precondition_failed()
     directive = call.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive == "COPY" and source == target:
         raise S3Error(
@@ -140,7 +132,7 @@ async def copy_object(call: Call) -> Response:
     elif directive == "REPLACE":
         digest = (await call.tenant.stat(source)).digest
         info = await call.tenant.put(
-            target, digest=digest, content_type=call.headers.get("content-type"), metadata=_metadata(call)
+            target, digest=digest, content_type=call.headers.get("content-type"), metadata=metadata_of(call)
         )
     else:
         raise S3Error("InvalidArgument", "x-amz-metadata-directive must be COPY or REPLACE")
@@ -148,7 +140,7 @@ async def copy_object(call: Call) -> Response:
     return Response(xml.copy_result(etags[info.digest], info.created_at), media_type=xml.CONTENT_TYPE)
 
 
-def _copy_source(header: str) -> tuple[str, str]:
+def copy_source(header: str) -> tuple[str, str]:
     """(bucket, key) of an ``x-amz-copy-source`` header: ``[/]BUCKET/KEY``, percent-encoded, no version."""
     path, _, query = header.partition("?")
     bucket, _, key = unquote(path).removeprefix("/").partition("/")
@@ -159,7 +151,7 @@ def _copy_source(header: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _metadata(call: Call) -> dict[str, str]:
+def metadata_of(call: Call) -> dict[str, str]:
     """The request's ``x-amz-meta-*`` headers, by name without the prefix, their values read as signed
     (blobstore.s3.call.header_text: UTF-8 when they are)."""
     return {
@@ -213,7 +205,7 @@ def _unmet(call: Call, info: BlobInfo, etag: str) -> Response | None:
     304; None when all are."""
     unmet = _unmet_condition(call.headers, "", info, etag)
     if unmet == 412:
-        raise _precondition_failed()
+        raise precondition_failed()
     if unmet == 304:
         modified = info.created_at.replace(microsecond=0)
         return Response(
@@ -235,23 +227,25 @@ def _unmet_condition(headers: Mapping[str, str], prefix: str, info: BlobInfo, et
     modified = info.created_at.replace(microsecond=0)
     if_match, if_none_match = headers.get(prefix + "if-match"), headers.get(prefix + "if-none-match")
     if if_match is not None:
-        if not _tag_matches(if_match, etag):
+        if not tag_matches(if_match, etag):
             return 412
     elif (since := parse_http_date(headers.get(prefix + "if-unmodified-since"))) is not None and modified > since:
         return 412
     if if_none_match is not None:
-        unchanged = _tag_matches(if_none_match, etag)
+        unchanged = tag_matches(if_none_match, etag)
     else:
         since = parse_http_date(headers.get(prefix + "if-modified-since"))
         unchanged = since is not None and modified <= since
     return 304 if unchanged else None
 
 
-def _precondition_failed() -> S3Error:
+def precondition_failed() -> S3Error:
+    """The 412 of a condition not met (PutObject, CopyObject, UploadPartCopy, CompleteMultipartUpload)."""
     return S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
 
 
-def _tag_matches(header: str, etag: str) -> bool:
+def tag_matches(header: str, etag: str) -> bool:
+    """True if the If-Match / If-None-Match ``header`` (a list of ETags, weak or not, or ``*``) names ``etag``."""
     tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
     return "*" in tags or etag in tags or etag.strip('"') in tags
 
@@ -296,7 +290,7 @@ async def delete_objects(call: Call) -> Response:
     return Response(body, media_type=xml.CONTENT_TYPE)
 
 
-async def _etag(call: Call, info: BlobInfo) -> str:
+async def etag_of(call: Call, info: BlobInfo) -> str:
     """The S3 ETag of the caller's object ``info``."""
     return (await buckets.etags(call.store.core, call.tenant.name, [info.digest]))[info.digest]
 
@@ -315,7 +309,7 @@ async def _headers(call: Call, info: BlobInfo) -> dict[str, str]:
     return {
         "Content-Length": str(info.size),
         "Content-Type": info.content_type or DEFAULT_CONTENT_TYPE,
-        "ETag": await _etag(call, info),
+        "ETag": await etag_of(call, info),
         "Last-Modified": format_datetime(info.created_at, usegmt=True),
         "Accept-Ranges": "bytes",
         DIGEST_HEADER: info.digest,
