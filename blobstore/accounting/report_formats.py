@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 from rich.filesize import decimal as human_size
 
 from blobstore.accounting.pricing import GB, PriceList, decimal_text
+from blobstore.model.wording import counted
 
 if TYPE_CHECKING:  # light to import (the CLI reads FORMATS for --help); rich tables load when one is drawn
+    from rich.console import Group
     from rich.table import Table
 
     from blobstore.accounting.report import CostReport, Figures
@@ -107,46 +109,88 @@ def window_text(report: CostReport) -> str:
     return f"egress from {report.since.isoformat()} to {report.until.isoformat()}"
 
 
+#: The figures of a row, as the table's column headers, in order.
+FIGURE_NAMES = (
+    "objects",
+    "logical",
+    "unique",
+    "shared",
+    "attributed",
+    "saved",
+    "dedup",
+    "egress",
+    "storage/month",
+    "egress cost",
+    "total",
+)
+
+
 def render_table(report: CostReport, *, exact: bool = False) -> Table:
     """A rich table: one row per tenant, the store total, and a caption with prices and pending GC."""
     from rich import box
     from rich.table import Table
 
-    currency = report.pricing.currency
     table = Table(
-        title="Storage cost report" + (f" for tenant {report.tenant}" if report.tenant else ""),
-        caption=_caption(report, exact=exact),
-        caption_justify="left",
-        box=box.SIMPLE_HEAD,
+        title=_title(report), caption=_caption(report, exact=exact), caption_justify="left", box=box.SIMPLE_HEAD
     )
     table.add_column("tenant", no_wrap=True)
-    for header in ("objects", "logical", "unique", "shared", "attributed", "saved", "dedup", "egress"):
-        table.add_column(header, justify="right", no_wrap=True)
-    for header in ("storage/month", "egress cost", "total"):
-        table.add_column(header, justify="right", no_wrap=True)
-
-    def cells(name: str, row: Figures) -> list[str]:
-        return [
-            name,
-            f"{row.objects:,}",
-            *(
-                size_text(value, exact=exact)
-                for value in (row.logical_bytes, row.unique_bytes, row.shared_bytes, row.attributed_bytes)
-            ),
-            size_text(row.bytes_saved, exact=exact),
-            ratio_text(row.dedup_ratio),
-            size_text(row.egress_bytes, exact=exact),
-            money_text(row.storage_cost, currency),
-            money_text(row.egress_cost, currency),
-            money_text(row.total_cost, currency),
-        ]
-
+    for name in FIGURE_NAMES:
+        table.add_column(name, justify="right", no_wrap=True)
     for row in report.tenants:
-        table.add_row(*cells(row.tenant, row))
+        table.add_row(row.tenant, *_figures(row, report, exact=exact))
     table.add_section()
-    total = report.total
-    table.add_row(*cells(f"all {total.tenants} tenants", total), style="bold")
+    table.add_row(_total_name(report), *_figures(report.total, report, exact=exact), style="bold")
     return table
+
+
+def render_cards(report: CostReport, *, exact: bool = False) -> Group:
+    """The table's content for a narrow terminal: one block of ``figure  value`` lines per tenant and for the
+    total, each figure on its own line, then the caption."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    cards: list[Table | Text] = [Text(_title(report), style="bold")]
+    for name, row in _rows(report):
+        card = Table(
+            title=name, title_justify="left", title_style="bold", box=box.SIMPLE, show_header=False, pad_edge=False
+        )
+        card.add_column("figure", no_wrap=True)
+        card.add_column("value", justify="right", no_wrap=True)
+        for figure, value in zip(FIGURE_NAMES, _figures(row, report, exact=exact), strict=True):
+            card.add_row(figure, value)
+        cards.append(card)
+    cards.append(Text(_caption(report, exact=exact)))
+    return Group(*cards)
+
+
+def _title(report: CostReport) -> str:
+    return "Storage cost report" + (f" for tenant {report.tenant}" if report.tenant else "")
+
+
+def _rows(report: CostReport) -> list[tuple[str, Figures]]:
+    """(name, figures) of each tenant, then of the total."""
+    return [(row.tenant, row) for row in report.tenants] + [(_total_name(report), report.total)]
+
+
+def _total_name(report: CostReport) -> str:
+    return f"all {counted(report.total.tenants, 'tenant')}"
+
+
+def _figures(row: Figures, report: CostReport, *, exact: bool) -> list[str]:
+    """The row's figures as text, in the order of :data:`FIGURE_NAMES`."""
+    currency = report.pricing.currency
+    sizes = (row.logical_bytes, row.unique_bytes, row.shared_bytes, row.attributed_bytes, row.bytes_saved)
+    return [
+        f"{row.objects:,}",
+        *(size_text(value, exact=exact) for value in sizes),
+        ratio_text(row.dedup_ratio),
+        size_text(row.egress_bytes, exact=exact),
+        money_text(row.storage_cost, currency),
+        money_text(row.egress_cost, currency),
+        money_text(row.total_cost, currency),
+    ]
 
 
 def _caption(report: CostReport, *, exact: bool) -> str:
@@ -157,14 +201,10 @@ def _caption(report: CostReport, *, exact: bool) -> str:
 
     lines = [
         f"Prices {price_text(report.pricing)}; {window_text(report)}.",
-        f"Physical {sized(total.physical_bytes)} in {_blobs(total.blobs)}; "
-        f"pending GC {sized(total.pending_gc_bytes)} in {_blobs(total.pending_gc_blobs)} "
+        f"Physical {sized(total.physical_bytes)} in {counted(total.blobs, 'blob')}; "
+        f"pending GC {sized(total.pending_gc_bytes)} in {counted(total.pending_gc_blobs, 'blob')} "
         f"({money_text(total.pending_gc_cost, report.pricing.currency)}/month, included in the total).",
         "Attributed: each blob's size split evenly over its references; "
         "the remainder bytes go to the holder that became a tenant first.",
     ]
     return "\n".join(lines)
-
-
-def _blobs(count: int) -> str:
-    return f"{count:,} blob" + ("" if count == 1 else "s")

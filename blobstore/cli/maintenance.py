@@ -8,6 +8,7 @@ import click
 
 from blobstore.cli import output
 from blobstore.cli.app import common_options, options, run
+from blobstore.model.wording import counted
 
 if TYPE_CHECKING:  # the store loads when a command runs, not for --help
     from blobstore.maintenance.fsck import FsckReport
@@ -45,15 +46,23 @@ def gc(dry_run: bool) -> None:
     verb = "would reclaim" if dry_run else "reclaimed"
     abort = "would abort" if dry_run else "aborted"
     foreign = stats.foreign_objects + stats.foreign_uploads
-    left = f"; left {foreign} foreign objects and uploads alone" if foreign else ""
-    expired = stats.multipart_uploads_expired
-    if expired:
-        click.echo(f"{'would abort' if dry_run else 'aborted'} {expired} expired S3 multipart uploads")
+    foreign_text = counted(foreign, "foreign object and upload", "foreign objects and uploads")
+    left = f"; left {foreign_text} alone" if foreign else ""
+    if expired := stats.multipart_uploads_expired:
+        click.echo(f"{abort} {counted(expired, 'expired S3 multipart upload')}")
     click.echo(
-        f"{verb} {stats.blobs_reclaimed} blobs ({output.size_text(stats.bytes_reclaimed)}) and "
-        f"{stats.orphans_deleted} orphan objects ({output.size_text(stats.orphan_bytes)}); "
-        f"{abort} {stats.incomplete_uploads_aborted} incomplete uploads{left} in {stats.duration_seconds:.1f}s"
+        f"{verb} {counted(stats.blobs_reclaimed, 'blob')} ({output.size_text(stats.bytes_reclaimed)}) and "
+        f"{counted(stats.orphans_deleted, 'orphan object')} ({output.size_text(stats.orphan_bytes)}); "
+        f"{abort} {counted(stats.incomplete_uploads_aborted, 'incomplete upload')}{left} "
+        f"in {stats.duration_seconds:.1f}s"
     )
+    if stats.next_reclaimable_at is not None:
+        waits = "waits" if stats.blobs_waiting == 1 else "wait"
+        click.echo(
+            f"{counted(stats.blobs_waiting, 'unreferenced blob')} ({output.size_text(stats.bytes_waiting)}) {waits} "
+            f"out the grace period (BLOBSTORE_GC_GRACE), the first reclaimable from "
+            f"{output.time_text(stats.next_reclaimable_at)}"
+        )
 
 
 @click.command(short_help="Check that the database and storage agree.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from blobstore.accounting.pricing import PRESETS, price_list
-from blobstore.accounting.report_formats import FORMATS, render_csv, render_json, render_table
+from blobstore.accounting.report_formats import FORMATS, render_cards, render_csv, render_json, render_table
 from blobstore.cli.app import common_options, options, run
 from blobstore.model.keys import validate_tenant
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:  # the store and the report load when the command runs, not fo
 
 #: Width of the table when stdout is not a terminal (a file or a pipe): wide enough never to wrap.
 PIPE_WIDTH = 200
+#: A width no table reaches: to measure the table's natural width.
+UNBOUNDED = 10_000
 
 
 def _tenant(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -96,8 +99,10 @@ def report(
 
 
 def _print_table(result: CostReport, *, exact: bool, target: str | None) -> None:
-    """The rich table on stdout (never wrapped when piped), or as plain text into ``target``."""
+    """The rich table on stdout, or as plain text into ``target``; where the table is wider than the output
+    (a terminal, or ``COLUMNS``), the same figures as one block per tenant instead."""
     from rich.console import Console
+    from rich.measure import Measurement
 
     if target is not None:
         with Path(target).open("w", encoding="utf-8") as file:
@@ -106,8 +111,18 @@ def _print_table(result: CostReport, *, exact: bool, target: str | None) -> None
         return
     console = Console(file=sys.stdout)
     if not console.is_terminal:
-        console = Console(file=sys.stdout, width=PIPE_WIDTH, color_system=None)
-    console.print(render_table(result, exact=exact))
+        console = Console(file=sys.stdout, width=_columns() or PIPE_WIDTH, color_system=None)
+    table = render_table(result, exact=exact)
+    if Measurement.get(console, console.options.update(max_width=UNBOUNDED), table).maximum > console.width:
+        console.print(render_cards(result, exact=exact))
+    else:
+        console.print(table)
+
+
+def _columns() -> int | None:
+    """The width ``COLUMNS`` asks for, if it is set to a number."""
+    value = os.environ.get("COLUMNS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 COMMANDS = [report]

@@ -25,6 +25,16 @@ uploads = tables["multipart_uploads"]
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """Unreferenced blobs still inside the grace period: how many, their bytes, and the earliest moment one
+    became unreferenced (None when there are none)."""
+
+    blobs: int
+    size: int
+    first_unreferenced: datetime | None
+
+
+@dataclass(frozen=True)
 class Reclaimable:
     """A blob GC may reclaim, and why: ``unreferenced``, ``abandoned-upload`` or ``tombstoned``."""
 
@@ -60,6 +70,15 @@ async def find_reclaimable(
     )
     labels = {LIVE: "unreferenced", UPLOADING: "abandoned-upload", DELETING: "tombstoned"}
     return [Reclaimable(row[0], row[1], row[2], labels[row[3]]) for row in await conn.execute(reason)]
+
+
+async def waiting_for_grace(conn: AsyncConnection, cutoff: datetime) -> Waiting:
+    """The live blobs unreferenced since ``cutoff`` or later: GC reclaims them once the grace period has passed."""
+    query = select(func.count(), func.coalesce(func.sum(blobs.c.size), 0), func.min(blobs.c.unreferenced_since)).where(
+        blobs.c.state == LIVE, blobs.c.refcount == 0, blobs.c.unreferenced_since >= cutoff
+    )
+    count, size, first = (await conn.execute(query)).one()
+    return Waiting(count, int(size), first)  # PostgreSQL sums bigints as numeric
 
 
 async def tombstone(

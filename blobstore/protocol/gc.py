@@ -81,10 +81,17 @@ class GcStats:
     incomplete_uploads_aborted: int = 0
     foreign_objects: int = 0
     foreign_uploads: int = 0
+    #: Unreferenced blobs (and their bytes) inside the grace period, left for a later run.
+    blobs_waiting: int = 0
+    bytes_waiting: int = 0
+    #: When the first of them becomes reclaimable; None when none waits.
+    next_reclaimable_at: datetime | None = None
     duration_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        values["next_reclaimable_at"] = self.next_reclaimable_at and self.next_reclaimable_at.isoformat()
+        return values
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,7 @@ async def gc(
     )
     await _expire_multipart_uploads(run)
     await _sweep_blobs(run)
+    await _count_waiting(run)
     await _sweep_orphans(run)
     await _sweep_uploads(run)
     run.stats.duration_seconds = time.monotonic() - started
@@ -163,6 +171,14 @@ async def _sweep_blobs(run: _Run) -> None:
         run.stats.blobs_reclaimed += len(done)
         run.stats.bytes_reclaimed += sum(blob.size for blob in done)
         run.progress("reclaiming blobs", len(batch), None)
+
+
+async def _count_waiting(run: _Run) -> None:
+    """Count what the grace period still protects, and when the first of it becomes reclaimable."""
+    waiting = await run.core.database.read(partial(maintenance.waiting_for_grace, cutoff=run.cutoff))
+    run.stats.blobs_waiting, run.stats.bytes_waiting = waiting.blobs, waiting.size
+    if waiting.first_unreferenced is not None:
+        run.stats.next_reclaimable_at = waiting.first_unreferenced + (run.now - run.cutoff)
 
 
 async def _reclaim(run: _Run, blob_ids: list[int]) -> list[maintenance.Reclaimable]:

@@ -46,7 +46,7 @@ def test_gc_dry_run_lists_the_plan_and_deletes_nothing(bs: Callable[..., Run], d
     text = bs("gc", "--dry-run", grace="0").ok().stdout
     assert "would delete data/" in text
     assert "(unreferenced)" in text
-    assert "would reclaim 1 blobs (1.0 kB)" in text
+    assert "would reclaim 1 blob (1.0 kB)" in text
     plan = json.loads(bs("gc", "--dry-run", "--json", grace="0").ok().stdout)
     assert (plan["dry_run"], plan["blobs_reclaimed"], plan["bytes_reclaimed"]) == (True, 1, 1000)
     assert len(objects_under(deleted_blob)) == 1

@@ -1,0 +1,79 @@
+"""What a newcomer meets first (issue 23), through a real ``blobstore`` process: the report at 80 columns and
+a dry-run GC that explains the grace period."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli_helpers import run_process
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+def _put(home: Path, tmp_path: Path, tenant: str, key: str, data: bytes) -> None:
+    source = tmp_path / f"{tenant}-{key}.bin"
+    source.write_bytes(data)
+    run_process(["put", tenant, key, str(source)], home=home).ok()
+
+
+def test_report_fits_80_columns_and_shows_every_number(home: Path, tmp_path: Path) -> None:
+    """At COLUMNS=80 the report has no line over 80 characters and no figure cut to an ellipsis."""
+    _put(home, tmp_path, "acme", "a", b"a" * 123_456)
+    _put(home, tmp_path, "globex-international", "b", b"a" * 123_456)
+    text = run_process(["report"], home=home, env={"COLUMNS": "80"}).ok().stdout
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert "…" not in text
+    for figure in ("acme", "globex-international", "123.5 kB", "all 2 tenants", "$0.00"):
+        assert figure in text, figure
+
+
+def test_report_keeps_the_wide_table_where_it_fits(home: Path, tmp_path: Path) -> None:
+    """With room for it (a pipe, 200 columns), the report is the one-row-per-tenant table."""
+    _put(home, tmp_path, "acme", "a", b"a" * 1000)
+    text = run_process(["report"], home=home).ok().stdout
+    header = next(line for line in text.splitlines() if "tenant" in line and "logical" in line)
+    assert "attributed" in header
+    assert "egress cost" in header
+
+
+def test_report_says_all_1_tenant_in_the_singular(home: Path, tmp_path: Path) -> None:
+    _put(home, tmp_path, "acme", "a", b"a" * 10)
+    text = run_process(["report"], home=home).ok().stdout
+    assert re.search(r"^ *all 1 tenant +1 ", text, re.MULTILINE), text
+
+
+def test_gc_dry_run_shows_what_waits_out_the_grace_period(home: Path, tmp_path: Path) -> None:
+    """After a delete within the grace period, a dry run says one blob (and its bytes) waits, and from when it
+    becomes reclaimable; the JSON carries the same figures."""
+    _put(home, tmp_path, "acme", "k", b"v" * 1000)
+    run_process(["rm", "acme", "k"], home=home).ok()
+    text = run_process(["gc", "--dry-run"], home=home).ok().stdout
+    assert "would reclaim 0 blobs (0 bytes)" in text
+    assert "1 unreferenced blob (1.0 kB) waits out the grace period" in text
+    assert "reclaimable from " in text
+    plan = json.loads(run_process(["gc", "--dry-run", "--json"], home=home).ok().stdout)
+    assert (plan["blobs_waiting"], plan["bytes_waiting"]) == (1, 1000)
+    assert plan["next_reclaimable_at"] is not None
+
+
+def test_gc_says_nothing_waits_when_nothing_does(home: Path, tmp_path: Path) -> None:
+    _put(home, tmp_path, "acme", "k", b"v" * 1000)
+    text = run_process(["gc", "--dry-run"], home=home).ok().stdout
+    assert "waits out the grace period" not in text
+    plan = json.loads(run_process(["gc", "--dry-run", "--json"], home=home).ok().stdout)
+    assert (plan["blobs_waiting"], plan["bytes_waiting"], plan["next_reclaimable_at"]) == (0, 0, None)
+
+
+def test_gc_counts_in_the_singular(home: Path, tmp_path: Path) -> None:
+    _put(home, tmp_path, "acme", "k", b"v" * 1000)
+    run_process(["rm", "acme", "k"], home=home).ok()
+    text = run_process(["gc", "--dry-run"], home=home, env={"BLOBSTORE_GC_GRACE": "0"}).ok().stdout
+    assert "would reclaim 1 blob (1.0 kB)" in text
+    assert "1 blobs" not in text
