@@ -10,7 +10,7 @@ import click
 from blobstore.auth import access_keys
 from blobstore.cli import output
 from blobstore.cli.app import common_options, options, run, tenant_argument
-from blobstore.cli.credentials import echo_credentials, new_credential_options
+from blobstore.cli.credentials import echo_credentials, new_credential_options, revoke_credential
 
 if TYPE_CHECKING:  # the store loads when a command runs, not for --help
     from blobstore.store import BlobStore
@@ -55,11 +55,7 @@ def ls(tenant: str | None) -> None:
 @common_options
 def revoke(key_id: str) -> None:
     """Revoke an access key by its id (see `access-key ls`); every server refuses it from the next request on."""
-    info = run(lambda store: access_keys.revoke(store.core, key_id))
-    if options().json:
-        output.echo_json(info.to_dict())
-        return
-    click.echo(f"revoked {info.id} ({info.tenant})")
+    revoke_credential(lambda core: access_keys.revoke(core, key_id))
 
 
 COMMANDS = [access_key]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -11,10 +11,12 @@ import click
 
 from blobstore.auth import tokens
 from blobstore.cli import output
-from blobstore.cli.app import options
+from blobstore.cli.app import options, run
 
 if TYPE_CHECKING:
     from blobstore.auth.tokens import TokenInfo
+    from blobstore.core.context import Core
+    from blobstore.store import BlobStore
 
 _DURATION = re.compile(r"([1-9][0-9]{0,6})([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -62,6 +64,22 @@ def new_credential_options(allowed: tuple[str, ...], default: Sequence[str]) -> 
         return command
 
     return decorate
+
+
+def revoke_credential(revoke: Callable[[Core], Awaitable[TokenInfo]]) -> None:
+    """Run ``revoke`` on the store and say what it did: revoked now, or (changing nothing) revoked before."""
+
+    async def work(store: BlobStore) -> tuple[TokenInfo, datetime]:
+        started = store.core.clock()
+        return await revoke(store.core), started
+
+    info, started = run(work)
+    if options().json:
+        output.echo_json(info.to_dict())
+    elif info.revoked_at is not None and info.revoked_at < started:
+        click.echo(f"{info.id} ({info.tenant}) was already revoked at {output.time_text(info.revoked_at)} UTC")
+    else:
+        click.echo(f"revoked {info.id} ({info.tenant})")
 
 
 def echo_credentials(found: Sequence[TokenInfo]) -> None:

@@ -7,7 +7,7 @@ import os
 import stat as statmod
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -142,6 +142,7 @@ def _size_of(path: Path) -> int | None:
 
 def _put_tree(tenant: str, root: Path, prefix: str, how: _PutOptions) -> None:
     files = [(path, validate_key(prefix + path.relative_to(root).as_posix()), size) for path, size in _walk(root)]
+    files.sort(key=lambda file: file[1])  # stored and printed in key order, as ls lists them
     total = sum(size for _, _, size in files)
 
     async def work(handle: TenantAPI) -> list[BlobInfo]:
@@ -167,16 +168,15 @@ def _put_tree(tenant: str, root: Path, prefix: str, how: _PutOptions) -> None:
 
 
 def _walk(root: Path) -> Iterator[tuple[Path, int]]:
-    """Every regular file under ``root`` with its size, in a stable order; symlinks are skipped."""
+    """Every regular file under ``root`` with its size; symlinks are skipped."""
     if not root.is_dir():
         raise click.ClickException(f"{root}: {'not a directory' if root.exists() else 'no such directory'}")
 
     def fail(exc: OSError) -> None:
         raise exc
 
-    for directory, subdirectories, names in os.walk(root, onerror=fail):
-        subdirectories.sort()
-        for name in sorted(names):
+    for directory, _subdirectories, names in os.walk(root, onerror=fail):
+        for name in names:
             path = Path(directory, name)
             info = path.lstat()
             if statmod.S_ISREG(info.st_mode):
@@ -274,27 +274,30 @@ def ls(tenant: str, prefix: str, limit: int | None) -> None:
     """
     as_json = options().json
 
-    async def work(handle: TenantAPI) -> None:
+    async def work(handle: TenantAPI) -> str | None:
         with output.listing(as_json=as_json) as show:
-            async for info in _follow(handle, prefix, limit):
-                show(info)
+            return await _follow(handle, prefix, limit, show)
 
-    on_tenant(tenant, work)
+    if (last := on_tenant(tenant, work)) is not None and not as_json:
+        click.echo(f"more keys follow {last!r}: raise --limit to list them", err=True)
 
 
-async def _follow(tenant: TenantAPI, prefix: str, limit: int | None) -> AsyncIterator[BlobInfo]:
-    """Follow the pages of a listing until ``limit`` keys or its end."""
+async def _follow(tenant: TenantAPI, prefix: str, limit: int | None, show: Callable[[BlobInfo], None]) -> str | None:
+    """Show the keys of a listing, page by page, until ``limit`` keys or its end; the last key shown if the
+    limit stopped it before the end, else None."""
     after: str | None = None
     remaining = limit
-    while remaining is None or remaining > 0:
+    while True:
         page = await tenant.list(prefix, limit=min(LIST_PAGE, remaining or LIST_PAGE), after=after)
         for info in page:
-            yield info
+            show(info)
+        if page.next_after is None:
+            return None
+        after = page.next_after
         if remaining is not None:
             remaining -= len(page)
-        if page.next_after is None:
-            return
-        after = page.next_after
+            if remaining == 0:
+                return after if await tenant.list(prefix, limit=1, after=after) else None
 
 
 @click.command()

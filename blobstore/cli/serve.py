@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -144,6 +145,9 @@ def serve(
         """Opening the store proves the configuration (and migrates the embedded database) before any worker starts."""
 
     run(check)
+    _require_free(host, port, "--port")
+    if s3_port is not None:
+        _require_free(host, s3_port, "--s3-port")
     os.environ["BLOBSTORE_DATABASE_URL"] = settings.database_url
     os.environ["BLOBSTORE_STORAGE_URL"] = settings.storage_url
     os.environ[CORS_ORIGINS] = ",".join(cors_origins)
@@ -180,6 +184,22 @@ def serve(
         import asyncio  # not for --help
 
         asyncio.run(_serve_both(settings, common, port, s3_port, body_timeout))
+
+
+def _require_free(host: str, port: int, option: str) -> None:
+    """ConfigurationError, in one line, if ``host:port`` cannot be listened on (another process holds it, say);
+    binding as uvicorn will (address reuse on), so a port only in TIME_WAIT passes. Port 0 (any) always passes."""
+    if port == 0:
+        return
+    try:
+        with socket.create_server((host, port), family=_family(host)):
+            pass
+    except OSError as exc:
+        raise ConfigurationError(f"{option}: cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 async def _serve_both(settings: Settings, common: dict[str, Any], port: int, s3_port: int, body_timeout: float) -> None:

@@ -13,6 +13,7 @@ from blobstore import transfer
 from blobstore.accounting.pricing import PRESETS
 from blobstore.cli import output
 from blobstore.cli.app import common_options, options, run, tenant_argument
+from blobstore.model.wording import counted
 from blobstore.transfer.formats import FORMATS, render_html, render_json, render_table
 
 if TYPE_CHECKING:  # the store and the transfers load when a command runs, not for --help
@@ -102,8 +103,8 @@ def import_(
         output.echo_json(result.to_dict())
     else:
         click.echo(
-            f"imported {_files(result.imported)}, {output.size_text(result.imported_bytes)} "
-            f"({result.deduplicated:,} deduplicated); skipped {_files(result.skipped)} already imported"
+            f"imported {counted(result.imported, 'file')}, {output.size_text(result.imported_bytes)} "
+            f"({result.deduplicated:,} deduplicated); skipped {counted(result.skipped, 'file')} already imported"
             + (f"; {result.excluded:,} left out by --include/--exclude" if result.excluded else "")
         )
         _echo_failures(result.failures)
@@ -155,6 +156,8 @@ def export(tenant: str, dest: str, prefix: str, jobs: int) -> None:
     async def work(store: BlobStore) -> ExportResult:
         handle = store.tenant(tenant)
         plan = await transfer.plan_export(handle, prefix)
+        if not plan:
+            raise click.ClickException(f"nothing to export: tenant {tenant} has no keys under {prefix!r}")
         total = sum(info.size for info in plan)
         with output.transfer_progress(f"export {tenant}", total, files=len(plan)) as advance:
             return await transfer.export_tree(handle, Path(dest), plan, prefix=prefix, jobs=jobs, progress=advance)
@@ -164,15 +167,11 @@ def export(tenant: str, dest: str, prefix: str, jobs: int) -> None:
         output.echo_json(result.to_dict())
     else:
         click.echo(
-            f"exported {_files(result.written)}, {output.size_text(result.written_bytes)} to {dest}; "
-            f"skipped {_files(result.skipped)} already there"
+            f"exported {counted(result.written, 'file')}, {output.size_text(result.written_bytes)} to {dest}; "
+            f"skipped {counted(result.skipped, 'file')} already there"
         )
         _echo_failures(result.failures)
     _fail_if_any(result.failures, "exported")
-
-
-def _files(count: int) -> str:
-    return f"{count:,} file" + ("" if count == 1 else "s")
 
 
 def _echo_failures(failures: list[Failure]) -> None:
@@ -182,7 +181,7 @@ def _echo_failures(failures: list[Failure]) -> None:
 
 def _fail_if_any(failures: list[Failure], verb: str) -> None:
     if failures:
-        raise click.ClickException(f"{_files(len(failures))} could not be {verb} (listed above)")
+        raise click.ClickException(f"{counted(len(failures), 'file')} could not be {verb} (listed above)")
 
 
 COMMANDS = [import_, export]

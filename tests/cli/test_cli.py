@@ -165,7 +165,7 @@ def test_put_if_absent_refuses_an_existing_key(bs: Callable[..., Run], files: Pa
 def test_put_recursive_stores_every_regular_file_under_the_prefix(bs: Callable[..., Run], files: Path) -> None:
     """``put --recursive DIR --prefix P`` stores key P + relative posix path per regular file, skipping symlinks."""
     result = json.loads(bs("put", "acme", "--recursive", str(files / "site"), "--prefix", "www/", "--json").ok().stdout)
-    assert [item["key"] for item in result] == ["www/index.html", "www/css/main.css"]
+    assert [item["key"] for item in result] == ["www/css/main.css", "www/index.html"]  # in key order
     assert {item["size"] for item in result} == {11, 5}
     assert bs("get", "acme", "www/css/main.css").ok().stdout == "h1 {}"
     assert bs("ls", "acme").ok().stdout.count("\n") == 2
@@ -174,7 +174,7 @@ def test_put_recursive_stores_every_regular_file_under_the_prefix(bs: Callable[.
 def test_put_recursive_human_output_ends_with_a_summary(bs: Callable[..., Run], files: Path) -> None:
     """Human ``put --recursive`` prints a line per file and a summary."""
     lines = bs("put", "acme", "-r", str(files / "site")).ok().stdout.splitlines()
-    assert lines[0].startswith("put acme/index.html")
+    assert lines[0].startswith("put acme/css/main.css")
     assert lines[-1] == "put 2 files, 16 bytes (0 deduplicated)"
 
 
@@ -537,7 +537,7 @@ def test_progress_goes_to_a_terminal_stderr_never_to_stdout(home: Path, files: P
     finally:
         os.close(controller)
     assert result.code == 0
-    assert [item["key"] for item in json.loads(result.stdout)] == ["index.html", "css/main.css"]
+    assert [item["key"] for item in json.loads(result.stdout)] == ["css/main.css", "index.html"]
     assert b"files" in drawn
     assert b"\x1b[" not in result.stdout_bytes
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ def home(tmp_path: Path) -> Path:
 
 
 def _put(home: Path, tmp_path: Path, tenant: str, key: str, data: bytes) -> None:
-    source = tmp_path / f"{tenant}-{key}.bin"
+    source = tmp_path / f"{tenant}-{key.replace('/', '_')}.bin"
     source.write_bytes(data)
     run_process(["put", tenant, key, str(source)], home=home).ok()
 
@@ -77,3 +78,53 @@ def test_gc_counts_in_the_singular(home: Path, tmp_path: Path) -> None:
     text = run_process(["gc", "--dry-run"], home=home, env={"BLOBSTORE_GC_GRACE": "0"}).ok().stdout
     assert "would reclaim 1 blob (1.0 kB)" in text
     assert "1 blobs" not in text
+
+
+def test_ls_with_a_limit_says_when_more_keys_follow(home: Path, tmp_path: Path) -> None:
+    """``ls --limit`` stops early and says so on stderr (human output; --json stays quiet); at the end, no hint."""
+    for key in ("a", "b", "c"):
+        _put(home, tmp_path, "acme", key, key.encode())
+    cut = run_process(["ls", "acme", "--limit", "2"], home=home)
+    assert cut.code == 0
+    assert [line.split()[-1] for line in cut.stdout.splitlines()] == ["a", "b"]
+    assert "more keys follow" in cut.stderr
+    run_process(["ls", "acme", "--limit", "3"], home=home).ok()
+    run_process(["ls", "acme", "--limit", "2", "--json"], home=home).ok()
+
+
+def test_export_of_a_prefix_without_keys_fails_and_says_so(home: Path, tmp_path: Path) -> None:
+    _put(home, tmp_path, "acme", "uploads/a", b"a")
+    run_process(["export", "acme", str(tmp_path / "out"), "--prefix", "nothing/"], home=home).failed(
+        "nothing to export", "no keys under 'nothing/'"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_put_recursive_stores_files_in_key_order(home: Path, tmp_path: Path) -> None:
+    """Files are stored (and printed) in code-point order of their keys, not in directory-walk order."""
+    tree = tmp_path / "tree"
+    for name in ("z.txt", "a/b.txt", "a/c/d.txt", "B.txt"):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_bytes(name.encode())
+    text = run_process(["put", "acme", "--recursive", str(tree)], home=home).ok().stdout
+    stored = [line.split()[1] for line in text.splitlines() if line.startswith("put acme/")]
+    assert stored == sorted(stored)
+    assert len(stored) == 4
+
+
+def test_revoking_a_revoked_token_says_it_already_was(home: Path) -> None:
+    created = json.loads(run_process(["token", "create", "acme", "--json"], home=home).ok().stdout)
+    first = run_process(["token", "revoke", created["id"]], home=home).ok().stdout
+    assert first.startswith(f"revoked {created['id']} (acme)")
+    again = run_process(["token", "revoke", created["id"]], home=home).ok().stdout
+    assert again.startswith(f"{created['id']} (acme) was already revoked at ")
+
+
+def test_serve_on_a_busy_port_fails_in_one_line(home: Path) -> None:
+    """A port another process holds: one line naming the option and the address, exit 1, no uvicorn log."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_process(["serve", "--port", str(port)], home=home)
+    done.failed(f"--port: cannot listen on 127.0.0.1:{port}", "in use")
