@@ -321,7 +321,8 @@ class BlobClient:
         try:
             return await self._http.send(request, stream=stream)
         except httpx.TransportError as exc:
-            raise StorageUnavailable(f"cannot reach the blobstore server: {exc!r}") from exc
+            reason = str(exc) or type(exc).__name__
+            raise StorageUnavailable(f"cannot reach the blobstore server at {request.url}: {reason}") from exc
 
 
 def _check_batch(items: Iterable[Any]) -> builtins.list[Any]:

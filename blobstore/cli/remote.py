@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
 from blobstore.cli.app import run, run_async
-from blobstore.errors import ConfigurationError, Forbidden
+from blobstore.errors import ConfigurationError, Forbidden, StorageUnavailable
 
 if TYPE_CHECKING:
     from blobstore.contract import TenantAPI
@@ -50,9 +52,18 @@ def remote_options(command: F) -> F:
     )(command)
 
 
-def server() -> tuple[str, str] | None:
-    """The server URL and token the options or environment name, or None for local mode; ConfigurationError
-    if only one of the two is given."""
+@dataclass(frozen=True)
+class Remote:
+    """The server a command talks to, and where its URL came from (``--server`` or the variable)."""
+
+    url: str
+    token: str
+    source: str
+
+
+def server() -> Remote | None:
+    """The server the options or environment name, or None for local mode; ConfigurationError if only one of
+    URL and token is given, or the URL is not an http(s) URL."""
     given = click.get_current_context().meta.get(_GIVEN, {})
     url = given.get("server") or os.environ.get(SERVER_URL) or None
     token = given.get("token") or os.environ.get(TOKEN) or None
@@ -61,7 +72,13 @@ def server() -> tuple[str, str] | None:
     if url is None or token is None:
         missing = SERVER_URL if url is None else TOKEN
         raise ConfigurationError(f"{missing} is not set: remote mode needs both {SERVER_URL} and {TOKEN}")
-    return url, token
+    source = "--server" if given.get("server") else SERVER_URL
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigurationError(
+            f"{source}: {url!r} is not a server URL: give the scheme and host, e.g. http://127.0.0.1:8080"
+        )
+    return Remote(url, token, source)
 
 
 def on_tenant(tenant: str, work: Callable[[TenantAPI], Awaitable[T]]) -> T:
@@ -69,14 +86,22 @@ def on_tenant(tenant: str, work: Callable[[TenantAPI], Awaitable[T]]) -> T:
     target = server()
     if target is None:
         return run(lambda store: work(store.tenant(tenant)))
-    url, token = target
 
     async def remote() -> T:
+        import httpx
+
         from blobstore.client import BlobClient
 
-        async with BlobClient(url, token) as client:
-            if client.name != tenant:
-                raise Forbidden(f"{TOKEN} is a token of tenant {client.name!r}, not {tenant!r}")
-            return await work(client)
+        try:
+            async with BlobClient(target.url, target.token) as client:
+                if client.name != tenant:
+                    raise Forbidden(f"{TOKEN} is a token of tenant {client.name!r}, not {tenant!r}")
+                return await work(client)
+        except StorageUnavailable as exc:
+            if not isinstance(exc.__cause__, httpx.TransportError):
+                raise  # the server answered: its storage is unavailable
+            raise StorageUnavailable(
+                f"{exc} (the URL is from {target.source}): check that `blobstore serve` runs there"
+            ) from exc.__cause__
 
     return run_async(remote)

@@ -61,9 +61,11 @@ async def _settle(database: Database, storage: ObjectStorage) -> str:
             f"blobstore {storage_id}; point blobstore at that store's database"
         )
     if db_id is not None and await database.read(catalog.blob_count) > 0:
+        missing = await storage.missing_location()
+        found = missing or f"{storage.url} has no blobstore marker"
         raise ConfigurationError(
-            f"BLOBSTORE_STORAGE_URL: {storage.url} has no blobstore marker but the database "
-            f"references objects; point blobstore at that store's storage"
+            f"BLOBSTORE_STORAGE_URL: {found}, but the database references objects stored there; "
+            f"point blobstore at that store's storage"
         )
     await _refuse_occupied(storage)
     # A new store: the database settles the id (the first writer wins), then the storage marker is

@@ -171,6 +171,11 @@ class ObjectStorage(abc.ABC):
         del name
         return None
 
+    async def missing_location(self) -> str | None:
+        """What is missing if the location itself does not exist (a local directory that is not there), for
+        an error message; None where it exists or the backend cannot tell."""
+        return None
+
     async def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections and clients; the backend is unusable afterwards."""
 

@@ -340,6 +340,11 @@ class LocalStorage(ObjectStorage):
         with self._translated():
             await asyncio.to_thread((self._tmp / upload.handle).unlink, missing_ok=True)
 
+    async def missing_location(self) -> str | None:
+        """``the directory ROOT does not exist`` when it does not."""
+        exists = await asyncio.to_thread(self.root.exists)
+        return None if exists else f"the directory {self.root} does not exist"
+
     async def enclosing_object(self, name: str) -> str | None:
         """The nearest parent directory of the root holding a file called ``name``."""
         for parent in self.root.parents:

@@ -126,6 +126,9 @@ class TimedStorage(ObjectStorage):
         with self._timed("enclosing_object"):
             return await self.inner.enclosing_object(name)
 
+    async def missing_location(self) -> str | None:
+        return await self.inner.missing_location()
+
     async def close(self) -> None:
         await self.inner.close()
 

@@ -250,6 +250,9 @@ class FaultyStorage(ObjectStorage):
         self._leave(fault)
         return found
 
+    async def missing_location(self) -> str | None:
+        return await self.inner.missing_location()
+
     async def close(self) -> None:
         await self.inner.close()
 

@@ -128,3 +128,37 @@ def test_serve_on_a_busy_port_fails_in_one_line(home: Path) -> None:
         port = taken.getsockname()[1]
         done = run_process(["serve", "--port", str(port)], home=home)
     done.failed(f"--port: cannot listen on 127.0.0.1:{port}", "in use")
+
+
+_TOKEN = "bst~acme~0123456789abcdef~" + "a" * 43
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_an_unreachable_server_is_named_with_the_variable_it_came_from(home: Path) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    run_process(["ls", "acme"], home=home, env={"BLOBSTORE_SERVER_URL": url, "BLOBSTORE_TOKEN": _TOKEN}).failed(
+        f"cannot reach the blobstore server at {url}/", "from BLOBSTORE_SERVER_URL", "blobstore serve"
+    )
+    run_process(["ls", "acme", "--server", url, "--token", _TOKEN], home=home).failed("from --server")
+    assert not home.exists()  # remote mode never opens a local store
+
+
+def test_a_server_url_without_a_scheme_says_what_to_give(home: Path) -> None:
+    env = {"BLOBSTORE_SERVER_URL": "127.0.0.1:8080", "BLOBSTORE_TOKEN": _TOKEN}
+    run_process(["ls", "acme"], home=home, env=env).failed(
+        "BLOBSTORE_SERVER_URL", "'127.0.0.1:8080' is not a server URL", "http://"
+    )
+
+
+def test_a_storage_directory_that_does_not_exist_is_named_as_such(home: Path, tmp_path: Path) -> None:
+    """A database that references objects, pointed at a directory that is not there: the error says so."""
+    _put(home, tmp_path, "acme", "k", b"v")
+    gone = tmp_path / "no-such-dir"
+    run_process(["ls", "acme"], home=home, env={"BLOBSTORE_STORAGE_URL": gone.as_uri()}).failed(
+        f"the directory {gone} does not exist", "BLOBSTORE_STORAGE_URL"
+    )

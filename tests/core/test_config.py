@@ -316,9 +316,11 @@ async def test_a_fresh_database_refuses_storage_of_an_existing_store(tmp_path: P
 
 
 async def test_a_database_with_blobs_refuses_empty_storage(tmp_path: Path) -> None:
-    """A database that references objects, pointed at storage without a marker, raises ConfigurationError."""
+    """A database that references objects, pointed at an empty directory without a marker, raises
+    ConfigurationError (a directory that does not exist is named as such: tests/cli/test_cli_first_hour.py)."""
     async with await _open(tmp_path, "db-a", "blobs-a") as store:
         await store.tenant("acme").put("k", b"a")
+    (tmp_path / "blobs-empty").mkdir()
     with pytest.raises(ConfigurationError, match="no blobstore marker") as caught:
         await _open(tmp_path, "db-a", "blobs-empty")
     _one_sentence(caught.value, "BLOBSTORE_STORAGE_URL")
