@@ -59,7 +59,7 @@ def validate_bucket(name: object) -> str:
 
 
 def validate_key(key: object) -> str:
-    """Return ``key`` unchanged if it satisfies the key rules of PRODUCT.md, else raise InvalidKey.
+    """Return ``key`` unchanged if it satisfies the key rules (docs/python-api.md, "Keys"), else raise InvalidKey.
 
     Keys are S3's: any 1-:data:`MAX_KEY_BYTES` bytes of UTF-8 without control characters. They are literal,
     never normalised or resolved: ``photos/``, ``/x``, ``a//b`` and ``a/../b`` are ordinary keys."""

@@ -1,4 +1,4 @@
-"""The public surface: the names PRODUCT.md promises, and nothing private leaking."""
+"""The public surface: the names the docs promise (docs/python-api.md), and nothing private leaking."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_all_lists_exactly_the_public_names() -> None:
 
 
 def test_every_error_has_one_base_and_its_builtin() -> None:
-    """Each error of PRODUCT.md derives from BlobStoreError, and NotFound also from FileNotFoundError."""
+    """Each public error derives from BlobStoreError, and NotFound also from FileNotFoundError."""
     names = [
         "NotFound",
         "InvalidKey",

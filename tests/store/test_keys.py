@@ -1,4 +1,4 @@
-"""Tenant and key naming rules (PRODUCT.md "Names and limits"), and that bad names fail before any I/O."""
+"""Tenant and key naming rules (docs/python-api.md, "Keys"), and that bad names fail before any I/O."""
 
 from __future__ import annotations
 
