@@ -107,20 +107,6 @@ async def delete(core: Core, tenant: str, name: str) -> Deletion:
     return await core.database.transaction(work)
 
 
-async def record_etag(core: Core, tenant: str, digest: str, etag: str, checksum: tuple[str, str] | None = None) -> None:
-    """Remember ``etag`` (a quoted MD5) as the ETag of the tenant's bytes of ``digest``, and the ``checksum`` they
-    were verified against, if any (``(algorithm, base64 value)``: ``crc32``, ``sha256``, ...), in one transaction."""
-    from blobstore.db import buckets as db
-    from blobstore.db import checksums
-
-    async def work(conn: AsyncConnection) -> None:
-        await db.record_md5(conn, tenant, digest, etag.strip('"'))
-        if checksum is not None:
-            await checksums.record(conn, tenant, digest, *checksum)
-
-    await core.database.transaction(work)
-
-
 async def etags(core: Core, tenant: str, digests: Iterable[str]) -> dict[str, str]:
     """The ETag of each digest: the quoted MD5 if the tenant wrote those bytes through S3, else the quoted digest
     (an opaque ETag, as S3's own are for multipart uploads)."""

@@ -44,7 +44,8 @@ _COPY_CONDITIONS = [
 
 async def put_object(call: Call) -> Response:
     """PutObject: stream the body into the store (dedup as any put); answer its MD5 ETag, and the
-    ``x-amz-checksum-*`` it was verified against, if any (recorded, for ``x-amz-checksum-mode``).
+    ``x-amz-checksum-*`` it was verified against, if any (both recorded, for ``x-amz-checksum-mode``, in the
+    transaction that binds the key).
 
     ``If-None-Match: *`` (the key must not exist) and ``If-Match`` (the key must hold the version of that ETag;
     NoSuchKey if there is none) are checked where the store binds the key: 412 PreconditionFailed, nothing
@@ -65,22 +66,19 @@ async def put_object(call: Call) -> Response:
         expected = current.digest
     allowance = await call.tenant.allowance(key, if_absent=if_none_match is not None)
     allowance.check(_declared_length(call))  # 403 QuotaExceeded from the headers alone, before a byte of the body
-    info = await call.tenant.put(
+    await call.tenant.put(
         key,
         _within(call.body, allowance),
         content_type=call.headers.get("content-type"),
         metadata=metadata_of(call),
         if_absent=if_none_match is not None,
         if_match=expected,
+        s3_facts=call.body.facts,
     )
-    etag = call.body.etag
     if call.body.checksum is None:
-        await buckets.record_etag(call.store.core, call.tenant.name, info.digest, etag)
-        return Response(headers={"ETag": etag})
+        return Response(headers={"ETag": call.body.etag})
     name, value = call.body.checksum
-    checksum = (name.removeprefix(checksums.PREFIX), value)
-    await buckets.record_etag(call.store.core, call.tenant.name, info.digest, etag, checksum)
-    return Response(headers={"ETag": etag, name: value, "x-amz-checksum-type": "FULL_OBJECT"})
+    return Response(headers={"ETag": call.body.etag, name: value, "x-amz-checksum-type": "FULL_OBJECT"})
 
 
 def _declared_length(call: Call) -> int:

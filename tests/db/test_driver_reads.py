@@ -10,6 +10,7 @@ from blobstore.auth import access_keys
 from blobstore.db import access_keys as access_keys_db
 from blobstore.db import buckets as buckets_db
 from blobstore.db import driver_reads
+from blobstore.model.s3_facts import S3Facts
 
 
 async def test_an_access_key_lookup_reads_the_row_find_reads(store: BlobStore) -> None:
@@ -38,13 +39,15 @@ async def test_a_bucket_lookup_is_per_tenant(store: BlobStore) -> None:
     assert await buckets_db.lookup_bucket(store.database, "acme", "videos") is None
 
 
+async def _put_with_facts(store: BlobStore, tenant: str, data: bytes, facts: S3Facts) -> str:
+    """Put ``data`` with its S3 facts (as PutObject does); its digest."""
+    return (await store.tenant(tenant).put(f"k/{len(data)}", data, s3_facts=lambda: facts)).digest
+
+
 async def test_md5s_are_looked_up_per_tenant_and_digest(store: BlobStore) -> None:
-    first, second, third = "1" * 64, "2" * 64, "3" * 64
-    await store.tenant("acme").put("seed", b"x")  # the tenant row the ETags belong to
-    await store.tenant("other").put("seed", b"x")
-    await buckets.record_etag(store.core, "acme", first, '"' + "a" * 32 + '"')
-    await buckets.record_etag(store.core, "acme", second, '"' + "b" * 32 + '"')
-    await buckets.record_etag(store.core, "other", third, '"' + "c" * 32 + '"')
+    first = await _put_with_facts(store, "acme", b"1", S3Facts("a" * 32))
+    second = await _put_with_facts(store, "acme", b"22", S3Facts("b" * 32))
+    third = await _put_with_facts(store, "other", b"333", S3Facts("c" * 32))
 
     found = await buckets_db.lookup_md5s(store.database, "acme", [first, second, third])
     assert found == {first: "a" * 32, second: "b" * 32}
@@ -57,11 +60,8 @@ def test_placeholders_are_numbered_for_asyncpg_in_order() -> None:
 
 
 async def test_checksums_are_looked_up_per_tenant_and_digest(store: BlobStore) -> None:
-    digest = "4" * 64
-    await store.tenant("acme").put("seed", b"x")
-    await store.tenant("other").put("seed", b"x")
-    await buckets.record_etag(store.core, "acme", digest, '"' + "d" * 32 + '"', ("crc32", "AAAAAA=="))
-    await buckets.record_etag(store.core, "other", digest, '"' + "d" * 32 + '"', ("sha256", "x" * 44))
+    digest = await _put_with_facts(store, "acme", b"4", S3Facts("d" * 32, {"crc32": "AAAAAA=="}))
+    assert digest == await _put_with_facts(store, "other", b"4", S3Facts("d" * 32, {"sha256": "x" * 44}))
 
     assert await buckets.checksums(store.core, "acme", digest) == {"crc32": "AAAAAA=="}
     assert await buckets.checksums(store.core, "other", digest) == {"sha256": "x" * 44}
