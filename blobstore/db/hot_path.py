@@ -2,8 +2,9 @@
 
 :func:`bind_one` sends what :func:`blobstore.db.binding.bind` sends for one item (lock the tenant,
 creating it; look up the key and the digest's live blob, locked; write the reference, the counts and the
-usage, and an S3 put's MD5 and checksums), decided by the same :func:`blobstore.db.binding.decide`; bytes with no live blob get their upload
-recorded in that same transaction, as :func:`blobstore.db.batches.insert_uploads` records it.
+usage, and an S3 put's MD5 and checksums), decided by the same :func:`blobstore.db.binding.decide`; bytes
+with no live blob get their upload recorded in that same transaction, as
+:func:`blobstore.db.batches.insert_uploads` records it.
 :func:`commit_one` binds the item to that upload once its bytes are written (or to a live blob of the
 digest that appeared meanwhile), as :func:`blobstore.db.binding.bind` does with ``ours``.
 :func:`find_ref_named` is :func:`blobstore.db.catalog.find_ref_named`; :func:`room` is what an HTTP put's quota
