@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from blobstore.model.keys import validate_bucket, validate_tenant
+from blobstore.model.s3_facts import S3Facts
 
 if TYPE_CHECKING:  # the database layer loads when a bucket is used
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -107,32 +108,23 @@ async def delete(core: Core, tenant: str, name: str) -> Deletion:
     return await core.database.transaction(work)
 
 
-async def record_etag(core: Core, tenant: str, digest: str, etag: str, checksum: tuple[str, str] | None = None) -> None:
-    """Remember ``etag`` (a quoted MD5) as the ETag of the tenant's bytes of ``digest``, and the ``checksum`` they
-    were verified against, if any (``(algorithm, base64 value)``: ``crc32``, ``sha256``, ...), in one transaction."""
-    from blobstore.db import buckets as db
-    from blobstore.db import checksums
-
-    async def work(conn: AsyncConnection) -> None:
-        await db.record_md5(conn, tenant, digest, etag.strip('"'))
-        if checksum is not None:
-            await checksums.record(conn, tenant, digest, *checksum)
-
-    await core.database.transaction(work)
-
-
 async def etags(core: Core, tenant: str, digests: Iterable[str]) -> dict[str, str]:
-    """The ETag of each digest: the quoted MD5 if the tenant wrote those bytes through S3, else the quoted digest
-    (an opaque ETag, as S3's own are for multipart uploads)."""
+    """The ETag of each digest (:func:`etag`)."""
     from blobstore.db import buckets as db
 
     wanted = sorted(set(digests))
     known = await db.lookup_md5s(core.database, tenant, wanted) if wanted else {}
-    return {digest: f'"{known.get(digest, digest)}"' for digest in wanted}
+    return {digest: etag(digest, known.get(digest)) for digest in wanted}
 
 
-async def checksums(core: Core, tenant: str, digest: str) -> dict[str, str]:
-    """The checksums recorded for the tenant's bytes of ``digest``, base64 by algorithm."""
-    from blobstore.db import checksums as db
+def etag(digest: str, md5: str | None) -> str:
+    """The ETag of the bytes of ``digest``: the quoted MD5 if the tenant wrote them through S3, else the quoted
+    digest (an opaque ETag, as S3's own are for multipart uploads)."""
+    return f'"{md5 or digest}"'
 
-    return await db.lookup(core.database, tenant, digest)
+
+async def facts(core: Core, tenant: str, digest: str) -> S3Facts:
+    """What the tenant's S3 uploads recorded of the bytes of ``digest``: their MD5 and checksums, in one read."""
+    from blobstore.db import s3_facts
+
+    return await s3_facts.lookup(core.database, tenant, digest)

@@ -8,7 +8,7 @@ by digest and delete bind or unbind references to live blobs in one transaction 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Self
@@ -43,6 +43,7 @@ from blobstore.model.keys import (
 from blobstore.model.preconditions import Precondition, expect
 from blobstore.model.progress import Progress, no_progress
 from blobstore.model.results import BlobInfo, Page
+from blobstore.model.s3_facts import S3Facts
 from blobstore.protocol.uploads import PutOutcome as PutOutcome  # one item's outcome, named here for callers
 from blobstore.protocol.uploads import Uploader
 from blobstore.storage import ObjectStorage
@@ -166,10 +167,13 @@ class _PutRequest:
     metadata: dict[str, str]
     condition: Precondition
 
-    def item(self, index: int, digest: str, size: int, blob_id: int | None = None) -> binding.Item:
-        """This put as item ``index`` of a binding, of the bytes ``digest`` (the blob ``blob_id`` if named)."""
+    def item(
+        self, index: int, digest: str, size: int, blob_id: int | None = None, facts: S3Facts | None = None
+    ) -> binding.Item:
+        """This put as item ``index`` of a binding, of the bytes ``digest`` (the blob ``blob_id`` if named), with
+        the S3 ``facts`` of its bytes if it has them."""
         return binding.Item(
-            index, self.key, digest, size, self.content_type, self.metadata, self.condition, blob_id=blob_id
+            index, self.key, digest, size, self.content_type, self.metadata, self.condition, blob_id, facts
         )
 
 
@@ -214,6 +218,7 @@ class Tenant:
         if_absent: bool = False,
         if_match: str | Collection[str] | None = None,
         if_unmodified_since: datetime | None = None,
+        s3_facts: Callable[[], S3Facts] | None = None,
     ) -> BlobInfo:
         """Store ``data`` under ``key``, replacing what was there (``if_absent``: AlreadyExists instead).
 
@@ -225,6 +230,10 @@ class Tenant:
         ``if_unmodified_since`` (an aware datetime: the key was not written after it, to the second; ignored
         with ``if_match``) make the put conditional: PreconditionFailed, and nothing stored, if the key is in
         another version when it is bound (see blobstore.model.preconditions).
+
+        ``s3_facts`` (the S3 API's) is asked, once ``data`` has been read whole, what S3 knows the bytes by (their
+        MD5 ETag, the checksums they were verified against); those are recorded in the transaction that binds
+        the key, so the key is never bound without them.
         """
         request = _PutRequest(
             validate_key(key),
@@ -243,7 +252,9 @@ class Tenant:
             if digest is not None and digest != ingested.digest:
                 raise IntegrityError(f"the data hash to {ingested.digest}, not the expected {digest}")
             outcomes: list[PutOutcome | None] = [None]
-            await uploader.put([request.item(0, ingested.digest, ingested.size)], {0: ingested}, outcomes)
+            facts = None if s3_facts is None else s3_facts()
+            item = request.item(0, ingested.digest, ingested.size, facts=facts)
+            await uploader.put([item], {0: ingested}, outcomes)
         return _raised(outcomes[0])
 
     async def copy(self, src_key: str, dst_key: str, *, if_absent: bool = False) -> BlobInfo:

@@ -105,6 +105,11 @@ if TYPE_CHECKING:  # the store and the server stack load when the command runs, 
 @click.option(
     "--s3-region", default="us-east-1", show_default=True, metavar="REGION", help="The region S3 clients sign for."
 )
+@click.option(
+    "--s3-domain",
+    metavar="DOMAIN",
+    help="Also address buckets virtual-host style: Host BUCKET.DOMAIN is bucket BUCKET (path style keeps working).",
+)
 @common_options
 def serve(
     host: str,
@@ -121,6 +126,7 @@ def serve(
     inline_active_content: bool,
     s3_port: int | None,
     s3_region: str,
+    s3_domain: str | None,
 ) -> None:
     """Serve the store over HTTP, to clients in any language.
 
@@ -133,7 +139,7 @@ def serve(
     """
     import uvicorn  # only this command needs the server stack
 
-    from blobstore.s3.app import REGION
+    from blobstore.s3.app import DOMAIN, REGION
     from blobstore.server import access, connections, metrics
     from blobstore.server.app import BODY_TIMEOUT, CORS_ORIGINS, GC_INTERVAL, INLINE_ACTIVE_CONTENT
 
@@ -156,6 +162,7 @@ def serve(
     os.environ[INLINE_ACTIVE_CONTENT] = "1" if inline_active_content else ""
     os.environ[connections.HEADER_TIMEOUT] = repr(header_timeout)
     os.environ[REGION] = s3_region
+    os.environ[DOMAIN] = s3_domain or ""
     connections.raise_open_files_limit()
     with contextlib.ExitStack() as stack:
         stack.enter_context(_metrics_directory(workers))

@@ -22,11 +22,12 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from blobstore.db import batches, catalog
+from blobstore.db import batches, catalog, s3_facts
 from blobstore.db.batches import NewRef, OldRef
 from blobstore.errors import BlobStoreError
 from blobstore.model.preconditions import UNCONDITIONAL, Precondition, Version
 from blobstore.model.results import BlobInfo
+from blobstore.model.s3_facts import S3Facts
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class Item:
     #: The blob to bind when the caller names it (a copy's source, bytes put by digest); None: the
     #: live blob of ``digest`` in the dedup scope, if there is one.
     blob_id: int | None = None
+    #: What S3 knows the bytes by (a PutObject's MD5 and checksums): recorded for the tenant's digest in the
+    #: transaction that binds the item (by :func:`bind` and blobstore.db.hot_path), so never a key without them.
+    facts: S3Facts | None = None
 
 
 @dataclass
@@ -67,6 +71,8 @@ class Writes:
     refcounts: Counter[int] = field(default_factory=Counter)
     add_bytes: int = 0
     add_objects: int = 0
+    #: The S3 facts of the bound items' bytes, by digest.
+    facts: dict[str, S3Facts] = field(default_factory=dict)
 
 
 async def bind(
@@ -96,6 +102,8 @@ async def bind(
     )
     outcome, writes = decide(tenant, scope, items, found, now, ours=ours)
     await write(conn, tenant.id, writes, now)
+    for digest, facts in writes.facts.items():
+        await s3_facts.record(conn, tenant.name, digest, facts)
     return outcome
 
 
@@ -176,6 +184,8 @@ def _decide(
             writes.refcounts[old.blob_id] -= 1
         writes.add_bytes += add_bytes
         writes.add_objects += add_objects
+        if item.facts is not None:
+            writes.facts[item.digest] = item.facts
         outcome.bound[item.index] = BlobInfo(
             tenant.name,
             item.key,

@@ -2,8 +2,9 @@
 
 :func:`bind_one` sends what :func:`blobstore.db.binding.bind` sends for one item (lock the tenant,
 creating it; look up the key and the digest's live blob, locked; write the reference, the counts and the
-usage), decided by the same :func:`blobstore.db.binding.decide`; bytes with no live blob get their upload
-recorded in that same transaction, as :func:`blobstore.db.batches.insert_uploads` records it.
+usage, and an S3 put's MD5 and checksums), decided by the same :func:`blobstore.db.binding.decide`; bytes
+with no live blob get their upload recorded in that same transaction, as
+:func:`blobstore.db.batches.insert_uploads` records it.
 :func:`commit_one` binds the item to that upload once its bytes are written (or to a live blob of the
 digest that appeared meanwhile), as :func:`blobstore.db.binding.bind` does with ``ours``.
 :func:`find_ref_named` is :func:`blobstore.db.catalog.find_ref_named`; :func:`room` is what an HTTP put's quota
@@ -75,6 +76,12 @@ WHERE id = :blob
 _SQLITE_CHARGE = (
     "UPDATE tenants SET used_bytes = used_bytes + :bytes, used_objects = used_objects + :objects WHERE id = :t"
 )
+#: As :func:`blobstore.db.s3_facts.record`: what S3 knows the bound bytes by (what is known stays).
+_SQLITE_MD5 = "INSERT INTO etags (tenant_id, digest, md5) VALUES (:t, :digest, :md5) ON CONFLICT DO NOTHING"
+_SQLITE_CHECKSUM = """
+INSERT INTO checksums (tenant_id, digest, algorithm, value) VALUES (:t, :digest, :algorithm, :value)
+ON CONFLICT DO NOTHING
+"""
 
 _REF = """
 SELECT r.key, r.blob_id, b.digest, b.object_key, r.size, r.content_type, r.metadata, r.created_at
@@ -106,6 +113,15 @@ WITH ref AS (
     WHERE blobs.id = d.id
 )
 UPDATE tenants SET used_bytes = used_bytes + $10, used_objects = used_objects + $11 WHERE id = $1
+"""
+_PG_FACTS = """
+WITH md5 AS (
+    INSERT INTO etags (tenant_id, digest, md5) SELECT $1, $2, $3::text WHERE $3::text IS NOT NULL
+    ON CONFLICT DO NOTHING
+)
+INSERT INTO checksums (tenant_id, digest, algorithm, value)
+SELECT $1::bigint, $2::text, c.algorithm, c.value FROM unnest($4::text[], $5::text[]) AS c (algorithm, value)
+ON CONFLICT DO NOTHING
 """
 
 
@@ -246,6 +262,11 @@ def _sqlite_bind(db: sqlite3.Connection, b: _Binding) -> tuple[binding.Outcome, 
             db.executemany(_SQLITE_COUNT, [{"blob": blob, "delta": d, "now": at} for blob, d in deltas])
         if writes.add_bytes or writes.add_objects:
             run(_SQLITE_CHARGE, {"t": locked.id, "bytes": writes.add_bytes, "objects": writes.add_objects})
+        for digest, facts in writes.facts.items():  # one item: one digest at most
+            if facts.md5 is not None:
+                run(_SQLITE_MD5, {"t": locked.id, "digest": digest, "md5": facts.md5})
+            for algorithm, value in facts.checksums.items():
+                run(_SQLITE_CHECKSUM, {"t": locked.id, "digest": digest, "algorithm": algorithm, "value": value})
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
@@ -277,6 +298,10 @@ async def _postgres_bind(driver: Driver, b: _Binding) -> tuple[binding.Outcome, 
             refs = (locked.id, ref.key, ref.blob_id, ref.size, ref.content_type, metadata, at)
             await conn.execute(_PG_WRITE, *refs, blobs, changes, writes.add_bytes, writes.add_objects)
             driver.sent(_PG_WRITE)
+        for digest, facts in writes.facts.items():  # one item: one digest at most
+            algorithms, checksums = list(facts.checksums), list(facts.checksums.values())
+            await conn.execute(_PG_FACTS, locked.id, digest, facts.md5, algorithms, checksums)
+            driver.sent(_PG_FACTS)
     except BaseException:
         if not conn.is_closed():
             await transaction.rollback()

@@ -31,6 +31,8 @@ from blobstore.store import BlobStore
 
 #: The environment variable ``blobstore serve --s3-region`` passes the region in.
 REGION = "BLOBSTORE_S3_API_REGION"
+#: The environment variable ``blobstore serve --s3-domain`` passes the virtual-host domain in.
+DOMAIN = "BLOBSTORE_S3_API_DOMAIN"
 DEFAULT_REGION = "us-east-1"
 #: Seconds a client is asked to wait before retrying a 503.
 RETRY_AFTER_SECONDS = 1
@@ -81,11 +83,13 @@ def create_app(
     *,
     settings: Settings | None = None,
     region: str = DEFAULT_REGION,
+    domain: str | None = None,
     clock: Clock = utc_now,
     observer: Observer | None = None,
 ) -> Starlette:
     """The S3 API over ``store`` (left open), or over a store opened from ``settings`` (default: the environment,
     timed into ``observer``) when the app starts and closed when it stops; requests must be signed for ``region``.
+    With a ``domain``, ``Host: BUCKET.domain`` addresses bucket BUCKET (virtual-host style) as well as path style.
 
     Each request's scope carries its route label (``S3 <operation>``) and tenant for the middleware around
     the app (blobstore.asgi.labels): ``blobstore serve --s3-port`` wraps it with the native API's access log,
@@ -105,7 +109,7 @@ def create_app(
         request_id = secrets.token_hex(8).upper()
         labels.label(request.scope, route=UNROUTED)
         try:
-            response = await _answer(request, request.app.state.blobstore, region)
+            response = await _answer(request, request.app.state.blobstore, region, domain)
         except Exception as exc:
             response = error_response(exc, request.url.path, request_id)
             if _has_body(request):  # it may be unread: the connection cannot carry another request after it
@@ -118,21 +122,25 @@ def create_app(
 
 
 def app_from_env(store: BlobStore | None = None) -> Starlette:
-    """The app over ``store`` or the store the environment names, signed for the region in :data:`REGION`."""
-    return create_app(store, region=os.environ.get(REGION) or DEFAULT_REGION)
+    """The app over ``store`` or the store the environment names, signed for the region in :data:`REGION`,
+    addressing buckets virtual-host style under the domain in :data:`DOMAIN` if set."""
+    return create_app(store, region=os.environ.get(REGION) or DEFAULT_REGION, domain=os.environ.get(DOMAIN) or None)
 
 
-async def _answer(request: Request, store: BlobStore, region: str) -> Response:
+async def _answer(request: Request, store: BlobStore, region: str, domain: str | None) -> Response:
+    """Route, authenticate and run the request. SigV4 signs the path as sent; SigV2 and the router see it in
+    path style (blobstore.s3.router.path_style)."""
     raw_path = request.scope.get("raw_path", request.scope["path"].encode()).decode("latin-1")
+    path = router.path_style(raw_path, request.headers.get("host"), domain)
     params = sigv4.parse_query(request.scope["query_string"].decode("latin-1"))
-    operation = router.route(request.method, raw_path, params, request.headers)
+    operation = router.route(request.method, path, params, request.headers)
     labels.label(request.scope, route=f"S3 {operation.name}")
     headers = [(name.decode("latin-1").lower(), header_text(value)) for name, value in request.scope["headers"]]
     if sigv2.is_presigned(params):
         caller = await sigv2.authenticate(
             store.core,
             method=request.method,
-            raw_path=raw_path,
+            raw_path=path,
             raw_query=request.scope["query_string"].decode("latin-1"),
             params=params,
             headers=headers,

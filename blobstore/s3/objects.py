@@ -44,7 +44,8 @@ _COPY_CONDITIONS = [
 
 async def put_object(call: Call) -> Response:
     """PutObject: stream the body into the store (dedup as any put); answer its MD5 ETag, and the
-    ``x-amz-checksum-*`` it was verified against, if any (recorded, for ``x-amz-checksum-mode``).
+    ``x-amz-checksum-*`` it was verified against, if any (both recorded, for ``x-amz-checksum-mode``, in the
+    transaction that binds the key).
 
     ``If-None-Match: *`` (the key must not exist) and ``If-Match`` (the key must hold the version of that ETag;
     NoSuchKey if there is none) are checked where the store binds the key: 412 PreconditionFailed, nothing
@@ -65,22 +66,19 @@ async def put_object(call: Call) -> Response:
         expected = current.digest
     allowance = await call.tenant.allowance(key, if_absent=if_none_match is not None)
     allowance.check(_declared_length(call))  # 403 QuotaExceeded from the headers alone, before a byte of the body
-    info = await call.tenant.put(
+    await call.tenant.put(
         key,
         _within(call.body, allowance),
         content_type=call.headers.get("content-type"),
         metadata=metadata_of(call),
         if_absent=if_none_match is not None,
         if_match=expected,
+        s3_facts=call.body.facts,
     )
-    etag = call.body.etag
     if call.body.checksum is None:
-        await buckets.record_etag(call.store.core, call.tenant.name, info.digest, etag)
-        return Response(headers={"ETag": etag})
+        return Response(headers={"ETag": call.body.etag})
     name, value = call.body.checksum
-    checksum = (name.removeprefix(checksums.PREFIX), value)
-    await buckets.record_etag(call.store.core, call.tenant.name, info.digest, etag, checksum)
-    return Response(headers={"ETag": etag, name: value, "x-amz-checksum-type": "FULL_OBJECT"})
+    return Response(headers={"ETag": call.body.etag, name: value, "x-amz-checksum-type": "FULL_OBJECT"})
 
 
 def _declared_length(call: Call) -> int:
@@ -165,7 +163,7 @@ async def head_object(call: Call) -> Response:
     """HeadObject: the object's headers, no body (304 or 412 under the conditional headers, as GET)."""
     bucket = await existing(call)
     info = await call.tenant.stat(buckets.key_of(bucket, call.key))
-    headers = await _headers(call, info) | await _checksum_headers(call, info)
+    headers = await _headers(call, info, whole=True)
     return _unmet(call, info, headers["ETag"]) or Response(headers=headers)
 
 
@@ -181,7 +179,7 @@ async def get_object(call: Call) -> Response:
     stack = AsyncExitStack()
     try:
         stream = await stack.enter_async_context(call.tenant.open(key, byte_range=requested))
-        headers = await _headers(call, stream.info)
+        headers = await _headers(call, stream.info, whole=requested is None)
         unmet = _unmet(call, stream.info, headers["ETag"])
         if unmet is not None:
             await stack.aclose()
@@ -192,8 +190,6 @@ async def get_object(call: Call) -> Response:
             headers["Content-Length"] = str(last - first + 1)
             headers["Content-Range"] = f"bytes {first}-{last}/{stream.info.size}"
             status = 206
-        else:
-            headers |= await _checksum_headers(call, stream.info)
     except BaseException:
         await stack.aclose()
         raise
@@ -295,23 +291,20 @@ async def etag_of(call: Call, info: BlobInfo) -> str:
     return (await buckets.etags(call.store.core, call.tenant.name, [info.digest]))[info.digest]
 
 
-async def _checksum_headers(call: Call, info: BlobInfo) -> dict[str, str]:
-    """The checksums recorded for the object's bytes, when the request asks (``x-amz-checksum-mode: ENABLED``):
-    whole objects only, as S3 answers."""
-    if call.headers.get("x-amz-checksum-mode", "").upper() != "ENABLED":
-        return {}
-    recorded = await buckets.checksums(call.store.core, call.tenant.name, info.digest)
-    headers = {checksums.PREFIX + algorithm: value for algorithm, value in recorded.items()}
-    return headers | ({"x-amz-checksum-type": "FULL_OBJECT"} if headers else {})
-
-
-async def _headers(call: Call, info: BlobInfo) -> dict[str, str]:
-    return {
+async def _headers(call: Call, info: BlobInfo, *, whole: bool) -> dict[str, str]:
+    """The object's headers, its S3 facts read in one lookup; with the checksums recorded for its bytes when the
+    request asks (``x-amz-checksum-mode: ENABLED``) for the ``whole`` object, as S3 answers."""
+    facts = await buckets.facts(call.store.core, call.tenant.name, info.digest)
+    headers = {
         "Content-Length": str(info.size),
         "Content-Type": info.content_type or DEFAULT_CONTENT_TYPE,
-        "ETag": await etag_of(call, info),
+        "ETag": buckets.etag(info.digest, facts.md5),
         "Last-Modified": format_datetime(info.created_at, usegmt=True),
         "Accept-Ranges": "bytes",
         DIGEST_HEADER: info.digest,
         **{META_PREFIX + name: header_value(value) for name, value in info.metadata.items()},
     }
+    if whole and facts.checksums and call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+        headers |= {checksums.PREFIX + algorithm: value for algorithm, value in facts.checksums.items()}
+        headers["x-amz-checksum-type"] = "FULL_OBJECT"
+    return headers

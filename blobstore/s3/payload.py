@@ -13,6 +13,7 @@ import hashlib
 import re
 from collections.abc import AsyncIterator
 
+from blobstore.model.s3_facts import S3Facts
 from blobstore.s3 import checksums, chunked
 from blobstore.s3.errors import S3Error, not_implemented
 from blobstore.s3.sigv4 import UNSIGNED_PAYLOAD, ChunkSigner
@@ -60,6 +61,11 @@ class CheckedBody:
     def etag(self) -> str:
         """The S3 ETag of the bytes read: their MD5 in hex, quoted."""
         return f'"{self._md5.hexdigest()}"'
+
+    def facts(self) -> S3Facts:
+        """What S3 knows the bytes read by: their MD5 and the checksum they were verified against, if any."""
+        verified = {} if self.checksum is None else {self.checksum[0].removeprefix(checksums.PREFIX): self.checksum[1]}
+        return S3Facts(self._md5.hexdigest(), verified)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         sha256 = hashlib.sha256() if self._sha256 is not None else None

@@ -1,5 +1,8 @@
 """Which S3 operation a request is, from its method, path (path-style: ``/BUCKET/KEY``) and query alone.
 
+A virtual-host-style request (``Host: BUCKET.DOMAIN``, path ``/KEY``) is first given its path-style path by
+:func:`path_style`, when the server has a domain (``blobstore serve --s3-domain``).
+
 Anything this API does not implement is named and answered 501 ``NotImplemented`` before it is authorised
 further or touches the store.
 """
@@ -51,6 +54,21 @@ class Operation:
     bucket: str | None
     key: str | None
     scope: str
+
+
+def path_style(raw_path: str, host: str | None, domain: str | None) -> str:
+    """The request's path in path style (``/BUCKET/KEY``): ``raw_path`` itself, unless ``host`` (its port aside) is
+    ``BUCKET.domain``, then ``/BUCKET`` followed by ``raw_path`` (``/BUCKET`` alone for ``/``, as SigV2 clients
+    sign a bucket's resource). The bare domain and any other host are path style."""
+    if not domain or host is None:
+        return raw_path
+    name, _, port = host.lower().rpartition(":")
+    if not port.isdigit():
+        name = host.lower()
+    bucket = name.removesuffix("." + domain.lower())
+    if bucket in (name, ""):
+        return raw_path
+    return f"/{bucket}" if raw_path == "/" else f"/{bucket}{raw_path}"
 
 
 def route(method: str, raw_path: str, params: Sequence[tuple[str, str]], headers: Mapping[str, str]) -> Operation:

@@ -6,8 +6,9 @@ headers, string to sign, signature), so it agrees with AWS SDKs by
 construction; the path is the request's raw path, exactly as the client sent
 and signed it. Only the headers the client lists in ``SignedHeaders`` are used.
 
-Both forms are accepted: the ``Authorization`` header, and presigned query
-strings (``X-Amz-Signature`` and friends; at most 7 days, UNSIGNED-PAYLOAD).
+Both forms are accepted: the ``Authorization`` header (its time in ``X-Amz-Date`` or, as SigV4 allows, an
+RFC 1123 ``Date`` header), and presigned query strings (``X-Amz-Signature`` and friends; at most 7 days,
+UNSIGNED-PAYLOAD).
 Answers: a request more than 15 minutes off the server's clock is
 ``RequestTimeTooSkewed``; an unknown, expired or revoked key ``InvalidAccessKeyId``;
 a wrong signature ``SignatureDoesNotMatch``. Signatures are compared with
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from blobstore.auth import access_keys
+from blobstore.model.preconditions import parse_http_date
 from blobstore.s3.errors import S3Error
 
 if TYPE_CHECKING:
@@ -114,13 +116,11 @@ def read_signature(params: Sequence[tuple[str, str]], headers: Sequence[tuple[st
             )
         if "x-amz-content-sha256" not in header:
             raise S3Error("InvalidRequest", "missing required header for this request: x-amz-content-sha256")
-        if "x-amz-date" not in header:
-            raise S3Error("AccessDenied", "AWS authentication requires a valid X-Amz-Date header")
         return _signed(
             match["credential"],
             match["signed"],
             match["signature"],
-            header["x-amz-date"],
+            header.get("x-amz-date") or _amz_date_of(header.get("date")),
             header["x-amz-content-sha256"],
             None,
         )
@@ -150,6 +150,15 @@ def read_signature(params: Sequence[tuple[str, str]], headers: Sequence[tuple[st
             expires,
         )
     return None
+
+
+def _amz_date_of(date: str | None) -> str:
+    """The time a request signed with an RFC 1123 ``Date`` header (SigV4's alternative to ``X-Amz-Date``) signs,
+    in X-Amz-Date's form; AccessDenied if there is no Date that parses."""
+    moment = parse_http_date(date)
+    if moment is None:
+        raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
+    return moment.astimezone(UTC).strftime(_AMZ_DATE)
 
 
 def _signed(credential: str, signed: str, signature: str, amz_date: str, payload: str, expires: int | None) -> Signed:
@@ -201,7 +210,7 @@ def _check_scope(signed: Signed, region: str) -> None:
     if signed.service != "s3" or signed.region != region or signed.scope_date != signed.amz_date[:8]:
         raise S3Error(
             "AuthorizationHeaderMalformed",
-            f"the credential scope must be DATE/{region}/s3/aws4_request, DATE being that of X-Amz-Date",
+            f"the credential scope must be DATE/{region}/s3/aws4_request, DATE being that of X-Amz-Date (or Date)",
         )
 
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from blobstore import BlobStore, buckets
 from blobstore.auth import access_keys
 from blobstore.db import access_keys as access_keys_db
 from blobstore.db import buckets as buckets_db
 from blobstore.db import driver_reads
+from blobstore.db.engine import Driver
+from blobstore.model.s3_facts import S3Facts
+from tests.support.workers import rows
 
 
 async def test_an_access_key_lookup_reads_the_row_find_reads(store: BlobStore) -> None:
@@ -38,13 +43,15 @@ async def test_a_bucket_lookup_is_per_tenant(store: BlobStore) -> None:
     assert await buckets_db.lookup_bucket(store.database, "acme", "videos") is None
 
 
+async def _put_with_facts(store: BlobStore, tenant: str, data: bytes, facts: S3Facts) -> str:
+    """Put ``data`` with its S3 facts (as PutObject does); its digest."""
+    return (await store.tenant(tenant).put(f"k/{len(data)}", data, s3_facts=lambda: facts)).digest
+
+
 async def test_md5s_are_looked_up_per_tenant_and_digest(store: BlobStore) -> None:
-    first, second, third = "1" * 64, "2" * 64, "3" * 64
-    await store.tenant("acme").put("seed", b"x")  # the tenant row the ETags belong to
-    await store.tenant("other").put("seed", b"x")
-    await buckets.record_etag(store.core, "acme", first, '"' + "a" * 32 + '"')
-    await buckets.record_etag(store.core, "acme", second, '"' + "b" * 32 + '"')
-    await buckets.record_etag(store.core, "other", third, '"' + "c" * 32 + '"')
+    first = await _put_with_facts(store, "acme", b"1", S3Facts("a" * 32))
+    second = await _put_with_facts(store, "acme", b"22", S3Facts("b" * 32))
+    third = await _put_with_facts(store, "other", b"333", S3Facts("c" * 32))
 
     found = await buckets_db.lookup_md5s(store.database, "acme", [first, second, third])
     assert found == {first: "a" * 32, second: "b" * 32}
@@ -56,13 +63,35 @@ def test_placeholders_are_numbered_for_asyncpg_in_order() -> None:
     assert driver_reads._numbered(sql) == "SELECT 1 FROM t WHERE a = $1 AND b IN ($2, $3, $4)"
 
 
-async def test_checksums_are_looked_up_per_tenant_and_digest(store: BlobStore) -> None:
-    digest = "4" * 64
-    await store.tenant("acme").put("seed", b"x")
-    await store.tenant("other").put("seed", b"x")
-    await buckets.record_etag(store.core, "acme", digest, '"' + "d" * 32 + '"', ("crc32", "AAAAAA=="))
-    await buckets.record_etag(store.core, "other", digest, '"' + "d" * 32 + '"', ("sha256", "x" * 44))
+async def test_an_objects_s3_facts_are_one_statement_per_tenant_and_digest(
+    store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """:func:`buckets.facts` reads what was recorded (the MD5 and every checksum, the same as the SQLAlchemy rows
+    say) in one driver statement; bytes a tenant never wrote through S3 have none."""
+    both = await _put_with_facts(store, "acme", b"4", S3Facts("d" * 32, {"crc32": "AAAAAA==", "sha1": "s" * 28}))
+    assert both == await _put_with_facts(store, "other", b"4", S3Facts("d" * 32, {"sha256": "x" * 44}))
+    md5_only = await _put_with_facts(store, "acme", b"55", S3Facts("e" * 32))
+    native = (await store.tenant("acme").put("native", b"666")).digest
+    statements: list[str] = []
+    real = Driver.sent
+    monkeypatch.setattr(Driver, "sent", lambda driver, *sent: (statements.extend(sent), real(driver, *sent)))
 
-    assert await buckets.checksums(store.core, "acme", digest) == {"crc32": "AAAAAA=="}
-    assert await buckets.checksums(store.core, "other", digest) == {"sha256": "x" * 44}
-    assert await buckets.checksums(store.core, "acme", "5" * 64) == {}
+    for tenant, digest in [("acme", both), ("other", both), ("acme", md5_only), ("acme", native), ("nobody", both)]:
+        statements.clear()
+        facts = await buckets.facts(store.core, tenant, digest)
+        assert len(statements) == 1
+        recorded = await rows(
+            store,
+            "SELECT e.md5, c.algorithm, c.value FROM etags e JOIN tenants t ON t.id = e.tenant_id "
+            "LEFT JOIN checksums c ON c.tenant_id = e.tenant_id AND c.digest = e.digest "
+            "WHERE t.name = :t AND e.digest = :d",
+            t=tenant,
+            d=digest,
+        )
+        assert facts == S3Facts(
+            recorded[0][0] if recorded else None, {row[1]: row[2] for row in recorded if row[1] is not None}
+        )
+    assert await buckets.facts(store.core, "acme", both) == S3Facts("d" * 32, {"crc32": "AAAAAA==", "sha1": "s" * 28})
+    assert await buckets.facts(store.core, "other", both) == S3Facts("d" * 32, {"sha256": "x" * 44})
+    assert await buckets.facts(store.core, "acme", md5_only) == S3Facts("e" * 32)
+    assert await buckets.facts(store.core, "acme", native) == S3Facts()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from xml.etree import ElementTree as ET
 
 import boto3
@@ -13,6 +14,7 @@ from botocore.exceptions import ClientError
 from blobstore import BlobStore
 from blobstore.auth import access_keys
 from blobstore.s3 import create_app
+from tests.s3.test_sigv4 import signed_with_date
 from tests.support.live_server import serving_app
 from tests.support.stores import FakeClock, StoreFactory
 
@@ -45,6 +47,23 @@ async def test_a_request_more_than_fifteen_minutes_off_is_refused(store: BlobSto
     with pytest.raises(ClientError) as raised:
         s3.list_buckets()
     assert raised.value.response["Error"]["Code"] == "RequestTimeTooSkewed"
+
+
+async def test_a_request_signed_with_a_date_header_is_served_within_the_skew(
+    store: BlobStore, clock: FakeClock, url: str
+) -> None:
+    """SigV4 signed with ``Date`` (no X-Amz-Date), as some clients and ceph/s3-tests sign: ListBuckets answers;
+    the same request 16 minutes off the server's clock is RequestTimeTooSkewed."""
+    key = await access_keys.create(store.core, "acme")
+    host = url.removeprefix("http://")
+    moment = clock().replace(microsecond=0)
+    stale = signed_with_date("GET", host, "/", moment - timedelta(minutes=16), key.info.id, key.secret)
+    async with httpx.AsyncClient(base_url=url) as client:
+        listed = await client.get("/", headers=signed_with_date("GET", host, "/", moment, key.info.id, key.secret))
+        refused = await client.get("/", headers=stale)
+    assert listed.status_code == 200, listed.text
+    assert ET.fromstring(listed.content).tag.endswith("ListAllMyBucketsResult")
+    assert (refused.status_code, _error(refused)["Code"]) == (403, "RequestTimeTooSkewed")
 
 
 def test_an_anonymous_request_is_access_denied_in_s3_xml(url: str) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import UTC, datetime
+from email.utils import format_datetime
 
 import pytest
 from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
@@ -133,4 +136,66 @@ def test_an_expired_presigned_url_is_access_denied() -> None:
     sigv4._check_time(signed, datetime(2026, 1, 1, 0, 0, 59, tzinfo=UTC))
     with pytest.raises(S3Error) as raised:
         sigv4._check_time(signed, datetime(2026, 1, 1, 0, 1, 1, tzinfo=UTC))
+    assert raised.value.code == "AccessDenied"
+
+
+def signed_with_date(
+    method: str, host: str, path: str, moment: datetime, key_id: str, secret: str, region: str = "us-east-1"
+) -> dict[str, str]:
+    """The headers of a body-less request signed by the SigV4 specification's steps, written out here (no
+    botocore), with an RFC 1123 ``Date`` header and no ``X-Amz-Date``."""
+    headers = {"date": format_datetime(moment, usegmt=True), "host": host, "x-amz-content-sha256": EMPTY_SHA256}
+    names = sorted(headers)
+    canonical = "\n".join(
+        [method, path, "", *(f"{name}:{headers[name]}" for name in names), "", ";".join(names), EMPTY_SHA256]
+    )
+    day, timestamp = moment.strftime("%Y%m%d"), moment.strftime("%Y%m%dT%H%M%SZ")
+    scope = f"{day}/{region}/s3/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", timestamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = f"AWS4{secret}".encode()
+    for part in (day, region, "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    authorization = f"AWS4-HMAC-SHA256 Credential={key_id}/{scope}, SignedHeaders={';'.join(names)}, "
+    return headers | {"authorization": authorization + f"Signature={signature}"}
+
+
+def test_a_request_signed_with_the_date_header_verifies() -> None:
+    """SigV4 allows ``Date`` in place of ``X-Amz-Date``: the signature verifies with its secret (the time signed
+    is the Date's), not with another, nor once the Date is changed."""
+    moment = datetime(2026, 1, 1, 12, 30, 5, tzinfo=UTC)
+    headers = signed_with_date("GET", "127.0.0.1:9000", "/bucket/key", moment, EXAMPLE_KEY, EXAMPLE_SECRET)
+    assert _verify("GET", "http://127.0.0.1:9000/bucket/key", headers, EXAMPLE_SECRET) == "ok"
+    assert _verify("GET", "http://127.0.0.1:9000/bucket/key", headers, "other") == "mismatch"
+    later = headers | {"date": format_datetime(moment.replace(second=6), usegmt=True)}
+    assert _verify("GET", "http://127.0.0.1:9000/bucket/key", later, EXAMPLE_SECRET) == "mismatch"
+    signed = sigv4.read_signature([], list(headers.items()))
+    assert signed is not None
+    assert signed.amz_date == "20260101T123005Z"
+
+
+def test_the_date_header_is_held_to_the_skew_rule_and_x_amz_date_wins() -> None:
+    """A Date 16 minutes off is RequestTimeTooSkewed (14 is fine); with both, X-Amz-Date is the time signed."""
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    headers = list(signed_with_date("GET", "h", "/", moment, "K", "s").items())
+    signed = sigv4.read_signature([], headers)
+    assert signed is not None
+    sigv4._check_time(signed, datetime(2026, 1, 1, 0, 14, tzinfo=UTC))
+    with pytest.raises(S3Error) as raised:
+        sigv4._check_time(signed, datetime(2026, 1, 1, 0, 16, tzinfo=UTC))
+    assert raised.value.code == "RequestTimeTooSkewed"
+    both = sigv4.read_signature([], [*headers, ("x-amz-date", "20260101T000100Z")])
+    assert both is not None
+    assert both.amz_date == "20260101T000100Z"
+
+
+@pytest.mark.parametrize("date", [None, "", "yesterday", "Thu, 32 Jan 2026 00:00:00 GMT"])
+def test_a_signature_without_a_valid_date_is_access_denied(date: str | None) -> None:
+    """Neither X-Amz-Date nor a Date that parses: AccessDenied, before any lookup (as S3 answers)."""
+    headers = dict(signed_with_date("GET", "h", "/", datetime(2026, 1, 1, tzinfo=UTC), "K", "s"))
+    del headers["date"]
+    if date is not None:
+        headers["date"] = date
+    with pytest.raises(S3Error) as raised:
+        sigv4.read_signature([], list(headers.items()))
     assert raised.value.code == "AccessDenied"

@@ -18,9 +18,13 @@ from blobstore import BlobInfo, BlobStore, BlobStoreError, StorageUnavailable
 from blobstore.accounting import quotas
 from blobstore.db import catalog, hot_path
 from blobstore.db.engine import Database, Driver
+from blobstore.model.s3_facts import S3Facts
 from blobstore.protocol.uploads import Uploader
 from tests.support.stores import FakeClock, StoreFactory
 from tests.support.workers import invariant_violations, rows
+
+#: The S3 facts some puts of the scenario carry.
+_FACTS = S3Facts("a" * 32, {"crc32": "AAAAAA==", "sha256": "b" * 44})
 
 
 def _general_path_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,7 +51,9 @@ async def _scenario(store: BlobStore, prefix: str) -> tuple[list[object], list[s
         lambda: acme.put("u", three),  # dedup hit
         lambda: acme.put("t", two),  # dedup hit replacing a key: its old blob keeps a reference
         lambda: acme.put("u", two),  # ... and loses its last one, for good
-        lambda: acme.put("b", one, if_absent=True),  # AlreadyExists
+        lambda: acme.put("b", one, if_absent=True, s3_facts=lambda: _FACTS),  # AlreadyExists: no facts recorded
+        lambda: acme.put("s", one, s3_facts=lambda: _FACTS),  # dedup hit with its S3 facts
+        lambda: other.put("s", three, s3_facts=lambda: S3Facts("c" * 32)),  # new bytes with an MD5 alone
         lambda: acme.put("a", one, if_match=first.digest),  # PreconditionFailed: "a" moved on
         lambda: acme.put("c", one, if_match="*"),  # PreconditionFailed: no such key
         lambda: other.put("x", two),  # a new tenant's first put, a dedup hit
@@ -91,7 +97,14 @@ async def _snapshot(store: BlobStore, prefix: str, digests: list[str]) -> dict[s
         two=digests[1],
         three=digests[2],
     )
+    facts = await rows(
+        store,
+        "SELECT t.name, e.digest, e.md5, c.algorithm, c.value FROM etags e JOIN tenants t ON t.id = e.tenant_id "
+        "LEFT JOIN checksums c ON c.tenant_id = e.tenant_id AND c.digest = e.digest WHERE t.name LIKE :p",
+        p=f"{prefix}-%",
+    )
     return {
+        "facts": sorted((label[row[0]], digests.index(row[1]), *row[2:]) for row in facts),
         "tenants": [(label[row[0]], *row[1:]) for row in tenants],
         "refs": [(label[row[0]], row[1], digests.index(row[2]), *row[3:]) for row in refs],
         "blobs": sorted((digests.index(row[0]), *row[1:]) for row in blobs),
@@ -107,7 +120,13 @@ async def test_a_single_put_writes_what_the_general_path_writes(
         general, general_digests = await _scenario(store, "g")
     hot, hot_digests = await _scenario(store, "h")
     assert hot == general
-    assert await _snapshot(store, "h", hot_digests) == await _snapshot(store, "g", general_digests)
+    snapshot = await _snapshot(store, "h", hot_digests)
+    assert snapshot == await _snapshot(store, "g", general_digests)
+    assert snapshot["facts"] == [
+        ("acme", 0, "a" * 32, "crc32", "AAAAAA=="),
+        ("acme", 0, "a" * 32, "sha256", "b" * 44),
+        ("other", 2, "c" * 32, None, None),
+    ]
     assert await invariant_violations(store, quiescent=False) == []
 
 
