@@ -35,7 +35,7 @@ def create(tenant: str, scopes: tuple[str, ...], expires: timedelta | None, name
     async def work(store: BlobStore) -> access_keys.NewAccessKey:
         return await access_keys.create(store.core, tenant, scopes=scopes, expires_in=expires, name=name)
 
-    new = run(work)
+    new = run(work, creates=True)
     if options().json:
         output.echo_json({"access_key_id": new.info.id, "secret_access_key": new.secret, **new.info.to_dict()})
         return

@@ -42,10 +42,14 @@ class Options:
     json: bool = False
 
     def settings(self) -> Settings:
-        """The environment's settings with ``--db`` / ``--storage`` applied; ConfigurationError if unusable."""
+        """The environment's settings with ``--db`` / ``--storage`` applied; ConfigurationError if unusable.
+
+        Without BLOBSTORE_HOME, the home is the nearest ``.blobstore`` holding a store in the current directory
+        or its parents (as git finds its repository), else ``./.blobstore``."""
+        from blobstore.cli.location import environ_with_home
         from blobstore.core.config import Settings
 
-        return Settings.from_env(database_url=self.db, storage_url=self.storage)
+        return Settings.from_env(environ_with_home(), database_url=self.db, storage_url=self.storage)
 
 
 def options() -> Options:
@@ -117,14 +121,27 @@ def run_async(work: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-def run(work: Callable[[BlobStore], Awaitable[T]]) -> T:
-    """Open the store named by the options and environment, run ``work`` on it, close it."""
+def run(work: Callable[[BlobStore], Awaitable[T]], *, creates: bool = False, beside_a_server: bool = False) -> T:
+    """Open the store named by the options and environment, run ``work`` on it, close it.
+
+    Only a command that ``creates`` may make a new embedded store (and says where, once); any other finds none
+    and says how to point at one. With a server configured for the object commands (BLOBSTORE_SERVER_URL or
+    BLOBSTORE_TOKEN), a command that needs the database itself refuses, unless it runs ``beside_a_server``.
+    """
+    from blobstore.cli import location
     from blobstore.store import BlobStore
 
+    if not beside_a_server:
+        location.refuse_remote_mode(click.get_current_context().command_path)
     settings = options().settings()
+    new = location.missing_embedded_database(settings)
+    if new is not None and not creates:
+        raise location.no_store(settings, new)
 
     async def main() -> T:
         async with await BlobStore.open(settings) as store:
+            if new is not None:
+                output.notice(f"created a new store: {location.describe(settings)}")
             return await work(store)
 
     return run_async(main)

@@ -61,7 +61,7 @@ def gc(dry_run: bool) -> None:
         click.echo(
             f"{counted(stats.blobs_waiting, 'unreferenced blob')} ({output.size_text(stats.bytes_waiting)}) {waits} "
             f"out the grace period (BLOBSTORE_GC_GRACE), the first reclaimable from "
-            f"{output.time_text(stats.next_reclaimable_at)}"
+            f"{output.time_text(stats.next_reclaimable_at)} UTC"
         )
 
 

@@ -128,7 +128,7 @@ def put(
         with output.transfer_progress(f"put {key}", size, pulse=True):
             return await how.put(handle, key, source)
 
-    output.echo_blob("put", on_tenant(tenant, work), as_json=options().json)
+    output.echo_blob("put", on_tenant(tenant, work, creates=True), as_json=options().json)
 
 
 def _size_of(path: Path) -> int | None:
@@ -154,7 +154,7 @@ def _put_tree(tenant: str, root: Path, prefix: str, how: _PutOptions) -> None:
                 advance(sum(size for _, _, size in batch))
         return done
 
-    results = on_tenant(tenant, work)
+    results = on_tenant(tenant, work, creates=True)
     if options().json:
         output.echo_json([info.to_dict() for info in results])
         return

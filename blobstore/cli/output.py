@@ -224,6 +224,11 @@ def phase_progress() -> Iterator[Progress]:
 # --- errors ---------------------------------------------------------------------------------------
 
 
+def notice(message: str) -> None:
+    """Print ``blobstore: <message>`` as one line on stderr (something worth knowing, not an error)."""
+    _stderr_line(f"{PROG}: {message}")
+
+
 def error_line(message: str) -> None:
     """Print ``blobstore: error: <message>`` as one line on stderr."""
     _stderr_line(f"{PROG}: error: {message}")

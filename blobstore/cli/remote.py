@@ -16,13 +16,12 @@ from urllib.parse import urlsplit
 import click
 
 from blobstore.cli.app import run, run_async
+from blobstore.cli.location import SERVER_URL, TOKEN
 from blobstore.errors import ConfigurationError, Forbidden, StorageUnavailable
 
 if TYPE_CHECKING:
     from blobstore.contract import TenantAPI
 
-SERVER_URL = "BLOBSTORE_SERVER_URL"
-TOKEN = "BLOBSTORE_TOKEN"
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,11 +80,12 @@ def server() -> Remote | None:
     return Remote(url, token, source)
 
 
-def on_tenant(tenant: str, work: Callable[[TenantAPI], Awaitable[T]]) -> T:
-    """Run ``work`` on ``tenant``: the local store's Tenant, or a BlobClient of the server in remote mode."""
+def on_tenant(tenant: str, work: Callable[[TenantAPI], Awaitable[T]], *, creates: bool = False) -> T:
+    """Run ``work`` on ``tenant``: the local store's Tenant (a new store only if the command ``creates``), or a
+    BlobClient of the server in remote mode."""
     target = server()
     if target is None:
-        return run(lambda store: work(store.tenant(tenant)))
+        return run(lambda store: work(store.tenant(tenant)), creates=creates)
 
     async def remote() -> T:
         import httpx

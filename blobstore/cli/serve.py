@@ -150,10 +150,10 @@ def serve(
     async def check(_store: BlobStore) -> None:
         """Opening the store proves the configuration (and migrates the embedded database) before any worker starts."""
 
-    run(check)
     _require_free(host, port, "--port")
     if s3_port is not None:
         _require_free(host, s3_port, "--s3-port")
+    run(check, creates=True, beside_a_server=True)
     os.environ["BLOBSTORE_DATABASE_URL"] = settings.database_url
     os.environ["BLOBSTORE_STORAGE_URL"] = settings.storage_url
     os.environ[CORS_ORIGINS] = ",".join(cors_origins)

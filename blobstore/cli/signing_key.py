@@ -49,7 +49,7 @@ def rotate() -> None:
 
         return await signing.rotate(store.core)
 
-    info = run(work)
+    info = run(work, creates=True)
     if options().json:
         output.echo_json(info.to_dict())
         return

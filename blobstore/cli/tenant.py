@@ -137,7 +137,7 @@ def set_(tenant: str, max_bytes: int | None, max_objects: int | None, clear_byte
     async def work(store: BlobStore) -> Quota:
         return await store.set_quota(tenant, max_bytes=new_bytes, max_objects=new_objects)
 
-    _echo_quota(run(work))
+    _echo_quota(run(work, creates=True))
 
 
 def _echo_quota(result: Quota) -> None:

@@ -35,7 +35,7 @@ def create(tenant: str, scopes: tuple[str, ...], expires: timedelta | None, name
     async def work(store: BlobStore) -> tokens.NewToken:
         return await tokens.create(store.core, tenant, scopes=scopes, expires_in=expires, name=name)
 
-    new = run(work)
+    new = run(work, creates=True)
     if options().json:
         output.echo_json({"token": new.token, **new.info.to_dict()})
         return

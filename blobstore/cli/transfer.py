@@ -95,7 +95,7 @@ def import_(
                     )
                 return await transfer.import_source(store.tenant(tenant), files, plan, jobs=jobs, progress=advance)
 
-    result = run(work)
+    result = run(work, creates=not dry_run)
     if isinstance(result, transfer.DryRun):
         _print_dry_run(result, fmt or "table")
         return

@@ -28,6 +28,9 @@ _DB_DRIVERS = {
 DEFAULT_MAX_OBJECT_SIZE = 5 * 2**30
 #: How long an S3 multipart upload may sit untouched before GC aborts it (BLOBSTORE_MULTIPART_EXPIRY).
 DEFAULT_MULTIPART_EXPIRY_SECONDS = 7 * 24 * 3600.0
+#: The embedded default's home (BLOBSTORE_HOME), relative to the current directory, and its database file.
+DEFAULT_HOME = ".blobstore"
+DATABASE_FILE = "blobstore.db"
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,8 @@ class Settings:
     ) -> Settings:
         """Read ``BLOBSTORE_*`` variables; explicit arguments (the CLI's ``--db``/``--storage``) win."""
         env = os.environ if environ is None else environ
-        home = Path(env.get("BLOBSTORE_HOME") or ".blobstore").absolute()
-        db = database_url or env.get("BLOBSTORE_DATABASE_URL") or f"sqlite+aiosqlite:///{home / 'blobstore.db'}"
+        home = Path(env.get("BLOBSTORE_HOME") or DEFAULT_HOME).absolute()
+        db = database_url or env.get("BLOBSTORE_DATABASE_URL") or f"sqlite+aiosqlite:///{home / DATABASE_FILE}"
         storage = storage_url or env.get("BLOBSTORE_STORAGE_URL") or (home / "blobs").as_uri()
         return cls(
             home=home,

@@ -31,7 +31,7 @@ import blobstore.cli.objects
 import blobstore.store
 from blobstore import Settings
 from blobstore.cli import cli
-from tests.support.cli_helpers import Run, finish, invoke, listed_commands, run_process, spawn
+from tests.support.cli_helpers import Run, finish, invoke, listed_commands, new_store, run_process, spawn
 from tests.support.s3_server import S3Endpoint
 from tests.support.servers import postgres_server, scratch_database
 
@@ -44,7 +44,8 @@ def digest_of(data: bytes) -> str:
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    return tmp_path / "home"
+    """The home of a new, empty embedded store."""
+    return new_store(tmp_path / "home")
 
 
 @pytest.fixture
@@ -319,11 +320,12 @@ def test_common_options_work_before_the_command_name(bs: Callable[..., Run], fil
 # --- db upgrade ----------------------------------------------------------------------------------
 
 
-def test_db_upgrade_on_sqlite_migrates_once(bs: Callable[..., Run], home: Path) -> None:
+def test_db_upgrade_on_sqlite_migrates_once(tmp_path: Path) -> None:
     """``db upgrade`` migrates a fresh SQLite database, then reports it is already up to date."""
-    assert json.loads(bs("db", "upgrade", "--json").ok().stdout)["upgraded"] is True
+    home = tmp_path / "fresh"
+    assert json.loads(invoke(["db", "upgrade", "--json"], home=home).ok().stdout)["upgraded"] is True
     assert (home / "blobstore.db").exists()
-    assert bs("db", "upgrade").ok().stdout.startswith("already up to date: sqlite+aiosqlite:///")
+    assert invoke(["db", "upgrade"], home=home).ok().stdout.startswith("already up to date: sqlite+aiosqlite:///")
 
 
 def test_db_upgrade_migrates_a_fresh_postgres_database(
@@ -456,7 +458,7 @@ def process_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     files, home = root / "files", root / "home"
     (files / "site").mkdir(parents=True)
     (files / "note.txt").write_text("hello\n")
-    invoke(["ls", "acme"], home=home).ok()  # migrate and pair the store before processes share it
+    new_store(home)  # migrated before processes share it
     started = {case.name: spawn(case.argv(files), home=home, env=case.env) for case in BAD_INPUTS if case.in_a_process}
     try:
         yield {name: finish(process) for name, process in started.items()}

@@ -162,3 +162,62 @@ def test_a_storage_directory_that_does_not_exist_is_named_as_such(home: Path, tm
     run_process(["ls", "acme"], home=home, env={"BLOBSTORE_STORAGE_URL": gone.as_uri()}).failed(
         f"the directory {gone} does not exist", "BLOBSTORE_STORAGE_URL"
     )
+
+
+# --- where the store is, and when a command may create one --------------------------------------------------
+
+_NO_HOME = {"BLOBSTORE_HOME": None}
+
+
+@pytest.mark.parametrize("command", [["ls", "acme"], ["report"], ["gc", "--dry-run"], ["tenant", "ls"], ["fsck"]])
+def test_a_read_only_command_in_an_empty_directory_creates_nothing(tmp_path: Path, command: list[str]) -> None:
+    """No store in the directory or its parents: one line saying so and how to point at one; nothing created."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run_process(command, home=tmp_path / "unused", env=_NO_HOME, cwd=empty).failed(
+        "no store here", "BLOBSTORE_HOME", "blobstore put"
+    )
+    assert list(empty.iterdir()) == []
+
+
+def test_the_first_put_says_where_it_created_the_store_once(tmp_path: Path) -> None:
+    source = tmp_path / "value.bin"
+    source.write_bytes(b"v")
+    work = tmp_path / "work"
+    work.mkdir()
+    first = run_process(["put", "acme", "k", str(source)], home=tmp_path / "unused", env=_NO_HOME, cwd=work)
+    assert first.code == 0
+    assert first.stderr == f"blobstore: created a new store: {work / '.blobstore'}\n"
+    run_process(["put", "acme", "k2", str(source)], home=tmp_path / "unused", env=_NO_HOME, cwd=work).ok()
+
+
+def test_a_store_is_found_from_a_subdirectory_as_git_finds_its_repository(tmp_path: Path) -> None:
+    source = tmp_path / "value.bin"
+    source.write_bytes(b"v")
+    project = tmp_path / "project"
+    deep = project / "src" / "deep"
+    deep.mkdir(parents=True)
+    run_process(["put", "acme", "k", str(source)], home=tmp_path / "unused", env=_NO_HOME, cwd=project)
+    listed = run_process(["ls", "acme"], home=tmp_path / "unused", env=_NO_HOME, cwd=deep).ok().stdout
+    assert listed.split()[-1] == "k"
+    assert not (deep / ".blobstore").exists()
+
+
+def test_a_read_only_command_on_a_missing_home_names_it(tmp_path: Path) -> None:
+    home = tmp_path / "nowhere"
+    run_process(["ls", "acme"], home=home).failed(f"no store at BLOBSTORE_HOME={home}")
+    assert not home.exists()
+
+
+@pytest.mark.parametrize(
+    "command", [["report"], ["tenant", "ls"], ["gc"], ["import", "acme", "."], ["token", "ls"], ["fsck"]]
+)
+def test_operator_commands_refuse_remote_mode_instead_of_opening_a_local_store(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """With a server configured for the object commands, a command that needs the database says so in one line
+    and opens (or creates) nothing."""
+    home = tmp_path / "home"
+    env = {"BLOBSTORE_SERVER_URL": "http://127.0.0.1:8080", "BLOBSTORE_TOKEN": _TOKEN}
+    run_process(command, home=home, env=env).failed("needs the database", "BLOBSTORE_SERVER_URL")
+    assert not home.exists()

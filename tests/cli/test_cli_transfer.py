@@ -19,7 +19,7 @@ from aiobotocore.config import AioConfig
 
 from blobstore import BlobStore
 from blobstore.transfer import plan_export
-from tests.support.cli_helpers import Run, finish, invoke, spawn
+from tests.support.cli_helpers import Run, finish, invoke, new_store, spawn
 from tests.support.s3_server import S3Endpoint, temporary_bucket
 from tests.support.stores import FakeClock
 from tests.support.workers import check_invariants, worker_env
@@ -29,7 +29,8 @@ GRACE = 3600.0
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    return tmp_path / "home"
+    """The home of a new, empty embedded store."""
+    return new_store(tmp_path / "home")
 
 
 @pytest.fixture

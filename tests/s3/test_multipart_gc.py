@@ -133,9 +133,9 @@ async def test_blobstore_gc_aborts_expired_uploads_and_says_so(store: BlobStore,
     }
     await asyncio.sleep(1.1)
     dry = await asyncio.to_thread(invoke, ["gc", "--dry-run"], home=settings.home, env=env)
-    assert "would abort 1 expired S3 multipart uploads" in dry.ok().stdout
+    assert "would abort 1 expired S3 multipart upload\n" in dry.ok().stdout
     run = await asyncio.to_thread(invoke, ["gc"], home=settings.home, env=env)
-    assert "aborted 1 expired S3 multipart uploads" in run.ok().stdout
+    assert "aborted 1 expired S3 multipart upload\n" in run.ok().stdout
     assert error_of(s3.list_parts, **upload) == ("NoSuchUpload", 404)
 
 

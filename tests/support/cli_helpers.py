@@ -9,6 +9,7 @@ isolated from the caller's ``BLOBSTORE_*`` variables; ``home`` becomes
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,8 @@ import blobstore
 from blobstore.cli import cli
 
 REPO = Path(blobstore.__file__).parents[1]
+#: The line a command that creates the embedded store prints, once, on stderr.
+CREATED = re.compile(r"\Ablobstore: created a new store: [^\n]+\n")
 
 
 @dataclass(frozen=True)
@@ -35,14 +38,20 @@ class Run:
     def stdout(self) -> str:
         return self.stdout_bytes.decode()
 
+    @property
+    def complaints(self) -> str:
+        """stderr without the one line a command that created the store prints about it."""
+        return CREATED.sub("", self.stderr, count=1)
+
     def ok(self) -> Run:
-        """Assert success without a word on stderr; return self."""
-        assert (self.code, self.stderr) == (0, ""), f"exit {self.code}: {self.stderr}"
+        """Assert success without a word on stderr (but the note of a store just created); return self."""
+        assert (self.code, self.complaints) == (0, ""), f"exit {self.code}: {self.stderr}"
         return self
 
     def failed(self, *mentions: str, code: int = 1, prefix: str = "blobstore: error: ") -> Run:
-        """Assert the failure contract: exit ``code``, exactly one line on stderr, no traceback."""
-        lines = self.stderr.splitlines()
+        """Assert the failure contract: exit ``code``, exactly one line on stderr (but the note of a store just
+        created), no traceback."""
+        lines = self.complaints.splitlines()
         assert self.code == code, f"exit {self.code}, expected {code}: {self.stderr}"
         assert len(lines) == 1, f"expected one line on stderr, got: {self.stderr!r}"
         assert lines[0].startswith(prefix), lines[0]
@@ -50,6 +59,13 @@ class Run:
         for text in mentions:
             assert text in lines[0], f"{text!r} not in {lines[0]!r}"
         return self
+
+
+def new_store(home: Path) -> Path:
+    """``home`` holding a new, empty embedded store (its database migrated), for commands that never create
+    one; returns ``home``."""
+    invoke(["db", "upgrade"], home=home).ok()
+    return home
 
 
 def isolated_env(home: Path, extra: Mapping[str, str | None] | None = None) -> dict[str, str | None]:
@@ -88,15 +104,17 @@ def spawn(
     env: Mapping[str, str | None] | None = None,
     stdin: int | None = subprocess.DEVNULL,
     stderr: int | None = subprocess.PIPE,
+    cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``python -m blobstore ARGS`` as a real process (stdout and stderr piped)."""
+    """Start ``python -m blobstore ARGS`` as a real process (stdout and stderr piped) in ``cwd`` (default: the
+    parent of ``home``)."""
     return subprocess.Popen(
         [sys.executable, "-m", "blobstore", *args],
         stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=stderr,
         env=process_env(home, env),
-        cwd=home.parent,
+        cwd=cwd or home.parent,
     )
 
 
@@ -107,11 +125,16 @@ def finish(process: subprocess.Popen[bytes], input: bytes | None = None, timeout
 
 
 def run_process(
-    args: Sequence[str], *, home: Path, input: bytes | None = None, env: Mapping[str, str | None] | None = None
+    args: Sequence[str],
+    *,
+    home: Path,
+    input: bytes | None = None,
+    env: Mapping[str, str | None] | None = None,
+    cwd: Path | None = None,
 ) -> Run:
-    """Run ``python -m blobstore ARGS`` as a real process and wait for it."""
+    """Run ``python -m blobstore ARGS`` as a real process (in ``cwd``, default the parent of ``home``) and wait."""
     stdin = subprocess.DEVNULL if input is None else subprocess.PIPE
-    return finish(spawn(args, home=home, env=env, stdin=stdin), input)
+    return finish(spawn(args, home=home, env=env, stdin=stdin, cwd=cwd), input)
 
 
 def listed_commands(help_text: str) -> dict[str, str]:
