@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 @click.group()
 def db() -> None:
-    """Manage the metadata database (schema migrations)."""
+    """Manage the metadata database (schema migrations, a verified copy into another database)."""
 
 
 @db.command()
@@ -72,8 +72,9 @@ def copy(target_url: str) -> None:
     from blobstore.db.engine import Database
 
     settings = options().settings()
-    target = Database(_target_url(target_url, settings.database_url))
+    normalized = _target_url(target_url, settings.database_url)
     _require_catalog(settings)
+    target = Database(normalized)
 
     async def work() -> CopiedCatalog:
         source = Database(settings.database_url)
