@@ -9,7 +9,6 @@ COPY migrations ./migrations
 COPY blobstore ./blobstore
 RUN pip install --no-cache-dir --disable-pip-version-check . \
     && useradd --system --create-home --home-dir /var/lib/blobstore blobstore
-RUN rm -rf /src
 
 USER blobstore
 WORKDIR /var/lib/blobstore
