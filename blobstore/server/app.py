@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -33,6 +34,8 @@ GC_INTERVAL = "BLOBSTORE_GC_INTERVAL"
 BODY_TIMEOUT = "BLOBSTORE_BODY_TIMEOUT"
 #: The environment variable ``blobstore serve --inline-active-content`` sets to ``1``.
 INLINE_ACTIVE_CONTENT = "BLOBSTORE_INLINE_ACTIVE_CONTENT"
+#: Where ``/docs`` and ``/redoc`` load their scripts, styles and icon from: the app itself.
+DOCS_ASSETS = "/docs/assets"
 DESCRIPTION = """\
 A content-addressed, deduplicating blob store. Every request carries
 `Authorization: Bearer <token>` (from `blobstore token create`); errors are
@@ -77,14 +80,7 @@ def create_app(
             app.state.blobstore = serving
             yield
 
-    app = FastAPI(
-        title="blobstore",
-        version=_version(),
-        description=DESCRIPTION,
-        lifespan=lifespan,
-        docs_url="/docs" if interactive_docs else None,
-        redoc_url="/redoc" if interactive_docs else None,
-    )
+    app = _fastapi(interactive_docs, title="blobstore", version=_version(), description=DESCRIPTION, lifespan=lifespan)
     app.state.inline_active_content = inline_active_content
     problems.install(app)
     app.include_router(objects.router)
@@ -113,6 +109,17 @@ def create_app(
             max_age=600,
         )
     return app
+
+
+def _fastapi(interactive_docs: bool, **options: Any) -> FastAPI:
+    """A FastAPI app with ``options``; with ``interactive_docs``, ``/docs`` (Swagger UI) and ``/redoc`` whose
+    scripts and styles it serves itself under :data:`DOCS_ASSETS` (fastapi-offline's copies), never from a CDN:
+    the pages work on a network without internet access."""
+    if not interactive_docs:
+        return FastAPI(docs_url=None, redoc_url=None, **options)
+    from fastapi_offline import FastAPIOffline
+
+    return FastAPIOffline(docs_url="/docs", redoc_url="/redoc", static_url=DOCS_ASSETS, **options)
 
 
 def app_from_env(store: BlobStore | None = None) -> FastAPI:
