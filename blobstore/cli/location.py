@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from blobstore.core.config import DATABASE_FILE, DEFAULT_HOME
 from blobstore.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -27,6 +26,8 @@ TOKEN = "BLOBSTORE_TOKEN"
 
 def find_home(start: Path) -> Path | None:
     """The nearest ``.blobstore`` directory holding an embedded database, in ``start`` or its parents."""
+    from blobstore.core.config import DATABASE_FILE, DEFAULT_HOME  # with SQLAlchemy: not for --help
+
     for directory in (start, *start.parents):
         if (directory / DEFAULT_HOME / DATABASE_FILE).is_file():
             return directory / DEFAULT_HOME
@@ -48,6 +49,8 @@ def missing_embedded_database(settings: Settings) -> Path | None:
 
 def no_store(settings: Settings, database: Path) -> ConfigurationError:
     """The error of a command that would have had to create the store ``database`` belongs to."""
+    from blobstore.core.config import DATABASE_FILE, DEFAULT_HOME
+
     create = "`blobstore put` creates one"
     if database != settings.home / DATABASE_FILE:
         return ConfigurationError(
@@ -65,6 +68,8 @@ def no_store(settings: Settings, database: Path) -> ConfigurationError:
 
 def describe(settings: Settings) -> str:
     """Where a new embedded store lives, for the one line that says it was created."""
+    from blobstore.core.config import DATABASE_FILE
+
     home_default = settings.sqlite_file == settings.home / DATABASE_FILE
     return str(settings.home) if home_default else f"database {settings.sqlite_file}"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from blobstore import BlobStore, Settings
-from tests.support.cli_helpers import Run, invoke
+from tests.support.cli_helpers import Run, invoke, new_store
 from tests.support.live_server import serving
 from tests.support.stores import FakeClock
 
@@ -89,7 +89,7 @@ def test_every_object_command_prints_the_same_in_both_modes(
 ) -> None:
     """Local mode on an embedded store and remote mode on a server of the test's deployment: same answers."""
     token = token_of(store.settings, tmp_path / "operator")
-    local_home, remote_home = tmp_path / "local", tmp_path / "remote"
+    local_home, remote_home = new_store(tmp_path / "local"), tmp_path / "remote"
     out = tmp_path / "out.bin"
     with serving(store.settings, clock=clock) as url:
         remote_env: dict[str, str | None] = {"BLOBSTORE_SERVER_URL": url, "BLOBSTORE_TOKEN": token}
