@@ -7,7 +7,7 @@ WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY migrations ./migrations
 COPY blobstore ./blobstore
-RUN pip install --no-cache-dir --disable-pip-version-check . \
+RUN pip install --no-cache-dir --disable-pip-version-check ".[postgres,s3,server]" \
     && useradd --system --create-home --home-dir /var/lib/blobstore blobstore
 
 USER blobstore

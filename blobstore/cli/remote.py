@@ -18,6 +18,7 @@ import click
 from blobstore.cli.app import run, run_async
 from blobstore.cli.location import SERVER_URL, TOKEN
 from blobstore.errors import ConfigurationError, Forbidden, StorageUnavailable
+from blobstore.extras import needs
 
 if TYPE_CHECKING:
     from blobstore.contract import TenantAPI
@@ -87,11 +88,12 @@ def on_tenant(tenant: str, work: Callable[[TenantAPI], Awaitable[T]], *, creates
     if target is None:
         return run(lambda store: work(store.tenant(tenant)), creates=creates)
 
-    async def remote() -> T:
+    with needs("client", f"remote mode ({target.source})"):
         import httpx
 
         from blobstore.client import BlobClient
 
+    async def remote() -> T:
         try:
             async with BlobClient(target.url, target.token) as client:
                 if client.name != tenant:

@@ -13,6 +13,7 @@ import click
 
 from blobstore.cli.app import common_options, options, run
 from blobstore.errors import ConfigurationError
+from blobstore.extras import needs
 
 #: Defaults of the connection limits, as in blobstore.server.connections (which loads the server stack, so not
 #: imported for --help; tests/server/test_server_timeouts.py checks they agree).
@@ -137,11 +138,12 @@ def serve(
     \b
       blobstore serve --host 0.0.0.0 --port 8080 --workers 4
     """
-    import uvicorn  # only this command needs the server stack
+    with needs("server", "blobstore serve"):  # only this command needs the server stack
+        import uvicorn
 
-    from blobstore.s3.app import DOMAIN, REGION
-    from blobstore.server import access, connections, metrics
-    from blobstore.server.app import BODY_TIMEOUT, CORS_ORIGINS, GC_INTERVAL, INLINE_ACTIVE_CONTENT
+        from blobstore.s3.app import DOMAIN, REGION
+        from blobstore.server import access, connections, metrics
+        from blobstore.server.app import BODY_TIMEOUT, CORS_ORIGINS, GC_INTERVAL, INLINE_ACTIVE_CONTENT
 
     if s3_port is not None and workers != 1:
         raise ConfigurationError("--s3-port serves from one process for now: use it with --workers 1")

@@ -30,6 +30,7 @@ from sqlalchemy.util import greenlet_spawn
 from blobstore.db import sqlite_driver
 from blobstore.db.urls import split_options
 from blobstore.errors import BlobStoreError, StorageUnavailable
+from blobstore.extras import needs
 
 T = TypeVar("T")
 
@@ -72,9 +73,10 @@ class Database:
             # is invalidated, and the transaction is replayed on a fresh one (see transaction()).
             # libpq-style ?sslmode= and certificate options, and ?pooler=, become driver arguments.
             engine_url, connect_args = split_options(url)
-            self.engine = create_async_engine(
-                engine_url, connect_args=connect_args, pool_size=pool_size, max_overflow=2 * pool_size
-            )
+            with needs("postgres", "a PostgreSQL database (BLOBSTORE_DATABASE_URL)"):
+                self.engine = create_async_engine(
+                    engine_url, connect_args=connect_args, pool_size=pool_size, max_overflow=2 * pool_size
+                )
             read_options = {"isolation_level": "AUTOCOMMIT"}
         #: The same pool, its connections set up for :meth:`read` once rather than per read.
         self._reader = self.engine.execution_options(**read_options)

@@ -6,6 +6,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from blobstore.errors import ConfigurationError
+from blobstore.extras import needs
 from blobstore.storage.base import ObjectStorage
 from blobstore.storage.local import LocalStorage
 from blobstore.storage.memory import MemoryStorage
@@ -36,7 +37,8 @@ def open_storage_from_url(url: str, *, endpoint_url: str | None, region: str) ->
             raise ConfigurationError(f"{_VAR}: {url!r} names no bucket; use s3://bucket[/prefix]")
         if prefix and any(segment in ("", ".", "..") for segment in prefix.split("/")):
             raise ConfigurationError(f"{_VAR}: {url!r} has an empty, '.' or '..' segment in its prefix")
-        from blobstore.storage.s3 import S3Storage  # aioboto3 loads only for a store on S3
+        with needs("s3", "S3 storage (BLOBSTORE_STORAGE_URL)"):
+            from blobstore.storage.s3 import S3Storage  # aioboto3 loads only for a store on S3
 
         return S3Storage(parts.netloc, prefix, endpoint_url=endpoint_url, region=region)
     if not parts.scheme:

@@ -16,15 +16,15 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 from urllib.parse import urlsplit
-
-import aioboto3
-from botocore.exceptions import BotoCoreError
 
 from blobstore.core.ingest import PutData, new_hasher
 from blobstore.errors import BlobStoreError, ConfigurationError, InvalidInput
-from blobstore.storage import S3Storage
+from blobstore.extras import needs
+
+if TYPE_CHECKING:
+    from blobstore.storage import S3Storage
 
 #: Bytes read at a time while hashing a local file: large enough for BLAKE3 to use several threads.
 _HASH_BUFFER = 4 * 1024 * 1024
@@ -235,6 +235,11 @@ def open_source(
     prefix = parts.path.strip("/")
     if not parts.netloc or parts.query or parts.fragment:
         raise ConfigurationError(f"SOURCE: {source!r} is not s3://bucket[/prefix]")
+    with needs("s3", "importing from an S3 bucket"):
+        import aioboto3
+        from botocore.exceptions import BotoCoreError
+
+        from blobstore.storage import S3Storage
     try:
         session = aioboto3.Session(profile_name=profile)
         region = session.region_name or "us-east-1"
