@@ -38,7 +38,13 @@ from blobstore.errors import (
     InvalidPartOrder,
     NoSuchUpload,
 )
-from blobstore.model.keys import validate_content_type, validate_key, validate_metadata, validate_tenant
+from blobstore.model.keys import (
+    validate_content_type,
+    validate_key,
+    validate_metadata,
+    validate_stored_headers,
+    validate_tenant,
+)
 from blobstore.model.preconditions import UNCONDITIONAL, expect
 from blobstore.model.results import BlobInfo
 from blobstore.protocol.uploads import PutOutcome, Uploader
@@ -80,10 +86,17 @@ class Completed:
 
 
 async def create(
-    core: Core, tenant: str, bucket: str, key: str, *, content_type: str | None, metadata: Mapping[str, str]
+    core: Core,
+    tenant: str,
+    bucket: str,
+    key: str,
+    *,
+    content_type: str | None,
+    metadata: Mapping[str, str],
+    headers: Mapping[str, str],
 ) -> Upload:
     """Begin an upload of ``key`` in the tenant's ``bucket`` (the caller checked it exists), whose object will
-    have ``content_type`` and ``metadata``."""
+    have ``content_type``, ``metadata`` and the stored response ``headers`` (BlobInfo.headers)."""
     validate_tenant(tenant)
     validate_key(key_of(bucket, key))
     now = core.clock()
@@ -94,6 +107,7 @@ async def create(
         validate_content_type(content_type),
         validate_metadata(dict(metadata)),
         now,
+        validate_stored_headers(dict(headers)),
     )
 
     async def work(conn: AsyncConnection) -> None:
@@ -164,7 +178,14 @@ async def complete(
     outcomes: list[PutOutcome | None] = [None]
     async with uploader.ingested(_concatenated(core, chosen), max_size=core.settings.max_object_size) as ingested:
         item = binding.Item(
-            0, key_of(bucket, key), ingested.digest, ingested.size, upload.content_type, upload.metadata, condition
+            0,
+            key_of(bucket, key),
+            ingested.digest,
+            ingested.size,
+            upload.content_type,
+            upload.metadata,
+            condition,
+            headers=upload.headers,
         )
         binder = partial(
             _bind_completion, upload=upload, chosen={part.number: part.blob_id for part in chosen}, md5=etag

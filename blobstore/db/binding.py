@@ -44,6 +44,8 @@ class Item:
     #: The blob to bind when the caller names it (a copy's source, bytes put by digest); None: the
     #: live blob of ``digest`` in the dedup scope, if there is one.
     blob_id: int | None = None
+    #: The response headers the reference stores (blobstore.db.models.Ref.headers).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -168,7 +170,7 @@ def _decide(
         held.add(blob)
         outcome.acquired.add(blob)
         writes.refcounts[blob] += 1
-        ref = NewRef(item.key, blob, item.size, item.content_type, item.metadata)
+        ref = NewRef(item.key, blob, item.size, item.content_type, item.metadata, item.headers)
         if old is None:
             writes.new.append(ref)
         else:
@@ -186,6 +188,7 @@ def _decide(
             now,
             deduplicated,
             replaced=old is not None,
+            headers=item.headers,
         )
     return outcome, writes
 

@@ -41,6 +41,8 @@ class RefRow:
     content_type: str | None
     metadata: dict[str, str]
     created_at: datetime
+    #: The response headers stored with the reference (blobstore.db.models.Ref.headers).
+    headers: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ REF_COLUMNS = (
     refs.c.content_type,
     refs.c.metadata,
     refs.c.created_at,
+    refs.c.headers,
 )
 
 

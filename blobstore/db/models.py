@@ -134,6 +134,8 @@ class Ref(Base):
     content_type: Mapped[str | None] = mapped_column(String(255))
     user_metadata: Mapped[dict[str, str]] = mapped_column("metadata", JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: Response headers stored through the S3 API (Content-Disposition, Cache-Control, ...), by lowercase name.
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
 
     #: By blob, then tenant; ``size`` rides along so cost reports read this index alone (blobstore.accounting.report).
     __table_args__ = (Index("ix_refs_blob_id_tenant_id_size", "blob_id", "tenant_id", "size"),)
@@ -234,6 +236,8 @@ class MultipartUpload(Base):
     key: Mapped[str] = mapped_column(KeyString)
     content_type: Mapped[str | None] = mapped_column(String(255))
     user_metadata: Mapped[dict[str, str]] = mapped_column("metadata", JSON)
+    #: The response headers the object will store (blobstore.db.models.Ref.headers).
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     touched_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 

@@ -26,7 +26,8 @@ parts = tables["multipart_parts"]
 
 @dataclass(frozen=True)
 class UploadRow:
-    """A multipart upload in progress: the bucket, key, type and metadata of the object it will become."""
+    """A multipart upload in progress: the bucket, key, type, metadata and stored response headers of the object
+    it will become."""
 
     id: str
     bucket: str
@@ -34,6 +35,7 @@ class UploadRow:
     content_type: str | None
     metadata: dict[str, str]
     created_at: datetime
+    headers: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ _UPLOAD_COLUMNS = (
     uploads.c.content_type,
     uploads.c.metadata,
     uploads.c.created_at,
+    uploads.c.headers,
 )
 
 
@@ -69,6 +72,7 @@ async def insert_upload(conn: AsyncConnection, tenant: int, upload: UploadRow) -
             key=upload.key,
             content_type=upload.content_type,
             metadata=upload.metadata,
+            headers=upload.headers,
             created_at=upload.created_at,
             touched_at=upload.created_at,
         )

@@ -24,6 +24,7 @@ from blobstore.s3.objects import (
     etag_of,
     metadata_of,
     precondition_failed,
+    stored_headers_of,
     tag_matches,
 )
 
@@ -33,7 +34,8 @@ _COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
 
 
 async def create_multipart_upload(call: Call) -> Response:
-    """CreateMultipartUpload: begin an upload; its Content-Type and x-amz-meta-* become the object's."""
+    """CreateMultipartUpload: begin an upload; its Content-Type, x-amz-meta-* and stored headers (Cache-Control,
+    Content-Disposition, ...: blobstore.s3.objects.stored_headers_of) become the object's."""
     bucket = await existing(call)
     upload = await multipart.create(
         call.store.core,
@@ -42,6 +44,7 @@ async def create_multipart_upload(call: Call) -> Response:
         call.key,
         content_type=call.headers.get("content-type"),
         metadata=metadata_of(call),
+        headers=stored_headers_of(call),
     )
     return Response(xml.initiate_multipart_upload(bucket, call.key, upload.id), media_type=xml.CONTENT_TYPE)
 

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from blobstore import buckets
 from blobstore.asgi.responses import ClosingStreamingResponse
 from blobstore.errors import BlobStoreError
+from blobstore.model.keys import STORED_HEADERS
 from blobstore.model.preconditions import parse_http_date
 from blobstore.model.ranges import ByteRange, parse_range
 from blobstore.model.results import BlobInfo
@@ -25,12 +26,15 @@ from blobstore.s3 import checksums, xml
 from blobstore.s3.buckets import existing
 from blobstore.s3.call import Call, header_text, header_value
 from blobstore.s3.errors import S3Error, not_implemented, translate
+from blobstore.s3.router import RESPONSE_OVERRIDES
 from blobstore.store import MAX_BATCH
 
 if TYPE_CHECKING:
     from blobstore.accounting.quotas import Allowance
 
 META_PREFIX = "x-amz-meta-"
+#: Content codings that frame a request's body (blobstore.s3.chunked), never an object's.
+_FRAMING = {"aws-chunked"}
 #: What S3 answers as the type of an object stored without one.
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 #: The response header carrying the BLAKE3 digest, blobstore's identity of the bytes.
@@ -65,9 +69,10 @@ async def put_object(call: Call) -> Response:
         expected = current.digest
     allowance = await call.tenant.allowance(key, if_absent=if_none_match is not None)
     allowance.check(_declared_length(call))  # 403 QuotaExceeded from the headers alone, before a byte of the body
-    info = await call.tenant.put(
+    info = await call.tenant.put_with_headers(
         key,
         _within(call.body, allowance),
+        headers=stored_headers_of(call),
         content_type=call.headers.get("content-type"),
         metadata=metadata_of(call),
         if_absent=if_none_match is not None,
@@ -103,10 +108,10 @@ async def _within(body: AsyncIterable[bytes], allowance: Allowance) -> AsyncIter
 async def copy_object(call: Call) -> Response:
     """CopyObject: a new reference to the source's bytes, across the tenant's buckets; no bytes move.
 
-    ``x-amz-metadata-directive`` COPY (the default) keeps the source's type and metadata; REPLACE takes the
-    request's. The source is read with the caller's tenant: another tenant's bucket is NoSuchBucket. The
-    ``x-amz-copy-source-if-*`` headers are evaluated on the source as GET's are on an object, except that every
-    unmet one is 412 PreconditionFailed.
+    ``x-amz-metadata-directive`` COPY (the default) keeps the source's type, metadata and stored headers;
+    REPLACE takes the request's. The source is read with the caller's tenant: another tenant's bucket is
+    NoSuchBucket. The ``x-amz-copy-source-if-*`` headers are evaluated on the source as GET's are on an object,
+    except that every unmet one is 412 PreconditionFailed.
     """
     if "read" not in call.scopes:
         raise S3Error("AccessDenied", "this access key lacks the 'read' scope a copy's source needs")
@@ -131,8 +136,12 @@ async def copy_object(call: Call) -> Response:
         info = await call.tenant.copy(source, target)
     elif directive == "REPLACE":
         digest = (await call.tenant.stat(source)).digest
-        info = await call.tenant.put(
-            target, digest=digest, content_type=call.headers.get("content-type"), metadata=metadata_of(call)
+        info = await call.tenant.put_with_headers(
+            target,
+            digest=digest,
+            headers=stored_headers_of(call),
+            content_type=call.headers.get("content-type"),
+            metadata=metadata_of(call),
         )
     else:
         raise S3Error("InvalidArgument", "x-amz-metadata-directive must be COPY or REPLACE")
@@ -161,11 +170,33 @@ def metadata_of(call: Call) -> dict[str, str]:
     }
 
 
+def stored_headers_of(call: Call) -> dict[str, str]:
+    """The request's headers an object stores (blobstore.model.keys.STORED_HEADERS), values read as signed; the
+    ``aws-chunked`` of a Content-Encoding is the request's framing, not the object's, and is left out."""
+    headers = {
+        name: header_text(value.encode("latin-1")) for name, value in call.headers.items() if name in STORED_HEADERS
+    }
+    if "content-encoding" in headers:
+        codings = [c.strip() for c in headers.pop("content-encoding").split(",") if c.strip() not in _FRAMING]
+        if codings:
+            headers["content-encoding"] = ", ".join(codings)
+    return headers
+
+
+def _answered_headers(call: Call, info: BlobInfo) -> dict[str, str]:
+    """The stored response headers of ``info``, each replaced by its ``response-*`` query parameter if the
+    GET or HEAD has one (S3's overrides, Content-Type's included)."""
+    headers = {name.title(): header_value(value) for name, value in info.headers.items()}
+    for parameter in RESPONSE_OVERRIDES & call.params.keys():
+        headers[parameter.removeprefix("response-").title()] = header_value(call.params[parameter])
+    return headers
+
+
 async def head_object(call: Call) -> Response:
     """HeadObject: the object's headers, no body (304 or 412 under the conditional headers, as GET)."""
     bucket = await existing(call)
     info = await call.tenant.stat(buckets.key_of(bucket, call.key))
-    headers = await _headers(call, info) | await _checksum_headers(call, info)
+    headers = await _headers(call, info) | await _checksum_headers(call, info) | _answered_headers(call, info)
     return _unmet(call, info, headers["ETag"]) or Response(headers=headers)
 
 
@@ -181,7 +212,7 @@ async def get_object(call: Call) -> Response:
     stack = AsyncExitStack()
     try:
         stream = await stack.enter_async_context(call.tenant.open(key, byte_range=requested))
-        headers = await _headers(call, stream.info)
+        headers = await _headers(call, stream.info) | _answered_headers(call, stream.info)
         unmet = _unmet(call, stream.info, headers["ETag"])
         if unmet is not None:
             await stack.aclose()

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from blobstore.model.keys import STORED_HEADERS
 from blobstore.s3.errors import S3Error, not_implemented
 
 #: Query parameters that never change the operation: presigned-URL fields (SigV2 here, SigV4's X-Amz-*) and
@@ -38,6 +39,9 @@ _UNSUPPORTED_HEADERS = {
     "if-unmodified-since": "conditional requests",
     "x-amz-copy-source-range": "a copy source range outside UploadPartCopy",
 }
+#: The GetObject / HeadObject query parameters that set a response header whatever the object stores
+#: (``response-content-type``: its Content-Type).
+RESPONSE_OVERRIDES = frozenset("response-" + name for name in (*STORED_HEADERS, "content-type"))
 _READ_CONDITIONS = frozenset({"if-match", "if-none-match", "if-modified-since", "if-unmodified-since"})
 #: The conditional headers each method handles (PUT: PutObject's, not a copy's destination).
 _CONDITIONS = {"GET": _READ_CONDITIONS, "HEAD": _READ_CONDITIONS, "PUT": frozenset({"if-match", "if-none-match"})}
@@ -77,6 +81,8 @@ def route(method: str, raw_path: str, params: Sequence[tuple[str, str]], headers
             raise not_implemented(feature)
     if method == "GET" and names == {"acl"}:
         return Operation("GetObjectAcl", bucket, key, "read")
+    if method in ("GET", "HEAD"):
+        names -= RESPONSE_OVERRIDES
     if names:
         raise not_implemented(f"{method} of an object with ?{','.join(sorted(names))}")
     by_method = {"PUT": ("PutObject", "write"), "GET": ("GetObject", "read"), "HEAD": ("HeadObject", "read")}
