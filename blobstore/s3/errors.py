@@ -27,6 +27,7 @@ S3_STATUS = {
     "InvalidDigest": 400,
     "InvalidRange": 416,
     "InvalidRequest": 400,
+    "KeyTooLongError": 400,
     "MalformedXML": 400,
     "MethodNotAllowed": 405,
     "MissingSecurityHeader": 400,

@@ -26,7 +26,7 @@ from blobstore.s3 import checksums, xml
 from blobstore.s3.buckets import existing
 from blobstore.s3.call import Call, header_text, header_value
 from blobstore.s3.errors import S3Error, not_implemented, translate
-from blobstore.s3.router import RESPONSE_OVERRIDES
+from blobstore.s3.router import RESPONSE_OVERRIDES, checked_key
 from blobstore.store import MAX_BATCH
 
 if TYPE_CHECKING:
@@ -150,14 +150,15 @@ async def copy_object(call: Call) -> Response:
 
 
 def copy_source(header: str) -> tuple[str, str]:
-    """(bucket, key) of an ``x-amz-copy-source`` header: ``[/]BUCKET/KEY``, percent-encoded, no version."""
+    """(bucket, key) of an ``x-amz-copy-source`` header: ``[/]BUCKET/KEY``, percent-encoded, no version; the key
+    at most 1,024 bytes (KeyTooLongError)."""
     path, _, query = header.partition("?")
     bucket, _, key = unquote(path).removeprefix("/").partition("/")
     if query and query != "versionId=null":
         raise not_implemented("copying a version other than null")
     if not bucket or not key:
         raise S3Error("InvalidArgument", "x-amz-copy-source must be BUCKET/KEY")
-    return bucket, key
+    return bucket, checked_key(key)
 
 
 def metadata_of(call: Call) -> dict[str, str]:

@@ -13,6 +13,8 @@ from urllib.parse import unquote
 from blobstore.model.keys import STORED_HEADERS
 from blobstore.s3.errors import S3Error, not_implemented
 
+#: The longest S3 object key, in bytes of UTF-8 (the native key ``<bucket>/<key>`` is longer).
+MAX_KEY_BYTES = 1024
 #: Query parameters that never change the operation: presigned-URL fields (SigV2 here, SigV4's X-Amz-*) and
 #: boto3's ``x-id``.
 _NEUTRAL = {"x-id", "AWSAccessKeyId", "Expires", "Signature"}
@@ -154,4 +156,11 @@ def _split(raw_path: str) -> tuple[str | None, str | None]:
         decoded_key = unquote(key, errors="strict")
     except UnicodeDecodeError:
         raise S3Error("InvalidArgument", "the key is not percent-encoded UTF-8") from None
-    return unquote(bucket) or None, decoded_key or None
+    return unquote(bucket) or None, checked_key(decoded_key) or None
+
+
+def checked_key(key: str) -> str:
+    """``key`` if S3 allows it, of at most :data:`MAX_KEY_BYTES` bytes of UTF-8; else KeyTooLongError."""
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise S3Error("KeyTooLongError", f"Your key is too long: at most {MAX_KEY_BYTES} bytes of UTF-8")
+    return key
