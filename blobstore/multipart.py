@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from blobstore.buckets import key_of
 from blobstore.core.reading import verified_chunks
-from blobstore.db import batches, binding, catalog
+from blobstore.db import batches, binding, catalog, hot_path
 from blobstore.db import buckets as etags_db
 from blobstore.db import multipart as db
 from blobstore.errors import (
@@ -93,7 +93,7 @@ async def create(
     *,
     content_type: str | None,
     metadata: Mapping[str, str],
-    headers: Mapping[str, str],
+    headers: dict[str, str] | None = None,
 ) -> Upload:
     """Begin an upload of ``key`` in the tenant's ``bucket`` (the caller checked it exists), whose object will
     have ``content_type``, ``metadata`` and the stored response ``headers`` (BlobInfo.headers)."""
@@ -107,7 +107,7 @@ async def create(
         validate_content_type(content_type),
         validate_metadata(dict(metadata)),
         now,
-        validate_stored_headers(dict(headers)),
+        validate_stored_headers(headers),
     )
 
     async def work(conn: AsyncConnection) -> None:
@@ -161,18 +161,58 @@ async def complete(
     ETags (InvalidPart); every part but the last is at least :data:`MIN_PART_SIZE` (EntityTooSmall). Parts not
     listed are discarded. ``if_absent`` / ``if_match`` (a digest) make the put conditional as
     :meth:`blobstore.store.Tenant.put`'s do. The object is bound and the upload released in one transaction: on
-    any error the upload is left as it was; after a crash, a retry completes it or answers NoSuchUpload with the
-    object stored.
+    any error the upload is left as it was; after a crash, a retry completes it. A retry of a completion that
+    succeeded (or one racing it) answers it again, as :func:`completed`, its conditions not judged again.
     """
     _check_order(listed)
+    try:
+        return await _complete(core, tenant, bucket, key, upload_id, listed, if_absent=if_absent, if_match=if_match)
+    except NoSuchUpload:
+        if (again := await completed(core, tenant, bucket, key, upload_id, listed)) is not None:
+            return again
+        raise
+
+
+async def completed(
+    core: Core, tenant: str, bucket: str, key: str, upload_id: str, listed: Sequence[tuple[int, str]]
+) -> Completed | None:
+    """The completion of the tenant's upload if it completed with the ``listed`` parts (the same ETag) and its key
+    still holds the object it made (not deleted or written since): a client's retry after a lost answer. None
+    otherwise, or once GC has forgotten the upload (BLOBSTORE_MULTIPART_EXPIRY after its completion)."""
+    validate_tenant(tenant)
+    found = await core.database.read(
+        partial(db.find_completed, tenant=tenant, upload_id=upload_id, bucket=bucket, key=key)
+    )
+    try:
+        etag = _multipart_etag([md5.strip().strip('"') for _, md5 in listed])
+    except ValueError:  # an ETag that is no MD5 names no part this upload had
+        return None
+    if found is None or found.etag != etag:
+        return None
+    ref = await hot_path.find_ref_named(core.database, tenant, key_of(bucket, key))
+    if ref is None or (ref.digest, ref.created_at) != (found.digest, found.completed_at):
+        return None
+    return Completed(ref.info(tenant), f'"{etag}"')
+
+
+async def _complete(
+    core: Core,
+    tenant: str,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    listed: Sequence[tuple[int, str]],
+    *,
+    if_absent: bool,
+    if_match: str | None,
+) -> Completed:
     upload = await _existing(core, tenant, bucket, key, upload_id)
     staged = {part.number: part for part in await core.database.read(partial(db.list_parts, upload_id=upload.id))}
     chosen = [_chosen(staged, number, etag) for number, etag in listed]
     for part in chosen[:-1]:
         if part.size < MIN_PART_SIZE:
             raise EntityTooSmall(f"part {part.number} is {part.size} bytes; all but the last are at least 5 MiB")
-    etag = hashlib.md5(b"".join(bytes.fromhex(part.md5) for part in chosen), usedforsecurity=False).hexdigest()
-    etag += f"-{len(chosen)}"
+    etag = _multipart_etag([part.md5 for part in chosen])
     uploader = Uploader.of(core, tenant)
     condition = expect(if_match, if_absent=if_absent)
     outcomes: list[PutOutcome | None] = [None]
@@ -246,6 +286,14 @@ async def _existing(core: Core, tenant: str, bucket: str, key: str, upload_id: s
     if row is None:
         raise NoSuchUpload(f"no upload {upload_id!r} of {key!r} is in progress")
     return row
+
+
+def _multipart_etag(md5s: Sequence[str]) -> str:
+    """S3's ETag of an object completed from parts of these hex MD5s: the MD5 of their binary MD5s, ``-N``
+    (unquoted); ValueError if one is not hex."""
+    return hashlib.md5(b"".join(bytes.fromhex(md5) for md5 in md5s), usedforsecurity=False).hexdigest() + (
+        f"-{len(md5s)}"
+    )
 
 
 def _check_order(listed: Sequence[tuple[int, str]]) -> None:
@@ -360,8 +408,9 @@ async def _bind_completion(
 ) -> binding.Outcome:
     """The binder of a completion (blobstore.protocol.uploads.Binder): under the tenant's lock, if the upload is
     still in progress with the parts streamed, bind its key as any put binds (the quota checked as if the staged
-    parts were already released) and, in the same transaction, release the upload and record the object's ETag.
-    An error of the binding is raised, so nothing changes and the upload stays."""
+    parts were already released) and, in the same transaction, release the upload's parts, keep it as completed
+    (blobstore.db.multipart.complete) and record the object's ETag. An error of the binding is raised, so nothing
+    changes and the upload stays."""
     await _still_open(conn, tenant, upload)
     staged = await db.list_parts(conn, upload.id)
     if {part.number: part.blob_id for part in staged if part.number in chosen} != chosen:
@@ -381,7 +430,7 @@ async def _bind_completion(
     if item.index in outcome.failed:
         raise outcome.failed[item.index]
     if item.index in outcome.bound:
-        for blob_id, _ in await db.forget(conn, upload.id):
+        for blob_id, _ in await db.complete(conn, upload.id, item.digest, md5, now):
             writes.refcounts[blob_id] -= 1
         writes.add_bytes -= freed
         await binding.write(conn, tenant.id, writes, now)

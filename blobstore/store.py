@@ -550,17 +550,7 @@ class Tenant:
         return Uploader.of(self.core, self.name)
 
     def _info(self, ref: catalog.RefRow, *, deduplicated: bool = False) -> BlobInfo:
-        return BlobInfo(
-            tenant=self.name,
-            key=ref.key,
-            digest=ref.digest,
-            size=ref.size,
-            content_type=ref.content_type,
-            metadata=dict(ref.metadata),
-            created_at=ref.created_at,
-            deduplicated=deduplicated,
-            headers=dict(ref.headers),
-        )
+        return ref.info(self.name, deduplicated=deduplicated)
 
     async def _bind_held(
         self, conn: AsyncConnection, tenant: catalog.LockedTenant, item: binding.Item, now: datetime

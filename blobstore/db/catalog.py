@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.db.models import tables
 from blobstore.errors import QuotaExceeded
+from blobstore.model.results import BlobInfo
 
 tenants = tables["tenants"]
 blobs = tables["blobs"]
@@ -43,6 +44,20 @@ class RefRow:
     created_at: datetime
     #: The response headers stored with the reference (blobstore.db.models.Ref.headers).
     headers: dict[str, str]
+
+    def info(self, tenant: str, *, deduplicated: bool = False) -> BlobInfo:
+        """The reference as its tenant sees it."""
+        return BlobInfo(
+            tenant=tenant,
+            key=self.key,
+            digest=self.digest,
+            size=self.size,
+            content_type=self.content_type,
+            metadata=dict(self.metadata),
+            created_at=self.created_at,
+            deduplicated=deduplicated,
+            headers=dict(self.headers),
+        )
 
 
 @dataclass(frozen=True)

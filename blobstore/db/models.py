@@ -226,7 +226,9 @@ class MultipartUpload(Base):
     """An S3 multipart upload in progress: the object it will become once completed (see blobstore.multipart).
 
     Its id is a random URL-safe token; ``touched_at`` moves with every part, and GC aborts an upload untouched
-    for longer than BLOBSTORE_MULTIPART_EXPIRY.
+    for longer than BLOBSTORE_MULTIPART_EXPIRY. A completed upload keeps its row, without parts, ``completed_at``
+    set (the moment its key was bound) with the ``digest`` and S3 ``etag`` of what it made, so a retried
+    completion is answered again; GC forgets it once as old as an expired upload.
     """
 
     __tablename__ = "multipart_uploads"
@@ -240,6 +242,9 @@ class MultipartUpload(Base):
     headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     touched_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    digest: Mapped[str | None] = mapped_column(String(64))
+    etag: Mapped[str | None] = mapped_column(String(48))
 
     __table_args__ = (Index("ix_multipart_uploads_tenant_id_bucket_key_id", "tenant_id", "bucket", "key", "id"),)
 

@@ -1,4 +1,5 @@
-"""Queries of S3 multipart uploads: the uploads in progress and their staged parts.
+"""Queries of S3 multipart uploads: the uploads in progress and their staged parts, and completed uploads kept
+for a retried completion.
 
 A part row holds a reference on its blob, as a ref does: every statement that adds or removes part rows is
 run by a caller that holds the tenant's row lock and, in the same transaction, adds the matching deltas to
@@ -80,9 +81,14 @@ async def insert_upload(conn: AsyncConnection, tenant: int, upload: UploadRow) -
 
 
 async def find_upload(conn: AsyncConnection, tenant: int, upload_id: str, bucket: str, key: str) -> UploadRow | None:
-    """The tenant's upload ``upload_id`` of ``key`` in ``bucket``; None if there is none (another tenant's is none)."""
+    """The tenant's upload ``upload_id`` of ``key`` in ``bucket`` in progress; None if there is none (another
+    tenant's is none, as is a completed one)."""
     query = select(*_UPLOAD_COLUMNS).where(
-        uploads.c.id == upload_id, uploads.c.tenant_id == tenant, uploads.c.bucket == bucket, uploads.c.key == key
+        uploads.c.id == upload_id,
+        uploads.c.tenant_id == tenant,
+        uploads.c.bucket == bucket,
+        uploads.c.key == key,
+        uploads.c.completed_at.is_(None),
     )
     row = (await conn.execute(query)).first()
     return None if row is None else UploadRow(*row)
@@ -152,12 +158,64 @@ async def put_part(
 async def forget(conn: AsyncConnection, upload_id: str) -> list[tuple[int, int]]:
     """Delete the upload and its parts; (blob id, size) of each part, whose reference and bytes the caller
     releases in the same transaction (it holds the tenant's lock)."""
+    released = await _delete_parts(conn, upload_id)
+    await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+    return released
+
+
+async def complete(
+    conn: AsyncConnection, upload_id: str, digest: str, etag: str, now: datetime
+) -> list[tuple[int, int]]:
+    """Delete the upload's parts and keep it as completed at ``now`` (its key bound then to the bytes of
+    ``digest``, S3 ETag ``etag``), for :func:`find_completed`; (blob id, size) of each part, released by the
+    caller as for :func:`forget`."""
+    released = await _delete_parts(conn, upload_id)
+    completion = {"completed_at": now, "touched_at": now, "digest": digest, "etag": etag}
+    await conn.execute(update(uploads).where(uploads.c.id == upload_id).values(**completion))
+    return released
+
+
+async def _delete_parts(conn: AsyncConnection, upload_id: str) -> list[tuple[int, int]]:
     deleted = await conn.execute(
         delete(parts).where(parts.c.upload_id == upload_id).returning(parts.c.blob_id, parts.c.size)
     )
-    released = [(int(row[0]), int(row[1])) for row in deleted]
-    await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
-    return released
+    return [(int(row[0]), int(row[1])) for row in deleted]
+
+
+@dataclass(frozen=True)
+class CompletedRow:
+    """A completed upload: when its key was bound, to the bytes of ``digest``, and the S3 ETag it answered."""
+
+    completed_at: datetime
+    digest: str
+    etag: str
+
+
+async def find_completed(
+    conn: AsyncConnection, tenant: str, upload_id: str, bucket: str, key: str
+) -> CompletedRow | None:
+    """The named tenant's completed upload ``upload_id`` of ``key`` in ``bucket``, if GC has not forgotten it."""
+    query = (
+        select(uploads.c.completed_at, uploads.c.digest, uploads.c.etag)
+        .join(tenants, tenants.c.id == uploads.c.tenant_id)
+        .where(
+            tenants.c.name == tenant,
+            uploads.c.id == upload_id,
+            uploads.c.bucket == bucket,
+            uploads.c.key == key,
+            uploads.c.completed_at.is_not(None),
+        )
+    )
+    row = (await conn.execute(query)).first()
+    return None if row is None else CompletedRow(*row)
+
+
+async def forget_completed(conn: AsyncConnection, cutoff: datetime) -> int:
+    """Delete the completed uploads completed before ``cutoff`` (they hold no parts); how many there were."""
+    deleted = await conn.execute(
+        delete(uploads).where(uploads.c.completed_at.is_not(None), uploads.c.touched_at < cutoff)
+    )
+    return int(deleted.rowcount)
 
 
 async def release(conn: AsyncConnection, tenant: int, upload_id: str, now: datetime) -> None:
@@ -181,7 +239,12 @@ async def list_uploads(
     query = (
         select(*_UPLOAD_COLUMNS)
         .join(tenants, tenants.c.id == uploads.c.tenant_id)
-        .where(tenants.c.name == tenant, uploads.c.bucket == bucket, uploads.c.key.startswith(prefix, autoescape=True))
+        .where(
+            tenants.c.name == tenant,
+            uploads.c.bucket == bucket,
+            uploads.c.key.startswith(prefix, autoescape=True),
+            uploads.c.completed_at.is_(None),
+        )
         .order_by(uploads.c.key, uploads.c.id)
         .limit(limit)
     )
@@ -195,12 +258,12 @@ async def list_uploads(
 
 
 async def expired_uploads(conn: AsyncConnection, cutoff: datetime, after_id: str, limit: int) -> list[tuple[str, str]]:
-    """(tenant name, upload id) of up to ``limit`` uploads untouched since before ``cutoff`` with ids after
-    ``after_id``, by id."""
+    """(tenant name, upload id) of up to ``limit`` uploads in progress untouched since before ``cutoff`` with ids
+    after ``after_id``, by id."""
     query = (
         select(tenants.c.name, uploads.c.id)
         .join(tenants, tenants.c.id == uploads.c.tenant_id)
-        .where(uploads.c.touched_at < cutoff, uploads.c.id > after_id)
+        .where(uploads.c.touched_at < cutoff, uploads.c.id > after_id, uploads.c.completed_at.is_(None))
         .order_by(uploads.c.id)
         .limit(limit)
     )
@@ -210,7 +273,9 @@ async def expired_uploads(conn: AsyncConnection, cutoff: datetime, after_id: str
 async def expire(conn: AsyncConnection, tenant: int, upload_id: str, cutoff: datetime, now: datetime) -> bool:
     """:func:`release` the upload if, under the tenant's lock the caller holds, it is still untouched since
     before ``cutoff`` (a part that arrived meanwhile keeps it); True if it was released."""
-    still = select(uploads.c.id).where(uploads.c.id == upload_id, uploads.c.touched_at < cutoff)
+    still = select(uploads.c.id).where(
+        uploads.c.id == upload_id, uploads.c.touched_at < cutoff, uploads.c.completed_at.is_(None)
+    )
     if (await conn.execute(still)).first() is None:
         return False
     await release(conn, tenant, upload_id, now)

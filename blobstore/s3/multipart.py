@@ -86,20 +86,27 @@ async def upload_part_copy(call: Call) -> Response:
 
 async def complete_multipart_upload(call: Call) -> Response:
     """CompleteMultipartUpload: the listed parts become the object. ``If-None-Match: *`` stores it only where
-    there is none; ``If-Match`` only over the object of that ETag (412 PreconditionFailed otherwise)."""
+    there is none; ``If-Match`` only over the object of that ETag (412 PreconditionFailed otherwise). A retry of
+    a completion that succeeded answers the same result while the key holds its object (blobstore.multipart.
+    completed), its conditions, met then, not judged again."""
     bucket = await existing(call)
     listed = xml.parse_complete_multipart_upload(await call.body.whole())
     if_none_match = call.headers.get("if-none-match")
     if if_none_match is not None and if_none_match.strip() != "*":
         raise not_implemented("If-None-Match other than *")
     if_match = call.headers.get("if-match")
-    digest = None if if_match is None else await _digest_matching(call, bucket, if_match)
+    upload_id = call.params["uploadId"]
+    digest = None
+    if if_match is not None and not await multipart.completed(
+        call.store.core, call.tenant.name, bucket, call.key, upload_id, listed
+    ):
+        digest = await _digest_matching(call, bucket, if_match)
     completed = await multipart.complete(
         call.store.core,
         call.tenant.name,
         bucket,
         call.key,
-        call.params["uploadId"],
+        upload_id,
         listed,
         if_absent=if_none_match is not None,
         if_match=digest,

@@ -1,0 +1,47 @@
+"""S3 API: the response headers an object stores (Content-Disposition, Content-Encoding, Content-Language,
+Cache-Control, Expires), on its reference and on the multipart upload that will make it; and completed multipart
+uploads kept (when, the digest and S3 ETag of what they made) to answer a retried completion.
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-12-07 08:40:00.000000
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0014"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+_TABLES = ("refs", "multipart_uploads")
+
+
+def _completion() -> list[sa.Column[object]]:
+    """What a completed upload keeps (fresh columns: a column belongs to one table)."""
+    return [
+        sa.Column("completed_at", sa.DateTime(), nullable=True),
+        sa.Column("digest", sa.String(length=64), nullable=True),
+        sa.Column("etag", sa.String(length=48), nullable=True),
+    ]
+
+
+def upgrade() -> None:
+    for table in _TABLES:
+        with op.batch_alter_table(table) as batch_op:
+            batch_op.add_column(sa.Column("headers", sa.JSON(), nullable=False, server_default=sa.text("'{}'")))
+    with op.batch_alter_table("multipart_uploads") as batch_op:
+        for column in _completion():
+            batch_op.add_column(column)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("multipart_uploads") as batch_op:
+        for column in _completion():
+            batch_op.drop_column(column.name)
+    for table in _TABLES:
+        with op.batch_alter_table(table) as batch_op:
+            batch_op.drop_column("headers")
