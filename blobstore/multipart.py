@@ -29,6 +29,7 @@ from blobstore.buckets import key_of
 from blobstore.core.reading import verified_chunks
 from blobstore.db import batches, binding, catalog, hot_path
 from blobstore.db import buckets as etags_db
+from blobstore.db import checksums as checksums_db
 from blobstore.db import multipart as db
 from blobstore.errors import (
     BlobStoreError,
@@ -38,6 +39,7 @@ from blobstore.errors import (
     InvalidPartOrder,
     NoSuchUpload,
 )
+from blobstore.model import checksums
 from blobstore.model.keys import (
     validate_content_type,
     validate_key,
@@ -45,7 +47,7 @@ from blobstore.model.keys import (
     validate_stored_headers,
     validate_tenant,
 )
-from blobstore.model.preconditions import UNCONDITIONAL, expect
+from blobstore.model.preconditions import UNCONDITIONAL, Precondition, expect
 from blobstore.model.results import BlobInfo
 from blobstore.protocol.uploads import PutOutcome, Uploader
 
@@ -69,20 +71,24 @@ Upload = db.UploadRow
 
 @dataclass(frozen=True)
 class Part:
-    """A staged part: its number, ETag (quoted MD5), size and when it was uploaded."""
+    """A staged part: its number, ETag (quoted MD5), size, when it was uploaded, and its (algorithm, base64
+    checksum) of the upload's algorithm, if the upload has one."""
 
     number: int
     etag: str
     size: int
     last_modified: datetime
+    checksum: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
 class Completed:
-    """A completed upload: the object stored, and its ETag (quoted ``<MD5 of the parts' MD5s>-<parts>``)."""
+    """A completed upload: the object stored, its ETag (quoted ``<MD5 of the parts' MD5s>-<parts>``), and its
+    (algorithm, COMPOSITE checksum) if the upload has an algorithm."""
 
     info: BlobInfo
     etag: str
+    checksum: tuple[str, str] | None = None
 
 
 async def create(
@@ -94,11 +100,16 @@ async def create(
     content_type: str | None,
     metadata: Mapping[str, str],
     headers: dict[str, str] | None = None,
+    checksum_algorithm: str | None = None,
 ) -> Upload:
     """Begin an upload of ``key`` in the tenant's ``bucket`` (the caller checked it exists), whose object will
-    have ``content_type``, ``metadata`` and the stored response ``headers`` (BlobInfo.headers)."""
+    have ``content_type``, ``metadata`` and the stored response ``headers`` (BlobInfo.headers). With a
+    ``checksum_algorithm`` (one of blobstore.model.checksums.ALGORITHMS, else InvalidInput) every part's checksum
+    is computed and recorded, and the object's COMPOSITE one."""
     validate_tenant(tenant)
     validate_key(key_of(bucket, key))
+    if checksum_algorithm is not None and checksum_algorithm not in checksums.ALGORITHMS:
+        raise InvalidInput(f"unknown checksum algorithm {checksum_algorithm!r}")
     now = core.clock()
     row = db.UploadRow(
         secrets.token_urlsafe(32),
@@ -108,6 +119,7 @@ async def create(
         validate_metadata(dict(metadata)),
         now,
         validate_stored_headers(headers),
+        checksum_algorithm,
     )
 
     async def work(conn: AsyncConnection) -> None:
@@ -126,22 +138,27 @@ async def upload_part(
 
     NoSuchUpload (before a byte is read) if the tenant has no such upload of ``key``, or (nothing staged) if it
     was completed or aborted meanwhile; InvalidInput for a part number out of range; QuotaExceeded if the part
-    does not fit the tenant's quota (a replaced part's bytes are freed as it is replaced).
+    does not fit the tenant's quota (a replaced part's bytes are freed as it is replaced). The part's checksum of
+    the upload's algorithm is computed as it streams.
     """
     if not 1 <= number <= MAX_PART_NUMBER:
         raise InvalidInput(f"part numbers run from 1 to {MAX_PART_NUMBER}, not {number}")
     upload = await _existing(core, tenant, bucket, key, upload_id)
     md5 = hashlib.md5(usedforsecurity=False)
+    hashers: list[checksums.Hasher] = [md5]
+    if upload.checksum_algorithm is not None:
+        hashers.append(checksums.hasher(upload.checksum_algorithm))
     uploader = Uploader.of(core, tenant)
     outcomes: list[PutOutcome | None] = [None]
     async with uploader.ingested(
-        _hashed(data, md5), max_size=min(core.settings.max_object_size, MAX_PART_SIZE)
+        _hashed(data, hashers), max_size=min(core.settings.max_object_size, MAX_PART_SIZE)
     ) as ingested:
+        checksum = None if upload.checksum_algorithm is None else checksums.encoded(hashers[1])
         item = binding.Item(0, f"{upload.id}/{number}", ingested.digest, ingested.size, None, {}, UNCONDITIONAL)
-        binder = partial(_bind_part, upload=upload, number=number, md5=md5.hexdigest())
+        binder = partial(_bind_part, upload=upload, number=number, md5=md5.hexdigest(), checksum=checksum)
         await replace(uploader, binder=binder).put([item], {0: ingested}, outcomes)
     info = _raised(outcomes[0])
-    return Part(number, f'"{md5.hexdigest()}"', info.size, info.created_at)
+    return Part(number, f'"{md5.hexdigest()}"', info.size, info.created_at, _paired(upload, checksum))
 
 
 async def complete(
@@ -154,19 +171,24 @@ async def complete(
     *,
     if_absent: bool = False,
     if_match: str | None = None,
+    listed_checksums: Mapping[int, tuple[str, str]] | None = None,
 ) -> Completed:
     """Store the ``listed`` parts (part number, ETag), in order, as the upload's object, and end the upload.
 
     The list must be in ascending order of part number (InvalidPartOrder) and name uploaded parts by their
-    ETags (InvalidPart); every part but the last is at least :data:`MIN_PART_SIZE` (EntityTooSmall). Parts not
-    listed are discarded. ``if_absent`` / ``if_match`` (a digest) make the put conditional as
-    :meth:`blobstore.store.Tenant.put`'s do. The object is bound and the upload released in one transaction: on
-    any error the upload is left as it was; after a crash, a retry completes it. A retry of a completion that
-    succeeded (or one racing it) answers it again, as :func:`completed`, its conditions not judged again.
+    ETags (InvalidPart), and by the (algorithm, checksum) ``listed_checksums`` gives a part number, if any
+    (InvalidPart unless it is the part's, of the upload's algorithm); every part but the last is at least
+    :data:`MIN_PART_SIZE` (EntityTooSmall). Parts not listed are discarded. An upload with a checksum algorithm
+    records the object's COMPOSITE checksum with its ETag. ``if_absent`` / ``if_match`` (a digest) make the put
+    conditional as :meth:`blobstore.store.Tenant.put`'s do. The object is bound and the upload released in one
+    transaction: on any error the upload is left as it was; after a crash, a retry completes it. A retry of a
+    completion that succeeded (or one racing it) answers it again, as :func:`completed`, its conditions not
+    judged again.
     """
     _check_order(listed)
+    condition = expect(if_match, if_absent=if_absent)
     try:
-        return await _complete(core, tenant, bucket, key, upload_id, listed, if_absent=if_absent, if_match=if_match)
+        return await _complete(core, tenant, bucket, key, upload_id, listed, condition, listed_checksums or {})
     except NoSuchUpload:
         if (again := await completed(core, tenant, bucket, key, upload_id, listed)) is not None:
             return again
@@ -192,7 +214,12 @@ async def completed(
     ref = await hot_path.find_ref_named(core.database, tenant, key_of(bucket, key))
     if ref is None or (ref.digest, ref.created_at) != (found.digest, found.completed_at):
         return None
-    return Completed(ref.info(tenant), f'"{etag}"')
+    checksum = None
+    if found.checksum_algorithm is not None:
+        recorded = await checksums_db.lookup(core.database, tenant, ref.digest)
+        value = recorded.get(found.checksum_algorithm)
+        checksum = None if value is None else (found.checksum_algorithm, value)
+    return Completed(ref.info(tenant), f'"{etag}"', checksum)
 
 
 async def _complete(
@@ -202,19 +229,20 @@ async def _complete(
     key: str,
     upload_id: str,
     listed: Sequence[tuple[int, str]],
-    *,
-    if_absent: bool,
-    if_match: str | None,
+    condition: Precondition,
+    listed_checksums: Mapping[int, tuple[str, str]],
 ) -> Completed:
     upload = await _existing(core, tenant, bucket, key, upload_id)
     staged = {part.number: part for part in await core.database.read(partial(db.list_parts, upload_id=upload.id))}
     chosen = [_chosen(staged, number, etag) for number, etag in listed]
+    for part in chosen:
+        _check_listed_checksum(upload, part, listed_checksums.get(part.number))
     for part in chosen[:-1]:
         if part.size < MIN_PART_SIZE:
             raise EntityTooSmall(f"part {part.number} is {part.size} bytes; all but the last are at least 5 MiB")
     etag = _multipart_etag([part.md5 for part in chosen])
+    checksum = _composite(upload, chosen)
     uploader = Uploader.of(core, tenant)
-    condition = expect(if_match, if_absent=if_absent)
     outcomes: list[PutOutcome | None] = [None]
     async with uploader.ingested(_concatenated(core, chosen), max_size=core.settings.max_object_size) as ingested:
         item = binding.Item(
@@ -227,11 +255,35 @@ async def _complete(
             condition,
             headers=upload.headers,
         )
-        binder = partial(
-            _bind_completion, upload=upload, chosen={part.number: part.blob_id for part in chosen}, md5=etag
-        )
+        chosen_blobs = {part.number: part.blob_id for part in chosen}
+        binder = partial(_bind_completion, upload=upload, chosen=chosen_blobs, md5=etag, checksum=checksum)
         await replace(uploader, binder=binder).put([item], {0: ingested}, outcomes)
-    return Completed(_raised(outcomes[0]), f'"{etag}"')
+    return Completed(_raised(outcomes[0]), f'"{etag}"', checksum)
+
+
+def _paired(upload: Upload, checksum: str | None) -> tuple[str, str] | None:
+    """(the upload's algorithm, ``checksum``), if the upload has one."""
+    algorithm = upload.checksum_algorithm
+    return None if algorithm is None or checksum is None else (algorithm, checksum)
+
+
+def _check_listed_checksum(upload: Upload, part: db.PartRow, listed: tuple[str, str] | None) -> None:
+    """InvalidPart unless the (algorithm, checksum) a completion ``listed`` for ``part``, if any, is the part's."""
+    if listed is None:
+        return
+    algorithm, value = listed
+    if algorithm != upload.checksum_algorithm or value.strip() != part.checksum:
+        raise InvalidPart(f"part {part.number} was not uploaded with the {algorithm.upper()} checksum {value}")
+
+
+def _composite(upload: Upload, parts: Sequence[db.PartRow]) -> tuple[str, str] | None:
+    """(algorithm, COMPOSITE checksum) of the object made of ``parts``, if the upload has an algorithm."""
+    algorithm = upload.checksum_algorithm
+    if algorithm is None:
+        return None
+    values = [part.checksum for part in parts]
+    assert all(value is not None for value in values), "every part of an upload with an algorithm has a checksum"
+    return algorithm, checksums.composite(algorithm, [value for value in values if value is not None])
 
 
 async def abort(core: Core, tenant: str, bucket: str, key: str, upload_id: str) -> None:
@@ -255,7 +307,10 @@ async def list_parts(
     """The upload, up to ``limit`` of its parts numbered above ``after``, and whether more follow."""
     upload = await _existing(core, tenant, bucket, key, upload_id)
     rows = await core.database.read(partial(db.list_parts, upload_id=upload_id, after=after, limit=limit + 1))
-    parts = [Part(row.number, f'"{row.md5}"', row.size, row.created_at) for row in rows[:limit]]
+    parts = [
+        Part(row.number, f'"{row.md5}"', row.size, row.created_at, _paired(upload, row.checksum))
+        for row in rows[:limit]
+    ]
     return upload, parts, len(rows) > limit
 
 
@@ -311,10 +366,11 @@ def _chosen(staged: Mapping[int, db.PartRow], number: int, etag: str) -> db.Part
     return part
 
 
-async def _hashed(data: AsyncIterable[bytes], md5: hashlib._Hash) -> AsyncIterator[bytes]:
-    """``data``, passing each chunk through ``md5`` on the way."""
+async def _hashed(data: AsyncIterable[bytes], hashers: Sequence[checksums.Hasher]) -> AsyncIterator[bytes]:
+    """``data``, passing each chunk through every one of ``hashers`` on the way."""
     async for chunk in data:
-        md5.update(chunk)
+        for hasher in hashers:
+            hasher.update(chunk)
         yield chunk
 
 
@@ -370,6 +426,7 @@ async def _bind_part(
     upload: Upload,
     number: int,
     md5: str,
+    checksum: str | None,
 ) -> binding.Outcome:
     """The binder of a part (blobstore.protocol.uploads.Binder): under the tenant's lock, if the upload is still
     in progress, record the part on its blob (replacing the part of that number): the blob's refcount and the
@@ -384,7 +441,7 @@ async def _bind_part(
     freed = 0 if old is None else old.size
     outcome, writes = binding.decide(_room(tenant, freed, count_objects=False), scope, items, found, now, ours=ours)
     for ref in writes.new:  # the one item, if it was bound
-        await db.put_part(conn, upload.id, number, ref.blob_id, ref.size, md5, now)
+        await db.put_part(conn, upload.id, number, ref.blob_id, ref.size, md5, checksum, now)
         await db.touch(conn, upload.id, now)
         if old is not None:
             writes.refcounts[old.blob_id] -= 1
@@ -405,6 +462,7 @@ async def _bind_completion(
     upload: Upload,
     chosen: Mapping[int, int],
     md5: str,
+    checksum: tuple[str, str] | None,
 ) -> binding.Outcome:
     """The binder of a completion (blobstore.protocol.uploads.Binder): under the tenant's lock, if the upload is
     still in progress with the parts streamed, bind its key as any put binds (the quota checked as if the staged
@@ -435,4 +493,6 @@ async def _bind_completion(
         writes.add_bytes -= freed
         await binding.write(conn, tenant.id, writes, now)
         await etags_db.record_md5(conn, tenant.name, item.digest, md5)
+        if checksum is not None:
+            await checksums_db.record(conn, tenant.name, item.digest, *checksum)
     return outcome

@@ -245,6 +245,9 @@ class MultipartUpload(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     digest: Mapped[str | None] = mapped_column(String(64))
     etag: Mapped[str | None] = mapped_column(String(48))
+    #: The additional checksum every part is recorded with (``crc32``, ``sha256``, ...: CreateMultipartUpload's
+    #: ``x-amz-checksum-algorithm``), and the object with (COMPOSITE); None: none.
+    checksum_algorithm: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (Index("ix_multipart_uploads_tenant_id_bucket_key_id", "tenant_id", "bucket", "key", "id"),)
 
@@ -260,6 +263,8 @@ class MultipartPart(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     md5: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The part's checksum of its upload's ``checksum_algorithm`` (base64), if the upload has one.
+    checksum: Mapped[str | None] = mapped_column(String(44))
 
 
 class Checksum(Base):
@@ -271,7 +276,8 @@ class Checksum(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     algorithm: Mapped[str] = mapped_column(String(16), primary_key=True)
-    value: Mapped[str] = mapped_column(String(44))
+    #: The base64 checksum; a multipart object's COMPOSITE one ends ``-N`` (its parts).
+    value: Mapped[str] = mapped_column(String(64))
 
 
 tables = Base.metadata.tables

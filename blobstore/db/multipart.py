@@ -37,6 +37,8 @@ class UploadRow:
     metadata: dict[str, str]
     created_at: datetime
     headers: dict[str, str]
+    #: The additional checksum its parts and object are recorded with (``crc32``, ``sha256``, ...), if any.
+    checksum_algorithm: str | None
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class PartRow:
     created_at: datetime
     digest: str
     object_key: str
+    #: Its checksum of the upload's algorithm (base64), if the upload has one.
+    checksum: str | None
 
 
 _UPLOAD_COLUMNS = (
@@ -60,6 +64,7 @@ _UPLOAD_COLUMNS = (
     uploads.c.metadata,
     uploads.c.created_at,
     uploads.c.headers,
+    uploads.c.checksum_algorithm,
 )
 
 
@@ -74,6 +79,7 @@ async def insert_upload(conn: AsyncConnection, tenant: int, upload: UploadRow) -
             content_type=upload.content_type,
             metadata=upload.metadata,
             headers=upload.headers,
+            checksum_algorithm=upload.checksum_algorithm,
             created_at=upload.created_at,
             touched_at=upload.created_at,
         )
@@ -115,6 +121,7 @@ _PART_COLUMNS = (
     parts.c.created_at,
     blobs.c.digest,
     blobs.c.object_key,
+    parts.c.checksum,
 )
 
 
@@ -144,15 +151,19 @@ async def find_part(conn: AsyncConnection, upload_id: str, number: int) -> PartR
 
 
 async def put_part(
-    conn: AsyncConnection, upload_id: str, number: int, blob_id: int, size: int, md5: str, now: datetime
+    conn: AsyncConnection,
+    upload_id: str,
+    number: int,
+    blob_id: int,
+    size: int,
+    md5: str,
+    checksum: str | None,
+    now: datetime,
 ) -> None:
     """Record part ``number`` (replacing one of that number: the caller has read it and settles its counts)."""
     await conn.execute(delete(parts).where(parts.c.upload_id == upload_id, parts.c.part_number == number))
-    await conn.execute(
-        insert(parts).values(
-            upload_id=upload_id, part_number=number, blob_id=blob_id, size=size, md5=md5, created_at=now
-        )
-    )
+    values = {"blob_id": blob_id, "size": size, "md5": md5, "checksum": checksum, "created_at": now}
+    await conn.execute(insert(parts).values(upload_id=upload_id, part_number=number, **values))
 
 
 async def forget(conn: AsyncConnection, upload_id: str) -> list[tuple[int, int]]:
@@ -184,11 +195,13 @@ async def _delete_parts(conn: AsyncConnection, upload_id: str) -> list[tuple[int
 
 @dataclass(frozen=True)
 class CompletedRow:
-    """A completed upload: when its key was bound, to the bytes of ``digest``, and the S3 ETag it answered."""
+    """A completed upload: when its key was bound, to the bytes of ``digest``, the S3 ETag it answered and the
+    algorithm of its COMPOSITE checksum, if any."""
 
     completed_at: datetime
     digest: str
     etag: str
+    checksum_algorithm: str | None
 
 
 async def find_completed(
@@ -196,7 +209,7 @@ async def find_completed(
 ) -> CompletedRow | None:
     """The named tenant's completed upload ``upload_id`` of ``key`` in ``bucket``, if GC has not forgotten it."""
     query = (
-        select(uploads.c.completed_at, uploads.c.digest, uploads.c.etag)
+        select(uploads.c.completed_at, uploads.c.digest, uploads.c.etag, uploads.c.checksum_algorithm)
         .join(tenants, tenants.c.id == uploads.c.tenant_id)
         .where(
             tenants.c.name == tenant,

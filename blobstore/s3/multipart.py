@@ -14,7 +14,7 @@ from urllib.parse import quote
 from starlette.responses import Response
 
 from blobstore import buckets, multipart
-from blobstore.s3 import xml
+from blobstore.s3 import checksums, xml
 from blobstore.s3.buckets import existing
 from blobstore.s3.call import Call
 from blobstore.s3.errors import S3Error, not_implemented
@@ -35,8 +35,13 @@ _COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
 
 async def create_multipart_upload(call: Call) -> Response:
     """CreateMultipartUpload: begin an upload; its Content-Type, x-amz-meta-* and stored headers (Cache-Control,
-    Content-Disposition, ...: blobstore.s3.objects.stored_headers_of) become the object's."""
+    Content-Disposition, ...: blobstore.s3.objects.stored_headers_of) become the object's. With
+    ``x-amz-checksum-algorithm`` every part's checksum of it is recorded, and the object's COMPOSITE one
+    (``x-amz-checksum-type: FULL_OBJECT`` answers 501)."""
     bucket = await existing(call)
+    algorithm = call.headers.get("x-amz-checksum-algorithm")
+    if call.headers.get("x-amz-checksum-type", "COMPOSITE").upper() != "COMPOSITE":
+        raise not_implemented("multipart uploads with a FULL_OBJECT checksum")
     upload = await multipart.create(
         call.store.core,
         call.tenant.name,
@@ -45,17 +50,29 @@ async def create_multipart_upload(call: Call) -> Response:
         content_type=call.headers.get("content-type"),
         metadata=metadata_of(call),
         headers=stored_headers_of(call),
+        checksum_algorithm=None if algorithm is None else algorithm.strip().lower(),
     )
-    return Response(xml.initiate_multipart_upload(bucket, call.key, upload.id), media_type=xml.CONTENT_TYPE)
+    headers = {}
+    if upload.checksum_algorithm is not None:
+        headers = {"x-amz-checksum-algorithm": upload.checksum_algorithm.upper(), "x-amz-checksum-type": "COMPOSITE"}
+    body = xml.initiate_multipart_upload(bucket, call.key, upload.id)
+    return Response(body, media_type=xml.CONTENT_TYPE, headers=headers)
 
 
 async def upload_part(call: Call) -> Response:
-    """UploadPart: stage the body as part ``partNumber``; answer its MD5 ETag."""
+    """UploadPart: stage the body as part ``partNumber``; answer its MD5 ETag, the ``x-amz-checksum-*`` it was
+    verified against (blobstore.s3.payload: BadDigest, nothing staged, if it does not match) and its checksum of
+    the upload's algorithm."""
     bucket = await existing(call)
     part = await multipart.upload_part(
         call.store.core, call.tenant.name, bucket, call.key, call.params["uploadId"], _part_number(call), call.body
     )
-    return Response(headers={"ETag": part.etag})
+    headers = {"ETag": part.etag}
+    if call.body.checksum is not None:
+        headers[call.body.checksum[0]] = call.body.checksum[1]
+    if part.checksum is not None:
+        headers[checksums.PREFIX + part.checksum[0]] = part.checksum[1]
+    return Response(headers=headers)
 
 
 async def upload_part_copy(call: Call) -> Response:
@@ -90,7 +107,8 @@ async def complete_multipart_upload(call: Call) -> Response:
     a completion that succeeded answers the same result while the key holds its object (blobstore.multipart.
     completed), its conditions, met then, not judged again."""
     bucket = await existing(call)
-    listed = xml.parse_complete_multipart_upload(await call.body.whole())
+    completion = xml.parse_complete_multipart_upload(await call.body.whole())
+    listed = completion.parts
     if_none_match = call.headers.get("if-none-match")
     if if_none_match is not None and if_none_match.strip() != "*":
         raise not_implemented("If-None-Match other than *")
@@ -110,9 +128,10 @@ async def complete_multipart_upload(call: Call) -> Response:
         listed,
         if_absent=if_none_match is not None,
         if_match=digest,
+        listed_checksums=completion.checksums,
     )
     location = f"/{quote(bucket)}/{quote(call.key)}"
-    body = xml.complete_multipart_upload(location, bucket, call.key, completed.etag)
+    body = xml.complete_multipart_upload(location, bucket, call.key, completed.etag, completed.checksum)
     return Response(body, media_type=xml.CONTENT_TYPE)
 
 
@@ -138,8 +157,12 @@ async def list_parts(call: Call) -> Response:
         call.tenant.name,
         marker,
         limit,
-        [(part.number, part.last_modified, part.etag, part.size) for part in parts],
+        [
+            (part.number, part.last_modified, part.etag, part.size, None if part.checksum is None else part.checksum[1])
+            for part in parts
+        ],
         truncated,
+        upload.checksum_algorithm,
     )
     return Response(xml.list_parts(page), media_type=xml.CONTENT_TYPE)
 

@@ -329,12 +329,16 @@ async def etag_of(call: Call, info: BlobInfo) -> str:
 
 async def _checksum_headers(call: Call, info: BlobInfo) -> dict[str, str]:
     """The checksums recorded for the object's bytes, when the request asks (``x-amz-checksum-mode: ENABLED``):
-    whole objects only, as S3 answers."""
+    whole objects only, as S3 answers. A multipart upload's COMPOSITE checksum (``<base64>-N``) says so in
+    ``x-amz-checksum-type``."""
     if call.headers.get("x-amz-checksum-mode", "").upper() != "ENABLED":
         return {}
     recorded = await buckets.checksums(call.store.core, call.tenant.name, info.digest)
     headers = {checksums.PREFIX + algorithm: value for algorithm, value in recorded.items()}
-    return headers | ({"x-amz-checksum-type": "FULL_OBJECT"} if headers else {})
+    if headers:
+        composite = any("-" in value for value in recorded.values())
+        headers["x-amz-checksum-type"] = "COMPOSITE" if composite else "FULL_OBJECT"
+    return headers
 
 
 async def _headers(call: Call, info: BlobInfo) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """S3 API: the response headers an object stores (Content-Disposition, Content-Encoding, Content-Language,
 Cache-Control, Expires), on its reference and on the multipart upload that will make it; and completed multipart
-uploads kept (when, the digest and S3 ETag of what they made) to answer a retried completion.
+uploads kept (when, the digest and S3 ETag of what they made) to answer a retried completion; multipart checksums
+(the upload's algorithm, each part's value, and checksum values long enough for a COMPOSITE ``<base64>-N``).
 
 Revision ID: 0014
 Revises: 0013
@@ -20,13 +21,20 @@ depends_on = None
 _TABLES = ("refs", "multipart_uploads")
 
 
-def _completion() -> list[sa.Column[object]]:
-    """What a completed upload keeps (fresh columns: a column belongs to one table)."""
+def _upload_columns() -> list[sa.Column[object]]:
+    """What an upload gains: its checksum algorithm, and what it keeps once completed (fresh columns: a column
+    belongs to one table)."""
     return [
         sa.Column("completed_at", sa.DateTime(), nullable=True),
         sa.Column("digest", sa.String(length=64), nullable=True),
         sa.Column("etag", sa.String(length=48), nullable=True),
+        sa.Column("checksum_algorithm", sa.String(length=16), nullable=True),
     ]
+
+
+def _widen_checksums(old: int, new: int) -> None:
+    with op.batch_alter_table("checksums") as batch_op:
+        batch_op.alter_column("value", existing_type=sa.String(length=old), type_=sa.String(length=new))
 
 
 def upgrade() -> None:
@@ -34,13 +42,20 @@ def upgrade() -> None:
         with op.batch_alter_table(table) as batch_op:
             batch_op.add_column(sa.Column("headers", sa.JSON(), nullable=False, server_default=sa.text("'{}'")))
     with op.batch_alter_table("multipart_uploads") as batch_op:
-        for column in _completion():
+        for column in _upload_columns():
             batch_op.add_column(column)
+    with op.batch_alter_table("multipart_parts") as batch_op:
+        batch_op.add_column(sa.Column("checksum", sa.String(length=44), nullable=True))
+    _widen_checksums(44, 64)
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM checksums WHERE value LIKE '%-%'")  # COMPOSITE checksums do not fit
+    _widen_checksums(64, 44)
+    with op.batch_alter_table("multipart_parts") as batch_op:
+        batch_op.drop_column("checksum")
     with op.batch_alter_table("multipart_uploads") as batch_op:
-        for column in _completion():
+        for column in _upload_columns():
             batch_op.drop_column(column.name)
     for table in _TABLES:
         with op.batch_alter_table(table) as batch_op:
