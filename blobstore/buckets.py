@@ -131,6 +131,14 @@ async def etags(core: Core, tenant: str, digests: Iterable[str]) -> dict[str, st
     return {digest: f'"{known.get(digest, digest)}"' for digest in wanted}
 
 
+async def part_sizes(core: Core, tenant: str, digest: str) -> list[int] | None:
+    """The sizes of the parts the tenant's bytes of ``digest`` were completed from, in order, if their ETag is a
+    multipart upload's; None for bytes written whole."""
+    from blobstore.db import buckets as db
+
+    return await db.lookup_part_sizes(core.database, tenant, digest)
+
+
 async def checksums(core: Core, tenant: str, digest: str) -> dict[str, str]:
     """The checksums recorded for the tenant's bytes of ``digest``, base64 by algorithm."""
     from blobstore.db import checksums as db

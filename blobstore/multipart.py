@@ -255,8 +255,7 @@ async def _complete(
             condition,
             headers=upload.headers,
         )
-        chosen_blobs = {part.number: part.blob_id for part in chosen}
-        binder = partial(_bind_completion, upload=upload, chosen=chosen_blobs, md5=etag, checksum=checksum)
+        binder = partial(_bind_completion, upload=upload, chosen=chosen, md5=etag, checksum=checksum)
         await replace(uploader, binder=binder).put([item], {0: ingested}, outcomes)
     return Completed(_raised(outcomes[0]), f'"{etag}"', checksum)
 
@@ -460,18 +459,19 @@ async def _bind_completion(
     *,
     ours: Mapping[str, int] | None = None,
     upload: Upload,
-    chosen: Mapping[int, int],
+    chosen: Sequence[db.PartRow],
     md5: str,
     checksum: tuple[str, str] | None,
 ) -> binding.Outcome:
     """The binder of a completion (blobstore.protocol.uploads.Binder): under the tenant's lock, if the upload is
     still in progress with the parts streamed, bind its key as any put binds (the quota checked as if the staged
     parts were already released) and, in the same transaction, release the upload's parts, keep it as completed
-    (blobstore.db.multipart.complete) and record the object's ETag. An error of the binding is raised, so nothing
-    changes and the upload stays."""
+    (blobstore.db.multipart.complete) and record the object's ETag (with its part sizes) and COMPOSITE
+    ``checksum``, if any. An error of the binding is raised, so nothing changes and the upload stays."""
     await _still_open(conn, tenant, upload)
     staged = await db.list_parts(conn, upload.id)
-    if {part.number: part.blob_id for part in staged if part.number in chosen} != chosen:
+    wanted = {part.number: part.blob_id for part in chosen}
+    if {part.number: part.blob_id for part in staged if part.number in wanted} != wanted:
         raise InvalidPart("a part was uploaded again while the upload was being completed")
     ours = ours or {}
     [item] = items
@@ -492,7 +492,7 @@ async def _bind_completion(
             writes.refcounts[blob_id] -= 1
         writes.add_bytes -= freed
         await binding.write(conn, tenant.id, writes, now)
-        await etags_db.record_md5(conn, tenant.name, item.digest, md5)
+        await etags_db.record_md5(conn, tenant.name, item.digest, md5, [part.size for part in chosen])
         if checksum is not None:
             await checksums_db.record(conn, tenant.name, item.digest, *checksum)
     return outcome

@@ -220,6 +220,8 @@ class ETag(Base):
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     #: Hex MD5, or for a multipart upload's bytes the hex MD5 of its parts' MD5s and ``-N`` (N parts).
     md5: Mapped[str] = mapped_column(String(40))
+    #: A multipart upload's bytes: the size of each of its N parts, in order (GetObject ``?partNumber``).
+    part_sizes: Mapped[list[int] | None] = mapped_column(JSON)
 
 
 class MultipartUpload(Base):

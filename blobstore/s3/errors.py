@@ -23,6 +23,7 @@ S3_STATUS = {
     "InvalidArgument": 400,
     "InvalidPart": 400,
     "InvalidPartOrder": 400,
+    "InvalidPartNumber": 416,
     "InvalidBucketName": 400,
     "InvalidDigest": 400,
     "InvalidRange": 416,

@@ -23,6 +23,7 @@ from blobstore.s3.objects import (
     copy_source_unmet,
     etag_of,
     metadata_of,
+    part_number,
     precondition_failed,
     stored_headers_of,
     tag_matches,
@@ -65,7 +66,7 @@ async def upload_part(call: Call) -> Response:
     the upload's algorithm."""
     bucket = await existing(call)
     part = await multipart.upload_part(
-        call.store.core, call.tenant.name, bucket, call.key, call.params["uploadId"], _part_number(call), call.body
+        call.store.core, call.tenant.name, bucket, call.key, call.params["uploadId"], part_number(call), call.body
     )
     headers = {"ETag": part.etag}
     if call.body.checksum is not None:
@@ -82,7 +83,7 @@ async def upload_part_copy(call: Call) -> Response:
     if "read" not in call.scopes:
         raise S3Error("AccessDenied", "this access key lacks the 'read' scope a copy's source needs")
     bucket = await existing(call)
-    number = _part_number(call)
+    number = part_number(call)
     source_bucket, source_key = copy_source(call.headers["x-amz-copy-source"])
     if await buckets.find(call.store.core, call.tenant.name, source_bucket) is None:
         raise S3Error("NoSuchBucket", "the specified bucket does not exist")
@@ -191,14 +192,6 @@ async def list_multipart_uploads(call: Call) -> Response:
         truncated,
     )
     return Response(xml.list_multipart_uploads(page), media_type=xml.CONTENT_TYPE)
-
-
-def _part_number(call: Call) -> int:
-    text = call.params["partNumber"]
-    number = int(text) if text.isascii() and text.isdigit() and len(text) <= 5 else 0
-    if not 1 <= number <= multipart.MAX_PART_NUMBER:
-        raise S3Error("InvalidArgument", f"Part number must be an integer between 1 and {multipart.MAX_PART_NUMBER}")
-    return number
 
 
 def _count(call: Call, name: str, default: int) -> int:

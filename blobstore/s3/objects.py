@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from starlette.responses import Response
 
-from blobstore import buckets
+from blobstore import buckets, multipart
 from blobstore.asgi.responses import ClosingStreamingResponse
 from blobstore.errors import BlobStoreError
 from blobstore.model.keys import STORED_HEADERS
@@ -194,21 +195,35 @@ def _answered_headers(call: Call, info: BlobInfo) -> dict[str, str]:
 
 
 async def head_object(call: Call) -> Response:
-    """HeadObject: the object's headers, no body (304 or 412 under the conditional headers, as GET)."""
+    """HeadObject: the object's headers, no body (304 or 412 under the conditional headers, as GET); with
+    ``partNumber``, those of that part as GET answers it."""
     bucket = await existing(call)
     info = await call.tenant.stat(buckets.key_of(bucket, call.key))
-    headers = await _headers(call, info) | await _checksum_headers(call, info) | _answered_headers(call, info)
-    return _unmet(call, info, headers["ETag"]) or Response(headers=headers)
+    headers = await _headers(call, info) | _answered_headers(call, info)
+    part = None if "partNumber" not in call.params else await _part_of(call, info)
+    if part is None or part.byte_range is None:
+        headers |= await _checksum_headers(call, info)
+    else:
+        headers |= part.headers | _range_headers(part.byte_range, info.size)
+    status = 200 if part is None or part.byte_range is None else 206
+    return _unmet(call, info, headers["ETag"]) or Response(status_code=status, headers=headers)
 
 
 async def get_object(call: Call) -> Response:
     """GetObject: the whole object, streamed and verified against its digest as it goes; or the one range a
     ``Range`` header asks for (206 with ``Content-Range``; 416 InvalidRange if the object has no byte of it;
-    several ranges or bad syntax: the whole object, as S3 answers)."""
+    several ranges or bad syntax: the whole object, as S3 answers); or part ``partNumber`` of it (206, see
+    :func:`_part_of`)."""
     key = buckets.key_of(await existing(call), call.key)
     wanted = parse_range(call.headers.get("range"))
     requested = None if wanted is None else wanted.open_range()
-    if wanted is not None and requested is None:  # the last n bytes: the size is needed first
+    part = None
+    if "partNumber" in call.params:
+        if wanted is not None:
+            raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
+        part = await _part_of(call, await call.tenant.stat(key))
+        requested = part.byte_range
+    elif wanted is not None and requested is None:  # the last n bytes: the size is needed first
         requested = wanted.resolve((await call.tenant.stat(key)).size)
     stack = AsyncExitStack()
     try:
@@ -220,16 +235,52 @@ async def get_object(call: Call) -> Response:
             return unmet
         status = 200
         if requested is not None:
-            first, last = ByteRange(requested[0], requested[1]).resolve(stream.info.size)
-            headers["Content-Length"] = str(last - first + 1)
-            headers["Content-Range"] = f"bytes {first}-{last}/{stream.info.size}"
+            headers |= _range_headers(ByteRange(*requested).resolve(stream.info.size), stream.info.size)
             status = 206
         else:
             headers |= await _checksum_headers(call, stream.info)
+        if part is not None:
+            headers |= part.headers
     except BaseException:
         await stack.aclose()
         raise
     return ClosingStreamingResponse(aiter(stream), stack, status_code=status, headers=headers)
+
+
+def _range_headers(byte_range: tuple[int, int], size: int) -> dict[str, str]:
+    """Content-Length and Content-Range of the bytes ``byte_range`` (inclusive, within the object) of ``size``."""
+    first, last = byte_range
+    return {"Content-Length": str(last - first + 1), "Content-Range": f"bytes {first}-{last}/{size}"}
+
+
+@dataclass(frozen=True)
+class _Part:
+    """Part ``partNumber`` of an object: its bytes (None: all of an empty object) and the headers saying so."""
+
+    byte_range: tuple[int, int] | None
+    headers: dict[str, str]
+
+
+async def _part_of(call: Call, info: BlobInfo) -> _Part:
+    """Part ``partNumber`` of the object ``info``: of the parts its multipart upload was completed from (with
+    ``x-amz-mp-parts-count``), or of the one part a single PUT is; 416 InvalidPartNumber past its parts."""
+    number = part_number(call)
+    sizes = await buckets.part_sizes(call.store.core, call.tenant.name, info.digest)
+    headers = {} if sizes is None else {"x-amz-mp-parts-count": str(len(sizes))}
+    sizes = sizes or [info.size]
+    if number > len(sizes):
+        raise S3Error("InvalidPartNumber", f"The requested partnumber is not satisfiable: the object has {len(sizes)}")
+    first = sum(sizes[: number - 1])
+    return _Part(None if info.size == 0 else (first, first + sizes[number - 1] - 1), headers)
+
+
+def part_number(call: Call) -> int:
+    """The request's ``partNumber``: 1 to 10,000, else InvalidArgument."""
+    text = call.params["partNumber"]
+    number = int(text) if text.isascii() and text.isdigit() and len(text) <= 5 else 0
+    if not 1 <= number <= multipart.MAX_PART_NUMBER:
+        raise S3Error("InvalidArgument", f"Part number must be an integer between 1 and {multipart.MAX_PART_NUMBER}")
+    return number
 
 
 def _unmet(call: Call, info: BlobInfo, etag: str) -> Response | None:

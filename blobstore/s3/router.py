@@ -84,7 +84,7 @@ def route(method: str, raw_path: str, params: Sequence[tuple[str, str]], headers
     if method == "GET" and names == {"acl"}:
         return Operation("GetObjectAcl", bucket, key, "read")
     if method in ("GET", "HEAD"):
-        names -= RESPONSE_OVERRIDES
+        names -= RESPONSE_OVERRIDES | {"partNumber"}
     if names:
         raise not_implemented(f"{method} of an object with ?{','.join(sorted(names))}")
     by_method = {"PUT": ("PutObject", "write"), "GET": ("GetObject", "read"), "HEAD": ("HeadObject", "read")}

@@ -1,7 +1,8 @@
 """S3 API: the response headers an object stores (Content-Disposition, Content-Encoding, Content-Language,
 Cache-Control, Expires), on its reference and on the multipart upload that will make it; and completed multipart
 uploads kept (when, the digest and S3 ETag of what they made) to answer a retried completion; multipart checksums
-(the upload's algorithm, each part's value, and checksum values long enough for a COMPOSITE ``<base64>-N``).
+(the upload's algorithm, each part's value, and checksum values long enough for a COMPOSITE ``<base64>-N``);
+the part sizes of a multipart object, beside its ETag (GetObject ``?partNumber``).
 
 Revision ID: 0014
 Revises: 0013
@@ -47,9 +48,13 @@ def upgrade() -> None:
     with op.batch_alter_table("multipart_parts") as batch_op:
         batch_op.add_column(sa.Column("checksum", sa.String(length=44), nullable=True))
     _widen_checksums(44, 64)
+    with op.batch_alter_table("etags") as batch_op:
+        batch_op.add_column(sa.Column("part_sizes", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("etags") as batch_op:
+        batch_op.drop_column("part_sizes")
     op.execute("DELETE FROM checksums WHERE value LIKE '%-%'")  # COMPOSITE checksums do not fit
     _widen_checksums(64, 44)
     with op.batch_alter_table("multipart_parts") as batch_op:
