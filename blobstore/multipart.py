@@ -278,11 +278,10 @@ def _check_listed_checksum(upload: Upload, part: db.PartRow, listed: tuple[str, 
 def _composite(upload: Upload, parts: Sequence[db.PartRow]) -> tuple[str, str] | None:
     """(algorithm, COMPOSITE checksum) of the object made of ``parts``, if the upload has an algorithm."""
     algorithm = upload.checksum_algorithm
-    if algorithm is None:
+    values = [part.checksum for part in parts if part.checksum is not None]
+    if algorithm is None or len(values) != len(parts):  # every part of an upload with an algorithm has one
         return None
-    values = [part.checksum for part in parts]
-    assert all(value is not None for value in values), "every part of an upload with an algorithm has a checksum"
-    return algorithm, checksums.composite(algorithm, [value for value in values if value is not None])
+    return algorithm, checksums.composite(algorithm, values)
 
 
 async def abort(core: Core, tenant: str, bucket: str, key: str, upload_id: str) -> None:
@@ -345,9 +344,8 @@ async def _existing(core: Core, tenant: str, bucket: str, key: str, upload_id: s
 def _multipart_etag(md5s: Sequence[str]) -> str:
     """S3's ETag of an object completed from parts of these hex MD5s: the MD5 of their binary MD5s, ``-N``
     (unquoted); ValueError if one is not hex."""
-    return hashlib.md5(b"".join(bytes.fromhex(md5) for md5 in md5s), usedforsecurity=False).hexdigest() + (
-        f"-{len(md5s)}"
-    )
+    combined = hashlib.md5(b"".join(bytes.fromhex(md5) for md5 in md5s), usedforsecurity=False)
+    return f"{combined.hexdigest()}-{len(md5s)}"
 
 
 def _check_order(listed: Sequence[tuple[int, str]]) -> None:

@@ -4,7 +4,8 @@ for a retried completion.
 A part row holds a reference on its blob, as a ref does: every statement that adds or removes part rows is
 run by a caller that holds the tenant's row lock and, in the same transaction, adds the matching deltas to
 the blobs' ``refcount`` (:func:`blobstore.db.batches.add_refcounts`) and the parts' sizes to the tenant's
-``used_bytes``. :func:`release` is that for a whole upload (abort, completion, expiry).
+``used_bytes``. :func:`release` is that for a whole upload (abort, expiry); a completion's binding does it
+with what :func:`complete` returns.
 """
 
 from __future__ import annotations
@@ -223,12 +224,9 @@ async def find_completed(
     return None if row is None else CompletedRow(*row)
 
 
-async def forget_completed(conn: AsyncConnection, cutoff: datetime) -> int:
-    """Delete the completed uploads completed before ``cutoff`` (they hold no parts); how many there were."""
-    deleted = await conn.execute(
-        delete(uploads).where(uploads.c.completed_at.is_not(None), uploads.c.touched_at < cutoff)
-    )
-    return int(deleted.rowcount)
+async def forget_completed(conn: AsyncConnection, cutoff: datetime) -> None:
+    """Delete the completed uploads completed before ``cutoff`` (they hold no parts, so nothing to release)."""
+    await conn.execute(delete(uploads).where(uploads.c.completed_at.is_not(None), uploads.c.touched_at < cutoff))
 
 
 async def release(conn: AsyncConnection, tenant: int, upload_id: str, now: datetime) -> None:

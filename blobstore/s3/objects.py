@@ -201,11 +201,12 @@ async def head_object(call: Call) -> Response:
     info = await call.tenant.stat(buckets.key_of(bucket, call.key))
     headers = await _headers(call, info) | _answered_headers(call, info)
     part = None if "partNumber" not in call.params else await _part_of(call, info)
-    if part is None or part.byte_range is None:
-        headers |= await _checksum_headers(call, info)
-    else:
+    status = 200
+    if part is not None and part.byte_range is not None:
         headers |= part.headers | _range_headers(part.byte_range, info.size)
-    status = 200 if part is None or part.byte_range is None else 206
+        status = 206
+    else:
+        headers |= await _checksum_headers(call, info)
     return _unmet(call, info, headers["ETag"]) or Response(status_code=status, headers=headers)
 
 
