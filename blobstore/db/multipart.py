@@ -224,6 +224,12 @@ async def find_completed(
     return None if row is None else CompletedRow(*row)
 
 
+async def any_completed_before(conn: AsyncConnection, cutoff: datetime) -> bool:
+    """True if an upload was completed before ``cutoff`` (a read: GC takes no write lock for nothing)."""
+    query = select(uploads.c.id).where(uploads.c.completed_at.is_not(None), uploads.c.touched_at < cutoff).limit(1)
+    return (await conn.execute(query)).first() is not None
+
+
 async def forget_completed(conn: AsyncConnection, cutoff: datetime) -> None:
     """Delete the completed uploads completed before ``cutoff`` (they hold no parts, so nothing to release)."""
     await conn.execute(delete(uploads).where(uploads.c.completed_at.is_not(None), uploads.c.touched_at < cutoff))

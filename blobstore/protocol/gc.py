@@ -135,7 +135,7 @@ async def _expire_multipart_uploads(run: _Run) -> None:
     Completed uploads kept as long (for a retried completion) are forgotten: they hold nothing."""
     database, after = run.core.database, ""
     cutoff = run.now - timedelta(seconds=run.core.settings.multipart_expiry_seconds)
-    if not run.dry_run:
+    if not run.dry_run and await database.read(partial(multipart.any_completed_before, cutoff=cutoff)):
         await database.transaction(partial(multipart.forget_completed, cutoff=cutoff))
     while batch := await database.read(partial(multipart.expired_uploads, cutoff=cutoff, after_id=after, limit=BATCH)):
         after = batch[-1][1]
