@@ -34,6 +34,7 @@ from blobstore.db import multipart as db
 from blobstore.errors import (
     BlobStoreError,
     EntityTooSmall,
+    IntegrityError,
     InvalidInput,
     InvalidPart,
     InvalidPartOrder,
@@ -172,6 +173,7 @@ async def complete(
     if_absent: bool = False,
     if_match: str | None = None,
     listed_checksums: Mapping[int, tuple[str, str]] | None = None,
+    expected_checksum: tuple[str, str] | None = None,
 ) -> Completed:
     """Store the ``listed`` parts (part number, ETag), in order, as the upload's object, and end the upload.
 
@@ -179,7 +181,8 @@ async def complete(
     ETags (InvalidPart), and by the (algorithm, checksum) ``listed_checksums`` gives a part number, if any
     (InvalidPart unless it is the part's, of the upload's algorithm); every part but the last is at least
     :data:`MIN_PART_SIZE` (EntityTooSmall). Parts not listed are discarded. An upload with a checksum algorithm
-    records the object's COMPOSITE checksum with its ETag. ``if_absent`` / ``if_match`` (a digest) make the put
+    records the object's COMPOSITE checksum with its ETag; an ``expected_checksum`` (algorithm, value) must be that
+    one (IntegrityError otherwise, nothing completed). ``if_absent`` / ``if_match`` (a digest) make the put
     conditional as :meth:`blobstore.store.Tenant.put`'s do. The object is bound and the upload released in one
     transaction: on any error the upload is left as it was; after a crash, a retry completes it. A retry of a
     completion that succeeded (or one racing it) answers it again, as :func:`completed`, its conditions not
@@ -188,7 +191,9 @@ async def complete(
     _check_order(listed)
     condition = expect(if_match, if_absent=if_absent)
     try:
-        return await _complete(core, tenant, bucket, key, upload_id, listed, condition, listed_checksums or {})
+        return await _complete(
+            core, tenant, bucket, key, upload_id, listed, condition, listed_checksums or {}, expected_checksum
+        )
     except NoSuchUpload:
         if (again := await completed(core, tenant, bucket, key, upload_id, listed)) is not None:
             return again
@@ -231,6 +236,7 @@ async def _complete(
     listed: Sequence[tuple[int, str]],
     condition: Precondition,
     listed_checksums: Mapping[int, tuple[str, str]],
+    expected_checksum: tuple[str, str] | None,
 ) -> Completed:
     upload = await _existing(core, tenant, bucket, key, upload_id)
     staged = {part.number: part for part in await core.database.read(partial(db.list_parts, upload_id=upload.id))}
@@ -242,6 +248,9 @@ async def _complete(
             raise EntityTooSmall(f"part {part.number} is {part.size} bytes; all but the last are at least 5 MiB")
     etag = _multipart_etag([part.md5 for part in chosen])
     checksum = _composite(upload, chosen)
+    if expected_checksum is not None and expected_checksum != checksum:
+        algorithm, value = expected_checksum
+        raise IntegrityError(f"the object's {algorithm.upper()} checksum would not be {value}")
     uploader = Uploader.of(core, tenant)
     outcomes: list[PutOutcome | None] = [None]
     async with uploader.ingested(_concatenated(core, chosen), max_size=core.settings.max_object_size) as ingested:

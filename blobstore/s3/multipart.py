@@ -106,7 +106,8 @@ async def complete_multipart_upload(call: Call) -> Response:
     """CompleteMultipartUpload: the listed parts become the object. ``If-None-Match: *`` stores it only where
     there is none; ``If-Match`` only over the object of that ETag (412 PreconditionFailed otherwise). A retry of
     a completion that succeeded answers the same result while the key holds its object (blobstore.multipart.
-    completed), its conditions, met then, not judged again."""
+    completed), its conditions, met then, not judged again. An ``x-amz-checksum-*`` header is the checksum the
+    object must get: BadDigest, nothing completed, unless it is the COMPOSITE one the upload's parts make."""
     bucket = await existing(call)
     completion = xml.parse_complete_multipart_upload(await call.body.whole())
     listed = completion.parts
@@ -130,6 +131,7 @@ async def complete_multipart_upload(call: Call) -> Response:
         if_absent=if_none_match is not None,
         if_match=digest,
         listed_checksums=completion.checksums,
+        expected_checksum=_object_checksum(call),
     )
     location = f"/{quote(bucket)}/{quote(call.key)}"
     body = xml.complete_multipart_upload(location, bucket, call.key, completed.etag, completed.checksum)
@@ -192,6 +194,15 @@ async def list_multipart_uploads(call: Call) -> Response:
         truncated,
     )
     return Response(xml.list_multipart_uploads(page), media_type=xml.CONTENT_TYPE)
+
+
+def _object_checksum(call: Call) -> tuple[str, str] | None:
+    """(algorithm, value) of the ``x-amz-checksum-*`` header of a CompleteMultipartUpload: the checksum the
+    client expects the object to have (COMPOSITE: ``<base64>-N``); InvalidRequest for several."""
+    sent = [name for name in sorted(checksums.NAMES) if name in call.headers]
+    if len(sent) > 1:
+        raise S3Error("InvalidRequest", "expecting a single x-amz-checksum- header; multiple checksum types")
+    return (sent[0].removeprefix(checksums.PREFIX), call.headers[sent[0]].strip()) if sent else None
 
 
 def _count(call: Call, name: str, default: int) -> int:

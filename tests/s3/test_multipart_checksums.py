@@ -121,3 +121,23 @@ async def test_an_upload_without_an_algorithm_verifies_and_echoes_boto3s_default
     assert part["ChecksumCRC32"] == checksum("CRC32", b"part")
     s3.complete_multipart_upload(**upload, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
     assert "ChecksumCRC32" not in s3.head_object(Bucket="plain", Key="k", ChecksumMode="ENABLED")
+
+
+async def test_a_completion_checks_the_object_checksum_it_expects(store: BlobStore, url: str) -> None:
+    """The ``x-amz-checksum-*`` header of a completion is the object's expected checksum: another value than the
+    COMPOSITE one is 400 BadDigest and the upload stays; the right one completes."""
+    s3 = await client(store, url)
+    s3.create_bucket(Bucket="expected")
+    created = s3.create_multipart_upload(Bucket="expected", Key="k", ChecksumAlgorithm="SHA256")
+    upload = {"Bucket": "expected", "Key": "k", "UploadId": created["UploadId"]}
+    etag = s3.upload_part(**upload, PartNumber=1, Body=b"part", ChecksumAlgorithm="SHA256")["ETag"]
+    parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+    wrong = composite("SHA256", b"other")
+    assert error_of(s3.complete_multipart_upload, **upload, MultipartUpload=parts, ChecksumSHA256=wrong) == (
+        "BadDigest",
+        400,
+    )
+    assert [part["PartNumber"] for part in s3.list_parts(**upload)["Parts"]] == [1]
+    right = composite("SHA256", b"part")
+    done = s3.complete_multipart_upload(**upload, MultipartUpload=parts, ChecksumSHA256=right)
+    assert done["ChecksumSHA256"] == right
