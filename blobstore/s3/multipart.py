@@ -98,7 +98,8 @@ async def upload_part_copy(call: Call) -> Response:
             call.store.core, call.tenant.name, bucket, call.key, call.params["uploadId"], number, source
         )
     return Response(
-        xml.copy_result(part.etag, part.last_modified, root_name="CopyPartResult"), media_type=xml.CONTENT_TYPE
+        xml.copy_result(part.etag, part.last_modified, root_name="CopyPartResult", checksum=part.checksum),
+        media_type=xml.CONTENT_TYPE,
     )
 
 

@@ -121,12 +121,20 @@ def location(region: str) -> bytes:
     return _document(root)
 
 
-def copy_result(etag: str, modified: datetime, *, root_name: str = "CopyObjectResult") -> bytes:
+def copy_result(
+    etag: str,
+    modified: datetime,
+    *,
+    root_name: str = "CopyObjectResult",
+    checksum: tuple[str, str] | None = None,
+) -> bytes:
     """A ``CopyObjectResult`` (UploadPartCopy: ``root_name`` ``CopyPartResult``): the ETag and LastModified of
-    what was written."""
+    what was written, and its (algorithm, value) ``checksum`` if it has one."""
     root = ET.Element(root_name, xmlns=NAMESPACE)
     _child(root, "ETag", etag)
     _child(root, "LastModified", timestamp(modified))
+    if checksum is not None:
+        _child(root, checksum_element(checksum[0]), checksum[1])
     return _document(root)
 
 

@@ -141,3 +141,19 @@ async def test_a_completion_checks_the_object_checksum_it_expects(store: BlobSto
     right = composite("SHA256", b"part")
     done = s3.complete_multipart_upload(**upload, MultipartUpload=parts, ChecksumSHA256=right)
     assert done["ChecksumSHA256"] == right
+
+
+async def test_upload_part_copy_records_the_parts_checksum(store: BlobStore, url: str) -> None:
+    """A part copied from an object gets its checksum of the upload's algorithm like an uploaded one: answered in
+    CopyPartResult and in ListParts, and part of the COMPOSITE checksum."""
+    s3 = await client(store, url)
+    s3.create_bucket(Bucket="copied")
+    s3.put_object(Bucket="copied", Key="source", Body=b"0123456789")
+    created = s3.create_multipart_upload(Bucket="copied", Key="k", ChecksumAlgorithm="CRC32")
+    upload = {"Bucket": "copied", "Key": "k", "UploadId": created["UploadId"]}
+    copied = s3.upload_part_copy(**upload, PartNumber=1, CopySource="copied/source", CopySourceRange="bytes=2-5")
+    assert copied["CopyPartResult"]["ChecksumCRC32"] == checksum("CRC32", b"2345")
+    assert s3.list_parts(**upload)["Parts"][0]["ChecksumCRC32"] == checksum("CRC32", b"2345")
+    parts = {"Parts": [{"PartNumber": 1, "ETag": copied["CopyPartResult"]["ETag"]}]}
+    done = s3.complete_multipart_upload(**upload, MultipartUpload=parts)
+    assert done["ChecksumCRC32"] == composite("CRC32", b"2345")
