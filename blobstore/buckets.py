@@ -123,6 +123,14 @@ def etag(digest: str, md5: str | None) -> str:
     return f'"{md5 or digest}"'
 
 
+async def part_sizes(core: Core, tenant: str, digest: str) -> list[int] | None:
+    """The sizes of the parts the tenant's bytes of ``digest`` were completed from, in order, if their ETag is a
+    multipart upload's; None for bytes written whole."""
+    from blobstore.db import buckets as db
+
+    return await db.lookup_part_sizes(core.database, tenant, digest)
+
+
 async def facts(core: Core, tenant: str, digest: str) -> S3Facts:
     """What the tenant's S3 uploads recorded of the bytes of ``digest``: their MD5 and checksums, in one read."""
     from blobstore.db import s3_facts

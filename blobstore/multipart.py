@@ -27,19 +27,28 @@ from typing import TYPE_CHECKING
 
 from blobstore.buckets import key_of
 from blobstore.core.reading import verified_chunks
-from blobstore.db import batches, binding, catalog
+from blobstore.db import batches, binding, catalog, hot_path, s3_facts
 from blobstore.db import buckets as etags_db
+from blobstore.db import checksums as checksums_db
 from blobstore.db import multipart as db
 from blobstore.errors import (
     BlobStoreError,
     EntityTooSmall,
+    IntegrityError,
     InvalidInput,
     InvalidPart,
     InvalidPartOrder,
     NoSuchUpload,
 )
-from blobstore.model.keys import validate_content_type, validate_key, validate_metadata, validate_tenant
-from blobstore.model.preconditions import UNCONDITIONAL, expect
+from blobstore.model import checksums
+from blobstore.model.keys import (
+    validate_content_type,
+    validate_key,
+    validate_metadata,
+    validate_stored_headers,
+    validate_tenant,
+)
+from blobstore.model.preconditions import UNCONDITIONAL, Precondition, expect
 from blobstore.model.results import BlobInfo
 from blobstore.protocol.uploads import PutOutcome, Uploader
 
@@ -63,29 +72,45 @@ Upload = db.UploadRow
 
 @dataclass(frozen=True)
 class Part:
-    """A staged part: its number, ETag (quoted MD5), size and when it was uploaded."""
+    """A staged part: its number, ETag (quoted MD5), size, when it was uploaded, and its (algorithm, base64
+    checksum) of the upload's algorithm, if the upload has one."""
 
     number: int
     etag: str
     size: int
     last_modified: datetime
+    checksum: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
 class Completed:
-    """A completed upload: the object stored, and its ETag (quoted ``<MD5 of the parts' MD5s>-<parts>``)."""
+    """A completed upload: the object stored, its ETag (quoted ``<MD5 of the parts' MD5s>-<parts>``), and its
+    (algorithm, COMPOSITE checksum) if the upload has an algorithm."""
 
     info: BlobInfo
     etag: str
+    checksum: tuple[str, str] | None = None
 
 
 async def create(
-    core: Core, tenant: str, bucket: str, key: str, *, content_type: str | None, metadata: Mapping[str, str]
+    core: Core,
+    tenant: str,
+    bucket: str,
+    key: str,
+    *,
+    content_type: str | None,
+    metadata: Mapping[str, str],
+    headers: dict[str, str] | None = None,
+    checksum_algorithm: str | None = None,
 ) -> Upload:
     """Begin an upload of ``key`` in the tenant's ``bucket`` (the caller checked it exists), whose object will
-    have ``content_type`` and ``metadata``."""
+    have ``content_type``, ``metadata`` and the stored response ``headers`` (BlobInfo.headers). With a
+    ``checksum_algorithm`` (one of blobstore.model.checksums.ALGORITHMS, else InvalidInput) every part's checksum
+    is computed and recorded, and the object's COMPOSITE one."""
     validate_tenant(tenant)
     validate_key(key_of(bucket, key))
+    if checksum_algorithm is not None and checksum_algorithm not in checksums.ALGORITHMS:
+        raise InvalidInput(f"unknown checksum algorithm {checksum_algorithm!r}")
     now = core.clock()
     row = db.UploadRow(
         secrets.token_urlsafe(32),
@@ -94,6 +119,8 @@ async def create(
         validate_content_type(content_type),
         validate_metadata(dict(metadata)),
         now,
+        validate_stored_headers(headers),
+        checksum_algorithm,
     )
 
     async def work(conn: AsyncConnection) -> None:
@@ -112,22 +139,27 @@ async def upload_part(
 
     NoSuchUpload (before a byte is read) if the tenant has no such upload of ``key``, or (nothing staged) if it
     was completed or aborted meanwhile; InvalidInput for a part number out of range; QuotaExceeded if the part
-    does not fit the tenant's quota (a replaced part's bytes are freed as it is replaced).
+    does not fit the tenant's quota (a replaced part's bytes are freed as it is replaced). The part's checksum of
+    the upload's algorithm is computed as it streams.
     """
     if not 1 <= number <= MAX_PART_NUMBER:
         raise InvalidInput(f"part numbers run from 1 to {MAX_PART_NUMBER}, not {number}")
     upload = await _existing(core, tenant, bucket, key, upload_id)
     md5 = hashlib.md5(usedforsecurity=False)
+    hashers: list[checksums.Hasher] = [md5]
+    if upload.checksum_algorithm is not None:
+        hashers.append(checksums.hasher(upload.checksum_algorithm))
     uploader = Uploader.of(core, tenant)
     outcomes: list[PutOutcome | None] = [None]
     async with uploader.ingested(
-        _hashed(data, md5), max_size=min(core.settings.max_object_size, MAX_PART_SIZE)
+        _hashed(data, hashers), max_size=min(core.settings.max_object_size, MAX_PART_SIZE)
     ) as ingested:
+        checksum = None if upload.checksum_algorithm is None else checksums.encoded(hashers[1])
         item = binding.Item(0, f"{upload.id}/{number}", ingested.digest, ingested.size, None, {}, UNCONDITIONAL)
-        binder = partial(_bind_part, upload=upload, number=number, md5=md5.hexdigest())
+        binder = partial(_bind_part, upload=upload, number=number, md5=md5.hexdigest(), checksum=checksum)
         await replace(uploader, binder=binder).put([item], {0: ingested}, outcomes)
     info = _raised(outcomes[0])
-    return Part(number, f'"{md5.hexdigest()}"', info.size, info.created_at)
+    return Part(number, f'"{md5.hexdigest()}"', info.size, info.created_at, _paired(upload, checksum))
 
 
 async def complete(
@@ -140,37 +172,125 @@ async def complete(
     *,
     if_absent: bool = False,
     if_match: str | None = None,
+    listed_checksums: Mapping[int, tuple[str, str]] | None = None,
+    expected_checksum: tuple[str, str] | None = None,
 ) -> Completed:
     """Store the ``listed`` parts (part number, ETag), in order, as the upload's object, and end the upload.
 
     The list must be in ascending order of part number (InvalidPartOrder) and name uploaded parts by their
-    ETags (InvalidPart); every part but the last is at least :data:`MIN_PART_SIZE` (EntityTooSmall). Parts not
-    listed are discarded. ``if_absent`` / ``if_match`` (a digest) make the put conditional as
-    :meth:`blobstore.store.Tenant.put`'s do. The object is bound and the upload released in one transaction: on
-    any error the upload is left as it was; after a crash, a retry completes it or answers NoSuchUpload with the
-    object stored.
+    ETags (InvalidPart), and by the (algorithm, checksum) ``listed_checksums`` gives a part number, if any
+    (InvalidPart unless it is the part's, of the upload's algorithm); every part but the last is at least
+    :data:`MIN_PART_SIZE` (EntityTooSmall). Parts not listed are discarded. An upload with a checksum algorithm
+    records the object's COMPOSITE checksum with its ETag; an ``expected_checksum`` (algorithm, value) must be that
+    one (IntegrityError otherwise, nothing completed). ``if_absent`` / ``if_match`` (a digest) make the put
+    conditional as :meth:`blobstore.store.Tenant.put`'s do. The object is bound and the upload released in one
+    transaction: on any error the upload is left as it was; after a crash, a retry completes it. A retry of a
+    completion that succeeded (or one racing it) answers it again, as :func:`completed`, its conditions not
+    judged again.
     """
     _check_order(listed)
+    condition = expect(if_match, if_absent=if_absent)
+    try:
+        return await _complete(
+            core, tenant, bucket, key, upload_id, listed, condition, listed_checksums or {}, expected_checksum
+        )
+    except NoSuchUpload:
+        if (again := await completed(core, tenant, bucket, key, upload_id, listed)) is not None:
+            return again
+        raise
+
+
+async def completed(
+    core: Core, tenant: str, bucket: str, key: str, upload_id: str, listed: Sequence[tuple[int, str]]
+) -> Completed | None:
+    """The completion of the tenant's upload if it completed with the ``listed`` parts (the same ETag) and its key
+    still holds the object it made (not deleted or written since): a client's retry after a lost answer. None
+    otherwise, or once GC has forgotten the upload (BLOBSTORE_MULTIPART_EXPIRY after its completion)."""
+    validate_tenant(tenant)
+    found = await core.database.read(
+        partial(db.find_completed, tenant=tenant, upload_id=upload_id, bucket=bucket, key=key)
+    )
+    try:
+        etag = _multipart_etag([md5.strip().strip('"') for _, md5 in listed])
+    except ValueError:  # an ETag that is no MD5 names no part this upload had
+        return None
+    if found is None or found.etag != etag:
+        return None
+    ref = await hot_path.find_ref_named(core.database, tenant, key_of(bucket, key))
+    if ref is None or (ref.digest, ref.created_at) != (found.digest, found.completed_at):
+        return None
+    checksum = None
+    if found.checksum_algorithm is not None:
+        recorded = await s3_facts.lookup(core.database, tenant, ref.digest)
+        value = recorded.checksums.get(found.checksum_algorithm)
+        checksum = None if value is None else (found.checksum_algorithm, value)
+    return Completed(ref.info(tenant), f'"{etag}"', checksum)
+
+
+async def _complete(
+    core: Core,
+    tenant: str,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    listed: Sequence[tuple[int, str]],
+    condition: Precondition,
+    listed_checksums: Mapping[int, tuple[str, str]],
+    expected_checksum: tuple[str, str] | None,
+) -> Completed:
     upload = await _existing(core, tenant, bucket, key, upload_id)
     staged = {part.number: part for part in await core.database.read(partial(db.list_parts, upload_id=upload.id))}
     chosen = [_chosen(staged, number, etag) for number, etag in listed]
+    for part in chosen:
+        _check_listed_checksum(upload, part, listed_checksums.get(part.number))
     for part in chosen[:-1]:
         if part.size < MIN_PART_SIZE:
             raise EntityTooSmall(f"part {part.number} is {part.size} bytes; all but the last are at least 5 MiB")
-    etag = hashlib.md5(b"".join(bytes.fromhex(part.md5) for part in chosen), usedforsecurity=False).hexdigest()
-    etag += f"-{len(chosen)}"
+    etag = _multipart_etag([part.md5 for part in chosen])
+    checksum = _composite(upload, chosen)
+    if expected_checksum is not None and expected_checksum != checksum:
+        algorithm, value = expected_checksum
+        raise IntegrityError(f"the object's {algorithm.upper()} checksum would not be {value}")
     uploader = Uploader.of(core, tenant)
-    condition = expect(if_match, if_absent=if_absent)
     outcomes: list[PutOutcome | None] = [None]
     async with uploader.ingested(_concatenated(core, chosen), max_size=core.settings.max_object_size) as ingested:
         item = binding.Item(
-            0, key_of(bucket, key), ingested.digest, ingested.size, upload.content_type, upload.metadata, condition
+            0,
+            key_of(bucket, key),
+            ingested.digest,
+            ingested.size,
+            upload.content_type,
+            upload.metadata,
+            condition,
+            headers=upload.headers,
         )
-        binder = partial(
-            _bind_completion, upload=upload, chosen={part.number: part.blob_id for part in chosen}, md5=etag
-        )
+        binder = partial(_bind_completion, upload=upload, chosen=chosen, md5=etag, checksum=checksum)
         await replace(uploader, binder=binder).put([item], {0: ingested}, outcomes)
-    return Completed(_raised(outcomes[0]), f'"{etag}"')
+    return Completed(_raised(outcomes[0]), f'"{etag}"', checksum)
+
+
+def _paired(upload: Upload, checksum: str | None) -> tuple[str, str] | None:
+    """(the upload's algorithm, ``checksum``), if the upload has one."""
+    algorithm = upload.checksum_algorithm
+    return None if algorithm is None or checksum is None else (algorithm, checksum)
+
+
+def _check_listed_checksum(upload: Upload, part: db.PartRow, listed: tuple[str, str] | None) -> None:
+    """InvalidPart unless the (algorithm, checksum) a completion ``listed`` for ``part``, if any, is the part's."""
+    if listed is None:
+        return
+    algorithm, value = listed
+    if algorithm != upload.checksum_algorithm or value.strip() != part.checksum:
+        raise InvalidPart(f"part {part.number} was not uploaded with the {algorithm.upper()} checksum {value}")
+
+
+def _composite(upload: Upload, parts: Sequence[db.PartRow]) -> tuple[str, str] | None:
+    """(algorithm, COMPOSITE checksum) of the object made of ``parts``, if the upload has an algorithm."""
+    algorithm = upload.checksum_algorithm
+    values = [part.checksum for part in parts if part.checksum is not None]
+    if algorithm is None or len(values) != len(parts):  # every part of an upload with an algorithm has one
+        return None
+    return algorithm, checksums.composite(algorithm, values)
 
 
 async def abort(core: Core, tenant: str, bucket: str, key: str, upload_id: str) -> None:
@@ -194,7 +314,10 @@ async def list_parts(
     """The upload, up to ``limit`` of its parts numbered above ``after``, and whether more follow."""
     upload = await _existing(core, tenant, bucket, key, upload_id)
     rows = await core.database.read(partial(db.list_parts, upload_id=upload_id, after=after, limit=limit + 1))
-    parts = [Part(row.number, f'"{row.md5}"', row.size, row.created_at) for row in rows[:limit]]
+    parts = [
+        Part(row.number, f'"{row.md5}"', row.size, row.created_at, _paired(upload, row.checksum))
+        for row in rows[:limit]
+    ]
     return upload, parts, len(rows) > limit
 
 
@@ -227,6 +350,13 @@ async def _existing(core: Core, tenant: str, bucket: str, key: str, upload_id: s
     return row
 
 
+def _multipart_etag(md5s: Sequence[str]) -> str:
+    """S3's ETag of an object completed from parts of these hex MD5s: the MD5 of their binary MD5s, ``-N``
+    (unquoted); ValueError if one is not hex."""
+    combined = hashlib.md5(b"".join(bytes.fromhex(md5) for md5 in md5s), usedforsecurity=False)
+    return f"{combined.hexdigest()}-{len(md5s)}"
+
+
 def _check_order(listed: Sequence[tuple[int, str]]) -> None:
     if not listed:
         raise InvalidInput("a completion names at least one part")
@@ -242,10 +372,11 @@ def _chosen(staged: Mapping[int, db.PartRow], number: int, etag: str) -> db.Part
     return part
 
 
-async def _hashed(data: AsyncIterable[bytes], md5: hashlib._Hash) -> AsyncIterator[bytes]:
-    """``data``, passing each chunk through ``md5`` on the way."""
+async def _hashed(data: AsyncIterable[bytes], hashers: Sequence[checksums.Hasher]) -> AsyncIterator[bytes]:
+    """``data``, passing each chunk through every one of ``hashers`` on the way."""
     async for chunk in data:
-        md5.update(chunk)
+        for hasher in hashers:
+            hasher.update(chunk)
         yield chunk
 
 
@@ -301,6 +432,7 @@ async def _bind_part(
     upload: Upload,
     number: int,
     md5: str,
+    checksum: str | None,
 ) -> binding.Outcome:
     """The binder of a part (blobstore.protocol.uploads.Binder): under the tenant's lock, if the upload is still
     in progress, record the part on its blob (replacing the part of that number): the blob's refcount and the
@@ -315,7 +447,7 @@ async def _bind_part(
     freed = 0 if old is None else old.size
     outcome, writes = binding.decide(_room(tenant, freed, count_objects=False), scope, items, found, now, ours=ours)
     for ref in writes.new:  # the one item, if it was bound
-        await db.put_part(conn, upload.id, number, ref.blob_id, ref.size, md5, now)
+        await db.put_part(conn, upload.id, number, ref.blob_id, ref.size, md5, checksum, now)
         await db.touch(conn, upload.id, now)
         if old is not None:
             writes.refcounts[old.blob_id] -= 1
@@ -334,16 +466,19 @@ async def _bind_completion(
     *,
     ours: Mapping[str, int] | None = None,
     upload: Upload,
-    chosen: Mapping[int, int],
+    chosen: Sequence[db.PartRow],
     md5: str,
+    checksum: tuple[str, str] | None,
 ) -> binding.Outcome:
     """The binder of a completion (blobstore.protocol.uploads.Binder): under the tenant's lock, if the upload is
     still in progress with the parts streamed, bind its key as any put binds (the quota checked as if the staged
-    parts were already released) and, in the same transaction, release the upload and record the object's ETag.
-    An error of the binding is raised, so nothing changes and the upload stays."""
+    parts were already released) and, in the same transaction, release the upload's parts, keep it as completed
+    (blobstore.db.multipart.complete) and record the object's ETag (with its part sizes) and COMPOSITE
+    ``checksum``, if any. An error of the binding is raised, so nothing changes and the upload stays."""
     await _still_open(conn, tenant, upload)
     staged = await db.list_parts(conn, upload.id)
-    if {part.number: part.blob_id for part in staged if part.number in chosen} != chosen:
+    wanted = {part.number: part.blob_id for part in chosen}
+    if {part.number: part.blob_id for part in staged if part.number in wanted} != wanted:
         raise InvalidPart("a part was uploaded again while the upload was being completed")
     ours = ours or {}
     [item] = items
@@ -360,9 +495,11 @@ async def _bind_completion(
     if item.index in outcome.failed:
         raise outcome.failed[item.index]
     if item.index in outcome.bound:
-        for blob_id, _ in await db.forget(conn, upload.id):
+        for blob_id, _ in await db.complete(conn, upload.id, item.digest, md5, now):
             writes.refcounts[blob_id] -= 1
         writes.add_bytes -= freed
         await binding.write(conn, tenant.id, writes, now)
-        await etags_db.record_md5(conn, tenant.name, item.digest, md5)
+        await etags_db.record_md5(conn, tenant.name, item.digest, md5, [part.size for part in chosen])
+        if checksum is not None:
+            await checksums_db.record(conn, tenant.name, item.digest, *checksum)
     return outcome

@@ -8,8 +8,8 @@ by digest and delete bind or unbind references to live blobs in one transaction 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Collection, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Self
 
@@ -38,6 +38,7 @@ from blobstore.model.keys import (
     validate_key,
     validate_metadata,
     validate_prefix,
+    validate_stored_headers,
     validate_tenant,
 )
 from blobstore.model.preconditions import Precondition, expect
@@ -166,6 +167,7 @@ class _PutRequest:
     content_type: str | None
     metadata: dict[str, str]
     condition: Precondition
+    headers: dict[str, str] = field(default_factory=dict)
 
     def item(
         self, index: int, digest: str, size: int, blob_id: int | None = None, facts: S3Facts | None = None
@@ -173,7 +175,16 @@ class _PutRequest:
         """This put as item ``index`` of a binding, of the bytes ``digest`` (the blob ``blob_id`` if named), with
         the S3 ``facts`` of its bytes if it has them."""
         return binding.Item(
-            index, self.key, digest, size, self.content_type, self.metadata, self.condition, blob_id, facts
+            index,
+            self.key,
+            digest,
+            size,
+            self.content_type,
+            self.metadata,
+            self.condition,
+            blob_id=blob_id,
+            facts=facts,
+            headers=self.headers,
         )
 
 
@@ -235,11 +246,42 @@ class Tenant:
         MD5 ETag, the checksums they were verified against); those are recorded in the transaction that binds
         the key, so the key is never bound without them.
         """
+        return await self.put_with_headers(
+            key,
+            data,
+            headers={},
+            digest=digest,
+            content_type=content_type,
+            metadata=metadata,
+            if_absent=if_absent,
+            if_match=if_match,
+            if_unmodified_since=if_unmodified_since,
+            s3_facts=s3_facts,
+        )
+
+    async def put_with_headers(
+        self,
+        key: str,
+        data: PutData | None = None,
+        *,
+        headers: Mapping[str, str],
+        digest: str | None = None,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        if_absent: bool = False,
+        if_match: str | Collection[str] | None = None,
+        if_unmodified_since: datetime | None = None,
+        s3_facts: Callable[[], S3Facts] | None = None,
+    ) -> BlobInfo:
+        """:meth:`put`, the key also storing the response ``headers`` (BlobInfo.headers; InvalidInput for a name
+        outside blobstore.model.keys.STORED_HEADERS): the S3 API's writes. Not in the contract (TenantAPI): the
+        HTTP API does not carry these headers."""
         request = _PutRequest(
             validate_key(key),
             validate_content_type(content_type),
             validate_metadata(metadata),
             expect(if_match, if_unmodified_since, if_absent=if_absent),
+            validate_stored_headers(dict(headers)),
         )
         if digest is not None:
             validate_digest(digest)
@@ -268,7 +310,8 @@ class Tenant:
             source = None if tenant is None else await catalog.find_ref(conn, tenant.id, src_key)
             if tenant is None or source is None:
                 raise NotFound(f"no such key: {src_key!r}")
-            request = _PutRequest(dst_key, source.content_type, dict(source.metadata), expect(if_absent=if_absent))
+            condition = expect(if_absent=if_absent)
+            request = _PutRequest(dst_key, source.content_type, dict(source.metadata), condition, dict(source.headers))
             item = request.item(0, source.digest, source.size, source.blob_id)
             return await self._bind_held(conn, tenant, item, now)
 
@@ -521,16 +564,7 @@ class Tenant:
         return Uploader.of(self.core, self.name)
 
     def _info(self, ref: catalog.RefRow, *, deduplicated: bool = False) -> BlobInfo:
-        return BlobInfo(
-            tenant=self.name,
-            key=ref.key,
-            digest=ref.digest,
-            size=ref.size,
-            content_type=ref.content_type,
-            metadata=dict(ref.metadata),
-            created_at=ref.created_at,
-            deduplicated=deduplicated,
-        )
+        return ref.info(self.name, deduplicated=deduplicated)
 
     async def _bind_held(
         self, conn: AsyncConnection, tenant: catalog.LockedTenant, item: binding.Item, now: datetime

@@ -34,6 +34,7 @@ class NewRef:
     size: int
     content_type: str | None
     metadata: dict[str, str]
+    headers: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,7 @@ _REPOINT_REFS = (
         size=bindparam("s"),
         content_type=bindparam("ct"),
         metadata=bindparam("md", type_=refs.c.metadata.type),
+        headers=bindparam("hd", type_=refs.c.headers.type),
         created_at=bindparam("at", type_=refs.c.created_at.type),
     )
 )
@@ -182,7 +184,8 @@ async def write_refs(
         await conn.execute(_INSERT_REFS, [_ref_values(tenant, ref, now) for ref in new])
     if replaced:
         params = [
-            {"t": tenant, "k": r.key, "b": r.blob_id, "s": r.size, "ct": r.content_type, "md": r.metadata, "at": now}
+            {"t": tenant, "k": r.key, "b": r.blob_id, "s": r.size, "ct": r.content_type, "md": r.metadata}
+            | {"hd": r.headers, "at": now}
             for r in replaced
         ]
         await conn.execute(_REPOINT_REFS, params)
@@ -196,6 +199,7 @@ def _ref_values(tenant: int, ref: NewRef, now: datetime) -> dict[str, Any]:
         "size": ref.size,
         "content_type": ref.content_type,
         "metadata": ref.metadata,
+        "headers": ref.headers,
         "created_at": now,
     }
 

@@ -48,6 +48,8 @@ class Item:
     #: What S3 knows the bytes by (a PutObject's MD5 and checksums): recorded for the tenant's digest in the
     #: transaction that binds the item (by :func:`bind` and blobstore.db.hot_path), so never a key without them.
     facts: S3Facts | None = None
+    #: The response headers the reference stores (blobstore.db.models.Ref.headers).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -176,7 +178,7 @@ def _decide(
         held.add(blob)
         outcome.acquired.add(blob)
         writes.refcounts[blob] += 1
-        ref = NewRef(item.key, blob, item.size, item.content_type, item.metadata)
+        ref = NewRef(item.key, blob, item.size, item.content_type, item.metadata, item.headers)
         if old is None:
             writes.new.append(ref)
         else:
@@ -196,6 +198,7 @@ def _decide(
             now,
             deduplicated,
             replaced=old is not None,
+            headers=item.headers,
         )
     return outcome, writes
 

@@ -3,6 +3,7 @@ MD5 ETags of what a tenant wrote through S3."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, select
@@ -71,11 +72,16 @@ async def delete_bucket(conn: AsyncConnection, tenant: int, name: str) -> None:
 etags = tables["etags"]
 
 
-async def record_md5(conn: AsyncConnection, tenant: str, digest: str, md5: str) -> None:
-    """Remember the MD5 of the bytes of ``digest`` for the tenant (nothing if it is known or the tenant is not)."""
-    tenant_row = select(tenants.c.id, bindparam("digest"), bindparam("md5")).where(tenants.c.name == tenant)
-    statement = dialect_insert(conn, etags).from_select(["tenant_id", "digest", "md5"], tenant_row)
-    await conn.execute(statement.on_conflict_do_nothing(), {"digest": digest, "md5": md5})
+async def record_md5(
+    conn: AsyncConnection, tenant: str, digest: str, md5: str, part_sizes: list[int] | None = None
+) -> None:
+    """Remember the MD5 of the bytes of ``digest`` for the tenant, and for a multipart upload's bytes the sizes of
+    its parts (nothing if it is known or the tenant is not)."""
+    sizes = bindparam("part_sizes", type_=etags.c.part_sizes.type)
+    tenant_row = select(tenants.c.id, bindparam("digest"), bindparam("md5"), sizes).where(tenants.c.name == tenant)
+    columns = ["tenant_id", "digest", "md5", "part_sizes"]
+    statement = dialect_insert(conn, etags).from_select(columns, tenant_row)
+    await conn.execute(statement.on_conflict_do_nothing(), {"digest": digest, "md5": md5, "part_sizes": part_sizes})
 
 
 async def lookup_md5s(database: Database, tenant: str, digests: list[str]) -> dict[str, str]:
@@ -86,3 +92,16 @@ async def lookup_md5s(database: Database, tenant: str, digests: list[str]) -> di
         f"WHERE t.name = ? AND e.digest IN ({driver_reads.placeholders(len(digests))})"
     )
     return {row[0]: row[1] for row in await driver_reads.fetch_rows(database, sql, (tenant, *digests))}
+
+
+async def lookup_part_sizes(database: Database, tenant: str, digest: str) -> list[int] | None:
+    """The sizes of the parts of the tenant's multipart upload whose bytes are ``digest``, if those bytes got their
+    ETag from one: one statement on a driver connection (blobstore.db.driver_reads)."""
+    row = await driver_reads.fetch_row(database, _PART_SIZES, (tenant, digest))
+    if row is None or row[0] is None:
+        return None
+    sizes: list[int] = json.loads(row[0]) if isinstance(row[0], str) else row[0]
+    return sizes
+
+
+_PART_SIZES = "SELECT e.part_sizes FROM etags e JOIN tenants t ON t.id = e.tenant_id WHERE t.name = ? AND e.digest = ?"

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.db.models import tables
 from blobstore.errors import QuotaExceeded
+from blobstore.model.results import BlobInfo
 
 tenants = tables["tenants"]
 blobs = tables["blobs"]
@@ -41,6 +42,22 @@ class RefRow:
     content_type: str | None
     metadata: dict[str, str]
     created_at: datetime
+    #: The response headers stored with the reference (blobstore.db.models.Ref.headers).
+    headers: dict[str, str]
+
+    def info(self, tenant: str, *, deduplicated: bool = False) -> BlobInfo:
+        """The reference as its tenant sees it."""
+        return BlobInfo(
+            tenant=tenant,
+            key=self.key,
+            digest=self.digest,
+            size=self.size,
+            content_type=self.content_type,
+            metadata=dict(self.metadata),
+            created_at=self.created_at,
+            deduplicated=deduplicated,
+            headers=dict(self.headers),
+        )
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,7 @@ REF_COLUMNS = (
     refs.c.content_type,
     refs.c.metadata,
     refs.c.created_at,
+    refs.c.headers,
 )
 
 

@@ -61,10 +61,11 @@ INSERT INTO blobs (scope, digest, size, object_key, state, refcount, created_at,
 VALUES (:scope, :digest, :size, :object_key, 'uploading', 0, :now, :lease_until) RETURNING id
 """
 _SQLITE_WRITE_REF = """
-INSERT INTO refs (tenant_id, key, blob_id, size, content_type, metadata, created_at)
-VALUES (:t, :key, :blob, :size, :content_type, :metadata, :now)
+INSERT INTO refs (tenant_id, key, blob_id, size, content_type, metadata, headers, created_at)
+VALUES (:t, :key, :blob, :size, :content_type, :metadata, :headers, :now)
 ON CONFLICT (tenant_id, key) DO UPDATE SET blob_id = excluded.blob_id, size = excluded.size,
-    content_type = excluded.content_type, metadata = excluded.metadata, created_at = excluded.created_at
+    content_type = excluded.content_type, metadata = excluded.metadata, headers = excluded.headers,
+    created_at = excluded.created_at
 """
 #: As :data:`blobstore.db.batches._SETTLE`: a blob left with no reference starts its unreferenced clock.
 _SQLITE_COUNT = """
@@ -84,7 +85,7 @@ ON CONFLICT DO NOTHING
 """
 
 _REF = """
-SELECT r.key, r.blob_id, b.digest, b.object_key, r.size, r.content_type, r.metadata, r.created_at
+SELECT r.key, r.blob_id, b.digest, b.object_key, r.size, r.content_type, r.metadata, r.created_at, r.headers
 FROM refs r JOIN blobs b ON b.id = r.blob_id JOIN tenants t ON t.id = r.tenant_id
 WHERE t.name = ? AND r.key = ?
 """
@@ -101,10 +102,11 @@ VALUES ($1, $2, $3, $4, 'uploading', 0, $5, $6) RETURNING id
 """
 _PG_WRITE = """
 WITH ref AS (
-    INSERT INTO refs (tenant_id, key, blob_id, size, content_type, metadata, created_at)
-    VALUES ($1, $2, $3, $4, $5, $6::json, $7)
+    INSERT INTO refs (tenant_id, key, blob_id, size, content_type, metadata, headers, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6::json, $12::json, $7)
     ON CONFLICT (tenant_id, key) DO UPDATE SET blob_id = excluded.blob_id, size = excluded.size,
-        content_type = excluded.content_type, metadata = excluded.metadata, created_at = excluded.created_at
+        content_type = excluded.content_type, metadata = excluded.metadata, headers = excluded.headers,
+        created_at = excluded.created_at
 ), counted AS (
     UPDATE blobs SET refcount = blobs.refcount + d.delta,
         unreferenced_since = CASE WHEN blobs.refcount + d.delta = 0 THEN $7 ELSE NULL END,
@@ -224,10 +226,10 @@ async def find_ref_named(database: Database, tenant: str, key: str) -> catalog.R
     row = await driver_reads.fetch_row(database, _REF, (tenant, key))
     if row is None:
         return None
-    metadata = json.loads(row[6]) if isinstance(row[6], str) else row[6]
+    metadata, headers = (json.loads(value) if isinstance(value, str) else value for value in (row[6], row[8]))
     created_at = driver_reads.utc(row[7])
     assert created_at is not None, "created_at is never NULL"
-    return catalog.RefRow(row[0], row[1], row[2], row[3], row[4], row[5], metadata, created_at)
+    return catalog.RefRow(row[0], row[1], row[2], row[3], row[4], row[5], metadata, created_at, headers)
 
 
 async def room(database: Database, tenant: str, key: str) -> tuple[catalog.Usage, int | None] | None:
@@ -296,7 +298,8 @@ async def _postgres_bind(driver: Driver, b: _Binding) -> tuple[binding.Outcome, 
             blobs, changes = [blob for blob, _ in deltas], [delta for _, delta in deltas]
             metadata = json.dumps(ref.metadata)
             refs = (locked.id, ref.key, ref.blob_id, ref.size, ref.content_type, metadata, at)
-            await conn.execute(_PG_WRITE, *refs, blobs, changes, writes.add_bytes, writes.add_objects)
+            counts = (blobs, changes, writes.add_bytes, writes.add_objects)
+            await conn.execute(_PG_WRITE, *refs, *counts, json.dumps(ref.headers))
             driver.sent(_PG_WRITE)
         for digest, facts in writes.facts.items():  # one item: one digest at most
             algorithms, checksums = list(facts.checksums), list(facts.checksums.values())
@@ -346,6 +349,7 @@ def _ref_params(ref: NewRef) -> dict[str, Any]:
         "size": ref.size,
         "content_type": ref.content_type,
         "metadata": json.dumps(ref.metadata),
+        "headers": json.dumps(ref.headers),
     }
 
 

@@ -134,6 +134,8 @@ class Ref(Base):
     content_type: Mapped[str | None] = mapped_column(String(255))
     user_metadata: Mapped[dict[str, str]] = mapped_column("metadata", JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: Response headers stored through the S3 API (Content-Disposition, Cache-Control, ...), by lowercase name.
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
 
     #: By blob, then tenant; ``size`` rides along so cost reports read this index alone (blobstore.accounting.report).
     __table_args__ = (Index("ix_refs_blob_id_tenant_id_size", "blob_id", "tenant_id", "size"),)
@@ -218,13 +220,17 @@ class ETag(Base):
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     #: Hex MD5, or for a multipart upload's bytes the hex MD5 of its parts' MD5s and ``-N`` (N parts).
     md5: Mapped[str] = mapped_column(String(40))
+    #: A multipart upload's bytes: the size of each of its N parts, in order (GetObject ``?partNumber``).
+    part_sizes: Mapped[list[int] | None] = mapped_column(JSON)
 
 
 class MultipartUpload(Base):
     """An S3 multipart upload in progress: the object it will become once completed (see blobstore.multipart).
 
     Its id is a random URL-safe token; ``touched_at`` moves with every part, and GC aborts an upload untouched
-    for longer than BLOBSTORE_MULTIPART_EXPIRY.
+    for longer than BLOBSTORE_MULTIPART_EXPIRY. A completed upload keeps its row, without parts, ``completed_at``
+    set (the moment its key was bound) with the ``digest`` and S3 ``etag`` of what it made, so a retried
+    completion is answered again; GC forgets it once as old as an expired upload.
     """
 
     __tablename__ = "multipart_uploads"
@@ -234,8 +240,16 @@ class MultipartUpload(Base):
     key: Mapped[str] = mapped_column(KeyString)
     content_type: Mapped[str | None] = mapped_column(String(255))
     user_metadata: Mapped[dict[str, str]] = mapped_column("metadata", JSON)
+    #: The response headers the object will store (blobstore.db.models.Ref.headers).
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     touched_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    digest: Mapped[str | None] = mapped_column(String(64))
+    etag: Mapped[str | None] = mapped_column(String(48))
+    #: The additional checksum every part is recorded with (``crc32``, ``sha256``, ...: CreateMultipartUpload's
+    #: ``x-amz-checksum-algorithm``), and the object with (COMPOSITE); None: none.
+    checksum_algorithm: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (Index("ix_multipart_uploads_tenant_id_bucket_key_id", "tenant_id", "bucket", "key", "id"),)
 
@@ -251,6 +265,8 @@ class MultipartPart(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     md5: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The part's checksum of its upload's ``checksum_algorithm`` (base64), if the upload has one.
+    checksum: Mapped[str | None] = mapped_column(String(44))
 
 
 class Checksum(Base):
@@ -262,7 +278,8 @@ class Checksum(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     algorithm: Mapped[str] = mapped_column(String(16), primary_key=True)
-    value: Mapped[str] = mapped_column(String(44))
+    #: The base64 checksum; a multipart object's COMPOSITE one ends ``-N`` (its parts).
+    value: Mapped[str] = mapped_column(String(64))
 
 
 tables = Base.metadata.tables

@@ -132,16 +132,35 @@ def is_media_type(value: object) -> TypeGuard[str]:
 
 def validate_metadata(value: object) -> dict[str, str]:
     """Return a copy of user metadata: non-empty str names to str values, printable, at most 8 KiB in all."""
+    return _text_map(value, "metadata")
+
+
+#: The response headers an object may store (set through the S3 API; blobstore.model.results.BlobInfo.headers).
+STORED_HEADERS = frozenset({"cache-control", "content-disposition", "content-encoding", "content-language", "expires"})
+
+
+def validate_stored_headers(value: object) -> dict[str, str]:
+    """Return a copy of the response headers to store: lowercase names of :data:`STORED_HEADERS` to printable
+    str values, at most 8 KiB in all."""
+    headers = _text_map(value, "stored headers")
+    if unknown := sorted(set(headers) - STORED_HEADERS):
+        raise InvalidInput(f"headers {unknown} cannot be stored; only {sorted(STORED_HEADERS)}")
+    return headers
+
+
+def _text_map(value: object, what: str) -> dict[str, str]:
+    """A copy of ``value``: non-empty str names to str values, printable, at most 8 KiB in all (``what`` it is
+    names it in errors)."""
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise InvalidInput("metadata must be a dict of str to str")
+        raise InvalidInput(f"{what} must be a dict of str to str")
     for name, text in value.items():
         if not name:
-            raise InvalidInput("metadata names must not be empty")
+            raise InvalidInput(f"{what} names must not be empty")
         problem = _forbidden_character(name) or _forbidden_character(text)
         if problem is not None:
-            raise InvalidInput(f"metadata {name!r} contains {problem}")
+            raise InvalidInput(f"{what} {name!r} contains {problem}")
     if sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in value.items()) > MAX_METADATA_BYTES:
-        raise InvalidInput(f"metadata must total at most {MAX_METADATA_BYTES} bytes")
+        raise InvalidInput(f"{what} must total at most {MAX_METADATA_BYTES} bytes")
     return dict(value)

@@ -15,6 +15,10 @@ class BlobInfo:
     Put and copy only: ``deduplicated`` is true when this tenant already held the bytes, ``replaced`` when
     the key held a value the write replaced (decided in the write's own transaction; the HTTP API answers
     it as 200 rather than 201, and :meth:`to_dict` leaves it out).
+
+    ``headers`` are the response headers stored through the S3 API (Content-Disposition, Content-Encoding,
+    Content-Language, Cache-Control, Expires; lowercase names): S3 GETs return them; the native HTTP API
+    neither sets nor returns them (:meth:`to_dict` leaves them out), so only the embedded store reports them.
     """
 
     tenant: str
@@ -26,6 +30,7 @@ class BlobInfo:
     created_at: datetime
     deduplicated: bool = False
     replaced: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``created_at`` in ISO 8601)."""

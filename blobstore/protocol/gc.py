@@ -139,9 +139,12 @@ async def gc(
 async def _expire_multipart_uploads(run: _Run) -> None:
     """Abort the multipart uploads untouched since before ``now - BLOBSTORE_MULTIPART_EXPIRY``, each in one
     transaction under its tenant's lock that re-checks the expiry (a part that arrived meanwhile keeps the upload)
-    and releases its parts' references and quota; their blobs are then unreferenced, and reclaimed past grace."""
+    and releases its parts' references and quota; their blobs are then unreferenced, and reclaimed past grace.
+    Completed uploads kept as long (for a retried completion) are forgotten: they hold nothing."""
     database, after = run.core.database, ""
     cutoff = run.now - timedelta(seconds=run.core.settings.multipart_expiry_seconds)
+    if not run.dry_run and await database.read(partial(multipart.any_completed_before, cutoff=cutoff)):
+        await database.transaction(partial(multipart.forget_completed, cutoff=cutoff))
     while batch := await database.read(partial(multipart.expired_uploads, cutoff=cutoff, after_id=after, limit=BATCH)):
         after = batch[-1][1]
         for tenant, upload_id in batch:

@@ -165,7 +165,8 @@ async def _answer(request: Request, store: BlobStore, region: str, domain: str |
             request.headers.get("content-md5"),
             request.headers.get("x-amz-trailer"),
             signer=caller.chunks,
-            checksum=checksums.from_headers(request.headers),
+            # CompleteMultipartUpload's checksum is the object's, not its body's (blobstore.s3.multipart)
+            checksum=None if operation.name == "CompleteMultipartUpload" else checksums.from_headers(request.headers),
         ),
         scopes=caller.key.info.scopes,
     )

@@ -1,7 +1,7 @@
-"""S3's additional checksums (``x-amz-checksum-crc32|crc32c|crc64nvme|sha1|sha256``): hashers and their check.
+"""S3's additional checksums (``x-amz-checksum-crc32|crc32c|crc64nvme|sha1|sha256``) in requests: their check.
 
 A checksum is sent as a request header or as an aws-chunked trailer, its value the base64 of the big-endian
-digest. CRC32C and CRC64/NVME come from ``awscrt`` (what botocore computes them with); CRC32 from zlib.
+digest (the algorithms: blobstore.model.checksums).
 A header whose value is not the base64 of a digest of the algorithm's size is ``InvalidRequest`` before the
 body is read; a value that does not match the body ``BadDigest``, found when the body ends (so the put that
 reads it stores nothing).
@@ -11,57 +11,25 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import zlib
-from collections.abc import Callable, Mapping
-from typing import Protocol
+from collections.abc import Mapping
 
-from awscrt import checksums as crt
-
+from blobstore.model import checksums as algorithms
+from blobstore.model.checksums import ALGORITHMS, Hasher
 from blobstore.s3.errors import S3Error
 
 PREFIX = "x-amz-checksum-"
-
-
-class Hasher(Protocol):
-    """What a checksum is computed with: hashlib's interface, as far as it is needed here."""
-
-    def update(self, data: bytes, /) -> None: ...
-    def digest(self) -> bytes: ...
-
-
-class _Crc:
-    """A CRC of ``width`` bytes, updated by ``step(data, previous)``."""
-
-    def __init__(self, step: Callable[[bytes, int], int], width: int) -> None:
-        self._step, self._width, self._value = step, width, 0
-
-    def update(self, data: bytes, /) -> None:
-        self._value = self._step(data, self._value)
-
-    def digest(self) -> bytes:
-        return self._value.to_bytes(self._width, "big")
-
-
-_ALGORITHMS: dict[str, Callable[[], Hasher]] = {
-    "crc32": lambda: _Crc(zlib.crc32, 4),
-    "crc32c": lambda: _Crc(crt.crc32c, 4),
-    "crc64nvme": lambda: _Crc(crt.crc64nvme, 8),
-    "sha1": hashlib.sha1,
-    "sha256": hashlib.sha256,
-}
 #: The header (or trailer) names of the checksums this API verifies.
-NAMES = frozenset(PREFIX + algorithm for algorithm in _ALGORITHMS)
+NAMES = frozenset(PREFIX + algorithm for algorithm in ALGORITHMS)
 
 
 def hasher(name: str) -> Hasher:
     """A fresh hasher for the checksum ``name`` (one of :data:`NAMES`)."""
-    return _ALGORITHMS[name.removeprefix(PREFIX)]()
+    return algorithms.hasher(name.removeprefix(PREFIX))
 
 
 def check(name: str, computed: Hasher, value: str) -> None:
     """BadDigest unless ``value`` (the base64 sent as ``name``) is the checksum of what ``computed`` was fed."""
-    if base64.b64encode(computed.digest()).decode() != value.strip():
+    if algorithms.encoded(computed) != value.strip():
         algorithm = name.removeprefix(PREFIX).upper()
         raise S3Error("BadDigest", f"the {algorithm} you specified did not match the calculated checksum")
 

@@ -14,7 +14,7 @@ from urllib.parse import quote
 from starlette.responses import Response
 
 from blobstore import buckets, multipart
-from blobstore.s3 import xml
+from blobstore.s3 import checksums, xml
 from blobstore.s3.buckets import existing
 from blobstore.s3.call import Call
 from blobstore.s3.errors import S3Error, not_implemented
@@ -23,7 +23,9 @@ from blobstore.s3.objects import (
     copy_source_unmet,
     etag_of,
     metadata_of,
+    part_number,
     precondition_failed,
+    stored_headers_of,
     tag_matches,
 )
 
@@ -33,8 +35,14 @@ _COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
 
 
 async def create_multipart_upload(call: Call) -> Response:
-    """CreateMultipartUpload: begin an upload; its Content-Type and x-amz-meta-* become the object's."""
+    """CreateMultipartUpload: begin an upload; its Content-Type, x-amz-meta-* and stored headers (Cache-Control,
+    Content-Disposition, ...: blobstore.s3.objects.stored_headers_of) become the object's. With
+    ``x-amz-checksum-algorithm`` every part's checksum of it is recorded, and the object's COMPOSITE one
+    (``x-amz-checksum-type: FULL_OBJECT`` answers 501)."""
     bucket = await existing(call)
+    algorithm = call.headers.get("x-amz-checksum-algorithm")
+    if call.headers.get("x-amz-checksum-type", "COMPOSITE").upper() != "COMPOSITE":
+        raise not_implemented("multipart uploads with a FULL_OBJECT checksum")
     upload = await multipart.create(
         call.store.core,
         call.tenant.name,
@@ -42,17 +50,30 @@ async def create_multipart_upload(call: Call) -> Response:
         call.key,
         content_type=call.headers.get("content-type"),
         metadata=metadata_of(call),
+        headers=stored_headers_of(call),
+        checksum_algorithm=None if algorithm is None else algorithm.strip().lower(),
     )
-    return Response(xml.initiate_multipart_upload(bucket, call.key, upload.id), media_type=xml.CONTENT_TYPE)
+    headers = {}
+    if upload.checksum_algorithm is not None:
+        headers = {"x-amz-checksum-algorithm": upload.checksum_algorithm.upper(), "x-amz-checksum-type": "COMPOSITE"}
+    body = xml.initiate_multipart_upload(bucket, call.key, upload.id)
+    return Response(body, media_type=xml.CONTENT_TYPE, headers=headers)
 
 
 async def upload_part(call: Call) -> Response:
-    """UploadPart: stage the body as part ``partNumber``; answer its MD5 ETag."""
+    """UploadPart: stage the body as part ``partNumber``; answer its MD5 ETag, the ``x-amz-checksum-*`` it was
+    verified against (blobstore.s3.payload: BadDigest, nothing staged, if it does not match) and its checksum of
+    the upload's algorithm."""
     bucket = await existing(call)
     part = await multipart.upload_part(
-        call.store.core, call.tenant.name, bucket, call.key, call.params["uploadId"], _part_number(call), call.body
+        call.store.core, call.tenant.name, bucket, call.key, call.params["uploadId"], part_number(call), call.body
     )
-    return Response(headers={"ETag": part.etag})
+    headers = {"ETag": part.etag}
+    if call.body.checksum is not None:
+        headers[call.body.checksum[0]] = call.body.checksum[1]
+    if part.checksum is not None:
+        headers[checksums.PREFIX + part.checksum[0]] = part.checksum[1]
+    return Response(headers=headers)
 
 
 async def upload_part_copy(call: Call) -> Response:
@@ -62,7 +83,7 @@ async def upload_part_copy(call: Call) -> Response:
     if "read" not in call.scopes:
         raise S3Error("AccessDenied", "this access key lacks the 'read' scope a copy's source needs")
     bucket = await existing(call)
-    number = _part_number(call)
+    number = part_number(call)
     source_bucket, source_key = copy_source(call.headers["x-amz-copy-source"])
     if await buckets.find(call.store.core, call.tenant.name, source_bucket) is None:
         raise S3Error("NoSuchBucket", "the specified bucket does not exist")
@@ -77,32 +98,44 @@ async def upload_part_copy(call: Call) -> Response:
             call.store.core, call.tenant.name, bucket, call.key, call.params["uploadId"], number, source
         )
     return Response(
-        xml.copy_result(part.etag, part.last_modified, root_name="CopyPartResult"), media_type=xml.CONTENT_TYPE
+        xml.copy_result(part.etag, part.last_modified, root_name="CopyPartResult", checksum=part.checksum),
+        media_type=xml.CONTENT_TYPE,
     )
 
 
 async def complete_multipart_upload(call: Call) -> Response:
     """CompleteMultipartUpload: the listed parts become the object. ``If-None-Match: *`` stores it only where
-    there is none; ``If-Match`` only over the object of that ETag (412 PreconditionFailed otherwise)."""
+    there is none; ``If-Match`` only over the object of that ETag (412 PreconditionFailed otherwise). A retry of
+    a completion that succeeded answers the same result while the key holds its object (blobstore.multipart.
+    completed), its conditions, met then, not judged again. An ``x-amz-checksum-*`` header is the checksum the
+    object must get: BadDigest, nothing completed, unless it is the COMPOSITE one the upload's parts make."""
     bucket = await existing(call)
-    listed = xml.parse_complete_multipart_upload(await call.body.whole())
+    completion = xml.parse_complete_multipart_upload(await call.body.whole())
+    listed = completion.parts
     if_none_match = call.headers.get("if-none-match")
     if if_none_match is not None and if_none_match.strip() != "*":
         raise not_implemented("If-None-Match other than *")
     if_match = call.headers.get("if-match")
-    digest = None if if_match is None else await _digest_matching(call, bucket, if_match)
+    upload_id = call.params["uploadId"]
+    digest = None
+    if if_match is not None and not await multipart.completed(
+        call.store.core, call.tenant.name, bucket, call.key, upload_id, listed
+    ):
+        digest = await _digest_matching(call, bucket, if_match)
     completed = await multipart.complete(
         call.store.core,
         call.tenant.name,
         bucket,
         call.key,
-        call.params["uploadId"],
+        upload_id,
         listed,
         if_absent=if_none_match is not None,
         if_match=digest,
+        listed_checksums=completion.checksums,
+        expected_checksum=_object_checksum(call),
     )
     location = f"/{quote(bucket)}/{quote(call.key)}"
-    body = xml.complete_multipart_upload(location, bucket, call.key, completed.etag)
+    body = xml.complete_multipart_upload(location, bucket, call.key, completed.etag, completed.checksum)
     return Response(body, media_type=xml.CONTENT_TYPE)
 
 
@@ -128,8 +161,12 @@ async def list_parts(call: Call) -> Response:
         call.tenant.name,
         marker,
         limit,
-        [(part.number, part.last_modified, part.etag, part.size) for part in parts],
+        [
+            (part.number, part.last_modified, part.etag, part.size, None if part.checksum is None else part.checksum[1])
+            for part in parts
+        ],
         truncated,
+        upload.checksum_algorithm,
     )
     return Response(xml.list_parts(page), media_type=xml.CONTENT_TYPE)
 
@@ -160,12 +197,13 @@ async def list_multipart_uploads(call: Call) -> Response:
     return Response(xml.list_multipart_uploads(page), media_type=xml.CONTENT_TYPE)
 
 
-def _part_number(call: Call) -> int:
-    text = call.params["partNumber"]
-    number = int(text) if text.isascii() and text.isdigit() and len(text) <= 5 else 0
-    if not 1 <= number <= multipart.MAX_PART_NUMBER:
-        raise S3Error("InvalidArgument", f"Part number must be an integer between 1 and {multipart.MAX_PART_NUMBER}")
-    return number
+def _object_checksum(call: Call) -> tuple[str, str] | None:
+    """(algorithm, value) of the ``x-amz-checksum-*`` header of a CompleteMultipartUpload: the checksum the
+    client expects the object to have (COMPOSITE: ``<base64>-N``); InvalidRequest for several."""
+    sent = [name for name in sorted(checksums.NAMES) if name in call.headers]
+    if len(sent) > 1:
+        raise S3Error("InvalidRequest", "expecting a single x-amz-checksum- header; multiple checksum types")
+    return (sent[0].removeprefix(checksums.PREFIX), call.headers[sent[0]].strip()) if sent else None
 
 
 def _count(call: Call, name: str, default: int) -> int:

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from starlette.responses import Response
 
-from blobstore import buckets
+from blobstore import buckets, multipart
 from blobstore.asgi.responses import ClosingStreamingResponse
 from blobstore.errors import BlobStoreError
+from blobstore.model.keys import STORED_HEADERS
 from blobstore.model.preconditions import parse_http_date
 from blobstore.model.ranges import ByteRange, parse_range
 from blobstore.model.results import BlobInfo
@@ -25,12 +27,15 @@ from blobstore.s3 import checksums, xml
 from blobstore.s3.buckets import existing
 from blobstore.s3.call import Call, header_text, header_value
 from blobstore.s3.errors import S3Error, not_implemented, translate
+from blobstore.s3.router import RESPONSE_OVERRIDES, checked_key
 from blobstore.store import MAX_BATCH
 
 if TYPE_CHECKING:
     from blobstore.accounting.quotas import Allowance
 
 META_PREFIX = "x-amz-meta-"
+#: Content codings that frame a request's body (blobstore.s3.chunked), never an object's.
+_FRAMING = {"aws-chunked"}
 #: What S3 answers as the type of an object stored without one.
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 #: The response header carrying the BLAKE3 digest, blobstore's identity of the bytes.
@@ -66,9 +71,10 @@ async def put_object(call: Call) -> Response:
         expected = current.digest
     allowance = await call.tenant.allowance(key, if_absent=if_none_match is not None)
     allowance.check(_declared_length(call))  # 403 QuotaExceeded from the headers alone, before a byte of the body
-    await call.tenant.put(
+    await call.tenant.put_with_headers(
         key,
         _within(call.body, allowance),
+        headers=stored_headers_of(call),
         content_type=call.headers.get("content-type"),
         metadata=metadata_of(call),
         if_absent=if_none_match is not None,
@@ -101,10 +107,10 @@ async def _within(body: AsyncIterable[bytes], allowance: Allowance) -> AsyncIter
 async def copy_object(call: Call) -> Response:
     """CopyObject: a new reference to the source's bytes, across the tenant's buckets; no bytes move.
 
-    ``x-amz-metadata-directive`` COPY (the default) keeps the source's type and metadata; REPLACE takes the
-    request's. The source is read with the caller's tenant: another tenant's bucket is NoSuchBucket. The
-    ``x-amz-copy-source-if-*`` headers are evaluated on the source as GET's are on an object, except that every
-    unmet one is 412 PreconditionFailed.
+    ``x-amz-metadata-directive`` COPY (the default) keeps the source's type, metadata and stored headers;
+    REPLACE takes the request's. The source is read with the caller's tenant: another tenant's bucket is
+    NoSuchBucket. The ``x-amz-copy-source-if-*`` headers are evaluated on the source as GET's are on an object,
+    except that every unmet one is 412 PreconditionFailed.
     """
     if "read" not in call.scopes:
         raise S3Error("AccessDenied", "this access key lacks the 'read' scope a copy's source needs")
@@ -129,8 +135,12 @@ async def copy_object(call: Call) -> Response:
         info = await call.tenant.copy(source, target)
     elif directive == "REPLACE":
         digest = (await call.tenant.stat(source)).digest
-        info = await call.tenant.put(
-            target, digest=digest, content_type=call.headers.get("content-type"), metadata=metadata_of(call)
+        info = await call.tenant.put_with_headers(
+            target,
+            digest=digest,
+            headers=stored_headers_of(call),
+            content_type=call.headers.get("content-type"),
+            metadata=metadata_of(call),
         )
     else:
         raise S3Error("InvalidArgument", "x-amz-metadata-directive must be COPY or REPLACE")
@@ -139,14 +149,15 @@ async def copy_object(call: Call) -> Response:
 
 
 def copy_source(header: str) -> tuple[str, str]:
-    """(bucket, key) of an ``x-amz-copy-source`` header: ``[/]BUCKET/KEY``, percent-encoded, no version."""
+    """(bucket, key) of an ``x-amz-copy-source`` header: ``[/]BUCKET/KEY``, percent-encoded, no version; the key
+    at most 1,024 bytes (KeyTooLongError)."""
     path, _, query = header.partition("?")
     bucket, _, key = unquote(path).removeprefix("/").partition("/")
     if query and query != "versionId=null":
         raise not_implemented("copying a version other than null")
     if not bucket or not key:
         raise S3Error("InvalidArgument", "x-amz-copy-source must be BUCKET/KEY")
-    return bucket, key
+    return bucket, checked_key(key)
 
 
 def metadata_of(call: Call) -> dict[str, str]:
@@ -159,41 +170,113 @@ def metadata_of(call: Call) -> dict[str, str]:
     }
 
 
+def stored_headers_of(call: Call) -> dict[str, str]:
+    """The request's headers an object stores (blobstore.model.keys.STORED_HEADERS), values read as signed; the
+    ``aws-chunked`` of a Content-Encoding is the request's framing, not the object's, and is left out."""
+    headers = {
+        name: header_text(value.encode("latin-1")) for name, value in call.headers.items() if name in STORED_HEADERS
+    }
+    if "content-encoding" in headers:
+        codings = [c.strip() for c in headers.pop("content-encoding").split(",") if c.strip() not in _FRAMING]
+        if codings:
+            headers["content-encoding"] = ", ".join(codings)
+    return headers
+
+
+def _answered_headers(call: Call, info: BlobInfo) -> dict[str, str]:
+    """The stored response headers of ``info``, each replaced by its ``response-*`` query parameter if the
+    GET or HEAD has one (S3's overrides, Content-Type's included)."""
+    headers = {name.title(): header_value(value) for name, value in info.headers.items()}
+    for parameter in RESPONSE_OVERRIDES & call.params.keys():
+        headers[parameter.removeprefix("response-").title()] = header_value(call.params[parameter])
+    return headers
+
+
 async def head_object(call: Call) -> Response:
-    """HeadObject: the object's headers, no body (304 or 412 under the conditional headers, as GET)."""
+    """HeadObject: the object's headers, no body (304 or 412 under the conditional headers, as GET); with
+    ``partNumber``, those of that part as GET answers it."""
     bucket = await existing(call)
     info = await call.tenant.stat(buckets.key_of(bucket, call.key))
-    headers = await _headers(call, info, whole=True)
-    return _unmet(call, info, headers["ETag"]) or Response(headers=headers)
+    part = None if "partNumber" not in call.params else await _part_of(call, info)
+    ranged = part is not None and part.byte_range is not None
+    headers = await _headers(call, info, whole=not ranged) | _answered_headers(call, info)
+    status = 200
+    if part is not None and part.byte_range is not None:
+        headers |= part.headers | _range_headers(part.byte_range, info.size)
+        status = 206
+    return _unmet(call, info, headers["ETag"]) or Response(status_code=status, headers=headers)
 
 
 async def get_object(call: Call) -> Response:
     """GetObject: the whole object, streamed and verified against its digest as it goes; or the one range a
     ``Range`` header asks for (206 with ``Content-Range``; 416 InvalidRange if the object has no byte of it;
-    several ranges or bad syntax: the whole object, as S3 answers)."""
+    several ranges or bad syntax: the whole object, as S3 answers); or part ``partNumber`` of it (206, see
+    :func:`_part_of`)."""
     key = buckets.key_of(await existing(call), call.key)
     wanted = parse_range(call.headers.get("range"))
     requested = None if wanted is None else wanted.open_range()
-    if wanted is not None and requested is None:  # the last n bytes: the size is needed first
+    part = None
+    if "partNumber" in call.params:
+        if wanted is not None:
+            raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
+        part = await _part_of(call, await call.tenant.stat(key))
+        requested = part.byte_range
+    elif wanted is not None and requested is None:  # the last n bytes: the size is needed first
         requested = wanted.resolve((await call.tenant.stat(key)).size)
     stack = AsyncExitStack()
     try:
         stream = await stack.enter_async_context(call.tenant.open(key, byte_range=requested))
-        headers = await _headers(call, stream.info, whole=requested is None)
+        headers = await _headers(call, stream.info, whole=requested is None) | _answered_headers(call, stream.info)
         unmet = _unmet(call, stream.info, headers["ETag"])
         if unmet is not None:
             await stack.aclose()
             return unmet
         status = 200
         if requested is not None:
-            first, last = ByteRange(requested[0], requested[1]).resolve(stream.info.size)
-            headers["Content-Length"] = str(last - first + 1)
-            headers["Content-Range"] = f"bytes {first}-{last}/{stream.info.size}"
+            headers |= _range_headers(ByteRange(*requested).resolve(stream.info.size), stream.info.size)
             status = 206
+        if part is not None:
+            headers |= part.headers
     except BaseException:
         await stack.aclose()
         raise
     return ClosingStreamingResponse(aiter(stream), stack, status_code=status, headers=headers)
+
+
+def _range_headers(byte_range: tuple[int, int], size: int) -> dict[str, str]:
+    """Content-Length and Content-Range of the bytes ``byte_range`` (inclusive, within the object) of ``size``."""
+    first, last = byte_range
+    return {"Content-Length": str(last - first + 1), "Content-Range": f"bytes {first}-{last}/{size}"}
+
+
+@dataclass(frozen=True)
+class _Part:
+    """Part ``partNumber`` of an object: its bytes (None: all of an empty object) and the headers saying so."""
+
+    byte_range: tuple[int, int] | None
+    headers: dict[str, str]
+
+
+async def _part_of(call: Call, info: BlobInfo) -> _Part:
+    """Part ``partNumber`` of the object ``info``: of the parts its multipart upload was completed from (with
+    ``x-amz-mp-parts-count``), or of the one part a single PUT is; 416 InvalidPartNumber past its parts."""
+    number = part_number(call)
+    sizes = await buckets.part_sizes(call.store.core, call.tenant.name, info.digest)
+    headers = {} if sizes is None else {"x-amz-mp-parts-count": str(len(sizes))}
+    sizes = sizes or [info.size]
+    if number > len(sizes):
+        raise S3Error("InvalidPartNumber", f"The requested partnumber is not satisfiable: the object has {len(sizes)}")
+    first = sum(sizes[: number - 1])
+    return _Part(None if info.size == 0 else (first, first + sizes[number - 1] - 1), headers)
+
+
+def part_number(call: Call) -> int:
+    """The request's ``partNumber``: 1 to 10,000, else InvalidArgument."""
+    text = call.params["partNumber"]
+    number = int(text) if text.isascii() and text.isdigit() and len(text) <= 5 else 0
+    if not 1 <= number <= multipart.MAX_PART_NUMBER:
+        raise S3Error("InvalidArgument", f"Part number must be an integer between 1 and {multipart.MAX_PART_NUMBER}")
+    return number
 
 
 def _unmet(call: Call, info: BlobInfo, etag: str) -> Response | None:
@@ -293,7 +376,8 @@ async def etag_of(call: Call, info: BlobInfo) -> str:
 
 async def _headers(call: Call, info: BlobInfo, *, whole: bool) -> dict[str, str]:
     """The object's headers, its S3 facts read in one lookup; with the checksums recorded for its bytes when the
-    request asks (``x-amz-checksum-mode: ENABLED``) for the ``whole`` object, as S3 answers."""
+    request asks (``x-amz-checksum-mode: ENABLED``) for the ``whole`` object, as S3 answers. A multipart
+    upload's COMPOSITE checksum (``<base64>-N``) says so in ``x-amz-checksum-type``."""
     facts = await buckets.facts(call.store.core, call.tenant.name, info.digest)
     headers = {
         "Content-Length": str(info.size),
@@ -306,5 +390,6 @@ async def _headers(call: Call, info: BlobInfo, *, whole: bool) -> dict[str, str]
     }
     if whole and facts.checksums and call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
         headers |= {checksums.PREFIX + algorithm: value for algorithm, value in facts.checksums.items()}
-        headers["x-amz-checksum-type"] = "FULL_OBJECT"
+        composite = any("-" in value for value in facts.checksums.values())
+        headers["x-amz-checksum-type"] = "COMPOSITE" if composite else "FULL_OBJECT"
     return headers

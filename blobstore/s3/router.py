@@ -13,8 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from blobstore.model.keys import STORED_HEADERS
 from blobstore.s3.errors import S3Error, not_implemented
 
+#: The longest S3 object key, in bytes of UTF-8 (the native key ``<bucket>/<key>`` is longer).
+MAX_KEY_BYTES = 1024
 #: Query parameters that never change the operation: presigned-URL fields (SigV2 here, SigV4's X-Amz-*) and
 #: boto3's ``x-id``.
 _NEUTRAL = {"x-id", "AWSAccessKeyId", "Expires", "Signature"}
@@ -41,6 +44,9 @@ _UNSUPPORTED_HEADERS = {
     "if-unmodified-since": "conditional requests",
     "x-amz-copy-source-range": "a copy source range outside UploadPartCopy",
 }
+#: The GetObject / HeadObject query parameters that set a response header whatever the object stores
+#: (``response-content-type``: its Content-Type).
+RESPONSE_OVERRIDES = frozenset("response-" + name for name in (*STORED_HEADERS, "content-type"))
 _READ_CONDITIONS = frozenset({"if-match", "if-none-match", "if-modified-since", "if-unmodified-since"})
 #: The conditional headers each method handles (PUT: PutObject's, not a copy's destination).
 _CONDITIONS = {"GET": _READ_CONDITIONS, "HEAD": _READ_CONDITIONS, "PUT": frozenset({"if-match", "if-none-match"})}
@@ -95,6 +101,8 @@ def route(method: str, raw_path: str, params: Sequence[tuple[str, str]], headers
             raise not_implemented(feature)
     if method == "GET" and names == {"acl"}:
         return Operation("GetObjectAcl", bucket, key, "read")
+    if method in ("GET", "HEAD"):
+        names -= RESPONSE_OVERRIDES | {"partNumber"}
     if names:
         raise not_implemented(f"{method} of an object with ?{','.join(sorted(names))}")
     by_method = {"PUT": ("PutObject", "write"), "GET": ("GetObject", "read"), "HEAD": ("HeadObject", "read")}
@@ -166,4 +174,11 @@ def _split(raw_path: str) -> tuple[str | None, str | None]:
         decoded_key = unquote(key, errors="strict")
     except UnicodeDecodeError:
         raise S3Error("InvalidArgument", "the key is not percent-encoded UTF-8") from None
-    return unquote(bucket) or None, decoded_key or None
+    return unquote(bucket) or None, checked_key(decoded_key) or None
+
+
+def checked_key(key: str) -> str:
+    """``key`` if S3 allows it, of at most :data:`MAX_KEY_BYTES` bytes of UTF-8; else KeyTooLongError."""
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise S3Error("KeyTooLongError", f"Your key is too long: at most {MAX_KEY_BYTES} bytes of UTF-8")
+    return key

@@ -9,6 +9,7 @@ from datetime import datetime
 from urllib.parse import quote
 from xml.etree import ElementTree as ET
 
+from blobstore.model.checksums import ALGORITHMS
 from blobstore.model.results import BlobInfo
 from blobstore.s3.errors import S3Error
 
@@ -120,12 +121,20 @@ def location(region: str) -> bytes:
     return _document(root)
 
 
-def copy_result(etag: str, modified: datetime, *, root_name: str = "CopyObjectResult") -> bytes:
+def copy_result(
+    etag: str,
+    modified: datetime,
+    *,
+    root_name: str = "CopyObjectResult",
+    checksum: tuple[str, str] | None = None,
+) -> bytes:
     """A ``CopyObjectResult`` (UploadPartCopy: ``root_name`` ``CopyPartResult``): the ETag and LastModified of
-    what was written."""
+    what was written, and its (algorithm, value) ``checksum`` if it has one."""
     root = ET.Element(root_name, xmlns=NAMESPACE)
     _child(root, "ETag", etag)
     _child(root, "LastModified", timestamp(modified))
+    if checksum is not None:
+        _child(root, checksum_element(checksum[0]), checksum[1])
     return _document(root)
 
 
@@ -247,38 +256,68 @@ def initiate_multipart_upload(bucket: str, key: str, upload_id: str) -> bytes:
     return _document(root)
 
 
-def parse_complete_multipart_upload(body: bytes) -> list[tuple[int, str]]:
-    """The (PartNumber, ETag) of each ``Part`` of a ``CompleteMultipartUpload`` document, in document order;
-    S3Error MalformedXML for anything else (checksums a part carries are ignored)."""
+@dataclass(frozen=True)
+class Completion:
+    """A ``CompleteMultipartUpload`` document: (PartNumber, ETag) of each ``Part``, in document order, and the
+    (algorithm, base64 value) of the ``Checksum<ALGORITHM>`` a part names, by part number."""
+
+    parts: list[tuple[int, str]]
+    checksums: dict[int, tuple[str, str]]
+
+
+def checksum_element(algorithm: str) -> str:
+    """The element (and boto3 field) of the checksum ``algorithm``: ``ChecksumCRC32`` for ``crc32``."""
+    return "Checksum" + algorithm.upper()
+
+
+#: The algorithm of each checksum element (``ChecksumCRC32``: ``crc32``).
+_CHECKSUM_ELEMENTS = {checksum_element(algorithm): algorithm for algorithm in ALGORITHMS}
+
+
+def parse_complete_multipart_upload(body: bytes) -> Completion:
+    """The parts of a ``CompleteMultipartUpload`` document and the checksums they name; S3Error MalformedXML for
+    anything else (a part naming several checksums too)."""
     try:
         root = ET.fromstring(body)
     except ET.ParseError:
         raise S3Error("MalformedXML", "the XML you provided was not well-formed") from None
     if _local(root.tag) != "CompleteMultipartUpload":
         raise S3Error("MalformedXML", "a CompleteMultipartUpload body is a CompleteMultipartUpload element")
-    parts: list[tuple[int, str]] = []
+    completion = Completion([], {})
     for element in root:
         fields = {_local(child.tag): (child.text or "").strip() for child in element}
         number = fields.get("PartNumber", "")
         if _local(element.tag) != "Part" or not number.isascii() or not number.isdigit() or "ETag" not in fields:
             raise S3Error("MalformedXML", "each Part names its PartNumber and ETag")
-        parts.append((int(number), fields["ETag"]))
-    if not parts:
+        completion.parts.append((int(number), fields["ETag"]))
+        named = [(algorithm, fields[name]) for name, algorithm in _CHECKSUM_ELEMENTS.items() if name in fields]
+        if len(named) > 1:
+            raise S3Error("MalformedXML", "a Part names at most one checksum")
+        if named:
+            completion.checksums[int(number)] = named[0]
+    if not completion.parts:
         raise S3Error("MalformedXML", "a CompleteMultipartUpload element names at least one Part")
-    return parts
+    return completion
 
 
-def complete_multipart_upload(location: str, bucket: str, key: str, etag: str) -> bytes:
-    """A ``CompleteMultipartUploadResult``: where the object is, and its ETag."""
+def complete_multipart_upload(
+    location: str, bucket: str, key: str, etag: str, checksum: tuple[str, str] | None = None
+) -> bytes:
+    """A ``CompleteMultipartUploadResult``: where the object is, its ETag, and its COMPOSITE ``checksum``
+    (algorithm, value) if it has one."""
     root = ET.Element("CompleteMultipartUploadResult", xmlns=NAMESPACE)
     for name, text in (("Location", location), ("Bucket", bucket), ("Key", key), ("ETag", etag)):
         _child(root, name, text)
+    if checksum is not None:
+        _child(root, checksum_element(checksum[0]), checksum[1])
+        _child(root, "ChecksumType", "COMPOSITE")
     return _document(root)
 
 
 @dataclass(frozen=True)
 class PartsPage:
-    """One page of ListParts: the upload, and (PartNumber, LastModified, ETag, Size) of each part."""
+    """One page of ListParts: the upload, and (PartNumber, LastModified, ETag, Size, checksum) of each part (the
+    base64 checksum of the upload's ``checksum_algorithm``, if it has one)."""
 
     bucket: str
     key: str
@@ -286,8 +325,9 @@ class PartsPage:
     owner: str
     marker: int
     max_parts: int
-    parts: Sequence[tuple[int, datetime, str, int]]
+    parts: Sequence[tuple[int, datetime, str, int, str | None]]
     truncated: bool
+    checksum_algorithm: str | None = None
 
 
 def list_parts(page: PartsPage) -> bytes:
@@ -303,12 +343,17 @@ def list_parts(page: PartsPage) -> bytes:
         _child(root, "NextPartNumberMarker", str(page.parts[-1][0]))
     _child(root, "MaxParts", str(page.max_parts))
     _child(root, "IsTruncated", "true" if page.truncated else "false")
-    for number, modified, etag, size in page.parts:
+    if page.checksum_algorithm is not None:
+        _child(root, "ChecksumAlgorithm", page.checksum_algorithm.upper())
+        _child(root, "ChecksumType", "COMPOSITE")
+    for number, modified, etag, size, checksum in page.parts:
         part = _child(root, "Part")
         _child(part, "PartNumber", str(number))
         _child(part, "LastModified", timestamp(modified))
         _child(part, "ETag", etag)
         _child(part, "Size", str(size))
+        if page.checksum_algorithm is not None and checksum is not None:
+            _child(part, checksum_element(page.checksum_algorithm), checksum)
     return _document(root)
 
 

@@ -128,3 +128,35 @@ def test_a_multipart_upload_completes_to_a_literal_key(s3: Any) -> None:
     assert s3.get_object(Bucket="multipart-literal", Key="big/../x/")["Body"].read() == b"parts"
     assert s3.get_object(Bucket="multipart-literal", Key="x/")["Body"].read() == b"marker"
     assert _listed(s3, "multipart-literal") == (["big/../x/", "x/"], [])
+
+
+def _refused_as_too_long(call: Any, **kwargs: Any) -> None:
+    with pytest.raises(ClientError) as raised:
+        call(**kwargs)
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert raised.value.response["Error"]["Code"] == "KeyTooLongError"
+
+
+def test_a_key_over_1024_bytes_is_key_too_long_on_every_operation(s3: Any, server: S3Server) -> None:
+    """A key of 1,025 bytes (a native key that would fit: the bucket is short) is 400 KeyTooLongError on every
+    operation taking a key, as a target or as a copy source; nothing is stored and no upload begins."""
+    bucket, long = "short", "k" * 1025
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="fits", Body=b"x")
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="fits")["UploadId"]
+    target = {"Bucket": bucket, "Key": long}
+    _refused_as_too_long(s3.put_object, **target, Body=b"x")
+    _refused_as_too_long(s3.get_object, **target)
+    _refused_as_too_long(s3.delete_object, **target)
+    _refused_as_too_long(s3.copy_object, **target, CopySource=f"{bucket}/fits")
+    _refused_as_too_long(s3.copy_object, Bucket=bucket, Key="copy", CopySource=f"{bucket}/{long}")
+    _refused_as_too_long(s3.create_multipart_upload, **target)
+    _refused_as_too_long(s3.upload_part, **target, UploadId=upload, PartNumber=1, Body=b"x")
+    _refused_as_too_long(
+        s3.upload_part_copy, Bucket=bucket, Key="fits", UploadId=upload, PartNumber=1, CopySource=f"{bucket}/{long}"
+    )
+    assert _listed(s3, bucket) == (["fits"], [])
+    assert s3.list_multipart_uploads(Bucket=bucket)["Uploads"][0]["Key"] == "fits"
+    assert len(s3.list_multipart_uploads(Bucket=bucket)["Uploads"]) == 1
+    native = json.loads(invoke(["ls", "acme", f"{bucket}/", "--json"], home=server.home).ok().stdout)
+    assert [item["key"] for item in native] == [f"{bucket}/fits"]

@@ -169,16 +169,14 @@ async def test_complete_refuses_bad_part_lists_and_changes_nothing(store: BlobSt
 
 
 async def test_an_ended_or_unknown_upload_is_no_such_upload(store: BlobStore, url: str) -> None:
-    """After Complete (a retry finds the object stored) and after Abort, for an id never given, and for a live
-    upload's id under another key: every operation answers 404 NoSuchUpload."""
+    """After Complete and the key written again, after Abort, for an id never given, and for a live upload's id
+    under another key: every operation answers 404 NoSuchUpload."""
     s3 = await client(store, url)
     s3.create_bucket(Bucket="ended")
     done = begin(s3, "ended", "k")
     etag = s3.upload_part(**done, PartNumber=1, Body=b"once")["ETag"]
-    parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
-    s3.complete_multipart_upload(**done, MultipartUpload=parts)
-    assert error_of(s3.complete_multipart_upload, **done, MultipartUpload=parts) == ("NoSuchUpload", 404)
-    assert s3.get_object(Bucket="ended", Key="k")["Body"].read() == b"once"
+    s3.complete_multipart_upload(**done, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    s3.put_object(Bucket="ended", Key="k", Body=b"once")  # the same bytes, but no longer the upload's object
     aborted = begin(s3, "ended", "a")
     s3.abort_multipart_upload(**aborted)
     never = {"Bucket": "ended", "Key": "k", "UploadId": "no-such-upload-id"}
@@ -186,6 +184,33 @@ async def test_an_ended_or_unknown_upload_is_no_such_upload(store: BlobStore, ur
         assert_no_such_upload(s3, upload)
     live = s3.create_multipart_upload(Bucket="ended", Key="live")["UploadId"]
     assert_no_such_upload(s3, {"Bucket": "ended", "Key": "not-live", "UploadId": live})
+
+
+async def test_a_repeated_completion_answers_the_completed_object_again(store: BlobStore, url: str) -> None:
+    """A client's retry of a completion that succeeded (its answer lost) gets 200 and the same result, conditions
+    included, as long as the key holds the object the upload made; the upload is otherwise ended: no parts, not
+    listed. Another part list, or the key deleted or written again, is NoSuchUpload."""
+    s3 = await client(store, url)
+    s3.create_bucket(Bucket="again")
+    upload = begin(s3, "again", "k")
+    first, tail = b"a" * (5 * MIB), b"tail"
+    etags = [s3.upload_part(**upload, PartNumber=n, Body=body)["ETag"] for n, body in ((1, first), (2, tail))]
+    parts = {"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(etags, 1)]}
+    done = s3.complete_multipart_upload(**upload, MultipartUpload=parts, IfNoneMatch="*")
+    assert done["ETag"] == multipart_etag(first, tail)
+    for _ in range(2):
+        again = s3.complete_multipart_upload(**upload, MultipartUpload=parts, IfNoneMatch="*")
+        assert (again["ETag"], again["Key"], again["Bucket"]) == (done["ETag"], "k", "again")
+    assert s3.complete_multipart_upload(**upload, MultipartUpload=parts, IfMatch='"other"')["ETag"] == done["ETag"]
+    assert (await store.quota("acme")).used_bytes == len(first + tail)
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket="again")
+    assert error_of(s3.list_parts, **upload) == ("NoSuchUpload", 404)
+    assert error_of(s3.upload_part, **upload, PartNumber=1, Body=b"x") == ("NoSuchUpload", 404)
+    other = {"Parts": parts["Parts"][:1]}
+    assert error_of(s3.complete_multipart_upload, **upload, MultipartUpload=other) == ("NoSuchUpload", 404)
+    s3.delete_object(Bucket="again", Key="k")
+    assert error_of(s3.complete_multipart_upload, **upload, MultipartUpload=parts) == ("NoSuchUpload", 404)
+    assert not await store.tenant("acme").exists("again/k")
 
 
 def answer(call: Any, upload: dict[str, str], **kwargs: Any) -> tuple[str, int, str]:

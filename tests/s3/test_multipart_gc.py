@@ -91,6 +91,23 @@ async def test_gc_aborts_an_upload_untouched_past_the_expiry(store: BlobStore, u
     assert (await store.fsck(read_data=True)).ok
 
 
+async def test_gc_forgets_a_completed_upload_past_the_expiry(store: BlobStore, url: str, clock: FakeClock) -> None:
+    """A completed upload answers a retried completion until BLOBSTORE_MULTIPART_EXPIRY after its completion; GC
+    then forgets it (counting no expired upload, fsck clean) and a retry is NoSuchUpload, the object kept."""
+    s3 = await client(store, url)
+    upload = await staged_upload(s3, "forgotten", b"only part")
+    parts = {"Parts": [{"PartNumber": 1, "ETag": s3.list_parts(**upload)["Parts"][0]["ETag"]}]}
+    etag = s3.complete_multipart_upload(**upload, MultipartUpload=parts)["ETag"]
+    clock.advance(EXPIRY - 1)
+    assert (await store.gc()).multipart_uploads_expired == 0
+    assert s3.complete_multipart_upload(**upload, MultipartUpload=parts)["ETag"] == etag
+    clock.advance(2)
+    assert (await store.gc()).multipart_uploads_expired == 0
+    assert error_of(s3.complete_multipart_upload, **upload, MultipartUpload=parts) == ("NoSuchUpload", 404)
+    assert s3.get_object(Bucket="forgotten", Key="k")["Body"].read() == b"only part"
+    assert (await store.fsck(read_data=True)).ok
+
+
 async def test_fsck_counts_part_rows_as_references(store: BlobStore, url: str) -> None:
     """A staged part's blob has refcount 1 with no ref, and its bytes count to the usage: fsck finds no drift,
     and repairs a drifted refcount and usage back to those figures (not to 0, which GC would reclaim)."""

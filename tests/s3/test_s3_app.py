@@ -80,7 +80,7 @@ def test_an_anonymous_request_is_access_denied_in_s3_xml(url: str) -> None:
     ("method", "path"),
     [
         ("POST", "/bucket/key?restore"),
-        ("GET", "/bucket/key?partNumber=1"),
+        ("GET", "/bucket/key?attributes"),
         ("GET", "/bucket?policy"),
         ("PUT", "/bucket?acl"),
         ("GET", "/bucket?policy&versions"),
@@ -88,7 +88,7 @@ def test_an_anonymous_request_is_access_denied_in_s3_xml(url: str) -> None:
     ],
 )
 def test_operations_not_implemented_answer_501_before_authentication(url: str, method: str, path: str) -> None:
-    """Restore, reading one part, versions and other subresources answer 501 NotImplemented as S3 XML."""
+    """Restore, object attributes, versions and other subresources answer 501 NotImplemented as S3 XML."""
     response = httpx.request(method, f"{url}{path}")
     assert response.status_code == 501
     assert _error(response)["Code"] == "NotImplemented"
