@@ -121,7 +121,7 @@ async def upload_part(
     uploader = Uploader.of(core, tenant)
     outcomes: list[PutOutcome | None] = [None]
     async with uploader.ingested(
-        _hashed(data, md5), max_size=min(core.settings.max_object_size, MAX_PART_SIZE)
+        _hashed(data, md5), max_size=min(core.settings.max_object_size, MAX_PART_SIZE), content_type=None
     ) as ingested:
         item = binding.Item(0, f"{upload.id}/{number}", ingested.digest, ingested.size, None, {}, UNCONDITIONAL)
         binder = partial(_bind_part, upload=upload, number=number, md5=md5.hexdigest())
@@ -162,7 +162,9 @@ async def complete(
     uploader = Uploader.of(core, tenant)
     condition = expect(if_match, if_absent=if_absent)
     outcomes: list[PutOutcome | None] = [None]
-    async with uploader.ingested(_concatenated(core, chosen), max_size=core.settings.max_object_size) as ingested:
+    async with uploader.ingested(
+        _concatenated(core, chosen), max_size=core.settings.max_object_size, content_type=upload.content_type
+    ) as ingested:
         item = binding.Item(
             0, key_of(bucket, key), ingested.digest, ingested.size, upload.content_type, upload.metadata, condition
         )
@@ -262,6 +264,7 @@ async def _concatenated(core: Core, parts: Sequence[db.PartRow]) -> AsyncIterato
             key=f"part {part.number}",
             digest=part.digest,
             size=part.size,
+            frames=part.frames,
             byte_range=None,
             missing=gone,
         ):

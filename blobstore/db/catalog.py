@@ -41,6 +41,8 @@ class RefRow:
     content_type: str | None
     metadata: dict[str, str]
     created_at: datetime
+    #: The blob's encoded frame index (blobstore.storage.frames); None for a blob stored raw, before frames.
+    frames: bytes | None
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ REF_COLUMNS = (
     refs.c.content_type,
     refs.c.metadata,
     refs.c.created_at,
+    blobs.c.frames,
 )
 
 
@@ -158,6 +161,17 @@ async def tenant_blob_with_digest(conn: AsyncConnection, tenant: int, digest: st
 async def blob_state(conn: AsyncConnection, blob_id: int) -> str | None:
     """The blob's lifecycle state, or None if its row is gone."""
     return (await conn.execute(select(blobs.c.state).where(blobs.c.id == blob_id))).scalar()
+
+
+async def record_frames(conn: AsyncConnection, blob_id: int, frames: bytes, stored_size: int) -> bool:
+    """Record the frame index and stored length of an upload whose object was written; False (nothing
+    recorded) if it is no longer ``uploading`` (GC reclaimed it)."""
+    result = await conn.execute(
+        update(blobs)
+        .where(blobs.c.id == blob_id, blobs.c.state == UPLOADING)
+        .values(frames=frames, stored_size=stored_size)
+    )
+    return result.rowcount == 1
 
 
 async def abandon(conn: AsyncConnection, blob_id: int) -> bool:

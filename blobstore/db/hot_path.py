@@ -77,7 +77,7 @@ _SQLITE_CHARGE = (
 )
 
 _REF = """
-SELECT r.key, r.blob_id, b.digest, b.object_key, r.size, r.content_type, r.metadata, r.created_at
+SELECT r.key, r.blob_id, b.digest, b.object_key, r.size, r.content_type, r.metadata, r.created_at, b.frames
 FROM refs r JOIN blobs b ON b.id = r.blob_id JOIN tenants t ON t.id = r.tenant_id
 WHERE t.name = ? AND r.key = ?
 """
@@ -211,7 +211,8 @@ async def find_ref_named(database: Database, tenant: str, key: str) -> catalog.R
     metadata = json.loads(row[6]) if isinstance(row[6], str) else row[6]
     created_at = driver_reads.utc(row[7])
     assert created_at is not None, "created_at is never NULL"
-    return catalog.RefRow(row[0], row[1], row[2], row[3], row[4], row[5], metadata, created_at)
+    frames = None if row[8] is None else bytes(row[8])
+    return catalog.RefRow(row[0], row[1], row[2], row[3], row[4], row[5], metadata, created_at, frames)
 
 
 async def room(database: Database, tenant: str, key: str) -> tuple[catalog.Usage, int | None] | None:

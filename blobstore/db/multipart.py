@@ -47,6 +47,8 @@ class PartRow:
     created_at: datetime
     digest: str
     object_key: str
+    #: The blob's encoded frame index (blobstore.storage.frames); None for a blob stored raw, before frames.
+    frames: bytes | None
 
 
 _UPLOAD_COLUMNS = (
@@ -105,6 +107,7 @@ _PART_COLUMNS = (
     parts.c.created_at,
     blobs.c.digest,
     blobs.c.object_key,
+    blobs.c.frames,
 )
 
 

@@ -43,6 +43,7 @@ from blobstore.db.hot_path import Upload
 from blobstore.errors import BlobStoreError, StorageUnavailable
 from blobstore.model.results import BlobInfo
 from blobstore.storage import ObjectStorage, StagedObject
+from blobstore.storage.frames import should_compress
 from blobstore.storage.layout import object_key_for
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ class Uploader:
     tenant: str
     #: The dedup scope of the tenant's blobs: everyone (``""``) or the tenant.
     scope: str
+    #: The zstd level frames are compressed at where that pays (None: compression off; blobstore.storage.frames).
+    frame_level: int | None
     #: What holds the uploaded blobs: references under keys, or (blobstore.multipart) a multipart upload's
     #: part. Only the default takes the driver-level path of a single put (blobstore.db.hot_path).
     binder: Binder = binding.bind
@@ -101,18 +104,24 @@ class Uploader:
             core.settings.upload_lease_seconds,
             tenant,
             core.dedup_scope_of(tenant),
+            core.settings.frame_level,
         )
 
+    def level_for(self, content_type: str | None) -> int | None:
+        """The level bytes of ``content_type`` are compressed at: None for an already-compressed type."""
+        return self.frame_level if should_compress(content_type) else None
+
     @contextlib.asynccontextmanager
-    async def ingested(self, data: object, *, max_size: int) -> AsyncIterator[Ingested]:
+    async def ingested(self, data: object, *, max_size: int, content_type: str | None) -> AsyncIterator[Ingested]:
         """``data`` hashed and ready for :meth:`put` (blobstore.core.ingest), for the life of the context.
 
         A stream longer than :data:`blobstore.core.ingest.STAGE_ABOVE` goes, where the storage can stage, into
-        its staging place as it is hashed: first a staging row is committed (``uploading``, leased, its
-        object key a fresh placeholder that names the staging place), then the bytes flow while the lease
-        is renewed. On leaving, staged bytes :meth:`put` did not publish are discarded and the staging row
-        deleted (nothing is ever stored under its key), best effort: a crash or error leaves a staging row
-        and maybe a staging leftover, which GC reclaims once the lease lapsed (docs/gc-protocol.md).
+        its staging place as it is hashed, encoded into frames for ``content_type``: first a staging row is
+        committed (``uploading``, leased, its object key a fresh placeholder that names the staging place),
+        then the bytes flow while the lease is renewed. On leaving, staged bytes :meth:`put` did not publish
+        are discarded and the staging row deleted (nothing is ever stored under its key), best effort: a
+        crash or error leaves a staging row and maybe a staging leftover, which GC reclaims once the lease
+        lapsed (docs/gc-protocol.md).
         Anything else is hashed (and a stream spooled) by :func:`blobstore.core.ingest.ingest`.
         """
         if not (self.storage.supports_staging and is_stream(data)):
@@ -132,7 +141,7 @@ class Uploader:
                 stack.push_async_callback(_discard_staged, staged)
                 return staged
 
-            yield await stream(data, max_size=max_size, stage=stage)
+            yield await stream(data, max_size=max_size, stage=stage, level=self.level_for(content_type))
 
     async def put(
         self, pending: list[binding.Item], sources: Mapping[int, Ingested], outcomes: list[PutOutcome | None]
@@ -193,11 +202,11 @@ class Uploader:
         _record(outcomes, first)
         if not uploads:
             return []
-        by_digest = {item.digest: sources[item.index] for item in reversed(first.unbound)}
+        by_digest = {item.digest: item for item in reversed(first.unbound)}
         used: set[int] = set()
         try:
             async with self._lease_renewed([blob for blob, _ in uploads.values()]):
-                failed = await self._write_all(uploads, by_digest)
+                failed = await self._write_all(uploads, by_digest, sources)
             written = [item for item in first.unbound if item.digest not in failed]
             try:
                 second = await self._promote(written, {item.digest: uploads[item.digest][0] for item in written})
@@ -260,17 +269,26 @@ class Uploader:
         return await hot_path.commit_one(self.database, self.tenant, self.scope, item, ours[item.digest], self.clock())
 
     async def _write_all(
-        self, uploads: dict[str, Upload], sources: dict[str, Ingested]
+        self, uploads: dict[str, Upload], items: dict[str, binding.Item], sources: Mapping[int, Ingested]
     ) -> dict[str, BlobStoreError | object]:
-        """Write every recorded upload, a few at a time; per digest that failed, its error (or
-        :data:`_RECLAIMED` if GC took the upload from us)."""
+        """Write every recorded upload (the bytes of ``items[digest]``) as frames, a few at a time, and record
+        each one's frame index on its row; per digest that failed, its error (or :data:`_RECLAIMED` if GC
+        took the upload from us)."""
         failed: dict[str, BlobStoreError | object] = {}
         limit = asyncio.Semaphore(_CONCURRENT_WRITES)
 
         async def one(digest: str, blob_id: int, object_key: str) -> None:
+            item = items[digest]
             async with limit:
                 try:
-                    await sources[digest].write_to(self.storage, object_key)
+                    frames = await sources[item.index].write_to(
+                        self.storage, object_key, self.level_for(item.content_type)
+                    )
+                    recorded = partial(
+                        catalog.record_frames, blob_id=blob_id, frames=frames.encode(), stored_size=frames.stored_size
+                    )
+                    if not await self.database.transaction(recorded):
+                        failed[digest] = _RECLAIMED
                 except Exception as exc:
                     if await self._reclaimed(blob_id):  # GC took the upload (and its partial object) mid-write
                         failed[digest] = _RECLAIMED
