@@ -301,6 +301,7 @@ async def _bind_part(
     now: datetime,
     *,
     ours: Mapping[str, int] | None = None,
+    written: Mapping[int, batches.Written] | None = None,
     upload: Upload,
     number: int,
     md5: str,
@@ -322,9 +323,8 @@ async def _bind_part(
         await db.touch(conn, upload.id, now)
         if old is not None:
             writes.refcounts[old.blob_id] -= 1
-        await binding.write(
-            conn, tenant.id, binding.Writes(refcounts=writes.refcounts, add_bytes=ref.size - freed), now
-        )
+        part_writes = binding.Writes(refcounts=writes.refcounts, add_bytes=ref.size - freed)
+        await binding.write(conn, tenant.id, part_writes, now, written=written)
     return outcome
 
 
@@ -336,6 +336,7 @@ async def _bind_completion(
     now: datetime,
     *,
     ours: Mapping[str, int] | None = None,
+    written: Mapping[int, batches.Written] | None = None,
     upload: Upload,
     chosen: Mapping[int, int],
     md5: str,
@@ -366,6 +367,6 @@ async def _bind_completion(
         for blob_id, _ in await db.forget(conn, upload.id):
             writes.refcounts[blob_id] -= 1
         writes.add_bytes -= freed
-        await binding.write(conn, tenant.id, writes, now)
+        await binding.write(conn, tenant.id, writes, now, written=written)
         await etags_db.record_md5(conn, tenant.name, item.digest, md5)
     return outcome

@@ -163,17 +163,6 @@ async def blob_state(conn: AsyncConnection, blob_id: int) -> str | None:
     return (await conn.execute(select(blobs.c.state).where(blobs.c.id == blob_id))).scalar()
 
 
-async def record_frames(conn: AsyncConnection, blob_id: int, frames: bytes, stored_size: int) -> bool:
-    """Record the frame index and stored length of an upload whose object was written; False (nothing
-    recorded) if it is no longer ``uploading`` (GC reclaimed it)."""
-    result = await conn.execute(
-        update(blobs)
-        .where(blobs.c.id == blob_id, blobs.c.state == UPLOADING)
-        .values(frames=frames, stored_size=stored_size)
-    )
-    return result.rowcount == 1
-
-
 async def abandon(conn: AsyncConnection, blob_id: int) -> bool:
     """Tombstone an upload nobody will reference; True if this call moved it to ``deleting``."""
     result = await conn.execute(

@@ -63,7 +63,8 @@ _RECLAIMED = object()
 
 class Binder(Protocol):
     """Decides and records the items of a round under the tenant's lock, in the caller's transaction, as
-    :func:`blobstore.db.binding.bind` does (its default: references under keys); ``ours`` as there."""
+    :func:`blobstore.db.binding.bind` does (its default: references under keys); ``ours`` and ``written`` as
+    there."""
 
     async def __call__(
         self,
@@ -74,6 +75,7 @@ class Binder(Protocol):
         now: datetime,
         *,
         ours: Mapping[str, int] | None = None,
+        written: Mapping[int, batches.Written] | None = None,
     ) -> binding.Outcome: ...
 
 
@@ -206,10 +208,11 @@ class Uploader:
         used: set[int] = set()
         try:
             async with self._lease_renewed([blob for blob, _ in uploads.values()]):
-                failed = await self._write_all(uploads, by_digest, sources)
+                failed, stored = await self._write_all(uploads, by_digest, sources)
             written = [item for item in first.unbound if item.digest not in failed]
             try:
-                second = await self._promote(written, {item.digest: uploads[item.digest][0] for item in written})
+                ours = {item.digest: uploads[item.digest][0] for item in written}
+                second = await self._promote(written, ours, {ours[digest]: stored[digest] for digest in ours})
             except BlobStoreError as exc:  # the commit could not run: none of the written items is stored
                 _fail_all(outcomes, written, exc)
                 second = binding.Outcome()
@@ -245,36 +248,46 @@ class Uploader:
         outcome, upload = await hot_path.bind_one(self.database, self.tenant, self.scope, item, now, reservation)
         return outcome, {} if upload is None else {item.digest: upload}
 
-    async def _promote(self, written: list[binding.Item], ours: dict[str, int]) -> binding.Outcome:
-        """Make the written uploads live and bind their items, in one transaction (deduplicating onto a
-        live blob that appeared meanwhile instead)."""
+    async def _promote(
+        self, written: list[binding.Item], ours: dict[str, int], stored: dict[int, batches.Written]
+    ) -> binding.Outcome:
+        """Make the written uploads live, recording what each one's object turned out to be (``stored``, by
+        blob id), and bind their items, in one transaction (deduplicating onto a live blob that appeared
+        meanwhile instead)."""
         if not written:
             return binding.Outcome()
-        at_once = await self._committed_at_once(written, ours)
+        at_once = await self._committed_at_once(written, ours, stored)
         if at_once is not None:
             return at_once
 
         async def commit(conn: AsyncConnection) -> binding.Outcome:
             now = self.clock()
-            return await self.binder(conn, await self._lock_or_create(conn, now), self.scope, written, now, ours=ours)
+            tenant = await self._lock_or_create(conn, now)
+            return await self.binder(conn, tenant, self.scope, written, now, ours=ours, written=stored)
 
         return await self.database.transaction(commit)
 
-    async def _committed_at_once(self, written: list[binding.Item], ours: dict[str, int]) -> binding.Outcome | None:
+    async def _committed_at_once(
+        self, written: list[binding.Item], ours: dict[str, int], stored: dict[int, batches.Written]
+    ) -> binding.Outcome | None:
         """A single written upload made live and bound on the driver connection (blobstore.db.hot_path), as
         ``_promote``'s transaction would; None if there is more than one (nothing written)."""
         if len(written) != 1 or self.binder is not binding.bind:
             return None
         [item] = written
-        return await hot_path.commit_one(self.database, self.tenant, self.scope, item, ours[item.digest], self.clock())
+        upload = ours[item.digest]
+        return await hot_path.commit_one(
+            self.database, self.tenant, self.scope, item, upload, self.clock(), stored[upload]
+        )
 
     async def _write_all(
         self, uploads: dict[str, Upload], items: dict[str, binding.Item], sources: Mapping[int, Ingested]
-    ) -> dict[str, BlobStoreError | object]:
-        """Write every recorded upload (the bytes of ``items[digest]``) as frames, a few at a time, and record
-        each one's frame index on its row; per digest that failed, its error (or :data:`_RECLAIMED` if GC
-        took the upload from us)."""
+    ) -> tuple[dict[str, BlobStoreError | object], dict[str, batches.Written]]:
+        """Write every recorded upload (the bytes of ``items[digest]``) as frames, a few at a time. Per digest
+        that failed, its error (or :data:`_RECLAIMED` if GC took the upload from us); per digest written, its
+        frame index and stored size, for the commit to record."""
         failed: dict[str, BlobStoreError | object] = {}
+        stored: dict[str, batches.Written] = {}
         limit = asyncio.Semaphore(_CONCURRENT_WRITES)
 
         async def one(digest: str, blob_id: int, object_key: str) -> None:
@@ -284,11 +297,7 @@ class Uploader:
                     frames = await sources[item.index].write_to(
                         self.storage, object_key, self.level_for(item.content_type)
                     )
-                    recorded = partial(
-                        catalog.record_frames, blob_id=blob_id, frames=frames.encode(), stored_size=frames.stored_size
-                    )
-                    if not await self.database.transaction(recorded):
-                        failed[digest] = _RECLAIMED
+                    stored[digest] = batches.Written(frames.encode(), frames.stored_size)
                 except Exception as exc:
                     if await self._reclaimed(blob_id):  # GC took the upload (and its partial object) mid-write
                         failed[digest] = _RECLAIMED
@@ -303,7 +312,7 @@ class Uploader:
                     group.create_task(one(digest, blob_id, object_key))
         except BaseExceptionGroup as errors:  # not a BlobStoreError: raised as a single put raises it
             raise errors.exceptions[0] from None
-        return failed
+        return failed, stored
 
     async def _lock_or_create(self, conn: AsyncConnection, now: datetime) -> catalog.LockedTenant:
         """Lock the tenant's row, creating the tenant if it has never stored anything."""
