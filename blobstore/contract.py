@@ -102,7 +102,8 @@ class TenantAPI(Protocol):
 
     def open(self, key: str, byte_range: tuple[int, int] | None = None) -> AbstractAsyncContextManager[BlobStream]:
         """Stream the value, or the inclusive ``byte_range`` of it (clamped to its end; past the end: empty).
-        A whole read ends in IntegrityError if the bytes do not hash to the digest."""
+        A whole read ends in IntegrityError if the bytes do not hash to the digest; a ranged read raises it
+        before the bytes of a frame that does not hash to its own (docs/frames.md)."""
         ...
 
     async def list(self, prefix: str = "", *, limit: int = 1000, after: str | None = None) -> Page:

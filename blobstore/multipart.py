@@ -152,7 +152,7 @@ async def upload_part(
     uploader = Uploader.of(core, tenant)
     outcomes: list[PutOutcome | None] = [None]
     async with uploader.ingested(
-        _hashed(data, hashers), max_size=min(core.settings.max_object_size, MAX_PART_SIZE)
+        _hashed(data, hashers), max_size=min(core.settings.max_object_size, MAX_PART_SIZE), content_type=None
     ) as ingested:
         checksum = None if upload.checksum_algorithm is None else checksums.encoded(hashers[1])
         item = binding.Item(0, f"{upload.id}/{number}", ingested.digest, ingested.size, None, {}, UNCONDITIONAL)
@@ -253,7 +253,9 @@ async def _complete(
         raise IntegrityError(f"the object's {algorithm.upper()} checksum would not be {value}")
     uploader = Uploader.of(core, tenant)
     outcomes: list[PutOutcome | None] = [None]
-    async with uploader.ingested(_concatenated(core, chosen), max_size=core.settings.max_object_size) as ingested:
+    async with uploader.ingested(
+        _concatenated(core, chosen), max_size=core.settings.max_object_size, content_type=upload.content_type
+    ) as ingested:
         item = binding.Item(
             0,
             key_of(bucket, key),
@@ -393,6 +395,7 @@ async def _concatenated(core: Core, parts: Sequence[db.PartRow]) -> AsyncIterato
             key=f"part {part.number}",
             digest=part.digest,
             size=part.size,
+            frames=part.frames,
             byte_range=None,
             missing=gone,
         ):
@@ -429,6 +432,7 @@ async def _bind_part(
     now: datetime,
     *,
     ours: Mapping[str, int] | None = None,
+    written: Mapping[int, batches.Written] | None = None,
     upload: Upload,
     number: int,
     md5: str,
@@ -451,9 +455,8 @@ async def _bind_part(
         await db.touch(conn, upload.id, now)
         if old is not None:
             writes.refcounts[old.blob_id] -= 1
-        await binding.write(
-            conn, tenant.id, binding.Writes(refcounts=writes.refcounts, add_bytes=ref.size - freed), now
-        )
+        part_writes = binding.Writes(refcounts=writes.refcounts, add_bytes=ref.size - freed)
+        await binding.write(conn, tenant.id, part_writes, now, written=written)
     return outcome
 
 
@@ -465,6 +468,7 @@ async def _bind_completion(
     now: datetime,
     *,
     ours: Mapping[str, int] | None = None,
+    written: Mapping[int, batches.Written] | None = None,
     upload: Upload,
     chosen: Sequence[db.PartRow],
     md5: str,
@@ -498,7 +502,7 @@ async def _bind_completion(
         for blob_id, _ in await db.complete(conn, upload.id, item.digest, md5, now):
             writes.refcounts[blob_id] -= 1
         writes.add_bytes -= freed
-        await binding.write(conn, tenant.id, writes, now)
+        await binding.write(conn, tenant.id, writes, now, written=written)
         await etags_db.record_md5(conn, tenant.name, item.digest, md5, [part.size for part in chosen])
         if checksum is not None:
             await checksums_db.record(conn, tenant.name, item.digest, *checksum)

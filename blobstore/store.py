@@ -290,7 +290,8 @@ class Tenant:
                 raise InvalidInput("put needs data, or the digest of bytes this tenant already holds")
             return await self._put_known_digest(request, digest)
         uploader = self._uploader()
-        async with uploader.ingested(data, max_size=self.core.settings.max_object_size) as ingested:
+        max_size = self.core.settings.max_object_size
+        async with uploader.ingested(data, max_size=max_size, content_type=request.content_type) as ingested:
             if digest is not None and digest != ingested.digest:
                 raise IntegrityError(f"the data hash to {ingested.digest}, not the expected {digest}")
             outcomes: list[PutOutcome | None] = [None]
@@ -495,7 +496,9 @@ class Tenant:
         """Stream the value, or the inclusive ``byte_range`` of it (clamped to the value's end).
 
         A whole read is hashed as it streams and ends in IntegrityError if the
-        bytes are wrong; a ranged read checks only the length. The bytes streamed
+        bytes are wrong; a ranged read fetches only the frames it touches and checks each
+        against its digest before yielding its bytes (a blob stored before frames: only the
+        length). The bytes streamed
         count as the tenant's egress, counted when the stream closes (written within a second, see
         blobstore.core.egress).
         """
@@ -513,6 +516,7 @@ class Tenant:
             key=key,
             digest=ref.digest,
             size=ref.size,
+            frames=ref.frames,
             byte_range=wanted,
             missing=lambda: self._missing_object_error(key, ref.object_key),
         )

@@ -22,8 +22,10 @@ from typing import IO, Any
 
 import blake3
 
+from blobstore.core.framing import FramedWriter, encoded
 from blobstore.errors import IntegrityError, InvalidInput, NotFound, ObjectTooLarge
 from blobstore.storage.base import CHUNK_SIZE, ObjectStorage, Source, StagedObject
+from blobstore.storage.frames import FrameIndex
 
 #: Inputs that ``put`` accepts.
 PutData = bytes | bytearray | memoryview | os.PathLike[str] | IO[bytes] | AsyncIterable[bytes]
@@ -45,15 +47,22 @@ class Ingested:
     source: Source | StagedObject
     spooled: bool = False
     fingerprint: tuple[int, int] | None = None
+    #: The frame index of staged bytes, which are the stored object already (encoded as they were staged).
+    frames: FrameIndex | None = None
 
-    async def write_to(self, storage: ObjectStorage, key: str) -> None:
-        """Store the bytes under ``key``: publish them if staged, else write them (IntegrityError, after the
-        write, if a caller's file changed since it was hashed). Staged bytes can be published only once."""
+    async def write_to(self, storage: ObjectStorage, key: str, level: int | None) -> FrameIndex:
+        """Store the bytes under ``key`` as frames compressed at ``level`` where that pays (None: raw); their
+        frame index. Staged bytes are published as they were encoded (only once); anything else is encoded
+        (blobstore.core.framing) and written. IntegrityError, after the write, if a caller's file changed
+        since it was hashed."""
         if isinstance(self.source, StagedObject):
+            assert self.frames is not None, "staged bytes are encoded as they are staged"
             await self.source.publish(key)
-            return
-        await storage.write(key, self.source)
+            return self.frames
+        async with encoded(self.source, level) as (stored, frames):
+            await storage.write(key, stored)
         self.ensure_unchanged()
+        return frames
 
     def ensure_unchanged(self) -> None:
         """Raise IntegrityError if a caller's file changed since it was hashed."""
@@ -106,11 +115,14 @@ def is_stream(data: object) -> bool:
     )
 
 
-async def stream(data: object, *, max_size: int, stage: Callable[[], Awaitable[StagedObject]]) -> Ingested:
+async def stream(
+    data: object, *, max_size: int, stage: Callable[[], Awaitable[StagedObject]], level: int | None
+) -> Ingested:
     """Hash the stream ``data`` (see :func:`is_stream`) in one pass, as :func:`ingest` does, without spooling
     it: up to :data:`STAGE_ABOVE` bytes are held and returned as bytes; past that ``stage()`` is called once
-    and every byte is written into the staged object it returns as it is hashed, a chunk being hashed and
-    written (in worker threads) while the next one is read.
+    and every byte is encoded into frames (compressed at ``level`` where that pays, blobstore.core.framing)
+    and written into the staged object it returns as it is hashed, a chunk being hashed and encoded (in
+    worker threads) and written while the next one is read.
 
     The caller discards the staged object if it is not published; no write is in flight once this returns or
     raises. ObjectTooLarge as soon as the stream passes ``max_size`` bytes (nothing of the chunk that crosses
@@ -119,6 +131,7 @@ async def stream(data: object, *, max_size: int, stage: Callable[[], Awaitable[S
     size = 0
     held = bytearray()
     staged: StagedObject | None = None
+    framed: FramedWriter | None = None
     pending: asyncio.Future[Any] | None = None  # the previous chunk's hashing and writing
     try:
         async for piece in _stream_chunks(data):
@@ -130,19 +143,21 @@ async def stream(data: object, *, max_size: int, stage: Callable[[], Awaitable[S
                 if len(held) <= STAGE_ABOVE:
                     continue
                 staged, chunk, held = await stage(), bytes(held), bytearray()
+                framed = FramedWriter(staged.write, level)
             if not isinstance(chunk, bytes):  # held while the next is read: a buffer the stream reuses must not change
                 chunk = bytes(chunk)
             if pending is not None:
                 await pending
-            pending = asyncio.gather(asyncio.to_thread(hasher.update, chunk), staged.write(chunk))
+            assert framed is not None, "made with the staged object"
+            pending = asyncio.gather(asyncio.to_thread(hasher.update, chunk), framed.write(chunk))
         if pending is not None:
             await pending
     finally:
         if pending is not None:
             await _settled(pending)
-    if staged is None:
+    if staged is None or framed is None:
         return await _ingest_bytes(bytes(held))
-    return Ingested(hasher.hexdigest(), size, staged)
+    return Ingested(hasher.hexdigest(), size, staged, frames=await framed.finish())
 
 
 async def _settled(pending: asyncio.Future[Any]) -> None:

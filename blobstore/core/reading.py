@@ -1,12 +1,17 @@
-"""Streaming reads that check the bytes against their digest."""
+"""Streaming reads that check the bytes against their digests: a framed blob frame by frame, a raw one whole."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 
 from blobstore.core.ingest import new_hasher
 from blobstore.errors import BlobStoreError, IntegrityError, ObjectMissing, StorageUnavailable
 from blobstore.storage.base import ObjectStorage
+from blobstore.storage.frames import Frame, FrameIndex, decode_frame
+
+#: Frames whose stored bytes are longer than this are decoded in a worker thread, shorter ones on the loop.
+_DECODE_INLINE = 64 * 1024
 
 
 async def verified_chunks(
@@ -16,26 +21,111 @@ async def verified_chunks(
     key: str,
     digest: str,
     size: int,
+    frames: bytes | None,
     byte_range: tuple[int, int] | None,
     missing: Callable[[], Awaitable[BlobStoreError]],
 ) -> AsyncGenerator[bytes, None]:
-    """Yield the stored bytes of ``key``; raise IntegrityError if they are short or (on a whole read)
-    do not hash to ``digest``, and the error ``missing()`` returns if the object is gone.
+    """Yield the plaintext of ``key`` (or its inclusive ``byte_range``, already clamped to the blob); raise
+    IntegrityError if it is not what was put, and the error ``missing()`` returns if the object is gone.
 
-    A whole read hashes as it streams, so the error comes at the end, after the
-    chunks; callers that must never see wrong bytes buffer (``Tenant.get`` does).
-    ``byte_range`` must already be clamped to the object.
+    A framed blob (``frames``: its encoded frame index) is read frame by frame: a ranged read fetches only the
+    frames overlapping the range, in one storage request, and each frame is checked against its digest
+    before any of its bytes is yielded; a whole read also hashes the whole plaintext. A raw blob (``frames``
+    None, stored before frames) is checked by length, and on a whole read by hashing it as it streams.
+    Either way a whole read's error may come at the end, after the chunks; callers that must never see wrong
+    bytes buffer (``Tenant.get`` does).
     """
-    expected = size if byte_range is None else byte_range[1] - byte_range[0] + 1
     hasher = new_hasher() if byte_range is None else None
+    if frames is None:
+        chunks = _stored(storage, object_key, key, byte_range, size, missing)
+    else:
+        chunks = _framed(storage, object_key, key, _index(frames, key), byte_range, missing)
+    async for chunk in chunks:
+        if hasher is not None:
+            hasher.update(chunk)
+        yield chunk
+    if hasher is not None and hasher.hexdigest() != digest:
+        raise IntegrityError(f"stored object for {key!r} is corrupted: its bytes do not hash to {digest}")
+
+
+def _index(frames: bytes, key: str) -> FrameIndex:
+    try:
+        return FrameIndex.decode(frames)
+    except IntegrityError as exc:
+        raise IntegrityError(f"stored object for {key!r} cannot be read: {exc}") from None
+
+
+async def _framed(
+    storage: ObjectStorage,
+    object_key: str,
+    key: str,
+    index: FrameIndex,
+    byte_range: tuple[int, int] | None,
+    missing: Callable[[], Awaitable[BlobStoreError]],
+) -> AsyncIterator[bytes]:
+    """The plaintext of ``byte_range`` (None: all of it), decoded and checked frame by frame."""
+    first, last = (0, index.size - 1) if byte_range is None else byte_range
+    start, stop = index.overlapping(first, last) if byte_range is not None else (0, len(index.frames))
+    wanted = index.frames[start:stop]
+    if byte_range is None:  # the whole object, so an object longer than its frames is noticed
+        stored_range = None
+    elif not wanted:
+        return
+    else:
+        stored_range = (wanted[0].stored_offset, wanted[-1].stored_end - 1)
+    async for number, frame, stored in _frames_of(
+        _stored(storage, object_key, key, stored_range, index.stored_size, missing), wanted, start
+    ):
+        try:
+            if len(stored) > _DECODE_INLINE:
+                plain = await asyncio.to_thread(decode_frame, frame, stored, number)
+            else:
+                plain = decode_frame(frame, stored, number)
+        except IntegrityError as exc:
+            raise IntegrityError(f"stored object for {key!r} is corrupted: {exc}") from None
+        if first <= frame.offset and frame.last <= last:
+            yield plain
+        else:
+            yield plain[max(first - frame.offset, 0) : min(last, frame.last) - frame.offset + 1]
+
+
+async def _frames_of(
+    chunks: AsyncIterator[bytes], frames: Sequence[Frame], number: int
+) -> AsyncIterator[tuple[int, Frame, bytes]]:
+    """Each of ``frames`` (numbered from ``number``) with its stored bytes, cut from ``chunks``, the stored
+    object from the first frame's stored offset on (bytes between frames are skipped)."""
+    buffer = bytearray()
+    position = frames[0].stored_offset if frames else 0  # the stored offset of buffer[0]
+    pending = iter(enumerate(frames, number))
+    current = next(pending, None)
+    async for chunk in chunks:
+        buffer += chunk
+        while current is not None and position + len(buffer) >= current[1].stored_end:
+            at, frame = current
+            begin = frame.stored_offset - position
+            yield at, frame, bytes(buffer[begin : begin + frame.stored_size])
+            del buffer[: begin + frame.stored_size]
+            position = frame.stored_end
+            current = next(pending, None)
+
+
+async def _stored(
+    storage: ObjectStorage,
+    object_key: str,
+    key: str,
+    byte_range: tuple[int, int] | None,
+    size: int,
+    missing: Callable[[], Awaitable[BlobStoreError]],
+) -> AsyncIterator[bytes]:
+    """The stored bytes of ``byte_range`` of an object recorded as ``size`` bytes long (None: all of them);
+    IntegrityError if they are short or long, the error ``missing()`` returns if the object is gone."""
+    expected = size if byte_range is None else byte_range[1] - byte_range[0] + 1
     received = 0
     try:
         async for chunk in storage.read(object_key, byte_range):
             received += len(chunk)
             if received > expected:
                 raise IntegrityError(f"stored object for {key!r} is longer than its recorded size {size}")
-            if hasher is not None:
-                hasher.update(chunk)
             yield chunk
     except ObjectMissing:
         raise await missing() from None
@@ -54,5 +144,3 @@ async def verified_chunks(
         raise
     if received != expected:
         raise IntegrityError(f"stored object for {key!r} is truncated: {received} of {expected} bytes")
-    if hasher is not None and hasher.hexdigest() != digest:
-        raise IntegrityError(f"stored object for {key!r} is corrupted: its bytes do not hash to {digest}")

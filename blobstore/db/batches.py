@@ -15,7 +15,20 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, exists, insert, select, union_all, update
+from sqlalchemy import (
+    BigInteger,
+    LargeBinary,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.db.catalog import LIVE, REF_COLUMNS, UPLOADING, RefRow, blobs, refs, tenants
@@ -23,6 +36,15 @@ from blobstore.model.preconditions import Version
 
 #: Most keys one batch may name (well under every database's bound-parameter limit).
 MAX_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Written:
+    """What an upload's object turned out to be once written (blobstore.storage.frames): its encoded frame index
+    and stored length, recorded on its row by the statement that makes it live."""
+
+    frames: bytes
+    stored_size: int
 
 
 @dataclass(frozen=True)
@@ -158,7 +180,7 @@ async def refs_by_key(conn: AsyncConnection, tenant: int, keys: Collection[str])
         .join(blobs, blobs.c.id == refs.c.blob_id)
         .where(refs.c.tenant_id == tenant, refs.c.key.in_(sorted(keys)))
     )
-    return {row[0]: RefRow(*row) for row in await conn.execute(query)}
+    return {row[0]: RefRow(*tuple(row)) for row in await conn.execute(query)}
 
 
 _INSERT_REFS = insert(refs)
@@ -227,20 +249,32 @@ _SETTLE = (
         ),
         state=case((blobs.c.state == UPLOADING, LIVE), else_=blobs.c.state),
         lease_expires_at=None,
+        frames=func.coalesce(bindparam("f", type_=LargeBinary), blobs.c.frames),
+        stored_size=func.coalesce(bindparam("s", type_=BigInteger), blobs.c.stored_size),
     )
 )
 
 
-async def add_refcounts(conn: AsyncConnection, deltas: Mapping[int, int], now: datetime) -> None:
+async def add_refcounts(
+    conn: AsyncConnection, deltas: Mapping[int, int], now: datetime, written: Mapping[int, Written] | None = None
+) -> None:
     """Add each delta to its blob's refcount, in id order, in one statement; a blob left with no reference
     starts its unreferenced clock at ``now``, any other has none.
 
     The caller has locked every one of these blobs and checked its state: each is ``live``, or an upload
-    of its own still ``uploading`` that gains references here, which makes it ``live`` (its lease ends).
+    of its own still ``uploading`` that gains references here, which makes it ``live`` (its lease ends) with
+    what ``written`` says of it (by blob id) recorded.
     """
+    written = written or {}
     changed = sorted(deltas.items())
     if changed:
-        await conn.execute(_SETTLE, [{"i": blob_id, "d": delta, "now": now} for blob_id, delta in changed])
+        params = [_settled(blob_id, delta, now, written.get(blob_id)) for blob_id, delta in changed]
+        await conn.execute(_SETTLE, params)
+
+
+def _settled(blob_id: int, delta: int, now: datetime, written: Written | None) -> dict[str, Any]:
+    frames, stored_size = (None, None) if written is None else (written.frames, written.stored_size)
+    return {"i": blob_id, "d": delta, "now": now, "f": frames, "s": stored_size}
 
 
 _ADD_USAGE = (

@@ -85,12 +85,13 @@ async def bind(
     now: datetime,
     *,
     ours: Mapping[str, int] | None = None,
+    written: Mapping[int, batches.Written] | None = None,
 ) -> Outcome:
     """Bind each item (keys distinct) of the locked ``tenant`` to its blob, in the caller's transaction.
 
     An item's blob is the one it names, or the live blob of its digest in ``scope``; ``ours`` names
     the caller's own uploads by digest: where no live blob has the digest, the upload (if still
-    ``uploading``) is made live and bound instead.
+    ``uploading``) is made live and bound instead, with what ``written`` says of it (by blob id) recorded.
     """
     ours = ours or {}
     named = {item.blob_id for item in items if item.blob_id is not None}
@@ -103,18 +104,25 @@ async def bind(
         ids={*ours.values(), *named},
     )
     outcome, writes = decide(tenant, scope, items, found, now, ours=ours)
-    await write(conn, tenant.id, writes, now)
+    await write(conn, tenant.id, writes, now, written=written)
     for digest, facts in writes.facts.items():
         await s3_facts.record(conn, tenant.name, digest, facts)
     return outcome
 
 
-async def write(conn: AsyncConnection, tenant: int, writes: Writes, now: datetime) -> None:
+async def write(
+    conn: AsyncConnection,
+    tenant: int,
+    writes: Writes,
+    now: datetime,
+    *,
+    written: Mapping[int, batches.Written] | None = None,
+) -> None:
     """Send ``writes`` of the locked tenant: references, then reference counts (in id order; each blob locked
-    by the lookup that decided them) and usage."""
+    by the lookup that decided them; an upload made live gets what ``written`` says of it) and usage."""
     await batches.write_refs(conn, tenant, writes.new, writes.replaced, now)
     if deltas := {blob: n for blob, n in writes.refcounts.items() if n}:  # promotes our uploads too
-        await batches.add_refcounts(conn, deltas, now)
+        await batches.add_refcounts(conn, deltas, now, written)
     await batches.add_usage(conn, tenant, writes.add_bytes, writes.add_objects)
 
 

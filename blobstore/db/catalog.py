@@ -44,6 +44,8 @@ class RefRow:
     created_at: datetime
     #: The response headers stored with the reference (blobstore.db.models.Ref.headers).
     headers: dict[str, str]
+    #: The blob's encoded frame index (blobstore.storage.frames); None for a blob stored raw, before frames.
+    frames: bytes | None
 
     def info(self, tenant: str, *, deduplicated: bool = False) -> BlobInfo:
         """The reference as its tenant sees it."""
@@ -80,6 +82,7 @@ REF_COLUMNS = (
     refs.c.metadata,
     refs.c.created_at,
     refs.c.headers,
+    blobs.c.frames,
 )
 
 

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from blobstore.db import binding, catalog, driver_reads, sqlite_driver
-from blobstore.db.batches import Found, LockedBlob, NewRef, OldRef
+from blobstore.db.batches import Found, LockedBlob, NewRef, OldRef, Written
 from blobstore.db.engine import Database, Driver
 
 #: Columns of the tenant, then of each blob found (``blobstore_bind_lookup``'s result on PostgreSQL).
@@ -71,7 +71,8 @@ ON CONFLICT (tenant_id, key) DO UPDATE SET blob_id = excluded.blob_id, size = ex
 _SQLITE_COUNT = """
 UPDATE blobs SET refcount = refcount + :delta,
     unreferenced_since = CASE WHEN refcount + :delta = 0 THEN :now ELSE NULL END,
-    state = CASE WHEN state = 'uploading' THEN 'live' ELSE state END, lease_expires_at = NULL
+    state = CASE WHEN state = 'uploading' THEN 'live' ELSE state END, lease_expires_at = NULL,
+    frames = COALESCE(:frames, frames), stored_size = COALESCE(:stored_size, stored_size)
 WHERE id = :blob
 """
 _SQLITE_CHARGE = (
@@ -85,7 +86,8 @@ ON CONFLICT DO NOTHING
 """
 
 _REF = """
-SELECT r.key, r.blob_id, b.digest, b.object_key, r.size, r.content_type, r.metadata, r.created_at, r.headers
+SELECT r.key, r.blob_id, b.digest, b.object_key, r.size, r.content_type, r.metadata, r.created_at, r.headers,
+    b.frames
 FROM refs r JOIN blobs b ON b.id = r.blob_id JOIN tenants t ON t.id = r.tenant_id
 WHERE t.name = ? AND r.key = ?
 """
@@ -110,8 +112,9 @@ WITH ref AS (
 ), counted AS (
     UPDATE blobs SET refcount = blobs.refcount + d.delta,
         unreferenced_since = CASE WHEN blobs.refcount + d.delta = 0 THEN $7 ELSE NULL END,
-        state = CASE WHEN blobs.state = 'uploading' THEN 'live' ELSE blobs.state END, lease_expires_at = NULL
-    FROM unnest($8::bigint[], $9::bigint[]) AS d (id, delta)
+        state = CASE WHEN blobs.state = 'uploading' THEN 'live' ELSE blobs.state END, lease_expires_at = NULL,
+        frames = COALESCE(d.frames, blobs.frames), stored_size = COALESCE(d.stored_size, blobs.stored_size)
+    FROM unnest($8::bigint[], $9::bigint[], $13::bytea[], $14::bigint[]) AS d (id, delta, frames, stored_size)
     WHERE blobs.id = d.id
 )
 UPDATE tenants SET used_bytes = used_bytes + $10, used_objects = used_objects + $11 WHERE id = $1
@@ -157,12 +160,19 @@ async def bind_one(
 
 
 async def commit_one(
-    database: Database, tenant: str, scope: str, item: binding.Item, upload: int, now: datetime
+    database: Database,
+    tenant: str,
+    scope: str,
+    item: binding.Item,
+    upload: int,
+    now: datetime,
+    written: Written | None = None,
 ) -> binding.Outcome:
-    """Bind ``item`` in one transaction to its written ``upload`` (making it live), or to a live blob of its
-    digest that appeared meanwhile, as :func:`blobstore.db.binding.bind` with ``ours`` would; its Outcome once
-    committed. The item comes back unbound, nothing written, if GC reclaimed the upload."""
-    outcome, _ = await _bind(database, tenant, scope, item, now, upload=upload)
+    """Bind ``item`` in one transaction to its written ``upload`` (making it live, with ``written`` recorded),
+    or to a live blob of its digest that appeared meanwhile, as :func:`blobstore.db.binding.bind` with ``ours``
+    and ``written`` would; its Outcome once committed. The item comes back unbound, nothing written, if GC
+    reclaimed the upload."""
+    outcome, _ = await _bind(database, tenant, scope, item, now, upload=upload, written=written)
     return outcome
 
 
@@ -175,9 +185,10 @@ async def _bind(
     *,
     upload: int | None = None,
     reservation: Reservation | None = None,
+    written: Written | None = None,
 ) -> tuple[binding.Outcome, Upload | None]:
     async def work(driver: Driver) -> tuple[binding.Outcome, Upload | None]:
-        attempt = _Binding(tenant, scope, item, now, upload, _intent(reservation))
+        attempt = _Binding(tenant, scope, item, now, upload, _intent(reservation), written)
         if database.is_sqlite:
             outcome, blob_id, sent = await sqlite_driver.on_thread(driver.connection, _sqlite_bind, attempt)
             driver.sent(*sent)
@@ -206,10 +217,18 @@ class _Binding:
     now: datetime
     ours: int | None
     intent: _Intent | None
+    #: What the caller's upload ``ours`` turned out to be, recorded if it goes live.
+    written: Written | None = None
 
     def decide(self, locked: catalog.LockedTenant, found: Found) -> tuple[binding.Outcome, binding.Writes]:
         ours = None if self.ours is None else {self.item.digest: self.ours}
         return binding.decide(locked, self.scope, [self.item], found, self.now, ours=ours)
+
+    def recorded_of(self, blob_id: int) -> dict[str, Any]:
+        """The frame index and stored size the count statement records on ``blob_id`` (NULLs: none)."""
+        if self.written is None or blob_id != self.ours:
+            return {"frames": None, "stored_size": None}
+        return {"frames": self.written.frames, "stored_size": self.written.stored_size}
 
     def recorded(self, blob_id: int | None) -> Upload | None:
         """The upload this attempt recorded as row ``blob_id`` (None: it recorded none)."""
@@ -229,7 +248,8 @@ async def find_ref_named(database: Database, tenant: str, key: str) -> catalog.R
     metadata, headers = (json.loads(value) if isinstance(value, str) else value for value in (row[6], row[8]))
     created_at = driver_reads.utc(row[7])
     assert created_at is not None, "created_at is never NULL"
-    return catalog.RefRow(row[0], row[1], row[2], row[3], row[4], row[5], metadata, created_at, headers)
+    frames = None if row[9] is None else bytes(row[9])
+    return catalog.RefRow(row[0], row[1], row[2], row[3], row[4], row[5], metadata, created_at, headers, frames)
 
 
 async def room(database: Database, tenant: str, key: str) -> tuple[catalog.Usage, int | None] | None:
@@ -261,7 +281,9 @@ def _sqlite_bind(db: sqlite3.Connection, b: _Binding) -> tuple[binding.Outcome, 
             run(_SQLITE_WRITE_REF, {"t": locked.id, "now": at, **_ref_params(ref)})
         if deltas := _deltas(writes):
             sent.append(_SQLITE_COUNT)
-            db.executemany(_SQLITE_COUNT, [{"blob": blob, "delta": d, "now": at} for blob, d in deltas])
+            db.executemany(
+                _SQLITE_COUNT, [{"blob": blob, "delta": d, "now": at, **b.recorded_of(blob)} for blob, d in deltas]
+            )
         if writes.add_bytes or writes.add_objects:
             run(_SQLITE_CHARGE, {"t": locked.id, "bytes": writes.add_bytes, "objects": writes.add_objects})
         for digest, facts in writes.facts.items():  # one item: one digest at most
@@ -296,10 +318,12 @@ async def _postgres_bind(driver: Driver, b: _Binding) -> tuple[binding.Outcome, 
         deltas = _deltas(writes)
         for ref in writes.new + writes.replaced:  # one item: one reference at most
             blobs, changes = [blob for blob, _ in deltas], [delta for _, delta in deltas]
+            recorded_of = [b.recorded_of(blob) for blob in blobs]
+            frames, stored_sizes = [r["frames"] for r in recorded_of], [r["stored_size"] for r in recorded_of]
             metadata = json.dumps(ref.metadata)
             refs = (locked.id, ref.key, ref.blob_id, ref.size, ref.content_type, metadata, at)
             counts = (blobs, changes, writes.add_bytes, writes.add_objects)
-            await conn.execute(_PG_WRITE, *refs, *counts, json.dumps(ref.headers))
+            await conn.execute(_PG_WRITE, *refs, *counts, json.dumps(ref.headers), frames, stored_sizes)
             driver.sent(_PG_WRITE)
         for digest, facts in writes.facts.items():  # one item: one digest at most
             algorithms, checksums = list(facts.checksums), list(facts.checksums.values())

@@ -122,6 +122,10 @@ class BlobRecord:
     state: str
     refcount: int
     actual_refs: int
+    #: The encoded frame index (blobstore.storage.frames); None for a blob stored raw, before frames.
+    frames: bytes | None
+    #: The stored object's length: its frames', or ``size`` for a raw blob.
+    stored_size: int
 
 
 async def blob_records(conn: AsyncConnection, *, after_key: str = "", limit: int = 1000) -> list[BlobRecord]:
@@ -137,6 +141,8 @@ async def blob_records(conn: AsyncConnection, *, after_key: str = "", limit: int
             blobs.c.state,
             blobs.c.refcount,
             actual,
+            blobs.c.frames,
+            func.coalesce(blobs.c.stored_size, blobs.c.size),
         )
         .where(blobs.c.object_key > after_key)
         .order_by(blobs.c.object_key)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     TypeDecorator,
@@ -108,6 +109,11 @@ class Blob(Base):
     unreferenced_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: While ``uploading``: the uploader renews this as bytes flow; GC reclaims the upload only after it passes.
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The frame index of the object (blobstore.storage.frames), recorded once it is written, before it goes
+    #: live; NULL for an object stored before frames, which is the blob's bytes, raw.
+    frames: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: The stored object's length (its frames, compressed or not); NULL with ``frames``: ``size``.
+    stored_size: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         Index(

@@ -55,6 +55,8 @@ class PartRow:
     object_key: str
     #: Its checksum of the upload's algorithm (base64), if the upload has one.
     checksum: str | None
+    #: The blob's encoded frame index (blobstore.storage.frames); None for a blob stored raw, before frames.
+    frames: bytes | None
 
 
 _UPLOAD_COLUMNS = (
@@ -123,6 +125,7 @@ _PART_COLUMNS = (
     blobs.c.digest,
     blobs.c.object_key,
     parts.c.checksum,
+    blobs.c.frames,
 )
 
 

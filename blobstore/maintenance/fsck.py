@@ -5,7 +5,8 @@ counters equal the sums over its references; then one walk over the blob rows
 and the storage listing side by side, both in object-key order and in batches
 (memory stays bounded whatever the store's size): each blob's reference count
 equals its references, each live blob's object exists with the recorded size,
-and with ``read_data`` hashes to its digest. What GC would reclaim (past grace)
+and with ``read_data`` reads back as a whole read does (each frame of a framed blob checked against its
+digest, then the whole plaintext hashed). What GC would reclaim (past grace)
 is reported, and ``repair`` reclaims it through GC itself. Objects the store did
 not write are reported as foreign and never touched, not even by ``repair``.
 Nothing is guessed: a missing or corrupted object is reported, not "fixed".
@@ -19,10 +20,10 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from blobstore.core.ingest import new_hasher
+from blobstore.core.reading import verified_chunks
 from blobstore.db import maintenance
 from blobstore.db.catalog import LIVE, blob_state
-from blobstore.errors import ObjectMissing
+from blobstore.errors import BlobStoreError, IntegrityError, ObjectMissing
 from blobstore.model.progress import Progress, no_progress
 from blobstore.protocol.gc import Planned, gc, printable
 from blobstore.storage.base import ObjectInfo
@@ -199,8 +200,9 @@ async def _check_row(
     if stored is None:
         if await _really_missing(core, record):
             report.add(Problem("missing-object", record.object_key, f"blob {record.blob_id} ({record.digest})"))
-    elif stored.size != record.size:
-        report.add(Problem("size-mismatch", record.object_key, f"{stored.size} bytes stored, {record.size} recorded"))
+    elif stored.size != record.stored_size:
+        detail = f"{stored.size} bytes stored, {record.stored_size} recorded"
+        report.add(Problem("size-mismatch", record.object_key, detail))
     elif read_data:
         report.bytes_hashed += await _check_digest(core, record, report, progress)
 
@@ -219,18 +221,30 @@ async def _really_missing(core: Core, record: maintenance.BlobRecord) -> bool:
 
 
 async def _check_digest(core: Core, record: maintenance.BlobRecord, report: FsckReport, progress: Progress) -> int:
-    """Re-hash one object, streaming; record a problem if it is corrupted or vanished. Returns bytes read."""
-    hasher = new_hasher()
+    """Read one object back as a whole read does (each frame checked against its digest, the whole plaintext
+    hashed), streaming; record a problem if it is corrupted (naming the frame and its byte range) or
+    vanished. Returns the plaintext bytes read."""
     read = 0
+
+    async def gone() -> BlobStoreError:
+        return ObjectMissing(record.object_key)
+
     try:
-        async for chunk in core.storage.read(record.object_key):
-            hasher.update(chunk)
+        async for chunk in verified_chunks(
+            core.storage,
+            record.object_key,
+            key=f"blob {record.blob_id}",
+            digest=record.digest,
+            size=record.size,
+            frames=record.frames,
+            byte_range=None,
+            missing=gone,
+        ):
             read += len(chunk)
             progress("hashing", len(chunk), None)
     except ObjectMissing:
         if await _really_missing(core, record):
             report.add(Problem("missing-object", record.object_key, f"blob {record.blob_id} vanished"))
-        return read
-    if hasher.hexdigest() != record.digest:
-        report.add(Problem("corrupted-object", record.object_key, f"bytes do not hash to {record.digest}"))
+    except IntegrityError as exc:
+        report.add(Problem("corrupted-object", record.object_key, str(exc)))
     return read

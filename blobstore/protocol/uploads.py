@@ -43,6 +43,7 @@ from blobstore.db.hot_path import Upload
 from blobstore.errors import BlobStoreError, StorageUnavailable
 from blobstore.model.results import BlobInfo
 from blobstore.storage import ObjectStorage, StagedObject
+from blobstore.storage.frames import should_compress
 from blobstore.storage.layout import object_key_for
 
 if TYPE_CHECKING:
@@ -62,7 +63,8 @@ _RECLAIMED = object()
 
 class Binder(Protocol):
     """Decides and records the items of a round under the tenant's lock, in the caller's transaction, as
-    :func:`blobstore.db.binding.bind` does (its default: references under keys); ``ours`` as there."""
+    :func:`blobstore.db.binding.bind` does (its default: references under keys); ``ours`` and ``written`` as
+    there."""
 
     async def __call__(
         self,
@@ -73,6 +75,7 @@ class Binder(Protocol):
         now: datetime,
         *,
         ours: Mapping[str, int] | None = None,
+        written: Mapping[int, batches.Written] | None = None,
     ) -> binding.Outcome: ...
 
 
@@ -87,6 +90,8 @@ class Uploader:
     tenant: str
     #: The dedup scope of the tenant's blobs: everyone (``""``) or the tenant.
     scope: str
+    #: The zstd level frames are compressed at where that pays (None: compression off; blobstore.storage.frames).
+    frame_level: int | None
     #: What holds the uploaded blobs: references under keys, or (blobstore.multipart) a multipart upload's
     #: part. Only the default takes the driver-level path of a single put (blobstore.db.hot_path).
     binder: Binder = binding.bind
@@ -101,18 +106,24 @@ class Uploader:
             core.settings.upload_lease_seconds,
             tenant,
             core.dedup_scope_of(tenant),
+            core.settings.frame_level,
         )
 
+    def level_for(self, content_type: str | None) -> int | None:
+        """The level bytes of ``content_type`` are compressed at: None for an already-compressed type."""
+        return self.frame_level if should_compress(content_type) else None
+
     @contextlib.asynccontextmanager
-    async def ingested(self, data: object, *, max_size: int) -> AsyncIterator[Ingested]:
+    async def ingested(self, data: object, *, max_size: int, content_type: str | None) -> AsyncIterator[Ingested]:
         """``data`` hashed and ready for :meth:`put` (blobstore.core.ingest), for the life of the context.
 
         A stream longer than :data:`blobstore.core.ingest.STAGE_ABOVE` goes, where the storage can stage, into
-        its staging place as it is hashed: first a staging row is committed (``uploading``, leased, its
-        object key a fresh placeholder that names the staging place), then the bytes flow while the lease
-        is renewed. On leaving, staged bytes :meth:`put` did not publish are discarded and the staging row
-        deleted (nothing is ever stored under its key), best effort: a crash or error leaves a staging row
-        and maybe a staging leftover, which GC reclaims once the lease lapsed (docs/gc-protocol.md).
+        its staging place as it is hashed, encoded into frames for ``content_type``: first a staging row is
+        committed (``uploading``, leased, its object key a fresh placeholder that names the staging place),
+        then the bytes flow while the lease is renewed. On leaving, staged bytes :meth:`put` did not publish
+        are discarded and the staging row deleted (nothing is ever stored under its key), best effort: a
+        crash or error leaves a staging row and maybe a staging leftover, which GC reclaims once the lease
+        lapsed (docs/gc-protocol.md).
         Anything else is hashed (and a stream spooled) by :func:`blobstore.core.ingest.ingest`.
         """
         if not (self.storage.supports_staging and is_stream(data)):
@@ -132,7 +143,7 @@ class Uploader:
                 stack.push_async_callback(_discard_staged, staged)
                 return staged
 
-            yield await stream(data, max_size=max_size, stage=stage)
+            yield await stream(data, max_size=max_size, stage=stage, level=self.level_for(content_type))
 
     async def put(
         self, pending: list[binding.Item], sources: Mapping[int, Ingested], outcomes: list[PutOutcome | None]
@@ -193,14 +204,15 @@ class Uploader:
         _record(outcomes, first)
         if not uploads:
             return []
-        by_digest = {item.digest: sources[item.index] for item in reversed(first.unbound)}
+        by_digest = {item.digest: item for item in reversed(first.unbound)}
         used: set[int] = set()
         try:
             async with self._lease_renewed([blob for blob, _ in uploads.values()]):
-                failed = await self._write_all(uploads, by_digest)
+                failed, stored = await self._write_all(uploads, by_digest, sources)
             written = [item for item in first.unbound if item.digest not in failed]
             try:
-                second = await self._promote(written, {item.digest: uploads[item.digest][0] for item in written})
+                ours = {item.digest: uploads[item.digest][0] for item in written}
+                second = await self._promote(written, ours, {ours[digest]: stored[digest] for digest in ours})
             except BlobStoreError as exc:  # the commit could not run: none of the written items is stored
                 _fail_all(outcomes, written, exc)
                 second = binding.Outcome()
@@ -236,41 +248,56 @@ class Uploader:
         outcome, upload = await hot_path.bind_one(self.database, self.tenant, self.scope, item, now, reservation)
         return outcome, {} if upload is None else {item.digest: upload}
 
-    async def _promote(self, written: list[binding.Item], ours: dict[str, int]) -> binding.Outcome:
-        """Make the written uploads live and bind their items, in one transaction (deduplicating onto a
-        live blob that appeared meanwhile instead)."""
+    async def _promote(
+        self, written: list[binding.Item], ours: dict[str, int], stored: dict[int, batches.Written]
+    ) -> binding.Outcome:
+        """Make the written uploads live, recording what each one's object turned out to be (``stored``, by
+        blob id), and bind their items, in one transaction (deduplicating onto a live blob that appeared
+        meanwhile instead)."""
         if not written:
             return binding.Outcome()
-        at_once = await self._committed_at_once(written, ours)
+        at_once = await self._committed_at_once(written, ours, stored)
         if at_once is not None:
             return at_once
 
         async def commit(conn: AsyncConnection) -> binding.Outcome:
             now = self.clock()
-            return await self.binder(conn, await self._lock_or_create(conn, now), self.scope, written, now, ours=ours)
+            tenant = await self._lock_or_create(conn, now)
+            return await self.binder(conn, tenant, self.scope, written, now, ours=ours, written=stored)
 
         return await self.database.transaction(commit)
 
-    async def _committed_at_once(self, written: list[binding.Item], ours: dict[str, int]) -> binding.Outcome | None:
+    async def _committed_at_once(
+        self, written: list[binding.Item], ours: dict[str, int], stored: dict[int, batches.Written]
+    ) -> binding.Outcome | None:
         """A single written upload made live and bound on the driver connection (blobstore.db.hot_path), as
         ``_promote``'s transaction would; None if there is more than one (nothing written)."""
         if len(written) != 1 or self.binder is not binding.bind:
             return None
         [item] = written
-        return await hot_path.commit_one(self.database, self.tenant, self.scope, item, ours[item.digest], self.clock())
+        upload = ours[item.digest]
+        return await hot_path.commit_one(
+            self.database, self.tenant, self.scope, item, upload, self.clock(), stored[upload]
+        )
 
     async def _write_all(
-        self, uploads: dict[str, Upload], sources: dict[str, Ingested]
-    ) -> dict[str, BlobStoreError | object]:
-        """Write every recorded upload, a few at a time; per digest that failed, its error (or
-        :data:`_RECLAIMED` if GC took the upload from us)."""
+        self, uploads: dict[str, Upload], items: dict[str, binding.Item], sources: Mapping[int, Ingested]
+    ) -> tuple[dict[str, BlobStoreError | object], dict[str, batches.Written]]:
+        """Write every recorded upload (the bytes of ``items[digest]``) as frames, a few at a time. Per digest
+        that failed, its error (or :data:`_RECLAIMED` if GC took the upload from us); per digest written, its
+        frame index and stored size, for the commit to record."""
         failed: dict[str, BlobStoreError | object] = {}
+        stored: dict[str, batches.Written] = {}
         limit = asyncio.Semaphore(_CONCURRENT_WRITES)
 
         async def one(digest: str, blob_id: int, object_key: str) -> None:
+            item = items[digest]
             async with limit:
                 try:
-                    await sources[digest].write_to(self.storage, object_key)
+                    frames = await sources[item.index].write_to(
+                        self.storage, object_key, self.level_for(item.content_type)
+                    )
+                    stored[digest] = batches.Written(frames.encode(), frames.stored_size)
                 except Exception as exc:
                     if await self._reclaimed(blob_id):  # GC took the upload (and its partial object) mid-write
                         failed[digest] = _RECLAIMED
@@ -285,7 +312,7 @@ class Uploader:
                     group.create_task(one(digest, blob_id, object_key))
         except BaseExceptionGroup as errors:  # not a BlobStoreError: raised as a single put raises it
             raise errors.exceptions[0] from None
-        return failed
+        return failed, stored
 
     async def _lock_or_create(self, conn: AsyncConnection, now: datetime) -> catalog.LockedTenant:
         """Lock the tenant's row, creating the tenant if it has never stored anything."""

@@ -17,7 +17,7 @@ from urllib.parse import unquote
 from starlette.responses import Response
 
 from blobstore import buckets, multipart
-from blobstore.asgi.responses import ClosingStreamingResponse
+from blobstore.asgi.responses import ClosingStreamingResponse, verified_body
 from blobstore.errors import BlobStoreError
 from blobstore.model.keys import STORED_HEADERS
 from blobstore.model.preconditions import parse_http_date
@@ -208,7 +208,8 @@ async def head_object(call: Call) -> Response:
 
 
 async def get_object(call: Call) -> Response:
-    """GetObject: the whole object, streamed and verified against its digest as it goes; or the one range a
+    """GetObject: the whole object, streamed and verified against its digest as it goes (a failure within its
+    first two chunks is an error answer, blobstore.asgi.responses.verified_body); or the one range a
     ``Range`` header asks for (206 with ``Content-Range``; 416 InvalidRange if the object has no byte of it;
     several ranges or bad syntax: the whole object, as S3 answers); or part ``partNumber`` of it (206, see
     :func:`_part_of`)."""
@@ -237,10 +238,14 @@ async def get_object(call: Call) -> Response:
             status = 206
         if part is not None:
             headers |= part.headers
+        body = await verified_body(stream, stack)
+        if isinstance(body, bytes):  # read and verified whole: the read is over before the answer starts
+            await stack.aclose()
+            return Response(body, status_code=status, headers=headers)
     except BaseException:
         await stack.aclose()
         raise
-    return ClosingStreamingResponse(aiter(stream), stack, status_code=status, headers=headers)
+    return ClosingStreamingResponse(body, stack, status_code=status, headers=headers)
 
 
 def _range_headers(byte_range: tuple[int, int], size: int) -> dict[str, str]:

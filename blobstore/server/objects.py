@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from blobstore import wire
 from blobstore.accounting.quotas import Allowance
-from blobstore.asgi.responses import ClosingStreamingResponse
+from blobstore.asgi.responses import ClosingStreamingResponse, verified_body
 from blobstore.errors import InvalidInput, NotFound, RangeNotSatisfiable
 from blobstore.model.ranges import ByteRange, parse_range
 from blobstore.model.results import BlobInfo, Page
@@ -236,7 +236,7 @@ async def get_object(
             status = 206
             headers["content-length"] = str(last - first + 1)
             headers["content-range"] = f"bytes {first}-{last}/{info.size}"
-        body = await _verified_body(stream, stack)
+        body = await verified_body(stream, stack)
         if isinstance(body, bytes):  # read and verified whole: the read is over before the answer starts
             await stack.aclose()
             return Response(body, status_code=status, headers=headers)
@@ -279,32 +279,6 @@ async def _open(
         requested = wanted.resolve(info.size)
     stream = await stack.enter_async_context(tenant.open(key, byte_range=requested))
     return stream, requested
-
-
-async def _verified_body(stream: BlobStream, stack: AsyncExitStack) -> bytes | AsyncIterator[bytes]:
-    """The whole body, if the stream ends within its first chunk; otherwise the stream's chunks, read two
-    ahead before the reply starts and one ahead after.
-
-    An object that fails before or within its first two chunks becomes a problem
-    response (a whole read verifies the digest at its end, so a body returned whole
-    is verified); one that fails later never delivers its last chunk, so no client
-    takes a damaged object as complete.
-    """
-    chunks = aiter(stream)
-    held = await anext(chunks, None)
-    following = None if held is None else await anext(chunks, None)
-    if following is None:
-        return held or b""
-
-    async def body() -> AsyncIterator[bytes]:
-        nonlocal held, following
-        while held is not None:
-            yield held
-            held, following = following, None if following is None else await anext(chunks, None)
-
-    generator = body()
-    stack.push_async_callback(generator.aclose)  # type: ignore[attr-defined]
-    return generator
 
 
 def _matches(if_none_match: str | None, digest: str) -> bool:

@@ -60,6 +60,8 @@ def test_every_variable_overrides_its_default(tmp_path: Path) -> None:
             "BLOBSTORE_S3_REGION": "eu-west-1",
             "BLOBSTORE_DEDUP_SCOPE": "tenant",
             "BLOBSTORE_GC_GRACE": "0.5",
+            "BLOBSTORE_COMPRESSION": "off",
+            "BLOBSTORE_COMPRESSION_LEVEL": "19",
         }
     )
     assert settings.database_url == "postgresql+asyncpg://u:p@db.example:5433/blobs"
@@ -67,6 +69,7 @@ def test_every_variable_overrides_its_default(tmp_path: Path) -> None:
     assert settings.storage_url == "s3://bucket/prefix"
     assert (settings.s3_endpoint_url, settings.s3_region) == ("http://minio:9000", "eu-west-1")
     assert (settings.dedup_scope, settings.gc_grace_seconds) == ("tenant", 0.5)
+    assert (settings.compression, settings.compression_level, settings.frame_level) == ("off", 19, None)
 
 
 def test_explicit_urls_win_over_the_environment(tmp_path: Path) -> None:
@@ -90,6 +93,25 @@ def test_empty_variables_count_as_unset(tmp_path: Path) -> None:
     )
     assert settings.is_sqlite
     assert (settings.dedup_scope, settings.gc_grace_seconds, settings.s3_endpoint_url) == ("global", 3600.0, None)
+
+
+def test_compression_is_zstd_level_3_where_it_pays_by_default() -> None:
+    """Unset (or empty), BLOBSTORE_COMPRESSION is auto and BLOBSTORE_COMPRESSION_LEVEL 3."""
+    settings = Settings.from_env({"BLOBSTORE_COMPRESSION": "", "BLOBSTORE_COMPRESSION_LEVEL": ""})
+    assert (settings.compression, settings.compression_level, settings.frame_level) == ("auto", 3, 3)
+    assert Settings.from_env({"BLOBSTORE_COMPRESSION_LEVEL": "1"}).frame_level == 1
+
+
+@pytest.mark.parametrize("value", ["on", "zstd", "AUTO", "none", " off"])
+def test_a_bad_compression_names_the_variable(value: str) -> None:
+    with pytest.raises(ConfigurationError, match="BLOBSTORE_COMPRESSION must be 'auto' or 'off'"):
+        Settings.from_env({"BLOBSTORE_COMPRESSION": value})
+
+
+@pytest.mark.parametrize("value", ["0", "20", "-1", "3.5", "three", "٣", "003", " 3"])
+def test_a_bad_compression_level_names_the_variable(value: str) -> None:
+    with pytest.raises(ConfigurationError, match="BLOBSTORE_COMPRESSION_LEVEL must be a whole number from 1 to 19"):
+        Settings.from_env({"BLOBSTORE_COMPRESSION_LEVEL": value})
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ PostgreSQL + S3.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from sqlalchemy import text
@@ -15,6 +16,7 @@ from sqlalchemy import text
 from blobstore import BlobStore, IntegrityError
 from blobstore.maintenance import fsck as fsck_module
 from blobstore.maintenance.fsck import FsckReport
+from blobstore.storage import read_all
 from blobstore.storage.layout import object_key_for
 from tests.support.stores import FakeClock
 from tests.support.workers import data_objects, invariant_violations, object_key_of, scalar
@@ -134,9 +136,9 @@ async def test_a_missing_object_is_reported_and_never_papered_over(store: BlobSt
 
 async def test_a_corrupted_object_of_the_right_size_is_found_only_by_reading_the_data(store: BlobStore) -> None:
     """Same-size wrong bytes are found only by read_data (corrupted-object); get raises IntegrityError."""
-    values = await populate(store)
+    await populate(store)
     object_key = await object_key_of(store, "globex", "big")
-    damaged = bytearray(values["globex", "big"])
+    damaged = bytearray(await read_all(store.storage, object_key))
     damaged[len(damaged) // 2] ^= 0xFF
     await store.storage.write(object_key, bytes(damaged))
 
@@ -144,6 +146,7 @@ async def test_a_corrupted_object_of_the_right_size_is_found_only_by_reading_the
     report = await store.fsck(read_data=True)
     assert not report.ok
     assert [(p.kind, p.subject) for p in report.problems] == [("corrupted-object", object_key)]
+    assert re.search(r"frame [01] \(bytes (0-1048575|1048576-1279999)\)", report.problems[0].detail)
     with pytest.raises(IntegrityError, match="corrupted"):
         await store.tenant("globex").get("big")
     assert await store.tenant("acme").get("a") == b"shared bytes"

@@ -4,6 +4,7 @@ conditional PUT, digests, put-by-digest, metadata headers, keys in paths, proble
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -222,7 +223,8 @@ async def test_a_damaged_object_never_arrives_complete(api: Api) -> None:
     """A whole GET of an object whose stored bytes were altered fails (422 before the body, or a cut-off body)."""
     from tests.support.workers import object_key_of
 
-    big = bytes(range(256)) * 16384  # 4 MiB: several chunks, so the damage shows only at the end
+    # 4 MiB that do not compress (stored as they are): several frames, so the damage shows only in the last
+    big = random.Random(4).randbytes(4 * 1024 * 1024)
     await api.put("big", big)
     await api.store.storage.write(await object_key_of(api.store, "acme", "big"), big[:-1] + b"!")
     with pytest.raises(httpx.RemoteProtocolError):

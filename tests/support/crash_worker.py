@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,10 +45,11 @@ PRELUDE = {
 }
 #: Deleted (acknowledged) before a GC crash point, so GC has something to reclaim.
 DOOMED = ("doomed", b"bytes nobody will reference")
-#: The key and bytes of the crashing put; the multipart one spans three 5 MiB parts.
+#: The key and bytes of the crashing put: 64 KiB that compress (its object is one zstd frame); the multipart one
+#: spans three 5 MiB parts (it does not compress, so its object is as long as it is).
 CRASH_KEY = "crash/put"
-SMALL_PAYLOAD = b"the put that never got its reply"
-LARGE_PAYLOAD = bytes(range(256)) * (11 * MiB // 256)
+SMALL_PAYLOAD = b"the put that never got its reply\n" * 2000
+LARGE_PAYLOAD = random.Random(11).randbytes(11 * MiB)
 #: The key the crashing delete removes.
 DELETED_KEY = "keep/2"
 
