@@ -229,7 +229,6 @@ class Tenant:
         if_absent: bool = False,
         if_match: str | Collection[str] | None = None,
         if_unmodified_since: datetime | None = None,
-        s3_facts: Callable[[], S3Facts] | None = None,
     ) -> BlobInfo:
         """Store ``data`` under ``key``, replacing what was there (``if_absent``: AlreadyExists instead).
 
@@ -241,10 +240,6 @@ class Tenant:
         ``if_unmodified_since`` (an aware datetime: the key was not written after it, to the second; ignored
         with ``if_match``) make the put conditional: PreconditionFailed, and nothing stored, if the key is in
         another version when it is bound (see blobstore.model.preconditions).
-
-        ``s3_facts`` (the S3 API's) is asked, once ``data`` has been read whole, what S3 knows the bytes by (their
-        MD5 ETag, the checksums they were verified against); those are recorded in the transaction that binds
-        the key, so the key is never bound without them.
         """
         return await self.put_with_headers(
             key,
@@ -256,7 +251,6 @@ class Tenant:
             if_absent=if_absent,
             if_match=if_match,
             if_unmodified_since=if_unmodified_since,
-            s3_facts=s3_facts,
         )
 
     async def put_with_headers(
@@ -273,9 +267,11 @@ class Tenant:
         if_unmodified_since: datetime | None = None,
         s3_facts: Callable[[], S3Facts] | None = None,
     ) -> BlobInfo:
-        """:meth:`put`, the key also storing the response ``headers`` (BlobInfo.headers; InvalidInput for a name
-        outside blobstore.model.keys.STORED_HEADERS): the S3 API's writes. Not in the contract (TenantAPI): the
-        HTTP API does not carry these headers."""
+        """:meth:`put` as the S3 API writes: the key also stores the response ``headers`` (BlobInfo.headers;
+        InvalidInput for a name outside blobstore.model.keys.STORED_HEADERS), and ``s3_facts`` is asked, once
+        ``data`` has been read whole, what S3 knows the bytes by (their MD5 ETag, the checksums they were verified
+        against), which the transaction that binds the key records, so the key is never bound without them. Not
+        in the contract (TenantAPI): the HTTP API carries neither."""
         request = _PutRequest(
             validate_key(key),
             validate_content_type(content_type),

@@ -45,7 +45,7 @@ async def sqlite_store(tmp_path: Path, clock: FakeClock) -> dict[str, Any]:
         await buckets.create(core, "acme", "photos")
         for (tenant, key), data in KEYS.items():
             facts = S3Facts(md5="0" * 32, checksums={"crc32": "AAAAAA=="})
-            await store.tenant(tenant).put(key, data, s3_facts=lambda facts=facts: facts)
+            await store.tenant(tenant).put_with_headers(key, data, headers={}, s3_facts=lambda facts=facts: facts)
         await store.tenant("globex").put("gone", b"pending gc")
         await store.tenant("globex").delete("gone")  # its blob waits out the grace period
         await store.tenant("acme").get("photos/a.jpg")  # egress

@@ -45,7 +45,9 @@ async def test_a_bucket_lookup_is_per_tenant(store: BlobStore) -> None:
 
 async def _put_with_facts(store: BlobStore, tenant: str, data: bytes, facts: S3Facts) -> str:
     """Put ``data`` with its S3 facts (as PutObject does); its digest."""
-    return (await store.tenant(tenant).put(f"k/{len(data)}", data, s3_facts=lambda: facts)).digest
+    return (
+        await store.tenant(tenant).put_with_headers(f"k/{len(data)}", data, headers={}, s3_facts=lambda: facts)
+    ).digest
 
 
 async def test_md5s_are_looked_up_per_tenant_and_digest(store: BlobStore) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,6 @@ from botocore.exceptions import ClientError
 from blobstore import BlobStore
 from blobstore.auth import access_keys
 from blobstore.db.catalog import blob_count
-from blobstore.s3 import create_app
-from tests.support.live_server import serving_app
 from tests.support.stores import FakeClock, StoreFactory
 
 MIB = 2**20
@@ -28,13 +25,6 @@ MIB = 2**20
 async def store(open_store: StoreFactory, request: pytest.FixtureRequest) -> BlobStore:
     """An empty store on SQLite and on PostgreSQL, each over a local directory, on the test's clock."""
     return await open_store(str(request.param))
-
-
-@pytest.fixture
-def url(store: BlobStore, clock: FakeClock) -> Iterator[str]:
-    """The S3 app over the store's deployment (a store of its own, as a server process has), on the test's clock."""
-    with serving_app(create_app(settings=store.settings, clock=clock)) as served:
-        yield served
 
 
 async def client(store: BlobStore, url: str, tenant: str = "acme") -> Any:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,23 +13,14 @@ from botocore.exceptions import ClientError
 
 from blobstore import BlobStore
 from blobstore.model import checksums
-from blobstore.s3 import create_app
 from tests.s3.test_multipart import MIB, client, error_of
-from tests.support.live_server import serving_app
-from tests.support.stores import FakeClock, StoreFactory
+from tests.support.stores import StoreFactory
 
 
 @pytest.fixture(params=["sqlite-local", "postgres-local"])
 async def store(open_store: StoreFactory, request: pytest.FixtureRequest) -> BlobStore:
     """An empty store on SQLite and on PostgreSQL, each over a local directory, on the test's clock."""
     return await open_store(str(request.param))
-
-
-@pytest.fixture
-def url(store: BlobStore, clock: FakeClock) -> Iterator[str]:
-    """The S3 app over the store's deployment, on the test's clock."""
-    with serving_app(create_app(settings=store.settings, clock=clock)) as served:
-        yield served
 
 
 def checksum(algorithm: str, data: bytes) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,10 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore import BlobStore
 from blobstore.db.catalog import blob_count, blobs, tenants
-from blobstore.s3 import create_app
 from tests.s3.test_multipart import MIB, begin, client, error_of
 from tests.support.cli_helpers import invoke
-from tests.support.live_server import serving_app
 from tests.support.stores import FakeClock, StoreFactory
 
 #: A short BLOBSTORE_MULTIPART_EXPIRY and grace, so the clock moves less than SigV4's 15 minutes of allowed skew.
@@ -30,12 +27,6 @@ GRACE = 100.0
 async def store(open_store: StoreFactory, request: pytest.FixtureRequest) -> BlobStore:
     """An empty store whose multipart uploads expire after :data:`EXPIRY` seconds untouched."""
     return await open_store(str(request.param), multipart_expiry_seconds=EXPIRY, gc_grace_seconds=GRACE)
-
-
-@pytest.fixture
-def url(store: BlobStore, clock: FakeClock) -> Iterator[str]:
-    with serving_app(create_app(settings=store.settings, clock=clock)) as served:
-        yield served
 
 
 async def staged_upload(s3: Any, bucket: str, *bodies: bytes) -> dict[str, str]:

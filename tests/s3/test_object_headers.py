@@ -4,7 +4,6 @@ CreateMultipartUpload, returned by GetObject and HeadObject, overridden by the `
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -12,9 +11,7 @@ import pytest
 
 from blobstore import BlobStore
 from blobstore.auth import access_keys
-from blobstore.s3 import create_app
-from tests.support.live_server import serving_app
-from tests.support.stores import FakeClock, StoreFactory
+from tests.support.stores import StoreFactory
 
 #: boto3's PutObject parameters for the five headers, and the response headers they come back as.
 STORED = {
@@ -32,13 +29,6 @@ ANSWERED = dict(STORED.values())
 async def store(open_store: StoreFactory, request: pytest.FixtureRequest) -> BlobStore:
     """An empty store on SQLite and on PostgreSQL, each over a local directory, on the test's clock."""
     return await open_store(str(request.param))
-
-
-@pytest.fixture
-def url(store: BlobStore, clock: FakeClock) -> Iterator[str]:
-    """The S3 app over the store's deployment, on the test's clock."""
-    with serving_app(create_app(settings=store.settings, clock=clock)) as served:
-        yield served
 
 
 async def client(store: BlobStore, url: str) -> Any:

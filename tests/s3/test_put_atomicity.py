@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import boto3
@@ -16,9 +16,6 @@ from botocore.exceptions import ClientError
 from blobstore import BlobStore, buckets
 from blobstore.auth import access_keys
 from blobstore.db.engine import Database
-from blobstore.s3 import create_app
-from tests.support.live_server import serving_app
-from tests.support.stores import FakeClock
 
 
 class _DatabaseSteps:
@@ -47,13 +44,6 @@ class _DatabaseSteps:
             return result
 
         return step
-
-
-@pytest.fixture
-def url(store: BlobStore, clock: FakeClock) -> Iterator[str]:
-    """The S3 app over the store's deployment."""
-    with serving_app(create_app(settings=store.settings, clock=clock)) as served:
-        yield served
 
 
 @pytest.mark.parametrize("held", [False, True], ids=["new-bytes", "bytes-the-tenant-holds-natively"])

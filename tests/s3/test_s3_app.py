@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from xml.etree import ElementTree as ET
 
@@ -13,9 +12,7 @@ from botocore.exceptions import ClientError
 
 from blobstore import BlobStore
 from blobstore.auth import access_keys
-from blobstore.s3 import create_app
 from tests.s3.test_sigv4 import signed_with_date
-from tests.support.live_server import serving_app
 from tests.support.stores import FakeClock, StoreFactory
 
 
@@ -23,13 +20,6 @@ from tests.support.stores import FakeClock, StoreFactory
 async def store(open_store: StoreFactory) -> BlobStore:
     """An embedded store (SQLite and a local directory) on the test's clock."""
     return await open_store("sqlite-local")
-
-
-@pytest.fixture
-def url(store: BlobStore, clock: FakeClock) -> Iterator[str]:
-    """The S3 app over the store's deployment, on the test's clock."""
-    with serving_app(create_app(settings=store.settings, clock=clock)) as served:
-        yield served
 
 
 def _error(response: httpx.Response) -> dict[str, str]:

@@ -51,9 +51,13 @@ async def _scenario(store: BlobStore, prefix: str) -> tuple[list[object], list[s
         lambda: acme.put("u", three),  # dedup hit
         lambda: acme.put("t", two),  # dedup hit replacing a key: its old blob keeps a reference
         lambda: acme.put("u", two),  # ... and loses its last one, for good
-        lambda: acme.put("b", one, if_absent=True, s3_facts=lambda: _FACTS),  # AlreadyExists: no facts recorded
-        lambda: acme.put("s", one, s3_facts=lambda: _FACTS),  # dedup hit with its S3 facts
-        lambda: other.put("s", three, s3_facts=lambda: S3Facts("c" * 32)),  # new bytes with an MD5 alone
+        lambda: acme.put_with_headers(
+            "b", one, if_absent=True, headers={}, s3_facts=lambda: _FACTS
+        ),  # AlreadyExists: no facts recorded
+        lambda: acme.put_with_headers("s", one, headers={}, s3_facts=lambda: _FACTS),  # dedup hit with its S3 facts
+        lambda: other.put_with_headers(
+            "s", three, headers={}, s3_facts=lambda: S3Facts("c" * 32)
+        ),  # new bytes with an MD5 alone
         lambda: acme.put("a", one, if_match=first.digest),  # PreconditionFailed: "a" moved on
         lambda: acme.put("c", one, if_match="*"),  # PreconditionFailed: no such key
         lambda: other.put("x", two),  # a new tenant's first put, a dedup hit
