@@ -19,17 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from blobstore.db import migrate
 from blobstore.db.engine import Database
 from blobstore.db.models import Base
-from blobstore.errors import BlobStoreError
+from blobstore.errors import ConfigurationError, IntegrityError
 
 #: Rows read from the source and written to the target at a time.
 BATCH_ROWS = 1000
 
 #: Per table: the row count, then the sum of each integer column, in column order.
 Figures = dict[str, tuple[int, ...]]
-
-
-class CatalogCopyError(BlobStoreError):
-    """The copy was refused or did not verify; the target holds nothing of it."""
 
 
 @dataclass(frozen=True)
@@ -43,13 +39,13 @@ class CopiedCatalog:
 async def copy_catalog(source: Database, target: Database, *, batch_rows: int = BATCH_ROWS) -> CopiedCatalog:
     """Copy every row of ``source`` (at the newest schema) into the empty ``target``, verified.
 
-    CatalogCopyError, with nothing written, if the target already holds catalog rows; CatalogCopyError,
-    with the copy rolled back, if the target's counts or sums differ from the source's afterwards.
+    ConfigurationError, with nothing written, if the target already holds catalog rows; IntegrityError, with
+    the copy rolled back, if the target's counts or sums differ from the source's afterwards.
     """
     held = await target.read(_rows_held)
     if held:
         listed = ", ".join(f"{name} ({rows})" for name, rows in sorted(held.items()))
-        raise CatalogCopyError(
+        raise ConfigurationError(
             f"the target database {target.shown_url} already holds a catalog (rows in {listed}); "
             "copy into an empty database"
         )
@@ -63,7 +59,7 @@ async def copy_catalog(source: Database, target: Database, *, batch_rows: int = 
                 await _advance_sequences(writing)
             expected, found = await _figures(reading), await _figures(writing)
             if expected != found:
-                raise CatalogCopyError(_mismatch(expected, found))
+                raise IntegrityError(_mismatch(expected, found))
             return found
 
     figures = await source.snapshot(in_one_snapshot)

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-from blobstore import BlobStore, Settings, buckets, multipart
+from blobstore import BlobStore, IntegrityError, Settings, buckets, multipart
 from blobstore.auth import access_keys, tokens
 from blobstore.db import migrate
-from blobstore.db.catalog_copy import CatalogCopyError, copy_catalog
+from blobstore.db.catalog_copy import copy_catalog
 from blobstore.db.engine import Database
 from blobstore.db.models import Base
 from blobstore.model.s3_facts import S3Facts
@@ -142,7 +142,7 @@ async def test_a_copy_that_does_not_match_the_source_is_rolled_back(
                 )
             )
             await conn.execute(text("CREATE TRIGGER grow BEFORE INSERT ON refs FOR EACH ROW EXECUTE FUNCTION grow()"))
-        with pytest.raises(CatalogCopyError, match=r"does not match the source and was rolled back.*refs"):
+        with pytest.raises(IntegrityError, match=r"does not match the source and was rolled back.*refs"):
             await copy_catalog(source, target, batch_rows=2)
         assert not any((await target.read(_row_counts)).values())
     finally:
