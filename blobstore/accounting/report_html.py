@@ -12,7 +12,14 @@ from html import escape
 
 from blobstore.accounting.pricing import GB
 from blobstore.accounting.report import CostReport, Figures
-from blobstore.accounting.report_formats import money_text, price_text, ratio_text, size_text, window_text
+from blobstore.accounting.report_formats import (
+    FIGURE_NAMES,
+    money_text,
+    price_text,
+    ratio_text,
+    size_text,
+    window_text,
+)
 
 #: Tenants drawn in the chart (the largest by logical bytes); the table lists all of them.
 CHART_TENANTS = 25
@@ -171,20 +178,7 @@ def _clip(name: str, limit: int = 22) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "\u2026"
 
 
-_HEADERS = (
-    "tenant",
-    "objects",
-    "logical",
-    "unique",
-    "shared",
-    "attributed",
-    "saved",
-    "dedup",
-    "egress",
-    "storage / month",
-    "egress cost",
-    "total",
-)
+_HEADERS = ("tenant", *FIGURE_NAMES)
 
 
 def _table(report: CostReport) -> str:
@@ -240,7 +234,7 @@ def _definitions() -> str:
         ),
         ("saved, dedup", "logical minus attributed, and logical divided by attributed"),
         ("egress", "bytes read through get and open in the window, as streamed"),
-        ("storage / month", f"attributed bytes times the price per GB-month (GB = {GB:,} bytes)"),
+        ("storage/month", f"attributed bytes times the price per GB-month (GB = {GB:,} bytes)"),
         ("pending GC", "unreferenced, tombstoned and abandoned blobs that GC has not yet reclaimed"),
     ]
     items = "".join(f"<dt>{escape(term)}</dt><dd>{escape(text)}</dd>" for term, text in terms)
