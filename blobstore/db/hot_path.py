@@ -34,6 +34,8 @@ from typing import Any, NamedTuple
 from blobstore.db import binding, catalog, driver_reads, sqlite_driver
 from blobstore.db.batches import Found, LockedBlob, NewRef, OldRef, Written
 from blobstore.db.engine import Database, Driver
+from blobstore.model.preconditions import UNCONDITIONAL
+from blobstore.model.results import BlobInfo
 
 #: Columns of the tenant, then of each blob found (``blobstore_bind_lookup``'s result on PostgreSQL).
 _SQLITE_TENANT = "SELECT id, used_bytes, used_objects, max_bytes, max_objects FROM tenants WHERE name = :tenant"
@@ -98,6 +100,7 @@ SELECT t.used_bytes, t.used_objects, t.max_bytes, t.max_objects,
 FROM tenants t WHERE t.name = ?
 """
 _PG_LOOKUP = "SELECT * FROM blobstore_bind_lookup($1, $2, $3, $4, $5, $6)"
+_PG_PUT_ONE = "SELECT * FROM blobstore_put_one($1, $2, $3, $4, $5, $6, $7::json, $8::json, $9, $10, $11)"
 _PG_RECORD = """
 INSERT INTO blobs (scope, digest, size, object_key, state, refcount, created_at, lease_expires_at)
 VALUES ($1, $2, $3, $4, 'uploading', 0, $5, $6) RETURNING id
@@ -156,7 +159,44 @@ async def bind_one(
     recorded in the same transaction as ``reservation`` says, and returned.
     """
     assert item.blob_id is None, "only bytes named by digest are bound here"
+    if not database.is_sqlite and item.condition == UNCONDITIONAL and item.facts is None:
+        decided = await database.on_driver(
+            lambda driver: _postgres_put_one(driver, tenant, scope, item, now, reservation)
+        )
+        if decided is not None:
+            return decided
     return await _bind(database, tenant, scope, item, now, reservation=reservation)
+
+
+async def _postgres_put_one(
+    driver: Driver, tenant: str, scope: str, item: binding.Item, now: datetime, reservation: Reservation
+) -> tuple[binding.Outcome, Upload | None] | None:
+    """An unconditional put without S3 facts bound, or its upload recorded, by one call of ``blobstore_put_one``
+    (migration 0019) in autocommit, as :func:`_bind` would; None where the function leaves the decision (and its
+    explanation) to the general binding, having written nothing."""
+    object_key = reservation.new_key()
+    at, lease_until = (moment.astimezone(UTC).replace(tzinfo=None) for moment in (now, reservation.lease_until))
+    values = (item.key, item.digest, item.size, item.content_type, json.dumps(item.metadata), json.dumps(item.headers))
+    row = await driver.connection.fetchrow(_PG_PUT_ONE, tenant, scope, *values, at, object_key, lease_until)
+    driver.sent(_PG_PUT_ONE)
+    outcome, blob_id, deduplicated, replaced = row
+    if outcome == "recorded":
+        return binding.Outcome(unbound=[item]), Upload(blob_id, object_key)
+    if outcome != "bound":
+        return None
+    info = BlobInfo(
+        tenant,
+        item.key,
+        item.digest,
+        item.size,
+        item.content_type,
+        item.metadata,
+        now,
+        deduplicated,
+        replaced=replaced,
+        headers=item.headers,
+    )
+    return binding.Outcome(bound={item.index: info}, acquired={blob_id}), None
 
 
 async def commit_one(

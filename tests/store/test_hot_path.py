@@ -265,7 +265,7 @@ async def test_a_backend_killed_before_a_dedup_put_is_replayed_on_a_new_connecti
     store = await open_store("postgres-s3")
     acme = store.tenant("acme")
     await acme.put("seed", b"shared bytes")
-    real = hot_path._postgres_bind
+    real = hot_path._postgres_put_one
     killed: list[int] = []
 
     async def killing(driver: Driver, *args: Any) -> Any:
@@ -275,7 +275,7 @@ async def test_a_backend_killed_before_a_dedup_put_is_replayed_on_a_new_connecti
                 await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": killed[0]})
         return await real(driver, *args)
 
-    monkeypatch.setattr(hot_path, "_postgres_bind", killing)
+    monkeypatch.setattr(hot_path, "_postgres_put_one", killing)
     assert (await acme.put("again", b"shared bytes")).deduplicated
     assert len(killed) == 1
     assert (await store.quota("acme")).used_objects == 2

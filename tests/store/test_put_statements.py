@@ -13,14 +13,14 @@ from blobstore import BlobStore, PutItem
 from blobstore.testing.statements import statements_sent
 
 #: SQLite: lock the tenant (reading its usage), look up key + blobs, write the ref, count it, charge it, all in
-#: one hand-off to SQLite's thread; PostgreSQL: one call of blobstore_bind_lookup (lock, look up, lock the
-#: blobs), one statement of data-modifying CTEs (write, count, charge)
-DEDUP_PUT = {"sqlite": 5, "postgresql": 2}
-#: A new tenant's row: one INSERT more on SQLite; on PostgreSQL blobstore_bind_lookup creates it
+#: one hand-off to SQLite's thread; PostgreSQL: one call of blobstore_put_one in autocommit (lock, look up,
+#: lock the blobs, write, count, charge)
+DEDUP_PUT = {"sqlite": 5, "postgresql": 1}
+#: A new tenant's row: one INSERT more on SQLite; on PostgreSQL blobstore_put_one creates it
 NEW_TENANT = {"sqlite": 1, "postgresql": 0}
 #: the single-put binding finds no live blob and records the upload in the same transaction (SQLite: lock,
-#: look up, insert the upload row; PostgreSQL: the lookup call, the insert)
-RESERVE = {"sqlite": 3, "postgresql": 2}
+#: look up, insert the upload row; PostgreSQL: the same call of blobstore_put_one)
+RESERVE = {"sqlite": 3, "postgresql": 1}
 #: commit on the driver connection: SQLite: lock, look up (the upload too), insert the ref, count it, charge it;
 #: PostgreSQL: the lookup call (locking the upload), the write statement
 COMMIT = {"sqlite": 5, "postgresql": 2}
@@ -35,7 +35,7 @@ def budget(store: BlobStore, statements: dict[str, int]) -> int:
 
 
 async def test_a_dedup_put_of_a_new_key_is_one_short_transaction(store: BlobStore) -> None:
-    """Bytes the store holds, under a new key: one transaction of five statements (two calls), nothing else."""
+    """Bytes the store holds, under a new key: one transaction of five statements (one call), nothing else."""
     acme = store.tenant("acme")
     await acme.put("seed", b"shared bytes")
     with statements_sent(store) as seen:
@@ -64,8 +64,8 @@ async def test_a_dedup_put_of_a_new_tenant_adds_only_the_tenant_row(store: BlobS
 
 
 async def test_a_unique_put_is_two_short_transactions(store: BlobStore) -> None:
-    """New bytes: a single-put binding that finds no live blob and records the upload (three statements, two on
-    PostgreSQL), then five (two) committing it."""
+    """New bytes: a single-put binding that finds no live blob and records the upload (three statements, one
+    call on PostgreSQL), then five (two) committing it."""
     acme = store.tenant("acme")
     await acme.put("seed", b"warm the tenant row")
     with statements_sent(store) as seen:
