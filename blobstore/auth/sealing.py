@@ -130,7 +130,10 @@ def _key_file_secret(path: Path) -> str:
         raise ConfigurationError(f"{VARIABLE} is unset and the key file {path} is unusable: {exc.strerror}") from None
 
 
+@functools.lru_cache(maxsize=8)
 def _read_key_file(path: Path) -> str:
+    """The secret in ``path``, read once per process (the file is created whole and never rewritten: every S3
+    request opens its access key's secret)."""
     secret = path.read_text().strip()
     if len(secret) < 32:
         raise ConfigurationError(f"the key file {path} holds fewer than 32 characters; set {VARIABLE} instead")
