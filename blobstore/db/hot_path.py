@@ -13,9 +13,12 @@ layers through :meth:`blobstore.db.engine.Database.on_driver`, which translates 
 
 * on SQLite a whole transaction (``BEGIN IMMEDIATE`` to ``COMMIT``) runs in one hand-off to SQLite's
   thread: five statements for one wake-up of the event loop;
-* on PostgreSQL the binding's reads are one call of ``blobstore_bind_lookup`` (migrations 0008, 0009) and its
-  writes one statement of data-modifying CTEs, inside BEGIN and COMMIT: four round trips; a stat is one
-  statement in autocommit. No session state, and statements prepared as the pool's driver connections
+* on PostgreSQL an unconditional put without S3 facts is one call of ``blobstore_put_one`` (migration 0019) in
+  autocommit, which binds a dedup hit or records the upload of new bytes, and leaves anything else (a quota
+  exceeded, a blob gone under the lock) undecided to the general transaction; that transaction, which every
+  other single put and every commit takes, reads with one call of ``blobstore_bind_lookup`` (migrations 0008,
+  0009) and writes with one statement of data-modifying CTEs, inside BEGIN and COMMIT: four round trips; a stat
+  is one statement in autocommit. No session state, and statements prepared as the pool's driver connections
   prepare every statement (so a transaction-mode pooler sees what it sees from SQLAlchemy).
 
 The SQL here names tables and columns by hand, beside the SQLAlchemy schema (blobstore.db.models);
