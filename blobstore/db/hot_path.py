@@ -13,13 +13,14 @@ layers through :meth:`blobstore.db.engine.Database.on_driver`, which translates 
 
 * on SQLite a whole transaction (``BEGIN IMMEDIATE`` to ``COMMIT``) runs in one hand-off to SQLite's
   thread: five statements for one wake-up of the event loop;
-* on PostgreSQL an unconditional put without S3 facts is one call of ``blobstore_put_one`` (migration 0019) in
-  autocommit, which binds a dedup hit or records the upload of new bytes, and leaves anything else (a quota
-  exceeded, a blob gone under the lock) undecided to the general transaction; that transaction, which every
-  other single put and every commit takes, reads with one call of ``blobstore_bind_lookup`` (migrations 0008,
-  0009) and writes with one statement of data-modifying CTEs, inside BEGIN and COMMIT: four round trips; a stat
-  is one statement in autocommit. No session state, and statements prepared as the pool's driver connections
-  prepare every statement (so a transaction-mode pooler sees what it sees from SQLAlchemy).
+* on PostgreSQL an unconditional put (an S3 PutObject's MD5 and checksums included) is one call of
+  ``blobstore_put_one`` (migration 0019) in autocommit, which binds a dedup hit or records the upload of new
+  bytes, and leaves anything else (a quota exceeded, a blob gone under the lock) undecided to the general
+  transaction; that transaction, which every other single put and every commit takes, reads with one call of
+  ``blobstore_bind_lookup`` (migrations 0008, 0009) and writes with one statement of data-modifying CTEs,
+  inside BEGIN and COMMIT: four round trips; a stat is one statement in autocommit. No session state, and
+  statements prepared as the pool's driver connections prepare every statement (so a transaction-mode pooler
+  sees what it sees from SQLAlchemy).
 
 The SQL here names tables and columns by hand, beside the SQLAlchemy schema (blobstore.db.models);
 tests/store/test_hot_path.py holds the two paths to the same results.
@@ -39,6 +40,7 @@ from blobstore.db.batches import Found, LockedBlob, NewRef, OldRef, Written
 from blobstore.db.engine import Database, Driver
 from blobstore.model.preconditions import UNCONDITIONAL
 from blobstore.model.results import BlobInfo
+from blobstore.model.s3_facts import S3Facts
 
 #: Columns of the tenant, then of each blob found (``blobstore_bind_lookup``'s result on PostgreSQL).
 _SQLITE_TENANT = "SELECT id, used_bytes, used_objects, max_bytes, max_objects FROM tenants WHERE name = :tenant"
@@ -103,7 +105,7 @@ SELECT t.used_bytes, t.used_objects, t.max_bytes, t.max_objects,
 FROM tenants t WHERE t.name = ?
 """
 _PG_LOOKUP = "SELECT * FROM blobstore_bind_lookup($1, $2, $3, $4, $5, $6)"
-_PG_PUT_ONE = "SELECT * FROM blobstore_put_one($1, $2, $3, $4, $5, $6, $7::json, $8::json, $9, $10, $11)"
+_PG_PUT_ONE = "SELECT * FROM blobstore_put_one($1, $2, $3, $4, $5, $6, $7::json, $8::json, $9, $10, $11, $12, $13, $14)"
 _PG_RECORD = """
 INSERT INTO blobs (scope, digest, size, object_key, state, refcount, created_at, lease_expires_at)
 VALUES ($1, $2, $3, $4, 'uploading', 0, $5, $6) RETURNING id
@@ -162,7 +164,7 @@ async def bind_one(
     recorded in the same transaction as ``reservation`` says, and returned.
     """
     assert item.blob_id is None, "only bytes named by digest are bound here"
-    if not database.is_sqlite and item.condition == UNCONDITIONAL and item.facts is None:
+    if not database.is_sqlite and item.condition == UNCONDITIONAL:
         decided = await database.on_driver(
             lambda driver: _postgres_put_one(driver, tenant, scope, item, now, reservation)
         )
@@ -174,13 +176,15 @@ async def bind_one(
 async def _postgres_put_one(
     driver: Driver, tenant: str, scope: str, item: binding.Item, now: datetime, reservation: Reservation
 ) -> tuple[binding.Outcome, Upload | None] | None:
-    """An unconditional put without S3 facts bound, or its upload recorded, by one call of ``blobstore_put_one``
-    (migration 0019) in autocommit, as :func:`_bind` would; None where the function leaves the decision (and its
-    explanation) to the general binding, having written nothing."""
+    """An unconditional put bound (with its S3 facts), or its upload recorded, by one call of
+    ``blobstore_put_one`` (migration 0019) in autocommit, as :func:`_bind` would; None where the function leaves
+    the decision (and its explanation) to the general binding, having written nothing."""
     object_key = reservation.new_key()
     at, lease_until = (moment.astimezone(UTC).replace(tzinfo=None) for moment in (now, reservation.lease_until))
     values = (item.key, item.digest, item.size, item.content_type, json.dumps(item.metadata), json.dumps(item.headers))
-    row = await driver.connection.fetchrow(_PG_PUT_ONE, tenant, scope, *values, at, object_key, lease_until)
+    facts = item.facts or S3Facts()
+    s3 = (facts.md5, list(facts.checksums), list(facts.checksums.values()))
+    row = await driver.connection.fetchrow(_PG_PUT_ONE, tenant, scope, *values, at, object_key, lease_until, *s3)
     driver.sent(_PG_PUT_ONE)
     outcome, blob_id, deduplicated, replaced = row
     if outcome == "recorded":

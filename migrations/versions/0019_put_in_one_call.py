@@ -1,11 +1,12 @@
 """PostgreSQL: ``blobstore_put_one``, a single unconditional put's first transaction as one call.
 
-A put of bytes the store holds (a dedup hit) binds its key, counts the reference and charges the tenant in
-this one function call in autocommit; a put of new bytes records its upload (leased, under the caller's fresh
-object key) in the same call. Anything else (a quota the put would exceed, a live blob that vanished under
-the lock) comes back ``undecided`` with nothing written, for the general binding (blobstore.db.binding) to
-decide and explain. It locks as every writer does: the tenant's row, then blobs in id order. Nothing to do on
-SQLite, whose hot path already runs a whole transaction in one hand-off to its thread.
+A put of bytes the store holds (a dedup hit) binds its key, counts the reference, charges the tenant and records
+an S3 PutObject's MD5 and checksums (blobstore.db.s3_facts) in this one function call in autocommit; a put of
+new bytes records its upload (leased, under the caller's fresh object key) in the same call. Anything else (a
+quota the put would exceed, a live blob that vanished under the lock) comes back ``undecided`` with nothing
+written, for the general binding (blobstore.db.binding) to decide and explain. It locks as every writer does:
+the tenant's row, then blobs in id order. Nothing to do on SQLite, whose hot path already runs a whole
+transaction in one hand-off to its thread.
 
 Revision ID: 0019
 Revises: 0015
@@ -24,7 +25,8 @@ depends_on = None
 FUNCTION = """
 CREATE FUNCTION blobstore_put_one(
     p_tenant varchar, p_scope varchar, p_key varchar, p_digest varchar, p_size bigint, p_content_type varchar,
-    p_metadata json, p_headers json, p_now timestamp, p_object_key varchar, p_lease_until timestamp
+    p_metadata json, p_headers json, p_now timestamp, p_object_key varchar, p_lease_until timestamp,
+    p_md5 varchar, p_algorithms varchar[], p_checksums varchar[]
 ) RETURNS TABLE (outcome text, blob_id bigint, deduplicated boolean, replaced boolean)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -83,6 +85,12 @@ BEGIN
         UPDATE tenants SET used_bytes = used_bytes + add_bytes, used_objects = used_objects + add_objects
         WHERE id = t.id;
     END IF;
+    IF p_md5 IS NOT NULL THEN
+        INSERT INTO etags (tenant_id, digest, md5) VALUES (t.id, p_digest, p_md5) ON CONFLICT DO NOTHING;
+    END IF;
+    INSERT INTO checksums (tenant_id, digest, algorithm, value)
+    SELECT t.id, p_digest, c.algorithm, c.value FROM unnest(p_algorithms, p_checksums) AS c (algorithm, value)
+    ON CONFLICT DO NOTHING;
     RETURN QUERY SELECT 'bound', live, held OR old.blob_id IS NOT DISTINCT FROM live, old.key IS NOT NULL;
 END
 $$
@@ -98,5 +106,5 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             "DROP FUNCTION blobstore_put_one(varchar, varchar, varchar, varchar, bigint, varchar, json, json, "
-            "timestamp, varchar, timestamp)"
+            "timestamp, varchar, timestamp, varchar, varchar[], varchar[])"
         )
