@@ -1,0 +1,219 @@
+"""``compact`` on every deployment: blobs stored before frames are rewritten as frames, read back exactly, the
+old objects wait out the grace and GC reclaims them; dry runs, --tenant, reruns, corrupt old objects, and
+deletes and puts landing between the rewrite and the catalog switch."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from blobstore import BlobStore, NotFound
+from blobstore.storage import read_all
+from blobstore.storage.frames import FRAME_SIZE
+from tests.support.stores import FakeClock, StoreFactory
+from tests.support.workers import data_objects, invariant_violations, make_raw, object_key_of, rows, scalar
+
+GRACE = 3600.0
+TEXT = b"".join(b"%08d,2026-12-07T08:00:00Z,GET,/api/items/%d,200\n" % (n, n % 977) for n in range(60_000))
+#: key -> bytes, stored raw (as before frames): empty, tiny, text across frames, random (does not compress).
+OLD = {
+    "empty": b"",
+    "tiny": b"x",
+    "text": TEXT[: 2 * FRAME_SIZE + 5],
+    "random": os.urandom(FRAME_SIZE + 7),
+}
+
+
+async def put_raw(store: BlobStore, tenant: str, items: dict[str, bytes]) -> None:
+    for key, data in items.items():
+        await store.tenant(tenant).put(key, data)
+        await make_raw(store, tenant, key, data)
+
+
+async def unframed(store: BlobStore) -> int:
+    return int(await scalar(store, "SELECT count(*) FROM blobs WHERE state = 'live' AND frames IS NULL"))
+
+
+async def assert_reads(store: BlobStore, tenant: str, items: dict[str, bytes]) -> None:
+    for key, data in items.items():
+        assert await store.tenant(tenant).get(key) == data
+        if data:
+            async with store.tenant(tenant).open(key, (len(data) // 2, len(data) - 1)) as stream:
+                assert await stream.read() == data[len(data) // 2 :]
+
+
+async def assert_clean_after_grace(store: BlobStore, clock: FakeClock) -> None:
+    """Past the grace, one GC leaves exactly the live blobs' objects, and fsck --read-data finds nothing."""
+    clock.advance(GRACE + 60)
+    await store.gc()
+    assert await invariant_violations(store) == []
+    live = await rows(store, "SELECT object_key FROM blobs WHERE state = 'live'")
+    assert await data_objects(store) == sorted(key for (key,) in live)
+    report = await store.fsck(read_data=True)
+    assert report.problems == []
+
+
+async def test_compact_rewrites_old_blobs_as_frames_and_gc_reclaims_the_old_objects_past_grace(
+    store: BlobStore, clock: FakeClock
+) -> None:
+    await put_raw(store, "acme", OLD)
+    await store.tenant("acme").put("framed", TEXT[:5000])
+    old_keys = {key: await object_key_of(store, "acme", key) for key in OLD}
+
+    stats = await store.compact()
+
+    assert (stats.blobs_rewritten, stats.blobs_skipped, stats.failures) == (4, 0, [])
+    assert stats.bytes_before == sum(len(data) for data in OLD.values())
+    assert stats.bytes_after == int(
+        await scalar(
+            store,
+            "SELECT SUM(stored_size) FROM blobs WHERE object_key <> :k",
+            k=await object_key_of(store, "acme", "framed"),
+        )
+    )
+    assert stats.bytes_saved == stats.bytes_before - stats.bytes_after > FRAME_SIZE  # the text compresses
+    assert await unframed(store) == 0
+    await assert_reads(store, "acme", OLD)
+    for key, old_key in old_keys.items():  # new objects; the old ones wait out the grace
+        assert await object_key_of(store, "acme", key) != old_key
+        assert await read_all(store.storage, old_key) == OLD[key]
+    assert (await store.fsck(read_data=True)).problems == []
+    await store.gc()
+    assert all([await store.storage.stat(old_key) is not None for old_key in old_keys.values()])
+
+    await assert_clean_after_grace(store, clock)
+    await assert_reads(store, "acme", OLD)
+    assert (await store.compact()).blobs_rewritten == 0  # nothing left: a rerun is a no-op
+
+
+async def test_a_read_that_began_before_the_switch_finishes_from_the_old_object(store: BlobStore) -> None:
+    await put_raw(store, "acme", {"text": OLD["text"]})
+    async with store.tenant("acme").open("text") as stream:
+        await store.compact()
+        await store.gc()  # within the grace: the old object stays
+        assert await stream.read() == OLD["text"]
+
+
+async def test_a_dry_run_estimates_what_a_run_does_and_changes_nothing(store: BlobStore) -> None:
+    await put_raw(store, "acme", OLD)
+    before = await rows(store, "SELECT id, object_key, state FROM blobs ORDER BY id")
+    objects = await data_objects(store)
+
+    estimate = await store.compact(dry_run=True)
+
+    assert await rows(store, "SELECT id, object_key, state FROM blobs ORDER BY id") == before
+    assert await data_objects(store) == objects
+    done = await store.compact()
+    assert estimate.dry_run and not done.dry_run
+    assert (estimate.blobs_rewritten, estimate.bytes_before, estimate.bytes_after) == (
+        done.blobs_rewritten,
+        done.bytes_before,
+        done.bytes_after,
+    )
+
+
+async def test_tenant_limits_compact_to_the_blobs_that_tenant_references(store: BlobStore, clock: FakeClock) -> None:
+    await put_raw(store, "acme", {"a": OLD["text"]})
+    await put_raw(store, "globex", {"g": OLD["random"]})
+
+    stats = await store.compact(tenant="acme")
+
+    assert stats.blobs_rewritten == 1
+    assert await unframed(store) == 1
+    assert (await store.compact(tenant="nobody")).blobs_rewritten == 0
+    assert (await store.compact()).blobs_rewritten == 1  # resumes with what is left
+    await assert_reads(store, "acme", {"a": OLD["text"]})
+    await assert_reads(store, "globex", {"g": OLD["random"]})
+    await assert_clean_after_grace(store, clock)
+
+
+async def test_a_corrupt_old_object_is_reported_and_left_as_it_is(store: BlobStore, clock: FakeClock) -> None:
+    await put_raw(store, "acme", {"good": OLD["text"], "bad": OLD["random"]})
+    bad_key = await object_key_of(store, "acme", "bad")
+    damaged = bytearray(OLD["random"])
+    damaged[100] ^= 0xFF
+    await store.storage.write(bad_key, bytes(damaged))
+
+    stats = await store.compact()
+
+    assert stats.blobs_rewritten == 1
+    assert len(stats.failures) == 1 and stats.failures[0].startswith(bad_key)
+    assert await object_key_of(store, "acme", "bad") == bad_key
+    assert await unframed(store) == 1
+    assert await store.tenant("acme").get("good") == OLD["text"]
+    await store.storage.write(bad_key, OLD["random"])  # repaired: the next run takes it
+    assert (await store.compact()).blobs_rewritten == 1
+    await assert_clean_after_grace(store, clock)
+
+
+Interleave = Callable[[], Awaitable[None]]
+
+
+def between_write_and_switch(store: BlobStore, action: Interleave) -> None:
+    """Run ``action`` once, right after compact wrote a new object (before it verifies and switches)."""
+    storage = store.core.storage
+    real = storage.write
+    pending = [action]
+
+    async def write(key: str, source: object) -> None:
+        await real(key, source)  # type: ignore[arg-type]
+        if pending:
+            await pending.pop()()
+
+    storage.write = write  # type: ignore[method-assign]
+
+
+async def test_a_delete_of_the_last_reference_racing_compact_loses_nothing(
+    open_store: StoreFactory, deployment: str, clock: FakeClock
+) -> None:
+    store = await open_store(deployment, gc_grace_seconds=10.0)  # shorter than compact's upload lease
+    await put_raw(store, "acme", {"gone": OLD["text"], "kept": OLD["random"]})
+
+    async def delete_and_collect() -> None:
+        await store.tenant("acme").delete("gone")
+        clock.advance(20)
+        await store.gc()  # reclaims the blob (and its old object) before compact switches; our lease holds
+
+    between_write_and_switch(store, delete_and_collect)
+    stats = await store.compact()
+
+    assert (stats.blobs_rewritten, stats.blobs_skipped) == (1, 1)
+    with pytest.raises(NotFound):
+        await store.tenant("acme").get("gone")
+    await assert_reads(store, "acme", {"kept": OLD["random"]})
+    await assert_clean_after_grace(store, clock)
+
+
+async def test_a_delete_without_gc_racing_compact_still_switches_and_gc_reclaims_both_objects(
+    store: BlobStore, clock: FakeClock
+) -> None:
+    await put_raw(store, "acme", {"gone": OLD["text"]})
+    between_write_and_switch(store, lambda: store.tenant("acme").delete("gone"))
+
+    assert (await store.compact()).blobs_rewritten == 1
+
+    await assert_clean_after_grace(store, clock)
+    assert await data_objects(store) == []
+    assert await scalar(store, "SELECT count(*) FROM blobs") == 0
+
+
+async def test_a_put_dedup_hitting_the_blob_being_compacted_counts_its_reference(
+    store: BlobStore, clock: FakeClock
+) -> None:
+    await put_raw(store, "acme", {"text": OLD["text"]})
+
+    async def put_same_bytes() -> None:
+        await store.tenant("globex").put("copy", OLD["text"])
+
+    between_write_and_switch(store, put_same_bytes)
+    assert (await store.compact()).blobs_rewritten == 1
+
+    assert await scalar(store, "SELECT refcount FROM blobs WHERE state = 'live'") == 2
+    assert await scalar(store, "SELECT count(*) FROM blobs WHERE state = 'live'") == 1
+    await assert_reads(store, "acme", {"text": OLD["text"]})
+    await assert_reads(store, "globex", {"copy": OLD["text"]})
+    await assert_clean_after_grace(store, clock)
+    await store.tenant("acme").delete("text")
+    await assert_reads(store, "globex", {"copy": OLD["text"]})
