@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import delete, exists, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.db.batches import Written
@@ -34,16 +34,28 @@ async def raw_blobs(conn: AsyncConnection, *, tenant: str | None, after_id: int,
     """Up to ``limit`` live blobs without frames with ids above ``after_id``, by id; with ``tenant``, only
     the blobs that tenant references."""
     query = select(blobs.c.id, blobs.c.scope, blobs.c.digest, blobs.c.size, blobs.c.object_key).where(
-        blobs.c.state == LIVE, blobs.c.frames.is_(None), blobs.c.id > after_id
+        _raw(tenant), blobs.c.id > after_id
     )
-    if tenant is not None:
-        query = query.where(
-            exists()
-            .where(refs.c.blob_id == blobs.c.id, refs.c.tenant_id == tenants.c.id, tenants.c.name == tenant)
-            .correlate(blobs)
-        )
     result = await conn.execute(query.order_by(blobs.c.id).limit(limit))
     return [RawBlob(*row) for row in result]
+
+
+async def count_raw_blobs(conn: AsyncConnection, *, tenant: str | None) -> int:
+    """How many blobs :func:`raw_blobs` would list in all."""
+    return int(await conn.scalar(select(func.count()).select_from(blobs).where(_raw(tenant))) or 0)
+
+
+def _raw(tenant: str | None) -> ColumnElement[bool]:
+    """Live blobs without frames; with ``tenant``, only those it references."""
+    condition = and_(blobs.c.state == LIVE, blobs.c.frames.is_(None))
+    if tenant is None:
+        return condition
+    referenced = (
+        exists()
+        .where(refs.c.blob_id == blobs.c.id, refs.c.tenant_id == tenants.c.id, tenants.c.name == tenant)
+        .correlate(blobs)
+    )
+    return and_(condition, referenced)
 
 
 async def switch_to_framed(

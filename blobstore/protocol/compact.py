@@ -76,6 +76,7 @@ async def compact(
     module docstring. A blob that fails is reported in ``failures`` and the run goes on."""
     started = time.monotonic()
     stats, after = CompactStats(dry_run), 0
+    total = await core.database.read(partial(compaction.count_raw_blobs, tenant=tenant))
     while batch := await core.database.read(partial(compaction.raw_blobs, tenant=tenant, after_id=after, limit=BATCH)):
         after = batch[-1].blob_id
         for blob in batch:
@@ -91,7 +92,7 @@ async def compact(
                 stats.blobs_rewritten += 1
                 stats.bytes_before += blob.size
                 stats.bytes_after += stored_size
-            progress("compacting blobs", 1, None)
+            progress("compacting blobs", 1, total)
     stats.duration_seconds = time.monotonic() - started
     return stats
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import blake3
 import pytest
-from sqlalchemy import text
 
 from blobstore import BlobStore, IntegrityError
 from blobstore.db import hot_path

@@ -106,7 +106,8 @@ async def test_a_dry_run_estimates_what_a_run_does_and_changes_nothing(store: Bl
     assert await rows(store, "SELECT id, object_key, state FROM blobs ORDER BY id") == before
     assert await data_objects(store) == objects
     done = await store.compact()
-    assert estimate.dry_run and not done.dry_run
+    assert estimate.dry_run
+    assert not done.dry_run
     assert (estimate.blobs_rewritten, estimate.bytes_before, estimate.bytes_after) == (
         done.blobs_rewritten,
         done.bytes_before,
@@ -139,7 +140,8 @@ async def test_a_corrupt_old_object_is_reported_and_left_as_it_is(store: BlobSto
     stats = await store.compact()
 
     assert stats.blobs_rewritten == 1
-    assert len(stats.failures) == 1 and stats.failures[0].startswith(bad_key)
+    assert len(stats.failures) == 1
+    assert stats.failures[0].startswith(bad_key)
     assert await object_key_of(store, "acme", "bad") == bad_key
     assert await unframed(store) == 1
     assert await store.tenant("acme").get("good") == OLD["text"]
