@@ -5,10 +5,11 @@
 It opens the store named by the ``BLOBSTORE_*`` environment, runs a prelude of
 operations, printing ``ACK put KEY`` / ``ACK delete KEY`` after each one
 returned (a compact point then stores one blob as before frames), then arms
-the kill and runs the operation of POINT (see :data:`POINTS`). Right before it dies it prints ``CRASH POINT``. The kill is
-test-only code in this process: a storage wrapper whose fault action kills,
-a wrapped transaction runner that kills right after a given transaction
-committed, or (mid-multipart) a wrapped S3 client that kills after the first
+the kill and runs the operation of POINT (see :data:`POINTS`). Right before
+it dies it prints ``CRASH POINT``. The kill is test-only code in this process:
+a storage wrapper whose fault action kills, a wrapped transaction runner that
+kills right after a given transaction committed (or right before compact's
+catalog switch), or (mid-multipart) a wrapped S3 client that kills after the first
 part went up. If the point is never reached the worker says ``SURVIVED`` and
 exits 0, which the test treats as a failure.
 """
