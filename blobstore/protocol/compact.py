@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from blobstore.core.framing import ENCODE_IN_MEMORY, encoded
 from blobstore.core.reading import verified_chunks
-from blobstore.db import batches, compaction
+from blobstore.db import batches, catalog, compaction
 from blobstore.errors import BlobStoreError, IntegrityError
 from blobstore.model.progress import Progress, no_progress
 from blobstore.protocol.uploads import discard_upload, leases_renewed
@@ -105,7 +105,8 @@ async def _estimate(core: Core, blob: compaction.RawBlob) -> int:
 
 async def _rewrite(core: Core, blob: compaction.RawBlob) -> int | None:
     """Rewrite ``blob`` as frames under a fresh key and switch the catalog to it; its new stored size, or None
-    if it changed meanwhile (then nothing is switched and the new object is discarded)."""
+    if it changed meanwhile (then nothing is switched and the new object is discarded) or GC reclaimed our
+    upload (we stalled past its lease)."""
     database, settings = core.database, core.settings
     new_key = object_key_for(blob.digest)
     now = core.clock()
@@ -121,10 +122,15 @@ async def _rewrite(core: Core, blob: compaction.RawBlob) -> int | None:
     switched: compaction.Switch = "blob-changed"
     try:
         async with leases_renewed(database, core.clock, settings.upload_lease_seconds, [upload_id]):
-            async with _plaintext(core, blob) as plain, encoded(plain, settings.frame_level) as (stored, index):
-                await core.storage.write(new_key, stored)
-            written = batches.Written(index.encode(), index.stored_size)
-            await _verify(core, blob, new_key, written.frames)
+            try:
+                async with _plaintext(core, blob) as plain, encoded(plain, settings.frame_level) as (stored, index):
+                    await core.storage.write(new_key, stored)
+                written = batches.Written(index.encode(), index.stored_size)
+                await _verify(core, blob, new_key, written.frames)
+            except BlobStoreError:
+                if await database.read(partial(catalog.blob_state, blob_id=upload_id)) == catalog.UPLOADING:
+                    raise
+                return None  # we stalled past our lease and GC took the new object: a rerun takes the blob
             now = core.clock()
             switched = await database.transaction(
                 partial(

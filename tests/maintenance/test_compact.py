@@ -255,3 +255,24 @@ async def test_two_compact_runs_racing_deletes_puts_and_gc_lose_nothing_and_leak
     await assert_clean_after_grace(other, clock)
     await assert_reads(other, "acme", kept)
     assert len(await data_objects(other)) == len(kept)
+
+
+async def test_a_compact_stalled_past_its_lease_skips_the_blob_and_a_rerun_takes_it(
+    store: BlobStore, clock: FakeClock
+) -> None:
+    await put_raw(store, "acme", {"text": OLD["text"]})
+    old_key = await object_key_of(store, "acme", "text")
+
+    async def stall_and_collect() -> None:
+        clock.advance(GRACE + 60)  # far past compact's upload lease
+        await store.gc()  # reclaims the upload and the object just written
+
+    between_write_and_switch(store, stall_and_collect)
+    stats = await store.compact()
+
+    assert (stats.blobs_rewritten, stats.blobs_skipped, stats.failures) == (0, 1, [])
+    assert await object_key_of(store, "acme", "text") == old_key
+    assert await data_objects(store) == [old_key]
+    assert (await store.compact()).blobs_rewritten == 1
+    await assert_clean_after_grace(store, clock)
+    await assert_reads(store, "acme", {"text": OLD["text"]})
