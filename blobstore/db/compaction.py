@@ -58,6 +58,12 @@ def _raw(tenant: str | None) -> ColumnElement[bool]:
     return and_(condition, referenced)
 
 
+async def still_raw(conn: AsyncConnection, blob: RawBlob) -> bool:
+    """True if ``blob`` is still live and unframed under its old object key."""
+    query = select(blobs.c.id).where(blobs.c.id == blob.blob_id, _raw(None), blobs.c.object_key == blob.object_key)
+    return (await conn.execute(query)).first() is not None
+
+
 async def switch_to_framed(
     conn: AsyncConnection,
     blob: RawBlob,

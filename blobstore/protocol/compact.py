@@ -83,6 +83,9 @@ async def compact(
             try:
                 stored_size = await (_estimate(core, blob) if dry_run else _rewrite(core, blob))
             except BlobStoreError as exc:
+                if not await core.database.read(partial(compaction.still_raw, blob=blob)):
+                    stats.blobs_skipped += 1  # deleted and reclaimed, or compacted by another run, meanwhile
+                    continue
                 stats.failures.append(f"{blob.object_key}: {exc}")
                 log.warning("could not compact %s: %s", blob.object_key, exc)
                 continue

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -276,3 +277,31 @@ async def test_a_compact_stalled_past_its_lease_skips_the_blob_and_a_rerun_takes
     assert (await store.compact()).blobs_rewritten == 1
     await assert_clean_after_grace(store, clock)
     await assert_reads(store, "acme", {"text": OLD["text"]})
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+async def test_a_blob_deleted_and_reclaimed_before_compact_reads_it_is_skipped(
+    store: BlobStore, clock: FakeClock, dry_run: bool
+) -> None:
+    await put_raw(store, "acme", {"gone": OLD["text"], "kept": OLD["random"]})
+    storage = store.core.storage
+    real = storage.read
+    gone_key = await object_key_of(store, "acme", "gone")
+
+    def read(key: str, byte_range: tuple[int, int] | None = None) -> Any:
+        async def deleted_first() -> AsyncIterator[bytes]:
+            if key == gone_key:  # compact listed the blob; it is deleted and reclaimed before the read
+                await store.tenant("acme").delete("gone")
+                clock.advance(GRACE + 60)
+                await store.gc()
+            async for chunk in real(key, byte_range):
+                yield chunk
+
+        return deleted_first()
+
+    storage.read = read  # type: ignore[method-assign]
+    stats = await store.compact(dry_run=dry_run)
+
+    assert (stats.blobs_rewritten, stats.blobs_skipped, stats.failures) == (1, 1, [])
+    storage.read = real  # type: ignore[method-assign]
+    await assert_reads(store, "acme", {"kept": OLD["random"]})
