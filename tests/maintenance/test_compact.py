@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from blobstore import BlobStore, NotFound
+from blobstore.core.framing import ENCODE_IN_MEMORY
 from blobstore.storage import read_all
 from blobstore.storage.frames import FRAME_SIZE
 from tests.support.stores import FakeClock, StoreFactory
@@ -305,3 +308,22 @@ async def test_a_blob_deleted_and_reclaimed_before_compact_reads_it_is_skipped(
     assert (stats.blobs_rewritten, stats.blobs_skipped, stats.failures) == (1, 1, [])
     storage.read = real  # type: ignore[method-assign]
     await assert_reads(store, "acme", {"kept": OLD["random"]})
+
+
+async def test_a_blob_over_8_mib_is_rewritten_through_a_temporary_file_that_is_removed(
+    store: BlobStore, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temporary = tmp_path / "temporary"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))  # where the run's temporary files go
+    big = (TEXT * 4)[: ENCODE_IN_MEMORY + 3 * FRAME_SIZE + 11]
+    await put_raw(store, "acme", {"big": big})
+
+    estimate = await store.compact(dry_run=True)
+    stats = await store.compact()
+
+    assert stats.blobs_rewritten == estimate.blobs_rewritten == 1
+    assert stats.bytes_after == estimate.bytes_after < len(big) // 3
+    assert list(temporary.iterdir()) == []
+    await assert_reads(store, "acme", {"big": big})
+    await assert_clean_after_grace(store, clock)
