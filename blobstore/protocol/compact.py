@@ -17,6 +17,7 @@ object discarded. Resumable: a run takes what is still unframed. A dry run reads
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -43,8 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Blobs planned per catalog query.
+#: Blobs planned per catalog query, and rewritten at once.
 BATCH = 100
+CONCURRENT = 4
 
 
 @dataclass
@@ -72,32 +74,45 @@ class CompactStats:
 async def compact(
     core: Core, *, tenant: str | None = None, dry_run: bool = False, progress: Progress = no_progress
 ) -> CompactStats:
-    """Rewrite every live blob without frames (with ``tenant``: those it references) as frames; see the
-    module docstring. A blob that fails is reported in ``failures`` and the run goes on."""
+    """Rewrite every live blob without frames (with ``tenant``: those it references) as frames, a few at a
+    time; see the module docstring. A blob that fails is reported in ``failures`` and the run goes on."""
     started = time.monotonic()
     stats, after = CompactStats(dry_run), 0
     total = await core.database.read(partial(compaction.count_raw_blobs, tenant=tenant))
+    limit = asyncio.Semaphore(CONCURRENT)
+
+    async def one(blob: compaction.RawBlob) -> None:
+        async with limit:
+            await _compact_one(core, blob, dry_run, stats)
+            progress("compacting blobs", 1, total)
+
     while batch := await core.database.read(partial(compaction.raw_blobs, tenant=tenant, after_id=after, limit=BATCH)):
         after = batch[-1].blob_id
-        for blob in batch:
-            try:
-                stored_size = await (_estimate(core, blob) if dry_run else _rewrite(core, blob))
-            except BlobStoreError as exc:
-                if not await core.database.read(partial(compaction.still_raw, blob=blob)):
-                    stats.blobs_skipped += 1  # deleted and reclaimed, or compacted by another run, meanwhile
-                    continue
-                stats.failures.append(f"{blob.object_key}: {exc}")
-                log.warning("could not compact %s: %s", blob.object_key, exc)
-                continue
-            if stored_size is None:
-                stats.blobs_skipped += 1
-            else:
-                stats.blobs_rewritten += 1
-                stats.bytes_before += blob.size
-                stats.bytes_after += stored_size
-            progress("compacting blobs", 1, total)
+        async with asyncio.TaskGroup() as group:
+            for blob in batch:
+                group.create_task(one(blob))
+    stats.failures.sort()
     stats.duration_seconds = time.monotonic() - started
     return stats
+
+
+async def _compact_one(core: Core, blob: compaction.RawBlob, dry_run: bool, stats: CompactStats) -> None:
+    """Rewrite (or, dry, estimate) ``blob`` and count the outcome in ``stats``."""
+    try:
+        stored_size = await (_estimate(core, blob) if dry_run else _rewrite(core, blob))
+    except BlobStoreError as exc:
+        if await core.database.read(partial(compaction.still_raw, blob=blob)):
+            stats.failures.append(f"{blob.object_key}: {exc}")
+            log.warning("could not compact %s: %s", blob.object_key, exc)
+        else:  # deleted and reclaimed, or compacted by another run, meanwhile
+            stats.blobs_skipped += 1
+        return
+    if stored_size is None:
+        stats.blobs_skipped += 1
+    else:
+        stats.blobs_rewritten += 1
+        stats.bytes_before += blob.size
+        stats.bytes_after += stored_size
 
 
 async def _estimate(core: Core, blob: compaction.RawBlob) -> int:

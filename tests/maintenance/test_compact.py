@@ -284,8 +284,9 @@ async def test_a_compact_stalled_past_its_lease_skips_the_blob_and_a_rerun_takes
 
 @pytest.mark.parametrize("dry_run", [False, True])
 async def test_a_blob_deleted_and_reclaimed_before_compact_reads_it_is_skipped(
-    store: BlobStore, clock: FakeClock, dry_run: bool
+    open_store: StoreFactory, deployment: str, clock: FakeClock, dry_run: bool
 ) -> None:
+    store = await open_store(deployment, gc_grace_seconds=10.0)  # shorter than compact's upload lease
     await put_raw(store, "acme", {"gone": OLD["text"], "kept": OLD["random"]})
     storage = store.core.storage
     real = storage.read
@@ -295,7 +296,7 @@ async def test_a_blob_deleted_and_reclaimed_before_compact_reads_it_is_skipped(
         async def deleted_first() -> AsyncIterator[bytes]:
             if key == gone_key:  # compact listed the blob; it is deleted and reclaimed before the read
                 await store.tenant("acme").delete("gone")
-                clock.advance(GRACE + 60)
+                clock.advance(20)
                 await store.gc()
             async for chunk in real(key, byte_range):
                 yield chunk
