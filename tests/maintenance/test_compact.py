@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import blake3
 import pytest
 
 from blobstore import BlobStore, NotFound
@@ -158,15 +159,17 @@ async def test_a_corrupt_old_object_is_reported_and_left_as_it_is(store: BlobSto
 Interleave = Callable[[], Awaitable[None]]
 
 
-def between_write_and_switch(store: BlobStore, action: Interleave) -> None:
-    """Run ``action`` once, right after compact wrote a new object (before it verifies and switches)."""
+def between_write_and_switch(store: BlobStore, data: bytes, action: Interleave) -> None:
+    """Run ``action`` once, right after compact wrote the new object of ``data``'s blob (before it verifies and
+    switches)."""
     storage = store.core.storage
     real = storage.write
     pending = [action]
+    digest = blake3.blake3(data).hexdigest()
 
     async def write(key: str, source: object) -> None:
         await real(key, source)  # type: ignore[arg-type]
-        if pending:
+        if pending and digest in key:
             await pending.pop()()
 
     storage.write = write  # type: ignore[method-assign]
@@ -183,7 +186,7 @@ async def test_a_delete_of_the_last_reference_racing_compact_loses_nothing(
         clock.advance(20)
         await store.gc()  # reclaims the blob (and its old object) before compact switches; our lease holds
 
-    between_write_and_switch(store, delete_and_collect)
+    between_write_and_switch(store, OLD["text"], delete_and_collect)
     stats = await store.compact()
 
     assert (stats.blobs_rewritten, stats.blobs_skipped) == (1, 1)
@@ -197,7 +200,7 @@ async def test_a_delete_without_gc_racing_compact_still_switches_and_gc_reclaims
     store: BlobStore, clock: FakeClock
 ) -> None:
     await put_raw(store, "acme", {"gone": OLD["text"]})
-    between_write_and_switch(store, lambda: store.tenant("acme").delete("gone"))
+    between_write_and_switch(store, OLD["text"], lambda: store.tenant("acme").delete("gone"))
 
     assert (await store.compact()).blobs_rewritten == 1
 
@@ -214,7 +217,7 @@ async def test_a_put_dedup_hitting_the_blob_being_compacted_counts_its_reference
     async def put_same_bytes() -> None:
         await store.tenant("globex").put("copy", OLD["text"])
 
-    between_write_and_switch(store, put_same_bytes)
+    between_write_and_switch(store, OLD["text"], put_same_bytes)
     assert (await store.compact()).blobs_rewritten == 1
 
     assert await scalar(store, "SELECT refcount FROM blobs WHERE state = 'live'") == 2
@@ -271,7 +274,7 @@ async def test_a_compact_stalled_past_its_lease_skips_the_blob_and_a_rerun_takes
         clock.advance(GRACE + 60)  # far past compact's upload lease
         await store.gc()  # reclaims the upload and the object just written
 
-    between_write_and_switch(store, stall_and_collect)
+    between_write_and_switch(store, OLD["text"], stall_and_collect)
     stats = await store.compact()
 
     assert (stats.blobs_rewritten, stats.blobs_skipped, stats.failures) == (0, 1, [])
