@@ -14,7 +14,7 @@ from typing import Any
 import blake3
 import pytest
 
-from blobstore import BlobStore, NotFound
+from blobstore import BlobStore, IntegrityError, NotFound
 from blobstore.core.framing import ENCODE_IN_MEMORY
 from blobstore.storage import read_all
 from blobstore.storage.frames import FRAME_SIZE
@@ -331,3 +331,25 @@ async def test_a_blob_over_8_mib_is_rewritten_through_a_temporary_file_that_is_r
     assert list(temporary.iterdir()) == []
     await assert_reads(store, "acme", {"big": big})
     await assert_clean_after_grace(store, clock)
+
+
+async def test_with_compression_off_compact_frames_blobs_raw_and_ranged_reads_are_verified(
+    open_store: StoreFactory, deployment: str, clock: FakeClock
+) -> None:
+    store = await open_store(deployment, compression="off")
+    await put_raw(store, "acme", {"text": OLD["text"]})
+
+    stats = await store.compact()
+
+    assert (stats.blobs_rewritten, stats.bytes_before, stats.bytes_after) == (1, len(OLD["text"]), len(OLD["text"]))
+    assert await unframed(store) == 0
+    object_key = await object_key_of(store, "acme", "text")
+    assert await read_all(store.storage, object_key) == OLD["text"]
+    damaged = bytearray(OLD["text"])
+    damaged[FRAME_SIZE + 5] ^= 0xFF
+    await store.storage.write(object_key, bytes(damaged))
+    async with store.tenant("acme").open("text", (0, 99)) as stream:
+        assert await stream.read() == OLD["text"][:100]
+    with pytest.raises(IntegrityError):
+        async with store.tenant("acme").open("text", (FRAME_SIZE, FRAME_SIZE + 9)) as stream:
+            await stream.read()
