@@ -3,9 +3,10 @@
 Steps: put, put of bytes another key already holds (dedup), copy, replace,
 delete, GC past grace, compact of a blob made old (stored as before frames),
 and crash-restart (a put, delete or GC whose process dies at a chosen point,
-after which the store is reopened on the same database and storage). The machine is synchronous; it runs the async store on
-an event loop of its own (the sync shim). It runs on SQLite + local directory
-and on PostgreSQL + S3, each example on a fresh store.
+after which the store is reopened on the same database and storage). The
+machine is synchronous; it runs the async store on an event loop of its own
+(the sync shim). It runs on SQLite + local directory and on PostgreSQL + S3,
+each example on a fresh store.
 """
 
 from __future__ import annotations
