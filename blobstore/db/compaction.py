@@ -1,5 +1,5 @@
 """Statements of ``compact`` (blobstore.protocol.compact): finding blobs stored before frames, and switching
-one to its framed object in one transaction (docs/gc-protocol.md, "Compact").
+one to its framed object in one transaction (docs/gc-protocol.md, **compact**; docs/frames.md).
 """
 
 from __future__ import annotations

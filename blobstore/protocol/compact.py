@@ -1,6 +1,6 @@
 """``compact``: rewriting blobs stored before frames (their object the raw bytes) into framed objects.
 
-Safe beside writers, readers, GC and other compact runs (docs/gc-protocol.md, "Compact"). Per blob:
+Safe beside writers, readers, GC and other compact runs (docs/gc-protocol.md, **compact**). Per blob:
 
 1. *intent*: an ``uploading`` row (leased, as a put's) under a fresh object key;
 2. *write* the old object's bytes, read and verified against the blob's digest, as frames under that key,
