@@ -54,6 +54,7 @@ if TYPE_CHECKING:  # the maintenance modules load when first used, out of every 
     from blobstore.accounting.report import CostReport
     from blobstore.auth.signing import SignedUrl
     from blobstore.maintenance.fsck import FsckReport
+    from blobstore.protocol.compact import CompactStats
     from blobstore.protocol.gc import GcStats, OnPlanned
 
 #: The most keys one page of a listing holds (S3's cap too): a page is built in memory, so this bounds it.
@@ -114,6 +115,15 @@ class BlobStore:
         from blobstore.protocol.gc import gc as run_gc
 
         return await run_gc(self.core, dry_run=dry_run, progress=progress, on_planned=on_planned)
+
+    async def compact(
+        self, *, tenant: str | None = None, dry_run: bool = False, progress: Progress = no_progress
+    ) -> CompactStats:
+        """Rewrite blobs stored before frames as frames (see blobstore.protocol.compact), with ``tenant`` only
+        those it references; ``dry_run`` estimates by compressing and changes nothing."""
+        from blobstore.protocol.compact import compact as run_compact
+
+        return await run_compact(self.core, tenant=tenant, dry_run=dry_run, progress=progress)
 
     async def fsck(
         self, *, read_data: bool = False, repair: bool = False, progress: Progress = no_progress

@@ -105,6 +105,11 @@ def tenant_argument(command: F) -> F:
     return click.argument("tenant", callback=_tenant)(command)
 
 
+def tenant_option(help: str) -> Callable[[F], F]:
+    """A ``--tenant T`` option, validated (InvalidTenant) before anything is opened."""
+    return click.option("--tenant", metavar="T", callback=_tenant, help=help)
+
+
 def key_argument(name: str = "key", **attrs: Any) -> Callable[[F], F]:
     """A key argument (``nargs=-1`` for several, deduplicated in order), validated (InvalidKey) up front."""
     return click.argument(name, callback=_keys, **attrs)

@@ -320,30 +320,8 @@ class Uploader:
         assert tenant is not None, "lock_tenant creates the tenant"
         return tenant
 
-    @contextlib.asynccontextmanager
-    async def _lease_renewed(self, blob_ids: Sequence[int]) -> AsyncIterator[None]:
-        """Renew the uploads' leases every third of their length while the body runs, so GC leaves an
-        upload alone however long it takes; only a dead (or stalled) uploader's lease lapses."""
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(self.lease_seconds / 3)
-                until = self.clock() + timedelta(seconds=self.lease_seconds)
-                try:
-                    if not await self.database.transaction(
-                        partial(batches.renew_leases, blob_ids=blob_ids, lease_until=until)
-                    ):
-                        return  # all reclaimed: the commit will find out
-                except Exception:
-                    log.warning("could not renew the leases of uploads %s; retrying", blob_ids, exc_info=True)
-
-        renewer = asyncio.create_task(renew())
-        try:
-            yield
-        finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+    def _lease_renewed(self, blob_ids: Sequence[int]) -> contextlib.AbstractAsyncContextManager[None]:
+        return leases_renewed(self.database, self.clock, self.lease_seconds, blob_ids)
 
     async def _record_staging(self, conn: AsyncConnection) -> tuple[int, str]:
         """Insert a staging row: ``uploading``, leased, of size 0, under a random placeholder digest (no
@@ -378,16 +356,46 @@ class Uploader:
         return state != catalog.UPLOADING
 
     async def _discard(self, blob_id: int, object_key: str) -> None:
-        """Best effort: tombstone an upload nobody references, delete its object, forget its row.
+        await discard_upload(self.database, self.storage, blob_id, object_key)
 
-        Whatever a crash or error leaves behind here, GC finishes (docs/gc-protocol.md).
-        """
-        try:
-            if await self.database.transaction(lambda conn: catalog.abandon(conn, blob_id)):
-                await self.storage.delete_many([object_key])
-                await self.database.transaction(lambda conn: catalog.forget_blobs(conn, [blob_id]))
-        except Exception:
-            log.warning("could not discard upload %s; GC will reclaim it", object_key, exc_info=True)
+
+@contextlib.asynccontextmanager
+async def leases_renewed(
+    database: Database, clock: Callable[[], datetime], lease_seconds: float, blob_ids: Sequence[int]
+) -> AsyncIterator[None]:
+    """Renew the uploads' leases every third of their length while the body runs, so GC leaves an
+    upload alone however long it takes; only a dead (or stalled) uploader's lease lapses."""
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(lease_seconds / 3)
+            until = clock() + timedelta(seconds=lease_seconds)
+            try:
+                if not await database.transaction(partial(batches.renew_leases, blob_ids=blob_ids, lease_until=until)):
+                    return  # all reclaimed: the commit will find out
+            except Exception:
+                log.warning("could not renew the leases of uploads %s; retrying", blob_ids, exc_info=True)
+
+    renewer = asyncio.create_task(renew())
+    try:
+        yield
+    finally:
+        renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewer
+
+
+async def discard_upload(database: Database, storage: ObjectStorage, blob_id: int, object_key: str) -> None:
+    """Best effort: tombstone an upload nobody references, delete its object, forget its row.
+
+    Whatever a crash or error leaves behind here, GC finishes (docs/gc-protocol.md).
+    """
+    try:
+        if await database.transaction(lambda conn: catalog.abandon(conn, blob_id)):
+            await storage.delete_many([object_key])
+            await database.transaction(lambda conn: catalog.forget_blobs(conn, [blob_id]))
+    except Exception:
+        log.warning("could not discard upload %s; GC will reclaim it", object_key, exc_info=True)
 
 
 async def _discard_staged(staged: StagedObject) -> None:

@@ -18,6 +18,10 @@ Figures (``unique`` counts each distinct digest once):
 ``cost_before``, ``cost_after``
     the monthly storage cost of ``logical_bytes`` (the source as stored today,
     every file in full) and of ``new_bytes`` (what the store adds), at a price list.
+``estimated_stored_bytes``
+    an estimate of what ``new_bytes`` take stored as frames, compressed where that pays: the first bytes of
+    up to ``compression_sample_files`` new files are compressed as a put would (blobstore.transfer.sampling)
+    and their ratio is applied to ``new_bytes``.
 ``already_imported``
     files whose key already holds the same size and digest: a real import skips them.
 """
@@ -36,8 +40,9 @@ from blobstore.db.live_blobs import live_digests
 from blobstore.store import BlobStore
 from blobstore.transfer.importer import stored_keys
 from blobstore.transfer.parallel import Advance, check_jobs, for_each, no_advance
+from blobstore.transfer.sampling import CompressionSample, sample_compression, spread
 from blobstore.transfer.selection import Entry, Selection
-from blobstore.transfer.sources import Failure, ImportSource, shown
+from blobstore.transfer.sources import Failure, ImportSource, SourceFile, shown
 
 #: Duplicate groups a dry run lists (the largest by bytes saved).
 TOP_GROUPS = 10
@@ -90,6 +95,11 @@ class DryRun:
     already_imported: int = 0
     duplicate_groups: list[DuplicateGroup] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    compression_sample: CompressionSample = field(default_factory=CompressionSample)
+
+    @property
+    def estimated_stored_bytes(self) -> int:
+        return self.compression_sample.scaled(self.new_bytes)
 
     @property
     def new_bytes(self) -> int:
@@ -129,6 +139,9 @@ class DryRun:
             "new_bytes": self.new_bytes,
             "saved_bytes": self.saved_bytes,
             "dedup_ratio": None if ratio is None else round(ratio, 4),
+            "estimated_stored_bytes": self.estimated_stored_bytes,
+            "compression_sample_files": self.compression_sample.files,
+            "compression_estimate": f"estimated from {self.compression_sample.files} sampled files",
             "already_imported": self.already_imported,
             "cost_before": decimal_text(self.cost_before),
             "cost_after": decimal_text(self.cost_after),
@@ -175,6 +188,7 @@ async def dry_run(
     report.failures += plan.problems
     held_keys = await stored_keys(handle, plan.prefix)
     groups: dict[str, DuplicateGroup] = {}
+    first_files: dict[str, SourceFile] = {}
 
     async def hash_batch(batch: list[Entry]) -> None:
         for entry, outcome in zip(batch, await source.digests([entry.file for entry in batch]), strict=True):
@@ -183,6 +197,7 @@ async def dry_run(
             else:
                 digest, size = outcome
                 group = groups.setdefault(digest, DuplicateGroup(digest, size))
+                first_files.setdefault(digest, entry.file)
                 group.count += 1
                 bisect.insort(group.paths, shown(entry.file.path))
                 del group.paths[GROUP_PATHS:]
@@ -197,6 +212,8 @@ async def dry_run(
     held = await store.database.transaction(lambda conn: live_digests(conn, scope, groups))
     report.unique_bytes = sum(group.size for group in groups.values())
     report.held_bytes = sum(groups[digest].size for digest in held)
+    new_files = [first_files[digest] for digest in sorted(set(groups) - set(held)) if groups[digest].size]
+    report.compression_sample = await sample_compression(source, spread(new_files), store.settings.frame_level)
     duplicates = [group for group in groups.values() if group.count > 1]
     duplicates.sort(key=lambda group: (-group.saved_bytes, group.digest))
     report.duplicate_groups = duplicates[:TOP_GROUPS]

@@ -35,6 +35,11 @@ def _figures(report: DryRun) -> list[tuple[str, str, str]]:
         ("already in store", size_text(report.held_bytes), f"of those, held by {scope}"),
         ("would be stored", size_text(report.new_bytes), "new bytes the import adds to storage"),
         ("saved", size_text(report.saved_bytes), "logical minus stored"),
+        (
+            "compressed (estimate)",
+            size_text(report.estimated_stored_bytes),
+            f"what would be stored takes as frames, estimated from {_files(report.compression_sample.files)} sampled",
+        ),
         ("already imported", f"{report.already_imported:,}", "files whose key already holds them (skipped)"),
         ("cost before", money_text(report.cost_before, currency) + "/month", "the logical bytes, stored in full"),
         ("cost after", money_text(report.cost_after, currency) + "/month", "the bytes the store adds"),

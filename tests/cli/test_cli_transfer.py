@@ -64,6 +64,8 @@ def test_dry_run_reports_figures_as_json_and_stores_nothing(bs: Callable[..., Ru
     assert report["pricing"]["name"] == "wasabi"
     assert [group["paths"] for group in report["duplicate_groups"]] == [["a/two.txt", "one.txt"]]
     assert float(report["cost_after"]) < float(report["cost_before"])
+    assert (report["compression_sample_files"], report["compression_estimate"]) == (2, "estimated from 2 sampled files")
+    assert report["estimated_stored_bytes"] == 11 + 8  # under 4 KiB: stored raw
     assert bs("ls", "acme").ok().stdout == ""
 
 
@@ -72,6 +74,8 @@ def test_dry_run_prints_a_table_or_an_html_page(bs: Callable[..., Run], tree: Pa
     table = bs("import", "acme", str(tree), "--dry-run").ok().stdout
     for figure in ("logical", "unique in source", "would be stored", "cost before", "cost after", "a/two.txt"):
         assert figure in table
+    assert "compressed (estimate)" in table
+    assert "estimated from 2 files sampled" in table
     page = bs("import", "acme", str(tree), "--dry-run", "--format", "html").ok().stdout
     assert page.startswith("<!DOCTYPE html>")
     assert "a/two.txt" in page

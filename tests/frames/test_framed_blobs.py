@@ -11,7 +11,6 @@ from typing import Any
 
 import blake3
 import pytest
-from sqlalchemy import text
 
 from blobstore import BlobStore, IntegrityError
 from blobstore.db import hot_path
@@ -19,7 +18,7 @@ from blobstore.storage import ObjectStorage, open_storage_from_url, read_all
 from blobstore.storage.frames import FRAME_SIZE, Codec, FrameIndex
 from blobstore.storage.timed import TimedStorage
 from tests.support.stores import StoreFactory
-from tests.support.workers import object_key_of, scalar
+from tests.support.workers import make_raw, object_key_of, scalar
 
 TEXT = b"".join(b"%08d,2026-12-07T08:00:00Z,GET,/api/items/%d,200,0.003\n" % (n, n % 977) for n in range(200_000))
 
@@ -206,16 +205,6 @@ async def test_a_truncated_framed_object_is_an_integrity_error(store: BlobStore)
     with pytest.raises(IntegrityError):
         await read(store, "acme", "k", (FRAME_SIZE, FRAME_SIZE))
     assert await read(store, "acme", "k", (0, 9)) == data[:10]
-
-
-async def make_raw(store: BlobStore, tenant: str, key: str, data: bytes) -> None:
-    """Turn the blob under ``key`` into one as stored before frames: its object the raw bytes, no index."""
-    object_key = await object_key_of(store, tenant, key)
-    await store.storage.write(object_key, data)
-    async with store.database.engine.begin() as conn:
-        await conn.execute(
-            text("UPDATE blobs SET frames = NULL, stored_size = NULL WHERE object_key = :k"), {"k": object_key}
-        )
 
 
 async def test_old_raw_blobs_read_as_before_beside_framed_ones(store: BlobStore) -> None:

@@ -1,8 +1,10 @@
-"""The crash-point matrix: a real child process is killed with SIGKILL at each named point of a put, a delete
-and a GC run (tests/support/crash_worker.py); then the store is reopened, collected past grace and checked.
+"""The crash-point matrix: a real child process is killed with SIGKILL at each named point of a put, a delete,
+a GC run and a compact run (tests/support/crash_worker.py); then the store is reopened, collected past grace
+and checked.
 
 After every crash: no acknowledged write is lost, the interrupted operation took effect entirely or not at
-all (as its point dictates), GC leaves no leaked object or row, and fsck --read-data finds nothing wrong.
+all (as its point dictates), a rerun of compact finishes, GC leaves no leaked object or row, and fsck
+--read-data finds nothing wrong.
 Runs on SQLite + local directory and on PostgreSQL + S3; mid-multipart only on S3.
 """
 
@@ -20,7 +22,16 @@ from aiobotocore.config import AioConfig
 from blobstore import BlobStore, NotFound
 from blobstore.core.ingest import new_hasher
 from blobstore.storage import S3Storage
-from tests.support.crash_worker import CRASH_KEY, DELETED_KEY, DOOMED, POINTS, PRELUDE, TENANT, payload
+from tests.support.crash_worker import (
+    COMPACTED_KEY,
+    CRASH_KEY,
+    DELETED_KEY,
+    DOOMED,
+    POINTS,
+    PRELUDE,
+    TENANT,
+    payload,
+)
 from tests.support.stores import DEPLOYMENTS, FakeClock, StoreFactory
 from tests.support.workers import data_objects, invariant_violations, rows, worker_env
 
@@ -123,6 +134,8 @@ async def check_debris(store: BlobStore, point: str, request: pytest.FixtureRequ
             assert (state, refcount) == ("uploading", 0)
             assert await stored(store, object_key) == (point == "put-after-upload")
         assert await multipart_uploads(store, request) == (1 if point == "put-mid-multipart" else 0)
+    elif point.startswith("compact"):
+        await check_compact_debris(store, point)
     elif point == "delete-after-commit":
         state, refcount, object_key = await blob_of(store, PRELUDE[DELETED_KEY])
         assert (state, refcount, await stored(store, object_key)) == ("live", 0, True)
@@ -130,6 +143,22 @@ async def check_debris(store: BlobStore, point: str, request: pytest.FixtureRequ
         state, refcount, object_key = await blob_of(store, DOOMED[1])
         assert (state, refcount) == ("deleting", 0)
         assert await stored(store, object_key) == (point == "gc-after-tombstone")
+
+
+async def check_compact_debris(store: BlobStore, point: str) -> None:
+    """The compacted blob's live row and the compact's ``uploading`` row: before the switch the live row is
+    raw and the upload holds the new key (its object written from compact-after-write on); after it the live
+    row is framed and the upload row holds the old key, its object kept for GC past grace."""
+    found = await rows(
+        store,
+        "SELECT state, refcount, object_key, frames IS NULL FROM blobs WHERE digest = :d ORDER BY state",
+        d=digest_of(PRELUDE[COMPACTED_KEY]),
+    )
+    [(live, refcount, live_key, raw), (uploading, _, upload_key, _)] = found
+    assert (live, refcount, uploading) == ("live", 1, "uploading")
+    assert raw == (point != "compact-after-switch")
+    assert await stored(store, live_key)
+    assert await stored(store, upload_key) == (point != "compact-after-intent")
 
 
 @pytest.mark.parametrize(("deployment", "point"), CASES)
@@ -170,3 +199,8 @@ async def test_a_killed_process_loses_no_acknowledged_write_and_leaks_nothing(
     assert report.problems == []
     for key, data in model.items():
         assert await tenant.get(key) == data
+    if point.startswith("compact"):  # a rerun finishes what the killed one began
+        assert (await restarted.compact()).failures == []
+        assert not await rows(restarted, "SELECT id FROM blobs WHERE state = 'live' AND frames IS NULL")
+        for key, data in model.items():
+            assert await tenant.get(key) == data

@@ -1,11 +1,12 @@
 """A Hypothesis state machine drives the store against a plain dict model, checking invariants after every step.
 
 Steps: put, put of bytes another key already holds (dedup), copy, replace,
-delete, GC past grace, and crash-restart (a put, delete or GC whose process
-dies at a chosen point, after which the store is reopened on the same
-database and storage). The machine is synchronous; it runs the async store on
-an event loop of its own (the sync shim). It runs on SQLite + local directory
-and on PostgreSQL + S3, each example on a fresh store.
+delete, GC past grace, compact of a blob made old (stored as before frames),
+and crash-restart (a put, delete or GC whose process dies at a chosen point,
+after which the store is reopened on the same database and storage). The
+machine is synchronous; it runs the async store on an event loop of its own
+(the sync shim). It runs on SQLite + local directory and on PostgreSQL + S3,
+each example on a fresh store.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from blobstore.core.ingest import new_hasher
 from blobstore.protocol.uploads import Uploader
 from blobstore.testing.faults import Fault, FaultyStorage, SimulatedCrash
 from tests.support.stores import FakeClock
-from tests.support.workers import data_objects, invariant_violations, rows, scalar
+from tests.support.workers import data_objects, invariant_violations, make_raw, rows, scalar
 
 T = TypeVar("T")
 
@@ -163,6 +164,18 @@ class StoreMachine(RuleBasedStateMachine):
         self.run(self.store.gc())
         self.check_nothing_leaked()
 
+    @precondition(lambda self: self.model)
+    @rule(pick=st.integers(0, 1000))
+    def compact_an_old_blob(self, pick: int) -> None:
+        """Store a key's blob as before frames, then compact it: it is framed again, every key reads back, and
+        the old object waits for GC past grace."""
+        self.step()
+        ref = sorted(self.model)[pick % len(self.model)]
+        self.run(make_raw(self.store, *ref, self.model[ref]))
+        stats = self.run(self.store.compact())
+        assert (stats.blobs_rewritten, stats.failures) == (1, [])
+        assert self.run(scalar(self.store, "SELECT COUNT(*) FROM blobs WHERE frames IS NULL AND state = 'live'")) == 0
+
     @rule(point=st.sampled_from(CRASH_POINTS), ref=refs, data=values, fresh=st.booleans())
     def crash_restart(self, point: str, ref: Ref, data: bytes, fresh: bool) -> None:
         """Run an operation whose process dies at ``point``, then reopen the store: what was committed
@@ -297,7 +310,8 @@ def fresh_settings(
 def test_the_store_keeps_its_model_through_random_operations_and_crashes(
     deployment: str, fresh_settings: Callable[[], Awaitable[Settings]]
 ) -> None:
-    """Random puts, dedup puts, copies, replaces, deletes, GCs and crash-restarts never break an invariant."""
+    """Random puts, dedup puts, copies, replaces, deletes, GCs, compacts and crash-restarts never break an
+    invariant."""
     before = StoreMachine.steps.get(deployment, 0)
     run_state_machine_as_test(
         lambda: StoreMachine(deployment, fresh_settings),

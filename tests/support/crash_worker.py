@@ -4,11 +4,12 @@
 
 It opens the store named by the ``BLOBSTORE_*`` environment, runs a prelude of
 operations, printing ``ACK put KEY`` / ``ACK delete KEY`` after each one
-returned, then arms the kill and runs the operation of POINT (see
-:data:`POINTS`). Right before it dies it prints ``CRASH POINT``. The kill is
-test-only code in this process: a storage wrapper whose fault action kills,
-a wrapped transaction runner that kills right after a given transaction
-committed, or (mid-multipart) a wrapped S3 client that kills after the first
+returned (a compact point then stores one blob as before frames), then arms
+the kill and runs the operation of POINT (see :data:`POINTS`). Right before
+it dies it prints ``CRASH POINT``. The kill is test-only code in this process:
+a storage wrapper whose fault action kills, a wrapped transaction runner that
+kills right after a given transaction committed (or right before compact's
+catalog switch), or (mid-multipart) a wrapped S3 client that kills after the first
 part went up. If the point is never reached the worker says ``SURVIVED`` and
 exits 0, which the test treats as a failure.
 """
@@ -28,9 +29,11 @@ if __name__ == "__main__":  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from blobstore import BlobStore, Settings
+from blobstore.db import compaction
 from blobstore.protocol.uploads import Uploader
 from blobstore.storage import S3Storage, open_storage_from_url
 from blobstore.testing.faults import Fault, FaultyStorage
+from tests.support.workers import make_raw
 
 T = TypeVar("T")
 MiB = 1024 * 1024
@@ -63,7 +66,13 @@ POINTS = (
     "delete-after-commit",
     "gc-after-tombstone",
     "gc-after-storage-delete",
+    "compact-after-intent",
+    "compact-after-write",
+    "compact-after-verify",
+    "compact-after-switch",
 )
+#: The key whose blob a compact crash point rewrites: stored as before frames, right after the prelude.
+COMPACTED_KEY = "keep/2"
 
 
 def payload(point: str) -> bytes:
@@ -95,6 +104,22 @@ def kill_after_transaction(store: BlobStore, point: str) -> None:
         await real(work)
         die(point)
         raise AssertionError("unreachable")
+
+    store.database.transaction = transaction  # type: ignore[method-assign]
+
+
+def kill_around_switch(store: BlobStore, point: str, *, before: bool) -> None:
+    """Kill the process right before compact's catalog switch begins, or right after it committed."""
+    real = store.database.transaction
+
+    async def transaction(work: Callable[[Any], Awaitable[T]]) -> T:
+        switch = getattr(work, "func", None) is compaction.switch_to_framed
+        if switch and before:
+            die(point)
+        result = await real(work)
+        if switch:
+            die(point)
+        return result
 
     store.database.transaction = transaction  # type: ignore[method-assign]
 
@@ -143,6 +168,8 @@ async def main(point: str) -> None:
             say(f"ACK put {DOOMED[0]}")
             await tenant.delete(DOOMED[0])
             say(f"ACK delete {DOOMED[0]}")
+        if point.startswith("compact"):
+            await make_raw(store, TENANT, COMPACTED_KEY, PRELUDE[COMPACTED_KEY])
 
         # Arm the kill, then run the operation it interrupts.
         if point == "put-after-intent":
@@ -164,6 +191,12 @@ async def main(point: str) -> None:
             storage.inject(Fault("delete_many", action=lambda: die(point)))
         elif point == "gc-after-storage-delete":
             storage.inject(Fault("delete_many", phase="after", action=lambda: die(point)))
+        elif point == "compact-after-intent":
+            storage.inject(Fault("write", key_prefix="data/", action=lambda: die(point)))
+        elif point == "compact-after-write":
+            storage.inject(Fault("write", key_prefix="data/", phase="after", action=lambda: die(point)))
+        elif point in ("compact-after-verify", "compact-after-switch"):
+            kill_around_switch(store, point, before=point == "compact-after-verify")
         else:
             raise SystemExit(f"unknown crash point {point!r}; choose from {', '.join(POINTS)}")
 
@@ -176,6 +209,9 @@ async def main(point: str) -> None:
         elif point.startswith("delete"):
             await tenant.delete(DELETED_KEY)
             say(f"ACK delete {DELETED_KEY}")
+        elif point.startswith("compact"):
+            await store.compact()
+            say("ACK compact")
         else:
             await store.gc()
             say("ACK gc")

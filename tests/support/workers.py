@@ -273,3 +273,13 @@ async def _main(argv: list[str]) -> dict[str, Any]:
 
 if __name__ == "__main__":
     print(json.dumps(asyncio.run(_main(sys.argv[1:]))))
+
+
+async def make_raw(store: BlobStore, tenant: str, key: str, data: bytes) -> None:
+    """Turn the blob under ``key`` into one as stored before frames: its object the raw bytes, no index."""
+    object_key = await object_key_of(store, tenant, key)
+    await store.storage.write(object_key, data)
+    async with store.database.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE blobs SET frames = NULL, stored_size = NULL WHERE object_key = :k"), {"k": object_key}
+        )

@@ -363,3 +363,46 @@ async def test_dest_itself_may_be_a_symbolic_link(store: BlobStore, tmp_path: Pa
     result = await export_tree(tenant, tmp_path / "alias", await plan_export(tenant))
     assert result.failures == []
     assert (tmp_path / "real" / "a" / "b").read_bytes() == b"b"
+
+
+async def test_the_dry_run_estimates_the_compressed_size_from_a_sample(store: BlobStore, tmp_path: Path) -> None:
+    """With every new file sampled (fewer than SAMPLE_FILES, none over SAMPLE_BYTES) the estimate is exactly what
+    the import stores; with more files than the sample, it samples SAMPLE_FILES and stays close."""
+    from blobstore.transfer.sampling import SAMPLE_FILES
+
+    text = b"".join(b"%06d,GET,/api/items/%d,200,0.003\n" % (n, n % 97) for n in range(40_000))
+    root = tmp_path / "source"
+    root.mkdir()
+    files = {
+        "log.csv": text,
+        "log copy.csv": text,
+        "noise.bin": os.urandom(200_000),
+        "photo.jpg": text[:100_000],  # already compressed, by its type: not attempted
+        "tiny.txt": b"tiny",
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    for n in range(2 * SAMPLE_FILES):
+        (root / f"many/{n:03d}.txt").parent.mkdir(exist_ok=True)
+        (root / f"many/{n:03d}.txt").write_bytes(text[n * 1000 : n * 1000 + 20_000] + b"%d" % n)
+    stored_sql = "SELECT COALESCE(SUM(COALESCE(stored_size, size)), 0) FROM blobs WHERE state = 'live'"
+
+    async with open_source(str(root)) as source:
+        plan = await plan_import(source, prefix="few/", exclude=("many/*",))
+        report = await dry_run(store, "acme", source, plan)
+        assert report.compression_sample.files == 4  # the new unique files, every one
+        assert await scalar(store, stored_sql) == 0, "a dry run stores nothing"
+        await import_source(store.tenant("acme"), source, plan)
+    stored = int(await scalar(store, stored_sql))
+    assert report.estimated_stored_bytes == stored < report.new_bytes
+    as_json = report.to_dict()
+    assert as_json["estimated_stored_bytes"] == stored
+    assert as_json["compression_estimate"] == "estimated from 4 sampled files"
+
+    async with open_source(str(root / "many")) as source:
+        plan = await plan_import(source, prefix="many/")
+        report = await dry_run(store, "acme", source, plan)
+        await import_source(store.tenant("acme"), source, plan)
+    assert report.compression_sample.files == SAMPLE_FILES
+    added = int(await scalar(store, stored_sql)) - stored
+    assert abs(report.estimated_stored_bytes - added) < 0.2 * added
