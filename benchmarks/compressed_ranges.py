@@ -1,0 +1,93 @@
+"""C4: a 4 KiB ranged read from the middle of a 256 MiB compressed blob, against the same read of a raw blob.
+
+Subject: ``Tenant.open(key, byte_range=...)`` of 4 KiB in the middle of a 256 MiB blob of seeded JSON logs
+stored with compression ``auto`` (SQLite + local directory): it fetches the frames the range overlaps,
+decompresses and verifies them. Baseline: the same read of the same bytes stored with
+``BLOBSTORE_COMPRESSION=off`` (raw frames, still verified). Each round reads 20 ranges at different
+offsets around the middle. The storage's reads are counted: the row's notes give the frames and the
+bytes the compressed side fetched per read.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+
+from benchmarks import corpus
+from benchmarks.deployments import open_store
+from benchmarks.harness import Batch, Context, Row, Stopwatch, Target, interleave, latency_row, phase
+from blobstore.storage.frames import FRAME_SIZE
+from blobstore.storage.local import LocalStorage
+from blobstore.store import Tenant
+
+MiB = 1024 * 1024
+SEED = 21
+TARGET = Target("<=", 2)
+RANGE = 4096
+READS = 20
+
+
+@dataclass(frozen=True)
+class Sizes:
+    size: int
+    rounds: int
+
+
+QUICK = Sizes(256 * MiB, rounds=5)
+FULL = Sizes(256 * MiB, rounds=9)
+
+
+class CountingStorage(LocalStorage):
+    """A local directory that counts the read requests made of it and the bytes they return."""
+
+    requests = 0
+    bytes_read = 0
+
+    async def read(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncGenerator[bytes, None]:
+        self.requests += 1
+        async for chunk in super().read(key, byte_range):
+            self.bytes_read += len(chunk)
+            yield chunk
+
+
+async def run(ctx: Context, sizes: Sizes | None = None) -> list[Row]:
+    sizes = sizes or (QUICK if ctx.quick else FULL)
+    with phase(ctx, "C4 data"):
+        text = corpus.json_logs(random.Random(SEED), sizes.size)[: sizes.size]
+    home = ctx.workdir / "c4"
+    counted = CountingStorage(home / "auto" / "blobs")
+    middle = sizes.size // 2
+    starts = [middle + step * 37_171 for step in range(READS)]
+    async with (
+        open_store(home / "auto", storage=counted) as store,
+        open_store(home / "off", compression="off") as raw_store,
+    ):
+        compressed, raw = store.tenant("bench"), raw_store.tenant("bench")
+        with phase(ctx, f"C4 puts of {sizes.size // MiB} MiB"):
+            await compressed.put("c4/logs", text)
+            await raw.put("c4/logs", text)
+        del text
+        with phase(ctx, "C4 ranged reads"):
+            paired = await interleave(sizes.rounds, _reader(raw, starts), _reader(compressed, starts))
+        counted.requests = counted.bytes_read = 0
+        await _reader(compressed, starts)()
+    frames_touched = sum(2 if start // FRAME_SIZE != (start + RANGE - 1) // FRAME_SIZE else 1 for start in starts)
+    notes = (
+        f"SQLite + local directory; baseline: the same reads of the blob stored raw; per read the compressed side "
+        f"made {counted.requests / READS:g} storage request(s) of {counted.bytes_read / READS / 1024:.0f} KiB "
+        f"on average ({frames_touched / READS:g} frames touched per read)"
+    )
+    what = f"4 KiB ranged read from the middle of a {sizes.size // MiB} MiB blob: zstd frames vs raw"
+    return [latency_row("C4", "local+sqlite", what, paired, READS, TARGET, notes)]
+
+
+def _reader(tenant: Tenant, starts: list[int]) -> Batch:
+    async def read() -> float:
+        with Stopwatch() as watch:
+            for start in starts:
+                async with tenant.open("c4/logs", byte_range=(start, start + RANGE - 1)) as stream:
+                    assert len(await stream.read()) == RANGE
+        return watch.seconds
+
+    return read
