@@ -220,6 +220,11 @@ class FrameEncoder:
         return out
 
     @property
+    def all_raw(self) -> bool:
+        """Whether every frame encoded so far is stored raw (its stored bytes are its plaintext)."""
+        return self._stored == self._offset
+
+    @property
     def index(self) -> FrameIndex:
         """The frames encoded (complete once :meth:`finish` returned)."""
         return FrameIndex(tuple(self._frames))
@@ -236,7 +241,6 @@ class FrameEncoder:
         self._offset += len(plain)
         self._stored += len(stored)
         return stored
-
 
     def _try(self) -> bool:
         """Whether to try compressing the next frame: yes until SKIP_AFTER_MISSES misses in a row, then
