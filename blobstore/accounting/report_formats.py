@@ -114,7 +114,8 @@ def window_text(report: CostReport) -> str:
     return f"egress from {report.since.isoformat()} to {report.until.isoformat()}"
 
 
-#: The figures of a row, as the table's column headers, in order.
+#: The figures of a row, as the table's column headers, in order (short: the table fits 200 columns).
+#: "dedup saved", "dedup" and "zstd saved", "zstd" are the bytes saved and the ratio of dedup and of compression.
 FIGURE_NAMES = (
     "objects",
     "logical",
@@ -124,8 +125,8 @@ FIGURE_NAMES = (
     "dedup saved",
     "dedup",
     "compressed",
-    "compression saved",
-    "compression",
+    "zstd saved",
+    "zstd",
     "egress",
     "storage/month",
     "egress cost",

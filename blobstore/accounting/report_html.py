@@ -253,7 +253,7 @@ def _definitions() -> str:
             "the bytes the tenant's blobs take on storage, compressed (a blob kept raw counts its size), "
             "attributed by the same rule as attributed bytes",
         ),
-        ("compression saved, compression", "attributed minus compressed, and attributed divided by compressed"),
+        ("zstd saved, zstd", "attributed minus compressed, and attributed divided by compressed"),
         ("egress", "bytes read through get and open in the window, as streamed"),
         ("storage/month", f"compressed bytes times the price per GB-month (GB = {GB:,} bytes)"),
         ("pending GC", "unreferenced, tombstoned and abandoned blobs that GC has not yet reclaimed"),

@@ -292,8 +292,8 @@ def test_every_format_shows_compressed_bytes_and_both_savings(report: CostReport
     cells = next(line.split() for line in text.splitlines() if line.strip().startswith("acme"))
     assert cells[5:11] == ["1,018", "1,533", "2.51x", "400", "618", f"{1018 / 400:.2f}x"]
     header = next(line for line in text.splitlines() if "tenant" in line and "logical" in line)
-    assert header.index("dedup saved") < header.index("compressed") < header.index("compression saved")
+    assert header.index("dedup saved") < header.index("compressed") < header.index("zstd saved")
     page = render_html(squeezed)
     assert "<td>400 B" in page or "400 B</small>" in page
     assert "618 B</small>" in page
-    assert "compression saved" in page
+    assert "zstd saved" in page
