@@ -127,7 +127,8 @@ def test_compression_benchmarks_measure_ratios_and_reads(tmp_path: Path) -> None
         ("C1", "media"),
         ("C2", "compressible"),
         ("C2", "random"),
-        ("C3", "local+sqlite"),
+        ("C3", "get"),
+        ("C3", "streamed"),
         ("C4", "local+sqlite"),
     }
     for row in rows.values():
