@@ -139,7 +139,8 @@ def test_compression_benchmarks_measure_ratios_and_reads(tmp_path: Path) -> None
         assert row.baseline > 0
     assert rows["C1", "compressible"].subject < 0.6
     assert rows["C1", "media"].subject == pytest.approx(1, abs=0.05)
-    assert "1 storage request(s)" in rows["C4", "local+sqlite"].notes
+    assert "1 storage request(s) per read" in rows["C4", "local+sqlite"].notes
+    assert "at most 2 frames" in rows["C4", "local+sqlite"].notes
 
 
 def test_only_accepts_known_ids_in_any_case() -> None:
