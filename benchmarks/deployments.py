@@ -22,6 +22,7 @@ from aiobotocore.config import AioConfig
 
 from benchmarks.harness import Context
 from blobstore import BlobStore, Settings
+from blobstore.core.config import Compression
 from blobstore.storage import ObjectStorage
 from tests.support.s3_server import S3Endpoint, aws_credentials, moto_server, temporary_bucket
 from tests.support.servers import LOCAL_POSTGRES, ServerUnavailable, plain_postgres_url, scratch_database
@@ -93,6 +94,7 @@ async def open_store(
     storage_url: str | None = None,
     s3_endpoint_url: str | None = None,
     storage: ObjectStorage | None = None,
+    compression: Compression = "auto",
 ) -> AsyncIterator[BlobStore]:
     """A migrated store; SQLite in ``home`` and a directory in ``home`` unless told otherwise."""
     home.mkdir(parents=True, exist_ok=True)
@@ -101,6 +103,7 @@ async def open_store(
         database_url=database_url or sqlite_url(home / "blobstore.db"),
         storage_url=storage_url or (home / "blobs").as_uri(),
         s3_endpoint_url=s3_endpoint_url,
+        compression=compression,
     )
     store = await BlobStore.open(settings, storage=storage, migrate_schema=True)
     try:

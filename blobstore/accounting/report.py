@@ -20,12 +20,20 @@ Figures of a tenant (a *reference* is one of its keys; a *blob* is one stored ob
     tenant first (the smallest tenant id; a fixed order that needs no lookup).
     So the attributed bytes of all tenants add up *exactly* to the physical bytes.
 ``bytes_saved``, ``dedup_ratio``
-    ``logical - attributed`` and ``logical / attributed`` (None when nothing is attributed).
+    ``logical - attributed`` and ``logical / attributed`` (None when nothing is attributed): what dedup saves.
+``compressed_bytes``
+    the tenant's share of the bytes its blobs take on storage, compressed (docs/frames.md: a blob's
+    ``stored_size``; a blob stored before frames takes its size), attributed by the same rule as
+    ``attributed_bytes``. The other figures are all plaintext bytes: ``compressed_bytes`` is the one that
+    object storage bills.
+``compression_saved_bytes``, ``compression_ratio``
+    ``attributed - compressed`` and ``attributed / compressed`` (None when nothing is stored): what
+    compression saves on top of dedup. ``logical - compressed`` is what both save together.
 ``egress_bytes``
     bytes read (``Tenant.get`` and ``Tenant.open``, as streamed) from ``since`` to ``until``.
 
 Costs are exact decimals at a :class:`~blobstore.accounting.pricing.PriceList`:
-``storage_cost`` is the estimated cost per month of the attributed bytes,
+``storage_cost`` is the estimated cost per month of the compressed bytes,
 ``egress_cost`` the cost of the egress in the window.
 
 The :class:`StoreTotal` is always the whole store, whatever tenant the report
@@ -35,7 +43,10 @@ those held by several, each blob once, so ``unique + shared = physical``;
 ``physical_bytes`` (= the sum of attributed bytes) is every blob a reference
 points at, once; ``pending_gc_bytes`` is what storage still holds for GC to
 reclaim (unreferenced live blobs, tombstoned blobs, uploads older than the GC
-grace period that never committed), costed as ``pending_gc_cost``.
+grace period that never committed), ``pending_gc_compressed_bytes`` what those take on storage, costed
+as ``pending_gc_cost``; ``stored_bytes = physical + pending_gc`` is everything storage holds in plaintext
+bytes (its meaning from before compression), ``compressed_stored_bytes = compressed + pending_gc_compressed``
+the length of every object storage holds.
 """
 
 from __future__ import annotations
@@ -45,7 +56,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Integer, and_, case, cast, func, or_, select
+from sqlalchemy import BigInteger, ColumnElement, Integer, and_, case, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.accounting.pricing import PriceList, decimal_text, exact_sum, price_list
@@ -67,6 +78,7 @@ class Figures:
     unique_bytes: int
     shared_bytes: int
     attributed_bytes: int
+    compressed_bytes: int
     egress_bytes: int
     storage_cost: Decimal
     egress_cost: Decimal
@@ -82,20 +94,31 @@ class Figures:
         return self.logical_bytes / self.attributed_bytes if self.attributed_bytes else None
 
     @property
+    def compression_saved_bytes(self) -> int:
+        """Attributed bytes minus compressed bytes: what compression saves on top of dedup."""
+        return self.attributed_bytes - self.compressed_bytes
+
+    @property
+    def compression_ratio(self) -> float | None:
+        """Attributed bytes per compressed byte; None when nothing is stored."""
+        return self.attributed_bytes / self.compressed_bytes if self.compressed_bytes else None
+
+    @property
     def total_cost(self) -> Decimal:
         """Storage per month plus egress in the window."""
         return exact_sum([self.storage_cost, self.egress_cost])
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: integers for bytes, decimal strings for money, the ratio rounded to 4 places."""
+        """A JSON-ready dict: integers for bytes, decimal strings for money, ratios rounded to 4 places."""
         values: dict[str, Any] = {}
         for item in fields(self):
             value = getattr(self, item.name)
             values[item.name] = decimal_text(value) if isinstance(value, Decimal) else value
-        ratio = self.dedup_ratio
         values |= {
             "bytes_saved": self.bytes_saved,
-            "dedup_ratio": None if ratio is None else round(ratio, 4),
+            "dedup_ratio": _rounded(self.dedup_ratio),
+            "compression_saved_bytes": self.compression_saved_bytes,
+            "compression_ratio": _rounded(self.compression_ratio),
             "total_cost": decimal_text(self.total_cost),
         }
         return values
@@ -119,6 +142,7 @@ class StoreTotal(Figures):
     blobs: int
     pending_gc_blobs: int
     pending_gc_bytes: int
+    pending_gc_compressed_bytes: int
     pending_gc_cost: Decimal
 
     @property
@@ -128,8 +152,13 @@ class StoreTotal(Figures):
 
     @property
     def stored_bytes(self) -> int:
-        """Physical bytes plus bytes pending GC: what object storage holds."""
+        """Physical bytes plus bytes pending GC: what object storage holds, in plaintext bytes."""
         return self.physical_bytes + self.pending_gc_bytes
+
+    @property
+    def compressed_stored_bytes(self) -> int:
+        """Compressed bytes plus those pending GC: the length of every object storage holds."""
+        return self.compressed_bytes + self.pending_gc_compressed_bytes
 
     @property
     def total_cost(self) -> Decimal:
@@ -137,7 +166,11 @@ class StoreTotal(Figures):
         return exact_sum([self.storage_cost, self.pending_gc_cost, self.egress_cost])
 
     def to_dict(self) -> dict[str, Any]:
-        return super().to_dict() | {"physical_bytes": self.physical_bytes, "stored_bytes": self.stored_bytes}
+        return super().to_dict() | {
+            "physical_bytes": self.physical_bytes,
+            "stored_bytes": self.stored_bytes,
+            "compressed_stored_bytes": self.compressed_stored_bytes,
+        }
 
 
 @dataclass(frozen=True)
@@ -197,7 +230,7 @@ async def report(
     rows = [_tenant_cost(row, reads.get(row.tenant, 0), prices) for row in figures]
     selected = rows if tenant is None else [row for row in rows if row.tenant == tenant]
     if tenant is not None and not selected:
-        empty = TenantFigures(tenant, 0, 0, 0, 0, 0, 0)
+        empty = TenantFigures(tenant, 0, 0, 0, 0, 0, 0, 0)
         selected = [_tenant_cost(empty, 0, prices)]
     return CostReport(
         generated_at=now,
@@ -229,8 +262,9 @@ def _tenant_cost(row: TenantFigures, egress_bytes: int, prices: PriceList) -> Te
         unique_bytes=row.unique_bytes,
         shared_bytes=row.shared_bytes,
         attributed_bytes=row.attributed_bytes,
+        compressed_bytes=row.compressed_bytes,
         egress_bytes=egress_bytes,
-        storage_cost=prices.storage_cost(row.attributed_bytes),
+        storage_cost=prices.storage_cost(row.compressed_bytes),
         egress_cost=prices.egress_cost(egress_bytes),
         tenant=row.tenant,
     )
@@ -245,6 +279,7 @@ def _total(rows: list[TenantCost], blobs: int, pending: PendingGc, prices: Price
         unique_bytes=unique,
         shared_bytes=physical - unique,
         attributed_bytes=physical,
+        compressed_bytes=sum(row.compressed_bytes for row in rows),
         egress_bytes=sum(row.egress_bytes for row in rows),
         storage_cost=exact_sum(row.storage_cost for row in rows),
         egress_cost=exact_sum(row.egress_cost for row in rows),
@@ -252,8 +287,13 @@ def _total(rows: list[TenantCost], blobs: int, pending: PendingGc, prices: Price
         blobs=blobs,
         pending_gc_blobs=pending.blobs,
         pending_gc_bytes=pending.bytes,
-        pending_gc_cost=prices.storage_cost(pending.bytes),
+        pending_gc_compressed_bytes=pending.compressed_bytes,
+        pending_gc_cost=prices.storage_cost(pending.compressed_bytes),
     )
+
+
+def _rounded(ratio: float | None) -> float | None:
+    return None if ratio is None else round(ratio, 4)
 
 
 # --- The queries behind a report ---------------------------------------------------------------------
@@ -261,20 +301,22 @@ def _total(rows: list[TenantCost], blobs: int, pending: PendingGc, prices: Price
 # Aggregate queries behind cost reports, computed in the database with GROUP BY.
 #
 # No query here returns a row per reference: per-tenant figures come back as one
-# row per tenant, store-wide figures as one row. The per-tenant query reads only
-# the ``refs (blob_id, tenant_id, size)`` index, once, in its order, so on
-# PostgreSQL it needs neither the table nor a sort::
+# row per tenant, store-wide figures as one row. The per-tenant query reads
+# the ``refs (blob_id, tenant_id, size)`` index once, in its order, and each
+# referenced blob's row once by its key (for its stored size)::
 #
 #     pairs   (blob, tenant) -> k references, blob size         GROUP BY blob_id, tenant_id
-#     shares  + n = references to the blob, holders = tenants   window functions per blob
-#               holding it, first = the smallest holder id
+#     shares  + stored size (blobs, by id), n = references to   join, window functions per blob
+#               the blob, holders = tenants holding it,
+#               first = the smallest holder id
 #     result  per tenant: sums over its pairs                   GROUP BY tenant_id
 #
 # Attribution (the module docstring states the rule in words): each of a blob's ``n``
 # references is attributed ``size // n`` bytes and the blob's first holder (the
 # smallest tenant id) also gets the remainder ``size % n``, so the attributed
-# bytes of all tenants add up exactly to the bytes of the referenced blobs. A reference's size is its blob's
-# size (the binding copies it, :mod:`blobstore.db.binding`), so the blob table is not read at all.
+# bytes of all tenants add up exactly to the bytes of the referenced blobs. Compressed bytes are attributed
+# by the same rule on the blob's stored size. A reference's size is its blob's size (the binding copies it,
+# :mod:`blobstore.db.binding`); only the stored size comes from the blob table.
 
 
 @dataclass(frozen=True)
@@ -287,6 +329,7 @@ class TenantFigures:
     unique_bytes: int
     shared_bytes: int
     attributed_bytes: int
+    compressed_bytes: int
     #: Blobs of which this tenant is the first holder; over all tenants, every referenced blob once.
     first_held_blobs: int
 
@@ -297,6 +340,7 @@ class PendingGc:
 
     blobs: int
     bytes: int
+    compressed_bytes: int
 
 
 async def without_jit(conn: AsyncConnection) -> None:
@@ -319,15 +363,21 @@ async def tenant_figures(conn: AsyncConnection) -> list[TenantFigures]:
         .subquery("pairs")
     )
     per_blob = pairs.c.blob_id
-    shares = select(
-        pairs.c.tenant_id,
-        pairs.c.k,
-        pairs.c.size,
-        cast(func.sum(pairs.c.k).over(partition_by=per_blob), BigInteger).label("n"),
-        func.count().over(partition_by=per_blob).label("holders"),
-        func.min(pairs.c.tenant_id).over(partition_by=per_blob).label("first"),
-    ).subquery("shares")
-    k, size, n, first = shares.c.k, shares.c.size, shares.c.n, shares.c.tenant_id == shares.c.first
+    shares = (
+        select(
+            pairs.c.tenant_id,
+            pairs.c.k,
+            pairs.c.size,
+            _stored_size().label("stored"),
+            cast(func.sum(pairs.c.k).over(partition_by=per_blob), BigInteger).label("n"),
+            func.count().over(partition_by=per_blob).label("holders"),
+            func.min(pairs.c.tenant_id).over(partition_by=per_blob).label("first"),
+        )
+        .join_from(pairs, blobs, blobs.c.id == per_blob)
+        .subquery("shares")
+    )
+    k, size, stored, n = shares.c.k, shares.c.size, shares.c.stored, shares.c.n
+    first = shares.c.tenant_id == shares.c.first
     sums = (
         select(
             shares.c.tenant_id,
@@ -336,6 +386,7 @@ async def tenant_figures(conn: AsyncConnection) -> list[TenantFigures]:
             func.sum(case((shares.c.holders == 1, size), else_=0)).label("unique"),
             func.sum(case((shares.c.holders > 1, size), else_=0)).label("shared"),
             func.sum((size // n) * k + case((first, size % n), else_=0)).label("attributed"),
+            func.sum((stored // n) * k + case((first, stored % n), else_=0)).label("compressed"),
             func.sum(case((first, 1), else_=0)).label("first_held"),
         )
         .group_by(shares.c.tenant_id)
@@ -362,6 +413,12 @@ async def pending_gc(conn: AsyncConnection, cutoff: datetime) -> PendingGc:
         blobs.c.state == DELETING,
         and_(blobs.c.state == UPLOADING, blobs.c.created_at < cutoff),
     )
-    query = select(func.count(), func.coalesce(func.sum(blobs.c.size), 0)).where(condition)
-    count, total = (await conn.execute(query)).one()
-    return PendingGc(int(count), int(total))
+    sums = func.coalesce(func.sum(blobs.c.size), 0), func.coalesce(func.sum(_stored_size()), 0)
+    query = select(func.count(), *sums).where(condition)
+    count, total, compressed = (await conn.execute(query)).one()
+    return PendingGc(int(count), int(total), int(compressed))
+
+
+def _stored_size() -> ColumnElement[int]:
+    """A blob's length on storage: its ``stored_size``, or its size for a blob stored before frames."""
+    return func.coalesce(blobs.c.stored_size, blobs.c.size)

@@ -92,8 +92,18 @@ def _cards(report: CostReport) -> str:
         ("Physical", size_text(total.physical_bytes), f"{total.blobs:,} blob{'' if total.blobs == 1 else 's'}"),
         ("Logical", size_text(total.logical_bytes), f"{total.objects:,} objects"),
         ("Saved by dedup", size_text(total.bytes_saved), f"dedup ratio {ratio_text(total.dedup_ratio)}"),
+        ("Compressed", size_text(total.compressed_bytes), "on storage, what storage costs"),
+        (
+            "Saved by compression",
+            size_text(total.compression_saved_bytes),
+            f"compression ratio {ratio_text(total.compression_ratio)}",
+        ),
         ("Storage / month", money_text(total.storage_cost, currency), "attributed to tenants"),
-        ("Pending GC", size_text(total.pending_gc_bytes), f"{money_text(total.pending_gc_cost, currency)} per month"),
+        (
+            "Pending GC",
+            size_text(total.pending_gc_compressed_bytes),
+            f"{money_text(total.pending_gc_cost, currency)} per month",
+        ),
         ("Egress", size_text(total.egress_bytes), f"{money_text(total.egress_cost, currency)} since {since}"),
         ("Total", money_text(total.total_cost, currency), "storage, pending GC and egress"),
     ]
@@ -198,6 +208,9 @@ def _table(report: CostReport) -> str:
                 sized(row.attributed_bytes),
                 sized(row.bytes_saved),
                 f"<td>{escape(ratio_text(row.dedup_ratio))}</td>",
+                sized(row.compressed_bytes),
+                sized(row.compression_saved_bytes),
+                f"<td>{escape(ratio_text(row.compression_ratio))}</td>",
                 sized(row.egress_bytes),
                 *(
                     f"<td>{escape(money_text(value, currency))}</td>"
@@ -213,9 +226,11 @@ def _table(report: CostReport) -> str:
     pending = (
         f'<p class="meta">Not attributed to any tenant: {total.pending_gc_blobs:,} blobs pending GC, '
         f"{escape(size_text(total.pending_gc_bytes))} ({total.pending_gc_bytes:,} B), "
-        f"{escape(money_text(total.pending_gc_cost, currency))} per month, included in the total "
+        f"{escape(size_text(total.pending_gc_compressed_bytes))} ({total.pending_gc_compressed_bytes:,} B) "
+        f"compressed, {escape(money_text(total.pending_gc_cost, currency))} per month, included in the total "
         f"({escape(money_text(total.total_cost, currency))}). Storage holds "
-        f"{escape(size_text(total.stored_bytes))} ({total.stored_bytes:,} B) in all.</p>"
+        f"{escape(size_text(total.stored_bytes))} ({total.stored_bytes:,} B) in all, "
+        f"{escape(size_text(total.compressed_stored_bytes))} ({total.compressed_stored_bytes:,} B) compressed.</p>"
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody><tfoot>{foot}</tfoot></table>" + pending
 
@@ -232,9 +247,15 @@ def _definitions() -> str:
             "to each; the S mod n bytes left go to the holder that became a tenant first, so the tenants' "
             "attributed bytes add up exactly to the physical bytes",
         ),
-        ("saved, dedup", "logical minus attributed, and logical divided by attributed"),
+        ("dedup saved, dedup", "logical minus attributed, and logical divided by attributed"),
+        (
+            "compressed",
+            "the bytes the tenant's blobs take on storage, compressed (a blob kept raw counts its size), "
+            "attributed by the same rule as attributed bytes",
+        ),
+        ("zstd saved, zstd", "attributed minus compressed, and attributed divided by compressed"),
         ("egress", "bytes read through get and open in the window, as streamed"),
-        ("storage/month", f"attributed bytes times the price per GB-month (GB = {GB:,} bytes)"),
+        ("storage/month", f"compressed bytes times the price per GB-month (GB = {GB:,} bytes)"),
         ("pending GC", "unreferenced, tombstoned and abandoned blobs that GC has not yet reclaimed"),
     ]
     items = "".join(f"<dt>{escape(term)}</dt><dd>{escape(text)}</dd>" for term, text in terms)

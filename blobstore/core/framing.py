@@ -2,9 +2,10 @@
 
 :func:`encoded` turns a write source (bytes, or a file read in pieces) into the stored object and its frame
 index: in memory for bytes up to :data:`ENCODE_IN_MEMORY`, else into a temporary file, one frame in memory at
-a time. Frames never compressed (compression off, an already-compressed content type) are the plaintext
-itself, so the source is written as it is and only its frame digests are computed. :class:`FramedWriter`
-encodes a stream on its way into a backend's staging place.
+a time, begun only at the first compressed frame (a long source whose frames all stay raw, such as random
+data, is written as it is). Frames never compressed (compression off, an already-compressed content type)
+are the plaintext itself, so the source is written as it is and only its frame digests are computed.
+:class:`FramedWriter` encodes a stream on its way into a backend's staging place.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from blobstore.storage.base import CHUNK_SIZE, Source
 from blobstore.storage.frames import FrameEncoder, FrameIndex
@@ -37,14 +40,12 @@ async def encoded(source: Source, level: int | None) -> AsyncIterator[tuple[Sour
         index = await _in_thread(source, lambda: _index(source, level, parts.append))
         yield b"".join(parts), index
         return
-    fd, name = tempfile.mkstemp(prefix="blobstore-frames-")
-    path = Path(name)
+    spool = _Spool(source)
     try:
-        with os.fdopen(fd, "wb") as out:
-            index = await asyncio.to_thread(_index, source, level, out.write)
-        yield path, index
+        index = await asyncio.to_thread(spool.encode, level)
+        yield spool.stored, index
     finally:
-        path.unlink(missing_ok=True)
+        spool.remove()
 
 
 class FramedWriter:
@@ -69,6 +70,52 @@ class FramedWriter:
         return self._encoder.index
 
 
+class _Spool:
+    """The stored object of a long source: the source itself while every frame stays raw (their stored bytes
+    are the source's own), else a temporary file, begun at the first compressed frame with the raw frames
+    before it copied from the source (memory: one frame and one copy chunk at a time)."""
+
+    def __init__(self, source: Source) -> None:
+        self._source = source
+        self._raw = 0  # stored bytes of the raw frames before any compressed one: a prefix of the source
+        self._file: BinaryIO | None = None
+        self._path: Path | None = None
+
+    @property
+    def stored(self) -> Source:
+        """The stored object (after :meth:`encode`)."""
+        return self._source if self._path is None else self._path
+
+    def encode(self, level: int) -> FrameIndex:
+        """Encode the source into frames (blocking); the frame index."""
+        encoder = FrameEncoder(level)
+        for piece in _pieces(self._source):
+            self._put(encoder.feed(piece), raw=encoder.all_raw)
+        self._put(encoder.finish(), raw=encoder.all_raw)
+        if self._file is not None:
+            self._file.close()
+        return encoder.index
+
+    def remove(self) -> None:
+        """Remove the temporary file, if there is one."""
+        if self._file is not None:
+            self._file.close()
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+
+    def _put(self, stored: bytes, *, raw: bool) -> None:
+        if self._file is None:
+            if raw:
+                self._raw += len(stored)
+                return
+            fd, name = tempfile.mkstemp(prefix="blobstore-frames-")
+            self._path = Path(name)
+            self._file = os.fdopen(fd, "wb")
+            for piece in _pieces(self._source, self._raw):
+                self._file.write(piece)
+        self._file.write(stored)
+
+
 async def _in_thread(source: Source, work: Callable[[], FrameIndex]) -> FrameIndex:
     """``work()``, in a worker thread unless ``source`` is short."""
     if isinstance(source, bytes) and len(source) <= _ENCODE_INLINE:
@@ -89,13 +136,15 @@ def _index(source: Source, level: int | None, out: Callable[[bytes], object] | N
     return encoder.index
 
 
-def _pieces(source: Source) -> Iterator[bytes | memoryview]:
-    """The source's bytes in pieces of at most :data:`CHUNK_SIZE`."""
+def _pieces(source: Source, limit: int | None = None) -> Iterator[bytes | memoryview]:
+    """The source's bytes (the first ``limit`` of them, if given) in pieces of at most :data:`CHUNK_SIZE`."""
     if isinstance(source, bytes):
-        view = memoryview(source)
-        for at in range(0, len(source), CHUNK_SIZE):
+        view = memoryview(source)[:limit]
+        for at in range(0, len(view), CHUNK_SIZE):
             yield view[at : at + CHUNK_SIZE]
         return
+    remaining = sys.maxsize if limit is None else limit
     with source.open("rb") as file:
-        while piece := file.read(CHUNK_SIZE):
+        while remaining > 0 and (piece := file.read(min(CHUNK_SIZE, remaining))):
+            remaining -= len(piece)
             yield piece

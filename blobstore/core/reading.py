@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 
 from blobstore.core.ingest import new_hasher
@@ -40,10 +41,11 @@ async def verified_chunks(
         chunks = _stored(storage, object_key, key, byte_range, size, missing)
     else:
         chunks = _framed(storage, object_key, key, _index(frames, key), byte_range, missing)
-    async for chunk in chunks:
-        if hasher is not None:
-            hasher.update(chunk)
-        yield chunk
+    async with contextlib.aclosing(chunks):  # a reader that stops early stops what reads under it now, not at GC
+        async for chunk in chunks:
+            if hasher is not None:
+                hasher.update(chunk)
+            yield chunk
     if hasher is not None and hasher.hexdigest() != digest:
         raise IntegrityError(f"stored object for {key!r} is corrupted: its bytes do not hash to {digest}")
 
@@ -62,7 +64,7 @@ async def _framed(
     index: FrameIndex,
     byte_range: tuple[int, int] | None,
     missing: Callable[[], Awaitable[BlobStoreError]],
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The plaintext of ``byte_range`` (None: all of it), decoded and checked frame by frame."""
     first, last = (0, index.size - 1) if byte_range is None else byte_range
     start, stop = index.overlapping(first, last) if byte_range is not None else (0, len(index.frames))
@@ -73,20 +75,56 @@ async def _framed(
         return
     else:
         stored_range = (wanted[0].stored_offset, wanted[-1].stored_end - 1)
-    async for number, frame, stored in _frames_of(
+    stored_frames = _frames_of(
         _stored(storage, object_key, key, stored_range, index.stored_size, missing), wanted, start
-    ):
-        try:
-            if len(stored) > _DECODE_INLINE:
-                plain = await asyncio.to_thread(decode_frame, frame, stored, number)
+    )
+    async with contextlib.aclosing(_decoded(stored_frames, key)) as decoded:
+        async for frame, plain in decoded:
+            if first <= frame.offset and frame.last <= last:
+                yield plain
             else:
-                plain = decode_frame(frame, stored, number)
-        except IntegrityError as exc:
-            raise IntegrityError(f"stored object for {key!r} is corrupted: {exc}") from None
-        if first <= frame.offset and frame.last <= last:
-            yield plain
-        else:
-            yield plain[max(first - frame.offset, 0) : min(last, frame.last) - frame.offset + 1]
+                yield plain[max(first - frame.offset, 0) : min(last, frame.last) - frame.offset + 1]
+
+
+async def _decoded(
+    frames: AsyncIterator[tuple[int, Frame, bytes]], key: str
+) -> AsyncGenerator[tuple[Frame, bytes], None]:
+    """Each frame with its checked plaintext, in order. A frame decodes (in a worker thread, unless it is
+    short) while the one before it is being used and the one after it is read, so decompressing overlaps
+    hashing and I/O; at most two frames are in memory."""
+    ahead: tuple[Frame, asyncio.Future[bytes]] | None = None
+    try:
+        async for number, frame, stored in frames:
+            previous, ahead = ahead, (frame, _decode(frame, stored, number))
+            if previous is not None:
+                yield previous[0], await _plain(previous[1], key)
+        if ahead is not None:
+            last, ahead = ahead, None
+            yield last[0], await _plain(last[1], key)
+    finally:
+        if ahead is not None:  # the reader stopped early: the frame decoding ahead is not wanted
+            ahead[1].cancel()
+            if ahead[1].done() and not ahead[1].cancelled():
+                ahead[1].exception()  # retrieved, so an error in it is not logged as never retrieved
+
+
+def _decode(frame: Frame, stored: bytes, number: int) -> asyncio.Future[bytes]:
+    """The frame's plaintext, decoding in a worker thread if the frame is long (on the loop, at once, if not)."""
+    if len(stored) > _DECODE_INLINE:
+        return asyncio.ensure_future(asyncio.to_thread(decode_frame, frame, stored, number))
+    future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    try:
+        future.set_result(decode_frame(frame, stored, number))
+    except IntegrityError as exc:
+        future.set_exception(exc)
+    return future
+
+
+async def _plain(decoding: asyncio.Future[bytes], key: str) -> bytes:
+    try:
+        return await decoding
+    except IntegrityError as exc:
+        raise IntegrityError(f"stored object for {key!r} is corrupted: {exc}") from None
 
 
 async def _frames_of(
@@ -116,7 +154,7 @@ async def _stored(
     byte_range: tuple[int, int] | None,
     size: int,
     missing: Callable[[], Awaitable[BlobStoreError]],
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The stored bytes of ``byte_range`` of an object recorded as ``size`` bytes long (None: all of them);
     IntegrityError if they are short or long, the error ``missing()`` returns if the object is gone."""
     expected = size if byte_range is None else byte_range[1] - byte_range[0] + 1

@@ -28,6 +28,10 @@ FRAME_SIZE = 1024 * 1024
 MIN_COMPRESSIBLE_SIZE = 4096
 #: A frame is stored compressed only when that saves at least this share of its bytes.
 MIN_SAVING = 0.10
+#: After this many frames in a row fail to save MIN_SAVING, later frames are stored raw without trying ...
+SKIP_AFTER_MISSES = 2
+#: ... except every this many-th frame, a probe: one that pays resumes compressing every frame.
+PROBE_EVERY = 8
 #: Compression levels zstd offers here (BLOBSTORE_COMPRESSION_LEVEL).
 MIN_LEVEL, MAX_LEVEL = 1, 19
 
@@ -179,7 +183,9 @@ def should_compress(content_type: str | None) -> bool:
 
 class FrameEncoder:
     """Cuts plaintext fed in any pieces into frames and encodes each one: compressed at ``level`` where that
-    saves at least :data:`MIN_SAVING`, raw otherwise (``level`` None: always raw).
+    saves at least :data:`MIN_SAVING`, raw otherwise (``level`` None: always raw). Incompressible streams
+    are cheap: after :data:`SKIP_AFTER_MISSES` frames in a row that do not pay, only every
+    :data:`PROBE_EVERY`-th frame is tried, until one pays again.
 
     Holds at most one frame of plaintext. Not thread-safe: one caller at a time, in order.
     """
@@ -190,6 +196,7 @@ class FrameEncoder:
         self._pending = bytearray()
         self._frames: list[Frame] = []
         self._offset = self._stored = 0
+        self._misses = self._skipped = 0
         self._finished = False
 
     def feed(self, data: bytes | bytearray | memoryview) -> bytes:
@@ -213,21 +220,38 @@ class FrameEncoder:
         return out
 
     @property
+    def all_raw(self) -> bool:
+        """Whether every frame encoded so far is stored raw (its stored bytes are its plaintext)."""
+        return self._stored == self._offset
+
+    @property
     def index(self) -> FrameIndex:
         """The frames encoded (complete once :meth:`finish` returned)."""
         return FrameIndex(tuple(self._frames))
 
     def _encode(self, plain: bytes, *, whole_blob: bool = False) -> bytes:
         stored, codec = plain, Codec.RAW
-        if self._compressor is not None and not (whole_blob and len(plain) < MIN_COMPRESSIBLE_SIZE):
+        if self._compressor is not None and not (whole_blob and len(plain) < MIN_COMPRESSIBLE_SIZE) and self._try():
             packed = self._compressor.compress(plain)
             if len(packed) <= len(plain) * (1 - MIN_SAVING):
                 stored, codec = packed, Codec.ZSTD
+            self._misses = 0 if codec is Codec.ZSTD else self._misses + 1
         digest = blake3.blake3(plain).digest()
         self._frames.append(Frame(self._offset, len(plain), self._stored, len(stored), codec, digest))
         self._offset += len(plain)
         self._stored += len(stored)
         return stored
+
+    def _try(self) -> bool:
+        """Whether to try compressing the next frame: yes until SKIP_AFTER_MISSES misses in a row, then
+        only every PROBE_EVERY-th frame."""
+        if self._misses < SKIP_AFTER_MISSES:
+            return True
+        self._skipped += 1
+        if self._skipped < PROBE_EVERY:
+            return False
+        self._skipped = 0
+        return True
 
 
 def decode_frame(frame: Frame, stored: bytes, number: int) -> bytes:

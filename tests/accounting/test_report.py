@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+import zstandard
+from sqlalchemy import text as sqla_text
 
 import tests.support.report_data as report_data
 from blobstore import BlobStore, InvalidInput, InvalidTenant
@@ -186,3 +189,47 @@ def _row_dict(data: dict[str, object], tenant: str) -> dict[str, object]:
     rows = data["tenants"]
     assert isinstance(rows, list)
     return next(row for row in rows if row["tenant"] == tenant)
+
+
+async def test_compressed_bytes_are_attributed_and_costed(store: BlobStore) -> None:
+    """A compressible blob shared by two tenants (3 references), an incompressible one and a blob from before
+    frames (raw, stored_size NULL): compressed bytes are attributed like attributed bytes (each reference
+    ``stored // n``, the remainder to the first holder), savings by dedup and by compression are apart, money
+    is on compressed bytes, and pending GC counts and costs what storage holds."""
+    text = b"".join(b"%06d,order,shipped,EUR,12.50\n" % n for n in range(3500))  # 105,000 bytes, one frame
+    noise, old, gone = os.urandom(50_000), os.urandom(7_000), text[:60_000] + b"deleted"
+    packed, packed_gone = (len(zstandard.ZstdCompressor(level=3).compress(data)) for data in (text, gone))
+    assert packed < len(text) // 4
+    acme, globex = store.tenant("acme"), store.tenant("globex")
+    await acme.put("text", text)
+    await acme.put("noise", noise)
+    await acme.put("old", old)
+    await acme.put("gone", gone)
+    await acme.delete("gone")
+    await globex.put("text-1", text)
+    await globex.put("text-2", text)
+    async with store.database.engine.begin() as conn:
+        await conn.execute(sqla_text("UPDATE blobs SET frames = NULL, stored_size = NULL WHERE size = 7000"))
+    report = await store.report(pricing=PRICES)
+
+    acme_row, globex_row = report.tenants
+    share, remainder = divmod(packed, 3)
+    assert acme_row.attributed_bytes == len(text) // 3 + len(text) % 3 + 50_000 + 7_000
+    assert acme_row.compressed_bytes == share + remainder + 50_000 + 7_000
+    assert globex_row.compressed_bytes == 2 * share
+    for row in report.tenants:
+        assert row.bytes_saved == row.logical_bytes - row.attributed_bytes
+        assert row.compression_saved_bytes == row.attributed_bytes - row.compressed_bytes
+        assert row.compression_ratio == row.attributed_bytes / row.compressed_bytes
+        assert row.storage_cost == Decimal(row.compressed_bytes) / 100  # $10^7 per GB-month: a cent per byte
+    assert globex_row.to_dict()["compressed_bytes"] == 2 * share
+
+    total = report.total
+    assert total.compressed_bytes == packed + 50_000 + 7_000
+    assert total.compression_saved_bytes == len(text) - packed
+    assert (total.pending_gc_bytes, total.pending_gc_compressed_bytes) == (len(gone), packed_gone)
+    assert total.pending_gc_cost == Decimal(packed_gone) / 100
+    assert total.stored_bytes == len(text) + 57_000 + len(gone)
+    assert total.compressed_stored_bytes == packed + 57_000 + packed_gone
+    stored_objects = [info.size async for info in store.storage.list("data/")]
+    assert sum(stored_objects) == total.compressed_stored_bytes

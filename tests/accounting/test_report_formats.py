@@ -55,6 +55,8 @@ def _expected_rows() -> dict[str, dict[str, object]]:
             "shared_bytes": shared,
             "attributed_bytes": attributed,
             "bytes_saved": logical - attributed,
+            "compressed_bytes": attributed,  # blobs under 4 KiB are stored raw
+            "compression_saved_bytes": 0,
             "egress_bytes": egress,
             "storage_cost": storage,
             "egress_cost": Decimal(egress) / 50,
@@ -115,12 +117,29 @@ def test_table_shows_every_figure(report: CostReport) -> None:
                 "bytes_saved",
             )
         ] + [cells[7]]
-        assert cells[8] == f"{expected['egress_bytes']:,}"
-        assert cells[9:] == [f"${expected[name]:,.2f}" for name in ("storage_cost", "egress_cost", "total_cost")]
+        # Blobs under 4 KiB are stored raw: compressed bytes are the attributed ones, nothing saved, 1.00x.
+        assert cells[8:11] == [f"{expected['attributed_bytes']:,}", "0", "1.00x" if expected["objects"] else "-"]
+        assert cells[11] == f"{expected['egress_bytes']:,}"
+        assert cells[12:] == [f"${expected[name]:,.2f}" for name in ("storage_cost", "egress_cost", "total_cost")]
     assert lines["acme"][7] == "2.51x"
     total = lines["all"]
-    assert total[3:] == ["8", "4,163", "260", "1,301", "1,561", "2,602", "2.67x", "1,350", "$15.61", "$27.00", "$48.81"]
-    assert "pending GC 620 bytes in 4 blobs ($6.20/month" in text
+    assert total[3:] == [
+        "8",
+        "4,163",
+        "260",
+        "1,301",
+        "1,561",
+        "2,602",
+        "2.67x",
+        "1,561",
+        "0",
+        "1.00x",
+        "1,350",
+        "$15.61",
+        "$27.00",
+        "$48.81",
+    ]
+    assert "pending GC 620 bytes in 4 blobs, 620 bytes compressed ($6.20/month" in text
     assert "custom: $10000000 per GB-month, egress $20000000 per GB (GB = 1,000,000,000 bytes)" in text
 
 
@@ -247,3 +266,34 @@ def _flat_png(width: int, height: int) -> bytes:
     raw = b"".join(b"\x00" + b"\xff" * (3 * width) for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def test_every_format_shows_compressed_bytes_and_both_savings(report: CostReport) -> None:
+    """A tenant whose 1,018 attributed bytes take 400 on storage: compressed bytes, compression's saving and
+    ratio beside dedup's in JSON, CSV, the table and the HTML page."""
+    acme = replace(report.tenants[0], compressed_bytes=400)
+    squeezed = replace(report, tenants=[acme])
+    data = json.loads(render_json(squeezed))["tenants"][0]
+    assert (data["compressed_bytes"], data["compression_saved_bytes"], data["compression_ratio"]) == (
+        400,
+        618,
+        round(1018 / 400, 4),
+    )
+    assert (data["bytes_saved"], data["dedup_ratio"]) == (2551 - 1018, round(2551 / 1018, 4))
+    row = next(csv.DictReader(io.StringIO(render_csv(squeezed))))
+    assert (row["compressed_bytes"], row["compression_saved_bytes"], row["compression_ratio"]) == (
+        "400",
+        "618",
+        str(round(1018 / 400, 4)),
+    )
+    console = Console(file=io.StringIO(), width=250, color_system=None)
+    console.print(render_table(squeezed, exact=True))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    cells = next(line.split() for line in text.splitlines() if line.strip().startswith("acme"))
+    assert cells[5:11] == ["1,018", "1,533", "2.51x", "400", "618", f"{1018 / 400:.2f}x"]
+    header = next(line for line in text.splitlines() if "tenant" in line and "logical" in line)
+    assert header.index("dedup saved") < header.index("compressed") < header.index("zstd saved")
+    page = render_html(squeezed)
+    assert "<td>400 B" in page or "400 B</small>" in page
+    assert "618 B</small>" in page
+    assert "zstd saved" in page

@@ -41,6 +41,7 @@ def test_report_keeps_the_wide_table_where_it_fits(home: Path, tmp_path: Path) -
     text = run_process(["report"], home=home).ok().stdout
     header = next(line for line in text.splitlines() if "tenant" in line and "logical" in line)
     assert "attributed" in header
+    assert "compressed" in header
     assert "egress cost" in header
 
 

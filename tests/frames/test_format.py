@@ -9,6 +9,8 @@ import pytest
 from blobstore.errors import IntegrityError
 from blobstore.storage.frames import (
     FRAME_SIZE,
+    PROBE_EVERY,
+    SKIP_AFTER_MISSES,
     Codec,
     FrameEncoder,
     FrameIndex,
@@ -52,6 +54,20 @@ def test_compressible_frames_are_compressed_and_random_ones_kept_raw() -> None:
     assert [frame.codec for frame in index.frames] == [Codec.ZSTD, Codec.RAW]
     assert index.frames[0].stored_size < FRAME_SIZE // 3
     assert stored[index.frames[1].stored_offset :] == data[FRAME_SIZE:]
+
+
+def test_after_frames_that_do_not_pay_later_frames_are_stored_raw_untried_except_probes() -> None:
+    # Random frames first, then text: the text frames skipped are stored raw although they would compress,
+    # which shows they were not tried; the probe compresses, and compressing resumes for every frame after it.
+    frame_size = 64 * 1024
+    frames = SKIP_AFTER_MISSES + PROBE_EVERY + 3
+    data = os.urandom(SKIP_AFTER_MISSES * frame_size) + TEXT[: (frames - SKIP_AFTER_MISSES) * frame_size]
+    encoder = FrameEncoder(3, frame_size=frame_size)
+    stored = encoder.feed(data) + encoder.finish()
+    codecs = [frame.codec for frame in encoder.index.frames]
+    tried_again = SKIP_AFTER_MISSES + PROBE_EVERY - 1
+    assert codecs == [Codec.RAW] * tried_again + [Codec.ZSTD] * (frames - tried_again)
+    assert decoded(stored, encoder.index) == data
 
 
 def test_a_blob_under_4_kib_and_level_none_are_stored_raw() -> None:

@@ -184,6 +184,25 @@ async def test_a_corrupt_frame_fails_exactly_the_reads_that_touch_it(store: Blob
     assert (await store.fsck(read_data=True)).ok
 
 
+async def test_a_whole_read_stopped_early_gets_its_bytes_though_the_frame_decoded_ahead_is_damaged(
+    store: BlobStore,
+) -> None:
+    """Frames decode one ahead of the reader: a reader that stops after the first frame, while the damaged
+    second one has already failed to decode, gets the first frame's bytes and no error."""
+    data = text_of(3 * FRAME_SIZE)
+    await store.tenant("acme").put("k", data)
+    index = await frames_of(store, "acme", "k")
+    object_key = await object_key_of(store, "acme", "k")
+    original = await read_all(store.storage, object_key)
+    await flip(store, object_key, original, index.frames[1].stored_offset + 50)
+    async with store.tenant("acme").open("k") as stream:
+        async for chunk in stream:
+            assert chunk == data[:FRAME_SIZE]
+            break
+    with pytest.raises(IntegrityError, match="frame 1"):
+        await store.tenant("acme").get("k")
+
+
 async def test_a_damaged_zstd_header_claiming_another_length_is_an_integrity_error(store: BlobStore) -> None:
     data = text_of(FRAME_SIZE + 10)
     await store.tenant("acme").put("k", data)

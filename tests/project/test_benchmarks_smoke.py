@@ -10,6 +10,10 @@ import pytest
 
 from benchmarks import (
     batch_puts,
+    compressed_gets,
+    compressed_puts,
+    compressed_ranges,
+    compression_ratio,
     dedup_puts,
     dry_run,
     gc_reclaim,
@@ -102,6 +106,41 @@ def test_maintenance_memory_measures_gc_and_fsck_in_child_processes(tmp_path: Pa
         assert row.subject is not None
         assert row.subject >= row.baseline
         assert row.figure == pytest.approx(row.subject - row.baseline)
+
+
+def test_compression_benchmarks_measure_ratios_and_reads(tmp_path: Path) -> None:
+    """C1-C4 at tiny sizes: C1's stored/logical rows (compressible well under 1, media about 1), C2 and C3's
+    paired speeds, and C4's ranged reads made in one storage request each."""
+    mib = 1024 * 1024
+    sizes = {
+        "C1": compression_ratio.Sizes(
+            256 * 1024, 128 * 1024, 256 * 1024, mib, mib, pdfs=1, pdf_pages=2, jpegs=64 * 1024
+        ),
+        "C2": compressed_puts.Sizes(2 * mib, rounds=2),
+        "C3": compressed_gets.Sizes(2 * mib, rounds=2),
+        "C4": compressed_ranges.Sizes(4 * mib, rounds=2),
+    }
+    ctx = Context(quick=True, workdir=tmp_path, postgres_admin_url=None, s3=False, verbose=False, sizes=sizes)
+    rows = {(row.id, row.variant): row for row in run_benchmarks(ctx, list(sizes))}
+    assert set(rows) == {
+        ("C1", "compressible"),
+        ("C1", "media"),
+        ("C2", "compressible"),
+        ("C2", "random"),
+        ("C3", "get"),
+        ("C3", "streamed"),
+        ("C4", "local+sqlite"),
+    }
+    for row in rows.values():
+        assert row.state is None, row.notes
+        assert row.subject is not None
+        assert row.subject > 0
+        assert row.baseline is not None
+        assert row.baseline > 0
+    assert rows["C1", "compressible"].subject < 0.6
+    assert rows["C1", "media"].subject == pytest.approx(1, abs=0.05)
+    assert "1 storage request(s) per read" in rows["C4", "local+sqlite"].notes
+    assert "at most 2 frames" in rows["C4", "local+sqlite"].notes
 
 
 def test_only_accepts_known_ids_in_any_case() -> None:

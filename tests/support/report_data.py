@@ -63,6 +63,11 @@ TOTAL = {
     "pending_gc_blobs": 4,
     "pending_gc_bytes": 620,
     "stored_bytes": 2181,
+    # Blobs under 4 KiB are stored raw: their compressed bytes are their sizes.
+    "compressed_bytes": 1561,
+    "compression_saved_bytes": 0,
+    "pending_gc_compressed_bytes": 620,
+    "compressed_stored_bytes": 2181,
 }
 MARCH_1 = date(2026, 3, 1)
 
