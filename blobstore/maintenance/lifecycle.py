@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -145,12 +146,16 @@ async def expire(core: Core, *, dry_run: bool = False, batch: int = DEFAULT_BATC
 async def _expire_tenant(core: Core, tenant: str, stats: ExpiryStats, batch: int) -> None:
     """Expire ``tenant``'s keys, one batch of candidates at a time, in key order."""
     after: str | None = None
-    while page := await core.database.read(lambda conn: _expired_page(conn, tenant, stats.now, after, batch)):
+    while page := await core.database.read(
+        partial(_expired_page, tenant=tenant, now=stats.now, after=after, batch=batch)
+    ):
         last, expired = page
         if expired:
             if not stats.dry_run:
                 keys = [each.key for each in expired]
-                expired = await core.database.transaction(lambda conn: _delete_expired(conn, tenant, keys, stats.now))
+                expired = await core.database.transaction(
+                    partial(_delete_expired, tenant=tenant, keys=keys, now=stats.now)
+                )
             stats.batches += 1
             counted = stats.tenants.setdefault(tenant, TenantExpiry())
             counted.keys += len(expired)
@@ -159,7 +164,7 @@ async def _expire_tenant(core: Core, tenant: str, stats: ExpiryStats, batch: int
 
 
 async def _expired_page(
-    conn: AsyncConnection, tenant: str, now: datetime, after: str | None, batch: int
+    conn: AsyncConnection, *, tenant: str, now: datetime, after: str | None, batch: int
 ) -> tuple[str, list[queries.Candidate]] | None:
     """The last key of the next page of ``batch`` candidates after ``after``, and those of them expired at
     ``now``; None when there are no more."""
@@ -179,7 +184,7 @@ def _has_expired(candidate: queries.Candidate, tenant_rules: list[Rule], now: da
 
 
 async def _delete_expired(
-    conn: AsyncConnection, tenant: str, keys: list[str], now: datetime
+    conn: AsyncConnection, *, tenant: str, keys: list[str], now: datetime
 ) -> list[queries.Candidate]:
     """Under the tenant's lock, delete those of ``keys`` still expired (read again: a key written meanwhile
     is younger); the references deleted."""
