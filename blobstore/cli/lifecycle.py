@@ -100,20 +100,29 @@ def run_(dry_run: bool, batch: int) -> None:
         output.echo_json(stats.to_dict())
         return
     verb = "would expire" if dry_run else "expired"
+    abort = "would abort" if dry_run else "aborted"
     for name, each in stats.tenants.items():
-        click.echo(f"{name}  {verb} {counted(each.keys, 'key')} ({output.size_text(each.bytes)})")
+        uploads = f"; {abort} {counted(each.uploads_aborted, 'S3 multipart upload')}" if each.uploads_aborted else ""
+        click.echo(f"{name}  {verb} {counted(each.keys, 'key')} ({output.size_text(each.bytes)}){uploads}")
     click.echo(f"{verb} {counted(stats.keys, 'key')} ({output.size_text(stats.bytes)}) in all")
 
 
 def _echo_rules(rules: list[Rule]) -> None:
     if options().json:
-        output.echo_json([rule.to_dict() | {"expire_after_text": duration_text(rule.expire_after)} for rule in rules])
+        output.echo_json([rule.to_dict() for rule in rules])
         return
-    rows = [("TENANT", "PREFIX", "EXPIRE AFTER")]
-    rows += [(rule.tenant, repr(rule.prefix), duration_text(rule.expire_after)) for rule in rules]
-    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    rows = [("TENANT", "PREFIX", "EXPIRE AFTER", "ABORT UPLOADS AFTER")]
+    rows += [
+        (rule.tenant, repr(rule.prefix), _duration(rule.expire_after), _duration(rule.abort_multipart_after))
+        for rule in rules
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _duration(seconds: int | None) -> str:
+    return "-" if seconds is None else duration_text(seconds)
 
 
 COMMANDS = [lifecycle]

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -12,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.db.catalog import dialect_insert, prefix_upper_bound, refs, tenants
 from blobstore.db.models import tables
-from blobstore.model.lifecycle import Rule
+from blobstore.model.lifecycle import Action, Rule
 
 rules_table = tables["lifecycle_rules"]
+uploads = tables["multipart_uploads"]
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,15 @@ class Candidate:
     size: int
 
 
-async def set_rule(conn: AsyncConnection, tenant: int, prefix: str, expire_after: int, now: datetime) -> None:
-    """Make ``prefix`` of ``tenant`` expire after ``expire_after`` seconds, replacing its rule if it has one."""
-    values = {"tenant_id": tenant, "prefix": prefix, "expire_after": expire_after, "created_at": now}
+async def set_rule(
+    conn: AsyncConnection, tenant: int, prefix: str, now: datetime, actions: Mapping[Action, int | None]
+) -> None:
+    """Set the ``actions`` (seconds; None: never) of the rule of ``prefix`` of ``tenant``, creating it if need be
+    (with the actions not given None) and keeping the actions not given of a rule that exists."""
+    values: dict[str, object] = {"tenant_id": tenant, "prefix": prefix, "created_at": now}
+    values.update({str(name): seconds for name, seconds in actions.items()})
     upsert = dialect_insert(conn, rules_table).values(**values)
-    await conn.execute(upsert.on_conflict_do_update(index_elements=["tenant_id", "prefix"], set_=values))
+    await conn.execute(upsert.on_conflict_do_update(index_elements=["tenant_id", "prefix"], set_=dict(actions)))
 
 
 async def remove_rule(conn: AsyncConnection, tenant: int, prefix: str) -> bool:
@@ -50,13 +55,34 @@ async def remove_rules_under(conn: AsyncConnection, tenant: int, prefix: str) ->
 async def rules(conn: AsyncConnection, tenant: str | None = None, *, under: str = "") -> list[Rule]:
     """Every rule, or those of ``tenant`` (whose prefix starts with ``under``), by tenant then prefix."""
     query = (
-        select(tenants.c.name, rules_table.c.prefix, rules_table.c.expire_after)
+        select(tenants.c.name, rules_table.c.prefix, rules_table.c.expire_after, rules_table.c.abort_multipart_after)
         .join(tenants, tenants.c.id == rules_table.c.tenant_id)
         .order_by(tenants.c.name, rules_table.c.prefix)
     )
     if tenant is not None:
         query = query.where(tenants.c.name == tenant, _under(under))
     return [Rule(*row) for row in await conn.execute(query)]
+
+
+async def stale_uploads(
+    conn: AsyncConnection, tenant: int, bucket: str, prefix: str, cutoff: datetime, *, after_id: str, limit: int
+) -> list[tuple[str, str]]:
+    """(upload id, key) of up to ``limit`` of the tenant's multipart uploads in progress in ``bucket`` whose keys
+    start with ``prefix``, untouched since before ``cutoff``, with ids after ``after_id``, by id."""
+    query = (
+        select(uploads.c.id, uploads.c.key)
+        .where(
+            uploads.c.tenant_id == tenant,
+            uploads.c.bucket == bucket,
+            uploads.c.key.startswith(prefix, autoescape=True),
+            uploads.c.touched_at < cutoff,
+            uploads.c.completed_at.is_(None),
+            uploads.c.id > after_id,
+        )
+        .order_by(uploads.c.id)
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in await conn.execute(query)]
 
 
 async def tenants_to_expire(conn: AsyncConnection, now: datetime) -> list[str]:
@@ -82,7 +108,8 @@ async def candidates(
 
     A superset of the expired ones: a key under a longer prefix whose rule keeps it longer is among them too;
     the caller decides with blobstore.model.lifecycle.expiry_of."""
-    expired = or_(refs.c.expires_at <= now, *(_expired_by(rule, now) for rule in tenant_rules))
+    by_rules = (_expired_by(rule.prefix, rule.expire_after, now) for rule in tenant_rules if rule.expire_after)
+    expired = or_(refs.c.expires_at <= now, *by_rules)
     query = select(refs.c.key, refs.c.created_at, refs.c.expires_at, refs.c.size).where(
         refs.c.tenant_id == tenant, expired
     )
@@ -94,8 +121,8 @@ async def candidates(
     return [Candidate(*row) for row in rows]
 
 
-def _expired_by(rule: Rule, now: datetime) -> ColumnElement[bool]:
-    return and_(_key_under(rule.prefix), refs.c.created_at <= now - timedelta(seconds=rule.expire_after))
+def _expired_by(prefix: str, expire_after: int, now: datetime) -> ColumnElement[bool]:
+    return and_(_key_under(prefix), refs.c.created_at <= now - timedelta(seconds=expire_after))
 
 
 def _key_under(prefix: str) -> ColumnElement[bool]:

@@ -150,13 +150,16 @@ class Ref(Base):
 
 
 class LifecycleRule(Base):
-    """A tenant's expiry rule: its keys under ``prefix`` expire ``expire_after`` seconds after they were last
-    written (blobstore.maintenance.lifecycle). At most one rule per prefix; the longest matching prefix rules."""
+    """A tenant's lifecycle rule of the keys under ``prefix`` (blobstore.maintenance.lifecycle): they expire
+    ``expire_after`` seconds after they were last written, and S3 multipart uploads of them untouched for
+    ``abort_multipart_after`` seconds are aborted (NULL: never). At most one rule per prefix; the longest
+    matching prefix decides."""
 
     __tablename__ = "lifecycle_rules"
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     prefix: Mapped[str] = mapped_column(KeyString, primary_key=True)
-    expire_after: Mapped[int] = mapped_column(BigInteger)
+    expire_after: Mapped[int | None] = mapped_column(BigInteger)
+    abort_multipart_after: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

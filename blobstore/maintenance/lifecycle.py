@@ -5,25 +5,27 @@ walks each tenant that has rules or keys of their own expiry in key order, ``bat
 (blobstore.db.lifecycle.candidates, a read); each batch's expired keys are deleted in one transaction that
 locks the tenant, reads the keys and the tenant's rules again, and deletes only those still expired (a key
 written again meanwhile is younger and stays), as ordinary deletes (blobstore.db.binding.unbind): references
-released, quota freed, and the bytes left to GC once no reference holds them. A dry run reads the same batches
-and changes nothing.
+released, quota freed, and the bytes left to GC once no reference holds them. Then the tenant's S3 multipart
+uploads untouched for their rule's ``abort_multipart_after`` are aborted, each in one transaction that checks
+again, as GC aborts expired ones (blobstore.db.multipart.expire). A dry run reads the same batches and changes
+nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from blobstore.db import binding, catalog
+from blobstore.db import binding, catalog, multipart
 from blobstore.db import lifecycle as queries
 from blobstore.errors import InvalidInput
 from blobstore.model.durations import MAX_SECONDS
 from blobstore.model.keys import validate_prefix, validate_tenant
-from blobstore.model.lifecycle import Rule, expiry_of
+from blobstore.model.lifecycle import Action, Rule, expiry_of, setting_for
 
 if TYPE_CHECKING:
     from blobstore.core.context import Core
@@ -36,10 +38,11 @@ MAX_BATCH = 10_000
 
 @dataclass
 class TenantExpiry:
-    """What a run expired of one tenant: keys and their (logical) bytes."""
+    """What a run expired of one tenant: keys and their (logical) bytes, and S3 multipart uploads aborted."""
 
     keys: int = 0
     bytes: int = 0
+    uploads_aborted: int = 0
 
 
 @dataclass
@@ -68,22 +71,26 @@ class ExpiryStats:
             "keys_expired": self.keys,
             "bytes_expired": self.bytes,
             "batches": self.batches,
-            "tenants": {name: {"keys": each.keys, "bytes": each.bytes} for name, each in self.tenants.items()},
+            "uploads_aborted": sum(each.uploads_aborted for each in self.tenants.values()),
+            "tenants": {name: asdict(each) for name, each in self.tenants.items()},
         }
 
 
 async def set_rule(core: Core, tenant: str, prefix: str, expire_after: int) -> Rule:
     """Make ``tenant``'s keys under ``prefix`` expire ``expire_after`` seconds after they were last written,
     replacing the rule of that prefix if there is one (the tenant is created if it never stored anything)."""
-    rule = Rule(validate_tenant(tenant), validate_prefix(prefix), validate_expire_after(expire_after))
+    validate_tenant(tenant)
+    validate_prefix(prefix)
+    seconds = validate_seconds(expire_after, "expire_after")
 
     async def work(conn: AsyncConnection) -> None:
         now = core.clock()
-        locked = await catalog.lock_tenant(conn, rule.tenant, now, create=True)
+        locked = await catalog.lock_tenant(conn, tenant, now, create=True)
         assert locked is not None, "created"
-        await queries.set_rule(conn, locked.id, rule.prefix, rule.expire_after, now)
+        await queries.set_rule(conn, locked.id, prefix, now, {"expire_after": seconds})
 
     await core.database.transaction(work)
+    [rule] = [rule for rule in await rules(core, tenant) if rule.prefix == prefix]
     return rule
 
 
@@ -99,22 +106,32 @@ async def remove_rule(core: Core, tenant: str, prefix: str) -> bool:
     return await core.database.transaction(work)
 
 
-async def replace_rules(core: Core, tenant: str, under: str, wanted: dict[str, int]) -> None:
-    """Make ``wanted`` (prefix: expire_after) the tenant's rules whose prefix starts with ``under``, at once:
-    the rules of an S3 bucket's lifecycle configuration (every prefix must start with ``under``)."""
+async def replace_rules(core: Core, tenant: str, under: str, wanted: list[Rule]) -> None:
+    """Make ``wanted`` the tenant's rules whose prefix starts with ``under``, at once: the rules of an S3 bucket's
+    lifecycle configuration (every prefix must start with ``under``, and appear once; each rule sets an action)."""
     validate_tenant(tenant)
-    for prefix, expire_after in wanted.items():
-        if not validate_prefix(prefix).startswith(under):
-            raise InvalidInput(f"prefix {prefix!r} is not under {under!r}")
-        validate_expire_after(expire_after)
+    if len({rule.prefix for rule in wanted}) < len(wanted):
+        raise InvalidInput("two rules have the same prefix")
+    for rule in wanted:
+        if not validate_prefix(rule.prefix).startswith(under):
+            raise InvalidInput(f"prefix {rule.prefix!r} is not under {under!r}")
+        if rule.expire_after is None and rule.abort_multipart_after is None:
+            raise InvalidInput(f"the rule of {rule.prefix!r} sets no action")
+        for seconds, what in ((rule.expire_after, "expire_after"), (rule.abort_multipart_after, "abort_after")):
+            if seconds is not None:
+                validate_seconds(seconds, what)
 
     async def work(conn: AsyncConnection) -> None:
         now = core.clock()
         locked = await catalog.lock_tenant(conn, tenant, now, create=True)
         assert locked is not None, "created"
         await queries.remove_rules_under(conn, locked.id, under)
-        for prefix, expire_after in wanted.items():
-            await queries.set_rule(conn, locked.id, prefix, expire_after, now)
+        for rule in wanted:
+            actions: dict[Action, int | None] = {
+                "expire_after": rule.expire_after,
+                "abort_multipart_after": rule.abort_multipart_after,
+            }
+            await queries.set_rule(conn, locked.id, rule.prefix, now, actions)
 
     await core.database.transaction(work)
 
@@ -126,10 +143,10 @@ async def rules(core: Core, tenant: str | None = None, *, under: str = "") -> li
     return await core.database.read(lambda conn: queries.rules(conn, tenant, under=under))
 
 
-def validate_expire_after(value: object) -> int:
-    """``expire_after`` in whole seconds, from 1 to 100 years (InvalidInput otherwise)."""
+def validate_seconds(value: object, what: str) -> int:
+    """``value`` if it is whole seconds from 1 to 100 years; InvalidInput naming ``what`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SECONDS:
-        raise InvalidInput(f"expire_after must be whole seconds from 1 to {MAX_SECONDS}, not {value!r}")
+        raise InvalidInput(f"{what} must be whole seconds from 1 to {MAX_SECONDS}, not {value!r}")
     return value
 
 
@@ -140,6 +157,7 @@ async def expire(core: Core, *, dry_run: bool = False, batch: int = DEFAULT_BATC
     stats = ExpiryStats(dry_run, core.clock())
     for tenant in await core.database.read(lambda conn: queries.tenants_to_expire(conn, stats.now)):
         await _expire_tenant(core, tenant, stats, batch)
+        await _abort_stale_uploads(core, tenant, stats, batch)
     return stats
 
 
@@ -197,3 +215,43 @@ async def _delete_expired(
     if expired:
         await binding.unbind(conn, tenant, [each.key for each in expired], now)
     return expired
+
+
+async def _abort_stale_uploads(core: Core, tenant: str, stats: ExpiryStats, batch: int) -> None:
+    """Abort ``tenant``'s S3 multipart uploads untouched for the ``abort_multipart_after`` of the longest prefix
+    of a bucket's rules (``<bucket>/...``) their native keys start with."""
+    tenant_rules = await rules(core, tenant)
+    found = await core.database.read(partial(catalog.tenant_id, name=tenant))
+    for rule in tenant_rules:
+        bucket, slash, key_prefix = rule.prefix.partition("/")
+        if found is None or rule.abort_multipart_after is None or not slash:
+            continue
+        cutoff = stats.now - timedelta(seconds=rule.abort_multipart_after)
+        after = ""
+        while page := await core.database.read(
+            partial(
+                queries.stale_uploads,
+                tenant=found,
+                bucket=bucket,
+                prefix=key_prefix,
+                cutoff=cutoff,
+                after_id=after,
+                limit=batch,
+            )
+        ):
+            after = page[-1][0]
+            for upload_id, key in page:
+                governing = setting_for(f"{bucket}/{key}", tenant_rules, "abort_multipart_after")
+                if governing != rule.abort_multipart_after:
+                    continue  # a longer prefix decides this upload
+                if not stats.dry_run and not await core.database.transaction(
+                    partial(_abort_upload, tenant=tenant, upload_id=upload_id, cutoff=cutoff, now=stats.now)
+                ):
+                    continue
+                stats.tenants.setdefault(tenant, TenantExpiry()).uploads_aborted += 1
+
+
+async def _abort_upload(conn: AsyncConnection, *, tenant: str, upload_id: str, cutoff: datetime, now: datetime) -> bool:
+    """Abort the upload if, under the tenant's lock, it is still untouched since before ``cutoff``."""
+    locked = await catalog.lock_tenant(conn, tenant, now, create=False)
+    return locked is not None and await multipart.expire(conn, locked.id, upload_id, cutoff, now)

@@ -1,7 +1,8 @@
 """Lifecycle expiry: per-tenant rules by key prefix, and a key's own expiry (blobstore.maintenance.lifecycle).
 
-``lifecycle_rules`` holds at most one rule per (tenant, prefix); ``refs.expires_at`` is NULL for a key put
-without ``expires_in``.
+``lifecycle_rules`` holds at most one rule per (tenant, prefix): when its keys expire, and when S3 multipart
+uploads of its keys are aborted (either may be NULL); ``refs.expires_at`` is NULL for a key put without
+``expires_in``.
 
 Revision ID: 0017
 Revises: 0015
@@ -26,7 +27,8 @@ def upgrade() -> None:
         "lifecycle_rules",
         sa.Column("tenant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("prefix", _KEY, nullable=False),
-        sa.Column("expire_after", sa.BigInteger(), nullable=False),
+        sa.Column("expire_after", sa.BigInteger(), nullable=True),
+        sa.Column("abort_multipart_after", sa.BigInteger(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=False), nullable=False),
         sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_lifecycle_rules_tenant_id_tenants"),
         sa.PrimaryKeyConstraint("tenant_id", "prefix", name="pk_lifecycle_rules"),
