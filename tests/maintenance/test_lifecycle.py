@@ -3,9 +3,12 @@ deletes, on SQLite + local directory and PostgreSQL + S3, with the store's clock
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from blobstore import BlobStore, InvalidInput, InvalidKey, InvalidTenant, NotFound
+from blobstore.maintenance import lifecycle
 from blobstore.model.lifecycle import Rule
 from blobstore.store import PutItem
 from tests.support.live_server import Connect
@@ -178,3 +181,24 @@ async def test_a_bad_expires_in_stores_nothing(store: BlobStore, connect: Connec
         await acme.put("a", b"x", expires_in=expires_in)  # type: ignore[arg-type]
     with pytest.raises(NotFound):
         await acme.stat("a")
+
+
+async def test_a_key_written_again_after_the_scan_is_kept(store: BlobStore, clock: FakeClock) -> None:
+    """The transaction that deletes a batch reads its keys again under the tenant's lock: a key found expired by
+    the scan but written again since is younger, and stays (as does a key whose rule went meanwhile)."""
+    acme = store.tenant("acme")
+    await acme.put("tmp/rewritten", b"old")
+    await acme.put("logs/ruled", b"old")
+    await store.set_lifecycle_rule("acme", "tmp/", expire_after=60)
+    await store.set_lifecycle_rule("acme", "logs/", expire_after=60)
+    clock.advance(61)
+    scanned = (await store.expire(dry_run=True)).keys
+    await acme.put("tmp/rewritten", b"new")
+    await store.remove_lifecycle_rule("acme", "logs/")
+
+    deleted = await store.database.transaction(
+        partial(lifecycle._delete_expired, tenant="acme", keys=["tmp/rewritten", "logs/ruled"], now=clock())
+    )
+
+    assert (scanned, deleted) == (2, [])
+    assert await keys_of(store, "acme") == ["logs/ruled", "tmp/rewritten"]
