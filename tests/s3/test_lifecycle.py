@@ -59,6 +59,19 @@ async def test_a_configuration_is_the_buckets_rules_and_reads_back(store: BlobSt
     assert await store.lifecycle_rules("acme") == [Rule("acme", "elsewhere/", DAY)]
 
 
+async def test_deleting_the_bucket_deletes_its_configuration(store: BlobStore, url: str) -> None:
+    s3 = await client(store, url)
+    s3.create_bucket(Bucket="short-lived")
+    s3.put_bucket_lifecycle_configuration(Bucket="short-lived", LifecycleConfiguration=CONFIGURATION)
+    s3.delete_bucket(Bucket="short-lived")
+    s3.create_bucket(Bucket="short-lived")
+    assert error_of(s3.get_bucket_lifecycle_configuration, Bucket="short-lived") == (
+        "NoSuchLifecycleConfiguration",
+        404,
+    )
+    assert await store.lifecycle_rules() == []
+
+
 async def test_another_tenants_bucket_is_not_there(store: BlobStore, url: str) -> None:
     acme, globex = await client(store, url), await client(store, url, "globex")
     acme.create_bucket(Bucket="private")
