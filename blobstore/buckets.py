@@ -87,9 +87,11 @@ async def find(core: Core, tenant: str, name: str) -> Bucket | None:
 
 
 async def delete(core: Core, tenant: str, name: str) -> Deletion:
-    """Delete the tenant's bucket ``name`` if it holds no key; under the tenant's lock, so no put binds meanwhile."""
+    """Delete the tenant's bucket ``name`` if it holds no key, with its lifecycle rules (those under ``<name>/``);
+    under the tenant's lock, so no put binds meanwhile."""
     from blobstore.db import buckets as db
     from blobstore.db.catalog import lock_tenant
+    from blobstore.db.lifecycle import remove_rules_under
 
     validate_tenant(tenant)
     if await find(core, tenant, name) is None:
@@ -103,6 +105,7 @@ async def delete(core: Core, tenant: str, name: str) -> Deletion:
         if await db.bucket_holds_keys(conn, locked.id, name):
             return Deletion.NOT_EMPTY
         await db.delete_bucket(conn, locked.id, name)
+        await remove_rules_under(conn, locked.id, key_of(name, ""))
         return Deletion.DELETED
 
     return await core.database.transaction(work)

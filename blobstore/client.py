@@ -36,6 +36,7 @@ from blobstore.auth import tokens
 from blobstore.auth.signing import DEFAULT_EXPIRY, SignedUrl
 from blobstore.core.ingest import PutData, new_hasher
 from blobstore.errors import BlobStoreError, IntegrityError, InvalidInput, NotFound, StorageUnavailable
+from blobstore.model.durations import validate_expires_in
 from blobstore.model.keys import (
     validate_byte_range,
     validate_digest,
@@ -95,11 +96,14 @@ class BlobClient:
         if_absent: bool = False,
         if_match: str | Collection[str] | None = None,
         if_unmodified_since: datetime | None = None,
+        expires_in: int | None = None,
     ) -> BlobInfo:
         """As ``Tenant.put``: bytes, a path, a binary file or an async iterable of bytes, streamed to the server."""
         validate_key(key)
         headers = _put_headers(content_type, metadata)
         headers.update(_condition_headers(expect(if_match, if_unmodified_since, if_absent=if_absent)))
+        if validate_expires_in(expires_in) is not None:
+            headers[wire.EXPIRES_IN] = str(expires_in)
         if digest is not None:
             validate_digest(digest)
         if data is None:
@@ -193,6 +197,7 @@ class BlobClient:
                 if_absent=item.if_absent,
                 if_match=item.if_match,
                 if_unmodified_since=item.if_unmodified_since,
+                expires_in=item.expires_in,
             )
         except BlobStoreError as exc:
             return exc
@@ -395,6 +400,7 @@ def _manifest_item(item: PutItem) -> dict[str, Any]:
     if item.digest is not None:
         validate_digest(item.digest)
     condition = expect(item.if_match, item.if_unmodified_since, if_absent=item.if_absent)
+    validate_expires_in(item.expires_in)
     fields: dict[str, Any] = {
         "key": item.key,
         "content_type": item.content_type,
@@ -403,6 +409,7 @@ def _manifest_item(item: PutItem) -> dict[str, Any]:
         "if_absent": item.if_absent,
         "if_match": None if condition.match is None else sorted(condition.match),
         "if_unmodified_since": None if condition.unmodified_since is None else condition.unmodified_since.isoformat(),
+        "expires_in": item.expires_in,
     }
     return {name: value for name, value in fields.items() if value not in (None, False)}
 

@@ -46,12 +46,15 @@ class TenantAPI(Protocol):
         if_absent: bool = False,
         if_match: str | Collection[str] | None = None,
         if_unmodified_since: datetime | None = None,
+        expires_in: int | None = None,
     ) -> BlobInfo:
         """Store ``data`` under ``key``, replacing what was there (``replaced`` says so; ``if_absent``:
         AlreadyExists instead). With ``data`` None, put by digest: ``digest`` names bytes this tenant already
         holds (NotFound otherwise). With both, ``digest`` is an expectation (IntegrityError, nothing stored).
         ``if_match`` / ``if_unmodified_since``: PreconditionFailed, nothing stored, unless the key is in a
-        version they accept, checked where the key is bound. ObjectTooLarge / QuotaExceeded: nothing stored."""
+        version they accept, checked where the key is bound. ObjectTooLarge / QuotaExceeded: nothing stored.
+        ``expires_in`` (whole seconds, 1 to 100 years; InvalidInput otherwise): the key expires that long after
+        it is bound, whatever lifecycle rules say (docs/lifecycle.md); a later put without it clears it."""
         ...
 
     async def put_many(self, items: Iterable[PutItem]) -> builtins.list[PutOutcome]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -31,6 +31,7 @@ from blobstore.errors import (
     InvalidInput,
     NotFound,
 )
+from blobstore.model.durations import validate_expires_in
 from blobstore.model.keys import (
     validate_byte_range,
     validate_content_type,
@@ -54,6 +55,8 @@ if TYPE_CHECKING:  # the maintenance modules load when first used, out of every 
     from blobstore.accounting.report import CostReport
     from blobstore.auth.signing import SignedUrl
     from blobstore.maintenance.fsck import FsckReport
+    from blobstore.maintenance.lifecycle import ExpiryStats
+    from blobstore.model.lifecycle import Rule
     from blobstore.protocol.compact import CompactStats
     from blobstore.protocol.gc import GcStats, OnPlanned
 
@@ -133,6 +136,34 @@ class BlobStore:
 
         return await run_fsck(self.core, read_data=read_data, repair=repair, progress=progress)
 
+    async def set_lifecycle_rule(self, tenant: str, prefix: str, *, expire_after: int) -> Rule:
+        """Expire ``tenant``'s keys under ``prefix`` ``expire_after`` seconds after they were last written
+        (replacing that prefix's rule; see blobstore.maintenance.lifecycle and docs/lifecycle.md)."""
+        from blobstore.maintenance import lifecycle
+
+        return await lifecycle.set_rule(self.core, tenant, prefix, expire_after)
+
+    async def remove_lifecycle_rule(self, tenant: str, prefix: str) -> bool:
+        """Remove ``tenant``'s expiry rule of exactly ``prefix``; True if there was one."""
+        from blobstore.maintenance import lifecycle
+
+        return await lifecycle.remove_rule(self.core, tenant, prefix)
+
+    async def lifecycle_rules(self, tenant: str | None = None) -> list[Rule]:
+        """Every tenant's expiry rules, or ``tenant``'s, by tenant then prefix."""
+        from blobstore.maintenance import lifecycle
+
+        return await lifecycle.rules(self.core, tenant)
+
+    async def expire(self, *, dry_run: bool = False, batch: int | None = None) -> ExpiryStats:
+        """Delete every expired key as an ordinary delete, ``batch`` keys per transaction (a dry run: count
+        them; see blobstore.maintenance.lifecycle). Their bytes go once GC finds them unreferenced."""
+        from blobstore.maintenance import lifecycle
+
+        return await lifecycle.expire(
+            self.core, dry_run=dry_run, batch=lifecycle.DEFAULT_BATCH if batch is None else batch
+        )
+
     async def report(
         self, *, tenant: str | None = None, pricing: str | PriceList | None = None, since: date | None = None
     ) -> CostReport:
@@ -178,6 +209,8 @@ class _PutRequest:
     metadata: dict[str, str]
     condition: Precondition
     headers: dict[str, str] = field(default_factory=dict)
+    #: Seconds after it is bound that the key expires (None: by lifecycle rules only).
+    expires_in: int | None = None
 
     def item(
         self, index: int, digest: str, size: int, blob_id: int | None = None, facts: S3Facts | None = None
@@ -195,6 +228,7 @@ class _PutRequest:
             blob_id=blob_id,
             facts=facts,
             headers=self.headers,
+            expires_in=None if self.expires_in is None else timedelta(seconds=self.expires_in),
         )
 
 
@@ -210,6 +244,7 @@ class PutItem:
     if_absent: bool = False
     if_match: str | Collection[str] | None = None
     if_unmodified_since: datetime | None = None
+    expires_in: int | None = None
 
 
 #: The outcome of one item of a batch: its result, or the error the single call would have raised.
@@ -239,6 +274,7 @@ class Tenant:
         if_absent: bool = False,
         if_match: str | Collection[str] | None = None,
         if_unmodified_since: datetime | None = None,
+        expires_in: int | None = None,
     ) -> BlobInfo:
         """Store ``data`` under ``key``, replacing what was there (``if_absent``: AlreadyExists instead).
 
@@ -250,6 +286,10 @@ class Tenant:
         ``if_unmodified_since`` (an aware datetime: the key was not written after it, to the second; ignored
         with ``if_match``) make the put conditional: PreconditionFailed, and nothing stored, if the key is in
         another version when it is bound (see blobstore.model.preconditions).
+
+        ``expires_in`` (whole seconds): the key expires that long after it is bound, whatever the lifecycle
+        rules say; ``blobstore lifecycle run`` deletes it then (blobstore.maintenance.lifecycle). A later put
+        of the key without it clears it.
         """
         return await self.put_with_headers(
             key,
@@ -261,6 +301,7 @@ class Tenant:
             if_absent=if_absent,
             if_match=if_match,
             if_unmodified_since=if_unmodified_since,
+            expires_in=expires_in,
         )
 
     async def put_with_headers(
@@ -276,6 +317,7 @@ class Tenant:
         if_match: str | Collection[str] | None = None,
         if_unmodified_since: datetime | None = None,
         s3_facts: Callable[[], S3Facts] | None = None,
+        expires_in: int | None = None,
     ) -> BlobInfo:
         """:meth:`put` as the S3 API writes: the key also stores the response ``headers`` (BlobInfo.headers;
         InvalidInput for a name outside blobstore.model.keys.STORED_HEADERS), and ``s3_facts`` is asked, once
@@ -288,6 +330,7 @@ class Tenant:
             validate_metadata(metadata),
             expect(if_match, if_unmodified_since, if_absent=if_absent),
             validate_stored_headers(dict(headers)),
+            validate_expires_in(expires_in),
         )
         if digest is not None:
             validate_digest(digest)
@@ -416,6 +459,7 @@ class Tenant:
                     validate_content_type(item.content_type),
                     validate_metadata(item.metadata),
                     expect(item.if_match, item.if_unmodified_since, if_absent=item.if_absent),
+                    expires_in=validate_expires_in(item.expires_in),
                 )
                 if item.digest is not None:
                     validate_digest(item.digest)

@@ -55,7 +55,8 @@ if TYPE_CHECKING:  # the store and the server stack load when the command runs, 
     "--gc-interval",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
-    help="Run GC every SECONDS in each server process (default: never; `blobstore gc` runs it from outside).",
+    help="Run lifecycle expiry, then GC, every SECONDS in each server process (default: never; `blobstore "
+    "lifecycle run` and `blobstore gc` run them from outside).",
 )
 @click.option(
     "--header-timeout",

@@ -13,6 +13,7 @@ from sqlalchemy.exc import ArgumentError
 
 from blobstore.db.urls import split_options
 from blobstore.errors import ConfigurationError
+from blobstore.model.durations import UNITS as DURATION_UNITS
 
 DedupScope = Literal["global", "tenant"]
 Compression = Literal["auto", "off"]
@@ -182,12 +183,9 @@ def _parse_grace(value: str) -> float:
     return seconds
 
 
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def _parse_multipart_expiry(value: str) -> float:
     """A duration: seconds, or a number with one unit of ``s``, ``m``, ``h``, ``d`` (``7d``, ``36h``)."""
-    number, unit = (value[:-1], _DURATION_UNITS[value[-1]]) if value[-1:] in _DURATION_UNITS else (value, 1)
+    number, unit = (value[:-1], DURATION_UNITS[value[-1]]) if value[-1:] in DURATION_UNITS else (value, 1)
     try:
         seconds = float(number) * unit
     except ValueError:

@@ -57,6 +57,8 @@ class NewRef:
     content_type: str | None
     metadata: dict[str, str]
     headers: dict[str, str]
+    #: When the key expires by its own put's ``expires_in`` (None: by lifecycle rules only).
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,7 @@ _REPOINT_REFS = (
         metadata=bindparam("md", type_=refs.c.metadata.type),
         headers=bindparam("hd", type_=refs.c.headers.type),
         created_at=bindparam("at", type_=refs.c.created_at.type),
+        expires_at=bindparam("ex", type_=refs.c.expires_at.type),
     )
 )
 
@@ -207,7 +210,7 @@ async def write_refs(
     if replaced:
         params = [
             {"t": tenant, "k": r.key, "b": r.blob_id, "s": r.size, "ct": r.content_type, "md": r.metadata}
-            | {"hd": r.headers, "at": now}
+            | {"hd": r.headers, "at": now, "ex": r.expires_at}
             for r in replaced
         ]
         await conn.execute(_REPOINT_REFS, params)
@@ -223,6 +226,7 @@ def _ref_values(tenant: int, ref: NewRef, now: datetime) -> dict[str, Any]:
         "metadata": ref.metadata,
         "headers": ref.headers,
         "created_at": now,
+        "expires_at": ref.expires_at,
     }
 
 

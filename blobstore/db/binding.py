@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -50,6 +50,12 @@ class Item:
     facts: S3Facts | None = None
     #: The response headers the reference stores (blobstore.db.models.Ref.headers).
     headers: dict[str, str] = field(default_factory=dict)
+    #: The key expires this long after it is bound (a put's ``expires_in``); None: by lifecycle rules only.
+    expires_in: timedelta | None = None
+
+    def expires_at(self, now: datetime) -> datetime | None:
+        """When the key expires if bound at ``now`` (None: by lifecycle rules only)."""
+        return None if self.expires_in is None else now + self.expires_in
 
 
 @dataclass
@@ -186,7 +192,7 @@ def _decide(
         held.add(blob)
         outcome.acquired.add(blob)
         writes.refcounts[blob] += 1
-        ref = NewRef(item.key, blob, item.size, item.content_type, item.metadata, item.headers)
+        ref = NewRef(item.key, blob, item.size, item.content_type, item.metadata, item.headers, item.expires_at(now))
         if old is None:
             writes.new.append(ref)
         else:

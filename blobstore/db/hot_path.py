@@ -68,11 +68,11 @@ INSERT INTO blobs (scope, digest, size, object_key, state, refcount, created_at,
 VALUES (:scope, :digest, :size, :object_key, 'uploading', 0, :now, :lease_until) RETURNING id
 """
 _SQLITE_WRITE_REF = """
-INSERT INTO refs (tenant_id, key, blob_id, size, content_type, metadata, headers, created_at)
-VALUES (:t, :key, :blob, :size, :content_type, :metadata, :headers, :now)
+INSERT INTO refs (tenant_id, key, blob_id, size, content_type, metadata, headers, created_at, expires_at)
+VALUES (:t, :key, :blob, :size, :content_type, :metadata, :headers, :now, :expires_at)
 ON CONFLICT (tenant_id, key) DO UPDATE SET blob_id = excluded.blob_id, size = excluded.size,
     content_type = excluded.content_type, metadata = excluded.metadata, headers = excluded.headers,
-    created_at = excluded.created_at
+    created_at = excluded.created_at, expires_at = excluded.expires_at
 """
 #: As :data:`blobstore.db.batches._SETTLE`: a blob left with no reference starts its unreferenced clock.
 _SQLITE_COUNT = """
@@ -112,11 +112,11 @@ VALUES ($1, $2, $3, $4, 'uploading', 0, $5, $6) RETURNING id
 """
 _PG_WRITE = """
 WITH ref AS (
-    INSERT INTO refs (tenant_id, key, blob_id, size, content_type, metadata, headers, created_at)
-    VALUES ($1, $2, $3, $4, $5, $6::json, $12::json, $7)
+    INSERT INTO refs (tenant_id, key, blob_id, size, content_type, metadata, headers, created_at, expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6::json, $12::json, $7, $15)
     ON CONFLICT (tenant_id, key) DO UPDATE SET blob_id = excluded.blob_id, size = excluded.size,
         content_type = excluded.content_type, metadata = excluded.metadata, headers = excluded.headers,
-        created_at = excluded.created_at
+        created_at = excluded.created_at, expires_at = excluded.expires_at
 ), counted AS (
     UPDATE blobs SET refcount = blobs.refcount + d.delta,
         unreferenced_since = CASE WHEN blobs.refcount + d.delta = 0 THEN $7 ELSE NULL END,
@@ -370,7 +370,8 @@ async def _postgres_bind(driver: Driver, b: _Binding) -> tuple[binding.Outcome, 
             metadata = json.dumps(ref.metadata)
             refs = (locked.id, ref.key, ref.blob_id, ref.size, ref.content_type, metadata, at)
             counts = (blobs, changes, writes.add_bytes, writes.add_objects)
-            await conn.execute(_PG_WRITE, *refs, *counts, json.dumps(ref.headers), frames, stored_sizes)
+            expires_at = None if ref.expires_at is None else ref.expires_at.astimezone(UTC).replace(tzinfo=None)
+            await conn.execute(_PG_WRITE, *refs, *counts, json.dumps(ref.headers), frames, stored_sizes, expires_at)
             driver.sent(_PG_WRITE)
         for digest, facts in writes.facts.items():  # one item: one digest at most
             algorithms, checksums = list(facts.checksums), list(facts.checksums.values())
@@ -421,6 +422,7 @@ def _ref_params(ref: NewRef) -> dict[str, Any]:
         "content_type": ref.content_type,
         "metadata": json.dumps(ref.metadata),
         "headers": json.dumps(ref.headers),
+        "expires_at": None if ref.expires_at is None else _sqlite_time(ref.expires_at),
     }
 
 

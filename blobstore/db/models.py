@@ -142,9 +142,25 @@ class Ref(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     #: Response headers stored through the S3 API (Content-Disposition, Cache-Control, ...), by lowercase name.
     headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    #: When the key expires by its own put's ``expires_in`` (blobstore.maintenance.lifecycle); NULL: by rules only.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
     #: By blob, then tenant; ``size`` rides along so cost reports read this index alone (blobstore.accounting.report).
     __table_args__ = (Index("ix_refs_blob_id_tenant_id_size", "blob_id", "tenant_id", "size"),)
+
+
+class LifecycleRule(Base):
+    """A tenant's lifecycle rule of the keys under ``prefix`` (blobstore.maintenance.lifecycle): they expire
+    ``expire_after`` seconds after they were last written, and S3 multipart uploads of them untouched for
+    ``abort_multipart_after`` seconds are aborted (NULL: never). At most one rule per prefix; the longest
+    matching prefix decides."""
+
+    __tablename__ = "lifecycle_rules"
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    prefix: Mapped[str] = mapped_column(KeyString, primary_key=True)
+    expire_after: Mapped[int | None] = mapped_column(BigInteger)
+    abort_multipart_after: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Egress(Base):

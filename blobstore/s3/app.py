@@ -23,7 +23,7 @@ from blobstore.asgi import labels
 from blobstore.core.config import Settings
 from blobstore.core.context import Clock, utc_now
 from blobstore.core.instrument import Observer
-from blobstore.s3 import buckets, checksums, multipart, objects, router, sigv2, sigv4, xml
+from blobstore.s3 import buckets, checksums, lifecycle, multipart, objects, router, sigv2, sigv4, xml
 from blobstore.s3.call import Call, header_text
 from blobstore.s3.errors import S3Error, translate
 from blobstore.s3.payload import CheckedBody
@@ -65,6 +65,9 @@ HANDLERS: dict[str, Callable[[Call], Awaitable[Response]]] = {
     "AbortMultipartUpload": multipart.abort_multipart_upload,
     "ListParts": multipart.list_parts,
     "ListMultipartUploads": multipart.list_multipart_uploads,
+    "PutBucketLifecycleConfiguration": lifecycle.put_bucket_lifecycle_configuration,
+    "GetBucketLifecycleConfiguration": lifecycle.get_bucket_lifecycle_configuration,
+    "DeleteBucketLifecycle": lifecycle.delete_bucket_lifecycle,
 }
 _METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
 

@@ -34,6 +34,7 @@ S3_STATUS = {
     "MissingSecurityHeader": 400,
     "NoSuchBucket": 404,
     "NoSuchKey": 404,
+    "NoSuchLifecycleConfiguration": 404,
     "NoSuchUpload": 404,
     "NotImplemented": 501,
     "PreconditionFailed": 412,

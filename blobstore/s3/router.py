@@ -116,6 +116,12 @@ def route(method: str, raw_path: str, params: Sequence[tuple[str, str]], headers
     return Operation(name, bucket, key, scope)
 
 
+#: The operations on a bucket's ``?lifecycle`` (blobstore.s3.lifecycle), by method.
+_LIFECYCLE = {
+    "GET": ("GetBucketLifecycleConfiguration", "read"),
+    "PUT": ("PutBucketLifecycleConfiguration", "write"),
+    "DELETE": ("DeleteBucketLifecycle", "write"),
+}
 #: The parameters of ListMultipartUploads and of ListParts.
 _UPLOAD_LISTING = {"uploads", "prefix", "key-marker", "upload-id-marker", "max-uploads"}
 _PART_LISTING = {"uploadId", "part-number-marker", "max-parts"}
@@ -154,6 +160,9 @@ def _bucket_operation(method: str, bucket: str, names: set[str], params: dict[st
         return Operation("ListObjectVersions", bucket, None, "read")
     if method == "GET" and names <= _LISTING:
         return Operation("ListObjectsV2" if params.get("list-type") == "2" else "ListObjects", bucket, None, "read")
+    if names == {"lifecycle"} and method in _LIFECYCLE:
+        name, scope = _LIFECYCLE[method]
+        return Operation(name, bucket, None, scope)
     if names:
         raise not_implemented(f"{method} of a bucket with ?{','.join(sorted(names))}")
     operations = {

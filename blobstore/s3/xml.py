@@ -392,3 +392,106 @@ def list_multipart_uploads(page: UploadsPage) -> bytes:
         _child(upload, "StorageClass", "STANDARD")
         _child(upload, "Initiated", timestamp(initiated))
     return _document(root)
+
+
+@dataclass(frozen=True)
+class LifecycleRule:
+    """One rule of a bucket's lifecycle configuration: its objects under ``prefix`` expire ``expiration_days``
+    after they were last written, and their multipart uploads are aborted ``abort_days`` after (None: never)."""
+
+    prefix: str
+    expiration_days: int | None
+    abort_days: int | None
+
+
+#: Rule elements this API does not carry out: a configuration naming one is refused (501), changing nothing.
+_UNSUPPORTED_RULE_ELEMENTS = {
+    "Transition": "lifecycle transitions (storage classes)",
+    "NoncurrentVersionTransition": "lifecycle rules of noncurrent versions",
+    "NoncurrentVersionExpiration": "lifecycle rules of noncurrent versions",
+}
+_UNSUPPORTED_FILTERS = {"And", "Tag", "ObjectSizeGreaterThan", "ObjectSizeLessThan"}
+
+
+def parse_lifecycle(body: bytes) -> list[LifecycleRule]:
+    """The rules of a PutBucketLifecycleConfiguration ``LifecycleConfiguration`` document: S3Error NotImplemented
+    for an element this API does not carry out (transitions, noncurrent versions, tag and size filters, an
+    expiration by date or of delete markers, a disabled rule), MalformedXML or InvalidArgument for a bad one."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        raise S3Error("MalformedXML", "the XML you provided was not well-formed") from None
+    if _local(root.tag) != "LifecycleConfiguration":
+        raise S3Error("MalformedXML", "a lifecycle configuration is a LifecycleConfiguration element")
+    rules = [_lifecycle_rule(element) for element in root]
+    if not rules:
+        raise S3Error("MalformedXML", "a LifecycleConfiguration element holds at least one Rule")
+    return rules
+
+
+def _lifecycle_rule(element: ET.Element) -> LifecycleRule:
+    if _local(element.tag) != "Rule":
+        raise S3Error("MalformedXML", f"unexpected element {_local(element.tag)} in LifecycleConfiguration")
+    children = {_local(child.tag): child for child in element}
+    for name, feature in _UNSUPPORTED_RULE_ELEMENTS.items():
+        if name in children:
+            raise S3Error("NotImplemented", f"{feature} are not implemented by blobstore's S3 API")
+    status = (children["Status"].text or "").strip() if "Status" in children else ""
+    if status == "Disabled":
+        raise S3Error("NotImplemented", "disabled lifecycle rules are not implemented by blobstore's S3 API")
+    if status != "Enabled":
+        raise S3Error("MalformedXML", "a Rule's Status is Enabled or Disabled")
+    unknown = set(children) - {"ID", "Status", "Prefix", "Filter", "Expiration", "AbortIncompleteMultipartUpload"}
+    if unknown:
+        raise S3Error("MalformedXML", f"unexpected element {sorted(unknown)[0]} in Rule")
+    expiration = _only_days(
+        children.get("Expiration"),
+        "Days",
+        {"Date": "expiration by date", "ExpiredObjectDeleteMarker": "expiration of delete markers"},
+    )
+    abort = _only_days(children.get("AbortIncompleteMultipartUpload"), "DaysAfterInitiation", {})
+    if expiration is None and abort is None:
+        raise S3Error("InvalidRequest", "at least one action needs to be specified in a rule")
+    return LifecycleRule(_rule_prefix(children), expiration, abort)
+
+
+def _rule_prefix(children: dict[str, ET.Element]) -> str:
+    """A rule's prefix: its Filter's Prefix, or its (older) Prefix, or none."""
+    if "Filter" in children and "Prefix" in children:
+        raise S3Error("MalformedXML", "a Rule has a Filter or a Prefix, not both")
+    if "Filter" not in children:
+        return (children["Prefix"].text or "") if "Prefix" in children else ""
+    parts = {_local(child.tag): child for child in children["Filter"]}
+    if unsupported := _UNSUPPORTED_FILTERS & set(parts):
+        raise S3Error("NotImplemented", f"lifecycle filters by {sorted(unsupported)[0]} are not implemented")
+    if set(parts) - {"Prefix"}:
+        raise S3Error("MalformedXML", "a Filter holds a Prefix")
+    return (parts["Prefix"].text or "") if "Prefix" in parts else ""
+
+
+def _only_days(action: ET.Element | None, field: str, unsupported: dict[str, str]) -> int | None:
+    """The whole positive number of days ``field`` of ``action`` (None without the action)."""
+    if action is None:
+        return None
+    fields = {_local(child.tag): (child.text or "").strip() for child in action}
+    for name, feature in unsupported.items():
+        if name in fields:
+            raise S3Error("NotImplemented", f"{feature} is not implemented by blobstore's S3 API")
+    days = fields.get(field, "")
+    if set(fields) != {field} or not days.isascii() or not days.isdigit() or not 0 < int(days) <= 36500:
+        raise S3Error("InvalidArgument", f"{_local(action.tag)} takes {field}: a whole number of days from 1 to 36500")
+    return int(days)
+
+
+def lifecycle_configuration(rules: Sequence[LifecycleRule]) -> bytes:
+    """A ``LifecycleConfiguration`` of ``rules`` (GetBucketLifecycleConfiguration); rule IDs are not kept."""
+    root = ET.Element("LifecycleConfiguration", xmlns=NAMESPACE)
+    for rule in rules:
+        element = _child(root, "Rule")
+        _child(_child(element, "Filter"), "Prefix", rule.prefix)
+        _child(element, "Status", "Enabled")
+        if rule.expiration_days is not None:
+            _child(_child(element, "Expiration"), "Days", str(rule.expiration_days))
+        if rule.abort_days is not None:
+            _child(_child(element, "AbortIncompleteMultipartUpload"), "DaysAfterInitiation", str(rule.abort_days))
+    return _document(root)

@@ -176,6 +176,7 @@ def _put_item(item: BatchPutItem, data: PutData) -> PutItem:
         if_absent=item.if_absent,
         if_match=item.if_match,
         if_unmodified_since=item.if_unmodified_since,
+        expires_in=item.expires_in,
     )
 
 

@@ -1,11 +1,12 @@
-"""Periodic garbage collection inside a server process (``blobstore serve --gc-interval``).
+"""Periodic lifecycle expiry and garbage collection inside a server process (``blobstore serve --gc-interval``).
 
-Each process runs ``store.gc()`` every ``interval`` seconds, the first time at a
+Each process runs ``store.expire()`` (docs/lifecycle.md), then ``store.gc()``, every ``interval`` seconds,
+the first time at a
 random moment within the first interval (so the processes of a fleet started
 together do not all collect at once; concurrent runs are safe anyway, see
-docs/gc-protocol.md). Every run is recorded in blobstore.server.metrics; one
-that fails is logged and counted, and the next runs on schedule: GC never
-stops the server.
+docs/gc-protocol.md and blobstore.maintenance.lifecycle). Every run is recorded in blobstore.server.metrics;
+one that fails is logged and counted, and the next runs on schedule: neither ever stops the server, and a
+failed expiry run does not keep GC from running.
 """
 
 from __future__ import annotations
@@ -21,6 +22,19 @@ if TYPE_CHECKING:
     from blobstore.store import BlobStore
 
 log = logging.getLogger(__name__)
+
+
+async def expire(store: BlobStore) -> None:
+    """Run lifecycle expiry once and record it; a failure is logged and counted, never raised."""
+    try:
+        stats = await store.expire()
+    except Exception:
+        log.exception("lifecycle expiry failed; the next run is on schedule")
+        metrics.record_expiry_failure()
+        return
+    metrics.record_expiry(stats)
+    if stats.keys:
+        log.info("lifecycle expiry deleted %d keys (%d bytes)", stats.keys, stats.bytes)
 
 
 async def collect(store: BlobStore) -> None:
@@ -43,8 +57,9 @@ async def collect(store: BlobStore) -> None:
 
 
 async def collect_every(store: BlobStore, interval: float) -> None:
-    """Run :func:`collect` every ``interval`` seconds until cancelled (see the module docstring)."""
+    """Run :func:`expire` and :func:`collect` every ``interval`` seconds until cancelled (see the module docstring)."""
     await asyncio.sleep(random.uniform(0, interval))
     while True:
+        await expire(store)
         await collect(store)
         await asyncio.sleep(interval)

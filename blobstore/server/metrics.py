@@ -6,7 +6,8 @@ by route template; puts by whether their bytes were already stored. Storage
 operations are timed by operation and outcome, database statements by kind
 and outcome (:data:`OBSERVER`, through blobstore.core.instrument). GC runs made by
 this server (``blobstore serve --gc-interval``) are counted by outcome, with
-what they reclaimed and when one last succeeded.
+what they reclaimed and when one last succeeded; so are the lifecycle expiry runs
+that precede them, with the keys and bytes they expired.
 
 The tenant-facing app never serves them: the counters would tell a tenant
 whether another tenant already holds a file (a dedup hit writes no bytes).
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from blobstore.core.instrument import Outcome, StatementKind
+    from blobstore.maintenance.lifecycle import ExpiryStats
     from blobstore.protocol.gc import GcStats
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -73,8 +75,14 @@ GC_LAST_SUCCESS = Gauge(
     "When a GC run of a server last succeeded (unix seconds; 0 before the first).",
     multiprocess_mode="max",  # the latest over every process, dead ones included
 )
+EXPIRY_RUNS = Counter(
+    "blobstore_lifecycle_runs", "Lifecycle expiry runs this server started, by outcome (ok, error).", ["outcome"]
+)
+EXPIRED_KEYS = Counter("blobstore_lifecycle_expired_keys", "Keys lifecycle expiry runs of this server deleted.")
+EXPIRED_BYTES = Counter("blobstore_lifecycle_expired_bytes", "Logical bytes of the keys those runs deleted.")
 for _outcome in ("ok", "error"):  # every series exists from the start, so rates and alerts see zeros
     GC_RUNS.labels(_outcome)
+    EXPIRY_RUNS.labels(_outcome)
 for _kind in ("blob", "orphan", "upload"):
     GC_OBJECTS.labels(_kind)
 for _kind in ("blob", "orphan"):
@@ -132,6 +140,18 @@ def record_gc(stats: GcStats) -> None:
     GC_BYTES.labels("blob").inc(stats.bytes_reclaimed)
     GC_BYTES.labels("orphan").inc(stats.orphan_bytes)
     GC_LAST_SUCCESS.set(time.time())
+
+
+def record_expiry(stats: ExpiryStats) -> None:
+    """Count one lifecycle expiry run that succeeded, with the keys and bytes it expired."""
+    EXPIRY_RUNS.labels("ok").inc()
+    EXPIRED_KEYS.inc(stats.keys)
+    EXPIRED_BYTES.inc(stats.bytes)
+
+
+def record_expiry_failure() -> None:
+    """Count one lifecycle expiry run that failed."""
+    EXPIRY_RUNS.labels("error").inc()
 
 
 def record_gc_failure() -> None:

@@ -19,6 +19,7 @@ from blobstore import wire
 from blobstore.accounting.quotas import Allowance
 from blobstore.asgi.responses import ClosingStreamingResponse, verified_body
 from blobstore.errors import InvalidInput, NotFound, RangeNotSatisfiable
+from blobstore.model.durations import parse_duration
 from blobstore.model.ranges import ByteRange, parse_range
 from blobstore.model.results import BlobInfo, Page
 from blobstore.server import metrics
@@ -60,6 +61,15 @@ CopyDigest = Annotated[
         json_schema_extra={"pattern": DIGEST_PATTERN},
     ),
 ]
+ExpiresIn = Annotated[
+    str | None,
+    Header(
+        alias=wire.EXPIRES_IN,
+        description="The key expires this long after it is stored, whatever lifecycle rules say: seconds, or a "
+        "number with a unit of s, m, h or d (7d, 12h, 30m, 3600s), at most 36500d (docs/lifecycle.md).",
+        json_schema_extra={"pattern": r"^[0-9]{1,12}[smhd]?$"},
+    ),
+]
 IfNoneMatch = Annotated[str | None, Header(alias="if-none-match")]
 IfAbsent = Annotated[
     str | None,
@@ -92,9 +102,11 @@ async def put_object(
     if_none_match: IfAbsent = None,
     if_match: IfMatch = None,
     if_unmodified_since: IfUnmodifiedSince = None,
+    expires_in: ExpiresIn = None,
 ) -> Response:
     """``X-Blobstore-Meta-<name>`` headers become metadata. 201 for a new key, 200 when one was replaced.
-    If-Match, If-Unmodified-Since and If-None-Match: * make it conditional (412 if the key is in another version)."""
+    If-Match, If-Unmodified-Since and If-None-Match: * make it conditional (412 if the key is in another version).
+    X-Blobstore-Expires-In gives the key its own expiry."""
     if if_none_match is not None and if_none_match.strip() != "*":
         raise InvalidInput("PUT supports only If-None-Match: * (store only if the key does not exist)")
     if_absent = if_none_match is not None
@@ -110,6 +122,7 @@ async def put_object(
         if_absent=if_absent,
         if_match=when.if_match,
         if_unmodified_since=when.if_unmodified_since,
+        expires_in=None if expires_in is None else parse_duration(expires_in, what=wire.EXPIRES_IN),
     )
     if copy_digest is not None:
         if digest is not None and digest != copy_digest:

@@ -140,6 +140,9 @@ class BatchPutItem(BaseModel):
     if_absent: bool = False
     if_match: list[str] | None = Field(default=None, description='Digests the key must hold now, or ["*"].')
     if_unmodified_since: datetime | None = None
+    expires_in: int | None = Field(
+        default=None, description="Seconds after it is stored that the item's key expires (X-Blobstore-Expires-In)."
+    )
 
 
 class BatchManifest(BaseModel):

@@ -45,11 +45,14 @@ async def sqlite_store(tmp_path: Path, clock: FakeClock) -> dict[str, Any]:
         await buckets.create(core, "acme", "photos")
         for (tenant, key), data in KEYS.items():
             facts = S3Facts(md5="0" * 32, checksums={"crc32": "AAAAAA=="})
-            await store.tenant(tenant).put_with_headers(key, data, headers={}, s3_facts=lambda facts=facts: facts)
+            await store.tenant(tenant).put_with_headers(
+                key, data, headers={}, s3_facts=lambda facts=facts: facts, expires_in=10**6
+            )
         await store.tenant("globex").put("gone", b"pending gc")
         await store.tenant("globex").delete("gone")  # its blob waits out the grace period
         await store.tenant("acme").get("photos/a.jpg")  # egress
         await store.set_quota("acme", max_bytes=10**9)
+        await store.set_lifecycle_rule("acme", "photos/tmp/", expire_after=86400)
         await store.tenant("acme").sign_url("photos/a.jpg")  # creates a signing key
         token = await tokens.create(core, "acme")
         access_key = await access_keys.create(core, "acme")

@@ -195,6 +195,48 @@ async def test_the_gc_loop_reclaims_a_deleted_key_and_records_it(store: BlobStor
     assert started < last <= time.time()
 
 
+async def test_the_loop_expires_keys_by_rule_and_by_their_own_header(store: BlobStore, clock: FakeClock) -> None:
+    """With a GC interval, the server also runs lifecycle expiry: a key put with X-Blobstore-Expires-In and a key
+    under a rule's prefix go once the store's clock passes their expiry; the expired keys show on /metrics."""
+    token = (await tokens.create(store.core, "acme", scopes=tokens.SCOPES)).token
+    auth = {"authorization": f"Bearer {token}"}
+    await store.set_lifecycle_rule("acme", "tmp/", expire_after=3600)
+    with serving_app(create_app(settings=store.settings, clock=clock, gc_interval=0.05)) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            own = auth | {"x-blobstore-expires-in": "30m"}
+            assert (await http.put("/v1/tenants/acme/objects/own", content=DATA, headers=own)).status_code == 201
+            assert (await http.put("/v1/tenants/acme/objects/tmp/a", content=DATA, headers=auth)).status_code == 201
+            assert (await http.put("/v1/tenants/acme/objects/kept", content=DATA, headers=auth)).status_code == 201
+            before = scrape()
+            clock.advance(1800)
+            await scrape_until(
+                lambda found: deltas(before, found)("blobstore_lifecycle_expired_keys_total") >= 1, "own expires"
+            )
+            assert (await http.get("/v1/tenants/acme/objects/own", headers=auth)).status_code == 404
+            assert (await http.get("/v1/tenants/acme/objects/tmp/a", headers=auth)).status_code == 200
+            clock.advance(1800)
+            after = await scrape_until(
+                lambda found: deltas(before, found)("blobstore_lifecycle_expired_keys_total") >= 2, "tmp/a expires"
+            )
+            assert (await http.get("/v1/tenants/acme/objects/tmp/a", headers=auth)).status_code == 404
+            assert (await http.get("/v1/tenants/acme/objects/kept", headers=auth)).content == DATA
+    delta = deltas(before, after)
+    assert (delta("blobstore_lifecycle_expired_keys_total"), delta("blobstore_lifecycle_expired_bytes_total")) == (
+        2,
+        2 * len(DATA),
+    )
+    assert delta("blobstore_lifecycle_runs_total", outcome="error") == 0
+
+
+@pytest.mark.parametrize("header", ["0", "7x", "-1", "1.5h", "99999999999999d"])
+async def test_a_bad_expires_in_header_is_400_and_stores_nothing(live: Live, header: str) -> None:
+    headers = live.auth | {"x-blobstore-expires-in": header}
+    response = await live.http.put("/v1/tenants/acme/objects/k", content=DATA, headers=headers)
+    assert (response.status_code, response.json()["code"]) == (400, "InvalidInput")
+    assert "x-blobstore-expires-in" in response.json()["detail"]
+    assert (await live.http.get("/v1/tenants/acme/objects/k", headers=live.auth)).status_code == 404
+
+
 async def test_a_failing_gc_run_is_counted_and_the_server_keeps_serving(store: BlobStore) -> None:
     """A GC run that fails (the storage listing breaks) is logged and counted as an error; the loop goes on,
     and once the storage recovers its runs succeed again."""

@@ -1,0 +1,92 @@
+"""``blobstore lifecycle set / ls / rm / run`` on the embedded default; keys are written by an in-process store
+whose clock stands days in the past, so the real clock of the command finds them old."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from blobstore import BlobStore, Settings
+from tests.support.cli_helpers import Run, invoke, new_store
+
+
+@pytest.fixture
+def bs(tmp_path: Path) -> Callable[..., Run]:
+    """Run ``blobstore ARGS`` in-process against an embedded store."""
+    new_store(tmp_path / "home")
+
+    def run(*args: str) -> Run:
+        return invoke(args, home=tmp_path / "home")
+
+    return run
+
+
+def put_days_ago(home: Path, days: int, tenant: str, *keys: str) -> None:
+    """Put each key (its own name as bytes) with the store's clock ``days`` in the past."""
+    past = datetime.now(UTC) - timedelta(days=days)
+
+    async def work() -> None:
+        async with await BlobStore.open(
+            Settings(
+                home=home,
+                database_url=f"sqlite+aiosqlite:///{home / 'blobstore.db'}",
+                storage_url=(home / "blobs").as_uri(),
+            ),
+            clock=lambda: past,
+        ) as store:
+            for key in keys:
+                await store.tenant(tenant).put(key, key.encode())
+
+    asyncio.run(work())
+
+
+def test_set_ls_and_rm_manage_rules(bs: Callable[..., Run]) -> None:
+    assert "tmp/" in bs("lifecycle", "set", "acme", "--prefix", "tmp/", "--expire-after", "7d").ok().stdout
+    bs("lifecycle", "set", "beta", "--prefix", "", "--expire-after", "3600").ok()
+    rules = json.loads(bs("lifecycle", "ls", "--json").ok().stdout)
+    assert [(r["tenant"], r["prefix"], r["expire_after"], r["abort_multipart_after"]) for r in rules] == [
+        ("acme", "tmp/", 604800, None),
+        ("beta", "", 3600, None),
+    ]
+    assert bs("lifecycle", "ls").ok().stdout.splitlines()[1].split() == ["acme", "'tmp/'", "7d", "-"]
+    assert json.loads(bs("lifecycle", "ls", "beta", "--json").ok().stdout)[0]["tenant"] == "beta"
+    bs("lifecycle", "rm", "acme", "--prefix", "tmp/").ok()
+    bs("lifecycle", "rm", "acme", "--prefix", "tmp/").failed("no lifecycle rule")
+    assert [r["tenant"] for r in json.loads(bs("lifecycle", "ls", "--json").ok().stdout)] == ["beta"]
+
+
+@pytest.mark.parametrize("duration", ["7x", "0", "-1d", "1.5h", "", "d7"])
+def test_a_bad_duration_is_one_clear_error_and_sets_nothing(bs: Callable[..., Run], duration: str) -> None:
+    result = bs("lifecycle", "set", "acme", "--prefix", "tmp/", "--expire-after", duration)
+    assert result.code == 2
+    assert "--expire-after must be a whole number of seconds" in result.stderr
+    assert json.loads(bs("lifecycle", "ls", "--json").ok().stdout) == []
+
+
+def test_a_bad_tenant_is_one_clear_error(bs: Callable[..., Run]) -> None:
+    bs("lifecycle", "set", "Not A Tenant", "--prefix", "tmp/", "--expire-after", "7d").failed("tenant")
+
+
+def test_run_expires_old_keys_and_dry_run_changes_nothing(bs: Callable[..., Run], tmp_path: Path) -> None:
+    put_days_ago(tmp_path / "home", 10, "acme", "tmp/a", "tmp/bb", "keep/c")
+    put_days_ago(tmp_path / "home", 1, "acme", "tmp/young")
+    bs("lifecycle", "set", "acme", "--prefix", "tmp/", "--expire-after", "7d").ok()
+
+    dry = json.loads(bs("lifecycle", "run", "--dry-run", "--json").ok().stdout)
+    assert (dry["dry_run"], dry["keys_expired"], dry["bytes_expired"]) == (True, 2, 11)
+    assert "acme  would expire 2 keys (11 bytes)" in bs("lifecycle", "run", "--dry-run").ok().stdout
+
+    done = json.loads(bs("lifecycle", "run", "--json", "--batch", "1").ok().stdout)
+    assert (done["keys_expired"], done["batches"], done["tenants"]) == (
+        2,
+        2,
+        {"acme": {"keys": 2, "bytes": 11, "uploads_aborted": 0}},
+    )
+    listed = bs("ls", "acme", "--json").ok().stdout
+    assert [item["key"] for item in json.loads(listed)] == ["keep/c", "tmp/young"]
+    assert "expired 0 keys" in bs("lifecycle", "run").ok().stdout
