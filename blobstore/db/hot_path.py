@@ -14,7 +14,7 @@ layers through :meth:`blobstore.db.engine.Database.on_driver`, which translates 
 * on SQLite a whole transaction (``BEGIN IMMEDIATE`` to ``COMMIT``) runs in one hand-off to SQLite's
   thread: five statements for one wake-up of the event loop;
 * on PostgreSQL an unconditional put (an S3 PutObject's MD5 and checksums included) is one call of
-  ``blobstore_put_one`` (migration 0019) in autocommit, which binds a dedup hit or records the upload of new
+  ``blobstore_put_one`` (migration 0018) in autocommit, which binds a dedup hit or records the upload of new
   bytes, and leaves anything else (a quota exceeded, a blob gone under the lock) undecided to the general
   transaction; that transaction, which every other single put and every commit takes, reads with one call of
   ``blobstore_bind_lookup`` (migrations 0008, 0009) and writes with one statement of data-modifying CTEs,
@@ -105,7 +105,9 @@ SELECT t.used_bytes, t.used_objects, t.max_bytes, t.max_objects,
 FROM tenants t WHERE t.name = ?
 """
 _PG_LOOKUP = "SELECT * FROM blobstore_bind_lookup($1, $2, $3, $4, $5, $6)"
-_PG_PUT_ONE = "SELECT * FROM blobstore_put_one($1, $2, $3, $4, $5, $6, $7::json, $8::json, $9, $10, $11, $12, $13, $14)"
+_PG_PUT_ONE = (
+    "SELECT * FROM blobstore_put_one($1, $2, $3, $4, $5, $6, $7::json, $8::json, $9, $10, $11, $12, $13, $14, $15)"
+)
 _PG_RECORD = """
 INSERT INTO blobs (scope, digest, size, object_key, state, refcount, created_at, lease_expires_at)
 VALUES ($1, $2, $3, $4, 'uploading', 0, $5, $6) RETURNING id
@@ -177,14 +179,18 @@ async def _postgres_put_one(
     driver: Driver, tenant: str, scope: str, item: binding.Item, now: datetime, reservation: Reservation
 ) -> tuple[binding.Outcome, Upload | None] | None:
     """An unconditional put bound (with its S3 facts), or its upload recorded, by one call of
-    ``blobstore_put_one`` (migration 0019) in autocommit, as :func:`_bind` would; None where the function leaves
+    ``blobstore_put_one`` (migration 0018) in autocommit, as :func:`_bind` would; None where the function leaves
     the decision (and its explanation) to the general binding, having written nothing."""
     object_key = reservation.new_key()
     at, lease_until = (moment.astimezone(UTC).replace(tzinfo=None) for moment in (now, reservation.lease_until))
     values = (item.key, item.digest, item.size, item.content_type, json.dumps(item.metadata), json.dumps(item.headers))
     facts = item.facts or S3Facts()
     s3 = (facts.md5, list(facts.checksums), list(facts.checksums.values()))
-    row = await driver.connection.fetchrow(_PG_PUT_ONE, tenant, scope, *values, at, object_key, lease_until, *s3)
+    expires_at = item.expires_at(now)
+    expiry = None if expires_at is None else expires_at.astimezone(UTC).replace(tzinfo=None)
+    row = await driver.connection.fetchrow(
+        _PG_PUT_ONE, tenant, scope, *values, at, object_key, lease_until, *s3, expiry
+    )
     driver.sent(_PG_PUT_ONE)
     outcome, blob_id, deduplicated, replaced = row
     if outcome == "recorded":

@@ -49,6 +49,9 @@ async def _scenario(store: BlobStore, prefix: str) -> tuple[list[object], list[s
         lambda: acme.put("a", two),  # dedup hit replacing a key: its old blob loses its last reference
         lambda: acme.put("a", two),  # the same bytes again
         lambda: acme.put("u", three),  # dedup hit
+        lambda: acme.put("e", three, expires_in=3600),  # dedup hit that expires
+        lambda: acme.put("e", one),  # dedup hit replacing it: no expiry of its own any more
+        lambda: acme.put("g", two, expires_in=60),  # dedup hit that expires, kept
         lambda: acme.put("t", two),  # dedup hit replacing a key: its old blob keeps a reference
         lambda: acme.put("u", two),  # ... and loses its last one, for good
         lambda: acme.put_with_headers(
@@ -89,7 +92,8 @@ async def _snapshot(store: BlobStore, prefix: str, digests: list[str]) -> dict[s
     )
     refs = await rows(
         store,
-        "SELECT t.name, r.key, b.digest, r.size, r.content_type, r.metadata, r.created_at FROM refs r "
+        "SELECT t.name, r.key, b.digest, r.size, r.content_type, r.metadata, r.created_at, r.expires_at "
+        "FROM refs r "
         "JOIN tenants t ON t.id = r.tenant_id JOIN blobs b ON b.id = r.blob_id WHERE t.name LIKE :p "
         "ORDER BY t.name, r.key",
         p=f"{prefix}-%",

@@ -8,8 +8,8 @@ written, for the general binding (blobstore.db.binding) to decide and explain. I
 the tenant's row, then blobs in id order. Nothing to do on SQLite, whose hot path already runs a whole
 transaction in one hand-off to its thread.
 
-Revision ID: 0019
-Revises: 0015
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-12-07 12:10:00.000000
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0019"
-down_revision = "0015"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
@@ -26,7 +26,7 @@ FUNCTION = """
 CREATE FUNCTION blobstore_put_one(
     p_tenant varchar, p_scope varchar, p_key varchar, p_digest varchar, p_size bigint, p_content_type varchar,
     p_metadata json, p_headers json, p_now timestamp, p_object_key varchar, p_lease_until timestamp,
-    p_md5 varchar, p_algorithms varchar[], p_checksums varchar[]
+    p_md5 varchar, p_algorithms varchar[], p_checksums varchar[], p_expires_at timestamp
 ) RETURNS TABLE (outcome text, blob_id bigint, deduplicated boolean, replaced boolean)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -70,11 +70,11 @@ BEGIN
         RETURN;
     END IF;
     held := EXISTS (SELECT 1 FROM refs h WHERE h.tenant_id = t.id AND h.blob_id = live);
-    INSERT INTO refs (tenant_id, key, blob_id, size, content_type, metadata, headers, created_at)
-    VALUES (t.id, p_key, live, p_size, p_content_type, p_metadata, p_headers, p_now)
+    INSERT INTO refs (tenant_id, key, blob_id, size, content_type, metadata, headers, created_at, expires_at)
+    VALUES (t.id, p_key, live, p_size, p_content_type, p_metadata, p_headers, p_now, p_expires_at)
     ON CONFLICT (tenant_id, key) DO UPDATE SET blob_id = excluded.blob_id, size = excluded.size,
         content_type = excluded.content_type, metadata = excluded.metadata, headers = excluded.headers,
-        created_at = excluded.created_at;
+        created_at = excluded.created_at, expires_at = excluded.expires_at;
     IF old.blob_id IS DISTINCT FROM live THEN
         UPDATE blobs SET refcount = blobs.refcount + d.delta,
             unreferenced_since = CASE WHEN blobs.refcount + d.delta = 0 THEN p_now ELSE NULL END,
@@ -106,5 +106,5 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             "DROP FUNCTION blobstore_put_one(varchar, varchar, varchar, varchar, bigint, varchar, json, json, "
-            "timestamp, varchar, timestamp, varchar, varchar[], varchar[])"
+            "timestamp, varchar, timestamp, varchar, varchar[], varchar[], timestamp)"
         )
