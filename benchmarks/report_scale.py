@@ -97,10 +97,13 @@ _EGRESS = """
     SELECT t.id, d::date, 1000000 + (t.id * 7 + extract(day FROM d)::int) * 1000
     FROM tenants AS t, generate_series(date_trunc('month', now()), now(), interval '1 day') AS d
 """
-#: Constraints and indexes of the bulk-loaded tables, dropped for the load and rebuilt after it.
+#: Constraints and indexes of the bulk-loaded tables (and foreign keys of other tables onto them), dropped for
+#: the load and rebuilt after it.
 _SCHEMA = """
     SELECT 'constraint', c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid), c.contype::text
-    FROM pg_constraint AS c WHERE c.conrelid IN ('refs'::regclass, 'blobs'::regclass) AND c.contype IN ('p', 'u', 'f')
+    FROM pg_constraint AS c
+    WHERE (c.conrelid IN ('refs'::regclass, 'blobs'::regclass) AND c.contype IN ('p', 'u', 'f'))
+       OR (c.confrelid IN ('refs'::regclass, 'blobs'::regclass) AND c.contype = 'f')
     UNION ALL
     SELECT 'index', i.indrelid::regclass::text, i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid), ''
     FROM pg_index AS i WHERE i.indrelid IN ('refs'::regclass, 'blobs'::regclass)
