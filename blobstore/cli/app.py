@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from blobstore.cli import output
+from blobstore.errors import InvalidInput
+from blobstore.model.durations import parse_duration
 from blobstore.model.keys import validate_key, validate_tenant
 
 if TYPE_CHECKING:  # the store and its database layer load when a command runs, not for --help
@@ -98,6 +100,20 @@ def _keys(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(dict.fromkeys(validate_key(key) for key in value))
     return validate_key(value)
+
+
+class Duration(click.ParamType[int]):
+    """A duration in whole seconds: a number, with a unit of s, m, h, d or w (2w, 7d, 12h, 30m, 3600s)."""
+
+    name = "duration"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_duration(str(value), what=f"--{param.name.replace('_', '-')}" if param and param.name else "")
+        except InvalidInput as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def tenant_argument(command: F) -> F:

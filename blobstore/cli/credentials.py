@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -11,29 +10,15 @@ import click
 
 from blobstore.auth import tokens
 from blobstore.cli import output
-from blobstore.cli.app import options, run
+from blobstore.cli.app import Duration, options, run
 
 if TYPE_CHECKING:
     from blobstore.auth.tokens import TokenInfo
     from blobstore.core.context import Core
     from blobstore.store import BlobStore
 
-_DURATION = re.compile(r"([1-9][0-9]{0,6})([smhdw])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-class Duration(click.ParamType[timedelta]):
-    """A lifetime such as 3600s, 90m, 12h, 30d or 2w."""
-
-    name = "duration"
-
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
-        if isinstance(value, timedelta):
-            return value
-        match = _DURATION.fullmatch(str(value).strip())
-        if match is None:
-            self.fail(f"{value!r} is not a duration: use e.g. 3600s, 90m, 12h, 30d, 2w", param, ctx)
-        return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+def _lifetime(_ctx: click.Context, _param: click.Parameter, seconds: int | None) -> timedelta | None:
+    return None if seconds is None else timedelta(seconds=seconds)
 
 
 def new_credential_options(allowed: tuple[str, ...], default: Sequence[str]) -> Callable[[Any], Any]:
@@ -55,7 +40,11 @@ def new_credential_options(allowed: tuple[str, ...], default: Sequence[str]) -> 
                     help=f"Comma-separated scopes, from {','.join(allowed)}.",
                 ),
                 click.option(
-                    "--expires", type=Duration(), metavar="DURATION", help="Lifetime, e.g. 30d, 12h (default: never)."
+                    "--expires",
+                    type=Duration(),
+                    callback=_lifetime,
+                    metavar="DURATION",
+                    help="Lifetime, e.g. 30d, 12h, 2w (default: never).",
                 ),
                 click.option("--name", metavar="NAME", help="A note to recognise it by in `ls`."),
             )

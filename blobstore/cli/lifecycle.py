@@ -7,28 +7,13 @@ from typing import TYPE_CHECKING
 import click
 
 from blobstore.cli import output
-from blobstore.cli.app import common_options, options, run, tenant_argument
-from blobstore.errors import InvalidInput
-from blobstore.model.durations import duration_text, parse_duration
+from blobstore.cli.app import Duration, common_options, options, run, tenant_argument
+from blobstore.model.durations import duration_text
 from blobstore.model.keys import validate_prefix
 from blobstore.model.wording import counted
 
 if TYPE_CHECKING:  # the store loads when a command runs, not for --help
     from blobstore.model.lifecycle import Rule
-
-
-class Duration(click.ParamType[int]):
-    """A duration: seconds, or a number with a unit of s, m, h or d (7d, 12h, 30m, 3600s)."""
-
-    name = "duration"
-
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_duration(str(value), what=f"--{param.name.replace('_', '-')}" if param and param.name else "")
-        except InvalidInput as exc:
-            self.fail(str(exc), param, ctx)
 
 
 def _prefix(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:

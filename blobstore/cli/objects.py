@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import click
 
 from blobstore.cli import output
-from blobstore.cli.app import common_options, key_argument, options, tenant_argument
+from blobstore.cli.app import Duration, common_options, key_argument, options, tenant_argument
 from blobstore.cli.remote import on_tenant, remote_options
 from blobstore.errors import BlobStoreError
 from blobstore.model.keys import validate_key
@@ -56,6 +56,7 @@ class _PutOptions:
     content_type: str | None
     metadata: dict[str, str]
     if_absent: bool
+    expires_in: int | None
 
     async def put(self, tenant: TenantAPI, key: str, source: Path | IO[bytes]) -> BlobInfo:
         return await tenant.put(key, source, **self._arguments(source))
@@ -70,7 +71,12 @@ class _PutOptions:
         import mimetypes  # reads the system's type tables: only when a file is put
 
         guessed = mimetypes.guess_type(source.name)[0] if isinstance(source, Path) else None
-        return {"content_type": self.content_type or guessed, "metadata": self.metadata, "if_absent": self.if_absent}
+        return {
+            "content_type": self.content_type or guessed,
+            "metadata": self.metadata,
+            "if_absent": self.if_absent,
+            "expires_in": self.expires_in,
+        }
 
 
 @click.command()
@@ -82,6 +88,12 @@ class _PutOptions:
 @click.option("--content-type", metavar="TYPE", help="Content type to record (default: guessed from the file name).")
 @click.option("--meta", multiple=True, metavar="NAME=VALUE", callback=_metadata, help="Metadata to record; repeatable.")
 @click.option("--if-absent", is_flag=True, help="Fail instead of replacing a key that exists.")
+@click.option(
+    "--expires-in",
+    type=Duration(),
+    metavar="DURATION",
+    help="Delete the key this long after it is written (7d, 12h, 30m): `blobstore lifecycle run` does.",
+)
 @common_options
 @remote_options
 def put(
@@ -93,6 +105,7 @@ def put(
     content_type: str | None,
     meta: dict[str, str],
     if_absent: bool,
+    expires_in: int | None,
 ) -> None:
     """Store FILE (or stdin) under KEY, or every file under DIR with -r.
 
@@ -104,7 +117,7 @@ def put(
     --json prints the stored key (an array of them with --recursive): tenant,
     key, digest, size, deduplicated (true when this tenant already held the bytes).
     """
-    how = _PutOptions(content_type, meta, if_absent)
+    how = _PutOptions(content_type, meta, if_absent, expires_in)
     if recursive is not None:
         if key is not None or file is not None:
             raise click.UsageError("--recursive DIR takes no KEY or FILE")

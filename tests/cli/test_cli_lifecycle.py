@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,7 +65,7 @@ def test_set_ls_and_rm_manage_rules(bs: Callable[..., Run]) -> None:
 def test_a_bad_duration_is_one_clear_error_and_sets_nothing(bs: Callable[..., Run], duration: str) -> None:
     result = bs("lifecycle", "set", "acme", "--prefix", "tmp/", "--expire-after", duration)
     assert result.code == 2
-    assert "--expire-after must be a whole number of seconds" in result.stderr
+    assert "--expire-after must be a duration" in result.stderr
     assert json.loads(bs("lifecycle", "ls", "--json").ok().stdout) == []
 
 
@@ -90,3 +91,16 @@ def test_run_expires_old_keys_and_dry_run_changes_nothing(bs: Callable[..., Run]
     listed = bs("ls", "acme", "--json").ok().stdout
     assert [item["key"] for item in json.loads(listed)] == ["keep/c", "tmp/young"]
     assert "expired 0 keys" in bs("lifecycle", "run").ok().stdout
+
+
+def test_put_expires_in_records_the_keys_own_expiry(bs: Callable[..., Run], tmp_path: Path) -> None:
+    """``put --expires-in 2w`` records the key's expiry two weeks after its write; a bad duration stores nothing."""
+    source = tmp_path / "report.txt"
+    source.write_bytes(b"temporary")
+    bs("put", "acme", "tmp/report.txt", str(source), "--expires-in", "2w").ok()
+    bs("put", "acme", "tmp/bad.txt", str(source), "--expires-in", "soon").failed("--expires-in must be", code=2)
+    with sqlite3.connect(tmp_path / "home" / "blobstore.db") as db:
+        stored = db.execute("SELECT key, created_at, expires_at FROM refs ORDER BY key").fetchall()
+    [(key, created_at, expires_at)] = stored
+    assert key == "tmp/report.txt"
+    assert datetime.fromisoformat(expires_at) - datetime.fromisoformat(created_at) == timedelta(weeks=2)
