@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from blobstore.core.context import Core
     from blobstore.store import BlobStore
 
+
 def _lifetime(_ctx: click.Context, _param: click.Parameter, seconds: int | None) -> timedelta | None:
     return None if seconds is None else timedelta(seconds=seconds)
 
