@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,12 +25,14 @@ from blobstore.core.ingest import Ingested, PutData, ingest
 from blobstore.core.instrument import Observer
 from blobstore.core.reading import verified_chunks
 from blobstore.db import batches, binding, catalog, hot_path
+from blobstore.db import spool as spool_db
 from blobstore.db.engine import Database
 from blobstore.errors import (
     BlobStoreError,
     IntegrityError,
     InvalidInput,
     NotFound,
+    StorageUnavailable,
 )
 from blobstore.model.keys import (
     validate_byte_range,
@@ -507,7 +510,7 @@ class Tenant:
                 yield BlobStream(self._info(ref), _empty())
                 return
         chunks = verified_chunks(
-            self.core.storage,
+            self.core.readable,
             ref.object_key,
             key=key,
             digest=ref.digest,
@@ -557,6 +560,12 @@ class Tenant:
             current = None
         if current is None or current.object_key != object_key:
             return NotFound(f"key {key!r} was deleted while it was being read")
+        node = await self.core.database.read(partial(spool_db.spooled_node, object_key=object_key))
+        if node is not None and node != self.core.settings.node_id:
+            return StorageUnavailable(
+                f"the bytes of {key!r} are in the spool of node {node} until it drains them into object storage "
+                "(object storage was unreachable when they were put); try again later"
+            )
         return IntegrityError(f"stored object for {key!r} is missing from storage")
 
     def _uploader(self) -> Uploader:

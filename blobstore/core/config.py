@@ -81,6 +81,9 @@ class Settings:
         """Read ``BLOBSTORE_*`` variables; explicit arguments (the CLI's ``--db``/``--storage``) win."""
         env = os.environ if environ is None else environ
         home = Path(env.get("BLOBSTORE_HOME") or DEFAULT_HOME).absolute()
+        spool_dir, spool_max_bytes = _parse_spool(
+            env.get("BLOBSTORE_SPOOL_DIR") or None, env.get("BLOBSTORE_SPOOL_MAX_BYTES") or None
+        )
         db = database_url or env.get("BLOBSTORE_DATABASE_URL") or f"sqlite+aiosqlite:///{home / DATABASE_FILE}"
         storage = storage_url or env.get("BLOBSTORE_STORAGE_URL") or (home / "blobs").as_uri()
         return cls(
@@ -96,7 +99,8 @@ class Settings:
             multipart_expiry_seconds=_parse_multipart_expiry(env.get("BLOBSTORE_MULTIPART_EXPIRY") or "7d"),
             compression=_parse_compression(env.get("BLOBSTORE_COMPRESSION") or "auto"),
             compression_level=_parse_compression_level(env.get("BLOBSTORE_COMPRESSION_LEVEL") or None),
-            **_parse_spool(env.get("BLOBSTORE_SPOOL_DIR") or None, env.get("BLOBSTORE_SPOOL_MAX_BYTES") or None),
+            spool_dir=spool_dir,
+            spool_max_bytes=spool_max_bytes,
             node_id=_parse_node_id(env.get("BLOBSTORE_NODE_ID") or socket.gethostname()),
         )
 
@@ -250,10 +254,10 @@ def _parse_secret_key(value: str | None) -> str | None:
 MAX_NODE_ID_LENGTH = 64
 
 
-def _parse_spool(directory: str | None, max_bytes: str | None) -> dict[str, Path | int | None]:
+def _parse_spool(directory: str | None, max_bytes: str | None) -> tuple[Path | None, int]:
     """The spool's settings: both variables set, or neither (the spool is off)."""
     if directory is None and max_bytes is None:
-        return {"spool_dir": None, "spool_max_bytes": 0}
+        return None, 0
     if directory is None or max_bytes is None:
         missing = "BLOBSTORE_SPOOL_DIR" if directory is None else "BLOBSTORE_SPOOL_MAX_BYTES"
         raise ConfigurationError(
@@ -264,7 +268,7 @@ def _parse_spool(directory: str | None, max_bytes: str | None) -> dict[str, Path
         raise ConfigurationError(
             f"BLOBSTORE_SPOOL_MAX_BYTES must be a whole number of bytes from 1 to {2**63 - 1}, not {max_bytes!r}"
         )
-    return {"spool_dir": Path(directory).absolute(), "spool_max_bytes": size}
+    return Path(directory).absolute(), size
 
 
 def _parse_node_id(value: str) -> str:

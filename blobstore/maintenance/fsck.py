@@ -231,7 +231,7 @@ async def _check_digest(core: Core, record: maintenance.BlobRecord, report: Fsck
 
     try:
         async for chunk in verified_chunks(
-            core.storage,
+            core.readable,
             record.object_key,
             key=f"blob {record.blob_id}",
             digest=record.digest,

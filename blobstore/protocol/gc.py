@@ -164,7 +164,14 @@ async def _expire_upload(conn: AsyncConnection, tenant: str, upload_id: str, cut
 async def _sweep_blobs(run: _Run) -> None:
     database, after = run.core.database, 0
     while batch := await database.read(  # a plan: the tombstone re-checks every condition under the row locks
-        partial(maintenance.find_reclaimable, cutoff=run.cutoff, now=run.now, after_id=after, limit=BATCH)
+        partial(
+            maintenance.find_reclaimable,
+            cutoff=run.cutoff,
+            now=run.now,
+            node_id=run.core.settings.node_id,
+            after_id=after,
+            limit=BATCH,
+        )
     ):
         after = batch[-1].blob_id
         reasons = {blob.blob_id: blob.reason for blob in batch}
@@ -190,11 +197,17 @@ async def _reclaim(run: _Run, blob_ids: list[int]) -> list[maintenance.Reclaimab
     once may both delete its object; only the one whose delete of the row took effect counts it."""
     database = run.core.database
     tombstoned = await database.transaction(
-        partial(maintenance.tombstone, blob_ids=blob_ids, cutoff=run.cutoff, now=run.now)
+        partial(
+            maintenance.tombstone, blob_ids=blob_ids, cutoff=run.cutoff, now=run.now, node_id=run.core.settings.node_id
+        )
     )
     if not tombstoned:
         return []
+    # A spooled blob's object may be in object storage too (a drain that stopped before its switch).
     await run.core.storage.delete_many([blob.object_key for blob in tombstoned])
+    spooled = [blob.object_key for blob in tombstoned if blob.spooled_on is not None]
+    if spooled and run.core.spool is not None:
+        await run.core.spool.storage.delete_many(spooled)
     forgotten = await database.transaction(partial(forget_blobs, blob_ids=[blob.blob_id for blob in tombstoned]))
     return [blob for blob in tombstoned if blob.blob_id in forgotten]
 

@@ -1,0 +1,141 @@
+"""The spool (docs/spool.md): puts acknowledged through a real object-storage outage, read back on their node,
+refused (never wrong) on another, collected by GC, and drained into object storage once it answers.
+
+The outage is real: the network to the suite's S3 endpoint (a moto server) is cut by a proxy and restored.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from blobstore import BlobStore, NotFound, StorageUnavailable
+from blobstore.storage.layout import OBJECT_PREFIX
+from tests.support.s3_server import S3Endpoint
+from tests.support.stores import FakeClock, StoreFactory
+from tests.support.tcp_proxy import TcpProxy
+from tests.support.workers import data_objects, invariant_violations, object_key_of, rows
+
+pytestmark = [pytest.mark.s3, pytest.mark.postgres]
+
+#: 2.5 MiB that do not compress: several frames, so ranged reads fetch some of them.
+LARGE = random.Random(22).randbytes(10 * 256 * 1024)
+SPOOL_BYTES = 10 * 2**20
+
+
+@pytest.fixture
+def s3_proxy(s3: S3Endpoint) -> Iterator[TcpProxy]:
+    """A proxy in front of the suite's S3 endpoint, to cut and restore."""
+    parts = urlsplit(s3.url)
+    assert parts.hostname is not None
+    proxy = TcpProxy(parts.hostname, parts.port or 80)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+async def node(open_store: StoreFactory, proxy: TcpProxy, tmp_path: Path, name: str, **overrides: object) -> BlobStore:
+    """A store on node ``name`` with a spool of its own, over the proxy to S3 and the shared PostgreSQL."""
+    settings: dict[str, object] = {"spool_dir": tmp_path / name, "spool_max_bytes": SPOOL_BYTES, "node_id": name}
+    return await open_store("postgres-s3", s3_endpoint_url=f"http://127.0.0.1:{proxy.port}", **(settings | overrides))
+
+
+def spool_files(store: BlobStore) -> list[str]:
+    assert store.core.spool is not None
+    root = store.core.spool.storage.root / OBJECT_PREFIX
+    return sorted(str(path.relative_to(store.core.spool.storage.root)) for path in root.rglob("*") if path.is_file())
+
+
+async def spooled_on(store: BlobStore, tenant: str, key: str) -> str | None:
+    object_key = await object_key_of(store, tenant, key)
+    [(node_id,)] = await rows(store, "SELECT spooled_on FROM blobs WHERE object_key = :k", k=object_key)
+    return node_id  # type: ignore[no-any-return]
+
+
+async def test_a_put_in_an_outage_is_spooled_acknowledged_and_read_back_on_its_node(
+    open_store: StoreFactory, s3_proxy: TcpProxy, tmp_path: Path
+) -> None:
+    """With S3 cut off a put lands, fsynced, in its node's spool and is acknowledged; that node reads it back
+    whole and ranged, verified; dedup and copy treat it like any blob."""
+    store = await node(open_store, s3_proxy, tmp_path, "node-a")
+    acme = store.tenant("acme")
+    s3_proxy.stop()
+    small = await acme.put("small", b"spooled while S3 was down")
+    large = await acme.put("large", LARGE)
+    assert (small.size, large.size) == (25, len(LARGE))
+    assert await spooled_on(store, "acme", "small") == "node-a"
+    assert len(spool_files(store)) == 2
+    assert await acme.get("small") == b"spooled while S3 was down"
+    assert await acme.get("large") == LARGE
+    async with acme.open("large", (300_000, 1_100_000)) as stream:
+        assert b"".join([chunk async for chunk in stream]) == LARGE[300_000:1_100_001]
+    assert (await acme.put("same", LARGE)).deduplicated
+    assert not (await store.tenant("other").put("same", LARGE)).deduplicated  # its first; one blob all the same
+    assert await rows(store, "SELECT refcount FROM blobs WHERE digest = :d", d=large.digest) == [(3,)]
+    await acme.copy("large", "large-copy")
+    assert await acme.get("large-copy") == LARGE
+    assert len(spool_files(store)) == 2
+
+
+async def test_another_node_refuses_a_blob_spooled_elsewhere(
+    open_store: StoreFactory, s3_proxy: TcpProxy, tmp_path: Path
+) -> None:
+    """A blob spooled on node-a is StorageUnavailable on node-b (whether S3 answers or not), never a wrong or
+    missing answer."""
+    a = await node(open_store, s3_proxy, tmp_path, "node-a")
+    b = await node(open_store, s3_proxy, tmp_path, "node-b")
+    s3_proxy.stop()
+    await a.tenant("acme").put("k", b"on node-a's disk")
+    with pytest.raises(StorageUnavailable):
+        await b.tenant("acme").get("k")
+    s3_proxy.start()
+    with pytest.raises(StorageUnavailable, match="node-a"):
+        await b.tenant("acme").get("k")
+    assert (await b.tenant("acme").stat("k")).size == 16
+
+
+async def test_a_full_spool_fails_the_put_as_before_and_changes_nothing(
+    open_store: StoreFactory, s3_proxy: TcpProxy, tmp_path: Path
+) -> None:
+    store = await node(open_store, s3_proxy, tmp_path, "node-a", spool_max_bytes=len(LARGE) + 100)
+    acme = store.tenant("acme")
+    s3_proxy.stop()
+    await acme.put("first", LARGE)
+    with pytest.raises(StorageUnavailable, match="spool is full"):
+        await acme.put("second", b"x" * 200)
+    assert not await acme.exists("second")
+    assert len(spool_files(store)) == 1
+
+
+async def test_gc_of_a_deleted_spooled_blob_removes_its_spool_file_on_its_node_only(
+    open_store: StoreFactory, s3_proxy: TcpProxy, tmp_path: Path, clock: FakeClock
+) -> None:
+    a = await node(open_store, s3_proxy, tmp_path, "node-a")
+    b = await node(open_store, s3_proxy, tmp_path, "node-b")
+    s3_proxy.stop()
+    await a.tenant("acme").put("k", b"deleted before it was drained")
+    await a.tenant("acme").delete("k")
+    s3_proxy.start()
+    clock.advance_past_real_time(a.settings.gc_grace_seconds + a.settings.upload_lease_seconds + 1)
+    assert (await b.gc()).blobs_reclaimed == 0  # node-b cannot delete node-a's spool file
+    assert (await a.gc()).blobs_reclaimed == 1
+    assert spool_files(a) == []
+    assert await invariant_violations(a) == []
+
+
+async def test_a_put_with_s3_up_never_touches_the_spool(
+    open_store: StoreFactory, s3_proxy: TcpProxy, tmp_path: Path
+) -> None:
+    store = await node(open_store, s3_proxy, tmp_path, "node-a")
+    await store.tenant("acme").put("k", b"straight to S3")
+    assert await spooled_on(store, "acme", "k") is None
+    assert spool_files(store) == []
+    assert len(await data_objects(store)) == 1
+    with pytest.raises(NotFound):
+        await store.tenant("acme").get("missing")
