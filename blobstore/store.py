@@ -27,6 +27,7 @@ from blobstore.core.reading import verified_chunks
 from blobstore.db import batches, binding, catalog, hot_path
 from blobstore.db import spool as spool_db
 from blobstore.db.engine import Database
+from blobstore.db.spool import NodeSpool
 from blobstore.errors import (
     BlobStoreError,
     IntegrityError,
@@ -57,6 +58,7 @@ if TYPE_CHECKING:  # the maintenance modules load when first used, out of every 
     from blobstore.accounting.report import CostReport
     from blobstore.auth.signing import SignedUrl
     from blobstore.maintenance.fsck import FsckReport
+    from blobstore.protocol.drain import DrainStats
     from blobstore.protocol.gc import GcStats, OnPlanned
 
 #: The most keys one page of a listing holds (S3's cap too): a page is built in memory, so this bounds it.
@@ -125,6 +127,17 @@ class BlobStore:
         from blobstore.maintenance.fsck import fsck as run_fsck
 
         return await run_fsck(self.core, read_data=read_data, repair=repair, progress=progress)
+
+    async def drain_spool(self) -> DrainStats:
+        """Move the blobs spooled on this node into object storage (see blobstore.protocol.drain);
+        StorageUnavailable while it still does not answer, ConfigurationError without a spool."""
+        from blobstore.protocol.drain import drain
+
+        return await drain(self.core)
+
+    async def spool_status(self) -> list[NodeSpool]:
+        """What every node's spool holds (docs/spool.md): blobs, bytes, and when the oldest was stored."""
+        return await self.core.database.read(spool_db.nodes)
 
     async def report(
         self, *, tenant: str | None = None, pricing: str | PriceList | None = None, since: date | None = None

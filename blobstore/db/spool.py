@@ -19,8 +19,10 @@ class SpooledBlob:
 
     blob_id: int
     object_key: str
-    #: The stored object's length (its frames'), or the blob's size for a raw one.
-    stored_size: int
+    digest: str
+    size: int
+    #: The encoded frame index (blobstore.storage.frames); None for a blob stored raw.
+    frames: bytes | None
 
 
 @dataclass(frozen=True)
@@ -48,12 +50,15 @@ async def live_spooled(
 ) -> list[SpooledBlob]:
     """Up to ``limit`` live blobs spooled on ``node_id`` with ids above ``after_id``, by id: what a drain uploads."""
     query = (
-        select(blobs.c.id, blobs.c.object_key, func.coalesce(blobs.c.stored_size, blobs.c.size))
+        select(blobs.c.id, blobs.c.object_key, blobs.c.digest, blobs.c.size, blobs.c.frames)
         .where(blobs.c.spooled_on == node_id, blobs.c.state == LIVE, blobs.c.id > after_id)
         .order_by(blobs.c.id)
         .limit(limit)
     )
-    return [SpooledBlob(row[0], row[1], int(row[2])) for row in await conn.execute(query)]
+    return [
+        SpooledBlob(row[0], row[1], row[2], row[3], None if row[4] is None else bytes(row[4]))
+        for row in await conn.execute(query)
+    ]
 
 
 async def unspool(conn: AsyncConnection, blob_id: int, node_id: str) -> bool:

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from blobstore import BlobStore, NotFound, StorageUnavailable
+from blobstore import BlobStore, ConfigurationError, NotFound, StorageUnavailable
 from blobstore.storage.layout import OBJECT_PREFIX
 from tests.support.s3_server import S3Endpoint
 from tests.support.stores import FakeClock, StoreFactory
@@ -139,3 +139,40 @@ async def test_a_put_with_s3_up_never_touches_the_spool(
     assert len(await data_objects(store)) == 1
     with pytest.raises(NotFound):
         await store.tenant("acme").get("missing")
+
+
+async def test_a_drain_moves_spooled_blobs_into_object_storage_and_frees_the_spool(
+    open_store: StoreFactory, s3_proxy: TcpProxy, tmp_path: Path
+) -> None:
+    """While S3 is down a drain fails and keeps everything; once it answers the drain uploads, verifies and
+    switches every blob of its node (not another node's), frees the spool, and the blobs read from S3."""
+    a = await node(open_store, s3_proxy, tmp_path, "node-a")
+    b = await node(open_store, s3_proxy, tmp_path, "node-b")
+    s3_proxy.stop()
+    await a.tenant("acme").put("small", b"spooled on a")
+    await a.tenant("acme").put("large", LARGE)
+    await b.tenant("acme").put("on-b", b"spooled on b")
+    with pytest.raises(StorageUnavailable):
+        await a.drain_spool()
+    assert len(spool_files(a)) == 2
+    s3_proxy.start()
+    stats = await a.drain_spool()
+    assert (stats.blobs_drained, stats.bytes_drained) == (2, len(LARGE) + 12)
+    assert spool_files(a) == []
+    assert [(n.node_id, n.blobs) for n in await a.spool_status()] == [("node-b", 1)]
+    assert await b.tenant("acme").get("large") == LARGE  # from S3 now, on any node
+    assert await b.tenant("acme").get("small") == b"spooled on a"
+    assert (await b.drain_spool()).blobs_drained == 1
+    assert await a.tenant("acme").get("on-b") == b"spooled on b"
+    assert await a.spool_status() == []
+    assert await invariant_violations(a) == []
+    report = await a.fsck(read_data=True)
+    assert report.ok, report.problems
+
+
+async def test_a_drain_without_a_spool_is_a_configuration_error(
+    open_store: StoreFactory, s3_proxy: TcpProxy, tmp_path: Path
+) -> None:
+    store = await node(open_store, s3_proxy, tmp_path, "node-a", spool_dir=None, spool_max_bytes=0)
+    with pytest.raises(ConfigurationError, match="BLOBSTORE_SPOOL_DIR"):
+        await store.drain_spool()
