@@ -7,7 +7,19 @@ Commands appear in ``blobstore --help`` in this order.
 
 from types import ModuleType
 
-from blobstore.cli import access_key, db, maintenance, objects, report, serve, signing_key, tenant, token, transfer
+from blobstore.cli import (
+    access_key,
+    db,
+    maintenance,
+    objects,
+    report,
+    serve,
+    signing_key,
+    spool,
+    tenant,
+    token,
+    transfer,
+)
 from blobstore.cli.app import cli
 
 #: The modules whose ``COMMANDS`` make up ``blobstore``; gc, fsck, report and tenant modules go here too.
@@ -21,6 +33,7 @@ COMMAND_MODULES: list[ModuleType] = [
     access_key,
     signing_key,
     serve,
+    spool,
     db,
 ]
 

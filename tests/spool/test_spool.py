@@ -6,6 +6,8 @@ The outage is real: the network to the suite's S3 endpoint (a moto server) is cu
 
 from __future__ import annotations
 
+import asyncio
+import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +17,11 @@ import pytest
 
 from blobstore import BlobStore, ConfigurationError, NotFound, StorageUnavailable
 from blobstore.storage.layout import OBJECT_PREFIX
+from tests.support.cli_helpers import invoke
 from tests.support.s3_server import S3Endpoint
 from tests.support.stores import FakeClock, StoreFactory
 from tests.support.tcp_proxy import TcpProxy
-from tests.support.workers import data_objects, invariant_violations, object_key_of, rows
+from tests.support.workers import data_objects, invariant_violations, object_key_of, rows, worker_env
 
 pytestmark = [pytest.mark.s3, pytest.mark.postgres]
 
@@ -176,3 +179,29 @@ async def test_a_drain_without_a_spool_is_a_configuration_error(
     store = await node(open_store, s3_proxy, tmp_path, "node-a", spool_dir=None, spool_max_bytes=0)
     with pytest.raises(ConfigurationError, match="BLOBSTORE_SPOOL_DIR"):
         await store.drain_spool()
+
+
+async def test_the_cli_shows_every_nodes_spool_and_drains_its_own(
+    open_store: StoreFactory, s3_proxy: TcpProxy, tmp_path: Path
+) -> None:
+    """``blobstore spool status`` lists each node's blobs, bytes and oldest; ``spool drain`` on node-a (the
+    node id and spool of the environment) drains node-a's."""
+    a = await node(open_store, s3_proxy, tmp_path, "node-a")
+    s3_proxy.stop()
+    await a.tenant("acme").put("k", b"spooled for the CLI")
+    s3_proxy.start()
+    env = worker_env(a) | {
+        "BLOBSTORE_SPOOL_DIR": str(tmp_path / "node-a"),
+        "BLOBSTORE_SPOOL_MAX_BYTES": str(SPOOL_BYTES),
+        "BLOBSTORE_NODE_ID": "node-a",
+    }
+    def bs(*args: str) -> str:  # in a thread: the CLI runs its own event loop
+        return invoke(args, home=tmp_path, env=env).ok().stdout
+
+    [status] = json.loads(await asyncio.to_thread(bs, "spool", "status", "--json"))
+    assert (status["node_id"], status["blobs"], status["bytes"]) == ("node-a", 1, 19)
+    assert status["oldest"] is not None
+    assert "node-a" in await asyncio.to_thread(bs, "spool", "status")
+    assert "drained 1 blob (19 bytes)" in await asyncio.to_thread(bs, "spool", "drain")
+    assert "no node holds spooled blobs" in await asyncio.to_thread(bs, "spool", "status")
+    assert spool_files(a) == []
