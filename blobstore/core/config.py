@@ -69,6 +69,9 @@ class Settings:
     spool_max_bytes: int = 0
     #: BLOBSTORE_NODE_ID: this process's node, which owns the blobs spooled here (default: the host name).
     node_id: str = field(default_factory=socket.gethostname)
+    #: BLOBSTORE_SPOOL_DRAIN_INTERVAL: how often a server tries to drain its spool (doubling up to 5 minutes
+    #: while object storage stays unreachable).
+    spool_drain_seconds: float = 10.0
 
     @classmethod
     def from_env(
@@ -101,6 +104,7 @@ class Settings:
             compression_level=_parse_compression_level(env.get("BLOBSTORE_COMPRESSION_LEVEL") or None),
             spool_dir=spool_dir,
             spool_max_bytes=spool_max_bytes,
+            spool_drain_seconds=_parse_drain_interval(env.get("BLOBSTORE_SPOOL_DRAIN_INTERVAL") or "10"),
             node_id=_parse_node_id(env.get("BLOBSTORE_NODE_ID") or socket.gethostname()),
         )
 
@@ -269,6 +273,18 @@ def _parse_spool(directory: str | None, max_bytes: str | None) -> tuple[Path | N
             f"BLOBSTORE_SPOOL_MAX_BYTES must be a whole number of bytes from 1 to {2**63 - 1}, not {max_bytes!r}"
         )
     return Path(directory).absolute(), size
+
+
+def _parse_drain_interval(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 3600:
+        raise ConfigurationError(
+            f"BLOBSTORE_SPOOL_DRAIN_INTERVAL must be a number of seconds above 0 and at most 3600, not {value!r}"
+        )
+    return seconds
 
 
 def _parse_node_id(value: str) -> str:

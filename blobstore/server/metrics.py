@@ -73,6 +73,16 @@ GC_LAST_SUCCESS = Gauge(
     "When a GC run of a server last succeeded (unix seconds; 0 before the first).",
     multiprocess_mode="max",  # the latest over every process, dead ones included
 )
+SPOOL_BLOBS = Gauge(
+    "blobstore_spool_blobs",
+    "Blobs this node's spool holds until drained into object storage (docs/spool.md).",
+    multiprocess_mode="livemax",  # every worker of a node sees the same catalog
+)
+SPOOL_BYTES = Gauge(
+    "blobstore_spool_bytes",
+    "Stored bytes this node's spool holds until drained into object storage.",
+    multiprocess_mode="livemax",
+)
 for _outcome in ("ok", "error"):  # every series exists from the start, so rates and alerts see zeros
     GC_RUNS.labels(_outcome)
 for _kind in ("blob", "orphan", "upload"):
@@ -159,3 +169,9 @@ def registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return registry
+
+
+def record_spool(blobs: int, size: int) -> None:
+    """What this node's spool holds now."""
+    SPOOL_BLOBS.set(blobs)
+    SPOOL_BYTES.set(size)

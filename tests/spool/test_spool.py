@@ -195,6 +195,7 @@ async def test_the_cli_shows_every_nodes_spool_and_drains_its_own(
         "BLOBSTORE_SPOOL_MAX_BYTES": str(SPOOL_BYTES),
         "BLOBSTORE_NODE_ID": "node-a",
     }
+
     def bs(*args: str) -> str:  # in a thread: the CLI runs its own event loop
         return invoke(args, home=tmp_path, env=env).ok().stdout
 
