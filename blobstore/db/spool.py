@@ -27,7 +27,8 @@ class SpooledBlob:
 
 @dataclass(frozen=True)
 class NodeSpool:
-    """What one node's spool holds: blobs in any state, their stored bytes, and when the oldest was stored."""
+    """The live blobs one node's spool holds until drained, their stored bytes, and when the oldest was stored
+    (spool files of deleted blobs and failed puts are GC's, and not counted)."""
 
     node_id: str
     blobs: int
@@ -82,7 +83,7 @@ async def spooled_node(conn: AsyncConnection, object_key: str) -> str | None:
 
 
 async def nodes(conn: AsyncConnection) -> list[NodeSpool]:
-    """Every node whose spool holds something, by node id."""
+    """Every node whose spool holds live blobs, by node id."""
     query = (
         select(
             blobs.c.spooled_on,
@@ -90,7 +91,7 @@ async def nodes(conn: AsyncConnection) -> list[NodeSpool]:
             func.coalesce(func.sum(func.coalesce(blobs.c.stored_size, blobs.c.size)), 0),
             func.min(blobs.c.created_at),
         )
-        .where(blobs.c.spooled_on.is_not(None))
+        .where(blobs.c.spooled_on.is_not(None), blobs.c.state == LIVE)
         .group_by(blobs.c.spooled_on)
         .order_by(blobs.c.spooled_on)
     )

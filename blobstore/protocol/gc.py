@@ -21,6 +21,7 @@ why this never deletes an object a reference needs and never leaks one forever.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from blobstore.core.context import Core
+
+log = logging.getLogger(__name__)
 
 #: Objects deleted per storage request, blobs tombstoned per transaction, keys looked up per query.
 BATCH = 1000
@@ -203,13 +206,24 @@ async def _reclaim(run: _Run, blob_ids: list[int]) -> list[maintenance.Reclaimab
     )
     if not tombstoned:
         return []
-    # A spooled blob's object may be in object storage too (a drain that stopped before its switch).
-    await run.core.storage.delete_many([blob.object_key for blob in tombstoned])
-    spooled = [blob.object_key for blob in tombstoned if blob.spooled_on is not None]
-    if spooled and run.core.spool is not None:
-        await run.core.spool.storage.delete_many(spooled)
+    stored = [blob.object_key for blob in tombstoned if blob.spooled_on is None]
+    if stored:
+        await run.core.storage.delete_many(stored)
+    await _delete_spooled(run, [blob.object_key for blob in tombstoned if blob.spooled_on is not None])
     forgotten = await database.transaction(partial(forget_blobs, blob_ids=[blob.blob_id for blob in tombstoned]))
     return [blob for blob in tombstoned if blob.blob_id in forgotten]
+
+
+async def _delete_spooled(run: _Run, object_keys: list[str]) -> None:
+    """Delete the spool files of tombstoned blobs spooled on this node (docs/spool.md). Object storage is not
+    asked: an object a drain or a write wrote there before the row is forgotten is an orphan, swept past
+    grace, so GC reclaims spooled blobs while object storage is still unreachable."""
+    if not object_keys:
+        return
+    if run.core.spool is None:
+        log.warning("blobs %s were spooled on this node, which has no spool (BLOBSTORE_SPOOL_DIR) now", object_keys)
+        return
+    await run.core.spool.storage.delete_many(object_keys)
 
 
 async def _sweep_orphans(run: _Run) -> None:

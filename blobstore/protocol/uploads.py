@@ -425,6 +425,8 @@ class Uploader:
         """
         try:
             if await self.database.transaction(lambda conn: catalog.abandon(conn, blob_id)):
+                if self.spool is not None:  # the upload may have been spooled (GC's to finish if not deleted)
+                    await self.spool.storage.delete_many([object_key])
                 await self.storage.delete_many([object_key])
                 await self.database.transaction(lambda conn: catalog.forget_blobs(conn, [blob_id]))
         except Exception:
