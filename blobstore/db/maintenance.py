@@ -142,6 +142,8 @@ class BlobRecord:
     frames: bytes | None
     #: The stored object's length: its frames', or ``size`` for a raw blob.
     stored_size: int
+    #: The node whose spool holds the object until drained (docs/spool.md); None: in object storage.
+    spooled_on: str | None = None
 
 
 async def blob_records(conn: AsyncConnection, *, after_key: str = "", limit: int = 1000) -> list[BlobRecord]:
@@ -159,12 +161,13 @@ async def blob_records(conn: AsyncConnection, *, after_key: str = "", limit: int
             actual,
             blobs.c.frames,
             func.coalesce(blobs.c.stored_size, blobs.c.size),
+            blobs.c.spooled_on,
         )
         .where(blobs.c.object_key > after_key)
         .order_by(blobs.c.object_key)
         .limit(limit)
     )
-    return [BlobRecord(*row) for row in await conn.execute(query)]
+    return [BlobRecord(*row[:9], spooled_on=row[9]) for row in await conn.execute(query)]
 
 
 async def refs_to_unusable_blobs(conn: AsyncConnection) -> list[tuple[str, str, int]]:

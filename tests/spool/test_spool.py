@@ -206,3 +206,24 @@ async def test_the_cli_shows_every_nodes_spool_and_drains_its_own(
     assert "drained 1 blob (19 bytes)" in await asyncio.to_thread(bs, "spool", "drain")
     assert "no node holds spooled blobs" in await asyncio.to_thread(bs, "spool", "status")
     assert spool_files(a) == []
+
+
+async def test_fsck_checks_a_spooled_blob_against_its_spool_file_on_its_node(
+    open_store: StoreFactory, s3_proxy: TcpProxy, tmp_path: Path
+) -> None:
+    """fsck on node-a reads node-a's spooled blobs from the spool (a missing bucket object is no problem) and
+    reports a spool file that is gone; node-b leaves them to node-a."""
+    a = await node(open_store, s3_proxy, tmp_path, "node-a")
+    b = await node(open_store, s3_proxy, tmp_path, "node-b")
+    s3_proxy.stop()
+    await a.tenant("acme").put("k", LARGE)
+    s3_proxy.start()
+    report = await a.fsck(read_data=True)
+    assert report.ok, report.problems
+    assert report.bytes_hashed == len(LARGE)
+    assert (await b.fsck(read_data=True)).ok
+    [spooled] = spool_files(a)
+    (tmp_path / "node-a" / spooled).unlink()
+    [problem] = (await a.fsck()).problems
+    assert (problem.kind, problem.subject) == ("missing-object", spooled)
+    assert (await b.fsck()).ok
