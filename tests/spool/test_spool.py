@@ -14,8 +14,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from prometheus_client import REGISTRY
 
 from blobstore import BlobStore, ConfigurationError, NotFound, StorageUnavailable
+from blobstore.server import drainer
 from blobstore.storage.layout import OBJECT_PREFIX
 from tests.support.cli_helpers import invoke
 from tests.support.s3_server import S3Endpoint
@@ -227,3 +229,22 @@ async def test_fsck_checks_a_spooled_blob_against_its_spool_file_on_its_node(
     [problem] = (await a.fsck()).problems
     assert (problem.kind, problem.subject) == ("missing-object", spooled)
     assert (await b.fsck()).ok
+
+
+async def test_the_servers_drainer_backs_off_while_s3_is_down_and_keeps_the_gauges(
+    open_store: StoreFactory, s3_proxy: TcpProxy, tmp_path: Path
+) -> None:
+    """One drain of the background drainer: unfinished while S3 is down (the gauges say what waits), finished
+    once it answers (the gauges drop to zero)."""
+    store = await node(open_store, s3_proxy, tmp_path, "node-a")
+    s3_proxy.stop()
+    await store.tenant("acme").put("k", b"waiting for S3")
+    assert not await drainer.drain_once(store)
+    assert (REGISTRY.get_sample_value("blobstore_spool_blobs"), REGISTRY.get_sample_value("blobstore_spool_bytes")) == (
+        1,
+        14,
+    )
+    s3_proxy.start()
+    assert await drainer.drain_once(store)
+    assert REGISTRY.get_sample_value("blobstore_spool_blobs") == 0
+    assert spool_files(store) == []
