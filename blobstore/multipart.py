@@ -390,7 +390,7 @@ async def _concatenated(core: Core, parts: Sequence[db.PartRow]) -> AsyncIterato
 
     for part in parts:
         async for chunk in verified_chunks(
-            core.storage,
+            core.readable,
             part.object_key,
             key=f"part {part.number}",
             digest=part.digest,

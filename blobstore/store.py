@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,12 +25,15 @@ from blobstore.core.ingest import Ingested, PutData, ingest
 from blobstore.core.instrument import Observer
 from blobstore.core.reading import verified_chunks
 from blobstore.db import batches, binding, catalog, hot_path
+from blobstore.db import spool as spool_db
 from blobstore.db.engine import Database
+from blobstore.db.spool import NodeSpool
 from blobstore.errors import (
     BlobStoreError,
     IntegrityError,
     InvalidInput,
     NotFound,
+    StorageUnavailable,
 )
 from blobstore.model.durations import validate_expires_in
 from blobstore.model.keys import (
@@ -58,6 +62,7 @@ if TYPE_CHECKING:  # the maintenance modules load when first used, out of every 
     from blobstore.maintenance.lifecycle import ExpiryStats
     from blobstore.model.lifecycle import Rule
     from blobstore.protocol.compact import CompactStats
+    from blobstore.protocol.drain import DrainStats
     from blobstore.protocol.gc import GcStats, OnPlanned
 
 #: The most keys one page of a listing holds (S3's cap too): a page is built in memory, so this bounds it.
@@ -163,6 +168,17 @@ class BlobStore:
         return await lifecycle.expire(
             self.core, dry_run=dry_run, batch=lifecycle.DEFAULT_BATCH if batch is None else batch
         )
+
+    async def drain_spool(self) -> DrainStats:
+        """Move the blobs spooled on this node into object storage (see blobstore.protocol.drain);
+        StorageUnavailable while it still does not answer, ConfigurationError without a spool."""
+        from blobstore.protocol.drain import drain
+
+        return await drain(self.core)
+
+    async def spool_status(self) -> list[NodeSpool]:
+        """What every node's spool holds (docs/spool.md): blobs, bytes, and when the oldest was stored."""
+        return await self.core.database.read(spool_db.nodes)
 
     async def report(
         self, *, tenant: str | None = None, pricing: str | PriceList | None = None, since: date | None = None
@@ -561,7 +577,7 @@ class Tenant:
                 yield BlobStream(self._info(ref), _empty())
                 return
         chunks = verified_chunks(
-            self.core.storage,
+            self.core.readable,
             ref.object_key,
             key=key,
             digest=ref.digest,
@@ -611,6 +627,12 @@ class Tenant:
             current = None
         if current is None or current.object_key != object_key:
             return NotFound(f"key {key!r} was deleted while it was being read")
+        node = await self.core.database.read(partial(spool_db.spooled_node, object_key=object_key))
+        if node is not None and node != self.core.settings.node_id:
+            return StorageUnavailable(
+                f"the bytes of {key!r} are in the spool of node {node} until it drains them into object storage "
+                "(object storage was unreachable when they were put); try again later"
+            )
         return IntegrityError(f"stored object for {key!r} is missing from storage")
 
     def _uploader(self) -> Uploader:

@@ -16,6 +16,7 @@ from blobstore.cli import (
     report,
     serve,
     signing_key,
+    spool,
     tenant,
     token,
     transfer,
@@ -34,6 +35,7 @@ COMMAND_MODULES: list[ModuleType] = [
     access_key,
     signing_key,
     serve,
+    spool,
     db,
 ]
 

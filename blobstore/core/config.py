@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,15 @@ class Settings:
     compression: Compression = "auto"
     #: BLOBSTORE_COMPRESSION_LEVEL: the zstd level, 1 to 19.
     compression_level: int = DEFAULT_COMPRESSION_LEVEL
+    #: BLOBSTORE_SPOOL_DIR: where puts land while object storage is unreachable (docs/spool.md); None: off.
+    spool_dir: Path | None = None
+    #: BLOBSTORE_SPOOL_MAX_BYTES: the most the spool may hold; a put past it fails as it would without a spool.
+    spool_max_bytes: int = 0
+    #: BLOBSTORE_NODE_ID: this process's node, which owns the blobs spooled here (default: the host name).
+    node_id: str = field(default_factory=socket.gethostname)
+    #: BLOBSTORE_SPOOL_DRAIN_INTERVAL: how often a server tries to drain its spool (doubling up to 5 minutes
+    #: while object storage stays unreachable).
+    spool_drain_seconds: float = 10.0
 
     @classmethod
     def from_env(
@@ -75,6 +85,9 @@ class Settings:
         """Read ``BLOBSTORE_*`` variables; explicit arguments (the CLI's ``--db``/``--storage``) win."""
         env = os.environ if environ is None else environ
         home = Path(env.get("BLOBSTORE_HOME") or DEFAULT_HOME).absolute()
+        spool_dir, spool_max_bytes = _parse_spool(
+            env.get("BLOBSTORE_SPOOL_DIR") or None, env.get("BLOBSTORE_SPOOL_MAX_BYTES") or None
+        )
         db = database_url or env.get("BLOBSTORE_DATABASE_URL") or f"sqlite+aiosqlite:///{home / DATABASE_FILE}"
         storage = storage_url or env.get("BLOBSTORE_STORAGE_URL") or (home / "blobs").as_uri()
         return cls(
@@ -90,6 +103,10 @@ class Settings:
             multipart_expiry_seconds=_parse_multipart_expiry(env.get("BLOBSTORE_MULTIPART_EXPIRY") or "7d"),
             compression=_parse_compression(env.get("BLOBSTORE_COMPRESSION") or "auto"),
             compression_level=_parse_compression_level(env.get("BLOBSTORE_COMPRESSION_LEVEL") or None),
+            spool_dir=spool_dir,
+            spool_max_bytes=spool_max_bytes,
+            spool_drain_seconds=_parse_drain_interval(env.get("BLOBSTORE_SPOOL_DRAIN_INTERVAL") or "10"),
+            node_id=_parse_node_id(env.get("BLOBSTORE_NODE_ID") or socket.gethostname()),
         )
 
     @property
@@ -232,4 +249,46 @@ def _parse_compression_level(value: str | None) -> int:
 def _parse_secret_key(value: str | None) -> str | None:
     if value is not None and len(value) < 32:
         raise ConfigurationError("BLOBSTORE_SECRET_KEY must be at least 32 characters (use a random value)")
+    return value
+
+
+#: The longest node id (the width of ``blobs.spooled_on``).
+MAX_NODE_ID_LENGTH = 64
+
+
+def _parse_spool(directory: str | None, max_bytes: str | None) -> tuple[Path | None, int]:
+    """The spool's settings: both variables set, or neither (the spool is off)."""
+    if directory is None and max_bytes is None:
+        return None, 0
+    if directory is None or max_bytes is None:
+        missing = "BLOBSTORE_SPOOL_DIR" if directory is None else "BLOBSTORE_SPOOL_MAX_BYTES"
+        raise ConfigurationError(
+            f"{missing} is not set: a spool needs both BLOBSTORE_SPOOL_DIR and BLOBSTORE_SPOOL_MAX_BYTES"
+        )
+    size = int(max_bytes) if max_bytes.isascii() and max_bytes.isdecimal() and len(max_bytes) <= 19 else 0
+    if not 0 < size < 2**63:
+        raise ConfigurationError(
+            f"BLOBSTORE_SPOOL_MAX_BYTES must be a whole number of bytes from 1 to {2**63 - 1}, not {max_bytes!r}"
+        )
+    return Path(directory).absolute(), size
+
+
+def _parse_drain_interval(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 3600:
+        raise ConfigurationError(
+            f"BLOBSTORE_SPOOL_DRAIN_INTERVAL must be a number of seconds above 0 and at most 3600, not {value!r}"
+        )
+    return seconds
+
+
+def _parse_node_id(value: str) -> str:
+    if not value.isprintable() or value.strip() != value or len(value) > MAX_NODE_ID_LENGTH:
+        raise ConfigurationError(
+            f"BLOBSTORE_NODE_ID must be at most {MAX_NODE_ID_LENGTH} printable characters without surrounding "
+            f"spaces, not {value!r}"
+        )
     return value

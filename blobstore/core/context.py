@@ -19,10 +19,12 @@ from blobstore.core.config import Settings
 from blobstore.core.egress import EgressLedger
 from blobstore.core.identity import pair
 from blobstore.core.instrument import Observer, time_statements, timed_storage
+from blobstore.core.spool import Spool
 from blobstore.db import migrate, sqlite_files
 from blobstore.db.engine import Database
 from blobstore.errors import ConfigurationError
 from blobstore.storage import ObjectStorage, open_storage_from_url
+from blobstore.storage.base import ObjectReader
 
 Clock = Callable[[], datetime]
 
@@ -42,6 +44,13 @@ class Core:
     clock: Clock
     #: Bytes read, written to the egress table off the read path (see blobstore.core.egress).
     egress: EgressLedger
+    #: Where puts land while object storage is unreachable (BLOBSTORE_SPOOL_DIR); None: no spool.
+    spool: Spool | None = None
+
+    @property
+    def readable(self) -> ObjectReader:
+        """What reads read from: this node's spool where it holds the object, object storage otherwise."""
+        return self.storage if self.spool is None else self.spool.reading(self.storage)
 
     def dedup_scope_of(self, tenant: str) -> str:
         """The scope inside which blobs are shared: everyone (``""``) or one tenant."""
@@ -91,7 +100,11 @@ async def open_core(
     if observer is not None:
         storage = timed_storage(storage, observer)
         time_statements(database, observer)
-    return Core(settings, database, storage, clock, EgressLedger(database))
+    spool = None
+    if settings.spool_dir is not None:
+        spool = Spool(settings.spool_dir, settings.spool_max_bytes, settings.node_id)
+        await spool.storage.check()  # ConfigurationError now rather than a failed put in an outage
+    return Core(settings, database, storage, clock, EgressLedger(database), spool)
 
 
 async def open_database(settings: Settings) -> Database:

@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 
 from blobstore.core.ingest import new_hasher
 from blobstore.errors import BlobStoreError, IntegrityError, ObjectMissing, StorageUnavailable
-from blobstore.storage.base import ObjectStorage
+from blobstore.storage.base import ObjectReader
 from blobstore.storage.frames import Frame, FrameIndex, decode_frame
 
 #: Frames whose stored bytes are longer than this are decoded in a worker thread, shorter ones on the loop.
@@ -16,7 +16,7 @@ _DECODE_INLINE = 64 * 1024
 
 
 async def verified_chunks(
-    storage: ObjectStorage,
+    storage: ObjectReader,
     object_key: str,
     *,
     key: str,
@@ -58,7 +58,7 @@ def _index(frames: bytes, key: str) -> FrameIndex:
 
 
 async def _framed(
-    storage: ObjectStorage,
+    storage: ObjectReader,
     object_key: str,
     key: str,
     index: FrameIndex,
@@ -148,7 +148,7 @@ async def _frames_of(
 
 
 async def _stored(
-    storage: ObjectStorage,
+    storage: ObjectReader,
     object_key: str,
     key: str,
     byte_range: tuple[int, int] | None,

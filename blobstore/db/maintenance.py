@@ -42,6 +42,8 @@ class Reclaimable:
     object_key: str
     size: int
     reason: str
+    #: The node whose spool holds (or may hold) the object too (docs/spool.md); None for most blobs.
+    spooled_on: str | None = None
 
 
 def reclaimable_condition(cutoff: datetime, now: datetime) -> ColumnElement[bool]:
@@ -58,13 +60,26 @@ def reclaimable_condition(cutoff: datetime, now: datetime) -> ColumnElement[bool
     return and_(or_(unreferenced, abandoned, blobs.c.state == DELETING), no_reference)
 
 
+def reclaimable_on(node_id: str) -> ColumnElement[bool]:
+    """Blobs a GC run on ``node_id`` may reclaim: any but those another node's spool holds (only that node can
+    delete its spool file)."""
+    return or_(blobs.c.spooled_on.is_(None), blobs.c.spooled_on == node_id)
+
+
 async def find_reclaimable(
-    conn: AsyncConnection, cutoff: datetime, now: datetime, *, after_id: int = 0, limit: int = 1000
+    conn: AsyncConnection,
+    cutoff: datetime,
+    now: datetime,
+    node_id: str,
+    *,
+    after_id: int = 0,
+    limit: int = 1000,
 ) -> list[Reclaimable]:
-    """Up to ``limit`` blobs reclaimable at ``cutoff``/``now`` with ids above ``after_id``, by id."""
+    """Up to ``limit`` blobs reclaimable at ``cutoff``/``now`` by a GC run on ``node_id``, with ids above
+    ``after_id``, by id."""
     reason = (
         select(blobs.c.id, blobs.c.object_key, blobs.c.size, blobs.c.state)
-        .where(blobs.c.id > after_id, reclaimable_condition(cutoff, now))
+        .where(blobs.c.id > after_id, reclaimable_condition(cutoff, now), reclaimable_on(node_id))
         .order_by(blobs.c.id)
         .limit(limit)
     )
@@ -82,19 +97,20 @@ async def waiting_for_grace(conn: AsyncConnection, cutoff: datetime) -> Waiting:
 
 
 async def tombstone(
-    conn: AsyncConnection, blob_ids: Sequence[int], cutoff: datetime, now: datetime
+    conn: AsyncConnection, blob_ids: Sequence[int], cutoff: datetime, now: datetime, node_id: str
 ) -> list[Reclaimable]:
-    """Move the still-reclaimable blobs among ``blob_ids`` to ``deleting``; return them.
+    """Move the blobs among ``blob_ids`` still reclaimable by a GC run on ``node_id`` to ``deleting``; return
+    them.
 
     After this commits no put can acquire them, so their objects may be deleted.
     """
     result = await conn.execute(
         update(blobs)
-        .where(blobs.c.id.in_(blob_ids), reclaimable_condition(cutoff, now))
+        .where(blobs.c.id.in_(blob_ids), reclaimable_condition(cutoff, now), reclaimable_on(node_id))
         .values(state=DELETING)
-        .returning(blobs.c.id, blobs.c.object_key, blobs.c.size)
+        .returning(blobs.c.id, blobs.c.object_key, blobs.c.size, blobs.c.spooled_on)
     )
-    return [Reclaimable(row[0], row[1], row[2], "tombstoned") for row in result]
+    return [Reclaimable(row[0], row[1], row[2], "tombstoned", row[3]) for row in result]
 
 
 async def leased_object_keys(conn: AsyncConnection, object_keys: Sequence[str], now: datetime) -> set[str]:
@@ -126,6 +142,8 @@ class BlobRecord:
     frames: bytes | None
     #: The stored object's length: its frames', or ``size`` for a raw blob.
     stored_size: int
+    #: The node whose spool holds the object until drained (docs/spool.md); None: in object storage.
+    spooled_on: str | None = None
 
 
 async def blob_records(conn: AsyncConnection, *, after_key: str = "", limit: int = 1000) -> list[BlobRecord]:
@@ -143,12 +161,13 @@ async def blob_records(conn: AsyncConnection, *, after_key: str = "", limit: int
             actual,
             blobs.c.frames,
             func.coalesce(blobs.c.stored_size, blobs.c.size),
+            blobs.c.spooled_on,
         )
         .where(blobs.c.object_key > after_key)
         .order_by(blobs.c.object_key)
         .limit(limit)
     )
-    return [BlobRecord(*row) for row in await conn.execute(query)]
+    return [BlobRecord(*row[:9], spooled_on=row[9]) for row in await conn.execute(query)]
 
 
 async def refs_to_unusable_blobs(conn: AsyncConnection) -> list[tuple[str, str, int]]:

@@ -114,6 +114,9 @@ class Blob(Base):
     frames: Mapped[bytes | None] = mapped_column(LargeBinary)
     #: The stored object's length (its frames, compressed or not); NULL with ``frames``: ``size``.
     stored_size: Mapped[int | None] = mapped_column(BigInteger)
+    #: The node (BLOBSTORE_NODE_ID) whose spool holds the object while object storage was unreachable; NULL
+    #: once the object is in object storage (docs/spool.md).
+    spooled_on: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index(
@@ -126,6 +129,7 @@ class Blob(Base):
         ),
         Index("ix_blobs_digest", "digest"),
         Index("ix_blobs_state_unreferenced_since", "state", "unreferenced_since"),
+        Index("ix_blobs_spooled_on", "spooled_on"),
     )
 
 

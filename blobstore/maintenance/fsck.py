@@ -197,11 +197,33 @@ async def _check_row(
         )
     if record.state != LIVE:
         return
+    if record.spooled_on is not None:  # the bucket need not hold it: the spool does (docs/spool.md)
+        await _check_spooled(core, report, record, read_data=read_data, progress=progress)
+        return
     if stored is None:
         if await _really_missing(core, record):
             report.add(Problem("missing-object", record.object_key, f"blob {record.blob_id} ({record.digest})"))
     elif stored.size != record.stored_size:
         detail = f"{stored.size} bytes stored, {record.stored_size} recorded"
+        report.add(Problem("size-mismatch", record.object_key, detail))
+    elif read_data:
+        report.bytes_hashed += await _check_digest(core, record, report, progress)
+
+
+async def _check_spooled(
+    core: Core, report: FsckReport, record: maintenance.BlobRecord, *, read_data: bool, progress: Progress
+) -> None:
+    """Check a live blob spooled on this node against its spool file; one spooled on another node is that
+    node's fsck's to check."""
+    if record.spooled_on != core.settings.node_id:
+        return
+    spooled = None if core.spool is None else await core.spool.storage.stat(record.object_key)
+    if spooled is None:
+        if await _really_missing(core, record):
+            detail = f"blob {record.blob_id} ({record.digest}) is spooled on this node, but its spool file is missing"
+            report.add(Problem("missing-object", record.object_key, detail))
+    elif spooled.size != record.stored_size:
+        detail = f"{spooled.size} bytes spooled, {record.stored_size} recorded"
         report.add(Problem("size-mismatch", record.object_key, detail))
     elif read_data:
         report.bytes_hashed += await _check_digest(core, record, report, progress)
@@ -214,7 +236,7 @@ async def _really_missing(core: Core, record: maintenance.BlobRecord) -> bool:
     written after its listing page was read (the row turned live in between), and a blob may be
     reclaimed by GC (row gone or tombstoned) meanwhile: neither is a problem.
     """
-    if await core.storage.stat(record.object_key) is not None:
+    if await core.readable.stat(record.object_key) is not None:
         return False
     state = await core.database.read(partial(blob_state, blob_id=record.blob_id))
     return state == LIVE
@@ -231,7 +253,7 @@ async def _check_digest(core: Core, record: maintenance.BlobRecord, report: Fsck
 
     try:
         async for chunk in verified_chunks(
-            core.storage,
+            core.readable,
             record.object_key,
             key=f"blob {record.blob_id}",
             digest=record.digest,

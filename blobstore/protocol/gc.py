@@ -21,6 +21,7 @@ why this never deletes an object a reference needs and never leaks one forever.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from blobstore.core.context import Core
+
+log = logging.getLogger(__name__)
 
 #: Objects deleted per storage request, blobs tombstoned per transaction, keys looked up per query.
 BATCH = 1000
@@ -164,7 +167,14 @@ async def _expire_upload(conn: AsyncConnection, tenant: str, upload_id: str, cut
 async def _sweep_blobs(run: _Run) -> None:
     database, after = run.core.database, 0
     while batch := await database.read(  # a plan: the tombstone re-checks every condition under the row locks
-        partial(maintenance.find_reclaimable, cutoff=run.cutoff, now=run.now, after_id=after, limit=BATCH)
+        partial(
+            maintenance.find_reclaimable,
+            cutoff=run.cutoff,
+            now=run.now,
+            node_id=run.core.settings.node_id,
+            after_id=after,
+            limit=BATCH,
+        )
     ):
         after = batch[-1].blob_id
         reasons = {blob.blob_id: blob.reason for blob in batch}
@@ -190,13 +200,30 @@ async def _reclaim(run: _Run, blob_ids: list[int]) -> list[maintenance.Reclaimab
     once may both delete its object; only the one whose delete of the row took effect counts it."""
     database = run.core.database
     tombstoned = await database.transaction(
-        partial(maintenance.tombstone, blob_ids=blob_ids, cutoff=run.cutoff, now=run.now)
+        partial(
+            maintenance.tombstone, blob_ids=blob_ids, cutoff=run.cutoff, now=run.now, node_id=run.core.settings.node_id
+        )
     )
     if not tombstoned:
         return []
-    await run.core.storage.delete_many([blob.object_key for blob in tombstoned])
+    stored = [blob.object_key for blob in tombstoned if blob.spooled_on is None]
+    if stored:
+        await run.core.storage.delete_many(stored)
+    await _delete_spooled(run, [blob.object_key for blob in tombstoned if blob.spooled_on is not None])
     forgotten = await database.transaction(partial(forget_blobs, blob_ids=[blob.blob_id for blob in tombstoned]))
     return [blob for blob in tombstoned if blob.blob_id in forgotten]
+
+
+async def _delete_spooled(run: _Run, object_keys: list[str]) -> None:
+    """Delete the spool files of tombstoned blobs spooled on this node (docs/spool.md). Object storage is not
+    asked: an object a drain or a write wrote there before the row is forgotten is an orphan, swept past
+    grace, so GC reclaims spooled blobs while object storage is still unreachable."""
+    if not object_keys:
+        return
+    if run.core.spool is None:
+        log.warning("blobs %s were spooled on this node, which has no spool (BLOBSTORE_SPOOL_DIR) now", object_keys)
+        return
+    await run.core.spool.storage.delete_many(object_keys)
 
 
 async def _sweep_orphans(run: _Run) -> None:

@@ -38,16 +38,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.core.ingest import Ingested, ingest, is_stream, stream
 from blobstore.db import batches, binding, catalog, hot_path
+from blobstore.db import spool as spool_db
 from blobstore.db.engine import Database
 from blobstore.db.hot_path import Upload
 from blobstore.errors import BlobStoreError, StorageUnavailable
 from blobstore.model.results import BlobInfo
 from blobstore.storage import ObjectStorage, StagedObject
-from blobstore.storage.frames import should_compress
+from blobstore.storage.frames import FrameIndex, should_compress
 from blobstore.storage.layout import object_key_for
 
 if TYPE_CHECKING:
     from blobstore.core.context import Core
+    from blobstore.core.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,8 @@ class Uploader:
     #: What holds the uploaded blobs: references under keys, or (blobstore.multipart) a multipart upload's
     #: part. Only the default takes the driver-level path of a single put (blobstore.db.hot_path).
     binder: Binder = binding.bind
+    #: Where an object goes when object storage is unreachable (docs/spool.md); None: the put fails instead.
+    spool: Spool | None = None
 
     @classmethod
     def of(cls, core: Core, tenant: str) -> Uploader:
@@ -107,6 +111,7 @@ class Uploader:
             tenant,
             core.dedup_scope_of(tenant),
             core.settings.frame_level,
+            spool=core.spool,
         )
 
     def level_for(self, content_type: str | None) -> int | None:
@@ -139,7 +144,7 @@ class Uploader:
                 blob_id, name = await self.database.transaction(self._record_staging)
                 stack.push_async_callback(self._drop_staging, blob_id)
                 await stack.enter_async_context(self._lease_renewed([blob_id]))
-                staged = await self.storage.stage(name)
+                staged = await self._stage(name)
                 stack.push_async_callback(_discard_staged, staged)
                 return staged
 
@@ -294,9 +299,7 @@ class Uploader:
             item = items[digest]
             async with limit:
                 try:
-                    frames = await sources[item.index].write_to(
-                        self.storage, object_key, self.level_for(item.content_type)
-                    )
+                    frames = await self._write(sources[item.index], blob_id, object_key, item.content_type)
                     stored[digest] = batches.Written(frames.encode(), frames.stored_size)
                 except Exception as exc:
                     if await self._reclaimed(blob_id):  # GC took the upload (and its partial object) mid-write
@@ -313,6 +316,44 @@ class Uploader:
         except BaseExceptionGroup as errors:  # not a BlobStoreError: raised as a single put raises it
             raise errors.exceptions[0] from None
         return failed, stored
+
+    async def _stage(self, name: str) -> StagedObject:
+        """A staging place for a stream's bytes: object storage's, or where it is unreachable, the spool's."""
+        try:
+            return await self.storage.stage(name)
+        except StorageUnavailable:
+            if self.spool is None:
+                raise
+            log.warning("object storage is unreachable: staging %s in the spool", name)
+            return SpoolStaged(await self.spool.storage.stage(name))
+
+    async def _write(self, source: Ingested, blob_id: int, object_key: str, content_type: str | None) -> FrameIndex:
+        """Write the upload ``blob_id``'s object; into the spool where object storage is unreachable (after its
+        own retries) or the bytes were staged there."""
+        level = self.level_for(content_type)
+        if not isinstance(source.source, SpoolStaged):
+            try:
+                return await source.write_to(self.storage, object_key, level)
+            except StorageUnavailable:
+                if self.spool is None or isinstance(source.source, StagedObject):
+                    raise
+        return await self._spooled(source, blob_id, object_key, level)
+
+    async def _spooled(self, source: Ingested, blob_id: int, object_key: str, level: int | None) -> FrameIndex:
+        """Write the upload's object into the spool, fsynced, once its row records the spool's node (so GC,
+        finding the row, deletes the spool file too). StorageUnavailable if the spool is full or GC
+        reclaimed the upload meanwhile; either way nothing was spooled."""
+        assert self.spool is not None, "called only with a spool"
+        spool = self.spool
+        async with spool.room:
+            await spool.ensure_room(source.size if source.frames is None else source.frames.stored_size)
+            if not await self.database.transaction(
+                partial(spool_db.mark_spooled, blob_id=blob_id, node_id=spool.node_id)
+            ):
+                raise StorageUnavailable(f"the upload of {object_key} was reclaimed by GC; nothing was stored")
+            frames = await source.write_to(spool.storage, object_key, level)
+        log.warning("object storage is unreachable: %s is spooled on node %s until drained", object_key, spool.node_id)
+        return frames
 
     async def _lock_or_create(self, conn: AsyncConnection, now: datetime) -> catalog.LockedTenant:
         """Lock the tenant's row, creating the tenant if it has never stored anything."""
@@ -356,7 +397,7 @@ class Uploader:
         return state != catalog.UPLOADING
 
     async def _discard(self, blob_id: int, object_key: str) -> None:
-        await discard_upload(self.database, self.storage, blob_id, object_key)
+        await discard_upload(self.database, self.storage, blob_id, object_key, self.spool)
 
 
 @contextlib.asynccontextmanager
@@ -385,17 +426,41 @@ async def leases_renewed(
             await renewer
 
 
-async def discard_upload(database: Database, storage: ObjectStorage, blob_id: int, object_key: str) -> None:
-    """Best effort: tombstone an upload nobody references, delete its object, forget its row.
+async def discard_upload(
+    database: Database, storage: ObjectStorage, blob_id: int, object_key: str, spool: Spool | None = None
+) -> None:
+    """Best effort: tombstone an upload nobody references, delete its object (in ``spool`` too, where it may
+    have been spooled), forget its row.
 
     Whatever a crash or error leaves behind here, GC finishes (docs/gc-protocol.md).
     """
     try:
         if await database.transaction(lambda conn: catalog.abandon(conn, blob_id)):
+            if spool is not None:
+                await spool.storage.delete_many([object_key])
             await storage.delete_many([object_key])
             await database.transaction(lambda conn: catalog.forget_blobs(conn, [blob_id]))
     except Exception:
         log.warning("could not discard upload %s; GC will reclaim it", object_key, exc_info=True)
+
+
+class SpoolStaged(StagedObject):
+    """A stream's bytes staged in the spool because object storage was unreachable: published into the spool."""
+
+    def __init__(self, staged: StagedObject) -> None:
+        self.staged = staged
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data`` to the spool's staging file."""
+        await self.staged.write(data)
+
+    async def publish(self, key: str) -> None:
+        """Make the staged bytes the spool's object ``key``."""
+        await self.staged.publish(key)
+
+    async def discard(self) -> None:
+        """Remove the spool's staging file, unless it was published."""
+        await self.staged.discard()
 
 
 async def _discard_staged(staged: StagedObject) -> None:

@@ -18,7 +18,7 @@ from blobstore.core.config import Settings
 from blobstore.core.context import Clock, utc_now
 from blobstore.db import migrate
 from blobstore.errors import ConfigurationError
-from blobstore.server import batches, collector, metrics, objects, problems, signed, tenants
+from blobstore.server import batches, collector, drainer, metrics, objects, problems, signed, tenants
 from blobstore.server.access import AccessMiddleware
 from blobstore.server.auth import store_of
 from blobstore.server.connections import BODY_TIMEOUT_SECONDS, BodyTimeoutMiddleware
@@ -77,6 +77,9 @@ def create_app(
                 stack.push_async_callback(serving.close)
             if gc_interval is not None:
                 stack.push_async_callback(_stop, asyncio.create_task(collector.collect_every(serving, gc_interval)))
+            if serving.settings.spool_dir is not None:
+                interval = serving.settings.spool_drain_seconds
+                stack.push_async_callback(_stop, asyncio.create_task(drainer.drain_every(serving, interval)))
             app.state.blobstore = serving
             yield
 
@@ -165,6 +168,8 @@ async def healthz() -> JSONResponse:
 
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: the database answers at the newest schema and the storage is usable (503 otherwise).
+    With a spool (docs/spool.md) an unusable storage, or blobs of this node still spooled, is
+    ``degraded: spooling`` (200: puts are still taken).
 
     A 503 names the part that failed, never its address (no token is needed here): the cause goes to the log.
     """
@@ -175,10 +180,15 @@ async def readyz(request: Request) -> JSONResponse:
         return problems.unavailable("not ready: the database is unavailable", exc)
     if not current:
         return problems.unavailable("not ready: the database schema is not current; run `blobstore db upgrade`")
+    spooling = store.settings.spool_dir is not None
     try:
         await store.storage.check()
     except Exception as exc:
-        return problems.unavailable("not ready: the object storage is unavailable", exc)
+        if not spooling:
+            return problems.unavailable("not ready: the object storage is unavailable", exc)
+        return JSONResponse({"status": "degraded: spooling"})
+    if spooling and any(node.node_id == store.settings.node_id for node in await store.spool_status()):
+        return JSONResponse({"status": "degraded: spooling"})
     return JSONResponse({"status": "ready"})
 
 

@@ -80,6 +80,16 @@ EXPIRY_RUNS = Counter(
 )
 EXPIRED_KEYS = Counter("blobstore_lifecycle_expired_keys", "Keys lifecycle expiry runs of this server deleted.")
 EXPIRED_BYTES = Counter("blobstore_lifecycle_expired_bytes", "Logical bytes of the keys those runs deleted.")
+SPOOL_BLOBS = Gauge(
+    "blobstore_spool_blobs",
+    "Blobs this node's spool holds until drained into object storage (docs/spool.md).",
+    multiprocess_mode="livemax",  # every worker of a node sees the same catalog
+)
+SPOOL_BYTES = Gauge(
+    "blobstore_spool_bytes",
+    "Stored bytes this node's spool holds until drained into object storage.",
+    multiprocess_mode="livemax",
+)
 for _outcome in ("ok", "error"):  # every series exists from the start, so rates and alerts see zeros
     GC_RUNS.labels(_outcome)
     EXPIRY_RUNS.labels(_outcome)
@@ -179,3 +189,9 @@ def registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return registry
+
+
+def record_spool(blobs: int, size: int) -> None:
+    """What this node's spool holds now."""
+    SPOOL_BLOBS.set(blobs)
+    SPOOL_BYTES.set(size)

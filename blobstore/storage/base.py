@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Self
+from typing import Protocol, Self
 
 #: What a backend is asked to store: bytes in memory, or a local file it may read
 #: as often and in as many pieces as it likes (the file does not change meanwhile).
@@ -184,6 +184,18 @@ class ObjectStorage(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class ObjectReader(Protocol):
+    """The read side of object storage: what a read of a blob needs (an :class:`ObjectStorage` is one)."""
+
+    def read(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncGenerator[bytes, None]:
+        """As :meth:`ObjectStorage.read`."""
+        ...
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        """As :meth:`ObjectStorage.stat`."""
+        ...
 
 
 async def read_all(storage: ObjectStorage, key: str) -> bytes:

@@ -5,7 +5,7 @@ uploads of its keys are aborted (either may be NULL); ``refs.expires_at`` is NUL
 ``expires_in``.
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 Create Date: 2026-12-07 11:50:00.000000
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
-down_revision = "0015"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

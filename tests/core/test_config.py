@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -449,3 +450,30 @@ async def test_an_in_memory_database_with_memory_storage_is_a_working_scratch_st
         assert await acme.get("a") == b"scratch"
         assert await acme.delete("a")
         assert [item.key for item in await acme.list()] == ["b"]
+
+
+def test_the_spool_is_off_unless_both_variables_are_set(tmp_path: Path) -> None:
+    assert Settings.from_env({}).spool_dir is None
+    settings = Settings.from_env({"BLOBSTORE_SPOOL_DIR": str(tmp_path), "BLOBSTORE_SPOOL_MAX_BYTES": "1000"})
+    assert (settings.spool_dir, settings.spool_max_bytes) == (tmp_path, 1000)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"BLOBSTORE_SPOOL_DIR": "/spool"}, "BLOBSTORE_SPOOL_MAX_BYTES is not set"),
+        ({"BLOBSTORE_SPOOL_MAX_BYTES": "10"}, "BLOBSTORE_SPOOL_DIR is not set"),
+        ({"BLOBSTORE_SPOOL_DIR": "/spool", "BLOBSTORE_SPOOL_MAX_BYTES": "0"}, "BLOBSTORE_SPOOL_MAX_BYTES must be"),
+        ({"BLOBSTORE_SPOOL_DIR": "/spool", "BLOBSTORE_SPOOL_MAX_BYTES": "1G"}, "BLOBSTORE_SPOOL_MAX_BYTES must be"),
+        ({"BLOBSTORE_NODE_ID": "x" * 65}, "BLOBSTORE_NODE_ID must be at most 64"),
+        ({"BLOBSTORE_NODE_ID": " a"}, "BLOBSTORE_NODE_ID must be"),
+    ],
+)
+def test_bad_spool_settings_name_the_variable(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_env(environ)
+
+
+def test_the_node_id_defaults_to_the_host_name() -> None:
+    assert Settings.from_env({}).node_id == socket.gethostname()
+    assert Settings.from_env({"BLOBSTORE_NODE_ID": "node-a"}).node_id == "node-a"

@@ -1,0 +1,78 @@
+"""A node's spool (docs/spool.md): the local directory a put's stored object lands in, fsynced, while object
+storage is unreachable, until a drain (blobstore.protocol.drain) moves it into object storage.
+
+The spool is a :class:`~blobstore.storage.local.LocalStorage` under BLOBSTORE_SPOOL_DIR holding objects under
+their own object keys (each blob row's key is fresh, so a spool file belongs to exactly one row), written
+the way that backend writes: a temporary file, fsynced, renamed into place, the directory fsynced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from pathlib import Path
+
+from blobstore.errors import ObjectMissing, StorageUnavailable
+from blobstore.storage.base import ObjectInfo, ObjectStorage
+from blobstore.storage.layout import OBJECT_PREFIX
+from blobstore.storage.local import LocalStorage
+
+
+class Spool:
+    """The spool of node ``node_id``: at most ``max_bytes`` of stored objects under ``root``."""
+
+    def __init__(self, root: Path, max_bytes: int, node_id: str) -> None:
+        self.storage = LocalStorage(root)
+        self.max_bytes = max_bytes
+        self.node_id = node_id
+        #: Held while a put checks the room left and spools, so two puts cannot both take the last of it.
+        self.room = asyncio.Lock()
+
+    async def used_bytes(self) -> int:
+        """The bytes the spool's objects take (not counting writes in flight)."""
+        return sum([info.size async for info in self.storage.list(OBJECT_PREFIX)])
+
+    async def ensure_room(self, size: int) -> None:
+        """Raise StorageUnavailable if ``size`` more bytes would take the spool past BLOBSTORE_SPOOL_MAX_BYTES.
+        Call it holding :attr:`room`."""
+        used = await self.used_bytes()
+        if used + size > self.max_bytes:
+            raise StorageUnavailable(
+                f"object storage is unreachable and the spool is full ({used} of {self.max_bytes} bytes, "
+                "BLOBSTORE_SPOOL_MAX_BYTES); nothing was stored"
+            )
+
+    def reading(self, storage: ObjectStorage) -> SpoolFirst:
+        """Reads from this spool where it holds the object, from ``storage`` otherwise."""
+        return SpoolFirst(self.storage, storage)
+
+
+class SpoolFirst:
+    """The read side of object storage (``read`` and ``stat``, what blobstore.core.reading uses) that looks
+    in the spool first: an object drained away between the two looks is read from object storage."""
+
+    def __init__(self, spool: ObjectStorage, storage: ObjectStorage) -> None:
+        self.spool = spool
+        self.storage = storage
+
+    async def read(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncGenerator[bytes, None]:
+        """The object's bytes from the spool if it holds them, else from object storage."""
+        chunks = self.spool.read(key, byte_range)
+        try:
+            first = await anext(chunks)
+        except StopAsyncIteration:  # an empty object
+            return
+        except ObjectMissing:
+            async for chunk in self.storage.read(key, byte_range):
+                yield chunk
+            return
+        try:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        """The object's info from the spool if it holds it, else from object storage."""
+        return await self.spool.stat(key) or await self.storage.stat(key)
