@@ -7,7 +7,10 @@ and one S3 bucket (moto's server over HTTP, or the servers that
 short GC grace period, while faults are injected: storage calls fail with
 StorageUnavailable at ``--fault-rate`` inside the workers, random database
 backends are terminated every 0.5-3 s, and a process is SIGKILLed (and
-restarted) every minute, at least twice in any run. Then the audit
+restarted) every minute, at least twice in any run; and in the middle of the
+run the network to S3 is cut for ``--outage`` seconds (a proxy in front of
+it stops), while every process has a spool (docs/spool.md): puts of new
+bytes land in the spool, the GC loop drains it once S3 answers again. Then the audit
 (:mod:`benchmarks.soak_audit`) checks the store exactly against the
 workers' journals. Prints operations by kind, errors by class, faults and
 kills, and the audit; exits 1 if anything failed: an audit problem, a
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -28,8 +32,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from benchmarks.soak_audit import audit
 from benchmarks.soak_fleet import ROOT, Fleet, Member, drop_connections, kill_workers, log, members
@@ -37,11 +43,14 @@ from benchmarks.soak_model import Model, read_journal
 from blobstore import BlobStore, Settings
 from tests.support.s3_server import s3_endpoint, temporary_bucket
 from tests.support.servers import ServerUnavailable, postgres_server, scratch_database
+from tests.support.tcp_proxy import TcpProxy
 
 #: Error classes the product documents for the faults the soak injects; any other is a failure.
 EXPECTED_ERRORS = frozenset({"StorageUnavailable"})
 #: How many failures and audit problems the printed summary shows.
 SHOWN = 10
+#: The spool every soak process shares (one node): puts of new bytes go there while S3 is cut off.
+SPOOL_BYTES = 1 << 30
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,11 +61,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-rate", type=float, default=0.02, help="share of storage calls that fail")
     parser.add_argument("--grace", type=float, default=1.0, help="BLOBSTORE_GC_GRACE in seconds (default 1)")
     parser.add_argument("--lease", type=float, default=10.0, help="upload lease in seconds (default 10)")
+    parser.add_argument(
+        "--outage",
+        type=float,
+        help="seconds the network to S3 is cut in the middle of the run (default: a sixth of it, at most 120; 0: none)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     parser.add_argument("--workdir", type=Path, help="where journals and logs go (default: a temp dir)")
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.workers < 1:
         parser.error("--minutes must be positive and --workers at least 1")
+    if args.outage is None:
+        args.outage = min(120.0, args.minutes * 10)
+    if not 0 <= args.outage < args.minutes * 60:
+        parser.error("--outage must be at least 0 and shorter than the run")
     workdir = Path(tempfile.mkdtemp(prefix="blobstore-soak-", dir=args.workdir))
     try:
         document = asyncio.run(soak(args, workdir))
@@ -77,16 +95,24 @@ def main(argv: list[str] | None = None) -> int:
 
 async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Run the fleet with faults for ``args.minutes``, then audit; the figures as a JSON-able document."""
-    with postgres_server() as admin_url, scratch_database(admin_url) as database_url, s3_endpoint() as endpoint:
+    with (
+        postgres_server() as admin_url,
+        scratch_database(admin_url) as database_url,
+        s3_endpoint() as endpoint,
+        cuttable(endpoint.url) as proxy,
+    ):
         async with temporary_bucket(endpoint) as bucket:
             settings = Settings(
                 home=workdir / "home",
                 database_url=database_url,
                 storage_url=f"s3://{bucket}/soak",
-                s3_endpoint_url=endpoint.url,
+                s3_endpoint_url=f"http://127.0.0.1:{proxy.port}",
                 s3_region=endpoint.region,
                 gc_grace_seconds=args.grace,
                 upload_lease_seconds=args.lease,
+                spool_dir=workdir / "spool",
+                spool_max_bytes=SPOOL_BYTES,
+                node_id="soak",
             )
             await (await BlobStore.open(settings, migrate_schema=True)).close()
             duration = args.minutes * 60
@@ -96,9 +122,11 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             log(fleet.started, f"soak: {args.workers} workers + GC + fsck for {duration:.0f} s in {workdir}")
             dropping = asyncio.ensure_future(drop_connections(database_url, fleet.until, random.Random(rng.random())))
             killing = asyncio.ensure_future(kill_workers(fleet, min(60.0, duration / 3), rng))
+            cutting = asyncio.ensure_future(cut_storage(proxy, fleet, (duration - args.outage) / 2, args.outage))
             await fleet.run()
             dropped = await dropping
             await killing
+            await cutting
             log(fleet.started, "workers stopped; auditing")
             models = [Model.replay(m.index, read_journal(m.journal)) for m in fleet.members if m.role == "ops"]
             result = await audit(settings, models, wait=max(args.grace, args.lease) + 1.0)
@@ -117,6 +145,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "faults": {
             "storage_errors_injected": injected,
             "db_connections_terminated": dropped,
+            "s3_outage_seconds": args.outage,
             "sigkills": sum(m.kills for m in fleet.members),
             "killed": {m.name: m.kills for m in fleet.members if m.kills},
         },
@@ -124,6 +153,30 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "audit": result.to_dict(),
         "passed": result.passed and not failures and not figures["unexpected_errors"],
     }
+
+
+@contextlib.contextmanager
+def cuttable(url: str) -> Iterator[TcpProxy]:
+    """A proxy in front of the S3 endpoint at ``url``, accepting connections until cut."""
+    parts = urlsplit(url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 80)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+async def cut_storage(proxy: TcpProxy, fleet: Fleet, after: float, seconds: float) -> None:
+    """``after`` seconds into the run, cut the network to S3 for ``seconds`` (no outage if 0)."""
+    if seconds <= 0:
+        return
+    await asyncio.sleep(after)
+    log(fleet.started, f"S3 outage: the network to S3 is cut for {seconds:.0f} s")
+    await asyncio.to_thread(proxy.stop)
+    await asyncio.sleep(seconds)
+    await asyncio.to_thread(proxy.start)
+    log(fleet.started, "S3 outage over: the network to S3 is back")
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
@@ -136,6 +189,9 @@ def worker_env(settings: Settings) -> dict[str, str]:
         BLOBSTORE_S3_ENDPOINT_URL=settings.s3_endpoint_url or "",
         BLOBSTORE_S3_REGION=settings.s3_region,
         BLOBSTORE_GC_GRACE=str(settings.gc_grace_seconds),
+        BLOBSTORE_SPOOL_DIR=str(settings.spool_dir),
+        BLOBSTORE_SPOOL_MAX_BYTES=str(settings.spool_max_bytes),
+        BLOBSTORE_NODE_ID=settings.node_id,
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     )
     return env
@@ -176,7 +232,7 @@ def summarize(fleet: list[Member]) -> dict[str, Any]:
                 outcomes[f"{op} {outcome}"] += 1
             if record.get("deduplicated"):
                 outcomes["put deduplicated"] += 1
-            for field in ("reclaimed", "orphans", "aborted"):
+            for field in ("reclaimed", "orphans", "aborted", "drained"):
                 gc[field] += record.get(field, 0)
         unknown += len(begun)
     return {
@@ -212,7 +268,9 @@ def render(doc: dict[str, Any]) -> str:
         f"  calls cut short by a SIGKILL (outcome unknown): {doc['outcome_unknown']}",
         f"errors by class: {counts(doc['errors'])}",
         f"faults: {faults['storage_errors_injected']} storage errors injected, "
-        f"{faults['db_connections_terminated']} database connections terminated",
+        f"{faults['db_connections_terminated']} database connections terminated, "
+        f"S3 cut off for {faults['s3_outage_seconds']:g} s (puts spooled, then drained: "
+        f"{doc['gc'].get('drained', 0)} by the GC loop, {checked['drained']} by the audit)",
         f"kills survived: {faults['sigkills']} processes SIGKILLed mid-run and restarted ({counts(faults['killed'])})",
     ]
     for name, entry in doc["unexpected_errors"].items():

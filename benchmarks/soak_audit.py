@@ -1,12 +1,12 @@
 """The soak's final audit: with every worker stopped, check the store exactly against the workers' models.
 
-After waiting out the grace period and running one GC (no faults): every
+After waiting out the grace period, draining the spool and running one GC (no faults): every
 key a worker owns holds one of the values its model allows, read back byte
 for byte, no other key exists, and each tenant is charged for exactly the
 bytes and keys read back; the bookkeeping invariants hold
 (references point at live blobs, refcounts equal references, tenant usage
 equals the sums over references, see ``tests/support/workers.py``); nothing
-unreferenced is left in the database or in storage; fsck --read-data is clean.
+unreferenced is left in the database or in storage, nothing in the spool; fsck --read-data is clean.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ class Audit:
     bytes_verified: int = 0
     final_gc: dict[str, Any] = field(default_factory=dict)
     fsck: dict[str, Any] = field(default_factory=dict)
+    #: Blobs the audit's drain moved from the spool into object storage.
+    drained: int = 0
 
     @property
     def passed(self) -> bool:
@@ -43,6 +45,7 @@ class Audit:
             "bytes_verified": self.bytes_verified,
             "final_gc": self.final_gc,
             "fsck": self.fsck,
+            "drained": self.drained,
         }
 
 
@@ -60,11 +63,15 @@ async def audit(settings: Settings, models: Sequence[Model], *, wait: float) -> 
 
 async def _check(settings: Settings, models: Sequence[Model], result: Audit) -> None:
     async with await BlobStore.open(settings) as store:
+        if settings.spool_dir is not None:
+            result.drained = (await store.drain_spool()).blobs_drained
         result.final_gc = (await store.gc()).to_dict()
         await _check_keys(store, models, result)
         result.problems += await invariant_violations(store, quiescent=True)
         unreferenced = await rows(store, "SELECT id, digest FROM blobs WHERE refcount = 0")
         result.problems += [f"blob {i} ({d[:12]}) is unreferenced after grace + one GC" for i, d in unreferenced]
+        spooled = await rows(store, "SELECT id, digest FROM blobs WHERE spooled_on IS NOT NULL")
+        result.problems += [f"blob {i} ({d[:12]}) is still spooled after a drain" for i, d in spooled]
         report = await store.fsck(read_data=True)
         result.fsck = {"ok": report.ok, "blobs": report.blobs_checked, "bytes_hashed": report.bytes_hashed}
         result.problems += [f"fsck --read-data: {p.kind} {p.subject}: {p.detail}" for p in report.problems]

@@ -240,11 +240,17 @@ class Operations(Worker):
 
 
 class Collector(Worker):
-    """GC, again and again."""
+    """Drain the spool (docs/spool.md), then GC, again and again."""
 
     role = "gc"
 
     async def step(self, store: BlobStore) -> None:
+        async def drain() -> Record:
+            return {"outcome": "ok", "drained": (await store.drain_spool()).blobs_drained}
+
+        if store.settings.spool_dir is not None:
+            await self.call({"op": "drain"}, drain)
+
         async def gc() -> Record:
             stats = await store.gc()
             return {

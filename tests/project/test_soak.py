@@ -119,11 +119,13 @@ def test_a_one_minute_soak_with_faults_and_kills_passes_its_audit(
     postgres_url: str, s3: S3Endpoint, tmp_path: Path
 ) -> None:
     """`python -m benchmarks.soak --minutes 1`: every kind of call was acknowledged, storage faults, dropped
-    database connections and at least two SIGKILLs happened, and the audit found nothing."""
+    database connections, an S3 outage (puts spooled, then drained) and at least two SIGKILLs happened, and the
+    audit found nothing."""
     figures = tmp_path / "soak.json"
     env = {**os.environ, "BLOBSTORE_TEST_S3_ENDPOINT": s3.url}  # the session's S3 server; PostgreSQL is found alike
     run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.soak", "--minutes", "1", "--json", str(figures), "--workdir", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks.soak", "--minutes", "1", "--outage", "15"]
+        + ["--json", str(figures), "--workdir", str(tmp_path)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -141,4 +143,6 @@ def test_a_one_minute_soak_with_faults_and_kills_passes_its_audit(
     assert doc["faults"]["sigkills"] >= 2
     assert doc["faults"]["db_connections_terminated"] > 0
     assert doc["faults"]["storage_errors_injected"] > 0
+    assert doc["faults"]["s3_outage_seconds"] == 15
+    assert doc["gc"]["drained"] + doc["audit"]["drained"] > 0, "puts during the outage were spooled and drained"
     assert set(doc["errors"]) <= {"StorageUnavailable"}

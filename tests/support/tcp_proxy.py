@@ -71,6 +71,8 @@ class TcpProxy:
             return
         try:
             await asyncio.gather(_pump(reader, upstream_writer), _pump(upstream_reader, writer))
+        except asyncio.CancelledError:
+            pass  # cut by stop(): ending normally, as asyncio's stream callback expects of this task
         finally:
             for end in (writer, upstream_writer):
                 end.close()
