@@ -31,7 +31,7 @@ PROBLEM_TYPE = "application/problem+json"
 META_PREFIX = "x-blobstore-meta-"
 DIGEST = "x-blobstore-digest"
 COPY_DIGEST = "x-blobstore-copy-digest"
-#: A put's own expiry: seconds, or a number with a unit of s, m, h or d (blobstore.model.durations).
+#: A put's own expiry: seconds, or a number with a unit of s, m, h, d or w (blobstore.model.durations).
 EXPIRES_IN = "x-blobstore-expires-in"
 CREATED_AT = "x-blobstore-created-at"
 #: The content type stored with an object, exactly (absent: none was; Content-Type then says octet-stream).

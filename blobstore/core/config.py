@@ -210,7 +210,7 @@ def _parse_multipart_expiry(value: str) -> float:
     if not 0 < seconds <= MAX_GC_GRACE_SECONDS:
         raise ConfigurationError(
             "BLOBSTORE_MULTIPART_EXPIRY must be a duration above 0 and at most ten years: seconds, or a number "
-            f"with a unit of s, m, h or d (7d), not {value!r}"
+            f"with a unit of s, m, h, d or w (7d), not {value!r}"
         )
     return seconds
 

@@ -66,7 +66,7 @@ ExpiresIn = Annotated[
     Header(
         alias=wire.EXPIRES_IN,
         description="The key expires this long after it is stored, whatever lifecycle rules say: seconds, or a "
-        "number with a unit of s, m, h or d (7d, 12h, 30m, 3600s), at most 36500d (docs/lifecycle.md).",
+        "number with a unit of s, m, h, d or w (2w, 7d, 12h, 30m, 3600s), at most 36500d (docs/lifecycle.md).",
         json_schema_extra={"pattern": r"^[0-9]{1,12}[smhd]?$"},
     ),
 ]
