@@ -124,8 +124,10 @@ def test_a_one_minute_soak_with_faults_and_kills_passes_its_audit(
     figures = tmp_path / "soak.json"
     env = {**os.environ, "BLOBSTORE_TEST_S3_ENDPOINT": s3.url}  # the session's S3 server; PostgreSQL is found alike
     run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.soak", "--minutes", "1", "--outage", "15"]
-        + ["--json", str(figures), "--workdir", str(tmp_path)],
+        [
+            *(sys.executable, "-m", "benchmarks.soak", "--minutes", "1", "--outage", "15"),
+            *("--json", str(figures), "--workdir", str(tmp_path)),
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
