@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import random
@@ -32,7 +31,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,7 +41,7 @@ from benchmarks.soak_model import Model, read_journal
 from blobstore import BlobStore, Settings
 from tests.support.s3_server import s3_endpoint, temporary_bucket
 from tests.support.servers import ServerUnavailable, postgres_server, scratch_database
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy, proxied
 
 #: Error classes the product documents for the faults the soak injects; any other is a failure.
 EXPECTED_ERRORS = frozenset({"StorageUnavailable"})
@@ -99,7 +97,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         postgres_server() as admin_url,
         scratch_database(admin_url) as database_url,
         s3_endpoint() as endpoint,
-        cuttable(endpoint.url) as proxy,
+        proxied(*_address(endpoint.url)) as proxy,
     ):
         async with temporary_bucket(endpoint) as bucket:
             settings = Settings(
@@ -155,16 +153,9 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
 
 
-@contextlib.contextmanager
-def cuttable(url: str) -> Iterator[TcpProxy]:
-    """A proxy in front of the S3 endpoint at ``url``, accepting connections until cut."""
+def _address(url: str) -> tuple[str | None, int]:
     parts = urlsplit(url)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 80)
-    proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.close()
+    return parts.hostname, parts.port or 80
 
 
 async def cut_storage(proxy: TcpProxy, fleet: Fleet, after: float, seconds: float) -> None:

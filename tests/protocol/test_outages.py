@@ -23,7 +23,7 @@ from tests.support.cli_helpers import invoke
 from tests.support.s3_server import S3Endpoint
 from tests.support.servers import ServerUnavailable, ThrowawayPostgres
 from tests.support.stores import FakeClock, StoreFactory, unavailable
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy, proxied
 from tests.support.workers import data_objects
 
 
@@ -144,13 +144,8 @@ async def test_a_full_or_read_only_disk_is_storage_unavailable_and_stores_nothin
 def s3_proxy(s3: S3Endpoint) -> Iterator[TcpProxy]:
     """A proxy in front of the suite's S3 endpoint, to cut and restore."""
     parts = urlsplit(s3.url)
-    assert parts.hostname is not None
-    proxy = TcpProxy(parts.hostname, parts.port or 80)
-    proxy.start()
-    try:
+    with proxied(parts.hostname, parts.port or 80) as proxy:
         yield proxy
-    finally:
-        proxy.close()
 
 
 @pytest.mark.s3

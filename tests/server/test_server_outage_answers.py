@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from blobstore import BlobStore, Settings
 from blobstore.auth import tokens
 from blobstore.server import create_app
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy, proxied
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]  # each answer waits out the database retries (~3 s)
 
@@ -28,13 +28,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]  # each answer waits out t
 def database_proxy(empty_postgres_url: str) -> Iterator[TcpProxy]:
     """A proxy in front of the test's own PostgreSQL database, to cut and restore."""
     url = make_url(empty_postgres_url)
-    assert url.host is not None
-    proxy = TcpProxy(url.host, url.port or 5432)
-    proxy.start()
-    try:
+    with proxied(url.host, url.port or 5432) as proxy:
         yield proxy
-    finally:
-        proxy.close()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from blobstore.storage.layout import OBJECT_PREFIX
 from tests.support.cli_helpers import invoke
 from tests.support.s3_server import S3Endpoint
 from tests.support.stores import FakeClock, StoreFactory
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy, proxied
 from tests.support.workers import data_objects, invariant_violations, object_key_of, rows, worker_env
 
 pytestmark = [pytest.mark.s3, pytest.mark.postgres]
@@ -36,13 +36,8 @@ SPOOL_BYTES = 10 * 2**20
 def s3_proxy(s3: S3Endpoint) -> Iterator[TcpProxy]:
     """A proxy in front of the suite's S3 endpoint, to cut and restore."""
     parts = urlsplit(s3.url)
-    assert parts.hostname is not None
-    proxy = TcpProxy(parts.hostname, parts.port or 80)
-    proxy.start()
-    try:
+    with proxied(parts.hostname, parts.port or 80) as proxy:
         yield proxy
-    finally:
-        proxy.close()
 
 
 async def node(open_store: StoreFactory, proxy: TcpProxy, tmp_path: Path, name: str, **overrides: object) -> BlobStore:

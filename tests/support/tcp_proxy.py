@@ -11,7 +11,19 @@ import asyncio
 import contextlib
 import socket
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future
+
+
+@contextlib.contextmanager
+def proxied(host: str | None, port: int) -> Iterator[TcpProxy]:
+    """A started proxy in front of ``host:port`` (loopback if None), closed on leaving."""
+    proxy = TcpProxy(host or "127.0.0.1", port)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.close()
 
 
 class TcpProxy:
