@@ -114,6 +114,10 @@ class Blob(Base):
     frames: Mapped[bytes | None] = mapped_column(LargeBinary)
     #: The stored object's length (its frames, compressed or not); NULL with ``frames``: ``size``.
     stored_size: Mapped[int | None] = mapped_column(BigInteger)
+    #: The S3 storage class the object is in (blobstore.maintenance.transitions); NULL: STANDARD.
+    storage_class: Mapped[str | None] = mapped_column(String(32))
+    #: Midnight (UTC) of the day of the blob's latest recorded read, by any tenant; NULL: none recorded.
+    last_read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index(
@@ -160,6 +164,9 @@ class LifecycleRule(Base):
     prefix: Mapped[str] = mapped_column(KeyString, primary_key=True)
     expire_after: Mapped[int | None] = mapped_column(BigInteger)
     abort_multipart_after: Mapped[int | None] = mapped_column(BigInteger)
+    #: Seconds after which the keys' blobs may move to ``storage_class`` if cold (blobstore.maintenance.transitions).
+    transition_after: Mapped[int | None] = mapped_column(BigInteger)
+    storage_class: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

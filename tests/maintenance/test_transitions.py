@@ -1,0 +1,162 @@
+"""Storage-class transitions: a blob cools only when every key holding it, in every tenant, is cold under a
+rule and nobody read it for that long; it warms back when read or written again; a move killed half-way loses
+nothing. On SQLite + local directory (the class is recorded, nothing moves) and PostgreSQL + S3 (moto's
+server: the object's StorageClass is checked with HeadObject), with the store's clock moved by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from blobstore import BlobStore, InvalidInput
+from blobstore.storage import S3Storage
+from blobstore.storage.base import ObjectStorage
+from blobstore.storage.timed import TimedStorage
+from tests.support.stores import FakeClock
+from tests.support.workers import check_invariants, object_key_of, scalar
+
+DAY = 86400
+
+
+def s3_of(store: BlobStore) -> S3Storage | None:
+    storage: ObjectStorage = store.storage
+    while isinstance(storage, TimedStorage):
+        storage = storage.inner
+    return storage if isinstance(storage, S3Storage) else None
+
+
+async def recorded_class(store: BlobStore, tenant: str, key: str) -> str:
+    found = await scalar(
+        store,
+        "SELECT b.storage_class FROM refs r JOIN blobs b ON b.id = r.blob_id JOIN tenants t ON t.id = r.tenant_id "
+        "WHERE t.name = :t AND r.key = :k",
+        t=tenant,
+        k=key,
+    )
+    return str(found or "STANDARD")
+
+
+async def class_of(store: BlobStore, tenant: str, key: str) -> str:
+    """The class the catalog records; on S3, checked against the object's own (HeadObject)."""
+    recorded = await recorded_class(store, tenant, key)
+    s3 = s3_of(store)
+    if s3 is not None:
+        client: Any = await s3._s3()
+        head = await client.head_object(Bucket=s3.bucket, Key=s3._key(await object_key_of(store, tenant, key)))
+        assert head.get("StorageClass", "STANDARD") == recorded
+    return recorded
+
+
+async def test_a_cold_blob_moves_and_warms_back_when_read(store: BlobStore, clock: FakeClock) -> None:
+    acme = store.tenant("acme")
+    await acme.put("logs/a", b"cold bytes")
+    await acme.put("keep/b", b"other bytes")
+    await store.set_lifecycle_rule("acme", "logs/", transition_after=30 * DAY, storage_class="STANDARD_IA")
+
+    clock.advance(30 * DAY - 1)
+    assert (await store.transition()).blobs == 0
+    clock.advance(1)
+    stats = await store.transition()
+
+    assert (stats.blobs, stats.bytes, list(stats.classes)) == (1, len(b"cold bytes"), ["STANDARD_IA"])
+    assert await class_of(store, "acme", "logs/a") == "STANDARD_IA"
+    assert await class_of(store, "acme", "keep/b") == "STANDARD"
+    assert await acme.get("logs/a") == b"cold bytes"  # a read warms it: back at the next run
+    back = await store.transition()
+    assert (back.blobs, list(back.classes)) == (1, ["STANDARD"])
+    assert await class_of(store, "acme", "logs/a") == "STANDARD"
+    clock.advance(30 * DAY)
+    assert (await store.transition()).blobs == 0  # read on the day 30 days ago: counts until that day's end
+    clock.advance(DAY)
+    assert (await store.transition()).blobs == 1
+    assert await class_of(store, "acme", "logs/a") == "STANDARD_IA"
+    await check_invariants(store)
+
+
+async def test_a_shared_blob_stays_while_another_tenants_reference_is_warm(store: BlobStore, clock: FakeClock) -> None:
+    acme, other = store.tenant("acme"), store.tenant("other")
+    await acme.put("logs/a", b"shared bytes")
+    await other.put("x", b"shared bytes")
+    await store.set_lifecycle_rule("acme", "logs/", transition_after=DAY, storage_class="GLACIER_IR")
+    clock.advance(2 * DAY)
+    assert (await store.transition()).blobs == 0  # other has no rule: its reference keeps it hot
+
+    await store.set_lifecycle_rule("other", "", transition_after=10 * DAY, storage_class="STANDARD_IA")
+    assert (await store.transition()).blobs == 0  # other's key is 2 days old
+    clock.advance(8 * DAY)
+    stats = await store.transition()
+    assert list(stats.classes) == ["STANDARD_IA"]  # the warmest class the rules allow
+    assert await class_of(store, "acme", "logs/a") == "STANDARD_IA"
+
+    await other.put("y", b"shared bytes")  # a new key of the same bytes: young, so warm
+    assert list((await store.transition()).classes) == ["STANDARD"]
+    assert await class_of(store, "other", "x") == "STANDARD"
+
+
+async def test_another_tenants_reads_keep_a_shared_blob_hot(store: BlobStore, clock: FakeClock) -> None:
+    acme, other = store.tenant("acme"), store.tenant("other")
+    await acme.put("logs/a", b"read by other")
+    await other.put("logs/a", b"read by other")
+    for tenant in ("acme", "other"):
+        await store.set_lifecycle_rule(tenant, "logs/", transition_after=5 * DAY, storage_class="ONEZONE_IA")
+    clock.advance(5 * DAY)
+    assert await other.get("logs/a") == b"read by other"
+    assert (await store.transition()).blobs == 0
+    clock.advance(6 * DAY)
+    assert (await store.transition()).blobs == 1
+    assert await class_of(store, "acme", "logs/a") == "ONEZONE_IA"
+
+
+async def test_dry_run_changes_nothing(store: BlobStore, clock: FakeClock) -> None:
+    await store.tenant("acme").put("logs/a", b"cold")
+    await store.set_lifecycle_rule("acme", "logs/", transition_after=DAY, storage_class="STANDARD_IA")
+    clock.advance(DAY)
+    stats = await store.transition(dry_run=True)
+    assert (stats.dry_run, stats.blobs, list(stats.classes)) == (True, 1, ["STANDARD_IA"])
+    assert await class_of(store, "acme", "logs/a") == "STANDARD"
+
+
+class Killed(BaseException):
+    """The process dies here."""
+
+
+async def test_a_move_killed_before_the_catalog_switch_loses_nothing(
+    store: BlobStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after the object was copied into its new class, before the catalog recorded it: the next run
+    records the class, and the bytes read back."""
+    acme = store.tenant("acme")
+    await acme.put("logs/a", b"moved half-way")
+    await store.set_lifecycle_rule("acme", "logs/", transition_after=DAY, storage_class="STANDARD_IA")
+    clock.advance(DAY)
+    from blobstore.db import transitions as queries
+
+    async def die(*_args: object, **_kwargs: object) -> bool:
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(queries, "record_class", die)
+        with pytest.raises(Killed):
+            await store.transition()
+
+    assert await recorded_class(store, "acme", "logs/a") == "STANDARD"
+    assert (await store.transition()).blobs == 1
+    assert await class_of(store, "acme", "logs/a") == "STANDARD_IA"
+    assert await acme.get("logs/a") == b"moved half-way"
+    await check_invariants(store)
+
+
+async def test_only_classes_read_without_a_restore_are_accepted(store: BlobStore) -> None:
+    for bad in ("GLACIER", "DEEP_ARCHIVE", "STANDARD", "standard_ia", ""):
+        with pytest.raises(InvalidInput, match="storage class must be one of"):
+            await store.set_lifecycle_rule("acme", "logs/", transition_after=DAY, storage_class=bad)
+    with pytest.raises(InvalidInput, match="go together"):
+        await store.set_lifecycle_rule("acme", "logs/", transition_after=DAY)
+    assert await store.lifecycle_rules() == []
+
+
+async def test_a_rule_keeps_its_expiry_when_a_transition_is_added(store: BlobStore) -> None:
+    await store.set_lifecycle_rule("acme", "logs/", expire_after=90 * DAY)
+    rule = await store.set_lifecycle_rule("acme", "logs/", transition_after=30 * DAY, storage_class="GLACIER_IR")
+    assert (rule.expire_after, rule.transition_after, rule.storage_class) == (90 * DAY, 30 * DAY, "GLACIER_IR")
