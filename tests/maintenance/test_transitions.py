@@ -5,11 +5,15 @@ server: the object's StorageClass is checked with HeadObject), with the store's 
 
 from __future__ import annotations
 
+import io
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from blobstore import BlobStore, InvalidInput
+from blobstore.accounting.report_formats import render_table
 from blobstore.storage import S3Storage
 from blobstore.storage.base import ObjectStorage
 from blobstore.storage.timed import TimedStorage
@@ -160,3 +164,35 @@ async def test_a_rule_keeps_its_expiry_when_a_transition_is_added(store: BlobSto
     await store.set_lifecycle_rule("acme", "logs/", expire_after=90 * DAY)
     rule = await store.set_lifecycle_rule("acme", "logs/", transition_after=30 * DAY, storage_class="GLACIER_IR")
     assert (rule.expire_after, rule.transition_after, rule.storage_class) == (90 * DAY, 30 * DAY, "GLACIER_IR")
+
+
+async def test_the_cost_report_prices_each_class_at_its_own_rate(store: BlobStore, clock: FakeClock) -> None:
+    """Two tenants share a blob moved to STANDARD_IA; another blob stays in STANDARD: bytes per class are
+    attributed as compressed bytes are, and each class is priced at the preset's rate for it."""
+    acme, other = store.tenant("acme"), store.tenant("other")
+    await acme.put("logs/a", b"x" * 3000)
+    await other.put("logs/a", b"x" * 3000)
+    await acme.put("hot", b"y" * 1000)
+    for tenant in ("acme", "other"):
+        await store.set_lifecycle_rule(tenant, "logs/", transition_after=DAY, storage_class="STANDARD_IA")
+    clock.advance(DAY)
+    await store.transition()
+
+    report = await store.report(pricing="aws-s3-standard")
+    acme_row, other_row = report.tenants
+    assert sum(acme_row.class_bytes.values()) == acme_row.compressed_bytes
+    assert other_row.class_bytes == {"STANDARD_IA": other_row.compressed_bytes}
+    assert set(acme_row.class_bytes) == {"STANDARD", "STANDARD_IA"}
+    assert report.total.class_bytes == {
+        name: acme_row.class_bytes.get(name, 0) + other_row.class_bytes.get(name, 0)
+        for name in ("STANDARD", "STANDARD_IA")
+    }
+    ia, standard = report.total.class_bytes["STANDARD_IA"], report.total.class_bytes["STANDARD"]
+    expected = (Decimal(ia) * Decimal("0.0125") + Decimal(standard) * Decimal("0.023")) / 10**9
+    assert report.total.storage_cost == expected
+    assert report.to_dict()["pricing"]["storage_class_prices"]["GLACIER_IR"] == "0.004"
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    console.print(render_table(report, exact=True))
+    shown = " ".join(console.file.getvalue().split())  # type: ignore[attr-defined]
+    assert f"By storage class (compressed, per GB-month): STANDARD {standard:,} bytes at $0.023" in shown
+    assert f"STANDARD_IA {ia:,} bytes at $0.0125" in shown
