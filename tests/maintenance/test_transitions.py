@@ -6,6 +6,7 @@ server: the object's StorageClass is checked with HeadObject), with the store's 
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -196,3 +197,31 @@ async def test_the_cost_report_prices_each_class_at_its_own_rate(store: BlobStor
     shown = " ".join(console.file.getvalue().split())  # type: ignore[attr-defined]
     assert f"By storage class (compressed, per GB-month): STANDARD {standard:,} bytes at $0.023" in shown
     assert f"STANDARD_IA {ia:,} bytes at $0.0125" in shown
+
+
+async def test_a_read_records_its_day_once(store: BlobStore, clock: FakeClock) -> None:
+    """The read path records the UTC day (midnight) of a blob's latest read; later reads that day change
+    nothing, a read on a later day moves it on."""
+    acme = store.tenant("acme")
+    await acme.put("a", b"read me")
+    query = "SELECT b.last_read_at FROM blobs b JOIN refs r ON r.blob_id = b.id WHERE r.key = 'a'"
+    assert await scalar(store, query) is None
+    await acme.get("a")
+    await store.core.egress.flush()
+    midnight = clock().replace(hour=0, minute=0, second=0, microsecond=0)
+    first = await scalar(store, query)
+    assert str(first)[:10] == midnight.date().isoformat()
+    clock.advance(DAY)
+    await acme.get("a")
+    await store.core.egress.flush()
+    assert str(await scalar(store, query))[:10] == (midnight.date() + timedelta(days=1)).isoformat()
+
+
+async def test_removing_the_rule_moves_cooled_blobs_back(store: BlobStore, clock: FakeClock) -> None:
+    await store.tenant("acme").put("logs/a", b"cold")
+    await store.set_lifecycle_rule("acme", "logs/", transition_after=DAY, storage_class="GLACIER_IR")
+    clock.advance(DAY)
+    assert (await store.transition()).blobs == 1
+    assert await store.remove_lifecycle_rule("acme", "logs/")
+    assert list((await store.transition()).classes) == ["STANDARD"]
+    assert await class_of(store, "acme", "logs/a") == "STANDARD"
