@@ -118,6 +118,9 @@ class Blob(Base):
     storage_class: Mapped[str | None] = mapped_column(String(32))
     #: Midnight (UTC) of the day of the blob's latest recorded read, by any tenant; NULL: none recorded.
     last_read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The class a move began copying the object to; NULL once the catalog recorded it. A run that finds it
+    #: set moves the object again (the copy may or may not have happened).
+    moving_to: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         Index(

@@ -3,13 +3,14 @@ ones back to STANDARD (docs/lifecycle.md; which class a blob belongs in is blobs
 
 A run fixes ``now`` from the store's clock, flushes the read days the process holds (so its own reads count),
 reads every tenant's rules once, then walks the live, referenced blobs by id, ``batch`` at a time, with every
-key holding them. For each blob whose recorded class is not the one it belongs in, the object is moved first
-(ObjectStorage.set_storage_class: on S3 a server-side copy onto itself with the new class, the same bytes
-throughout; a local directory moves nothing), and only then the catalog records the class. A process killed
-between the two leaves the object in the new class and the catalog in the old one: every class here is read
-without a restore, so reads are unaffected, and the next run finds the difference, copies again (harmless)
-and records it. Blobs whose object is over 5 GiB (one S3 copy's limit) stay where they are. A dry run counts
-the same moves and changes nothing.
+key holding them. Each blob whose recorded class is not the one it belongs in moves in three steps: the
+catalog marks the blob as moving (``moving_to``), the object is copied (ObjectStorage.set_storage_class: on S3
+a server-side copy onto itself with the new class, the same bytes throughout; a local directory moves
+nothing), and only then the catalog records the class and clears the mark. A process killed between the steps
+leaves the object in the old class or the new one, the catalog in the old one, and the mark: every class here
+is read without a restore, so reads are unaffected, and the next run moves every marked blob again (to the
+class it then belongs in; copying twice is harmless) and records it. Blobs whose object is over 5 GiB (one S3
+copy's limit) stay where they are. A dry run counts the same moves and changes nothing.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ async def transition(core: Core, *, dry_run: bool = False, batch: int = DEFAULT_
         holders = await core.database.read(partial(queries.references, blob_ids=[blob.id for blob in page]))
         for blob in page:
             wanted = class_for(holders.get(blob.id, []), by_tenant, blob.last_read_at, stats.now)
-            if wanted != (blob.storage_class or STANDARD):
+            if wanted != (blob.storage_class or STANDARD) or blob.moving_to is not None:
                 await _move(core, blob, wanted, stats)
     return stats
 
@@ -103,10 +104,12 @@ async def _move(core: Core, blob: queries.LiveBlob, wanted: str, stats: Transiti
         stats.too_large += 1
         return
     if not stats.dry_run:
+        if not await core.database.transaction(partial(queries.begin_move, blob=blob, storage_class=wanted)):
+            return  # deleted or compacted meanwhile
         try:
             await core.storage.set_storage_class(blob.object_key, wanted)
         except ObjectMissing:
-            return  # deleted or compacted meanwhile: nothing of this blob to move
+            return  # deleted or compacted since: nothing of this blob to move
         recorded = None if wanted == STANDARD else wanted
         if not await core.database.transaction(partial(queries.record_class, blob=blob, storage_class=recorded)):
             return

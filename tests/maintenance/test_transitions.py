@@ -149,6 +149,37 @@ async def test_a_move_killed_before_the_catalog_switch_loses_nothing(
     assert (await store.transition()).blobs == 1
     assert await class_of(store, "acme", "logs/a") == "STANDARD_IA"
     assert await acme.get("logs/a") == b"moved half-way"
+
+
+async def test_a_move_killed_after_the_copy_is_redone_even_when_the_blob_warmed_meanwhile(
+    store: BlobStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The object went to STANDARD_IA, the catalog still says STANDARD; the blob is read before the next run,
+    so it belongs in STANDARD: the run sees the unfinished move and copies the object back."""
+    acme = store.tenant("acme")
+    await acme.put("logs/a", b"warmed meanwhile")
+    await store.set_lifecycle_rule("acme", "logs/", transition_after=DAY, storage_class="STANDARD_IA")
+    clock.advance(DAY)
+    from blobstore.db import transitions as queries
+
+    async def die(*_args: object, **_kwargs: object) -> bool:
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(queries, "record_class", die)
+        with pytest.raises(Killed):
+            await store.transition()
+    s3 = s3_of(store)
+    if s3 is not None:  # the copy happened: the object is in the new class, the catalog does not know yet
+        client: Any = await s3._s3()
+        head = await client.head_object(Bucket=s3.bucket, Key=s3._key(await object_key_of(store, "acme", "logs/a")))
+        assert head["StorageClass"] == "STANDARD_IA"
+    assert await acme.get("logs/a") == b"warmed meanwhile"
+
+    stats = await store.transition()
+    assert (stats.blobs, list(stats.classes)) == (1, ["STANDARD"])
+    assert await class_of(store, "acme", "logs/a") == "STANDARD"  # on S3: HeadObject agrees
+    assert (await store.transition()).blobs == 0
     await check_invariants(store)
 
 
