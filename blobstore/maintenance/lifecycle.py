@@ -125,18 +125,25 @@ async def remove_rule(core: Core, tenant: str, prefix: str) -> bool:
 
 async def replace_rules(core: Core, tenant: str, under: str, wanted: list[Rule]) -> None:
     """Make ``wanted`` the tenant's rules whose prefix starts with ``under``, at once: the rules of an S3 bucket's
-    lifecycle configuration (every prefix must start with ``under``, and appear once; each rule sets an action)."""
+    lifecycle configuration (every prefix must start with ``under``, and appear once; each rule sets an action; a
+    transition names its storage class)."""
     validate_tenant(tenant)
     if len({rule.prefix for rule in wanted}) < len(wanted):
         raise InvalidInput("two rules have the same prefix")
     for rule in wanted:
         if not validate_prefix(rule.prefix).startswith(under):
             raise InvalidInput(f"prefix {rule.prefix!r} is not under {under!r}")
-        if rule.expire_after is None and rule.abort_multipart_after is None:
+        if rule.expire_after is None and rule.abort_multipart_after is None and rule.transition_after is None:
             raise InvalidInput(f"the rule of {rule.prefix!r} sets no action")
-        for seconds, what in ((rule.expire_after, "expire_after"), (rule.abort_multipart_after, "abort_after")):
+        for seconds, what in (
+            (rule.expire_after, "expire_after"),
+            (rule.abort_multipart_after, "abort_after"),
+            (rule.transition_after, "transition_after"),
+        ):
             if seconds is not None:
                 validate_seconds(seconds, what)
+        if rule.transition_after is not None:
+            validate_storage_class(rule.storage_class)
 
     async def work(conn: AsyncConnection) -> None:
         now = core.clock()
@@ -147,6 +154,8 @@ async def replace_rules(core: Core, tenant: str, under: str, wanted: list[Rule])
             actions: dict[str, int | str | None] = {
                 "expire_after": rule.expire_after,
                 "abort_multipart_after": rule.abort_multipart_after,
+                "transition_after": rule.transition_after,
+                "storage_class": rule.storage_class,
             }
             await queries.set_rule(conn, locked.id, rule.prefix, now, actions)
 
