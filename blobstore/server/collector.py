@@ -39,12 +39,14 @@ async def expire(store: BlobStore) -> None:
 
 
 async def transition(store: BlobStore) -> None:
-    """Run storage-class transitions once; a failure is logged, never raised."""
+    """Run storage-class transitions once and record it; a failure is logged and counted, never raised."""
     try:
         stats = await store.transition()
     except Exception:
         log.exception("lifecycle transitions failed; the next run is on schedule")
+        metrics.record_transition_failure()
         return
+    metrics.record_transitions(stats)
     if stats.blobs:
         log.info("lifecycle transitions moved %d blobs (%d bytes)", stats.blobs, stats.bytes)
 
