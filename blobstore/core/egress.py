@@ -131,6 +131,8 @@ class EgressLedger:
 
 egress = tables["egress"]
 blobs = tables["blobs"]
+#: Most blobs one UPDATE of read days names (well under SQLite's limit of bound parameters).
+READS_PER_STATEMENT = 500
 
 
 async def record(conn: AsyncConnection, tenant: str, day: date, nbytes: int) -> None:
@@ -157,14 +159,18 @@ async def record_many(conn: AsyncConnection, counts: Mapping[tuple[str, date], i
 
 async def record_reads(conn: AsyncConnection, reads: set[tuple[int, date]]) -> None:
     """Set each blob's ``last_read_at`` to midnight of the day it was read, if it holds an earlier day (or
-    none): one UPDATE per day, which touches each blob's row at most once that day."""
+    none): one UPDATE per day and :data:`READS_PER_STATEMENT` blobs, in id order, which writes each blob's row at
+    most once that day."""
     days: dict[date, list[int]] = {}
     for blob_id, day in reads:
         days.setdefault(day, []).append(blob_id)
     for day, ids in sorted(days.items()):
         midnight = datetime.combine(day, time(), UTC)
         stale = or_(blobs.c.last_read_at.is_(None), blobs.c.last_read_at < midnight)
-        await conn.execute(update(blobs).where(blobs.c.id.in_(sorted(ids)), stale).values(last_read_at=midnight))
+        ids.sort()
+        for start in range(0, len(ids), READS_PER_STATEMENT):
+            chunk = ids[start : start + READS_PER_STATEMENT]
+            await conn.execute(update(blobs).where(blobs.c.id.in_(chunk), stale).values(last_read_at=midnight))
 
 
 async def by_tenant(conn: AsyncConnection, since: date, until: date) -> dict[str, int]:

@@ -15,9 +15,11 @@ from rich.console import Console
 
 from blobstore import BlobStore, InvalidInput
 from blobstore.accounting.report_formats import render_table
+from blobstore.core.egress import READS_PER_STATEMENT
 from blobstore.storage import S3Storage
 from blobstore.storage.base import ObjectStorage
 from blobstore.storage.timed import TimedStorage
+from blobstore.store import PutItem
 from tests.support.stores import FakeClock
 from tests.support.workers import check_invariants, object_key_of, scalar
 
@@ -256,3 +258,14 @@ async def test_removing_the_rule_moves_cooled_blobs_back(store: BlobStore, clock
     assert await store.remove_lifecycle_rule("acme", "logs/")
     assert list((await store.transition()).classes) == ["STANDARD"]
     assert await class_of(store, "acme", "logs/a") == "STANDARD"
+
+
+async def test_many_reads_in_one_flush_all_record_their_day(store: BlobStore, clock: FakeClock) -> None:
+    """More blobs read within one flush than one UPDATE names: every one is recorded."""
+    acme = store.tenant("acme")
+    count = READS_PER_STATEMENT + 20
+    await acme.put_many([PutItem(f"k{n}", b"%d" % n) for n in range(count)])
+    for n in range(count):
+        await acme.get(f"k{n}")
+    await store.core.egress.flush()
+    assert await scalar(store, "SELECT count(*) FROM blobs WHERE last_read_at IS NOT NULL") == count
