@@ -163,14 +163,15 @@ async def object_classes(store: BlobStore) -> dict[str, str]:
 
 
 async def check_transition_debris(store: BlobStore, point: str) -> None:
-    """One blob marked as moving, no class recorded; on S3 its object is in the new class after the copy."""
-    found = await rows(store, "SELECT object_key, storage_class, moving_to FROM blobs WHERE state = 'live'")
-    marked = [key for key, _, moving_to in found if moving_to is not None]
-    assert [moving_to for *_, moving_to in found if moving_to is not None] == [COLD_CLASS]
-    assert {storage_class for _, storage_class, _ in found} == {None}
-    moved = isinstance(store.storage, S3Storage) and point == "transition-after-copy"
-    expected = {key: COLD_CLASS if moved and key in marked else "STANDARD" for key, *_ in found}
-    assert await object_classes(store) == expected
+    """Every blob (one batch) marked as moving, no class recorded; on S3, after a copy, some object is in the
+    new class (copies run concurrently: others may have finished before the kill), before it none is."""
+    found = await rows(store, "SELECT storage_class, moving_to FROM blobs WHERE state = 'live'")
+    assert set(found) == {(None, COLD_CLASS)}
+    classes = list((await object_classes(store)).values())
+    if isinstance(store.storage, S3Storage) and point == "transition-after-copy":
+        assert COLD_CLASS in classes
+    else:
+        assert set(classes) == {"STANDARD"}
 
 
 async def check_transitions_finish(store: BlobStore, clock: FakeClock) -> None:
