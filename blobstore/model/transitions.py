@@ -72,6 +72,4 @@ def class_for(
         if last_read_day is not None and last_read_day + READ_GRANULARITY > cold_since:
             return STANDARD
         classes.append(rule.storage_class)
-    if not classes:
-        return STANDARD
-    return min(classes, key=STORAGE_CLASSES.index)
+    return min(classes, key=STORAGE_CLASSES.index, default=STANDARD)
