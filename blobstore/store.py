@@ -60,6 +60,7 @@ if TYPE_CHECKING:  # the maintenance modules load when first used, out of every 
     from blobstore.auth.signing import SignedUrl
     from blobstore.maintenance.fsck import FsckReport
     from blobstore.maintenance.lifecycle import ExpiryStats
+    from blobstore.maintenance.transitions import TransitionStats
     from blobstore.model.lifecycle import Rule
     from blobstore.protocol.compact import CompactStats
     from blobstore.protocol.drain import DrainStats
@@ -141,12 +142,24 @@ class BlobStore:
 
         return await run_fsck(self.core, read_data=read_data, repair=repair, progress=progress)
 
-    async def set_lifecycle_rule(self, tenant: str, prefix: str, *, expire_after: int) -> Rule:
-        """Expire ``tenant``'s keys under ``prefix`` ``expire_after`` seconds after they were last written
-        (replacing that prefix's rule; see blobstore.maintenance.lifecycle and docs/lifecycle.md)."""
+    async def set_lifecycle_rule(
+        self,
+        tenant: str,
+        prefix: str,
+        *,
+        expire_after: int | None = None,
+        transition_after: int | None = None,
+        storage_class: str | None = None,
+    ) -> Rule:
+        """Expire ``tenant``'s keys under ``prefix`` ``expire_after`` seconds after they were last written, and/or
+        move their blobs to ``storage_class`` once every reference is ``transition_after`` seconds cold (in the
+        rule of that prefix, keeping what is not given; see blobstore.maintenance.lifecycle, docs/lifecycle.md)."""
         from blobstore.maintenance import lifecycle
 
-        return await lifecycle.set_rule(self.core, tenant, prefix, expire_after)
+        if (transition_after is None) != (storage_class is None):
+            raise InvalidInput("transition_after and storage_class go together")
+        transition = None if transition_after is None else (transition_after, str(storage_class))
+        return await lifecycle.set_rule(self.core, tenant, prefix, expire_after=expire_after, transition=transition)
 
     async def remove_lifecycle_rule(self, tenant: str, prefix: str) -> bool:
         """Remove ``tenant``'s expiry rule of exactly ``prefix``; True if there was one."""
@@ -179,6 +192,16 @@ class BlobStore:
     async def spool_status(self) -> list[NodeSpool]:
         """What every node's spool holds (docs/spool.md): blobs, bytes, and when the oldest was stored."""
         return await self.core.database.read(spool_db.nodes)
+
+    async def transition(self, *, dry_run: bool = False, batch: int | None = None) -> TransitionStats:
+        """Move every blob whose storage class is not the one its references' lifecycle rules and reads put it
+        in: cold ones to a colder class, warm ones back to STANDARD (a dry run: count them; see
+        blobstore.maintenance.transitions)."""
+        from blobstore.maintenance import transitions
+
+        return await transitions.transition(
+            self.core, dry_run=dry_run, batch=transitions.DEFAULT_BATCH if batch is None else batch
+        )
 
     async def report(
         self, *, tenant: str | None = None, pricing: str | PriceList | None = None, since: date | None = None
@@ -591,7 +614,7 @@ class Tenant:
             yield BlobStream(self._info(ref), meter)
         finally:
             await chunks.aclose()
-            self.core.egress.add(self.name, self.core.clock().date(), meter.bytes)
+            self.core.egress.add(self.name, self.core.clock().date(), meter.bytes, ref.blob_id)
 
     async def list(self, prefix: str = "", *, limit: int = 1000, after: str | None = None) -> Page:
         """Keys starting with ``prefix`` (literally: no wildcards), in code-point order, after ``after``."""

@@ -1,5 +1,12 @@
 """Price lists for cost reports: storage per GB-month and egress per GB, as exact decimals.
 
+Storage may have a price per S3 storage class (blobstore.model.transitions) where the provider has one; a
+class without its own price costs the list's ``storage_per_gb_month``. The AWS prices are the us-east-1 list
+prices of aws.amazon.com/s3/pricing (first tier): STANDARD 0.023, INTELLIGENT_TIERING 0.023 (its Frequent
+Access tier: the dearest it bills), STANDARD_IA 0.0125, ONEZONE_IA 0.01, GLACIER_IR 0.004; Cloudflare R2's
+Infrequent Access (STANDARD_IA through its S3 API) is 0.01 (developers.cloudflare.com/r2/pricing). Retrieval
+fees and the minimum storage durations of the colder classes are not counted.
+
 A GB here is 10^9 bytes (decimal), the unit most providers' price pages use.
 AWS bills S3 per GiB (2^30 bytes), so its estimates here come out about 7%
 high: a safe-side estimate, not an invoice. Money is :class:`decimal.Decimal`
@@ -30,10 +37,16 @@ class PriceList:
     storage_per_gb_month: Decimal
     egress_per_gb: Decimal
     currency: str = "USD"
+    #: (storage class, price per GB-month) of the classes priced apart from ``storage_per_gb_month``.
+    class_prices: tuple[tuple[str, Decimal], ...] = ()
 
-    def storage_cost(self, nbytes: int) -> Decimal:
-        """The exact monthly cost of keeping ``nbytes`` stored."""
-        return _per_gb(nbytes, self.storage_per_gb_month)
+    def storage_price(self, storage_class: str | None = None) -> Decimal:
+        """The price per GB-month of ``storage_class`` (None: the list's storage price)."""
+        return dict(self.class_prices).get(storage_class or "", self.storage_per_gb_month)
+
+    def storage_cost(self, nbytes: int, storage_class: str | None = None) -> Decimal:
+        """The exact monthly cost of keeping ``nbytes`` stored (in ``storage_class``)."""
+        return _per_gb(nbytes, self.storage_price(storage_class))
 
     def egress_cost(self, nbytes: int) -> Decimal:
         """The exact cost of reading ``nbytes`` out."""
@@ -47,19 +60,30 @@ class PriceList:
             "egress_per_gb": decimal_text(self.egress_per_gb),
             "currency": self.currency,
             "gb_bytes": GB,
+            "storage_class_prices": {name: decimal_text(price) for name, price in self.class_prices},
         }
 
 
 _AWS_EGRESS = Decimal("0.09")
+#: AWS S3 storage per GB-month by class (us-east-1, first tier); STANDARD is each preset's own price.
+_AWS_CLASSES = tuple(
+    (name, Decimal(price))
+    for name, price in [
+        ("INTELLIGENT_TIERING", "0.023"),
+        ("STANDARD_IA", "0.0125"),
+        ("ONEZONE_IA", "0.01"),
+        ("GLACIER_IR", "0.004"),
+    ]
+)
 
 #: Public list prices (first tier, US regions) per GB-month of storage and per GB of egress.
 PRESETS: dict[str, PriceList] = {
     preset.name: preset
     for preset in [
-        PriceList("aws-s3-standard", Decimal("0.023"), _AWS_EGRESS),
-        PriceList("aws-s3-standard-ia", Decimal("0.0125"), _AWS_EGRESS),
-        PriceList("aws-s3-glacier-ir", Decimal("0.004"), _AWS_EGRESS),
-        PriceList("cloudflare-r2", Decimal("0.015"), Decimal("0")),
+        PriceList("aws-s3-standard", Decimal("0.023"), _AWS_EGRESS, class_prices=_AWS_CLASSES),
+        PriceList("aws-s3-standard-ia", Decimal("0.0125"), _AWS_EGRESS, class_prices=_AWS_CLASSES),
+        PriceList("aws-s3-glacier-ir", Decimal("0.004"), _AWS_EGRESS, class_prices=_AWS_CLASSES),
+        PriceList("cloudflare-r2", Decimal("0.015"), Decimal("0"), class_prices=(("STANDARD_IA", Decimal("0.01")),)),
         PriceList("backblaze-b2", Decimal("0.006"), Decimal("0.01")),
         PriceList("wasabi", Decimal("0.0059"), Decimal("0")),
     ]
@@ -91,7 +115,8 @@ def price_list(
         base = PRESETS[name]
     if egress_price_per_gb is None:
         return base
-    return PriceList(base.name, base.storage_per_gb_month, parse_price(egress_price_per_gb, "egress price per GB"))
+    egress = parse_price(egress_price_per_gb, "egress price per GB")
+    return PriceList(base.name, base.storage_per_gb_month, egress, base.currency, base.class_prices)
 
 
 def parse_price(value: object, what: str = "price") -> Decimal:

@@ -29,11 +29,14 @@ Figures of a tenant (a *reference* is one of its keys; a *blob* is one stored ob
 ``compression_saved_bytes``, ``compression_ratio``
     ``attributed - compressed`` and ``attributed / compressed`` (None when nothing is stored): what
     compression saves on top of dedup. ``logical - compressed`` is what both save together.
+``class_bytes``
+    ``compressed_bytes`` by the storage class the blobs are in (blobstore.maintenance.transitions; all
+    ``STANDARD`` until a lifecycle rule moves some), attributed by the same rule.
 ``egress_bytes``
     bytes read (``Tenant.get`` and ``Tenant.open``, as streamed) from ``since`` to ``until``.
 
 Costs are exact decimals at a :class:`~blobstore.accounting.pricing.PriceList`:
-``storage_cost`` is the estimated cost per month of the compressed bytes,
+``storage_cost`` is the estimated cost per month of the compressed bytes, each class at its own price,
 ``egress_cost`` the cost of the egress in the window.
 
 The :class:`StoreTotal` is always the whole store, whatever tenant the report
@@ -51,12 +54,13 @@ the length of every object storage holds.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, ColumnElement, Integer, and_, case, cast, func, or_, select
+from sqlalchemy import BigInteger, ColumnElement, Integer, Subquery, and_, case, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.accounting.pricing import PriceList, decimal_text, exact_sum, price_list
@@ -64,6 +68,7 @@ from blobstore.core import egress
 from blobstore.db.catalog import DELETING, LIVE, UPLOADING, blobs, refs, tenants
 from blobstore.errors import InvalidInput
 from blobstore.model.keys import validate_tenant
+from blobstore.model.transitions import STANDARD
 
 if TYPE_CHECKING:
     from blobstore.core.context import Core
@@ -79,6 +84,8 @@ class Figures:
     shared_bytes: int
     attributed_bytes: int
     compressed_bytes: int
+    #: ``compressed_bytes`` by the storage class they are in (docs/lifecycle.md), each class at its own price.
+    class_bytes: dict[str, int]
     egress_bytes: int
     storage_cost: Decimal
     egress_cost: Decimal
@@ -114,6 +121,7 @@ class Figures:
         for item in fields(self):
             value = getattr(self, item.name)
             values[item.name] = decimal_text(value) if isinstance(value, Decimal) else value
+        values["class_bytes"] = dict(sorted(self.class_bytes.items()))
         values |= {
             "bytes_saved": self.bytes_saved,
             "dedup_ratio": _rounded(self.dedup_ratio),
@@ -221,17 +229,18 @@ async def report(
 
     async def work(
         conn: AsyncConnection,
-    ) -> tuple[list[TenantFigures], PendingGc, dict[str, int]]:
+    ) -> tuple[list[TenantFigures], dict[str, dict[str, int]] | None, PendingGc, dict[str, int]]:
         await without_jit(conn)
         figures = await tenant_figures(conn)
-        return figures, await pending_gc(conn, cutoff), await egress.by_tenant(conn, window_start, until)
+        by_class = await class_figures(conn)
+        return figures, by_class, await pending_gc(conn, cutoff), await egress.by_tenant(conn, window_start, until)
 
-    figures, pending, reads = await core.database.snapshot(work)  # one snapshot: the figures add up
-    rows = [_tenant_cost(row, reads.get(row.tenant, 0), prices) for row in figures]
+    figures, by_class, pending, reads = await core.database.snapshot(work)  # one snapshot: the figures add up
+    rows = [_tenant_cost(row, (by_class or {}).get(row.tenant), reads.get(row.tenant, 0), prices) for row in figures]
     selected = rows if tenant is None else [row for row in rows if row.tenant == tenant]
     if tenant is not None and not selected:
         empty = TenantFigures(tenant, 0, 0, 0, 0, 0, 0, 0)
-        selected = [_tenant_cost(empty, 0, prices)]
+        selected = [_tenant_cost(empty, None, 0, prices)]
     return CostReport(
         generated_at=now,
         since=window_start,
@@ -255,7 +264,12 @@ def _since(since: object, until: date) -> date:
     return since
 
 
-def _tenant_cost(row: TenantFigures, egress_bytes: int, prices: PriceList) -> TenantCost:
+def _tenant_cost(
+    row: TenantFigures, class_bytes: dict[str, int] | None, egress_bytes: int, prices: PriceList
+) -> TenantCost:
+    """``row`` priced; ``class_bytes`` None: every byte in STANDARD."""
+    if class_bytes is None:
+        class_bytes = {STANDARD: row.compressed_bytes} if row.compressed_bytes else {}
     return TenantCost(
         objects=row.objects,
         logical_bytes=row.logical_bytes,
@@ -263,8 +277,9 @@ def _tenant_cost(row: TenantFigures, egress_bytes: int, prices: PriceList) -> Te
         shared_bytes=row.shared_bytes,
         attributed_bytes=row.attributed_bytes,
         compressed_bytes=row.compressed_bytes,
+        class_bytes=class_bytes,
         egress_bytes=egress_bytes,
-        storage_cost=prices.storage_cost(row.compressed_bytes),
+        storage_cost=exact_sum(prices.storage_cost(nbytes, name) for name, nbytes in class_bytes.items()),
         egress_cost=prices.egress_cost(egress_bytes),
         tenant=row.tenant,
     )
@@ -280,6 +295,7 @@ def _total(rows: list[TenantCost], blobs: int, pending: PendingGc, prices: Price
         shared_bytes=physical - unique,
         attributed_bytes=physical,
         compressed_bytes=sum(row.compressed_bytes for row in rows),
+        class_bytes=dict(sum((Counter(row.class_bytes) for row in rows), Counter())),
         egress_bytes=sum(row.egress_bytes for row in rows),
         storage_cost=exact_sum(row.storage_cost for row in rows),
         egress_cost=exact_sum(row.egress_cost for row in rows),
@@ -352,30 +368,7 @@ async def without_jit(conn: AsyncConnection) -> None:
 
 async def tenant_figures(conn: AsyncConnection) -> list[TenantFigures]:
     """Every tenant's figures (zeros for a tenant without references), by tenant name."""
-    pairs = (
-        select(
-            refs.c.blob_id,
-            refs.c.tenant_id,
-            cast(func.count(), Integer).label("k"),
-            func.max(refs.c.size).label("size"),
-        )
-        .group_by(refs.c.blob_id, refs.c.tenant_id)
-        .subquery("pairs")
-    )
-    per_blob = pairs.c.blob_id
-    shares = (
-        select(
-            pairs.c.tenant_id,
-            pairs.c.k,
-            pairs.c.size,
-            _stored_size().label("stored"),
-            cast(func.sum(pairs.c.k).over(partition_by=per_blob), BigInteger).label("n"),
-            func.count().over(partition_by=per_blob).label("holders"),
-            func.min(pairs.c.tenant_id).over(partition_by=per_blob).label("first"),
-        )
-        .join_from(pairs, blobs, blobs.c.id == per_blob)
-        .subquery("shares")
-    )
+    shares = _shares()
     k, size, stored, n = shares.c.k, shares.c.size, shares.c.stored, shares.c.n
     first = shares.c.tenant_id == shares.c.first
     sums = (
@@ -398,6 +391,58 @@ async def tenant_figures(conn: AsyncConnection) -> list[TenantFigures]:
         .order_by(tenants.c.name)
     )
     return [TenantFigures(row[0], *(int(value) for value in row[1:])) for row in await conn.execute(query)]
+
+
+def _shares() -> Subquery:
+    """Per (blob, tenant) holding it: the tenant's ``k`` references, the blob's size, stored size and storage
+    class, ``n`` references to the blob in all, its ``holders`` and ``first`` holder (the smallest tenant id)."""
+    pairs = (
+        select(
+            refs.c.blob_id,
+            refs.c.tenant_id,
+            cast(func.count(), Integer).label("k"),
+            func.max(refs.c.size).label("size"),
+        )
+        .group_by(refs.c.blob_id, refs.c.tenant_id)
+        .subquery("pairs")
+    )
+    per_blob = pairs.c.blob_id
+    return (
+        select(
+            pairs.c.tenant_id,
+            pairs.c.k,
+            pairs.c.size,
+            _stored_size().label("stored"),
+            cast(func.sum(pairs.c.k).over(partition_by=per_blob), BigInteger).label("n"),
+            func.count().over(partition_by=per_blob).label("holders"),
+            func.min(pairs.c.tenant_id).over(partition_by=per_blob).label("first"),
+            blobs.c.storage_class,
+        )
+        .join_from(pairs, blobs, blobs.c.id == per_blob)
+        .subquery("shares")
+    )
+
+
+async def class_figures(conn: AsyncConnection) -> dict[str, dict[str, int]] | None:
+    """Each tenant's compressed bytes (attributed as in :func:`tenant_figures`) by storage class; None when
+    every live blob is in STANDARD, which needs no pass over the references."""
+    cooled = select(blobs.c.id).where(blobs.c.state == LIVE, blobs.c.storage_class.is_not(None)).limit(1)
+    if (await conn.execute(cooled)).first() is None:
+        return None
+    shares = _shares()
+    k, stored, n = shares.c.k, shares.c.stored, shares.c.n
+    first = shares.c.tenant_id == shares.c.first
+    storage_class = func.coalesce(shares.c.storage_class, STANDARD)
+    query = (
+        select(tenants.c.name, storage_class, func.sum((stored // n) * k + case((first, stored % n), else_=0)))
+        .join(tenants, tenants.c.id == shares.c.tenant_id)
+        .group_by(tenants.c.name, storage_class)
+    )
+    found: dict[str, dict[str, int]] = {}
+    for name, class_name, nbytes in await conn.execute(query):
+        if nbytes:
+            found.setdefault(name, {})[class_name] = int(nbytes)
+    return found
 
 
 async def pending_gc(conn: AsyncConnection, cutoff: datetime) -> PendingGc:

@@ -101,12 +101,15 @@ def money_text(amount: Decimal, currency: str = "USD") -> str:
 
 def price_text(prices: PriceList) -> str:
     """``aws-s3-standard: $0.023 per GB-month, egress $0.09 per GB (GB = 10^9 bytes)``."""
-    unit = "$" if prices.currency == "USD" else ""
-    suffix = "" if prices.currency == "USD" else f" {prices.currency}"
     return (
-        f"{prices.name}: {unit}{decimal_text(prices.storage_per_gb_month)}{suffix} per GB-month, "
-        f"egress {unit}{decimal_text(prices.egress_per_gb)}{suffix} per GB (GB = {GB:,} bytes)"
+        f"{prices.name}: {unit_price_text(prices.storage_per_gb_month, prices.currency)} per GB-month, "
+        f"egress {unit_price_text(prices.egress_per_gb, prices.currency)} per GB (GB = {GB:,} bytes)"
     )
+
+
+def unit_price_text(price: Decimal, currency: str) -> str:
+    """A price with every digit: ``$0.0125``, ``0.01 EUR``."""
+    return f"${decimal_text(price)}" if currency == "USD" else f"{decimal_text(price)} {currency}"
 
 
 def window_text(report: CostReport) -> str:
@@ -222,4 +225,10 @@ def _caption(report: CostReport, *, exact: bool) -> str:
         "the remainder bytes go to the holder that became a tenant first.",
         "Compressed: the bytes on storage, attributed the same way; storage is priced on them.",
     ]
+    if set(total.class_bytes) - {"STANDARD"}:
+        by_class = ", ".join(
+            f"{name} {sized(nbytes)} at {unit_price_text(report.pricing.storage_price(name), report.pricing.currency)}"
+            for name, nbytes in sorted(total.class_bytes.items())
+        )
+        lines.append(f"By storage class (compressed, per GB-month): {by_class}.")
     return "\n".join(lines)

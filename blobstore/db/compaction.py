@@ -99,7 +99,13 @@ async def switch_to_framed(
     await conn.execute(
         update(blobs)
         .where(blobs.c.id == blob.blob_id)
-        .values(object_key=new_key, frames=written.frames, stored_size=written.stored_size)
+        .values(
+            object_key=new_key,
+            frames=written.frames,
+            stored_size=written.stored_size,
+            storage_class=None,
+            moving_to=None,
+        )
     )
     await conn.execute(
         insert(blobs).values(

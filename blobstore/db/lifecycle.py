@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.db.catalog import dialect_insert, prefix_upper_bound, refs, tenants
 from blobstore.db.models import tables
-from blobstore.model.lifecycle import Action, Rule
+from blobstore.model.lifecycle import Rule
 
 rules_table = tables["lifecycle_rules"]
 uploads = tables["multipart_uploads"]
@@ -29,10 +29,11 @@ class Candidate:
 
 
 async def set_rule(
-    conn: AsyncConnection, tenant: int, prefix: str, now: datetime, actions: Mapping[Action, int | None]
+    conn: AsyncConnection, tenant: int, prefix: str, now: datetime, actions: Mapping[str, int | str | None]
 ) -> None:
-    """Set the ``actions`` (seconds; None: never) of the rule of ``prefix`` of ``tenant``, creating it if need be
-    (with the actions not given None) and keeping the actions not given of a rule that exists."""
+    """Set the ``actions`` (seconds, or a transition's storage class; None: never) of the rule of ``prefix`` of
+    ``tenant``, creating it if need be (with the actions not given None) and keeping the actions not given of a
+    rule that exists."""
     values: dict[str, object] = {"tenant_id": tenant, "prefix": prefix, "created_at": now}
     values.update({str(name): seconds for name, seconds in actions.items()})
     upsert = dialect_insert(conn, rules_table).values(**values)
@@ -55,7 +56,14 @@ async def remove_rules_under(conn: AsyncConnection, tenant: int, prefix: str) ->
 async def rules(conn: AsyncConnection, tenant: str | None = None, *, under: str = "") -> list[Rule]:
     """Every rule, or those of ``tenant`` (whose prefix starts with ``under``), by tenant then prefix."""
     query = (
-        select(tenants.c.name, rules_table.c.prefix, rules_table.c.expire_after, rules_table.c.abort_multipart_after)
+        select(
+            tenants.c.name,
+            rules_table.c.prefix,
+            rules_table.c.expire_after,
+            rules_table.c.abort_multipart_after,
+            rules_table.c.transition_after,
+            rules_table.c.storage_class,
+        )
         .join(tenants, tenants.c.id == rules_table.c.tenant_id)
         .order_by(tenants.c.name, rules_table.c.prefix)
     )

@@ -117,6 +117,13 @@ class Blob(Base):
     #: The node (BLOBSTORE_NODE_ID) whose spool holds the object while object storage was unreachable; NULL
     #: once the object is in object storage (docs/spool.md).
     spooled_on: Mapped[str | None] = mapped_column(String(64))
+    #: The S3 storage class the object is in (blobstore.maintenance.transitions); NULL: STANDARD.
+    storage_class: Mapped[str | None] = mapped_column(String(32))
+    #: Midnight (UTC) of the day of the blob's latest recorded read, by any tenant; NULL: none recorded.
+    last_read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The class a move began copying the object to; NULL once the catalog recorded it. A run that finds it
+    #: set moves the object again (the copy may or may not have happened).
+    moving_to: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         Index(
@@ -164,6 +171,9 @@ class LifecycleRule(Base):
     prefix: Mapped[str] = mapped_column(KeyString, primary_key=True)
     expire_after: Mapped[int | None] = mapped_column(BigInteger)
     abort_multipart_after: Mapped[int | None] = mapped_column(BigInteger)
+    #: Seconds after which the keys' blobs may move to ``storage_class`` if cold (blobstore.maintenance.transitions).
+    transition_after: Mapped[int | None] = mapped_column(BigInteger)
+    storage_class: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

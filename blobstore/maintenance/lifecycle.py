@@ -25,7 +25,8 @@ from blobstore.db import lifecycle as queries
 from blobstore.errors import InvalidInput
 from blobstore.model.durations import MAX_SECONDS
 from blobstore.model.keys import validate_prefix, validate_tenant
-from blobstore.model.lifecycle import Action, Rule, expiry_of, setting_for
+from blobstore.model.lifecycle import Rule, expiry_of, setting_for
+from blobstore.model.transitions import validate_storage_class
 
 if TYPE_CHECKING:
     from blobstore.core.context import Core
@@ -76,18 +77,34 @@ class ExpiryStats:
         }
 
 
-async def set_rule(core: Core, tenant: str, prefix: str, expire_after: int) -> Rule:
+async def set_rule(
+    core: Core,
+    tenant: str,
+    prefix: str,
+    *,
+    expire_after: int | None = None,
+    transition: tuple[int, str] | None = None,
+) -> Rule:
     """Make ``tenant``'s keys under ``prefix`` expire ``expire_after`` seconds after they were last written,
-    replacing the rule of that prefix if there is one (the tenant is created if it never stored anything)."""
+    and/or let their blobs move to a colder storage class once cold (``transition``: seconds and class, see
+    blobstore.model.transitions), in the rule of that prefix (created if need be; what is not given is kept).
+    The tenant is created if it never stored anything."""
     validate_tenant(tenant)
     validate_prefix(prefix)
-    seconds = validate_seconds(expire_after, "expire_after")
+    actions: dict[str, int | str | None] = {}
+    if expire_after is not None:
+        actions["expire_after"] = validate_seconds(expire_after, "expire_after")
+    if transition is not None:
+        actions["transition_after"] = validate_seconds(transition[0], "transition_after")
+        actions["storage_class"] = validate_storage_class(transition[1])
+    if not actions:
+        raise InvalidInput("a rule must set an expiry or a transition")
 
     async def work(conn: AsyncConnection) -> None:
         now = core.clock()
         locked = await catalog.lock_tenant(conn, tenant, now, create=True)
         assert locked is not None, "created"
-        await queries.set_rule(conn, locked.id, prefix, now, {"expire_after": seconds})
+        await queries.set_rule(conn, locked.id, prefix, now, actions)
 
     await core.database.transaction(work)
     [rule] = [rule for rule in await rules(core, tenant) if rule.prefix == prefix]
@@ -108,18 +125,25 @@ async def remove_rule(core: Core, tenant: str, prefix: str) -> bool:
 
 async def replace_rules(core: Core, tenant: str, under: str, wanted: list[Rule]) -> None:
     """Make ``wanted`` the tenant's rules whose prefix starts with ``under``, at once: the rules of an S3 bucket's
-    lifecycle configuration (every prefix must start with ``under``, and appear once; each rule sets an action)."""
+    lifecycle configuration (every prefix must start with ``under``, and appear once; each rule sets an action; a
+    transition names its storage class)."""
     validate_tenant(tenant)
     if len({rule.prefix for rule in wanted}) < len(wanted):
         raise InvalidInput("two rules have the same prefix")
     for rule in wanted:
         if not validate_prefix(rule.prefix).startswith(under):
             raise InvalidInput(f"prefix {rule.prefix!r} is not under {under!r}")
-        if rule.expire_after is None and rule.abort_multipart_after is None:
+        if rule.expire_after is None and rule.abort_multipart_after is None and rule.transition_after is None:
             raise InvalidInput(f"the rule of {rule.prefix!r} sets no action")
-        for seconds, what in ((rule.expire_after, "expire_after"), (rule.abort_multipart_after, "abort_after")):
+        for seconds, what in (
+            (rule.expire_after, "expire_after"),
+            (rule.abort_multipart_after, "abort_after"),
+            (rule.transition_after, "transition_after"),
+        ):
             if seconds is not None:
                 validate_seconds(seconds, what)
+        if rule.transition_after is not None:
+            validate_storage_class(rule.storage_class)
 
     async def work(conn: AsyncConnection) -> None:
         now = core.clock()
@@ -127,9 +151,11 @@ async def replace_rules(core: Core, tenant: str, under: str, wanted: list[Rule])
         assert locked is not None, "created"
         await queries.remove_rules_under(conn, locked.id, under)
         for rule in wanted:
-            actions: dict[Action, int | None] = {
+            actions: dict[str, int | str | None] = {
                 "expire_after": rule.expire_after,
                 "abort_multipart_after": rule.abort_multipart_after,
+                "transition_after": rule.transition_after,
+                "storage_class": rule.storage_class,
             }
             await queries.set_rule(conn, locked.id, rule.prefix, now, actions)
 

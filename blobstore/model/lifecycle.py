@@ -25,6 +25,10 @@ class Rule:
     prefix: str
     expire_after: int | None
     abort_multipart_after: int | None = None
+    #: Seconds after which a blob of the rule's keys may move to ``storage_class`` once cold
+    #: (blobstore.model.transitions); both None for a rule that moves nothing.
+    transition_after: int | None = None
+    storage_class: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""

@@ -3,7 +3,8 @@ over the tenant's lifecycle rules (blobstore.maintenance.lifecycle, docs/lifecyc
 
 A bucket's configuration is the tenant's rules whose prefix starts with ``<bucket>/``: a rule of prefix ``P``
 with ``Expiration.Days`` N is the rule ``<bucket>/P`` expiring keys N days after they were last written, and
-``AbortIncompleteMultipartUpload.DaysAfterInitiation`` M aborts its multipart uploads untouched for M days.
+``AbortIncompleteMultipartUpload.DaysAfterInitiation`` M aborts its multipart uploads untouched for M days, and
+one ``Transition`` (``Days`` D, ``StorageClass`` C) moves its blobs to C once D days cold (docs/lifecycle.md).
 Putting a configuration replaces all of them at once; what this API does not carry out is refused (501) before
 anything changes. Rule IDs are not kept.
 """
@@ -35,6 +36,8 @@ async def put_bucket_lifecycle_configuration(call: Call) -> Response:
             key_of(bucket, rule.prefix),
             None if rule.expiration_days is None else rule.expiration_days * DAY,
             None if rule.abort_days is None else rule.abort_days * DAY,
+            None if rule.transition_days is None else rule.transition_days * DAY,
+            rule.storage_class,
         )
         for rule in parsed
     ]
@@ -51,7 +54,13 @@ async def get_bucket_lifecycle_configuration(call: Call) -> Response:
     if not found:
         raise S3Error("NoSuchLifecycleConfiguration", "the lifecycle configuration does not exist")
     rules = [
-        xml.LifecycleRule(rule.prefix.removeprefix(under), _days(rule.expire_after), _days(rule.abort_multipart_after))
+        xml.LifecycleRule(
+            rule.prefix.removeprefix(under),
+            _days(rule.expire_after),
+            _days(rule.abort_multipart_after),
+            _days(rule.transition_after),
+            rule.storage_class,
+        )
         for rule in found
     ]
     return Response(xml.lifecycle_configuration(rules), media_type=xml.CONTENT_TYPE)

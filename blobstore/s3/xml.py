@@ -11,6 +11,7 @@ from xml.etree import ElementTree as ET
 
 from blobstore.model.checksums import ALGORITHMS
 from blobstore.model.results import BlobInfo
+from blobstore.model.transitions import COLD_CLASSES
 from blobstore.s3.errors import S3Error
 
 NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -397,16 +398,18 @@ def list_multipart_uploads(page: UploadsPage) -> bytes:
 @dataclass(frozen=True)
 class LifecycleRule:
     """One rule of a bucket's lifecycle configuration: its objects under ``prefix`` expire ``expiration_days``
-    after they were last written, and their multipart uploads are aborted ``abort_days`` after (None: never)."""
+    after they were last written, their multipart uploads are aborted ``abort_days`` after, and their blobs go to
+    ``storage_class`` once ``transition_days`` cold (None: never)."""
 
     prefix: str
     expiration_days: int | None
     abort_days: int | None
+    transition_days: int | None = None
+    storage_class: str | None = None
 
 
 #: Rule elements this API does not carry out: a configuration naming one is refused (501), changing nothing.
 _UNSUPPORTED_RULE_ELEMENTS = {
-    "Transition": "lifecycle transitions (storage classes)",
     "NoncurrentVersionTransition": "lifecycle rules of noncurrent versions",
     "NoncurrentVersionExpiration": "lifecycle rules of noncurrent versions",
 }
@@ -436,12 +439,15 @@ def _lifecycle_rule(element: ET.Element) -> LifecycleRule:
     for name, feature in _UNSUPPORTED_RULE_ELEMENTS.items():
         if name in children:
             raise S3Error("NotImplemented", f"{feature} are not implemented by blobstore's S3 API")
+    if sum(_local(child.tag) == "Transition" for child in element) > 1:
+        raise S3Error("NotImplemented", "more than one Transition per rule is not implemented by blobstore's S3 API")
     status = (children["Status"].text or "").strip() if "Status" in children else ""
     if status == "Disabled":
         raise S3Error("NotImplemented", "disabled lifecycle rules are not implemented by blobstore's S3 API")
     if status != "Enabled":
         raise S3Error("MalformedXML", "a Rule's Status is Enabled or Disabled")
-    unknown = set(children) - {"ID", "Status", "Prefix", "Filter", "Expiration", "AbortIncompleteMultipartUpload"}
+    known = {"ID", "Status", "Prefix", "Filter", "Expiration", "AbortIncompleteMultipartUpload", "Transition"}
+    unknown = set(children) - known
     if unknown:
         raise S3Error("MalformedXML", f"unexpected element {sorted(unknown)[0]} in Rule")
     expiration = _only_days(
@@ -450,9 +456,29 @@ def _lifecycle_rule(element: ET.Element) -> LifecycleRule:
         {"Date": "expiration by date", "ExpiredObjectDeleteMarker": "expiration of delete markers"},
     )
     abort = _only_days(children.get("AbortIncompleteMultipartUpload"), "DaysAfterInitiation", {})
-    if expiration is None and abort is None:
+    transition_days, storage_class = _transition(children.get("Transition"))
+    if expiration is None and abort is None and transition_days is None:
         raise S3Error("InvalidRequest", "at least one action needs to be specified in a rule")
-    return LifecycleRule(_rule_prefix(children), expiration, abort)
+    return LifecycleRule(_rule_prefix(children), expiration, abort, transition_days, storage_class)
+
+
+#: Storage classes of S3 that blobstore does not move blobs to: their objects need a restore before a read.
+_RESTORED_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}
+
+
+def _transition(action: ET.Element | None) -> tuple[int | None, str | None]:
+    """A Transition's Days and StorageClass ((None, None) without one)."""
+    if action is None:
+        return None, None
+    found = [child for child in action if _local(child.tag) == "StorageClass"]
+    storage_class = (found[0].text or "").strip() if found else ""
+    if storage_class in _RESTORED_CLASSES:
+        raise S3Error("NotImplemented", f"transitions to {storage_class} are not implemented by blobstore's S3 API")
+    if storage_class not in COLD_CLASSES:
+        raise S3Error("InvalidStorageClass", f"a Transition's StorageClass is one of {', '.join(COLD_CLASSES)}")
+    timing = ET.Element(action.tag)
+    timing.extend(child for child in action if _local(child.tag) != "StorageClass")
+    return _only_days(timing, "Days", {"Date": "transition by date"}), storage_class
 
 
 def _rule_prefix(children: dict[str, ET.Element]) -> str:
@@ -494,4 +520,8 @@ def lifecycle_configuration(rules: Sequence[LifecycleRule]) -> bytes:
             _child(_child(element, "Expiration"), "Days", str(rule.expiration_days))
         if rule.abort_days is not None:
             _child(_child(element, "AbortIncompleteMultipartUpload"), "DaysAfterInitiation", str(rule.abort_days))
+        if rule.transition_days is not None and rule.storage_class is not None:
+            transition = _child(element, "Transition")
+            _child(transition, "Days", str(rule.transition_days))
+            _child(transition, "StorageClass", rule.storage_class)
     return _document(root)

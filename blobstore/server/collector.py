@@ -1,6 +1,7 @@
 """Periodic lifecycle expiry and garbage collection inside a server process (``blobstore serve --gc-interval``).
 
-Each process runs ``store.expire()`` (docs/lifecycle.md), then ``store.gc()``, every ``interval`` seconds,
+Each process runs ``store.expire()`` and ``store.transition()`` (docs/lifecycle.md), then ``store.gc()``, every
+``interval`` seconds,
 the first time at a
 random moment within the first interval (so the processes of a fleet started
 together do not all collect at once; concurrent runs are safe anyway, see
@@ -37,6 +38,19 @@ async def expire(store: BlobStore) -> None:
         log.info("lifecycle expiry deleted %d keys (%d bytes)", stats.keys, stats.bytes)
 
 
+async def transition(store: BlobStore) -> None:
+    """Run storage-class transitions once and record it; a failure is logged and counted, never raised."""
+    try:
+        stats = await store.transition()
+    except Exception:
+        log.exception("lifecycle transitions failed; the next run is on schedule")
+        metrics.record_transition_failure()
+        return
+    metrics.record_transitions(stats)
+    if stats.blobs:
+        log.info("lifecycle transitions moved %d blobs (%d bytes)", stats.blobs, stats.bytes)
+
+
 async def collect(store: BlobStore) -> None:
     """Run GC once and record it; a failure is logged and counted, never raised."""
     try:
@@ -57,9 +71,11 @@ async def collect(store: BlobStore) -> None:
 
 
 async def collect_every(store: BlobStore, interval: float) -> None:
-    """Run :func:`expire` and :func:`collect` every ``interval`` seconds until cancelled (see the module docstring)."""
+    """Run :func:`expire`, :func:`transition` and :func:`collect` every ``interval`` seconds until cancelled
+    (see the module docstring)."""
     await asyncio.sleep(random.uniform(0, interval))
     while True:
         await expire(store)
+        await transition(store)
         await collect(store)
         await asyncio.sleep(interval)

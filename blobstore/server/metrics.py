@@ -7,7 +7,8 @@ operations are timed by operation and outcome, database statements by kind
 and outcome (:data:`OBSERVER`, through blobstore.core.instrument). GC runs made by
 this server (``blobstore serve --gc-interval``) are counted by outcome, with
 what they reclaimed and when one last succeeded; so are the lifecycle expiry runs
-that precede them, with the keys and bytes they expired.
+that precede them, with the keys and bytes they expired, and the storage-class
+transition runs, with the blobs and stored bytes they moved by class.
 
 The tenant-facing app never serves them: the counters would tell a tenant
 whether another tenant already holds a file (a dedup hit writes no bytes).
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
     from blobstore.core.instrument import Outcome, StatementKind
     from blobstore.maintenance.lifecycle import ExpiryStats
+    from blobstore.maintenance.transitions import TransitionStats
     from blobstore.protocol.gc import GcStats
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -90,9 +92,23 @@ SPOOL_BYTES = Gauge(
     "Stored bytes this node's spool holds until drained into object storage.",
     multiprocess_mode="livemax",
 )
+TRANSITION_RUNS = Counter(
+    "blobstore_lifecycle_transition_runs",
+    "Storage-class transition runs this server started, by outcome (ok, error).",
+    ["outcome"],
+)
+TRANSITIONED_BLOBS = Counter(
+    "blobstore_lifecycle_transitioned_blobs", "Blobs those runs moved, by the class moved to.", ["storage_class"]
+)
+TRANSITIONED_BYTES = Counter(
+    "blobstore_lifecycle_transitioned_bytes",
+    "Stored bytes of the blobs moved, by the class moved to.",
+    ["storage_class"],
+)
 for _outcome in ("ok", "error"):  # every series exists from the start, so rates and alerts see zeros
     GC_RUNS.labels(_outcome)
     EXPIRY_RUNS.labels(_outcome)
+    TRANSITION_RUNS.labels(_outcome)
 for _kind in ("blob", "orphan", "upload"):
     GC_OBJECTS.labels(_kind)
 for _kind in ("blob", "orphan"):
@@ -157,6 +173,19 @@ def record_expiry(stats: ExpiryStats) -> None:
     EXPIRY_RUNS.labels("ok").inc()
     EXPIRED_KEYS.inc(stats.keys)
     EXPIRED_BYTES.inc(stats.bytes)
+
+
+def record_transitions(stats: TransitionStats) -> None:
+    """Count one transition run that succeeded, with the blobs and bytes it moved to each class."""
+    TRANSITION_RUNS.labels("ok").inc()
+    for storage_class, moved in stats.classes.items():
+        TRANSITIONED_BLOBS.labels(storage_class).inc(moved.blobs)
+        TRANSITIONED_BYTES.labels(storage_class).inc(moved.bytes)
+
+
+def record_transition_failure() -> None:
+    """Count one transition run that failed."""
+    TRANSITION_RUNS.labels("error").inc()
 
 
 def record_expiry_failure() -> None:

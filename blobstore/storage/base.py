@@ -176,6 +176,12 @@ class ObjectStorage(abc.ABC):
         an error message; None where it exists or the backend cannot tell."""
         return None
 
+    @abc.abstractmethod
+    async def set_storage_class(self, key: str, storage_class: str) -> None:
+        """Put the object under ``key`` in ``storage_class`` (blobstore.model.transitions), atomically: a reader
+        sees the same bytes throughout. A backend without classes (a local directory) moves nothing; the
+        catalog records the class all the same. S3 raises ObjectMissing if there is no such object."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections and clients; the backend is unusable afterwards."""
 

@@ -282,6 +282,9 @@ class LocalStorage(ObjectStorage):
             return None
         return _info(key, result)
 
+    async def set_storage_class(self, key: str, storage_class: str) -> None:
+        """A directory has no storage classes: nothing moves (the catalog records the class)."""
+
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Unlink every file; missing files are ignored. Emptied directories stay."""
         paths = [self.path(key) for key in keys]

@@ -57,6 +57,9 @@ class MemoryStorage(ObjectStorage):
         data, modified = self._objects[key]
         return ObjectInfo(key, len(data), modified)
 
+    async def set_storage_class(self, key: str, storage_class: str) -> None:
+        """No classes in memory: nothing moves."""
+
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Drop every key; absent keys are ignored."""
         for key in keys:

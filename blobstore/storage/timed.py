@@ -129,6 +129,10 @@ class TimedStorage(ObjectStorage):
     async def missing_location(self) -> str | None:
         return await self.inner.missing_location()
 
+    async def set_storage_class(self, key: str, storage_class: str) -> None:
+        with self._timed("set_storage_class"):
+            await self.inner.set_storage_class(key, storage_class)
+
     async def close(self) -> None:
         await self.inner.close()
 

@@ -51,6 +51,7 @@ Operation = Literal[
     "incomplete_uploads",
     "abort_upload",
     "enclosing_object",
+    "set_storage_class",
     "stage",
     "stage_write",
     "stage_discard",
@@ -249,6 +250,11 @@ class FaultyStorage(ObjectStorage):
         found = await self.inner.enclosing_object(name)
         self._leave(fault)
         return found
+
+    async def set_storage_class(self, key: str, storage_class: str) -> None:
+        fault = await self._enter("set_storage_class", key)
+        await self.inner.set_storage_class(key, storage_class)
+        self._leave(fault)
 
     async def missing_location(self) -> str | None:
         return await self.inner.missing_location()

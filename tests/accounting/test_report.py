@@ -180,6 +180,7 @@ async def test_report_json_shape(built: BlobStore) -> None:
         "egress_per_gb": "20000000",
         "currency": "USD",
         "gb_bytes": 10**9,
+        "storage_class_prices": {},
     }
     assert _row_dict(data, "acme")["storage_cost"] == "10.18"
     assert data["total"]["total_cost"] == "48.81"

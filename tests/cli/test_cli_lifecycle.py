@@ -54,7 +54,7 @@ def test_set_ls_and_rm_manage_rules(bs: Callable[..., Run]) -> None:
         ("acme", "tmp/", 604800, None),
         ("beta", "", 3600, None),
     ]
-    assert bs("lifecycle", "ls").ok().stdout.splitlines()[1].split() == ["acme", "'tmp/'", "7d", "-"]
+    assert bs("lifecycle", "ls").ok().stdout.splitlines()[1].split() == ["acme", "'tmp/'", "7d", "-", "-"]
     assert json.loads(bs("lifecycle", "ls", "beta", "--json").ok().stdout)[0]["tenant"] == "beta"
     bs("lifecycle", "rm", "acme", "--prefix", "tmp/").ok()
     bs("lifecycle", "rm", "acme", "--prefix", "tmp/").failed("no lifecycle rule")
@@ -104,3 +104,19 @@ def test_put_expires_in_records_the_keys_own_expiry(bs: Callable[..., Run], tmp_
     [(key, created_at, expires_at)] = stored
     assert key == "tmp/report.txt"
     assert datetime.fromisoformat(expires_at) - datetime.fromisoformat(created_at) == timedelta(weeks=2)
+
+
+def test_set_a_transition_and_run_it(bs: Callable[..., Run], tmp_path: Path) -> None:
+    put_days_ago(tmp_path / "home", 31, "acme", "logs/a", "logs/b")
+    shown = bs(
+        "lifecycle", "set", "acme", "--prefix", "logs/", "--transition-after", "30d", "--storage-class", "STANDARD_IA"
+    )
+    assert "STANDARD_IA after 30d" in shown.ok().stdout
+    bs(
+        "lifecycle", "set", "acme", "--prefix", "logs/", "--transition-after", "30d", "--storage-class", "GLACIER"
+    ).failed("storage class must be one of")
+    bs("lifecycle", "set", "acme", "--prefix", "logs/", "--transition-after", "30d").failed("go together", code=2)
+    assert "would move 2 blobs (12 bytes) to STANDARD_IA" in bs("lifecycle", "run", "--dry-run").ok().stdout
+    moved = json.loads(bs("lifecycle", "run", "--json").ok().stdout)["transitions"]
+    assert (moved["blobs_moved"], moved["classes"]) == (2, {"STANDARD_IA": {"blobs": 2, "bytes": 12}})
+    assert json.loads(bs("lifecycle", "run", "--json").ok().stdout)["transitions"]["blobs_moved"] == 0

@@ -1,6 +1,6 @@
 """The crash-point matrix: a real child process is killed with SIGKILL at each named point of a put, a delete,
-a GC run and a compact run (tests/support/crash_worker.py); then the store is reopened, collected past grace
-and checked.
+a GC run, a compact run and a storage-class transition run (tests/support/crash_worker.py); then the store is
+reopened, collected past grace and checked.
 
 After every crash: no acknowledged write is lost, the interrupted operation took effect entirely or not at
 all (as its point dictates), a rerun of compact finishes, GC leaves no leaked object or row, and fsck
@@ -23,6 +23,7 @@ from blobstore import BlobStore, NotFound
 from blobstore.core.ingest import new_hasher
 from blobstore.storage import S3Storage
 from tests.support.crash_worker import (
+    COLD_CLASS,
     COMPACTED_KEY,
     CRASH_KEY,
     DELETED_KEY,
@@ -136,6 +137,8 @@ async def check_debris(store: BlobStore, point: str, request: pytest.FixtureRequ
         assert await multipart_uploads(store, request) == (1 if point == "put-mid-multipart" else 0)
     elif point.startswith("compact"):
         await check_compact_debris(store, point)
+    elif point.startswith("transition"):
+        await check_transition_debris(store, point)
     elif point == "delete-after-commit":
         state, refcount, object_key = await blob_of(store, PRELUDE[DELETED_KEY])
         assert (state, refcount, await stored(store, object_key)) == ("live", 0, True)
@@ -143,6 +146,45 @@ async def check_debris(store: BlobStore, point: str, request: pytest.FixtureRequ
         state, refcount, object_key = await blob_of(store, DOOMED[1])
         assert (state, refcount) == ("deleting", 0)
         assert await stored(store, object_key) == (point == "gc-after-tombstone")
+
+
+async def object_classes(store: BlobStore) -> dict[str, str]:
+    """Each live blob's object key -> the class its object is in on S3 (HeadObject), or the class the catalog
+    records where storage has no classes."""
+    found = await rows(store, "SELECT object_key, storage_class FROM blobs WHERE state = 'live'")
+    if not isinstance(store.storage, S3Storage):
+        return {key: recorded or "STANDARD" for key, recorded in found}
+    client = await store.storage._s3()
+    classes = {}
+    for key, _ in found:
+        head = await client.head_object(Bucket=store.storage.bucket, Key=store.storage._key(key))
+        classes[key] = head.get("StorageClass", "STANDARD")
+    return classes
+
+
+async def check_transition_debris(store: BlobStore, point: str) -> None:
+    """Every blob (one batch) marked as moving, no class recorded; on S3, after a copy, some object is in the
+    new class (copies run concurrently: others may have finished before the kill), before it none is."""
+    found = await rows(store, "SELECT storage_class, moving_to FROM blobs WHERE state = 'live'")
+    assert set(found) == {(None, COLD_CLASS)}
+    classes = list((await object_classes(store)).values())
+    if isinstance(store.storage, S3Storage) and point == "transition-after-copy":
+        assert COLD_CLASS in classes
+    else:
+        assert set(classes) == {"STANDARD"}
+
+
+async def check_transitions_finish(store: BlobStore, clock: FakeClock) -> None:
+    """A rerun after the crash moves the marked blob to where it belongs (STANDARD: the checks just read every
+    key), then, once cold again, every blob to the cold class, the catalog agreeing with the objects."""
+    await store.transition()
+    assert not await rows(store, "SELECT id FROM blobs WHERE moving_to IS NOT NULL")
+    assert set((await object_classes(store)).values()) == {"STANDARD"}
+    clock.advance(3 * 86400)
+    await store.transition()
+    recorded = dict(await rows(store, "SELECT object_key, storage_class FROM blobs WHERE state = 'live'"))
+    assert await object_classes(store) == recorded
+    assert set(recorded.values()) == {COLD_CLASS}
 
 
 async def check_compact_debris(store: BlobStore, point: str) -> None:
@@ -204,3 +246,5 @@ async def test_a_killed_process_loses_no_acknowledged_write_and_leaks_nothing(
         assert not await rows(restarted, "SELECT id FROM blobs WHERE state = 'live' AND frames IS NULL")
         for key, data in model.items():
             assert await tenant.get(key) == data
+    if point.startswith("transition"):
+        await check_transitions_finish(restarted, clock)

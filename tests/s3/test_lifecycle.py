@@ -83,7 +83,18 @@ async def test_another_tenants_bucket_is_not_there(store: BlobStore, url: str) -
 @pytest.mark.parametrize(
     "rule",
     [
-        {"Filter": {"Prefix": ""}, "Status": "Enabled", "Transitions": [{"Days": 30, "StorageClass": "STANDARD_IA"}]},
+        {"Filter": {"Prefix": ""}, "Status": "Enabled", "Transitions": [{"Days": 30, "StorageClass": "GLACIER"}]},
+        {"Filter": {"Prefix": ""}, "Status": "Enabled", "Transitions": [{"Days": 3, "StorageClass": "DEEP_ARCHIVE"}]},
+        {
+            "Filter": {"Prefix": ""},
+            "Status": "Enabled",
+            "Transitions": [{"Days": 30, "StorageClass": "STANDARD_IA"}, {"Days": 90, "StorageClass": "GLACIER_IR"}],
+        },
+        {
+            "Filter": {"Prefix": ""},
+            "Status": "Enabled",
+            "Transitions": [{"Date": "2030-01-01T00:00:00Z", "StorageClass": "STANDARD_IA"}],
+        },
         {"Filter": {"Prefix": ""}, "Status": "Enabled", "NoncurrentVersionExpiration": {"NoncurrentDays": 3}},
         {"Filter": {"Tag": {"Key": "a", "Value": "b"}}, "Status": "Enabled", "Expiration": {"Days": 1}},
         {"Filter": {"Prefix": ""}, "Status": "Enabled", "Expiration": {"Date": "2030-01-01T00:00:00Z"}},
@@ -103,6 +114,27 @@ async def test_what_is_not_carried_out_is_501_and_changes_nothing(
 
     assert code == ("NotImplemented", 501)
     assert await store.lifecycle_rules() == before
+
+
+async def test_a_transition_is_the_rules_storage_class_and_reads_back(store: BlobStore, url: str) -> None:
+    s3 = await client(store, url)
+    s3.create_bucket(Bucket="logs")
+    rule = {
+        "Filter": {"Prefix": "old/"},
+        "Status": "Enabled",
+        "Expiration": {"Days": 365},
+        "Transitions": [{"Days": 30, "StorageClass": "STANDARD_IA"}],
+    }
+    s3.put_bucket_lifecycle_configuration(Bucket="logs", LifecycleConfiguration={"Rules": [rule]})
+
+    assert await store.lifecycle_rules("acme") == [Rule("acme", "logs/old/", 365 * DAY, None, 30 * DAY, "STANDARD_IA")]
+    assert configured(s3, "logs") == [rule]
+    bad = {"Rules": [{**rule, "Transitions": [{"Days": 30, "StorageClass": "COLDEST"}]}]}
+    assert error_of(s3.put_bucket_lifecycle_configuration, Bucket="logs", LifecycleConfiguration=bad) == (
+        "InvalidStorageClass",
+        400,
+    )
+    assert configured(s3, "logs") == [rule]
 
 
 async def test_a_bad_configuration_is_refused_and_changes_nothing(store: BlobStore, url: str) -> None:

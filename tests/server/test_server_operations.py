@@ -30,6 +30,7 @@ from tests.support.access_log import access_log
 from tests.support.cli_helpers import invoke
 from tests.support.live_server import serve_process, serving, serving_app
 from tests.support.stores import FakeClock
+from tests.support.workers import scalar
 
 OBJECT_ROUTE = "/v1/tenants/{tenant}/objects/{key}"
 DATA = b"metrics " * 512  # 4096 bytes
@@ -228,6 +229,30 @@ async def test_the_loop_expires_keys_by_rule_and_by_their_own_header(store: Blob
         2 * len(DATA),
     )
     assert delta("blobstore_lifecycle_runs_total", outcome="error") == 0
+
+
+async def test_the_loop_moves_cold_blobs_to_their_storage_class(store: BlobStore, clock: FakeClock) -> None:
+    """With a GC interval, the server also runs transitions: a key under a transition rule's prefix moves to
+    its class once the store's clock passes the rule; the blobs and stored bytes moved show on /metrics by class."""
+    token = (await tokens.create(store.core, "acme", scopes=tokens.SCOPES)).token
+    auth = {"authorization": f"Bearer {token}"}
+    await store.set_lifecycle_rule("acme", "logs/", transition_after=3600, storage_class="GLACIER_IR")
+    with serving_app(create_app(settings=store.settings, clock=clock, gc_interval=0.05)) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            assert (await http.put("/v1/tenants/acme/objects/logs/a", content=DATA, headers=auth)).status_code == 201
+            before = scrape()
+            clock.advance(3600)
+            after = await scrape_until(
+                lambda found: (
+                    deltas(before, found)("blobstore_lifecycle_transitioned_blobs_total", storage_class="GLACIER_IR")
+                    >= 1
+                ),
+                "logs/a cools",
+            )
+    delta = deltas(before, after)
+    stored = await scalar(store, "SELECT stored_size FROM blobs")  # compressed: what storage bills
+    assert delta("blobstore_lifecycle_transitioned_bytes_total", storage_class="GLACIER_IR") == stored
+    assert delta("blobstore_lifecycle_transition_runs_total", outcome="error") == 0
 
 
 @pytest.mark.parametrize("header", ["0", "7x", "-1", "1.5h", "99999999999999d"])

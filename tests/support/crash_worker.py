@@ -10,7 +10,9 @@ it dies it prints ``CRASH POINT``. The kill is test-only code in this process:
 a storage wrapper whose fault action kills, a wrapped transaction runner that
 kills right after a given transaction committed (or right before compact's
 catalog switch), or (mid-multipart) a wrapped S3 client that kills after the first
-part went up. If the point is never reached the worker says ``SURVIVED`` and
+part went up. A transition point sets a rule that cools every key after a day, moves
+its clock two days on and runs transitions, killed as the first blob's object is
+copied (before or after the copy). If the point is never reached the worker says ``SURVIVED`` and
 exits 0, which the test treats as a failure.
 """
 
@@ -22,6 +24,7 @@ import random
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,9 +73,13 @@ POINTS = (
     "compact-after-write",
     "compact-after-verify",
     "compact-after-switch",
+    "transition-after-mark",
+    "transition-after-copy",
 )
 #: The key whose blob a compact crash point rewrites: stored as before frames, right after the prelude.
 COMPACTED_KEY = "keep/2"
+#: The class a transition point's rule moves every blob to, once a day cold.
+COLD_CLASS = "STANDARD_IA"
 
 
 def payload(point: str) -> bytes:
@@ -158,7 +165,8 @@ async def main(point: str) -> None:
         settings.storage_url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
     )
     storage = FaultyStorage(inner)
-    async with await BlobStore.open(settings, storage=storage) as store:
+    ahead = [timedelta(0)]  # a transition point moves its clock on, so that the prelude's keys are cold
+    async with await BlobStore.open(settings, storage=storage, clock=lambda: datetime.now(UTC) + ahead[0]) as store:
         tenant = store.tenant(TENANT)
         for key, data in PRELUDE.items():
             await tenant.put(key, data)
@@ -170,6 +178,9 @@ async def main(point: str) -> None:
             say(f"ACK delete {DOOMED[0]}")
         if point.startswith("compact"):
             await make_raw(store, TENANT, COMPACTED_KEY, PRELUDE[COMPACTED_KEY])
+        if point.startswith("transition"):
+            await store.set_lifecycle_rule(TENANT, "", transition_after=86400, storage_class=COLD_CLASS)
+            ahead[0] = timedelta(days=2)
 
         # Arm the kill, then run the operation it interrupts.
         if point == "put-after-intent":
@@ -197,6 +208,10 @@ async def main(point: str) -> None:
             storage.inject(Fault("write", key_prefix="data/", phase="after", action=lambda: die(point)))
         elif point in ("compact-after-verify", "compact-after-switch"):
             kill_around_switch(store, point, before=point == "compact-after-verify")
+        elif point == "transition-after-mark":
+            storage.inject(Fault("set_storage_class", action=lambda: die(point)))
+        elif point == "transition-after-copy":
+            storage.inject(Fault("set_storage_class", phase="after", action=lambda: die(point)))
         else:
             raise SystemExit(f"unknown crash point {point!r}; choose from {', '.join(POINTS)}")
 
@@ -212,6 +227,9 @@ async def main(point: str) -> None:
         elif point.startswith("compact"):
             await store.compact()
             say("ACK compact")
+        elif point.startswith("transition"):
+            await store.transition()
+            say("ACK transition")
         else:
             await store.gc()
             say("ACK gc")
