@@ -1,7 +1,6 @@
 """The crash-point matrix: a real child process is killed with SIGKILL at each named point of a put, a batch put,
-a delete,
-a GC run and a compact run (tests/support/crash_worker.py); then the store is reopened, collected past grace
-and checked.
+a delete, a GC run and a compact run (tests/support/crash_worker.py); then the store is reopened, collected
+past grace and checked.
 
 After every crash: no acknowledged write is lost, the interrupted operation took effect entirely or not at
 all (as its point dictates), a rerun of compact finishes, GC leaves no leaked object or row, and fsck
