@@ -319,9 +319,8 @@ class Uploader:
         except BaseExceptionGroup as errors:  # not a BlobStoreError: raised as a single put raises it
             raise errors.exceptions[0] from None
         if batch is not None:
-            for digest, error in (
-                await _made_durable(batch, {uploads[digest].object_key: digest for digest in stored})
-            ).items():
+            written = {uploads[digest].object_key: digest for digest in stored}
+            for digest, error in (await _made_durable(batch, written)).items():
                 failed[digest] = error
                 del stored[digest]
         return failed, stored

@@ -6,7 +6,9 @@ in ``root/.tmp/`` named after the key they are writing, are fsynced and
 renamed into place, so a reader sees the whole object or none, and a crash
 leaves at most a stale temporary file that :meth:`LocalStorage.incomplete_uploads`
 lists. Staged bytes (:meth:`LocalStorage.stage`) are such a temporary file,
-named after the staging name and published by the same fsync and rename.
+named after the staging name and published by the same fsync and rename. A
+batch's deferred writes (:meth:`LocalStorage.deferred_writes`) are renamed into
+place unsynced, then fsynced together: every file, then each directory once.
 Operating-system failures of the disk (full, read-only, I/O errors,
 permissions) surface as :class:`~blobstore.errors.StorageUnavailable`.
 
