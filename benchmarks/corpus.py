@@ -1,4 +1,4 @@
-"""Seeded test data for the compression benchmarks (C1-C4): what services store, by kind.
+"""Seeded test data for the compression benchmarks (C1-C5): what services store, by kind.
 
 Text kinds (JSON logs, CSV) are generated from a seeded ``random.Random``, so a run's bytes are the same on
 every machine. Python source and ELF binaries are read from this machine (the running Python's standard
@@ -77,6 +77,20 @@ def json_logs(rng: random.Random, size: int) -> bytes:
             f'"status": {rng.choice((200, 200, 200, 204, 304, 404, 500))}, "latency_ms": {rng.expovariate(0.05):.2f}, '
             f'"request_id": "{rng.getrandbits(64):016x}", "message": "{" ".join(rng.choices(_WORDS, k=5))}"}}\n'
         )
+        lines.append(line)
+        total += len(line)
+    return "".join(lines).encode()
+
+
+def prose(rng: random.Random, size: int) -> bytes:
+    """At least ``size`` bytes of plain text: numbered paragraphs of seeded words in lines of about 80 characters."""
+    lines: list[str] = []
+    total = 0
+    while total < size:
+        words = rng.choices(_WORDS, k=rng.randrange(6, 14))
+        line = " ".join(words).capitalize() + (".\n\n" if rng.random() < 0.15 else ".\n")
+        if line.endswith("\n\n"):
+            line += f"{len(lines)}. "
         lines.append(line)
         total += len(line)
     return "".join(lines).encode()

@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, tuple[str, str, Target]] = {
     "C2": ("benchmarks.compressed_puts", "put of 64 MiB vs zstd-3 alone / vs compression off", Target(">=", 0.7)),
     "C3": ("benchmarks.compressed_gets", "get of 64 MiB compressible vs zstd decompression", Target(">=", 0.7)),
     "C4": ("benchmarks.compressed_ranges", "4 KiB ranged read of a 256 MiB blob: zstd vs raw", Target("<=", 2)),
+    "C5": ("benchmarks.backup_tools", "import vs restic / borg: stored bytes, time", Target("<=", 1.3)),
     "PEER": ("benchmarks.peer", "256 KiB puts vs svc-infra LocalBackend.put", Target(">=", 2)),
     "PEER-HTTP": ("benchmarks.peer_http", "4 KiB GET / PUT over HTTP vs svc-infra's storage routes", Target(">=", 1)),
     "CLI": ("benchmarks.cli_startup", "whole-process time of blobstore --help / stat", Target("<=", 0.15, "s")),

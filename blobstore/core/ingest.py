@@ -24,7 +24,7 @@ import blake3
 
 from blobstore.core.framing import FramedWriter, encoded
 from blobstore.errors import IntegrityError, InvalidInput, NotFound, ObjectTooLarge
-from blobstore.storage.base import CHUNK_SIZE, ObjectStorage, Source, StagedObject
+from blobstore.storage.base import CHUNK_SIZE, DeferredWrites, ObjectStorage, Source, StagedObject
 from blobstore.storage.frames import FrameIndex
 
 #: Inputs that ``put`` accepts.
@@ -50,7 +50,7 @@ class Ingested:
     #: The frame index of staged bytes, which are the stored object already (encoded as they were staged).
     frames: FrameIndex | None = None
 
-    async def write_to(self, storage: ObjectStorage, key: str, level: int | None) -> FrameIndex:
+    async def write_to(self, storage: ObjectStorage | DeferredWrites, key: str, level: int | None) -> FrameIndex:
         """Store the bytes under ``key`` as frames compressed at ``level`` where that pays (None: raw); their
         frame index. Staged bytes are published as they were encoded (only once); anything else is encoded
         (blobstore.core.framing) and written. IntegrityError, after the write, if a caller's file changed

@@ -43,7 +43,7 @@ from blobstore.db.engine import Database
 from blobstore.db.hot_path import Upload
 from blobstore.errors import BlobStoreError, StorageUnavailable
 from blobstore.model.results import BlobInfo
-from blobstore.storage import ObjectStorage, StagedObject
+from blobstore.storage import DeferredWrites, ObjectStorage, StagedObject
 from blobstore.storage.frames import FrameIndex, should_compress
 from blobstore.storage.layout import object_key_for
 
@@ -290,16 +290,24 @@ class Uploader:
     ) -> tuple[dict[str, BlobStoreError | object], dict[str, batches.Written]]:
         """Write every recorded upload (the bytes of ``items[digest]``) as frames, a few at a time. Per digest
         that failed, its error (or :data:`_RECLAIMED` if GC took the upload from us); per digest written, its
-        frame index and stored size, for the commit to record."""
+        frame index and stored size, for the commit to record.
+
+        Every object returned as written is durable. A single upload is written durably on its own; several
+        are written as one batch of deferred writes (blobstore.storage.DeferredWrites: on a local directory,
+        all renamed into place, then all fsynced, then each directory once), made durable before this
+        returns, so the commit that makes them live still comes after every sync.
+        """
         failed: dict[str, BlobStoreError | object] = {}
         stored: dict[str, batches.Written] = {}
         limit = asyncio.Semaphore(_CONCURRENT_WRITES)
+        batch = self.storage.deferred_writes() if len(uploads) > 1 else None
+        writer = self.storage if batch is None else batch
 
         async def one(digest: str, blob_id: int, object_key: str) -> None:
             item = items[digest]
             async with limit:
                 try:
-                    frames = await self._write(sources[item.index], blob_id, object_key, item.content_type)
+                    frames = await self._write(sources[item.index], blob_id, object_key, item.content_type, writer)
                     stored[digest] = batches.Written(frames.encode(), frames.stored_size)
                 except Exception as exc:
                     if await self._reclaimed(blob_id):  # GC took the upload (and its partial object) mid-write
@@ -315,6 +323,11 @@ class Uploader:
                     group.create_task(one(digest, blob_id, object_key))
         except BaseExceptionGroup as errors:  # not a BlobStoreError: raised as a single put raises it
             raise errors.exceptions[0] from None
+        if batch is not None:
+            written = {uploads[digest].object_key: digest for digest in stored}
+            for digest, error in (await _made_durable(batch, written)).items():
+                failed[digest] = error
+                del stored[digest]
         return failed, stored
 
     async def _stage(self, name: str) -> StagedObject:
@@ -327,13 +340,21 @@ class Uploader:
             log.warning("object storage is unreachable: staging %s in the spool", name)
             return SpoolStaged(await self.spool.storage.stage(name))
 
-    async def _write(self, source: Ingested, blob_id: int, object_key: str, content_type: str | None) -> FrameIndex:
-        """Write the upload ``blob_id``'s object; into the spool where object storage is unreachable (after its
-        own retries) or the bytes were staged there."""
+    async def _write(
+        self,
+        source: Ingested,
+        blob_id: int,
+        object_key: str,
+        content_type: str | None,
+        writer: ObjectStorage | DeferredWrites,
+    ) -> FrameIndex:
+        """Write the upload ``blob_id``'s object through ``writer`` (object storage, or its batch's deferred
+        writes); into the spool, durably, where object storage is unreachable (after its own retries) or the
+        bytes were staged there."""
         level = self.level_for(content_type)
         if not isinstance(source.source, SpoolStaged):
             try:
-                return await source.write_to(self.storage, object_key, level)
+                return await source.write_to(writer, object_key, level)
             except StorageUnavailable:
                 if self.spool is None or isinstance(source.source, StagedObject):
                     raise
@@ -469,6 +490,16 @@ async def _discard_staged(staged: StagedObject) -> None:
         await staged.discard()
     except Exception:
         log.warning("could not discard staged bytes; GC will reclaim them", exc_info=True)
+
+
+async def _made_durable(batch: DeferredWrites, digests: Mapping[str, str]) -> dict[str, BlobStoreError]:
+    """Make a batch's written objects durable; per digest (``digests`` maps each object key written to its
+    digest) whose object could not be, the error: all of them if the sync itself failed."""
+    try:
+        not_durable: Mapping[str, BlobStoreError] = await batch.make_durable()
+    except BlobStoreError as exc:
+        not_durable = dict.fromkeys(digests, exc)
+    return {digests[key]: error for key, error in not_durable.items() if key in digests}
 
 
 def _record(outcomes: list[PutOutcome | None], decided: binding.Outcome) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from blobstore.lazy import lazy_names
 from blobstore.storage.base import (
     CHUNK_SIZE,
+    DeferredWrites,
     IncompleteUpload,
     ObjectInfo,
     ObjectStorage,
@@ -35,6 +36,7 @@ __getattr__ = lazy_names(
 
 __all__ = [
     "CHUNK_SIZE",
+    "DeferredWrites",
     "IncompleteUpload",
     "LocalStorage",
     "MemoryStorage",

@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol, Self
 
+from blobstore.errors import StorageUnavailable
+
 #: What a backend is asked to store: bytes in memory, or a local file it may read
 #: as often and in as many pieces as it likes (the file does not change meanwhile).
 Source = bytes | Path
@@ -60,6 +62,28 @@ class StagedObject(abc.ABC):
     @abc.abstractmethod
     async def discard(self) -> None:
         """Remove the staged bytes, if they are still staged; idempotent, a no-op after :meth:`publish`."""
+
+
+class DeferredWrites:
+    """The writes of one batch, made durable together (:meth:`ObjectStorage.deferred_writes`).
+
+    :meth:`write` stores an object as :meth:`ObjectStorage.write` does, except that it need not be durable
+    yet; :meth:`make_durable` then makes every object written so far durable at once. Until that returned
+    without an error for a key, a crash may lose or tear its object: nothing may be acknowledged on it.
+    This default writes each object durably at once, so :meth:`make_durable` has nothing left to do.
+    """
+
+    def __init__(self, storage: ObjectStorage) -> None:
+        self._storage = storage
+
+    async def write(self, key: str, source: Source) -> None:
+        """Store ``source`` under ``key``, atomically as :meth:`ObjectStorage.write` does."""
+        await self._storage.write(key, source)
+
+    async def make_durable(self) -> dict[str, StorageUnavailable]:
+        """Make every object written so far durable; per key that could not be made durable, its error (its
+        object may be there or not: the caller deletes it). Call once, after the last :meth:`write`."""
+        return {}
 
 
 class ObjectStorage(abc.ABC):
@@ -114,6 +138,10 @@ class ObjectStorage(abc.ABC):
         Writing an existing key replaces it. On failure nothing is left under ``key``
         (a partial upload may linger in :meth:`incomplete_uploads`).
         """
+
+    def deferred_writes(self) -> DeferredWrites:
+        """A batch of writes made durable together (by default, each at once: see :class:`DeferredWrites`)."""
+        return DeferredWrites(self)
 
     @abc.abstractmethod
     async def write_if_absent(self, key: str, data: bytes) -> bool:

@@ -6,7 +6,9 @@ in ``root/.tmp/`` named after the key they are writing, are fsynced and
 renamed into place, so a reader sees the whole object or none, and a crash
 leaves at most a stale temporary file that :meth:`LocalStorage.incomplete_uploads`
 lists. Staged bytes (:meth:`LocalStorage.stage`) are such a temporary file,
-named after the staging name and published by the same fsync and rename.
+named after the staging name and published by the same fsync and rename. A
+batch's deferred writes (:meth:`LocalStorage.deferred_writes`) are renamed into
+place unsynced, then fsynced together: every file, then each directory once.
 Operating-system failures of the disk (full, read-only, I/O errors,
 permissions) surface as :class:`~blobstore.errors.StorageUnavailable`.
 
@@ -27,13 +29,21 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from blobstore.errors import ConfigurationError, ObjectMissing, StorageUnavailable
-from blobstore.storage.base import CHUNK_SIZE, IncompleteUpload, ObjectInfo, ObjectStorage, Source, StagedObject
+from blobstore.storage.base import (
+    CHUNK_SIZE,
+    DeferredWrites,
+    IncompleteUpload,
+    ObjectInfo,
+    ObjectStorage,
+    Source,
+    StagedObject,
+)
 
 _TMP = ".tmp"
 #: Most bytes a read takes from the page cache on the event loop: a thread hand-off costs more than copying them.
@@ -45,6 +55,10 @@ _NOT_CACHED = {errno.EAGAIN, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS}
 #: Temporary files this backend writes: ``<key with / as ~>.<8 random chars>.upload``, and probes.
 _UPLOAD_TEMP = re.compile(r"(?P<key>[0-9a-z._~-]+)\.[a-z0-9_]{8}\.upload")
 _OTHER_TEMP = re.compile(r"(?:upload|probe)-[a-z0-9_]{8}")
+#: Fsyncs of a batch's deferred writes in flight at once.
+_CONCURRENT_SYNCS = 8
+
+T = TypeVar("T")
 
 
 class LocalStorage(ObjectStorage):
@@ -163,6 +177,23 @@ class LocalStorage(ObjectStorage):
         _fsync_dir(target.parent)
         self._confirm(target)
 
+    def deferred_writes(self) -> DeferredWrites:
+        """Writes renamed into place unsynced, then fsynced together (:class:`_DeferredFiles`)."""
+        return _DeferredFiles(self)
+
+    def _write_unsynced(self, key: str, target: Path, source: Source) -> list[Path]:
+        """Write ``source`` to a temporary file and rename it over ``target``, syncing nothing; the directories
+        whose new entries still need a sync (the target's, and the parent of each one it created)."""
+        self._require_root()
+        temp = self._write_temp(key, source, durable=False)
+        try:
+            created = _make_dirs(target.parent, self.root)
+            temp.replace(target)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return [target.parent, *(new.parent for new in created)]
+
     @property
     def supports_staging(self) -> bool:
         """Staged bytes go to a temporary file in ``.tmp/``; publishing them is a rename."""
@@ -218,8 +249,8 @@ class LocalStorage(ObjectStorage):
         fd, temp_name = tempfile.mkstemp(dir=self._tmp, prefix=key.replace("/", "~") + ".", suffix=".upload")
         return fd, Path(temp_name)
 
-    def _write_temp(self, key: str, source: Source) -> Path:
-        """A fsynced temporary file in ``.tmp/`` holding ``source``, named after ``key``."""
+    def _write_temp(self, key: str, source: Source, *, durable: bool = True) -> Path:
+        """A temporary file in ``.tmp/`` holding ``source``, named after ``key``; fsynced if ``durable``."""
         fd, temp = self._new_temp(key)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -229,7 +260,8 @@ class LocalStorage(ObjectStorage):
                     with source.open("rb") as src:
                         shutil.copyfileobj(src, out, CHUNK_SIZE)
                 out.flush()
-                os.fsync(out.fileno())
+                if durable:
+                    os.fsync(out.fileno())
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
@@ -411,6 +443,63 @@ class _StagedFile(StagedObject):
         self._temp.unlink(missing_ok=True)
 
 
+class _DeferredFiles(DeferredWrites):
+    """Writes of a :class:`LocalStorage` made durable together: each is renamed into place unsynced, then
+    :meth:`make_durable` fsyncs every file (a few at a time, so the filesystem can share its journal commits
+    between them), then each distinct directory that gained an entry once."""
+
+    def __init__(self, storage: LocalStorage) -> None:
+        super().__init__(storage)
+        self._local = storage
+        #: Per key written: its file, and the directories whose new entries it needs synced.
+        self._written: dict[str, tuple[Path, list[Path]]] = {}
+
+    async def write(self, key: str, source: Source) -> None:
+        """Write ``key`` (renamed into place, not yet synced)."""
+        target = self._local.path(key)
+        with self._local._translated(key, writing=True):
+            directories = await asyncio.to_thread(self._local._write_unsynced, key, target, source)
+        self._written[key] = (target, directories)
+
+    async def make_durable(self) -> dict[str, StorageUnavailable]:
+        """Fsync every file, then every directory once; a key fails if its file's or one of its directories'
+        sync failed, or if the root went away meanwhile (its file is then removed, as a write's would be)."""
+        written, self._written = self._written, {}
+        failed = await self._each(list(written), lambda key: _fsync_file(written[key][0]))
+        directories = {directory for key, (_, needed) in written.items() if key not in failed for directory in needed}
+        failed_directories = await self._each(sorted(directories), _fsync_dir)
+        for key, (_, needed) in written.items():
+            broken = next((failed_directories[str(d)] for d in needed if str(d) in failed_directories), None)
+            if broken is not None and key not in failed:
+                failed[key] = broken
+        try:  # as a write's _confirm: a root that went away meanwhile may have taken the files elsewhere
+            await asyncio.to_thread(self._local._require_root)
+        except StorageUnavailable as error:
+            await asyncio.to_thread(_unlink_all, [target for target, _ in written.values()])
+            return dict.fromkeys(written, error)
+        return failed
+
+    async def _each(self, items: Sequence[T], sync: Callable[[T], None]) -> dict[str, StorageUnavailable]:
+        """Run ``sync`` on every item, a few worker threads at once; per item (as text) that failed, its error."""
+        failed: dict[str, StorageUnavailable] = {}
+        limit = asyncio.Semaphore(_CONCURRENT_SYNCS)
+
+        async def one(item: T) -> None:
+            async with limit:
+                try:
+                    with self._local._translated(str(item), writing=True):
+                        await asyncio.to_thread(sync, item)
+                except StorageUnavailable as error:
+                    failed[str(item)] = error
+                except FileNotFoundError:
+                    failed[str(item)] = StorageUnavailable(
+                        f"local storage {self._local.root}: {item} vanished before it was synced"
+                    )
+
+        await asyncio.gather(*(one(item) for item in items))
+        return failed
+
+
 def _read_cached(path: Path, first: int, remaining: int | None) -> bytes | None:
     """All ``remaining`` bytes of ``path`` from ``first`` (or all to its end; fewer if it ends sooner), if they
     are at most :data:`CACHED_READ_LIMIT` and the page cache holds every one of them; None if reading them
@@ -492,13 +581,28 @@ def _unlink_all(paths: Sequence[Path]) -> None:
 def _make_dirs_durably(directory: Path, root: Path) -> None:
     """Create ``directory`` and its missing parents below ``root``, fsyncing each parent so the new entries
     persist. Never ``root`` itself: without it, this raises FileNotFoundError."""
+    for new in _make_dirs(directory, root):
+        _fsync_dir(new.parent)
+
+
+def _make_dirs(directory: Path, root: Path) -> list[Path]:
+    """Create ``directory`` and its missing parents below ``root`` (never ``root`` itself: without it, this
+    raises FileNotFoundError), syncing nothing; the directories that were missing, outermost first."""
     missing = []
     while directory != root and not directory.is_dir():
         missing.append(directory)
         directory = directory.parent
     for new in reversed(missing):
         new.mkdir(exist_ok=True)
-        _fsync_dir(new.parent)
+    return missing[::-1]
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(directory: Path) -> None:

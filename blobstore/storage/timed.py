@@ -18,7 +18,8 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from typing import Literal, TypeVar
 
-from blobstore.storage.base import IncompleteUpload, ObjectInfo, ObjectStorage, Source, StagedObject
+from blobstore.errors import StorageUnavailable
+from blobstore.storage.base import DeferredWrites, IncompleteUpload, ObjectInfo, ObjectStorage, Source, StagedObject
 
 T = TypeVar("T")
 
@@ -93,6 +94,9 @@ class TimedStorage(ObjectStorage):
         with self._timed("write"):
             await self.inner.write(key, source)
 
+    def deferred_writes(self) -> DeferredWrites:
+        return _TimedDeferred(self.inner.deferred_writes(), self)
+
     async def stage(self, name: str) -> StagedObject:
         with self._timed("stage"):
             return _TimedStaged(await self.inner.stage(name), self)
@@ -135,6 +139,23 @@ class TimedStorage(ObjectStorage):
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+class _TimedDeferred(DeferredWrites):
+    """A batch of deferred writes whose calls are timed as ``write`` and ``make_durable``."""
+
+    def __init__(self, inner: DeferredWrites, storage: TimedStorage) -> None:
+        super().__init__(storage)
+        self.inner = inner
+        self._timed_storage = storage
+
+    async def write(self, key: str, source: Source) -> None:
+        with self._timed_storage._timed("write"):
+            await self.inner.write(key, source)
+
+    async def make_durable(self) -> dict[str, StorageUnavailable]:
+        with self._timed_storage._timed("make_durable"):
+            return await self.inner.make_durable()
 
 
 class _TimedStaged(StagedObject):

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, ParamSpec, TypeVar
 
-from blobstore.storage.base import IncompleteUpload, ObjectInfo, ObjectStorage, Source, StagedObject
+from blobstore.errors import StorageUnavailable
+from blobstore.storage.base import DeferredWrites, IncompleteUpload, ObjectInfo, ObjectStorage, Source, StagedObject
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -55,6 +56,7 @@ Operation = Literal[
     "stage",
     "stage_write",
     "stage_discard",
+    "make_durable",
 ]
 Phase = Literal["before", "after", "midway"]
 
@@ -176,13 +178,22 @@ class FaultyStorage(ObjectStorage):
         self.inner.ensure_location()
 
     async def write(self, key: str, source: Source) -> None:
+        await self._write(self.inner.write, key, source)
+
+    async def _write(self, write: Callable[[str, Source], Awaitable[None]], key: str, source: Source) -> None:
+        """The operation ``write`` of ``key`` by ``write`` (the storage's, or a batch's deferred one)."""
         fault = await self._enter("write", key)
         if fault is not None and fault.phase == "midway":
             data = source if isinstance(source, bytes) else await asyncio.to_thread(Path.read_bytes, source)
-            await self.inner.write(key, data[: len(data) // 2])
+            await write(key, data[: len(data) // 2])
         else:
-            await self.inner.write(key, source)
+            await write(key, source)
         self._leave(fault)
+
+    def deferred_writes(self) -> DeferredWrites:
+        """The inner storage's batch, whose writes are the operation ``write`` and whose sync is
+        ``make_durable``."""
+        return _FaultyDeferred(self, self.inner.deferred_writes())
 
     async def stage(self, name: str) -> StagedObject:
         fault = await self._enter("stage", name)
@@ -261,6 +272,24 @@ class FaultyStorage(ObjectStorage):
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+class _FaultyDeferred(DeferredWrites):
+    """Deferred writes of a :class:`FaultyStorage` (see :meth:`FaultyStorage.deferred_writes`)."""
+
+    def __init__(self, storage: FaultyStorage, inner: DeferredWrites) -> None:
+        super().__init__(storage)
+        self._faulty = storage
+        self._inner = inner
+
+    async def write(self, key: str, source: Source) -> None:
+        await self._faulty._write(self._inner.write, key, source)
+
+    async def make_durable(self) -> dict[str, StorageUnavailable]:
+        fault = await self._faulty._enter("make_durable")
+        failed = await self._inner.make_durable()
+        self._faulty._leave(fault)
+        return failed
 
 
 class _FaultyStaged(StagedObject):

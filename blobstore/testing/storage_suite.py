@@ -55,6 +55,23 @@ class StorageConformance:
         await storage.write("a/b/one", b"hello world")
         assert await read_all(storage, "a/b/one") == b"hello world"
 
+    async def test_deferred_writes_read_back_and_are_made_durable_together(
+        self, storage: ObjectStorage, tmp_path: Path
+    ) -> None:
+        """A batch's deferred writes (bytes and a file, in new and shared folders) read back as they were
+        written, before and after :meth:`~blobstore.storage.DeferredWrites.make_durable`, which reports no
+        failure."""
+        source = tmp_path / "source.bin"
+        source.write_bytes(b"from a file")
+        batch = storage.deferred_writes()
+        await batch.write("batch/x/one", b"first")
+        await batch.write("batch/x/two", b"second")
+        await batch.write("batch/y/three", source)
+        assert await read_all(storage, "batch/x/two") == b"second"
+        assert await batch.make_durable() == {}
+        assert await _listed(storage, "batch/") == {"batch/x/one": 5, "batch/x/two": 6, "batch/y/three": 11}
+        assert await read_all(storage, "batch/y/three") == b"from a file"
+
     async def test_path_round_trip(self, storage: ObjectStorage, tmp_path: Path) -> None:
         """A file written by path reads back with the file's bytes."""
         source = tmp_path / "source.bin"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 
 from benchmarks import (
+    backup_tools,
     batch_puts,
     compressed_gets,
     compressed_puts,
@@ -141,6 +143,26 @@ def test_compression_benchmarks_measure_ratios_and_reads(tmp_path: Path) -> None
     assert rows["C1", "media"].subject == pytest.approx(1, abs=0.05)
     assert "1 storage request(s) per read" in rows["C4", "local+sqlite"].notes
     assert "at most 2 frames" in rows["C4", "local+sqlite"].notes
+
+
+@pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in backup_tools.TOOLS), reason="restic or borg is not installed"
+)
+def test_the_backup_tools_benchmark_compares_bytes_and_time_on_each_dataset(tmp_path: Path) -> None:
+    """C5 at tiny sizes: per dataset, stored bytes against borg's and import time against restic's."""
+    sizes = {"C5": backup_tools.Sizes(30, 20, 4096, 128 * 1024, 256 * 1024, versions=2)}
+    ctx = Context(quick=True, workdir=tmp_path, postgres_admin_url=None, s3=False, verbose=False, sizes=sizes)
+    rows = {row.variant: row for row in run_benchmarks(ctx, ["C5"])}
+    assert set(rows) == {f"{name} {kind}" for name in ("source", "uploads", "document") for kind in ("bytes", "time")}
+    for row in rows.values():
+        assert row.state is None, row.notes
+        assert row.subject is not None
+        assert row.subject > 0
+        assert row.baseline is not None
+        assert row.baseline > 0
+    assert rows["uploads bytes"].subject < 1  # duplicates and text stored once, compressed
+    assert "borg zstd,3" in rows["document bytes"].notes
+    assert "restic" in rows["document time"].notes
 
 
 def test_only_accepts_known_ids_in_any_case() -> None:

@@ -1,6 +1,6 @@
-"""The crash-point matrix: a real child process is killed with SIGKILL at each named point of a put, a delete,
-a GC run, a compact run and a storage-class transition run (tests/support/crash_worker.py); then the store is
-reopened, collected past grace and checked.
+"""The crash-point matrix: a real child process is killed with SIGKILL at each named point of a put, a batch put,
+a delete, a GC run, a compact run and a storage-class transition run (tests/support/crash_worker.py); then the
+store is reopened, collected past grace and checked.
 
 After every crash: no acknowledged write is lost, the interrupted operation took effect entirely or not at
 all (as its point dictates), a rerun of compact finishes, GC leaves no leaked object or row, and fsck
@@ -23,6 +23,7 @@ from blobstore import BlobStore, NotFound
 from blobstore.core.ingest import new_hasher
 from blobstore.storage import S3Storage
 from tests.support.crash_worker import (
+    BATCH,
     COLD_CLASS,
     COMPACTED_KEY,
     CRASH_KEY,
@@ -76,7 +77,7 @@ async def run_worker(store: BlobStore, point: str) -> list[str]:
 
 def acknowledged(lines: list[str]) -> dict[str, bytes]:
     """What the keys hold according to the operations the worker saw return."""
-    values = {**PRELUDE, DOOMED[0]: DOOMED[1]}
+    values = {**PRELUDE, **BATCH, DOOMED[0]: DOOMED[1]}
     model: dict[str, bytes] = {}
     for line in lines:
         match line.split():
@@ -127,6 +128,10 @@ async def check_debris(store: BlobStore, point: str, request: pytest.FixtureRequ
         state, refcount, object_key = await blob_of(store, payload(point))
         assert (state, refcount, await stored(store, object_key)) == ("uploading", 0, True)
         assert await staging_debris(store) == (1, [])
+    elif point.startswith("batch"):  # written before the sync (whose kill leaves them unsynced or synced)
+        for data in BATCH.values():
+            state, refcount, object_key = await blob_of(store, data)
+            assert (state, refcount, await stored(store, object_key)) == ("uploading", 0, True)
     elif point.startswith("put"):
         state, refcount, object_key = await blob_of(store, payload(point))
         if point == "put-after-commit":
@@ -226,9 +231,9 @@ async def test_a_killed_process_loses_no_acknowledged_write_and_leaks_nothing(
         assert await tenant.get(key) == data
     listed = [info.key for info in await tenant.list()]
     assert listed == sorted(model)
-    if CRASH_KEY not in model:
+    for never_acknowledged in {CRASH_KEY, *BATCH} - set(model):
         with pytest.raises(NotFound):
-            await tenant.get(CRASH_KEY)
+            await tenant.get(never_acknowledged)
 
     clock.advance(GRACE + 60)
     await restarted.gc()

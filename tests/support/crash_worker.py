@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 if __name__ == "__main__":  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from blobstore import BlobStore, Settings
+from blobstore import BlobStore, PutItem, Settings
 from blobstore.db import compaction
 from blobstore.protocol.uploads import Uploader
 from blobstore.storage import S3Storage, open_storage_from_url
@@ -56,6 +56,8 @@ DOOMED = ("doomed", b"bytes nobody will reference")
 CRASH_KEY = "crash/put"
 SMALL_PAYLOAD = b"the put that never got its reply\n" * 2000
 LARGE_PAYLOAD = random.Random(11).randbytes(11 * MiB)
+#: The keys and bytes of the crashing batch put (its objects are written together, then made durable together).
+BATCH = {f"crash/batch/{i}": f"batch item {i} that never got its reply\n".encode() * 500 for i in range(3)}
 #: The key the crashing delete removes.
 DELETED_KEY = "keep/2"
 
@@ -64,6 +66,8 @@ POINTS = (
     "put-after-upload",
     "put-after-commit",
     "put-mid-multipart",
+    "batch-before-sync",
+    "batch-after-sync",
     "stream-mid-staging",
     "stream-after-publish",
     "delete-after-commit",
@@ -192,6 +196,9 @@ async def main(point: str) -> None:
         elif point == "put-mid-multipart":
             assert isinstance(inner, S3Storage), "mid-multipart needs S3"
             await kill_after_first_part(inner, point)
+        elif point in ("batch-before-sync", "batch-after-sync"):
+            phase = "before" if point == "batch-before-sync" else "after"
+            storage.inject(Fault("make_durable", phase=phase, action=lambda: die(point)))
         elif point == "stream-mid-staging":
             storage.inject(Fault("stage_write", skip=2, action=lambda: die(point)))
         elif point == "stream-after-publish":
@@ -218,6 +225,10 @@ async def main(point: str) -> None:
         if point.startswith("put"):
             await tenant.put(CRASH_KEY, payload(point))
             say(f"ACK put {CRASH_KEY}")
+        elif point.startswith("batch"):
+            await tenant.put_many([PutItem(key, data) for key, data in BATCH.items()])
+            for key in BATCH:
+                say(f"ACK put {key}")
         elif point.startswith("stream"):
             await tenant.put(CRASH_KEY, pieces(payload(point)))
             say(f"ACK put {CRASH_KEY}")
