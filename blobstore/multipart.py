@@ -6,9 +6,11 @@ the upload instead of a key: the blob's ``refcount`` counts part rows as it coun
 size is charged to the tenant's ``used_bytes`` (QuotaExceeded as for a put), in the transaction that records
 the part. So GC never reclaims a staged part, and reclaims it once its part row is gone.
 
-Completing streams the listed parts, each read verified against its digest, into a put of the upload's key:
-the binding that makes the object and the release of the upload (its part rows, their references and quota)
-are one transaction. Abort and expiry (GC, after BLOBSTORE_MULTIPART_EXPIRY untouched) release an upload in
+Completing joins the listed parts into a put of the upload's key: their frames, each read and verified against
+its digest to hash the whole, become the object's frames as they are stored, copied and never encoded again
+(blobstore.core.joining; parts stored before frames are streamed, verified, into an ordinary put). The binding
+that makes the object and the release of the upload (its part rows, their references and quota) are one
+transaction. Abort and expiry (GC, after BLOBSTORE_MULTIPART_EXPIRY untouched) release an upload in
 one transaction too. docs/gc-protocol.md argues why a crash anywhere loses nothing and leaks nothing.
 
 Uploads are the tenant's own: another tenant's upload id answers NoSuchUpload, as one that does not exist.
@@ -16,6 +18,7 @@ Uploads are the tenant's own: another tenant's upload id answers NoSuchUpload, a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import secrets
@@ -26,6 +29,8 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from blobstore.buckets import key_of
+from blobstore.core.ingest import Ingested
+from blobstore.core.joining import Joined, Piece, joined
 from blobstore.core.reading import verified_chunks
 from blobstore.db import batches, binding, catalog, hot_path, s3_facts
 from blobstore.db import buckets as etags_db
@@ -253,9 +258,7 @@ async def _complete(
         raise IntegrityError(f"the object's {algorithm.upper()} checksum would not be {value}")
     uploader = Uploader.of(core, tenant)
     outcomes: list[PutOutcome | None] = [None]
-    async with uploader.ingested(
-        _concatenated(core, chosen), max_size=core.settings.max_object_size, content_type=upload.content_type
-    ) as ingested:
+    async with _whole(core, uploader, upload, chosen) as ingested:
         item = binding.Item(
             0,
             key_of(bucket, key),
@@ -382,12 +385,34 @@ async def _hashed(data: AsyncIterable[bytes], hashers: Sequence[checksums.Hasher
         yield chunk
 
 
+@contextlib.asynccontextmanager
+async def _whole(
+    core: Core, uploader: Uploader, upload: Upload, parts: Sequence[db.PartRow]
+) -> AsyncIterator[Ingested | Joined]:
+    """The object the ``parts`` make, hashed and ready for the uploader's put. Framed parts are joined as they
+    are stored (blobstore.core.joining: their frames checked and hashed, then their stored bytes copied);
+    parts stored before frames are streamed, verified, into an ordinary put as any stream is."""
+    max_size = core.settings.max_object_size
+    if all(part.frames is not None for part in parts):
+        pieces = [
+            Piece(part.object_key, f"part {part.number}", part.digest, part.size, part.frames)
+            for part in parts
+            if part.frames is not None
+        ]
+        yield await joined(core.storage, pieces, max_size=max_size, missing=_gone)
+        return
+    async with uploader.ingested(
+        _concatenated(core, parts), max_size=max_size, content_type=upload.content_type
+    ) as ingested:
+        yield ingested
+
+
+async def _gone() -> BlobStoreError:
+    return NoSuchUpload("the upload was ended while it was being completed")
+
+
 async def _concatenated(core: Core, parts: Sequence[db.PartRow]) -> AsyncIterator[bytes]:
     """The bytes of ``parts`` one after another, each part verified against its digest as it streams."""
-
-    async def gone() -> BlobStoreError:
-        return NoSuchUpload("the upload was ended while it was being completed")
-
     for part in parts:
         async for chunk in verified_chunks(
             core.storage,
@@ -397,7 +422,7 @@ async def _concatenated(core: Core, parts: Sequence[db.PartRow]) -> AsyncIterato
             size=part.size,
             frames=part.frames,
             byte_range=None,
-            missing=gone,
+            missing=_gone,
         ):
             yield chunk
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from blobstore.core.ingest import Ingested, ingest, is_stream, stream
+from blobstore.core.ingest import Ingested, Writable, ingest, is_stream, stream
 from blobstore.db import batches, binding, catalog, hot_path
 from blobstore.db.engine import Database
 from blobstore.db.hot_path import Upload
@@ -146,7 +146,7 @@ class Uploader:
             yield await stream(data, max_size=max_size, stage=stage, level=self.level_for(content_type))
 
     async def put(
-        self, pending: list[binding.Item], sources: Mapping[int, Ingested], outcomes: list[PutOutcome | None]
+        self, pending: list[binding.Item], sources: Mapping[int, Writable], outcomes: list[PutOutcome | None]
     ) -> None:
         """Store the hashed items ``pending`` (item ``i``'s bytes in ``sources[i]``), each item's BlobInfo or
         BlobStoreError into ``outcomes[i]``, decided in item order as if the puts ran one after another.
@@ -177,7 +177,7 @@ class Uploader:
             )
 
     async def _round(
-        self, pending: list[binding.Item], sources: Mapping[int, Ingested], outcomes: list[PutOutcome | None]
+        self, pending: list[binding.Item], sources: Mapping[int, Writable], outcomes: list[PutOutcome | None]
     ) -> list[binding.Item]:
         """One round: bind or record, write, promote, discard. Outcomes go into ``outcomes``; returns the items
         whose uploads GC reclaimed (to try again)."""
@@ -281,7 +281,7 @@ class Uploader:
         )
 
     async def _write_all(
-        self, uploads: dict[str, Upload], items: dict[str, binding.Item], sources: Mapping[int, Ingested]
+        self, uploads: dict[str, Upload], items: dict[str, binding.Item], sources: Mapping[int, Writable]
     ) -> tuple[dict[str, BlobStoreError | object], dict[str, batches.Written]]:
         """Write every recorded upload (the bytes of ``items[digest]``) as frames, a few at a time. Per digest
         that failed, its error (or :data:`_RECLAIMED` if GC took the upload from us); per digest written, its

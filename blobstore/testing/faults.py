@@ -183,6 +183,13 @@ class FaultyStorage(ObjectStorage):
             await self.inner.write(key, source)
         self._leave(fault)
 
+    async def write_concatenated(self, key: str, pieces: Sequence[tuple[str, int]]) -> None:
+        """The operation ``write`` of ``key``; a midway fault stores the first piece only (a torn object)."""
+        fault = await self._enter("write", key)
+        torn = fault is not None and fault.phase == "midway"
+        await self.inner.write_concatenated(key, pieces[:1] if torn else pieces)
+        self._leave(fault)
+
     async def stage(self, name: str) -> StagedObject:
         fault = await self._enter("stage", name)
         staged = _FaultyStaged(self, await self.inner.stage(name), name)
