@@ -29,6 +29,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from blobstore.buckets import key_of
+from blobstore.core.hashing import hashed_in_threads
 from blobstore.core.ingest import Ingested
 from blobstore.core.joining import Joined, Piece, joined
 from blobstore.core.reading import verified_chunks
@@ -157,7 +158,7 @@ async def upload_part(
     uploader = Uploader.of(core, tenant)
     outcomes: list[PutOutcome | None] = [None]
     async with uploader.ingested(
-        _hashed(data, hashers), max_size=min(core.settings.max_object_size, MAX_PART_SIZE), content_type=None
+        hashed_in_threads(data, hashers), max_size=min(core.settings.max_object_size, MAX_PART_SIZE), content_type=None
     ) as ingested:
         checksum = None if upload.checksum_algorithm is None else checksums.encoded(hashers[1])
         item = binding.Item(0, f"{upload.id}/{number}", ingested.digest, ingested.size, None, {}, UNCONDITIONAL)
@@ -375,14 +376,6 @@ def _chosen(staged: Mapping[int, db.PartRow], number: int, etag: str) -> db.Part
     if part is None or part.md5 != etag.strip().strip('"'):
         raise InvalidPart(f"part {number} was not uploaded with ETag {etag}")
     return part
-
-
-async def _hashed(data: AsyncIterable[bytes], hashers: Sequence[checksums.Hasher]) -> AsyncIterator[bytes]:
-    """``data``, passing each chunk through every one of ``hashers`` on the way."""
-    async for chunk in data:
-        for hasher in hashers:
-            hasher.update(chunk)
-        yield chunk
 
 
 @contextlib.asynccontextmanager

@@ -1,4 +1,5 @@
-"""Request bodies: streamed while hashed, so the ETag (MD5) and the signed SHA-256 cost no second pass.
+"""Request bodies: streamed while hashed (in worker threads, blobstore.core.hashing), so the ETag (MD5) and the
+signed SHA-256 cost no second pass.
 
 A mismatch is found when the body ends, before the put that reads it binds anything: the put fails with
 ``XAmzContentSHA256Mismatch`` (or ``BadDigest`` for ``Content-MD5`` or an ``x-amz-checksum-*``) and nothing is
@@ -13,6 +14,8 @@ import hashlib
 import re
 from collections.abc import AsyncIterator
 
+from blobstore.core.hashing import hashed_in_threads
+from blobstore.model.checksums import Hasher
 from blobstore.model.s3_facts import S3Facts
 from blobstore.s3 import checksums, chunked
 from blobstore.s3.errors import S3Error, not_implemented
@@ -69,14 +72,11 @@ class CheckedBody:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         sha256 = hashlib.sha256() if self._sha256 is not None else None
-        async for chunk in self._chunks:
-            if chunk:
-                self._md5.update(chunk)
-                if sha256 is not None:
-                    sha256.update(chunk)
-                if self._checksum is not None:
-                    self._checksum[1].update(chunk)
-                yield chunk
+        hashers: list[Hasher] = [self._md5, *([] if sha256 is None else [sha256])]
+        if self._checksum is not None:
+            hashers.append(self._checksum[1])
+        async for block in hashed_in_threads(self._chunks, hashers):
+            yield block
         if sha256 is not None and sha256.hexdigest() != self._sha256:
             raise S3Error("XAmzContentSHA256Mismatch", "the provided x-amz-content-sha256 does not match the body")
         if self._content_md5 is not None and self._md5.digest() != self._content_md5:

@@ -57,13 +57,10 @@ async def test_the_completed_object_is_the_parts_stored_frames_with_their_index_
     object_key = await object_key_of(store, "acme", "b/k")
     assert await read_all(store.storage, object_key) == b"".join(stored)
     index = await frames_of(store, "acme", "b/k")
-    expected = []
+    expected: list[tuple[int, int, int, Codec, bytes]] = []
     plain = stored_at = 0
     for part in indexes:
-        for frame in part.frames:
-            expected.append(
-                (frame.offset + plain, frame.size, frame.stored_offset + stored_at, frame.codec, frame.digest)
-            )
+        expected += [(f.offset + plain, f.size, f.stored_offset + stored_at, f.codec, f.digest) for f in part.frames]
         plain, stored_at = plain + part.size, stored_at + part.stored_size
     assert [(f.offset, f.size, f.stored_offset, f.codec, f.digest) for f in index.frames] == expected
     assert {Codec.ZSTD, Codec.RAW} <= {frame.codec for frame in index.frames}
