@@ -22,7 +22,7 @@ import contextlib
 import hashlib
 import itertools
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
@@ -139,20 +139,33 @@ async def create(
 
 
 async def upload_part(
-    core: Core, tenant: str, bucket: str, key: str, upload_id: str, number: int, data: AsyncIterable[bytes]
+    core: Core,
+    tenant: str,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    number: int,
+    data: AsyncIterable[bytes],
+    *,
+    md5_of: Callable[[], str] | None = None,
 ) -> Part:
     """Stage ``data`` as part ``number`` of the upload, replacing a part of that number; the part.
 
     NoSuchUpload (before a byte is read) if the tenant has no such upload of ``key``, or (nothing staged) if it
     was completed or aborted meanwhile; InvalidInput for a part number out of range; QuotaExceeded if the part
-    does not fit the tenant's quota (a replaced part's bytes are freed as it is replaced). The part's checksum of
-    the upload's algorithm is computed as it streams.
+    does not fit the tenant's quota (a replaced part's bytes are freed as it is replaced). The part's MD5 and
+    its checksum of the upload's algorithm are computed as it streams; a caller that hashes ``data`` itself
+    passes ``md5_of``, which gives the hex MD5 of every byte ``data`` yielded once it has ended (as
+    blobstore.s3.payload.CheckedBody's ``facts`` does), and the MD5 is not computed twice.
     """
     if not 1 <= number <= MAX_PART_NUMBER:
         raise InvalidInput(f"part numbers run from 1 to {MAX_PART_NUMBER}, not {number}")
     upload = await _existing(core, tenant, bucket, key, upload_id)
-    md5 = hashlib.md5(usedforsecurity=False)
-    hashers: list[checksums.Hasher] = [md5]
+    hashers: list[checksums.Hasher] = []
+    if md5_of is None:
+        md5 = hashlib.md5(usedforsecurity=False)
+        hashers.append(md5)
+        md5_of = md5.hexdigest
     if upload.checksum_algorithm is not None:
         hashers.append(checksums.hasher(upload.checksum_algorithm))
     uploader = Uploader.of(core, tenant)
@@ -160,12 +173,13 @@ async def upload_part(
     async with uploader.ingested(
         hashed_in_threads(data, hashers), max_size=min(core.settings.max_object_size, MAX_PART_SIZE), content_type=None
     ) as ingested:
-        checksum = None if upload.checksum_algorithm is None else checksums.encoded(hashers[1])
+        checksum = None if upload.checksum_algorithm is None else checksums.encoded(hashers[-1])
+        part_md5 = md5_of()
         item = binding.Item(0, f"{upload.id}/{number}", ingested.digest, ingested.size, None, {}, UNCONDITIONAL)
-        binder = partial(_bind_part, upload=upload, number=number, md5=md5.hexdigest(), checksum=checksum)
+        binder = partial(_bind_part, upload=upload, number=number, md5=part_md5, checksum=checksum)
         await replace(uploader, binder=binder).put([item], {0: ingested}, outcomes)
     info = _raised(outcomes[0])
-    return Part(number, f'"{md5.hexdigest()}"', info.size, info.created_at, _paired(upload, checksum))
+    return Part(number, f'"{part_md5}"', info.size, info.created_at, _paired(upload, checksum))
 
 
 async def complete(
