@@ -22,11 +22,11 @@ import contextlib
 import hashlib
 import itertools
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from blobstore.buckets import key_of
 from blobstore.core.hashing import hashed_in_threads
@@ -56,6 +56,7 @@ from blobstore.model.keys import (
 )
 from blobstore.model.preconditions import UNCONDITIONAL, Precondition, expect
 from blobstore.model.results import BlobInfo
+from blobstore.model.s3_facts import S3Facts
 from blobstore.protocol.uploads import PutOutcome, Uploader
 
 if TYPE_CHECKING:
@@ -74,6 +75,20 @@ MAX_PART_SIZE = 5 * 2**30
 #: A multipart upload in progress: its id, the bucket, key, type and metadata of the object it will become, and
 #: when it was begun (``created_at``).
 Upload = db.UploadRow
+
+
+class SelfHashing(Protocol):
+    """A part's bytes that hash themselves as they stream (blobstore.s3.payload.CheckedBody), so
+    :func:`upload_part` does not hash them again."""
+
+    @property
+    def checksum_algorithm(self) -> str | None:
+        """The algorithm of the checksum the bytes are verified against, known before the first of them."""
+        ...
+
+    def facts(self) -> S3Facts:
+        """Once the bytes have ended: their MD5 (hex) and the checksum they were verified against."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -147,34 +162,36 @@ async def upload_part(
     number: int,
     data: AsyncIterable[bytes],
     *,
-    md5_of: Callable[[], str] | None = None,
+    hashed: SelfHashing | None = None,
 ) -> Part:
     """Stage ``data`` as part ``number`` of the upload, replacing a part of that number; the part.
 
     NoSuchUpload (before a byte is read) if the tenant has no such upload of ``key``, or (nothing staged) if it
     was completed or aborted meanwhile; InvalidInput for a part number out of range; QuotaExceeded if the part
     does not fit the tenant's quota (a replaced part's bytes are freed as it is replaced). The part's MD5 and
-    its checksum of the upload's algorithm are computed as it streams; a caller that hashes ``data`` itself
-    passes ``md5_of``, which gives the hex MD5 of every byte ``data`` yielded once it has ended (as
-    blobstore.s3.payload.CheckedBody's ``facts`` does), and the MD5 is not computed twice.
+    its checksum of the upload's algorithm are computed as it streams, unless ``hashed`` (``data`` itself, when
+    it hashes its bytes as they stream) computes them already: then they are taken from it.
     """
     if not 1 <= number <= MAX_PART_NUMBER:
         raise InvalidInput(f"part numbers run from 1 to {MAX_PART_NUMBER}, not {number}")
     upload = await _existing(core, tenant, bucket, key, upload_id)
-    hashers: list[checksums.Hasher] = []
-    if md5_of is None:
-        md5 = hashlib.md5(usedforsecurity=False)
-        hashers.append(md5)
-        md5_of = md5.hexdigest
-    if upload.checksum_algorithm is not None:
-        hashers.append(checksums.hasher(upload.checksum_algorithm))
+    algorithm = upload.checksum_algorithm
+    md5 = hashlib.md5(usedforsecurity=False)
+    hashers: list[checksums.Hasher] = [] if hashed is not None else [md5]
+    computed = None  # the checksum of the upload's algorithm, unless ``hashed`` verifies that one
+    if algorithm is not None and (hashed is None or hashed.checksum_algorithm != algorithm):
+        computed = checksums.hasher(algorithm)
+        hashers.append(computed)
     uploader = Uploader.of(core, tenant)
     outcomes: list[PutOutcome | None] = [None]
     async with uploader.ingested(
         hashed_in_threads(data, hashers), max_size=min(core.settings.max_object_size, MAX_PART_SIZE), content_type=None
     ) as ingested:
-        checksum = None if upload.checksum_algorithm is None else checksums.encoded(hashers[-1])
-        part_md5 = md5_of()
+        facts = S3Facts(md5.hexdigest()) if hashed is None else hashed.facts()
+        part_md5 = str(facts.md5)
+        checksum = facts.checksums.get(algorithm) if algorithm is not None else None
+        if computed is not None:
+            checksum = checksums.encoded(computed)
         item = binding.Item(0, f"{upload.id}/{number}", ingested.digest, ingested.size, None, {}, UNCONDITIONAL)
         binder = partial(_bind_part, upload=upload, number=number, md5=part_md5, checksum=checksum)
         await replace(uploader, binder=binder).put([item], {0: ingested}, outcomes)

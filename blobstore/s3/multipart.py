@@ -73,7 +73,7 @@ async def upload_part(call: Call) -> Response:
         call.params["uploadId"],
         part_number(call),
         call.body,
-        md5_of=lambda: call.body.etag.strip('"'),
+        hashed=call.body,
     )
     headers = {"ETag": part.etag}
     if call.body.checksum is not None:

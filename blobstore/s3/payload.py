@@ -65,6 +65,12 @@ class CheckedBody:
         """The S3 ETag of the bytes read: their MD5 in hex, quoted."""
         return f'"{self._md5.hexdigest()}"'
 
+    @property
+    def checksum_algorithm(self) -> str | None:
+        """The algorithm (``crc32``, ...) of the ``x-amz-checksum-*`` header the body is verified against, if any
+        (known before the body is read; a trailer's is not)."""
+        return None if self._checksum is None else self._checksum[0].removeprefix(checksums.PREFIX)
+
     def facts(self) -> S3Facts:
         """What S3 knows the bytes read by: their MD5 and the checksum they were verified against, if any."""
         verified = {} if self.checksum is None else {self.checksum[0].removeprefix(checksums.PREFIX): self.checksum[1]}
