@@ -8,13 +8,16 @@ import os
 from collections.abc import AsyncIterator
 from functools import partial
 
+import aioboto3
 import pytest
+from aiobotocore.config import AioConfig
 from sqlalchemy import text
 
 from blobstore import BlobStore, IntegrityError, multipart
 from blobstore.db import multipart as multipart_db
 from blobstore.storage import read_all
 from blobstore.storage.frames import FRAME_SIZE, Codec, FrameIndex
+from blobstore.storage.s3 import S3Storage
 from tests.frames.test_framed_blobs import flip, frames_of, read, text_of
 from tests.support.workers import object_key_of
 
@@ -121,3 +124,25 @@ async def test_a_completion_of_bytes_already_stored_dedups_and_writes_nothing(st
     await multipart.complete(store.core, "acme", "b", "k", upload_id, listed)
     assert await object_key_of(store, "acme", "b/k") == await object_key_of(store, "acme", "b/native")
     assert await store.tenant("acme").get("b/k") == b"".join(parts)
+
+
+async def test_parts_of_at_least_5_mib_stored_are_joined_by_the_storage(
+    store: BlobStore, request: pytest.FixtureRequest
+) -> None:
+    """Parts whose stored bytes are all at least S3's 5 MiB part minimum (random bytes, stored raw): on S3 the
+    object is a multipart upload of the store's own whose parts S3 copied (UploadPartCopy), one per part."""
+    parts = [os.urandom(5 * MIB), os.urandom(6 * MIB + 1), os.urandom(3)]
+    upload_id, listed = await staged_parts(store, parts)
+    rows = await part_rows(store, upload_id)
+    stored = [await read_all(store.storage, row.object_key) for row in rows]
+    await multipart.complete(store.core, "acme", "b", "k", upload_id, listed)
+    object_key = await object_key_of(store, "acme", "b/k")
+    assert await read_all(store.storage, object_key) == b"".join(stored)
+    assert await store.tenant("acme").get("b/k") == b"".join(parts)
+    if isinstance(store.storage, S3Storage):
+        s3 = request.getfixturevalue("s3")
+        config = AioConfig(s3={"addressing_style": "path"})
+        async with aioboto3.Session().client("s3", endpoint_url=s3.url, region_name=s3.region, config=config) as client:
+            prefix = f"{store.storage.prefix}/" if store.storage.prefix else ""
+            head = await client.head_object(Bucket=store.storage.bucket, Key=prefix + object_key)
+        assert head["ETag"].endswith('-3"')
