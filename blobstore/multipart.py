@@ -184,8 +184,9 @@ async def upload_part(
         hashers.append(computed)
     uploader = Uploader.of(core, tenant)
     outcomes: list[PutOutcome | None] = [None]
+    source = hashed_in_threads(data, hashers) if hashers else data  # ``hashed`` may compute everything itself
     async with uploader.ingested(
-        hashed_in_threads(data, hashers), max_size=min(core.settings.max_object_size, MAX_PART_SIZE), content_type=None
+        source, max_size=min(core.settings.max_object_size, MAX_PART_SIZE), content_type=None
     ) as ingested:
         facts = S3Facts(md5.hexdigest()) if hashed is None else hashed.facts()
         part_md5 = str(facts.md5)
