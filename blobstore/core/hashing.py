@@ -13,7 +13,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from blobstore.model.checksums import Hasher
 
 #: Bytes gathered into one block before it is hashed: a thread hand-off per network chunk costs more than it saves.
-HASH_BLOCK = 1024 * 1024
+HASH_BLOCK = 256 * 1024
 #: A (last) block shorter than this is hashed on the event loop: the hand-off would cost more.
 _HASH_INLINE = 64 * 1024
 
