@@ -6,9 +6,11 @@ the upload instead of a key: the blob's ``refcount`` counts part rows as it coun
 size is charged to the tenant's ``used_bytes`` (QuotaExceeded as for a put), in the transaction that records
 the part. So GC never reclaims a staged part, and reclaims it once its part row is gone.
 
-Completing streams the listed parts, each read verified against its digest, into a put of the upload's key:
-the binding that makes the object and the release of the upload (its part rows, their references and quota)
-are one transaction. Abort and expiry (GC, after BLOBSTORE_MULTIPART_EXPIRY untouched) release an upload in
+Completing joins the listed parts into a put of the upload's key: their frames, each read and verified against
+its digest to hash the whole, become the object's frames as they are stored, copied and never encoded again
+(blobstore.core.joining; parts stored before frames are streamed, verified, into an ordinary put). The binding
+that makes the object and the release of the upload (its part rows, their references and quota) are one
+transaction. Abort and expiry (GC, after BLOBSTORE_MULTIPART_EXPIRY untouched) release an upload in
 one transaction too. docs/gc-protocol.md argues why a crash anywhere loses nothing and leaks nothing.
 
 Uploads are the tenant's own: another tenant's upload id answers NoSuchUpload, as one that does not exist.
@@ -16,6 +18,7 @@ Uploads are the tenant's own: another tenant's upload id answers NoSuchUpload, a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import secrets
@@ -23,9 +26,12 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from blobstore.buckets import key_of
+from blobstore.core.hashing import hashed_in_threads
+from blobstore.core.ingest import Ingested
+from blobstore.core.joining import Joined, Piece, joined
 from blobstore.core.reading import verified_chunks
 from blobstore.db import batches, binding, catalog, hot_path, s3_facts
 from blobstore.db import buckets as etags_db
@@ -50,6 +56,7 @@ from blobstore.model.keys import (
 )
 from blobstore.model.preconditions import UNCONDITIONAL, Precondition, expect
 from blobstore.model.results import BlobInfo
+from blobstore.model.s3_facts import S3Facts
 from blobstore.protocol.uploads import PutOutcome, Uploader
 
 if TYPE_CHECKING:
@@ -68,6 +75,20 @@ MAX_PART_SIZE = 5 * 2**30
 #: A multipart upload in progress: its id, the bucket, key, type and metadata of the object it will become, and
 #: when it was begun (``created_at``).
 Upload = db.UploadRow
+
+
+class SelfHashing(Protocol):
+    """A part's bytes that hash themselves as they stream (blobstore.s3.payload.CheckedBody), so
+    :func:`upload_part` does not hash them again."""
+
+    @property
+    def checksum_algorithm(self) -> str | None:
+        """The algorithm of the checksum the bytes are verified against, known before the first of them."""
+        ...
+
+    def facts(self) -> S3Facts:
+        """Once the bytes have ended: their MD5 (hex) and the checksum they were verified against."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -133,33 +154,50 @@ async def create(
 
 
 async def upload_part(
-    core: Core, tenant: str, bucket: str, key: str, upload_id: str, number: int, data: AsyncIterable[bytes]
+    core: Core,
+    tenant: str,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    number: int,
+    data: AsyncIterable[bytes],
+    *,
+    hashed: SelfHashing | None = None,
 ) -> Part:
     """Stage ``data`` as part ``number`` of the upload, replacing a part of that number; the part.
 
     NoSuchUpload (before a byte is read) if the tenant has no such upload of ``key``, or (nothing staged) if it
     was completed or aborted meanwhile; InvalidInput for a part number out of range; QuotaExceeded if the part
-    does not fit the tenant's quota (a replaced part's bytes are freed as it is replaced). The part's checksum of
-    the upload's algorithm is computed as it streams.
+    does not fit the tenant's quota (a replaced part's bytes are freed as it is replaced). The part's MD5 and
+    its checksum of the upload's algorithm are computed as it streams, unless ``hashed`` (``data`` itself, when
+    it hashes its bytes as they stream) computes them already: then they are taken from it.
     """
     if not 1 <= number <= MAX_PART_NUMBER:
         raise InvalidInput(f"part numbers run from 1 to {MAX_PART_NUMBER}, not {number}")
     upload = await _existing(core, tenant, bucket, key, upload_id)
+    algorithm = upload.checksum_algorithm
     md5 = hashlib.md5(usedforsecurity=False)
-    hashers: list[checksums.Hasher] = [md5]
-    if upload.checksum_algorithm is not None:
-        hashers.append(checksums.hasher(upload.checksum_algorithm))
+    hashers: list[checksums.Hasher] = [] if hashed is not None else [md5]
+    computed = None  # the checksum of the upload's algorithm, unless ``hashed`` verifies that one
+    if algorithm is not None and (hashed is None or hashed.checksum_algorithm != algorithm):
+        computed = checksums.hasher(algorithm)
+        hashers.append(computed)
     uploader = Uploader.of(core, tenant)
     outcomes: list[PutOutcome | None] = [None]
+    source = hashed_in_threads(data, hashers) if hashers else data  # ``hashed`` may compute everything itself
     async with uploader.ingested(
-        _hashed(data, hashers), max_size=min(core.settings.max_object_size, MAX_PART_SIZE), content_type=None
+        source, max_size=min(core.settings.max_object_size, MAX_PART_SIZE), content_type=None
     ) as ingested:
-        checksum = None if upload.checksum_algorithm is None else checksums.encoded(hashers[1])
+        facts = S3Facts(md5.hexdigest()) if hashed is None else hashed.facts()
+        part_md5 = str(facts.md5)
+        checksum = facts.checksums.get(algorithm) if algorithm is not None else None
+        if computed is not None:
+            checksum = checksums.encoded(computed)
         item = binding.Item(0, f"{upload.id}/{number}", ingested.digest, ingested.size, None, {}, UNCONDITIONAL)
-        binder = partial(_bind_part, upload=upload, number=number, md5=md5.hexdigest(), checksum=checksum)
+        binder = partial(_bind_part, upload=upload, number=number, md5=part_md5, checksum=checksum)
         await replace(uploader, binder=binder).put([item], {0: ingested}, outcomes)
     info = _raised(outcomes[0])
-    return Part(number, f'"{md5.hexdigest()}"', info.size, info.created_at, _paired(upload, checksum))
+    return Part(number, f'"{part_md5}"', info.size, info.created_at, _paired(upload, checksum))
 
 
 async def complete(
@@ -253,9 +291,7 @@ async def _complete(
         raise IntegrityError(f"the object's {algorithm.upper()} checksum would not be {value}")
     uploader = Uploader.of(core, tenant)
     outcomes: list[PutOutcome | None] = [None]
-    async with uploader.ingested(
-        _concatenated(core, chosen), max_size=core.settings.max_object_size, content_type=upload.content_type
-    ) as ingested:
+    async with _whole(core, uploader, upload, chosen) as ingested:
         item = binding.Item(
             0,
             key_of(bucket, key),
@@ -374,20 +410,34 @@ def _chosen(staged: Mapping[int, db.PartRow], number: int, etag: str) -> db.Part
     return part
 
 
-async def _hashed(data: AsyncIterable[bytes], hashers: Sequence[checksums.Hasher]) -> AsyncIterator[bytes]:
-    """``data``, passing each chunk through every one of ``hashers`` on the way."""
-    async for chunk in data:
-        for hasher in hashers:
-            hasher.update(chunk)
-        yield chunk
+@contextlib.asynccontextmanager
+async def _whole(
+    core: Core, uploader: Uploader, upload: Upload, parts: Sequence[db.PartRow]
+) -> AsyncIterator[Ingested | Joined]:
+    """The object the ``parts`` make, hashed and ready for the uploader's put. Framed parts are joined as they
+    are stored (blobstore.core.joining: their frames checked and hashed, then their stored bytes copied);
+    parts stored before frames are streamed, verified, into an ordinary put as any stream is."""
+    max_size = core.settings.max_object_size
+    if all(part.frames is not None for part in parts):
+        pieces = [
+            Piece(part.object_key, f"part {part.number}", part.digest, part.size, part.frames)
+            for part in parts
+            if part.frames is not None
+        ]
+        yield await joined(core.storage, pieces, max_size=max_size, missing=_gone)
+        return
+    async with uploader.ingested(
+        _concatenated(core, parts), max_size=max_size, content_type=upload.content_type
+    ) as ingested:
+        yield ingested
+
+
+async def _gone() -> BlobStoreError:
+    return NoSuchUpload("the upload was ended while it was being completed")
 
 
 async def _concatenated(core: Core, parts: Sequence[db.PartRow]) -> AsyncIterator[bytes]:
     """The bytes of ``parts`` one after another, each part verified against its digest as it streams."""
-
-    async def gone() -> BlobStoreError:
-        return NoSuchUpload("the upload was ended while it was being completed")
-
     for part in parts:
         async for chunk in verified_chunks(
             core.readable,
@@ -397,7 +447,7 @@ async def _concatenated(core: Core, parts: Sequence[db.PartRow]) -> AsyncIterato
             size=part.size,
             frames=part.frames,
             byte_range=None,
-            missing=gone,
+            missing=_gone,
         ):
             yield chunk
 

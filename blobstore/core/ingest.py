@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import blake3
 
@@ -35,6 +35,14 @@ _THREADED_HASH_BYTES = 1024 * 1024
 STAGE_ABOVE = 1024 * 1024
 #: How much of a file is mapped into memory at once while hashing it (a multiple of the page size).
 _HASH_WINDOW = 16 * 1024 * 1024
+
+
+class Writable(Protocol):
+    """Hashed bytes a put can store (:class:`Ingested`, or blobs joined by blobstore.core.joining)."""
+
+    async def write_to(self, storage: ObjectStorage, key: str, level: int | None) -> FrameIndex:
+        """Store the bytes under ``key`` as frames (compressed at ``level`` where that pays); their index."""
+        ...
 
 
 @dataclass

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from blobstore.core.ingest import Ingested, ingest, is_stream, stream
+from blobstore.core.ingest import Ingested, Writable, ingest, is_stream, stream
 from blobstore.db import batches, binding, catalog, hot_path
 from blobstore.db import spool as spool_db
 from blobstore.db.engine import Database
@@ -151,7 +151,7 @@ class Uploader:
             yield await stream(data, max_size=max_size, stage=stage, level=self.level_for(content_type))
 
     async def put(
-        self, pending: list[binding.Item], sources: Mapping[int, Ingested], outcomes: list[PutOutcome | None]
+        self, pending: list[binding.Item], sources: Mapping[int, Writable], outcomes: list[PutOutcome | None]
     ) -> None:
         """Store the hashed items ``pending`` (item ``i``'s bytes in ``sources[i]``), each item's BlobInfo or
         BlobStoreError into ``outcomes[i]``, decided in item order as if the puts ran one after another.
@@ -182,7 +182,7 @@ class Uploader:
             )
 
     async def _round(
-        self, pending: list[binding.Item], sources: Mapping[int, Ingested], outcomes: list[PutOutcome | None]
+        self, pending: list[binding.Item], sources: Mapping[int, Writable], outcomes: list[PutOutcome | None]
     ) -> list[binding.Item]:
         """One round: bind or record, write, promote, discard. Outcomes go into ``outcomes``; returns the items
         whose uploads GC reclaimed (to try again)."""
@@ -286,7 +286,7 @@ class Uploader:
         )
 
     async def _write_all(
-        self, uploads: dict[str, Upload], items: dict[str, binding.Item], sources: Mapping[int, Ingested]
+        self, uploads: dict[str, Upload], items: dict[str, binding.Item], sources: Mapping[int, Writable]
     ) -> tuple[dict[str, BlobStoreError | object], dict[str, batches.Written]]:
         """Write every recorded upload (the bytes of ``items[digest]``) as frames, a few at a time. Per digest
         that failed, its error (or :data:`_RECLAIMED` if GC took the upload from us); per digest written, its
@@ -342,7 +342,7 @@ class Uploader:
 
     async def _write(
         self,
-        source: Ingested,
+        source: Writable,
         blob_id: int,
         object_key: str,
         content_type: str | None,
@@ -350,8 +350,12 @@ class Uploader:
     ) -> FrameIndex:
         """Write the upload ``blob_id``'s object through ``writer`` (object storage, or its batch's deferred
         writes); into the spool, durably, where object storage is unreachable (after its own retries) or the
-        bytes were staged there."""
+        bytes were staged there. Parts joined by a multipart Complete (blobstore.core.joining) are a single
+        upload whose pieces are in object storage: they are never batched nor spooled."""
         level = self.level_for(content_type)
+        if not isinstance(source, Ingested):
+            assert isinstance(writer, ObjectStorage), "joined parts are a single upload"
+            return await source.write_to(writer, object_key, level)
         if not isinstance(source.source, SpoolStaged):
             try:
                 return await source.write_to(writer, object_key, level)

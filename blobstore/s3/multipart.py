@@ -66,7 +66,14 @@ async def upload_part(call: Call) -> Response:
     the upload's algorithm."""
     bucket = await existing(call)
     part = await multipart.upload_part(
-        call.store.core, call.tenant.name, bucket, call.key, call.params["uploadId"], part_number(call), call.body
+        call.store.core,
+        call.tenant.name,
+        bucket,
+        call.key,
+        call.params["uploadId"],
+        part_number(call),
+        call.body,
+        hashed=call.body,
     )
     headers = {"ETag": part.etag}
     if call.body.checksum is not None:

@@ -1,4 +1,5 @@
-"""Request bodies: streamed while hashed, so the ETag (MD5) and the signed SHA-256 cost no second pass.
+"""Request bodies: streamed while hashed (in worker threads, blobstore.core.hashing), so the ETag (MD5) and the
+signed SHA-256 cost no second pass.
 
 A mismatch is found when the body ends, before the put that reads it binds anything: the put fails with
 ``XAmzContentSHA256Mismatch`` (or ``BadDigest`` for ``Content-MD5`` or an ``x-amz-checksum-*``) and nothing is
@@ -13,6 +14,8 @@ import hashlib
 import re
 from collections.abc import AsyncIterator
 
+from blobstore.core.hashing import hashed_in_threads
+from blobstore.model.checksums import Hasher
 from blobstore.model.s3_facts import S3Facts
 from blobstore.s3 import checksums, chunked
 from blobstore.s3.errors import S3Error, not_implemented
@@ -62,6 +65,12 @@ class CheckedBody:
         """The S3 ETag of the bytes read: their MD5 in hex, quoted."""
         return f'"{self._md5.hexdigest()}"'
 
+    @property
+    def checksum_algorithm(self) -> str | None:
+        """The algorithm (``crc32``, ...) of the ``x-amz-checksum-*`` header the body is verified against, if any
+        (known before the body is read; a trailer's is not)."""
+        return None if self._checksum is None else self._checksum[0].removeprefix(checksums.PREFIX)
+
     def facts(self) -> S3Facts:
         """What S3 knows the bytes read by: their MD5 and the checksum they were verified against, if any."""
         verified = {} if self.checksum is None else {self.checksum[0].removeprefix(checksums.PREFIX): self.checksum[1]}
@@ -69,14 +78,11 @@ class CheckedBody:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         sha256 = hashlib.sha256() if self._sha256 is not None else None
-        async for chunk in self._chunks:
-            if chunk:
-                self._md5.update(chunk)
-                if sha256 is not None:
-                    sha256.update(chunk)
-                if self._checksum is not None:
-                    self._checksum[1].update(chunk)
-                yield chunk
+        hashers: list[Hasher] = [self._md5, *([] if sha256 is None else [sha256])]
+        if self._checksum is not None:
+            hashers.append(self._checksum[1])
+        async for block in hashed_in_threads(self._chunks, hashers):
+            yield block
         if sha256 is not None and sha256.hexdigest() != self._sha256:
             raise S3Error("XAmzContentSHA256Mismatch", "the provided x-amz-content-sha256 does not match the body")
         if self._content_md5 is not None and self._md5.digest() != self._content_md5:

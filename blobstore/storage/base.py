@@ -8,13 +8,16 @@ bookkeeping. Keys are ``/``-separated relative paths of ``[0-9a-z._/-]``.
 from __future__ import annotations
 
 import abc
+import asyncio
+import os
+import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, Self
 
-from blobstore.errors import StorageUnavailable
+from blobstore.errors import IntegrityError, StorageUnavailable
 
 #: What a backend is asked to store: bytes in memory, or a local file it may read
 #: as often and in as many pieces as it likes (the file does not change meanwhile).
@@ -142,6 +145,30 @@ class ObjectStorage(abc.ABC):
     def deferred_writes(self) -> DeferredWrites:
         """A batch of writes made durable together (by default, each at once: see :class:`DeferredWrites`)."""
         return DeferredWrites(self)
+
+    async def write_concatenated(self, key: str, pieces: Sequence[tuple[str, int]]) -> None:
+        """Store under ``key``, as :meth:`write` does, the first ``length`` bytes of each ``(object key, length)``
+        of ``pieces``, one after another. ObjectMissing if one of those objects is gone, IntegrityError if one
+        is shorter than its length (nothing is stored either way).
+
+        By default the pieces are read into a temporary file, which is then written; a backend that can join
+        objects for less overrides this.
+        """
+        fd, name = tempfile.mkstemp(prefix="blobstore-join-")
+        spool = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for source, length in pieces:
+                    received = 0
+                    if length:
+                        async for chunk in self.read(source, (0, length - 1)):
+                            received += len(chunk)
+                            await asyncio.to_thread(out.write, chunk)
+                    if received != length:
+                        raise IntegrityError(f"object {source} holds {received} of its {length} bytes")
+            await self.write(key, spool)
+        finally:
+            spool.unlink(missing_ok=True)
 
     @abc.abstractmethod
     async def write_if_absent(self, key: str, data: bytes) -> bool:

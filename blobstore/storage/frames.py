@@ -14,7 +14,8 @@ from __future__ import annotations
 import bisect
 import enum
 import struct
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import blake3
@@ -170,6 +171,21 @@ class FrameIndex:
             if frame.offset != plain or frame.stored_offset < stored or frame.size <= 0 or frame.stored_size <= 0:
                 raise IntegrityError(f"the frame index is inconsistent at {frame.describe(number)}")
             plain, stored = frame.offset + frame.size, frame.stored_end
+
+
+def concatenated(indexes: Sequence[FrameIndex]) -> FrameIndex:
+    """The index of the object that is the stored bytes of ``indexes``' objects one after another (each exactly
+    its index's :attr:`~FrameIndex.stored_size` long): their frames, unchanged but for offsets shifted past the
+    plaintext and the stored bytes before them."""
+    frames: list[Frame] = []
+    plain = stored = 0
+    for index in indexes:
+        frames += (
+            replace(frame, offset=frame.offset + plain, stored_offset=frame.stored_offset + stored)
+            for frame in index.frames
+        )
+        plain, stored = plain + index.size, stored + index.stored_size
+    return FrameIndex(tuple(frames))
 
 
 def should_compress(content_type: str | None) -> bool:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,7 +30,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from blobstore.errors import BlobStoreError, ConfigurationError, ObjectMissing, StorageUnavailable
+from blobstore.errors import BlobStoreError, ConfigurationError, IntegrityError, ObjectMissing, StorageUnavailable
 from blobstore.storage.base import (
     CHUNK_SIZE,
     IncompleteUpload,
@@ -64,7 +65,9 @@ class S3Storage(ObjectStorage):
     No staging (:attr:`~ObjectStorage.supports_staging` is False): a multipart upload is bound to its key
     when it starts, and the key names the digest, known only after the last byte; staging under another key
     and copying (CopyObject, UploadPartCopy) stores the bytes twice and takes about as long as uploading
-    them again. A put of a stream is spooled to a local file and uploaded once its digest is known.
+    them again. A put of a stream is spooled to a local file and uploaded once its digest is known. Objects
+    joined from others (:meth:`write_concatenated`, a multipart completion) are copied by S3 itself where
+    their pieces allow (UploadPartCopy), no byte passing through this process.
     """
 
     def __init__(
@@ -173,7 +176,7 @@ class S3Storage(ObjectStorage):
         """PutObject up to ``multipart_threshold`` bytes, a multipart upload above it."""
         size = source_size(source)
         if size > self.multipart_threshold:
-            await self._write_multipart(key, source, size)
+            await self._write_multipart(key, partial(self._upload_parts, key=key, source=source, size=size))
             return
         data = source if isinstance(source, bytes) else await asyncio.to_thread(source.read_bytes)
         s3 = await self._s3()
@@ -198,14 +201,52 @@ class S3Storage(ObjectStorage):
             await asyncio.sleep(0.1 * 2**attempt)
         raise AssertionError("unreachable")
 
-    async def _write_multipart(self, key: str, source: Source, size: int) -> None:
-        """Upload the parts concurrently and complete; abort the upload on any failure."""
+    async def write_concatenated(self, key: str, pieces: Sequence[tuple[str, int]]) -> None:
+        """A multipart upload whose parts are copied by S3 itself (UploadPartCopy of each piece's range), where
+        every piece but the last is at least S3's 5 MiB part minimum; else as the default does (the pieces
+        read into a temporary file and written). A piece shorter than its length is found by the joined
+        object's length (one HEAD), which is then deleted: IntegrityError (an S3 that refuses such a range
+        instead fails the copy: StorageUnavailable)."""
+        if not pieces or len(pieces) > _MAX_PARTS or any(length < _MIN_PART_SIZE for _, length in pieces[:-1]):
+            await super().write_concatenated(key, pieces)
+            return
+        await self._write_multipart(key, partial(self._copy_parts, key=key, pieces=pieces))
+        joined = await self.stat(key)
+        expected = sum(length for _, length in pieces)
+        if joined is None or joined.size != expected:  # a piece shorter than its length (S3 copies what there is)
+            await self.delete_many([key])
+            raise IntegrityError(
+                f"joining {len(pieces)} objects into {key} made {joined and joined.size} bytes, not {expected}"
+            )
+
+    async def _copy_parts(
+        self, s3: Any, upload_id: str, *, key: str, pieces: Sequence[tuple[str, int]]
+    ) -> list[dict[str, Any]]:
+        """Part ``n`` of the upload to ``key`` is S3's copy of the first ``length`` bytes of piece ``n``."""
+
+        async def copy(number: int, source: str, length: int) -> dict[str, Any]:
+            with self._translated(source):
+                response = await s3.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=self._key(key),
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": self._key(source)},
+                    CopySourceRange=f"bytes=0-{length - 1}",
+                )
+            return {"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]}
+
+        return await self._gathered(copy(number, *piece) for number, piece in enumerate(pieces, 1))
+
+    async def _write_multipart(self, key: str, parts_of: Callable[[Any, str], Awaitable[list[dict[str, Any]]]]) -> None:
+        """Begin a multipart upload of ``key``, have ``parts_of(client, upload id)`` upload its parts, and
+        complete it; abort the upload on any failure."""
         s3 = await self._s3()
         with self._translated(key):
             upload = await s3.create_multipart_upload(Bucket=self.bucket, Key=self._key(key))
         upload_id = upload["UploadId"]
         try:
-            parts = await self._upload_parts(s3, key, upload_id, source, size)
+            parts = await parts_of(s3, upload_id)
             with self._translated(key):
                 await s3.complete_multipart_upload(
                     Bucket=self.bucket, Key=self._key(key), UploadId=upload_id, MultipartUpload={"Parts": parts}
@@ -216,25 +257,37 @@ class S3Storage(ObjectStorage):
                 await s3.abort_multipart_upload(Bucket=self.bucket, Key=self._key(key), UploadId=upload_id)
             raise
 
-    async def _upload_parts(self, s3: Any, key: str, upload_id: str, source: Source, size: int) -> list[dict[str, Any]]:
+    async def _upload_parts(
+        self, s3: Any, upload_id: str, *, key: str, source: Source, size: int
+    ) -> list[dict[str, Any]]:
         part_size = max(self.part_size, -(-size // _MAX_PARTS))
-        slots = asyncio.Semaphore(self.max_concurrency)
 
         async def upload(number: int, offset: int) -> dict[str, Any]:
-            async with slots:
-                length = min(part_size, size - offset)
-                if isinstance(source, bytes):
-                    body = source[offset : offset + length]
-                else:
-                    body = await asyncio.to_thread(_read_part, source, offset, length)
-                with self._translated(key):
-                    response = await s3.upload_part(
-                        Bucket=self.bucket, Key=self._key(key), UploadId=upload_id, PartNumber=number, Body=body
-                    )
-                return {"PartNumber": number, "ETag": response["ETag"]}
+            length = min(part_size, size - offset)
+            if isinstance(source, bytes):
+                body = source[offset : offset + length]
+            else:
+                body = await asyncio.to_thread(_read_part, source, offset, length)
+            with self._translated(key):
+                response = await s3.upload_part(
+                    Bucket=self.bucket, Key=self._key(key), UploadId=upload_id, PartNumber=number, Body=body
+                )
+            return {"PartNumber": number, "ETag": response["ETag"]}
 
-        offsets = range(0, size, part_size)
-        tasks = [asyncio.create_task(upload(number, offset)) for number, offset in enumerate(offsets, 1)]
+        return await self._gathered(
+            upload(number, offset) for number, offset in enumerate(range(0, size, part_size), 1)
+        )
+
+    async def _gathered(self, parts: Iterable[Coroutine[Any, Any, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The results of ``parts``, run at most ``max_concurrency`` at a time; on a failure the others are
+        cancelled and the first error raised."""
+        slots = asyncio.Semaphore(self.max_concurrency)
+
+        async def limited(part: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+            async with slots:
+                return await part
+
+        tasks = [asyncio.create_task(limited(part)) for part in parts]
         try:
             return await asyncio.gather(*tasks)
         finally:

@@ -97,6 +97,10 @@ class TimedStorage(ObjectStorage):
     def deferred_writes(self) -> DeferredWrites:
         return _TimedDeferred(self.inner.deferred_writes(), self)
 
+    async def write_concatenated(self, key: str, pieces: Sequence[tuple[str, int]]) -> None:
+        with self._timed("write"):
+            await self.inner.write_concatenated(key, pieces)
+
     async def stage(self, name: str) -> StagedObject:
         with self._timed("stage"):
             return _TimedStaged(await self.inner.stage(name), self)

@@ -195,6 +195,13 @@ class FaultyStorage(ObjectStorage):
         ``make_durable``."""
         return _FaultyDeferred(self, self.inner.deferred_writes())
 
+    async def write_concatenated(self, key: str, pieces: Sequence[tuple[str, int]]) -> None:
+        """The operation ``write`` of ``key``; a midway fault stores the first piece only (a torn object)."""
+        fault = await self._enter("write", key)
+        torn = fault is not None and fault.phase == "midway"
+        await self.inner.write_concatenated(key, pieces[:1] if torn else pieces)
+        self._leave(fault)
+
     async def stage(self, name: str) -> StagedObject:
         fault = await self._enter("stage", name)
         staged = _FaultyStaged(self, await self.inner.stage(name), name)

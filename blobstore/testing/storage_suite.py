@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from blobstore.errors import ObjectMissing
+from blobstore.errors import IntegrityError, ObjectMissing
 from blobstore.storage.base import CHUNK_SIZE, ObjectStorage, read_all
 
 LARGE = 5 * 1024 * 1024 + 123
@@ -284,6 +284,28 @@ class StorageConformance:
         assert [upload async for upload in storage.incomplete_uploads()] == []
         await staged.discard()
         assert await _listed(storage) == {}
+
+    @pytest.mark.parametrize("sizes", [[3], [5 * 2**20, 5 * 2**20 + 7, 10], [100, 5 * 2**20, 0]])
+    async def test_write_concatenated_joins_the_pieces_prefixes(self, storage: ObjectStorage, sizes: list[int]) -> None:
+        """Pieces of any lengths (S3 copies those of at least 5 MiB but the last itself, the rest are read and
+        written): the object is each piece's first ``length`` bytes, in order."""
+        objects = [os.urandom(size + 5) for size in sizes]
+        for number, data in enumerate(objects):
+            await storage.write(f"piece/{number}", data)
+        await storage.write_concatenated("joined", [(f"piece/{n}", size) for n, size in enumerate(sizes)])
+        assert await read_all(storage, "joined") == b"".join(
+            data[:size] for data, size in zip(objects, sizes, strict=True)
+        )
+        assert [upload async for upload in storage.incomplete_uploads()] == []
+
+    async def test_write_concatenated_of_a_missing_or_short_piece_stores_nothing(self, storage: ObjectStorage) -> None:
+        await storage.write("piece/a", os.urandom(5 * 2**20))
+        await storage.write("piece/b", b"short")
+        with pytest.raises(ObjectMissing):
+            await storage.write_concatenated("joined", [("piece/a", 5 * 2**20), ("piece/gone", 10)])
+        with pytest.raises(IntegrityError):
+            await storage.write_concatenated("joined", [("piece/a", 5 * 2**20), ("piece/b", 10)])
+        assert await storage.stat("joined") is None
 
     async def test_a_fresh_storage_has_no_enclosing_marker(self, storage: ObjectStorage) -> None:
         """No location around a fresh test storage holds an object with a random name."""
