@@ -53,6 +53,21 @@ class Item:
     #: The key expires this long after it is bound (a put's ``expires_in``); None: by lifecycle rules only.
     expires_in: timedelta | None = None
 
+    def bound(self, tenant: str, now: datetime, *, deduplicated: bool, replaced: bool) -> BlobInfo:
+        """What a put reports of this item once ``tenant`` bound it at ``now``."""
+        return BlobInfo(
+            tenant,
+            self.key,
+            self.digest,
+            self.size,
+            self.content_type,
+            self.metadata,
+            now,
+            deduplicated,
+            replaced=replaced,
+            headers=self.headers,
+        )
+
     def expires_at(self, now: datetime) -> datetime | None:
         """When the key expires if bound at ``now`` (None: by lifecycle rules only)."""
         return None if self.expires_in is None else now + self.expires_in
@@ -202,18 +217,7 @@ def _decide(
         writes.add_objects += add_objects
         if item.facts is not None:
             writes.facts[item.digest] = item.facts
-        outcome.bound[item.index] = BlobInfo(
-            tenant.name,
-            item.key,
-            item.digest,
-            item.size,
-            item.content_type,
-            item.metadata,
-            now,
-            deduplicated,
-            replaced=old is not None,
-            headers=item.headers,
-        )
+        outcome.bound[item.index] = item.bound(tenant.name, now, deduplicated=deduplicated, replaced=old is not None)
     return outcome, writes
 
 

@@ -39,7 +39,6 @@ from blobstore.db import binding, catalog, driver_reads, sqlite_driver
 from blobstore.db.batches import Found, LockedBlob, NewRef, OldRef, Written
 from blobstore.db.engine import Database, Driver
 from blobstore.model.preconditions import UNCONDITIONAL
-from blobstore.model.results import BlobInfo
 from blobstore.model.s3_facts import S3Facts
 
 #: Columns of the tenant, then of each blob found (``blobstore_bind_lookup``'s result on PostgreSQL).
@@ -197,18 +196,7 @@ async def _postgres_put_one(
         return binding.Outcome(unbound=[item]), Upload(blob_id, object_key)
     if outcome != "bound":
         return None
-    info = BlobInfo(
-        tenant,
-        item.key,
-        item.digest,
-        item.size,
-        item.content_type,
-        item.metadata,
-        now,
-        deduplicated,
-        replaced=replaced,
-        headers=item.headers,
-    )
+    info = item.bound(tenant, now, deduplicated=deduplicated, replaced=replaced)
     return binding.Outcome(bound={item.index: info}, acquired={blob_id}), None
 
 
