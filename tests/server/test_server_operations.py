@@ -123,7 +123,7 @@ async def test_an_unknown_path_is_counted_as_unmatched(live: Live) -> None:
 STORAGE_OPERATIONS = {
     *("check", "write", "write_if_absent", "read", "stat", "delete_many", "list"),
     *("incomplete_uploads", "abort_upload", "enclosing_object"),
-    *("stage", "stage_write", "stage_publish", "stage_discard"),
+    *("stage", "stage_write", "stage_publish", "stage_discard", "make_durable", "set_storage_class"),
 }
 STATEMENTS = {"select", "insert", "update", "delete", "other"}
 
