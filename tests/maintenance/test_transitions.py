@@ -128,15 +128,8 @@ class Killed(BaseException):
     """The process dies here."""
 
 
-async def test_a_move_killed_before_the_catalog_switch_loses_nothing(
-    store: BlobStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Killed after the object was copied into its new class, before the catalog recorded it: the next run
-    records the class, and the bytes read back."""
-    acme = store.tenant("acme")
-    await acme.put("logs/a", b"moved half-way")
-    await store.set_lifecycle_rule("acme", "logs/", transition_after=DAY, storage_class="STANDARD_IA")
-    clock.advance(DAY)
+async def _transition_killed_before_recording(store: BlobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transition run that dies after copying the objects, before the catalog records their classes."""
     from blobstore.db import transitions as queries
 
     async def die(*_args: object, **_kwargs: object) -> bool:
@@ -146,6 +139,18 @@ async def test_a_move_killed_before_the_catalog_switch_loses_nothing(
         patch.setattr(queries, "record_class", die)
         with pytest.raises(Killed):
             await store.transition()
+
+
+async def test_a_move_killed_before_the_catalog_switch_loses_nothing(
+    store: BlobStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after the object was copied into its new class, before the catalog recorded it: the next run
+    records the class, and the bytes read back."""
+    acme = store.tenant("acme")
+    await acme.put("logs/a", b"moved half-way")
+    await store.set_lifecycle_rule("acme", "logs/", transition_after=DAY, storage_class="STANDARD_IA")
+    clock.advance(DAY)
+    await _transition_killed_before_recording(store, monkeypatch)
 
     assert await recorded_class(store, "acme", "logs/a") == "STANDARD"
     assert (await store.transition()).blobs == 1
@@ -162,15 +167,7 @@ async def test_a_move_killed_after_the_copy_is_redone_even_when_the_blob_warmed_
     await acme.put("logs/a", b"warmed meanwhile")
     await store.set_lifecycle_rule("acme", "logs/", transition_after=DAY, storage_class="STANDARD_IA")
     clock.advance(DAY)
-    from blobstore.db import transitions as queries
-
-    async def die(*_args: object, **_kwargs: object) -> bool:
-        raise Killed
-
-    with monkeypatch.context() as patch:
-        patch.setattr(queries, "record_class", die)
-        with pytest.raises(Killed):
-            await store.transition()
+    await _transition_killed_before_recording(store, monkeypatch)
     s3 = s3_of(store)
     if s3 is not None:  # the copy happened: the object is in the new class, the catalog does not know yet
         client: Any = await s3._s3()
