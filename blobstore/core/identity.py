@@ -24,7 +24,7 @@ from blobstore.db import catalog
 from blobstore.db.engine import Database
 from blobstore.errors import ConfigurationError, ObjectMissing
 from blobstore.storage.base import ObjectStorage, read_all
-from blobstore.storage.layout import OBJECT_PREFIX, is_object_key
+from blobstore.storage.layout import FANOUT_PREFIXES, OBJECT_PREFIX, is_object_key
 
 MARKER_KEY = "blobstore-store-id"
 
@@ -74,13 +74,15 @@ async def _settle(database: Database, storage: ObjectStorage) -> str:
     await database.transaction(lambda conn: catalog.set_store_id(conn, candidate))
     settled = await database.read(catalog.store_id)
     assert settled is not None
-    if not await storage.write_if_absent(MARKER_KEY, settled.encode("ascii")):
-        winner = await _marker(storage)
-        if winner != settled:
-            raise ConfigurationError(
-                f"BLOBSTORE_STORAGE_URL: {storage.url} was just claimed by blobstore {winner}, "
-                f"but the database (BLOBSTORE_DATABASE_URL) belongs to {settled}"
-            )
+    if await storage.write_if_absent(MARKER_KEY, settled.encode("ascii")):
+        await storage.prepare_prefixes(FANOUT_PREFIXES)
+        return settled
+    winner = await _marker(storage)
+    if winner != settled:
+        raise ConfigurationError(
+            f"BLOBSTORE_STORAGE_URL: {storage.url} was just claimed by blobstore {winner}, "
+            f"but the database (BLOBSTORE_DATABASE_URL) belongs to {settled}"
+        )
     return settled
 
 

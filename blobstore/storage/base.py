@@ -134,6 +134,11 @@ class ObjectStorage(abc.ABC):
         no request, at most a local ``stat``. A backend that cannot tell that cheaply does nothing.
         """
 
+    async def prepare_prefixes(self, prefixes: Sequence[str]) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Make the first write under each of ``prefixes`` (``a/b/``) as cheap as later ones, durably: a
+        local directory creates them now. Called once, when a new store is created; object stores have no
+        directories and do nothing."""
+
     @abc.abstractmethod
     async def write(self, key: str, source: Source) -> None:
         """Store ``source`` under ``key`` atomically: readers see the whole object or none.

@@ -155,6 +155,17 @@ class LocalStorage(ObjectStorage):
             subject = f" ({key})" if key else ""
             raise StorageUnavailable(f"local storage {self.root} failed{subject}: {error.strerror or error}") from error
 
+    async def prepare_prefixes(self, prefixes: Sequence[str]) -> None:
+        """Create the directory of each prefix (and its missing parents), then sync each parent once."""
+        with self._translated(writing=True):
+            await asyncio.to_thread(self._prepare_prefixes, prefixes)
+
+    def _prepare_prefixes(self, prefixes: Sequence[str]) -> None:
+        self._require_root()
+        created = [new for prefix in prefixes for new in _make_dirs(self.path(prefix.rstrip("/")), self.root)]
+        for parent in dict.fromkeys(new.parent for new in created):
+            _fsync_dir(parent)
+
     async def write(self, key: str, source: Source) -> None:
         """Write to a temporary file, fsync it, rename it over ``key`` and fsync the directory."""
         target = self.path(key)

@@ -90,6 +90,9 @@ class TimedStorage(ObjectStorage):
     def ensure_location(self) -> None:
         self.inner.ensure_location()
 
+    async def prepare_prefixes(self, prefixes: Sequence[str]) -> None:
+        await self.inner.prepare_prefixes(prefixes)
+
     async def write(self, key: str, source: Source) -> None:
         with self._timed("write"):
             await self.inner.write(key, source)

@@ -177,6 +177,9 @@ class FaultyStorage(ObjectStorage):
     def ensure_location(self) -> None:
         self.inner.ensure_location()
 
+    async def prepare_prefixes(self, prefixes: Sequence[str]) -> None:
+        await self.inner.prepare_prefixes(prefixes)
+
     async def write(self, key: str, source: Source) -> None:
         await self._write(self.inner.write, key, source)
 

@@ -42,7 +42,8 @@ FOREIGN_KEYS = [
     "data/ab/cd/not-a-digest.txt",
     "data/" + object_key_for("ab" * 32).upper()[5:],  # the right shape in the wrong case
     "data/" + object_key_for("cd" * 32)[5:-1],  # a token one digit short
-    "data/data/ab/ab/" + object_key_for("ab" * 32)[11:],  # the objects of a store nested at ROOT/data
+    "data/" + object_key_for("ab" * 32),  # the objects of a store nested at ROOT/data
+    "data/data/ab/ab/" + "ab" * 32 + "." + "0" * 32,  # ... in the two-level shape of older stores
     "data/" + MARKER_KEY,  # ... and its marker
     "reports/q3.csv",  # outside data/
 ]

@@ -66,14 +66,14 @@ def digest_of(data: bytes) -> str:
 
 
 def batch_with_shared_directory(others: int) -> dict[str, bytes]:
-    """Keys and distinct bytes: two whose objects share their fan-out directory (``data/ab/cd/``), and ``others``
+    """Keys and distinct bytes: two whose objects share their fan-out directory (``data/ab/``), and ``others``
     more (found by a seeded birthday search: a few hundred digests)."""
     seen: dict[str, bytes] = {}
     count = 0
     while True:
         data = b"item %d\n" % count * 100
         count += 1
-        prefix = digest_of(data)[:4]
+        prefix = digest_of(data)[:2]
         if prefix in seen:
             pair = [seen.pop(prefix), data]
             break
@@ -128,7 +128,7 @@ async def test_a_failed_sync_fails_only_the_items_it_affects_and_acknowledges_no
     await tenant.put("first", b"creates the root")
     batch = {f"k/{i}": b"distinct bytes %d\n" % i * 50 for i in range(5)}
     victim = digest_of(batch["k/2"])
-    leaf = f"/{victim[:2]}/{victim[2:4]}"
+    leaf = f"/data/{victim[:2]}"
     syncs.fail = lambda seen, path: seen == kind and (victim in path if kind == "file" else path.endswith(leaf))
 
     outcomes = dict(zip(batch, await tenant.put_many([PutItem(k, d) for k, d in batch.items()]), strict=True))
