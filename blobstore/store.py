@@ -382,9 +382,11 @@ class Tenant:
         async with uploader.ingested(data, max_size=max_size, content_type=request.content_type) as ingested:
             if digest is not None and digest != ingested.digest:
                 raise IntegrityError(f"the data hash to {ingested.digest}, not the expected {digest}")
-            outcomes: list[PutOutcome | None] = [None]
             facts = None if s3_facts is None else s3_facts()
             item = request.item(0, ingested.digest, ingested.size, facts=facts)
+            if ingested.in_memory:  # concurrent puts of the tenant share a round (blobstore.core.group_commit)
+                return _raised(await self.core.group_commit.put(uploader, item, ingested))
+            outcomes: list[PutOutcome | None] = [None]
             await uploader.put([item], {0: ingested}, outcomes)
         return _raised(outcomes[0])
 

@@ -10,13 +10,14 @@ swapped in later.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import DBAPIError
 
 from blobstore.core.config import Settings
 from blobstore.core.egress import EgressLedger
+from blobstore.core.group_commit import GroupCommit
 from blobstore.core.identity import pair
 from blobstore.core.instrument import Observer, time_statements, timed_storage
 from blobstore.core.spool import Spool
@@ -46,6 +47,8 @@ class Core:
     egress: EgressLedger
     #: Where puts land while object storage is unreachable (BLOBSTORE_SPOOL_DIR); None: no spool.
     spool: Spool | None = None
+    #: The rounds concurrent single puts share (blobstore.core.group_commit).
+    group_commit: GroupCommit = field(default_factory=GroupCommit, compare=False)
 
     @property
     def readable(self) -> ObjectReader:

@@ -81,6 +81,11 @@ class Ingested:
         ):
             raise IntegrityError(f"{self.source} changed while it was being stored; nothing was stored")
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether the bytes are held in memory (nothing to clean up, nothing that can change under a write)."""
+        return isinstance(self.source, bytes)
+
     def discard(self) -> None:
         """Remove the spool file, if this ingest made one."""
         if self.spooled and isinstance(self.source, Path):
