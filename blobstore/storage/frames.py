@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import enum
 import struct
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -188,6 +189,28 @@ def concatenated(indexes: Sequence[FrameIndex]) -> FrameIndex:
     return FrameIndex(tuple(frames))
 
 
+_CONTEXTS = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    """This thread's compressor at ``level``. A compression context is megabytes of tables and window that a
+    new one maps and faults in again (about 1,200 page faults for a 1 MiB frame, several times the cost of
+    compressing it); python-zstandard's contexts are safe in one thread at a time, so each thread keeps its own."""
+    compressors: dict[int, zstandard.ZstdCompressor] = _CONTEXTS.__dict__.setdefault("compressors", {})
+    found = compressors.get(level)
+    if found is None:
+        found = compressors[level] = zstandard.ZstdCompressor(level=level)
+    return found
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    """This thread's decompressor (kept for the reason :func:`_compressor` gives)."""
+    found: zstandard.ZstdDecompressor | None = _CONTEXTS.__dict__.get("decompressor")
+    if found is None:
+        found = _CONTEXTS.decompressor = zstandard.ZstdDecompressor()
+    return found
+
+
 def should_compress(content_type: str | None) -> bool:
     """False for content types whose bytes are already compressed (JPEG, PNG, WebP, MP4, ZIP, gzip, zstd,
     ...): compressing them is not attempted."""
@@ -207,7 +230,7 @@ class FrameEncoder:
     """
 
     def __init__(self, level: int | None, *, frame_size: int = FRAME_SIZE) -> None:
-        self._compressor = None if level is None else zstandard.ZstdCompressor(level=level)
+        self._level = level
         self._frame_size = frame_size
         self._pending = bytearray()
         self._frames: list[Frame] = []
@@ -216,13 +239,24 @@ class FrameEncoder:
         self._finished = False
 
     def feed(self, data: bytes | bytearray | memoryview) -> bytes:
-        """Take more plaintext; the stored bytes of every frame it completed, in order."""
+        """Take more plaintext; the stored bytes of every frame it completed, in order.
+
+        Whole frames of ``data`` are encoded where they lie; only a frame's start or end is held back,
+        so a blob fed at once is copied once, into the stored bytes returned."""
         assert not self._finished, "no plaintext after finish()"
-        self._pending += data
-        out = []
-        while len(self._pending) >= self._frame_size:
-            out.append(self._encode(bytes(self._pending[: self._frame_size])))
-            del self._pending[: self._frame_size]
+        view = memoryview(data).cast("B")
+        out: list[bytes | memoryview] = []
+        if self._pending:
+            taken = min(len(view), self._frame_size - len(self._pending))
+            self._pending += view[:taken]
+            view = view[taken:]
+            if len(self._pending) == self._frame_size:
+                out.append(self._encode(bytes(self._pending)))
+                self._pending.clear()
+        while len(view) >= self._frame_size:
+            out.append(self._encode(view[: self._frame_size]))
+            view = view[self._frame_size :]
+        self._pending += view
         return b"".join(out)
 
     def finish(self) -> bytes:
@@ -231,7 +265,8 @@ class FrameEncoder:
         self._finished = True
         if not self._pending:
             return b""
-        out = self._encode(bytes(self._pending), whole_blob=not self._frames)
+        with memoryview(self._pending) as plain:
+            out = bytes(self._encode(plain, whole_blob=not self._frames))
         self._pending.clear()
         return out
 
@@ -245,10 +280,11 @@ class FrameEncoder:
         """The frames encoded (complete once :meth:`finish` returned)."""
         return FrameIndex(tuple(self._frames))
 
-    def _encode(self, plain: bytes, *, whole_blob: bool = False) -> bytes:
+    def _encode(self, plain: bytes | memoryview, *, whole_blob: bool = False) -> bytes | memoryview:
+        """The frame's stored bytes (``plain`` itself when it stays raw), its Frame recorded."""
         stored, codec = plain, Codec.RAW
-        if self._compressor is not None and not (whole_blob and len(plain) < MIN_COMPRESSIBLE_SIZE) and self._try():
-            packed = self._compressor.compress(plain)
+        if self._level is not None and not (whole_blob and len(plain) < MIN_COMPRESSIBLE_SIZE) and self._try():
+            packed = _compressor(self._level).compress(plain)
             if len(packed) <= len(plain) * (1 - MIN_SAVING):
                 stored, codec = packed, Codec.ZSTD
             self._misses = 0 if codec is Codec.ZSTD else self._misses + 1
@@ -281,7 +317,7 @@ def decode_frame(frame: Frame, stored: bytes, number: int) -> bytes:
             # A damaged header may claim any length: the recorded one bounds what is decompressed.
             if zstandard.frame_content_size(stored) != frame.size:
                 raise IntegrityError(f"{frame.describe(number)} does not decompress to {frame.size} bytes")
-            plain = zstandard.ZstdDecompressor().decompress(stored, max_output_size=frame.size)
+            plain = _decompressor().decompress(stored, max_output_size=frame.size)
         except zstandard.ZstdError as exc:
             raise IntegrityError(f"{frame.describe(number)} does not decompress: {exc}") from None
     if len(plain) != frame.size or blake3.blake3(plain).digest() != frame.digest:
