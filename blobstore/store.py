@@ -516,11 +516,12 @@ class Tenant:
             pending.append(request.item(index, hashed.digest, hashed.size))
         return pending
 
-    async def allowance(self, key: str, *, if_absent: bool = False) -> quotas.Allowance:
-        """What a put of ``key`` may store now: the store's maximum object size and the tenant's quota room.
-        A server checks a body's declared length, then its running total, against it before storing a byte;
-        the put itself still decides atomically (see blobstore.accounting.quotas)."""
-        return await quotas.allowance(self.core, self.name, validate_key(key), if_absent=if_absent)
+    async def allowance(self, key: str, *, if_absent: bool = False, quota_set: bool = True) -> quotas.Allowance:
+        """What a put of ``key`` may store now: the store's maximum object size and the tenant's quota room
+        (``quota_set`` False: the caller read with its credentials that the tenant has no quota, so the size
+        alone, read from nothing). A server checks a body's declared length, then its running total, against it
+        before storing a byte; the put itself still decides atomically (see blobstore.accounting.quotas)."""
+        return await quotas.allowance(self.core, self.name, validate_key(key), if_absent=if_absent, quota_set=quota_set)
 
     # --- tenant-wide (blobstore.contract.TenantAPI; blobstore.accounting.holdings, blobstore.auth.signing) ---
 

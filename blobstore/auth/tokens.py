@@ -201,24 +201,38 @@ async def revoke(core: Core, token_id: str) -> TokenInfo:
     return TokenInfo.from_row(row)
 
 
+@dataclass(frozen=True)
+class Authenticated:
+    """An active token, and whether its tenant had a quota when the token was read."""
+
+    token: TokenInfo
+    #: False: a put need not read its quota room before its body (blobstore.accounting.quotas.allowance).
+    quota_set: bool
+
+
 async def authenticate(core: Core, token: str | None) -> TokenInfo:
     """The active token ``token`` names; Unauthorized if it is missing, malformed, unknown, expired or revoked.
 
     One read, no write transaction (it never waits for a writer); it sees every revocation committed before it.
     """
+    return (await authenticated(core, token)).token
+
+
+async def authenticated(core: Core, token: str | None) -> Authenticated:
+    """:func:`authenticate`, with what the same read says of the token's tenant's quota."""
     from blobstore.db import tokens as db
 
     if token is None:
         raise Unauthorized("no token: send Authorization: Bearer <token>")
     tenant, token_id, secret = _parse(token)
-    row = await db.lookup_token(core.database, token_id)
-    matches = hmac.compare_digest(_hash(secret), _DUMMY_HASH if row is None else row.secret_hash)
-    if row is None or not matches or row.tenant != tenant:
+    found = await db.lookup_token(core.database, token_id)
+    matches = hmac.compare_digest(_hash(secret), _DUMMY_HASH if found is None else found.row.secret_hash)
+    if found is None or not matches or found.row.tenant != tenant:
         raise Unauthorized("the token is not valid")
-    info = TokenInfo.from_row(row)
+    info = TokenInfo.from_row(found.row)
     if not info.active(core.clock()):
         raise Unauthorized("the token has expired or was revoked")
-    return info
+    return Authenticated(info, found.quota_set)
 
 
 def _parse(token: str) -> tuple[str, str, str]:

@@ -60,8 +60,22 @@ async def insert_token(conn: AsyncConnection, row: TokenRow) -> None:
 
 #: A token by id, built once (its compiled form and cache key are reused).
 _FIND_TOKEN = select(*TOKEN_COLUMNS).where(tokens.c.id == bindparam("token_id"))
-#: :data:`_FIND_TOKEN` for blobstore.db.driver_reads.
-_DRIVER_FIND = f"SELECT {', '.join(column.name for column in TOKEN_COLUMNS)} FROM tokens WHERE id = ?"
+#: :data:`_FIND_TOKEN` for blobstore.db.driver_reads, with whether the token's tenant has a quota (NULL: the tenant
+#: has no row yet).
+_DRIVER_FIND = (
+    f"SELECT {', '.join('k.' + column.name for column in TOKEN_COLUMNS)}, "
+    "(SELECT t.max_bytes IS NOT NULL OR t.max_objects IS NOT NULL FROM tenants t WHERE t.name = k.tenant) "
+    "FROM tokens k WHERE k.id = ?"
+)
+
+
+@dataclass(frozen=True)
+class TokenLookup:
+    """A token's row, and whether its tenant has a quota (what a put needs to know before reading its body)."""
+
+    row: TokenRow
+    #: True if the tenant has a limit of bytes or objects (blobstore.accounting.quotas).
+    quota_set: bool
 
 
 async def find_token(conn: AsyncConnection, token_id: str) -> TokenRow | None:
@@ -70,11 +84,14 @@ async def find_token(conn: AsyncConnection, token_id: str) -> TokenRow | None:
     return None if row is None else TokenRow(*row)
 
 
-async def lookup_token(database: Database, token_id: str) -> TokenRow | None:
+async def lookup_token(database: Database, token_id: str) -> TokenLookup | None:
     """:func:`find_token` as one statement on a driver connection (blobstore.db.driver_reads): the lookup every
-    authenticated request makes. A read, no lock; it sees every change committed before it."""
+    authenticated request makes, with whether the token's tenant has a quota. A read, no lock; it sees every
+    change (a revocation, a quota set) committed before it."""
     row = await driver_reads.fetch_row(database, _DRIVER_FIND, (token_id,))
-    return None if row is None else TokenRow(*driver_reads.times_as_utc(row, first=5))
+    if row is None:
+        return None
+    return TokenLookup(TokenRow(*driver_reads.times_as_utc(row[:-1], first=5)), bool(row[-1]))
 
 
 async def list_tokens(conn: AsyncConnection, tenant: str | None) -> list[TokenRow]:

@@ -43,8 +43,17 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 async def caller(request: Request, credentials: Credentials) -> TokenInfo:
-    """The caller's active token; Unauthorized (401) if it is missing, malformed, expired or revoked."""
-    return await tokens.authenticate(store_of(request).core, None if credentials is None else credentials.credentials)
+    """The caller's active token; Unauthorized (401) if it is missing, malformed, expired or revoked. Whether its
+    tenant has a quota, read with it, goes to ``request.state`` (:func:`quota_set`)."""
+    found = await tokens.authenticated(store_of(request).core, None if credentials is None else credentials.credentials)
+    request.state.quota_set = found.quota_set
+    return found.token
+
+
+def quota_set(request: Request) -> bool:
+    """False if the request's token said its tenant had no quota when it was read; True if it did, or if the
+    request came without a token (a signed URL)."""
+    return bool(getattr(request.state, "quota_set", True))
 
 
 TenantPath = Annotated[str, Path(description="The tenant; a token works only on its own tenant's paths.")]

@@ -23,7 +23,7 @@ from blobstore.model.durations import parse_duration
 from blobstore.model.ranges import ByteRange, parse_range
 from blobstore.model.results import BlobInfo, Page
 from blobstore.server import metrics
-from blobstore.server.auth import Deleter, Reader, SignedReader, SignedWriter, Writer
+from blobstore.server.auth import Deleter, Reader, SignedReader, SignedWriter, Writer, quota_set
 from blobstore.server.conditions import IfMatch, IfUnmodifiedSince, write_conditions
 from blobstore.server.keypath import ObjectKey
 from blobstore.server.problems import error_responses
@@ -130,7 +130,7 @@ async def put_object(
         await _expect_no_body(request, declared)
         info = await put(digest=copy_digest)
     else:
-        allowance = await tenant.allowance(key, if_absent=if_absent)
+        allowance = await tenant.allowance(key, if_absent=if_absent, quota_set=quota_set(request))
         allowance.check(declared or 0)  # 413 from the headers alone, before a byte of the body is read
         info = await put(_body(request, declared, allowance), digest=digest)
     metrics.record_put(info.deduplicated)
