@@ -16,7 +16,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from blobstore.auth import sealing
@@ -48,6 +48,9 @@ class ActiveKey:
 
     info: TokenInfo
     secret: str
+    #: When the key's tenant created the bucket :func:`active` was asked about; None if it has no bucket of
+    #: that name, or none was asked about.
+    bucket_created_at: datetime | None = None
 
 
 async def create(
@@ -115,8 +118,10 @@ async def revoke(core: Core, key_id: str) -> TokenInfo:
     return TokenInfo.from_row(row)
 
 
-async def active(core: Core, key_id: str) -> ActiveKey | None:
+async def active(core: Core, key_id: str, *, bucket: str | None = None) -> ActiveKey | None:
     """The access key ``key_id`` with its secret, if it exists and is neither revoked nor expired; else None.
+    With a ``bucket`` name, also when the key's tenant created its bucket of that name (None if it has none),
+    so that an S3 request on a bucket learns both at once.
 
     One read, no write transaction; it sees every revocation committed before it.
     """
@@ -124,13 +129,15 @@ async def active(core: Core, key_id: str) -> ActiveKey | None:
 
     if not _ID.fullmatch(key_id):
         return None
-    row = await db.lookup_access_key(core.database, key_id)
-    if row is None:
+    found = await db.lookup_access_key(core.database, key_id, bucket or "")
+    if found is None:
         return None
+    row, bucket_created_at = found
     info = TokenInfo.from_row(row)
     if not info.active(core.clock()):
         return None
-    return ActiveKey(info, sealing.unseal(core.settings, row.sealed_secret, _purpose(key_id)).decode())
+    secret = sealing.unseal(core.settings, row.sealed_secret, _purpose(key_id)).decode()
+    return ActiveKey(info, secret, bucket_created_at)
 
 
 def _purpose(key_id: str) -> str:

@@ -33,8 +33,12 @@ class AccessKeyRow:
 _COLUMNS = tuple(access_keys.c[name] for name in AccessKeyRow.__dataclass_fields__)
 #: The lookup every S3 request makes, built once.
 _FIND = select(*_COLUMNS).where(access_keys.c.id == bindparam("key_id"))
-#: :data:`_FIND` for blobstore.db.driver_reads.
-_DRIVER_FIND = f"SELECT {', '.join(column.name for column in _COLUMNS)} FROM access_keys WHERE id = ?"
+#: :data:`_FIND` for blobstore.db.driver_reads, with the creation time of the key's tenant's bucket of a name.
+_DRIVER_FIND = (
+    f"SELECT {', '.join('k.' + column.name for column in _COLUMNS)}, "
+    "(SELECT b.created_at FROM buckets b JOIN tenants t ON t.id = b.tenant_id WHERE t.name = k.tenant AND b.name = ?) "
+    "FROM access_keys k WHERE k.id = ?"
+)
 
 
 async def insert_access_key(conn: AsyncConnection, row: AccessKeyRow) -> None:
@@ -48,11 +52,18 @@ async def find_access_key(conn: AsyncConnection, key_id: str) -> AccessKeyRow | 
     return None if row is None else AccessKeyRow(*row)
 
 
-async def lookup_access_key(database: Database, key_id: str) -> AccessKeyRow | None:
+async def lookup_access_key(
+    database: Database, key_id: str, bucket: str = ""
+) -> tuple[AccessKeyRow, datetime | None] | None:
     """:func:`find_access_key` as one statement on a driver connection (blobstore.db.driver_reads): the lookup
-    every S3 request makes. A read, no lock; it sees every revocation committed before it."""
-    row = await driver_reads.fetch_row(database, _DRIVER_FIND, (key_id,))
-    return None if row is None else AccessKeyRow(*driver_reads.times_as_utc(row, first=5))
+    every S3 request makes. With it, in the same statement, when the key's tenant created its bucket named
+    ``bucket`` (None if it has none of that name, as for the default ``""``): a request on a bucket needs both.
+    A read, no lock; it sees every revocation (and every bucket created or deleted) committed before it."""
+    row = await driver_reads.fetch_row(database, _DRIVER_FIND, (bucket, key_id))
+    if row is None:
+        return None
+    *key, bucket_created_at = driver_reads.times_as_utc(row, first=5)
+    return AccessKeyRow(*key), bucket_created_at
 
 
 async def list_access_keys(conn: AsyncConnection, tenant: str | None) -> list[AccessKeyRow]:

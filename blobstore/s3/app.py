@@ -147,10 +147,17 @@ async def _answer(request: Request, store: BlobStore, region: str, domain: str |
             raw_query=request.scope["query_string"].decode("latin-1"),
             params=params,
             headers=headers,
+            bucket=operation.bucket,
         )
     else:
         caller = await sigv4.authenticate(
-            store.core, region, method=request.method, raw_path=raw_path, params=params, headers=headers
+            store.core,
+            region,
+            method=request.method,
+            raw_path=raw_path,
+            params=params,
+            headers=headers,
+            bucket=operation.bucket,
         )
     labels.label(request.scope, tenant=caller.key.info.tenant)
     if operation.scope not in caller.key.info.scopes:
@@ -172,6 +179,7 @@ async def _answer(request: Request, store: BlobStore, region: str, domain: str |
             checksum=None if operation.name == "CompleteMultipartUpload" else checksums.from_headers(request.headers),
         ),
         scopes=caller.key.info.scopes,
+        bucket_created_at=caller.key.bucket_created_at,
     )
     return await HANDLERS[operation.name](call)
 

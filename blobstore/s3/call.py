@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from starlette.datastructures import Headers
 
@@ -24,6 +25,9 @@ class Call:
     body: CheckedBody
     #: The scopes of the access key that signed the request.
     scopes: tuple[str, ...]
+    #: When the caller's tenant created the request's bucket, read with the access key as the request was
+    #: authenticated; None if the tenant has no bucket of that name (or the request names none).
+    bucket_created_at: datetime | None = None
 
     @property
     def bucket(self) -> str:

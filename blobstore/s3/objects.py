@@ -56,7 +56,7 @@ async def put_object(call: Call) -> Response:
     NoSuchKey if there is none) are checked where the store binds the key: 412 PreconditionFailed, nothing
     stored. Any other If-None-Match is 501, as S3 answers.
     """
-    bucket = await existing(call)
+    bucket = existing(call)
     key = buckets.key_of(bucket, call.key)
     if_none_match, if_match = call.headers.get("if-none-match"), call.headers.get("if-match")
     if if_none_match is not None and if_none_match.strip() != "*":
@@ -114,7 +114,7 @@ async def copy_object(call: Call) -> Response:
     """
     if "read" not in call.scopes:
         raise S3Error("AccessDenied", "this access key lacks the 'read' scope a copy's source needs")
-    bucket = await existing(call)
+    bucket = existing(call)
     source_bucket, source_key = copy_source(call.headers["x-amz-copy-source"])
     if await buckets.find(call.store.core, call.tenant.name, source_bucket) is None:
         raise S3Error("NoSuchBucket", "the specified bucket does not exist")
@@ -195,7 +195,7 @@ def _answered_headers(call: Call, info: BlobInfo) -> dict[str, str]:
 async def head_object(call: Call) -> Response:
     """HeadObject: the object's headers, no body (304 or 412 under the conditional headers, as GET); with
     ``partNumber``, those of that part as GET answers it."""
-    bucket = await existing(call)
+    bucket = existing(call)
     info = await call.tenant.stat(buckets.key_of(bucket, call.key))
     part = None if "partNumber" not in call.params else await _part_of(call, info)
     ranged = part is not None and part.byte_range is not None
@@ -213,7 +213,7 @@ async def get_object(call: Call) -> Response:
     ``Range`` header asks for (206 with ``Content-Range``; 416 InvalidRange if the object has no byte of it;
     several ranges or bad syntax: the whole object, as S3 answers); or part ``partNumber`` of it (206, see
     :func:`_part_of`)."""
-    key = buckets.key_of(await existing(call), call.key)
+    key = buckets.key_of(existing(call), call.key)
     wanted = parse_range(call.headers.get("range"))
     requested = None if wanted is None else wanted.open_range()
     part = None
@@ -336,14 +336,14 @@ def tag_matches(header: str, etag: str) -> bool:
 
 async def delete_object(call: Call) -> Response:
     """DeleteObject: 204 whether or not the key existed, as S3 answers."""
-    bucket = await existing(call)
+    bucket = existing(call)
     await call.tenant.delete(buckets.key_of(bucket, call.key))
     return Response(status_code=204)
 
 
 async def get_object_acl(call: Call) -> Response:
     """GetObjectAcl: always private, the tenant's alone."""
-    bucket = await existing(call)
+    bucket = existing(call)
     await call.tenant.stat(buckets.key_of(bucket, call.key))
     return Response(xml.private_acl(call.tenant.name), media_type=xml.CONTENT_TYPE)
 
@@ -351,7 +351,7 @@ async def get_object_acl(call: Call) -> Response:
 async def delete_objects(call: Call) -> Response:
     """DeleteObjects: up to 1,000 keys in one transaction; each deleted or not there is reported ``Deleted``
     (only errors with ``Quiet``). A version other than ``null`` (this API keeps none) is an error entry."""
-    bucket = await existing(call)
+    bucket = existing(call)
     objects, quiet = xml.parse_delete(await call.body.whole())
     if len(objects) > MAX_BATCH:
         raise S3Error("MalformedXML", f"a DeleteObjects request names at most {MAX_BATCH} keys")

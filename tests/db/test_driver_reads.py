@@ -22,13 +22,29 @@ async def test_an_access_key_lookup_reads_the_row_find_reads(store: BlobStore) -
     revoked = await access_keys.create(store.core, "acme", scopes=["read", "write"], name="old")
     await access_keys.revoke(store.core, revoked.info.id)
 
-    for key_id in (lasting.info.id, revoked.info.id, "AKBS0000000000000000"):
+    for key_id in (lasting.info.id, revoked.info.id):
         expected = await store.database.read(lambda conn, key_id=key_id: access_keys_db.find_access_key(conn, key_id))
-        assert await access_keys_db.lookup_access_key(store.database, key_id) == expected
+        assert await access_keys_db.lookup_access_key(store.database, key_id) == (expected, None)
+    assert await access_keys_db.lookup_access_key(store.database, "AKBS0000000000000000") is None
     found = await access_keys_db.lookup_access_key(store.database, revoked.info.id)
     assert found is not None
-    assert found.revoked_at is not None
-    assert found.revoked_at.tzinfo is not None
+    assert found[0].revoked_at is not None
+    assert found[0].revoked_at.tzinfo is not None
+
+
+async def test_an_access_key_lookup_reads_its_tenants_bucket_alone(store: BlobStore) -> None:
+    """With a bucket name: when the key's tenant created that bucket, as the bucket lookup reads it; None for a
+    name the tenant has no bucket of, whoever else has one."""
+    key = await access_keys.create(store.core, "acme")
+    await buckets.create(store.core, "acme", "photos")
+    await buckets.create(store.core, "other", "videos")
+
+    created = await buckets_db.lookup_bucket(store.database, "acme", "photos")
+    assert created is not None
+    for bucket, expected in (("photos", created), ("videos", None), ("", None)):
+        found = await access_keys_db.lookup_access_key(store.database, key.info.id, bucket)
+        assert found is not None
+        assert found[1] == expected
 
 
 async def test_a_bucket_lookup_is_per_tenant(store: BlobStore) -> None:
