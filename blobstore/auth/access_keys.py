@@ -51,6 +51,8 @@ class ActiveKey:
     #: When the key's tenant created the bucket :func:`active` was asked about; None if it has no bucket of
     #: that name, or none was asked about.
     bucket_created_at: datetime | None = None
+    #: False if the key's tenant had no quota when the key was read (blobstore.accounting.quotas).
+    quota_set: bool = True
 
 
 async def create(
@@ -120,8 +122,8 @@ async def revoke(core: Core, key_id: str) -> TokenInfo:
 
 async def active(core: Core, key_id: str, *, bucket: str | None = None) -> ActiveKey | None:
     """The access key ``key_id`` with its secret, if it exists and is neither revoked nor expired; else None.
-    With a ``bucket`` name, also when the key's tenant created its bucket of that name (None if it has none),
-    so that an S3 request on a bucket learns both at once.
+    With a ``bucket`` name, also when the key's tenant created its bucket of that name (None if it has none);
+    and whether the tenant has a quota: an S3 request on a bucket learns all three at once.
 
     One read, no write transaction; it sees every revocation committed before it.
     """
@@ -132,12 +134,11 @@ async def active(core: Core, key_id: str, *, bucket: str | None = None) -> Activ
     found = await db.lookup_access_key(core.database, key_id, bucket or "")
     if found is None:
         return None
-    row, bucket_created_at = found
-    info = TokenInfo.from_row(row)
+    info = TokenInfo.from_row(found.row)
     if not info.active(core.clock()):
         return None
-    secret = sealing.unseal(core.settings, row.sealed_secret, _purpose(key_id)).decode()
-    return ActiveKey(info, secret, bucket_created_at)
+    secret = sealing.unseal(core.settings, found.row.sealed_secret, _purpose(key_id)).decode()
+    return ActiveKey(info, secret, found.bucket_created_at, found.quota_set)
 
 
 def _purpose(key_id: str) -> str:

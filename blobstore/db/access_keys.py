@@ -33,12 +33,25 @@ class AccessKeyRow:
 _COLUMNS = tuple(access_keys.c[name] for name in AccessKeyRow.__dataclass_fields__)
 #: The lookup every S3 request makes, built once.
 _FIND = select(*_COLUMNS).where(access_keys.c.id == bindparam("key_id"))
-#: :data:`_FIND` for blobstore.db.driver_reads, with the creation time of the key's tenant's bucket of a name.
+#: :data:`_FIND` for blobstore.db.driver_reads, with the creation time of the key's tenant's bucket of a name and
+#: whether the tenant has a quota (NULL: the tenant has no row yet).
 _DRIVER_FIND = (
     f"SELECT {', '.join('k.' + column.name for column in _COLUMNS)}, "
-    "(SELECT b.created_at FROM buckets b JOIN tenants t ON t.id = b.tenant_id WHERE t.name = k.tenant AND b.name = ?) "
+    "(SELECT b.created_at FROM buckets b JOIN tenants t ON t.id = b.tenant_id WHERE t.name = k.tenant AND b.name = ?), "
+    "(SELECT t.max_bytes IS NOT NULL OR t.max_objects IS NOT NULL FROM tenants t WHERE t.name = k.tenant) "
     "FROM access_keys k WHERE k.id = ?"
 )
+
+
+@dataclass(frozen=True)
+class KeyLookup:
+    """An access key's row, and what an S3 request on a bucket needs to know of the key's tenant beside it."""
+
+    row: AccessKeyRow
+    #: When the tenant created the bucket looked up; None if it has no bucket of that name.
+    bucket_created_at: datetime | None
+    #: True if the tenant has a limit of bytes or objects (blobstore.accounting.quotas).
+    quota_set: bool
 
 
 async def insert_access_key(conn: AsyncConnection, row: AccessKeyRow) -> None:
@@ -52,18 +65,17 @@ async def find_access_key(conn: AsyncConnection, key_id: str) -> AccessKeyRow | 
     return None if row is None else AccessKeyRow(*row)
 
 
-async def lookup_access_key(
-    database: Database, key_id: str, bucket: str = ""
-) -> tuple[AccessKeyRow, datetime | None] | None:
+async def lookup_access_key(database: Database, key_id: str, bucket: str = "") -> KeyLookup | None:
     """:func:`find_access_key` as one statement on a driver connection (blobstore.db.driver_reads): the lookup
     every S3 request makes. With it, in the same statement, when the key's tenant created its bucket named
-    ``bucket`` (None if it has none of that name, as for the default ``""``): a request on a bucket needs both.
-    A read, no lock; it sees every revocation (and every bucket created or deleted) committed before it."""
+    ``bucket`` (None if it has none of that name, as for the default ``""``) and whether the tenant has a quota:
+    a request on a bucket needs all three. A read, no lock; it sees every revocation (and every bucket or quota
+    change) committed before it."""
     row = await driver_reads.fetch_row(database, _DRIVER_FIND, (bucket, key_id))
     if row is None:
         return None
-    *key, bucket_created_at = driver_reads.times_as_utc(row, first=5)
-    return AccessKeyRow(*key), bucket_created_at
+    *key, bucket_created_at = driver_reads.times_as_utc(row[:-1], first=5)
+    return KeyLookup(AccessKeyRow(*key), bucket_created_at, bool(row[-1]))
 
 
 async def list_access_keys(conn: AsyncConnection, tenant: str | None) -> list[AccessKeyRow]:

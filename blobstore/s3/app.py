@@ -180,6 +180,7 @@ async def _answer(request: Request, store: BlobStore, region: str, domain: str |
         ),
         scopes=caller.key.info.scopes,
         bucket_created_at=caller.key.bucket_created_at,
+        quota_set=caller.key.quota_set,
     )
     return await HANDLERS[operation.name](call)
 

@@ -28,6 +28,9 @@ class Call:
     #: When the caller's tenant created the request's bucket, read with the access key as the request was
     #: authenticated; None if the tenant has no bucket of that name (or the request names none).
     bucket_created_at: datetime | None = None
+    #: False if the caller's tenant had no quota when the request was authenticated: a put then needs no read of
+    #: its quota room before its body (the put's binding still checks any quota set since, atomically).
+    quota_set: bool = True
 
     @property
     def bucket(self) -> str:

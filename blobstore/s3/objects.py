@@ -11,12 +11,12 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from email.utils import format_datetime
-from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from starlette.responses import Response
 
 from blobstore import buckets, multipart
+from blobstore.accounting.quotas import Allowance
 from blobstore.asgi.responses import ClosingStreamingResponse, verified_body
 from blobstore.errors import BlobStoreError
 from blobstore.model.keys import STORED_HEADERS
@@ -29,9 +29,6 @@ from blobstore.s3.call import Call, header_text, header_value
 from blobstore.s3.errors import S3Error, not_implemented, translate
 from blobstore.s3.router import RESPONSE_OVERRIDES, checked_key
 from blobstore.store import MAX_BATCH
-
-if TYPE_CHECKING:
-    from blobstore.accounting.quotas import Allowance
 
 META_PREFIX = "x-amz-meta-"
 #: Content codings that frame a request's body (blobstore.s3.chunked), never an object's.
@@ -69,7 +66,7 @@ async def put_object(call: Call) -> Response:
         if not tag_matches(if_match, await etag_of(call, current)):
             raise precondition_failed()
         expected = current.digest
-    allowance = await call.tenant.allowance(key, if_absent=if_none_match is not None)
+    allowance = await _allowance(call, key, if_absent=if_none_match is not None)
     allowance.check(_declared_length(call))  # 403 QuotaExceeded from the headers alone, before a byte of the body
     await call.tenant.put_with_headers(
         key,
@@ -85,6 +82,14 @@ async def put_object(call: Call) -> Response:
         return Response(headers={"ETag": call.body.etag})
     name, value = call.body.checksum
     return Response(headers={"ETag": call.body.etag, name: value, "x-amz-checksum-type": "FULL_OBJECT"})
+
+
+async def _allowance(call: Call, key: str, *, if_absent: bool) -> Allowance:
+    """What the put of ``key`` may store (blobstore.store.Tenant.allowance); without a read when the tenant had no
+    quota as the request was authenticated: then only the store's maximum object size bounds it."""
+    if not call.quota_set:
+        return Allowance(call.tenant.name, call.store.core.settings.max_object_size)
+    return await call.tenant.allowance(key, if_absent=if_absent)
 
 
 def _declared_length(call: Call) -> int:

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from blobstore import BlobStore, buckets
+from blobstore.accounting import quotas
 from blobstore.auth import access_keys
 from blobstore.db import access_keys as access_keys_db
 from blobstore.db import buckets as buckets_db
@@ -24,12 +25,14 @@ async def test_an_access_key_lookup_reads_the_row_find_reads(store: BlobStore) -
 
     for key_id in (lasting.info.id, revoked.info.id):
         expected = await store.database.read(lambda conn, key_id=key_id: access_keys_db.find_access_key(conn, key_id))
-        assert await access_keys_db.lookup_access_key(store.database, key_id) == (expected, None)
+        found = await access_keys_db.lookup_access_key(store.database, key_id)
+        assert found is not None
+        assert found.row == expected
     assert await access_keys_db.lookup_access_key(store.database, "AKBS0000000000000000") is None
     found = await access_keys_db.lookup_access_key(store.database, revoked.info.id)
     assert found is not None
-    assert found[0].revoked_at is not None
-    assert found[0].revoked_at.tzinfo is not None
+    assert found.row.revoked_at is not None
+    assert found.row.revoked_at.tzinfo is not None
 
 
 async def test_an_access_key_lookup_reads_its_tenants_bucket_alone(store: BlobStore) -> None:
@@ -44,7 +47,27 @@ async def test_an_access_key_lookup_reads_its_tenants_bucket_alone(store: BlobSt
     for bucket, expected in (("photos", created), ("videos", None), ("", None)):
         found = await access_keys_db.lookup_access_key(store.database, key.info.id, bucket)
         assert found is not None
-        assert found[1] == expected
+        assert found.bucket_created_at == expected
+
+
+async def test_an_access_key_lookup_says_whether_its_tenant_has_a_quota(store: BlobStore) -> None:
+    """No quota before the tenant has a row or a limit; one once either limit is set, none once both are cleared."""
+    key = await access_keys.create(store.core, "acme")
+
+    async def quota_set() -> bool:
+        found = await access_keys_db.lookup_access_key(store.database, key.info.id)
+        assert found is not None
+        return found.quota_set
+
+    assert not await quota_set()
+    await store.tenant("acme").put("k", b"bytes")
+    assert not await quota_set()
+    await quotas.set_quota(store.core, "acme", max_objects=10)
+    assert await quota_set()
+    await quotas.set_quota(store.core, "acme", max_objects=None, max_bytes=1000)
+    assert await quota_set()
+    await quotas.set_quota(store.core, "acme", max_bytes=None)
+    assert not await quota_set()
 
 
 async def test_a_bucket_lookup_is_per_tenant(store: BlobStore) -> None:

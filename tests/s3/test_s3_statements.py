@@ -2,7 +2,8 @@
 beyond the store's own put and read (tests/store/test_put_statements.py).
 
 Every S3 request reads its access key; a request on a bucket learns in the same statement whether the caller's
-tenant owns that bucket (blobstore.auth.access_keys.active), so a bucket costs no statement of its own.
+tenant owns that bucket and whether it has a quota (blobstore.auth.access_keys.active): a bucket costs no
+statement of its own, and a put of a tenant without a quota reads no quota room before its body.
 Counted server-side, on every engine of this process, while one boto3 request runs.
 """
 
@@ -16,17 +17,19 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from blobstore import BlobStore
+from blobstore.accounting import quotas
 from blobstore.auth import access_keys
 from tests.store.test_put_statements import UNIQUE_PUT
 from tests.support.stores import StoreFactory
 
 #: The access key, with whether its tenant owns the request's bucket: one statement.
 AUTHENTICATE = 1
-#: The tenant's quota room before the body is read (none set: one statement).
+#: The tenant's quota room before the body is read, when it has a quota.
 ALLOWANCE = 1
 #: PutObject's commit also records the ETag (no checksum is sent here).
 ETAG = 1
@@ -69,13 +72,28 @@ async def _client(store: BlobStore, url: str) -> Any:
 
 
 async def test_a_put_object_reads_its_key_and_bucket_in_one_statement(store: BlobStore, url: str) -> None:
-    """PutObject of new bytes: the access key with its bucket, the quota room, the put, its ETag: no more."""
+    """PutObject of new bytes by a tenant without a quota: the access key with its bucket, the put, its ETag."""
     s3 = await _client(store, url)
     s3.create_bucket(Bucket="photos")
     s3.put_object(Bucket="photos", Key="warm", Body=b"the tenant's first bytes")
     with statements() as sent:
         s3.put_object(Bucket="photos", Key="new", Body=os.urandom(64))
+    assert len(sent) == AUTHENTICATE + UNIQUE_PUT["sqlite"] + ETAG, sent
+
+
+async def test_a_put_object_of_a_tenant_with_a_quota_reads_its_room_first(store: BlobStore, url: str) -> None:
+    """With a quota, PutObject reads the room the quota leaves before the body (and is refused from it alone)."""
+    s3 = await _client(store, url)
+    s3.create_bucket(Bucket="photos")
+    s3.put_object(Bucket="photos", Key="warm", Body=b"the tenant's first bytes")
+    await quotas.set_quota(store.core, "acme", max_bytes=1000)
+    with statements() as sent:
+        s3.put_object(Bucket="photos", Key="new", Body=os.urandom(64))
     assert len(sent) == AUTHENTICATE + ALLOWANCE + UNIQUE_PUT["sqlite"] + ETAG, sent
+    with statements() as sent, pytest.raises(ClientError) as refused:
+        s3.put_object(Bucket="photos", Key="big", Body=os.urandom(2000))
+    assert refused.value.response["Error"]["Code"] == "QuotaExceeded"
+    assert len(sent) == AUTHENTICATE + ALLOWANCE, sent
 
 
 async def test_a_get_object_reads_its_key_and_bucket_in_one_statement(store: BlobStore, url: str) -> None:
