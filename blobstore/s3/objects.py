@@ -23,6 +23,7 @@ from blobstore.model.keys import STORED_HEADERS
 from blobstore.model.preconditions import parse_http_date
 from blobstore.model.ranges import ByteRange, parse_range
 from blobstore.model.results import BlobInfo
+from blobstore.model.s3_facts import S3Facts
 from blobstore.s3 import checksums, xml
 from blobstore.s3.buckets import existing
 from blobstore.s3.call import Call, header_text, header_value
@@ -380,15 +381,22 @@ async def delete_objects(call: Call) -> Response:
 
 
 async def etag_of(call: Call, info: BlobInfo) -> str:
-    """The S3 ETag of the caller's object ``info``."""
-    return (await buckets.etags(call.store.core, call.tenant.name, [info.digest]))[info.digest]
+    """The S3 ETag of the caller's object ``info`` (read with the request's access key when it can be)."""
+    return buckets.etag(info.digest, (await _facts(call, info)).md5)
+
+
+async def _facts(call: Call, info: BlobInfo) -> S3Facts:
+    """The S3 facts of the caller's object ``info``: those read with the request's access key when ``info`` is the
+    version they were read for (blobstore.s3.call.Call.facts_of), else one lookup."""
+    known = call.facts_of(info)
+    return known if known is not None else await buckets.facts(call.store.core, call.tenant.name, info.digest)
 
 
 async def _headers(call: Call, info: BlobInfo, *, whole: bool) -> dict[str, str]:
     """The object's headers, its S3 facts read in one lookup; with the checksums recorded for its bytes when the
     request asks (``x-amz-checksum-mode: ENABLED``) for the ``whole`` object, as S3 answers. A multipart
     upload's COMPOSITE checksum (``<base64>-N``) says so in ``x-amz-checksum-type``."""
-    facts = await buckets.facts(call.store.core, call.tenant.name, info.digest)
+    facts = await _facts(call, info)
     headers = {
         "Content-Length": str(info.size),
         "Content-Type": info.content_type or DEFAULT_CONTENT_TYPE,

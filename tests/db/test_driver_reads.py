@@ -12,7 +12,7 @@ from blobstore.accounting import quotas
 from blobstore.auth import access_keys
 from blobstore.db import access_keys as access_keys_db
 from blobstore.db import buckets as buckets_db
-from blobstore.db import driver_reads
+from blobstore.db import driver_reads, s3_facts
 from blobstore.db.engine import Driver
 from blobstore.model.s3_facts import S3Facts
 from tests.support.workers import rows
@@ -48,6 +48,27 @@ async def test_an_access_key_lookup_reads_its_tenants_bucket_alone(store: BlobSt
         found = await access_keys_db.lookup_access_key(store.database, key.info.id, bucket)
         assert found is not None
         assert found.bucket_created_at == expected
+
+
+async def test_an_access_key_lookup_reads_the_version_its_tenant_holds_at_a_key(store: BlobStore) -> None:
+    """With a key: the digest, time and S3 facts (as blobstore.db.s3_facts.lookup reads them) of the tenant's
+    version there; None for a key the tenant lacks, whoever else has it."""
+    key = await access_keys.create(store.core, "acme")
+    facts = S3Facts("0123456789abcdef0123456789abcdef", {"crc32": "AAAAAA==", "sha256": "a+b/c="})
+    s3_put = await store.tenant("acme").put_with_headers("photos/s3", b"s3 bytes", headers={}, s3_facts=lambda: facts)
+    native = await store.tenant("acme").put("photos/native", b"native bytes")
+    await store.tenant("other").put("photos/theirs", b"s3 bytes")
+
+    async def version_at(name: str) -> access_keys_db.KeyVersion | None:
+        found = await access_keys_db.lookup_access_key(store.database, key.info.id, "photos", name)
+        assert found is not None
+        return found.version
+
+    assert await version_at("photos/s3") == access_keys_db.KeyVersion(s3_put.digest, s3_put.created_at, facts)
+    assert await s3_facts.lookup(store.database, "acme", s3_put.digest) == facts
+    assert await version_at("photos/native") == access_keys_db.KeyVersion(native.digest, native.created_at, S3Facts())
+    assert await version_at("photos/theirs") is None
+    assert await version_at("photos/absent") is None
 
 
 async def test_an_access_key_lookup_says_whether_its_tenant_has_a_quota(store: BlobStore) -> None:
