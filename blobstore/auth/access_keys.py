@@ -16,7 +16,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from blobstore.auth import sealing
@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the database layer loads when a key is used, not for `blobs
 
     from blobstore.core.context import Core
     from blobstore.db import access_keys as db
+    from blobstore.db.access_keys import KeyVersion
 
 SCOPES = ("read", "write", "delete")
 _ID = re.compile(r"AKBS[0-9A-F]{16}")
@@ -48,6 +49,13 @@ class ActiveKey:
 
     info: TokenInfo
     secret: str
+    #: When the key's tenant created the bucket :func:`active` was asked about; None if it has no bucket of
+    #: that name, or none was asked about.
+    bucket_created_at: datetime | None = None
+    #: False if the key's tenant had no quota when the key was read (blobstore.accounting.quotas).
+    quota_set: bool = True
+    #: What the key's tenant held under the key :func:`active` was asked about, with its S3 facts; None if nothing.
+    version: KeyVersion | None = None
 
 
 async def create(
@@ -115,8 +123,12 @@ async def revoke(core: Core, key_id: str) -> TokenInfo:
     return TokenInfo.from_row(row)
 
 
-async def active(core: Core, key_id: str) -> ActiveKey | None:
+async def active(core: Core, key_id: str, *, bucket: str | None = None, key: str | None = None) -> ActiveKey | None:
     """The access key ``key_id`` with its secret, if it exists and is neither revoked nor expired; else None.
+    With a ``bucket`` name, also when the key's tenant created its bucket of that name (None if it has none);
+    whether the tenant has a quota; and with a ``key`` (the tenant's), the version it holds there and that
+    version's S3 facts (its ETag and checksums):
+    an S3 request on an object learns them all at once.
 
     One read, no write transaction; it sees every revocation committed before it.
     """
@@ -124,13 +136,14 @@ async def active(core: Core, key_id: str) -> ActiveKey | None:
 
     if not _ID.fullmatch(key_id):
         return None
-    row = await db.lookup_access_key(core.database, key_id)
-    if row is None:
+    found = await db.lookup_access_key(core.database, key_id, bucket or "", key or "")
+    if found is None:
         return None
-    info = TokenInfo.from_row(row)
+    info = TokenInfo.from_row(found.row)
     if not info.active(core.clock()):
         return None
-    return ActiveKey(info, sealing.unseal(core.settings, row.sealed_secret, _purpose(key_id)).decode())
+    secret = sealing.unseal(core.settings, found.row.sealed_secret, _purpose(key_id)).decode()
+    return ActiveKey(info, secret, found.bucket_created_at, found.quota_set, found.version)
 
 
 def _purpose(key_id: str) -> str:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from blobstore.db import driver_reads
 from blobstore.db.engine import Database
 from blobstore.db.models import tables
+from blobstore.model.s3_facts import S3Facts
 
 access_keys = tables["access_keys"]
 
@@ -33,8 +34,43 @@ class AccessKeyRow:
 _COLUMNS = tuple(access_keys.c[name] for name in AccessKeyRow.__dataclass_fields__)
 #: The lookup every S3 request makes, built once.
 _FIND = select(*_COLUMNS).where(access_keys.c.id == bindparam("key_id"))
-#: :data:`_FIND` for blobstore.db.driver_reads.
-_DRIVER_FIND = f"SELECT {', '.join(column.name for column in _COLUMNS)} FROM access_keys WHERE id = ?"
+#: :data:`_FIND` for blobstore.db.driver_reads, with what an S3 request on an object needs of the key's tenant:
+#: when it created its bucket of a name, whether it has a quota (NULL: the tenant has no row yet), and the version
+#: it holds under a key with its S3 facts (blobstore.db.s3_facts): MD5 and ``algorithm:value`` checksums joined
+#: by spaces by ``{aggregate}`` (SQLite's group_concat, PostgreSQL's string_agg; base64 holds no ``:`` or space).
+_DRIVER_FIND = (
+    f"SELECT {', '.join('k.' + column.name for column in _COLUMNS)}, "
+    "(SELECT b.created_at FROM buckets b WHERE b.tenant_id = t.id AND b.name = ?), "
+    "t.max_bytes IS NOT NULL OR t.max_objects IS NOT NULL, r.created_at, o.digest, e.md5, "
+    "(SELECT {aggregate}(c.algorithm || ':' || c.value, ' ') FROM checksums c "
+    "WHERE c.tenant_id = t.id AND c.digest = o.digest) "
+    "FROM access_keys k LEFT JOIN tenants t ON t.name = k.tenant "
+    "LEFT JOIN refs r ON r.tenant_id = t.id AND r.key = ? LEFT JOIN blobs o ON o.id = r.blob_id "
+    "LEFT JOIN etags e ON e.tenant_id = t.id AND e.digest = o.digest "
+    "WHERE k.id = ?"
+)
+
+
+@dataclass(frozen=True)
+class KeyVersion:
+    """The version a tenant holds under a key: its digest, when it was written, and its S3 facts."""
+
+    digest: str
+    created_at: datetime
+    facts: S3Facts
+
+
+@dataclass(frozen=True)
+class KeyLookup:
+    """An access key's row, and what an S3 request on an object needs to know of the key's tenant beside it."""
+
+    row: AccessKeyRow
+    #: When the tenant created the bucket looked up; None if it has no bucket of that name.
+    bucket_created_at: datetime | None
+    #: True if the tenant has a limit of bytes or objects (blobstore.accounting.quotas).
+    quota_set: bool
+    #: What the tenant holds under the key looked up; None if nothing.
+    version: KeyVersion | None = None
 
 
 async def insert_access_key(conn: AsyncConnection, row: AccessKeyRow) -> None:
@@ -48,11 +84,25 @@ async def find_access_key(conn: AsyncConnection, key_id: str) -> AccessKeyRow | 
     return None if row is None else AccessKeyRow(*row)
 
 
-async def lookup_access_key(database: Database, key_id: str) -> AccessKeyRow | None:
+async def lookup_access_key(database: Database, key_id: str, bucket: str = "", key: str = "") -> KeyLookup | None:
     """:func:`find_access_key` as one statement on a driver connection (blobstore.db.driver_reads): the lookup
-    every S3 request makes. A read, no lock; it sees every revocation committed before it."""
-    row = await driver_reads.fetch_row(database, _DRIVER_FIND, (key_id,))
-    return None if row is None else AccessKeyRow(*driver_reads.times_as_utc(row, first=5))
+    every S3 request makes. With it, in the same statement, when the key's tenant created its bucket named
+    ``bucket`` (None if it has none of that name, as for the default ``""``), whether the tenant has a quota, and
+    the version it holds under ``key`` with its S3 facts: a request on an object needs them all. A read, no
+    lock; it sees every revocation (and every bucket, quota or key change) committed before it."""
+    sql = _DRIVER_FIND.format(aggregate="group_concat" if database.is_sqlite else "string_agg")
+    row = await driver_reads.fetch_row(database, sql, (bucket, key, key_id))
+    if row is None:
+        return None
+    access_key = AccessKeyRow(*driver_reads.times_as_utc(row[:8], first=5))
+    bucket_created_at, quota_set, created_at, digest, md5, checksums = row[8:]
+    version = None
+    if digest is not None:
+        written = driver_reads.utc(created_at)
+        assert written is not None, "a reference has a time"
+        recorded = dict(pair.split(":", 1) for pair in checksums.split(" ")) if checksums else {}
+        version = KeyVersion(digest, written, S3Facts(md5, recorded))
+    return KeyLookup(access_key, driver_reads.utc(bucket_created_at), bool(quota_set), version)
 
 
 async def list_access_keys(conn: AsyncConnection, tenant: str | None) -> list[AccessKeyRow]:

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from blobstore.asgi import labels
+from blobstore.buckets import key_of
 from blobstore.core.config import Settings
 from blobstore.core.context import Clock, utc_now
 from blobstore.core.instrument import Observer
@@ -139,6 +140,7 @@ async def _answer(request: Request, store: BlobStore, region: str, domain: str |
     operation = router.route(request.method, path, params, request.headers)
     labels.label(request.scope, route=f"S3 {operation.name}")
     headers = [(name.decode("latin-1").lower(), header_text(value)) for name, value in request.scope["headers"]]
+    object_key = None if operation.bucket is None or operation.key is None else key_of(operation.bucket, operation.key)
     if sigv2.is_presigned(params):
         caller = await sigv2.authenticate(
             store.core,
@@ -147,10 +149,19 @@ async def _answer(request: Request, store: BlobStore, region: str, domain: str |
             raw_query=request.scope["query_string"].decode("latin-1"),
             params=params,
             headers=headers,
+            bucket=operation.bucket,
+            object_key=object_key,
         )
     else:
         caller = await sigv4.authenticate(
-            store.core, region, method=request.method, raw_path=raw_path, params=params, headers=headers
+            store.core,
+            region,
+            method=request.method,
+            raw_path=raw_path,
+            params=params,
+            headers=headers,
+            bucket=operation.bucket,
+            object_key=object_key,
         )
     labels.label(request.scope, tenant=caller.key.info.tenant)
     if operation.scope not in caller.key.info.scopes:
@@ -172,6 +183,9 @@ async def _answer(request: Request, store: BlobStore, region: str, domain: str |
             checksum=None if operation.name == "CompleteMultipartUpload" else checksums.from_headers(request.headers),
         ),
         scopes=caller.key.info.scopes,
+        bucket_created_at=caller.key.bucket_created_at,
+        quota_set=caller.key.quota_set,
+        version=caller.key.version,
     )
     return await HANDLERS[operation.name](call)
 

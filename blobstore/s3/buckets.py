@@ -26,9 +26,10 @@ MAX_BUCKETS = 10_000
 _LAST_CHARACTER = "\U0010ffff"
 
 
-async def existing(call: Call) -> str:
-    """The request's bucket if the caller's tenant owns it; NoSuchBucket otherwise (whoever else may own it)."""
-    if await buckets.find(call.store.core, call.tenant.name, call.bucket) is None:
+def existing(call: Call) -> str:
+    """The request's bucket if the caller's tenant owned it when the request was authenticated (read with the
+    access key: no statement of its own); NoSuchBucket otherwise (whoever else may own it)."""
+    if call.bucket_created_at is None:
         raise S3Error("NoSuchBucket", "the specified bucket does not exist")
     return call.bucket
 
@@ -68,7 +69,7 @@ async def create_bucket(call: Call) -> Response:
 
 async def head_bucket(call: Call) -> Response:
     """HeadBucket: 200 if the caller owns the bucket."""
-    await existing(call)
+    existing(call)
     return Response(headers={"x-amz-bucket-region": call.region})
 
 
@@ -84,19 +85,19 @@ async def delete_bucket(call: Call) -> Response:
 
 async def get_bucket_location(call: Call) -> Response:
     """GetBucketLocation: this server's region."""
-    await existing(call)
+    existing(call)
     return Response(xml.location(call.region), media_type=xml.CONTENT_TYPE)
 
 
 async def get_bucket_versioning(call: Call) -> Response:
     """GetBucketVersioning: never enabled (this API keeps no versions)."""
-    await existing(call)
+    existing(call)
     return Response(xml.versioning(), media_type=xml.CONTENT_TYPE)
 
 
 async def get_bucket_acl(call: Call) -> Response:
     """GetBucketAcl: always private, the tenant's alone (``x-amz-acl`` on a request is accepted and changes nothing)."""
-    await existing(call)
+    existing(call)
     return Response(xml.private_acl(call.tenant.name), media_type=xml.CONTENT_TYPE)
 
 
@@ -140,7 +141,7 @@ async def list_object_versions(call: Call) -> Response:
 async def _page(call: Call, after: str | None, *, with_owner: bool) -> tuple[xml.Listing, str | None]:
     """The page of the request's bucket listing after ``after`` (each object ``with_owner``: the tenant), and the
     cursor to continue from."""
-    bucket = await existing(call)
+    bucket = existing(call)
     encoding = call.params.get("encoding-type")
     if encoding not in (None, "url"):
         raise S3Error("InvalidArgument", "encoding-type must be url")

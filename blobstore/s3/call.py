@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from starlette.datastructures import Headers
 
 from blobstore.s3.payload import CheckedBody
 from blobstore.s3.router import Operation
 from blobstore.store import BlobStore, Tenant
+
+if TYPE_CHECKING:
+    from blobstore.db.access_keys import KeyVersion
+    from blobstore.model.results import BlobInfo
+    from blobstore.model.s3_facts import S3Facts
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,22 @@ class Call:
     body: CheckedBody
     #: The scopes of the access key that signed the request.
     scopes: tuple[str, ...]
+    #: When the caller's tenant created the request's bucket, read with the access key as the request was
+    #: authenticated; None if the tenant has no bucket of that name (or the request names none).
+    bucket_created_at: datetime | None = None
+    #: False if the caller's tenant had no quota when the request was authenticated: a put then needs no read of
+    #: its quota room before its body (the put's binding still checks any quota set since, atomically).
+    quota_set: bool = True
+    #: What the caller's tenant held under the request's object key, with its S3 facts, when the request was
+    #: authenticated (blobstore.auth.access_keys.active); None if nothing.
+    version: KeyVersion | None = None
+
+    def facts_of(self, info: BlobInfo) -> S3Facts | None:
+        """The S3 facts of ``info`` if it is the version the request's authentication read (its facts were read
+        while it was the key's version); None if it may not be (then they must be looked up)."""
+        if self.version is None or (self.version.digest, self.version.created_at) != (info.digest, info.created_at):
+            return None
+        return self.version.facts
 
     @property
     def bucket(self) -> str:

@@ -28,7 +28,7 @@ DAY = 86400
 
 async def put_bucket_lifecycle_configuration(call: Call) -> Response:
     """PutBucketLifecycleConfiguration: the bucket's rules become exactly those of the document."""
-    bucket = await existing(call)
+    bucket = existing(call)
     parsed = xml.parse_lifecycle(await call.body.whole())
     wanted = [
         Rule(
@@ -48,7 +48,7 @@ async def put_bucket_lifecycle_configuration(call: Call) -> Response:
 async def get_bucket_lifecycle_configuration(call: Call) -> Response:
     """GetBucketLifecycleConfiguration: the bucket's rules, in days (a rule set in seconds rounds up to whole
     days); NoSuchLifecycleConfiguration if it has none."""
-    bucket = await existing(call)
+    bucket = existing(call)
     under = key_of(bucket, "")
     found = await lifecycle.rules(call.store.core, call.tenant.name, under=under)
     if not found:
@@ -68,7 +68,7 @@ async def get_bucket_lifecycle_configuration(call: Call) -> Response:
 
 async def delete_bucket_lifecycle(call: Call) -> Response:
     """DeleteBucketLifecycle: the bucket's rules go (204 whether it had any or not)."""
-    bucket = await existing(call)
+    bucket = existing(call)
     await lifecycle.replace_rules(call.store.core, call.tenant.name, key_of(bucket, ""), [])
     return Response(status_code=204)
 

@@ -39,7 +39,7 @@ async def create_multipart_upload(call: Call) -> Response:
     Content-Disposition, ...: blobstore.s3.objects.stored_headers_of) become the object's. With
     ``x-amz-checksum-algorithm`` every part's checksum of it is recorded, and the object's COMPOSITE one
     (``x-amz-checksum-type: FULL_OBJECT`` answers 501)."""
-    bucket = await existing(call)
+    bucket = existing(call)
     algorithm = call.headers.get("x-amz-checksum-algorithm")
     if call.headers.get("x-amz-checksum-type", "COMPOSITE").upper() != "COMPOSITE":
         raise not_implemented("multipart uploads with a FULL_OBJECT checksum")
@@ -64,7 +64,7 @@ async def upload_part(call: Call) -> Response:
     """UploadPart: stage the body as part ``partNumber``; answer its MD5 ETag, the ``x-amz-checksum-*`` it was
     verified against (blobstore.s3.payload: BadDigest, nothing staged, if it does not match) and its checksum of
     the upload's algorithm."""
-    bucket = await existing(call)
+    bucket = existing(call)
     part = await multipart.upload_part(
         call.store.core,
         call.tenant.name,
@@ -89,7 +89,7 @@ async def upload_part_copy(call: Call) -> Response:
     ``x-amz-copy-source-if-*`` conditions are judged on the source as CopyObject judges them (412)."""
     if "read" not in call.scopes:
         raise S3Error("AccessDenied", "this access key lacks the 'read' scope a copy's source needs")
-    bucket = await existing(call)
+    bucket = existing(call)
     number = part_number(call)
     source_bucket, source_key = copy_source(call.headers["x-amz-copy-source"])
     if await buckets.find(call.store.core, call.tenant.name, source_bucket) is None:
@@ -116,7 +116,7 @@ async def complete_multipart_upload(call: Call) -> Response:
     a completion that succeeded answers the same result while the key holds its object (blobstore.multipart.
     completed), its conditions, met then, not judged again. An ``x-amz-checksum-*`` header is the checksum the
     object must get: BadDigest, nothing completed, unless it is the COMPOSITE one the upload's parts make."""
-    bucket = await existing(call)
+    bucket = existing(call)
     completion = xml.parse_complete_multipart_upload(await call.body.whole())
     listed = completion.parts
     if_none_match = call.headers.get("if-none-match")
@@ -148,14 +148,14 @@ async def complete_multipart_upload(call: Call) -> Response:
 
 async def abort_multipart_upload(call: Call) -> Response:
     """AbortMultipartUpload: the upload and its parts are gone (their bytes no longer count to the quota)."""
-    bucket = await existing(call)
+    bucket = existing(call)
     await multipart.abort(call.store.core, call.tenant.name, bucket, call.key, call.params["uploadId"])
     return Response(status_code=204)
 
 
 async def list_parts(call: Call) -> Response:
     """ListParts: the upload's parts by number, paged by ``part-number-marker`` and ``max-parts``."""
-    bucket = await existing(call)
+    bucket = existing(call)
     marker = _count(call, "part-number-marker", 0)
     limit = min(_count(call, "max-parts", MAX_PAGE), MAX_PAGE)
     upload, parts, truncated = await multipart.list_parts(
@@ -181,7 +181,7 @@ async def list_parts(call: Call) -> Response:
 async def list_multipart_uploads(call: Call) -> Response:
     """ListMultipartUploads: the tenant's uploads in the bucket, by key then upload id, with ``prefix``, paged by
     ``key-marker`` / ``upload-id-marker`` and ``max-uploads``."""
-    bucket = await existing(call)
+    bucket = existing(call)
     prefix = call.params.get("prefix", "")
     key_marker = call.params.get("key-marker", "")
     upload_id_marker = call.params.get("upload-id-marker", "")

@@ -11,27 +11,25 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from email.utils import format_datetime
-from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from starlette.responses import Response
 
 from blobstore import buckets, multipart
+from blobstore.accounting.quotas import Allowance
 from blobstore.asgi.responses import ClosingStreamingResponse, verified_body
 from blobstore.errors import BlobStoreError
 from blobstore.model.keys import STORED_HEADERS
 from blobstore.model.preconditions import parse_http_date
 from blobstore.model.ranges import ByteRange, parse_range
 from blobstore.model.results import BlobInfo
+from blobstore.model.s3_facts import S3Facts
 from blobstore.s3 import checksums, xml
 from blobstore.s3.buckets import existing
 from blobstore.s3.call import Call, header_text, header_value
 from blobstore.s3.errors import S3Error, not_implemented, translate
 from blobstore.s3.router import RESPONSE_OVERRIDES, checked_key
 from blobstore.store import MAX_BATCH
-
-if TYPE_CHECKING:
-    from blobstore.accounting.quotas import Allowance
 
 META_PREFIX = "x-amz-meta-"
 #: Content codings that frame a request's body (blobstore.s3.chunked), never an object's.
@@ -56,7 +54,7 @@ async def put_object(call: Call) -> Response:
     NoSuchKey if there is none) are checked where the store binds the key: 412 PreconditionFailed, nothing
     stored. Any other If-None-Match is 501, as S3 answers.
     """
-    bucket = await existing(call)
+    bucket = existing(call)
     key = buckets.key_of(bucket, call.key)
     if_none_match, if_match = call.headers.get("if-none-match"), call.headers.get("if-match")
     if if_none_match is not None and if_none_match.strip() != "*":
@@ -69,7 +67,7 @@ async def put_object(call: Call) -> Response:
         if not tag_matches(if_match, await etag_of(call, current)):
             raise precondition_failed()
         expected = current.digest
-    allowance = await call.tenant.allowance(key, if_absent=if_none_match is not None)
+    allowance = await _allowance(call, key, if_absent=if_none_match is not None)
     allowance.check(_declared_length(call))  # 403 QuotaExceeded from the headers alone, before a byte of the body
     await call.tenant.put_with_headers(
         key,
@@ -85,6 +83,14 @@ async def put_object(call: Call) -> Response:
         return Response(headers={"ETag": call.body.etag})
     name, value = call.body.checksum
     return Response(headers={"ETag": call.body.etag, name: value, "x-amz-checksum-type": "FULL_OBJECT"})
+
+
+async def _allowance(call: Call, key: str, *, if_absent: bool) -> Allowance:
+    """What the put of ``key`` may store (blobstore.store.Tenant.allowance); without a read when the tenant had no
+    quota as the request was authenticated: then only the store's maximum object size bounds it."""
+    if not call.quota_set:
+        return Allowance(call.tenant.name, call.store.core.settings.max_object_size)
+    return await call.tenant.allowance(key, if_absent=if_absent)
 
 
 def _declared_length(call: Call) -> int:
@@ -114,7 +120,7 @@ async def copy_object(call: Call) -> Response:
     """
     if "read" not in call.scopes:
         raise S3Error("AccessDenied", "this access key lacks the 'read' scope a copy's source needs")
-    bucket = await existing(call)
+    bucket = existing(call)
     source_bucket, source_key = copy_source(call.headers["x-amz-copy-source"])
     if await buckets.find(call.store.core, call.tenant.name, source_bucket) is None:
         raise S3Error("NoSuchBucket", "the specified bucket does not exist")
@@ -195,7 +201,7 @@ def _answered_headers(call: Call, info: BlobInfo) -> dict[str, str]:
 async def head_object(call: Call) -> Response:
     """HeadObject: the object's headers, no body (304 or 412 under the conditional headers, as GET); with
     ``partNumber``, those of that part as GET answers it."""
-    bucket = await existing(call)
+    bucket = existing(call)
     info = await call.tenant.stat(buckets.key_of(bucket, call.key))
     part = None if "partNumber" not in call.params else await _part_of(call, info)
     ranged = part is not None and part.byte_range is not None
@@ -213,7 +219,7 @@ async def get_object(call: Call) -> Response:
     ``Range`` header asks for (206 with ``Content-Range``; 416 InvalidRange if the object has no byte of it;
     several ranges or bad syntax: the whole object, as S3 answers); or part ``partNumber`` of it (206, see
     :func:`_part_of`)."""
-    key = buckets.key_of(await existing(call), call.key)
+    key = buckets.key_of(existing(call), call.key)
     wanted = parse_range(call.headers.get("range"))
     requested = None if wanted is None else wanted.open_range()
     part = None
@@ -336,14 +342,14 @@ def tag_matches(header: str, etag: str) -> bool:
 
 async def delete_object(call: Call) -> Response:
     """DeleteObject: 204 whether or not the key existed, as S3 answers."""
-    bucket = await existing(call)
+    bucket = existing(call)
     await call.tenant.delete(buckets.key_of(bucket, call.key))
     return Response(status_code=204)
 
 
 async def get_object_acl(call: Call) -> Response:
     """GetObjectAcl: always private, the tenant's alone."""
-    bucket = await existing(call)
+    bucket = existing(call)
     await call.tenant.stat(buckets.key_of(bucket, call.key))
     return Response(xml.private_acl(call.tenant.name), media_type=xml.CONTENT_TYPE)
 
@@ -351,7 +357,7 @@ async def get_object_acl(call: Call) -> Response:
 async def delete_objects(call: Call) -> Response:
     """DeleteObjects: up to 1,000 keys in one transaction; each deleted or not there is reported ``Deleted``
     (only errors with ``Quiet``). A version other than ``null`` (this API keeps none) is an error entry."""
-    bucket = await existing(call)
+    bucket = existing(call)
     objects, quiet = xml.parse_delete(await call.body.whole())
     if len(objects) > MAX_BATCH:
         raise S3Error("MalformedXML", f"a DeleteObjects request names at most {MAX_BATCH} keys")
@@ -375,15 +381,22 @@ async def delete_objects(call: Call) -> Response:
 
 
 async def etag_of(call: Call, info: BlobInfo) -> str:
-    """The S3 ETag of the caller's object ``info``."""
-    return (await buckets.etags(call.store.core, call.tenant.name, [info.digest]))[info.digest]
+    """The S3 ETag of the caller's object ``info`` (read with the request's access key when it can be)."""
+    return buckets.etag(info.digest, (await _facts(call, info)).md5)
+
+
+async def _facts(call: Call, info: BlobInfo) -> S3Facts:
+    """The S3 facts of the caller's object ``info``: those read with the request's access key when ``info`` is the
+    version they were read for (blobstore.s3.call.Call.facts_of), else one lookup."""
+    known = call.facts_of(info)
+    return known if known is not None else await buckets.facts(call.store.core, call.tenant.name, info.digest)
 
 
 async def _headers(call: Call, info: BlobInfo, *, whole: bool) -> dict[str, str]:
     """The object's headers, its S3 facts read in one lookup; with the checksums recorded for its bytes when the
     request asks (``x-amz-checksum-mode: ENABLED``) for the ``whole`` object, as S3 answers. A multipart
     upload's COMPOSITE checksum (``<base64>-N``) says so in ``x-amz-checksum-type``."""
-    facts = await buckets.facts(call.store.core, call.tenant.name, info.digest)
+    facts = await _facts(call, info)
     headers = {
         "Content-Length": str(info.size),
         "Content-Type": info.content_type or DEFAULT_CONTENT_TYPE,

@@ -38,9 +38,12 @@ async def authenticate(
     raw_query: str,
     params: Sequence[tuple[str, str]],
     headers: Sequence[tuple[str, str]],
+    bucket: str | None = None,
+    object_key: str | None = None,
 ) -> Caller:
     """The access key that signed this SigV2 presigned request, if it is active, the URL has not expired and the
-    signature matches; S3Error otherwise."""
+    signature matches; S3Error otherwise. The access key is read with its tenant's ``bucket`` and
+    ``object_key`` (a native key), if named (blobstore.auth.access_keys.active)."""
     query = dict(params)
     if any(field not in query for field in _FIELDS) or not query["Expires"].isdigit():
         raise S3Error("AccessDenied", "a SigV2 presigned URL needs AWSAccessKeyId, Expires and Signature")
@@ -50,7 +53,7 @@ async def authenticate(
         raise S3Error("AccessDenied", "request has expired")
     if expires - now > timedelta(seconds=MAX_PRESIGNED_EXPIRY):
         raise S3Error("AccessDenied", "a presigned URL may live at most 7 days")
-    key = await access_keys.active(core, query["AWSAccessKeyId"])
+    key = await access_keys.active(core, query["AWSAccessKeyId"], bucket=bucket, key=object_key)
     if key is None:
         raise S3Error("InvalidAccessKeyId", "the access key id does not exist in our records")
     expected = signature(key.secret, method, raw_path, raw_query, headers, query["Expires"])

@@ -176,17 +176,22 @@ async def authenticate(
     raw_path: str,
     params: Sequence[tuple[str, str]],
     headers: Sequence[tuple[str, str]],
+    bucket: str | None = None,
+    object_key: str | None = None,
 ) -> Caller:
     """The access key that signed this request, which is active and whose signature matches; S3Error otherwise.
 
-    ``headers`` are (lower-case name, value) pairs as received; ``params`` come from :func:`parse_query`.
+    ``headers`` are (lower-case name, value) pairs as received; ``params`` come from :func:`parse_query`. The
+    access key is read with its tenant's ``bucket`` and
+    ``object_key`` (a native key), if named
+    (blobstore.auth.access_keys.active).
     """
     signed = read_signature(params, headers)
     if signed is None:
         raise S3Error("AccessDenied", "anonymous requests are not accepted: sign them with an access key")
     _check_scope(signed, region)
     _check_time(signed, core.clock())
-    key = await access_keys.active(core, signed.key_id)
+    key = await access_keys.active(core, signed.key_id, bucket=bucket, key=object_key)
     if key is None:
         raise S3Error("InvalidAccessKeyId", "the access key id does not exist in our records")
     unsigned_params = [(name, value) for name, value in params if name != "X-Amz-Signature"]

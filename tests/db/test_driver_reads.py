@@ -8,10 +8,11 @@ from datetime import timedelta
 import pytest
 
 from blobstore import BlobStore, buckets
+from blobstore.accounting import quotas
 from blobstore.auth import access_keys
 from blobstore.db import access_keys as access_keys_db
 from blobstore.db import buckets as buckets_db
-from blobstore.db import driver_reads
+from blobstore.db import driver_reads, s3_facts
 from blobstore.db.engine import Driver
 from blobstore.model.s3_facts import S3Facts
 from tests.support.workers import rows
@@ -22,13 +23,72 @@ async def test_an_access_key_lookup_reads_the_row_find_reads(store: BlobStore) -
     revoked = await access_keys.create(store.core, "acme", scopes=["read", "write"], name="old")
     await access_keys.revoke(store.core, revoked.info.id)
 
-    for key_id in (lasting.info.id, revoked.info.id, "AKBS0000000000000000"):
+    for key_id in (lasting.info.id, revoked.info.id):
         expected = await store.database.read(lambda conn, key_id=key_id: access_keys_db.find_access_key(conn, key_id))
-        assert await access_keys_db.lookup_access_key(store.database, key_id) == expected
+        found = await access_keys_db.lookup_access_key(store.database, key_id)
+        assert found is not None
+        assert found.row == expected
+    assert await access_keys_db.lookup_access_key(store.database, "AKBS0000000000000000") is None
     found = await access_keys_db.lookup_access_key(store.database, revoked.info.id)
     assert found is not None
-    assert found.revoked_at is not None
-    assert found.revoked_at.tzinfo is not None
+    assert found.row.revoked_at is not None
+    assert found.row.revoked_at.tzinfo is not None
+
+
+async def test_an_access_key_lookup_reads_its_tenants_bucket_alone(store: BlobStore) -> None:
+    """With a bucket name: when the key's tenant created that bucket, as the bucket lookup reads it; None for a
+    name the tenant has no bucket of, whoever else has one."""
+    key = await access_keys.create(store.core, "acme")
+    await buckets.create(store.core, "acme", "photos")
+    await buckets.create(store.core, "other", "videos")
+
+    created = await buckets_db.lookup_bucket(store.database, "acme", "photos")
+    assert created is not None
+    for bucket, expected in (("photos", created), ("videos", None), ("", None)):
+        found = await access_keys_db.lookup_access_key(store.database, key.info.id, bucket)
+        assert found is not None
+        assert found.bucket_created_at == expected
+
+
+async def test_an_access_key_lookup_reads_the_version_its_tenant_holds_at_a_key(store: BlobStore) -> None:
+    """With a key: the digest, time and S3 facts (as blobstore.db.s3_facts.lookup reads them) of the tenant's
+    version there; None for a key the tenant lacks, whoever else has it."""
+    key = await access_keys.create(store.core, "acme")
+    facts = S3Facts("0123456789abcdef0123456789abcdef", {"crc32": "AAAAAA==", "sha256": "a+b/c="})
+    s3_put = await store.tenant("acme").put_with_headers("photos/s3", b"s3 bytes", headers={}, s3_facts=lambda: facts)
+    native = await store.tenant("acme").put("photos/native", b"native bytes")
+    await store.tenant("other").put("photos/theirs", b"s3 bytes")
+
+    async def version_at(name: str) -> access_keys_db.KeyVersion | None:
+        found = await access_keys_db.lookup_access_key(store.database, key.info.id, "photos", name)
+        assert found is not None
+        return found.version
+
+    assert await version_at("photos/s3") == access_keys_db.KeyVersion(s3_put.digest, s3_put.created_at, facts)
+    assert await s3_facts.lookup(store.database, "acme", s3_put.digest) == facts
+    assert await version_at("photos/native") == access_keys_db.KeyVersion(native.digest, native.created_at, S3Facts())
+    assert await version_at("photos/theirs") is None
+    assert await version_at("photos/absent") is None
+
+
+async def test_an_access_key_lookup_says_whether_its_tenant_has_a_quota(store: BlobStore) -> None:
+    """No quota before the tenant has a row or a limit; one once either limit is set, none once both are cleared."""
+    key = await access_keys.create(store.core, "acme")
+
+    async def quota_set() -> bool:
+        found = await access_keys_db.lookup_access_key(store.database, key.info.id)
+        assert found is not None
+        return found.quota_set
+
+    assert not await quota_set()
+    await store.tenant("acme").put("k", b"bytes")
+    assert not await quota_set()
+    await quotas.set_quota(store.core, "acme", max_objects=10)
+    assert await quota_set()
+    await quotas.set_quota(store.core, "acme", max_objects=None, max_bytes=1000)
+    assert await quota_set()
+    await quotas.set_quota(store.core, "acme", max_bytes=None)
+    assert not await quota_set()
 
 
 async def test_a_bucket_lookup_is_per_tenant(store: BlobStore) -> None:
