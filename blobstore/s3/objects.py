@@ -67,7 +67,7 @@ async def put_object(call: Call) -> Response:
         if not tag_matches(if_match, await etag_of(call, current)):
             raise precondition_failed()
         expected = current.digest
-    allowance = await _allowance(call, key, if_absent=if_none_match is not None)
+    allowance = await call.tenant.allowance(key, if_absent=if_none_match is not None, quota_set=call.quota_set)
     allowance.check(_declared_length(call))  # 403 QuotaExceeded from the headers alone, before a byte of the body
     await call.tenant.put_with_headers(
         key,
@@ -83,14 +83,6 @@ async def put_object(call: Call) -> Response:
         return Response(headers={"ETag": call.body.etag})
     name, value = call.body.checksum
     return Response(headers={"ETag": call.body.etag, name: value, "x-amz-checksum-type": "FULL_OBJECT"})
-
-
-async def _allowance(call: Call, key: str, *, if_absent: bool) -> Allowance:
-    """What the put of ``key`` may store (blobstore.store.Tenant.allowance); without a read when the tenant had no
-    quota as the request was authenticated: then only the store's maximum object size bounds it."""
-    if not call.quota_set:
-        return Allowance(call.tenant.name, call.store.core.settings.max_object_size)
-    return await call.tenant.allowance(key, if_absent=if_absent)
 
 
 def _declared_length(call: Call) -> int:
