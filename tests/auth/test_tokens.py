@@ -90,7 +90,9 @@ async def test_the_lookup_on_the_driver_reads_what_the_query_through_sqlalchemy_
     store: BlobStore, clock: FakeClock
 ) -> None:
     """lookup_token (the one every request makes) returns find_token's row, times included, for a token with no
-    name or expiry, one with both, and a revoked one; None for an unknown id; one statement, reported."""
+    name or expiry, one with both, and a revoked one, and whether the tenant has a quota; None for an unknown
+    id; one statement, reported."""
+    await store.set_quota("beta", max_objects=10)
     plain = await tokens_api.create(store.core, "acme", scopes=["read"])
     clock.advance(1.5)
     named = await tokens_api.create(store.core, "acme", expires_in=timedelta(days=1, microseconds=7), name="ci")
@@ -101,7 +103,9 @@ async def test_the_lookup_on_the_driver_reads_what_the_query_through_sqlalchemy_
         expected = await store.database.read(lambda conn, new=new: tokens_db.find_token(conn, new.info.id))
         with statements_sent(store) as sent:
             found = await tokens_db.lookup_token(store.database, new.info.id)
-        assert found == expected
+        assert found is not None
+        assert found.row == expected
+        assert found.quota_set == (new is revoked)  # beta has a quota, acme none
         assert len(sent) == 1
     assert await tokens_db.lookup_token(store.database, "0123456789abcdef") is None
 
