@@ -13,9 +13,11 @@ contents under the prefix.
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from blobstore.core.ingest import PutData, new_hasher
 from blobstore.errors import BlobStoreError
 from blobstore.model.results import BlobInfo
 from blobstore.store import MAX_LIST_LIMIT, PutItem, Tenant
@@ -25,8 +27,10 @@ from blobstore.transfer.sources import Failure, ImportSource, shown
 
 #: Keys per page when listing what a tenant already holds.
 _LIST_PAGE = MAX_LIST_LIMIT
-#: Files per ``Tenant.put_many`` (one transaction for the dedup hits, one for the new bytes).
+#: Most files per ``Tenant.put_many`` (one transaction for the dedup hits, one for the new bytes) ...
 _BATCH = 100
+#: ... and most bytes (the listed sizes; one file may pass it): a source reads a batch's small files into memory.
+_BATCH_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -112,10 +116,24 @@ async def import_source(
         for entry in batch:
             progress(entry.file.size)
 
-    batches = [plan.entries[start : start + _BATCH] for start in range(0, len(plan.entries), _BATCH)]
-    await for_each(batches, jobs, one_batch)
+    await for_each(batched(plan.entries), jobs, one_batch)
     result.failures.sort(key=lambda failure: failure.path)
     return result
+
+
+def batched(entries: Iterable[Entry], most: int = _BATCH, most_bytes: int = _BATCH_BYTES) -> Iterator[list[Entry]]:
+    """``entries`` in order, in batches of at most ``most`` files whose sizes add up to at most ``most_bytes``
+    (a larger file is a batch of its own)."""
+    batch: list[Entry] = []
+    size = 0
+    for entry in entries:
+        if batch and (len(batch) == most or size + entry.file.size > most_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(entry)
+        size += entry.file.size
+    if batch:
+        yield batch
 
 
 async def _import_batch(
@@ -123,16 +141,18 @@ async def _import_batch(
 ) -> None:
     """Skip the entries an earlier run imported, store the rest with one ``put_many``; record every outcome."""
     todo: list[Entry] = []
-    for entry in batch:
-        try:
-            if not await _already_imported(source, entry, held.get(entry.key), result):
-                todo.append(entry)
-        except (BlobStoreError, OSError) as exc:
-            _failed(result, entry, exc)
+    data: list[PutData] = []
+    for entry, read in zip(batch, await source.contents([entry.file for entry in batch]), strict=True):
+        if isinstance(read, Exception):
+            _failed(result, entry, read)
+        else:
+            todo.append(entry)
+            data.append(read)
+    todo, data = await _not_imported(source, todo, data, held, result)
     if not todo:
         return
     try:
-        items = [PutItem(e.key, await source.data(e.file), content_type=content_type_of(e.file.path)) for e in todo]
+        items = [PutItem(e.key, d, content_type=content_type_of(e.file.path)) for e, d in zip(todo, data, strict=True)]
         outcomes: list[BlobInfo | BlobStoreError | OSError] = list(await tenant.put_many(items))
     except OSError:  # a source file that failed mid-read (not a store error) fails its batch: retry file by file
         outcomes = [await _put_one(tenant, source, entry) for entry in todo]
@@ -145,16 +165,39 @@ async def _import_batch(
             _failed(result, entry, outcome)
 
 
-async def _already_imported(source: ImportSource, entry: Entry, stored: StoredKey | None, result: ImportResult) -> bool:
-    """True (counted as skipped) if the entry's key already holds the file's size and digest."""
-    if stored is None or stored.size != entry.file.size:
-        return False
-    digest, size = await source.digest(entry.file)
-    if (digest, size) != (stored.digest, stored.size):
-        return False
-    result.skipped += 1
-    result.skipped_bytes += size
-    return True
+async def _not_imported(
+    source: ImportSource, entries: list[Entry], data: list[PutData], held: dict[str, StoredKey], result: ImportResult
+) -> tuple[list[Entry], list[PutData]]:
+    """The entries (with their data) whose key does not already hold the file's size and digest; the others
+    are counted as skipped. Only a file whose key holds its size is hashed here: its bytes if they were read,
+    else the file, all in one call."""
+    candidates = [index for index, entry in enumerate(entries) if _same_size(held.get(entry.key), entry)]
+    unread = [entries[index].file for index in candidates if not isinstance(data[index], bytes)]
+    hashed = iter(await source.digests(unread) if unread else [])
+    settled: set[int] = set()  # skipped, or failed while hashed
+    for index in candidates:
+        read, stored = data[index], held[entries[index].key]
+        found = _digest_of(read) if isinstance(read, bytes) else next(hashed)
+        if isinstance(found, Exception):
+            _failed(result, entries[index], found)
+            settled.add(index)
+        elif found == (stored.digest, stored.size):
+            result.skipped += 1
+            result.skipped_bytes += stored.size
+            settled.add(index)
+    kept = [index for index in range(len(entries)) if index not in settled]
+    return [entries[index] for index in kept], [data[index] for index in kept]
+
+
+def _same_size(stored: StoredKey | None, entry: Entry) -> bool:
+    return stored is not None and stored.size == entry.file.size
+
+
+def _digest_of(data: bytes) -> tuple[str, int]:
+    """The store's digest of ``data`` (small: hashed here) and its size."""
+    hasher = new_hasher()
+    hasher.update(data)
+    return str(hasher.hexdigest()), len(data)
 
 
 async def _put_one(tenant: Tenant, source: ImportSource, entry: Entry) -> BlobInfo | BlobStoreError | OSError:
