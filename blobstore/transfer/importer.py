@@ -20,17 +20,18 @@ from typing import Any
 from blobstore.core.ingest import PutData, new_hasher
 from blobstore.errors import BlobStoreError
 from blobstore.model.results import BlobInfo
-from blobstore.store import MAX_LIST_LIMIT, PutItem, Tenant
+from blobstore.store import MAX_BATCH, MAX_LIST_LIMIT, PutItem, Tenant
 from blobstore.transfer.parallel import Advance, check_jobs, for_each, no_advance
 from blobstore.transfer.selection import Entry, Selection
-from blobstore.transfer.sources import Failure, ImportSource, shown
+from blobstore.transfer.sources import READ_WHOLE, Failure, ImportSource, shown
 
 #: Keys per page when listing what a tenant already holds.
 _LIST_PAGE = MAX_LIST_LIMIT
-#: Most files per ``Tenant.put_many`` (one transaction for the dedup hits, one for the new bytes) ...
-_BATCH = 100
-#: ... and most bytes (the listed sizes; one file may pass it): a source reads a batch's small files into memory.
-_BATCH_BYTES = 16 * 1024 * 1024
+#: Most files per ``Tenant.put_many`` (one transaction for the dedup hits, one for the new bytes, and on a
+#: local directory one fsync per distinct directory that gained an object: fewer, larger batches share more) ...
+_BATCH = MAX_BATCH
+#: ... and most bytes of the small files a source reads into memory for its batch (:data:`READ_WHOLE`).
+_BATCH_HELD = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -121,17 +122,18 @@ async def import_source(
     return result
 
 
-def batched(entries: Iterable[Entry], most: int = _BATCH, most_bytes: int = _BATCH_BYTES) -> Iterator[list[Entry]]:
-    """``entries`` in order, in batches of at most ``most`` files whose sizes add up to at most ``most_bytes``
-    (a larger file is a batch of its own)."""
+def batched(entries: Iterable[Entry], most: int = _BATCH, most_held: int = _BATCH_HELD) -> Iterator[list[Entry]]:
+    """``entries`` in order, in batches of at most ``most`` files, whose files of at most :data:`READ_WHOLE`
+    bytes (read into memory) add up to at most ``most_held`` bytes."""
     batch: list[Entry] = []
-    size = 0
+    held = 0
     for entry in entries:
-        if batch and (len(batch) == most or size + entry.file.size > most_bytes):
+        size = entry.file.size if entry.file.size <= READ_WHOLE else 0
+        if batch and (len(batch) == most or held + size > most_held):
             yield batch
-            batch, size = [], 0
+            batch, held = [], 0
         batch.append(entry)
-        size += entry.file.size
+        held += size
     if batch:
         yield batch
 
