@@ -12,8 +12,9 @@ contents under the prefix.
 
 from __future__ import annotations
 
+import math
 import mimetypes
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,10 +28,9 @@ from blobstore.transfer.sources import READ_WHOLE, Failure, ImportSource, shown
 
 #: Keys per page when listing what a tenant already holds.
 _LIST_PAGE = MAX_LIST_LIMIT
-#: Most files per ``Tenant.put_many`` (one transaction for the dedup hits, one for the new bytes, and on a
-#: local directory one fsync per distinct directory that gained an object: fewer, larger batches share more) ...
-_BATCH = MAX_BATCH
-#: ... and most bytes of the small files a source reads into memory for its batch (:data:`READ_WHOLE`).
+#: An import's batches (:func:`batched`) take at least this many files ...
+_MIN_BATCH = 100
+#: ... and hold at most this many bytes of the small files a source reads into memory (:data:`READ_WHOLE`).
 _BATCH_HELD = 16 * 1024 * 1024
 
 
@@ -117,23 +117,30 @@ async def import_source(
         for entry in batch:
             progress(entry.file.size)
 
-    await for_each(batched(plan.entries), jobs, one_batch)
+    await for_each(batched(plan.entries, jobs), jobs, one_batch)
     result.failures.sort(key=lambda failure: failure.path)
     return result
 
 
-def batched(entries: Iterable[Entry], most: int = _BATCH, most_held: int = _BATCH_HELD) -> Iterator[list[Entry]]:
-    """``entries`` in order, in batches of at most ``most`` files, whose files of at most :data:`READ_WHOLE`
-    bytes (read into memory) add up to at most ``most_held`` bytes."""
+def batched(entries: Sequence[Entry], jobs: int) -> Iterator[list[Entry]]:
+    """``entries`` in order, in batches for ``jobs`` workers: as large as they may be (each is one or two
+    transactions and, on a local directory, one fsync per directory that gained objects), yet ``jobs`` of them
+    or more where there are enough files or bytes (every worker has work: an equal share of the files and of
+    the bytes at most). A batch holds at least :data:`_MIN_BATCH` files (unless their bytes are too many), at
+    most ``MAX_BATCH``, and at most :data:`_BATCH_HELD` bytes of files a source reads into memory
+    (:data:`READ_WHOLE`)."""
+    most = min(MAX_BATCH, max(_MIN_BATCH, math.ceil(len(entries) / jobs)))
+    most_bytes = max(_BATCH_HELD, math.ceil(sum(entry.file.size for entry in entries) / jobs))
     batch: list[Entry] = []
-    held = 0
+    held = size = 0
     for entry in entries:
-        size = entry.file.size if entry.file.size <= READ_WHOLE else 0
-        if batch and (len(batch) == most or held + size > most_held):
+        small = entry.file.size if entry.file.size <= READ_WHOLE else 0
+        if batch and (len(batch) == most or held + small > _BATCH_HELD or size + entry.file.size > most_bytes):
             yield batch
-            batch, held = [], 0
+            batch, held, size = [], 0, 0
         batch.append(entry)
-        held += size
+        held += small
+        size += entry.file.size
     if batch:
         yield batch
 
