@@ -28,7 +28,9 @@ from blobstore.transfer.sources import READ_WHOLE, Failure, ImportSource, shown
 
 #: Keys per page when listing what a tenant already holds.
 _LIST_PAGE = MAX_LIST_LIMIT
-#: An import's batches (:func:`batched`) take at least this many files ...
+#: Batches an import aims at per job (:func:`batched`) ...
+_BATCHES_PER_JOB = 2
+#: ... of at least this many files ...
 _MIN_BATCH = 100
 #: ... and hold at most this many bytes of the small files a source reads into memory (:data:`READ_WHOLE`).
 _BATCH_HELD = 16 * 1024 * 1024
@@ -123,14 +125,16 @@ async def import_source(
 
 
 def batched(entries: Sequence[Entry], jobs: int) -> Iterator[list[Entry]]:
-    """``entries`` in order, in batches for ``jobs`` workers: as large as they may be (each is one or two
-    transactions and, on a local directory, one fsync per directory that gained objects), yet ``jobs`` of them
-    or more where there are enough files or bytes (every worker has work: an equal share of the files and of
-    the bytes at most). A batch holds at least :data:`_MIN_BATCH` files (unless their bytes are too many), at
-    most ``MAX_BATCH``, and at most :data:`_BATCH_HELD` bytes of files a source reads into memory
-    (:data:`READ_WHOLE`)."""
-    most = min(MAX_BATCH, max(_MIN_BATCH, math.ceil(len(entries) / jobs)))
-    most_bytes = max(_BATCH_HELD, math.ceil(sum(entry.file.size for entry in entries) / jobs))
+    """``entries`` in order, in batches for ``jobs`` workers: large (each is one or two transactions and, on a
+    local directory, one fsync per directory that gained objects), yet :data:`_BATCHES_PER_JOB` per job or
+    more where there are enough files or bytes (at most an equal share of the files and of the bytes each),
+    so that every worker has work, one batch's syncs overlap another's reading and hashing, and an
+    interrupted import keeps what its first batches stored. A batch holds at least :data:`_MIN_BATCH` files
+    (unless their bytes are too many), at most ``MAX_BATCH``, and at most :data:`_BATCH_HELD` bytes of files
+    a source reads into memory (:data:`READ_WHOLE`)."""
+    shares = _BATCHES_PER_JOB * jobs
+    most = min(MAX_BATCH, max(_MIN_BATCH, math.ceil(len(entries) / shares)))
+    most_bytes = max(_BATCH_HELD, math.ceil(sum(entry.file.size for entry in entries) / shares))
     batch: list[Entry] = []
     held = size = 0
     for entry in entries:

@@ -25,16 +25,17 @@ def entries(sizes: list[int]) -> list[Entry]:
 
 
 def test_batches_keep_every_file_once_in_order_and_give_every_job_a_share() -> None:
-    """2,450 small files for 4 jobs: 4 batches of at most a quarter of the files each, in order."""
+    """2,450 small files for 4 jobs: 8 batches, two per job, in order."""
     files = entries([10_000] * 2450)
     batches = list(batched(files, 4))
     assert [entry for batch in batches for entry in batch] == files
-    assert [len(batch) for batch in batches] == [613, 613, 613, 611]
+    assert [len(batch) for batch in batches] == [307] * 7 + [301]
 
 
 def test_batches_are_never_larger_than_a_put_many_takes_nor_smaller_than_the_minimum() -> None:
-    """One job: batches of MAX_BATCH files; few files for many jobs: one batch, not one per job."""
-    assert [len(batch) for batch in batched(entries([100] * 2500), 1)] == [MAX_BATCH, MAX_BATCH, 500]
+    """One job: batches of MAX_BATCH files; few files for many jobs: batches of 100, not one per job."""
+    assert [len(batch) for batch in batched(entries([100] * 2500), 1)] == [MAX_BATCH] * 2 + [500]
+    assert [len(batch) for batch in batched(entries([100] * 300), 1)] == [150, 150]
     assert [len(batch) for batch in batched(entries([100] * 150), 8)] == [100, 50]
 
 
@@ -42,12 +43,12 @@ def test_a_batch_holds_at_most_16_mib_of_files_read_into_memory() -> None:
     """Small files (read whole) end a batch at 16 MiB; large ones (streamed from their path) do not count."""
     small = entries([READ_WHOLE] * 200)
     assert [len(batch) for batch in batched(small, 1)] == [64, 64, 64, 8]
-    assert [len(batch) for batch in batched(entries([READ_WHOLE + 1] * 200), 1)] == [200]
+    assert [len(batch) for batch in batched(entries([READ_WHOLE + 1] * 200), 1)] == [100, 100]  # two shares
 
 
 def test_large_files_are_shared_out_by_bytes_between_the_jobs() -> None:
-    """Four 100 MiB files for 4 jobs: one each, so they are hashed and written side by side."""
-    assert [len(batch) for batch in batched(entries([100 * MiB] * 4), 4)] == [1, 1, 1, 1]
+    """Eight 100 MiB files for 4 jobs: one per batch, so they are hashed and written side by side."""
+    assert [len(batch) for batch in batched(entries([100 * MiB] * 8), 4)] == [1] * 8
 
 
 async def test_a_directory_reads_small_files_whole_and_leaves_large_ones_to_stream(tmp_path: Path) -> None:
