@@ -15,12 +15,14 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import io
 import os
 import stat
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Self, TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar
 from urllib.parse import urlsplit
 
 from blobstore.core.ingest import PutData, new_hasher
@@ -162,7 +164,7 @@ class DirectorySource(ImportSource):
 
     def _hash_all(self, files: Sequence[SourceFile]) -> list[tuple[str, int] | Exception]:
         buffer = bytearray(_HASH_BUFFER)
-        return [_caught(lambda file=file: hash_file(self._path(file), buffer)) for file in files]
+        return [_caught(partial(hash_file, self._path(file), buffer)) for file in files]
 
     async def contents(self, files: Sequence[SourceFile]) -> list[PutData | Exception]:
         """Reads the files of at most :data:`READ_WHOLE` bytes (as listed) one after another in one worker
@@ -172,9 +174,7 @@ class DirectorySource(ImportSource):
 
     def _read_all(self, files: Sequence[SourceFile]) -> list[PutData | Exception]:
         return [
-            _caught(lambda file=file: read_whole(self._path(file), READ_WHOLE))
-            if file.size <= READ_WHOLE
-            else self._path(file)
+            _caught(partial(read_whole, self._path(file), READ_WHOLE)) if file.size <= READ_WHOLE else self._path(file)
             for file in files
         ]
 
@@ -196,7 +196,7 @@ def _caught(work: Callable[[], T]) -> T | Exception:
 
 
 @contextlib.contextmanager
-def _opened_regular(path: Path) -> Iterator[BinaryIO]:
+def _opened_regular(path: Path) -> Iterator[io.FileIO]:
     """``path`` open for reading (unbuffered), if it is a regular file; InvalidInput if not.
 
     No following a link swapped in since the scan; no blocking on a FIFO: the check refuses both.
