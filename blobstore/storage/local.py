@@ -30,6 +30,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -499,41 +500,45 @@ class _DeferredFiles(DeferredWrites):
 
     async def make_durable(self) -> dict[str, StorageUnavailable]:
         """Fsync every file, then every directory once; a key fails if its file's or one of its directories'
-        sync failed, or if the root went away meanwhile (its file is then removed, as a write's would be)."""
+        sync failed, or if the root went away meanwhile (its file is then removed, as a write's would be).
+        One worker thread hop for the lot: the syncs themselves run a few at a time in threads of their own."""
         written, self._written = self._written, {}
-        failed = await self._each(list(written), lambda key: _fsync_file(written[key][0]))
+        return await asyncio.to_thread(self._make_durable, written)
+
+    def _make_durable(self, written: dict[str, tuple[Path, list[Path]]]) -> dict[str, StorageUnavailable]:
+        failed = self._each(list(written), lambda key: _fsync_file(written[key][0]))
         directories = {directory for key, (_, needed) in written.items() if key not in failed for directory in needed}
-        failed_directories = await self._each(sorted(directories), _fsync_dir)
+        failed_directories = self._each(sorted(directories), _fsync_dir)
         for key, (_, needed) in written.items():
             broken = next((failed_directories[str(d)] for d in needed if str(d) in failed_directories), None)
             if broken is not None and key not in failed:
                 failed[key] = broken
         try:  # as a write's _confirm: a root that went away meanwhile may have taken the files elsewhere
-            await asyncio.to_thread(self._local._require_root)
+            self._local._require_root()
         except StorageUnavailable as error:
-            await asyncio.to_thread(_unlink_all, [target for target, _ in written.values()])
+            _unlink_all([target for target, _ in written.values()])
             return dict.fromkeys(written, error)
         return failed
 
-    async def _each(self, items: Sequence[T], sync: Callable[[T], None]) -> dict[str, StorageUnavailable]:
-        """Run ``sync`` on every item, a few worker threads at once; per item (as text) that failed, its error."""
-        failed: dict[str, StorageUnavailable] = {}
-        limit = asyncio.Semaphore(_CONCURRENT_SYNCS)
+    def _each(self, items: Sequence[T], sync: Callable[[T], None]) -> dict[str, StorageUnavailable]:
+        """Run ``sync`` on every item, :data:`_CONCURRENT_SYNCS` threads at once; per item (as text) that
+        failed, its error."""
 
-        async def one(item: T) -> None:
-            async with limit:
-                try:
-                    with self._local._translated(str(item), writing=True):
-                        await asyncio.to_thread(sync, item)
-                except StorageUnavailable as error:
-                    failed[str(item)] = error
-                except FileNotFoundError:
-                    failed[str(item)] = StorageUnavailable(
-                        f"local storage {self._local.root}: {item} vanished before it was synced"
-                    )
+        def one(item: T) -> StorageUnavailable | None:
+            try:
+                with self._local._translated(str(item), writing=True):
+                    sync(item)
+            except StorageUnavailable as error:
+                return error
+            except FileNotFoundError:
+                return StorageUnavailable(f"local storage {self._local.root}: {item} vanished before it was synced")
+            return None
 
-        await asyncio.gather(*(one(item) for item in items))
-        return failed
+        if not items:
+            return {}
+        with ThreadPoolExecutor(min(_CONCURRENT_SYNCS, len(items)), thread_name_prefix="blobstore-sync") as pool:
+            errors = list(pool.map(one, items))
+        return {str(item): error for item, error in zip(items, errors, strict=True) if error is not None}
 
 
 def _read_cached(path: Path, first: int, remaining: int | None) -> bytes | None:

@@ -12,21 +12,28 @@ contents under the prefix.
 
 from __future__ import annotations
 
+import math
 import mimetypes
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from blobstore.core.ingest import PutData, new_hasher
 from blobstore.errors import BlobStoreError
 from blobstore.model.results import BlobInfo
-from blobstore.store import MAX_LIST_LIMIT, PutItem, Tenant
+from blobstore.store import MAX_BATCH, MAX_LIST_LIMIT, PutItem, Tenant
 from blobstore.transfer.parallel import Advance, check_jobs, for_each, no_advance
 from blobstore.transfer.selection import Entry, Selection
-from blobstore.transfer.sources import Failure, ImportSource, shown
+from blobstore.transfer.sources import READ_WHOLE, Failure, ImportSource, shown
 
 #: Keys per page when listing what a tenant already holds.
 _LIST_PAGE = MAX_LIST_LIMIT
-#: Files per ``Tenant.put_many`` (one transaction for the dedup hits, one for the new bytes).
-_BATCH = 100
+#: Batches an import aims at per job (:func:`batched`) ...
+_BATCHES_PER_JOB = 2
+#: ... of at least this many files ...
+_MIN_BATCH = 100
+#: ... and hold at most this many bytes of the small files a source reads into memory (:data:`READ_WHOLE`).
+_BATCH_HELD = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -112,10 +119,34 @@ async def import_source(
         for entry in batch:
             progress(entry.file.size)
 
-    batches = [plan.entries[start : start + _BATCH] for start in range(0, len(plan.entries), _BATCH)]
-    await for_each(batches, jobs, one_batch)
+    await for_each(batched(plan.entries, jobs), jobs, one_batch)
     result.failures.sort(key=lambda failure: failure.path)
     return result
+
+
+def batched(entries: Sequence[Entry], jobs: int) -> Iterator[list[Entry]]:
+    """``entries`` in order, in batches for ``jobs`` workers: large (each is one or two transactions and, on a
+    local directory, one fsync per directory that gained objects), yet :data:`_BATCHES_PER_JOB` per job or
+    more where there are enough files or bytes (at most an equal share of the files and of the bytes each),
+    so that every worker has work, one batch's syncs overlap another's reading and hashing, and an
+    interrupted import keeps what its first batches stored. A batch holds at least :data:`_MIN_BATCH` files
+    (unless their bytes are too many), at most ``MAX_BATCH``, and at most :data:`_BATCH_HELD` bytes of files
+    a source reads into memory (:data:`READ_WHOLE`)."""
+    shares = _BATCHES_PER_JOB * jobs
+    most = min(MAX_BATCH, max(_MIN_BATCH, math.ceil(len(entries) / shares)))
+    most_bytes = max(_BATCH_HELD, math.ceil(sum(entry.file.size for entry in entries) / shares))
+    batch: list[Entry] = []
+    held = size = 0
+    for entry in entries:
+        small = entry.file.size if entry.file.size <= READ_WHOLE else 0
+        if batch and (len(batch) == most or held + small > _BATCH_HELD or size + entry.file.size > most_bytes):
+            yield batch
+            batch, held, size = [], 0, 0
+        batch.append(entry)
+        held += small
+        size += entry.file.size
+    if batch:
+        yield batch
 
 
 async def _import_batch(
@@ -123,16 +154,18 @@ async def _import_batch(
 ) -> None:
     """Skip the entries an earlier run imported, store the rest with one ``put_many``; record every outcome."""
     todo: list[Entry] = []
-    for entry in batch:
-        try:
-            if not await _already_imported(source, entry, held.get(entry.key), result):
-                todo.append(entry)
-        except (BlobStoreError, OSError) as exc:
-            _failed(result, entry, exc)
+    data: list[PutData] = []
+    for entry, read in zip(batch, await source.contents([entry.file for entry in batch]), strict=True):
+        if isinstance(read, Exception):
+            _failed(result, entry, read)
+        else:
+            todo.append(entry)
+            data.append(read)
+    todo, data = await _not_imported(source, todo, data, held, result)
     if not todo:
         return
     try:
-        items = [PutItem(e.key, await source.data(e.file), content_type=content_type_of(e.file.path)) for e in todo]
+        items = [PutItem(e.key, d, content_type=content_type_of(e.file.path)) for e, d in zip(todo, data, strict=True)]
         outcomes: list[BlobInfo | BlobStoreError | OSError] = list(await tenant.put_many(items))
     except OSError:  # a source file that failed mid-read (not a store error) fails its batch: retry file by file
         outcomes = [await _put_one(tenant, source, entry) for entry in todo]
@@ -145,16 +178,39 @@ async def _import_batch(
             _failed(result, entry, outcome)
 
 
-async def _already_imported(source: ImportSource, entry: Entry, stored: StoredKey | None, result: ImportResult) -> bool:
-    """True (counted as skipped) if the entry's key already holds the file's size and digest."""
-    if stored is None or stored.size != entry.file.size:
-        return False
-    digest, size = await source.digest(entry.file)
-    if (digest, size) != (stored.digest, stored.size):
-        return False
-    result.skipped += 1
-    result.skipped_bytes += size
-    return True
+async def _not_imported(
+    source: ImportSource, entries: list[Entry], data: list[PutData], held: dict[str, StoredKey], result: ImportResult
+) -> tuple[list[Entry], list[PutData]]:
+    """The entries (with their data) whose key does not already hold the file's size and digest; the others
+    are counted as skipped. Only a file whose key holds its size is hashed here: its bytes if they were read,
+    else the file, all in one call."""
+    candidates = [index for index, entry in enumerate(entries) if _same_size(held.get(entry.key), entry)]
+    unread = [entries[index].file for index in candidates if not isinstance(data[index], bytes)]
+    hashed = iter(await source.digests(unread) if unread else [])
+    settled: set[int] = set()  # skipped, or failed while hashed
+    for index in candidates:
+        read, stored = data[index], held[entries[index].key]
+        found = _digest_of(read) if isinstance(read, bytes) else next(hashed)
+        if isinstance(found, Exception):
+            _failed(result, entries[index], found)
+            settled.add(index)
+        elif found == (stored.digest, stored.size):
+            result.skipped += 1
+            result.skipped_bytes += stored.size
+            settled.add(index)
+    kept = [index for index in range(len(entries)) if index not in settled]
+    return [entries[index] for index in kept], [data[index] for index in kept]
+
+
+def _same_size(stored: StoredKey | None, entry: Entry) -> bool:
+    return stored is not None and stored.size == entry.file.size
+
+
+def _digest_of(data: bytes) -> tuple[str, int]:
+    """The store's digest of ``data`` (small: hashed here) and its size."""
+    hasher = new_hasher()
+    hasher.update(data)
+    return str(hasher.hexdigest()), len(data)
 
 
 async def _put_one(tenant: Tenant, source: ImportSource, entry: Entry) -> BlobInfo | BlobStoreError | OSError:

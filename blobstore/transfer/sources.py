@@ -4,19 +4,25 @@ A source lists its files once (:meth:`ImportSource.scan`), then hands each one
 to ``Tenant.put`` as something it streams (:meth:`ImportSource.data`: a
 :class:`~pathlib.Path` for a local file, an async iterable of chunks for an
 object) and hashes it the way the store does (:meth:`ImportSource.digest`).
-Nothing holds a whole file in memory.
+Nothing holds a whole large file in memory: only a small local file (at most
+:data:`READ_WHOLE` bytes) is read whole, with the others of its batch in one
+worker thread (:meth:`ImportSource.contents`), so that storing it costs no
+thread hop, ``stat`` or second read of its own.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
+import io
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, TypeVar
 from urllib.parse import urlsplit
 
 from blobstore.core.ingest import PutData, new_hasher
@@ -26,8 +32,12 @@ from blobstore.extras import needs
 if TYPE_CHECKING:
     from blobstore.storage import S3Storage
 
+T = TypeVar("T")
+
 #: Bytes read at a time while hashing a local file: large enough for BLAKE3 to use several threads.
 _HASH_BUFFER = 4 * 1024 * 1024
+#: A local file of at most this many bytes is handed to the put as its bytes, read with its batch's others.
+READ_WHOLE = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -83,13 +93,11 @@ class ImportSource(abc.ABC):
 
     async def digests(self, files: Sequence[SourceFile]) -> list[tuple[str, int] | Exception]:
         """:meth:`digest` of each file, or the error (BlobStoreError, OSError) that stopped it, in order."""
-        results: list[tuple[str, int] | Exception] = []
-        for file in files:
-            try:
-                results.append(await self.digest(file))
-            except (BlobStoreError, OSError) as exc:
-                results.append(exc)
-        return results
+        return [await _outcome(self.digest(file)) for file in files]
+
+    async def contents(self, files: Sequence[SourceFile]) -> list[PutData | Exception]:
+        """:meth:`data` of each file, or the error (BlobStoreError, OSError) that stopped it, in order."""
+        return [await _outcome(self.data(file)) for file in files]
 
     async def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release clients; the source is unusable afterwards."""
@@ -155,14 +163,56 @@ class DirectorySource(ImportSource):
         return await asyncio.to_thread(self._hash_all, files)
 
     def _hash_all(self, files: Sequence[SourceFile]) -> list[tuple[str, int] | Exception]:
-        results: list[tuple[str, int] | Exception] = []
         buffer = bytearray(_HASH_BUFFER)
-        for file in files:
-            try:
-                results.append(hash_file(self._path(file), buffer))
-            except (BlobStoreError, OSError) as exc:
-                results.append(exc)
-        return results
+        return [_caught(partial(hash_file, self._path(file), buffer)) for file in files]
+
+    async def contents(self, files: Sequence[SourceFile]) -> list[PutData | Exception]:
+        """Reads the files of at most :data:`READ_WHOLE` bytes (as listed) one after another in one worker
+        thread, each whole (its bytes, as they are now: a file that grew past the limit is a path after all);
+        the others are their paths, read by the put."""
+        return await asyncio.to_thread(self._read_all, files)
+
+    def _read_all(self, files: Sequence[SourceFile]) -> list[PutData | Exception]:
+        return [
+            _caught(partial(read_whole, self._path(file), READ_WHOLE)) if file.size <= READ_WHOLE else self._path(file)
+            for file in files
+        ]
+
+
+async def _outcome(work: Awaitable[T]) -> T | Exception:
+    """What ``work`` returns, or the error (BlobStoreError, OSError) that stopped it."""
+    try:
+        return await work
+    except (BlobStoreError, OSError) as exc:
+        return exc
+
+
+def _caught(work: Callable[[], T]) -> T | Exception:
+    """What ``work()`` returns, or the error (BlobStoreError, OSError) that stopped it."""
+    try:
+        return work()
+    except (BlobStoreError, OSError) as exc:
+        return exc
+
+
+@contextlib.contextmanager
+def _opened_regular(path: Path) -> Iterator[io.FileIO]:
+    """``path`` open for reading (unbuffered), if it is a regular file; InvalidInput if not.
+
+    No following a link swapped in since the scan; no blocking on a FIFO: the check refuses both.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb", buffering=0) as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidInput(f"{path} is not a regular file")
+        yield file
+
+
+def read_whole(path: Path, most: int) -> bytes | Path:
+    """The bytes of the regular file ``path`` if it holds at most ``most`` of them, else ``path`` itself."""
+    with _opened_regular(path) as file:
+        data = file.read(most + 1)  # one read: a regular file gives all it has up to the count
+    return data if len(data) <= most else path
 
 
 def hash_file(path: Path, buffer: bytearray | None = None) -> tuple[str, int]:
@@ -173,11 +223,7 @@ def hash_file(path: Path, buffer: bytearray | None = None) -> tuple[str, int]:
     view = memoryview(buffer if buffer is not None else bytearray(_HASH_BUFFER))
     hasher = new_hasher()
     size = 0
-    # No following a link swapped in since the scan; no blocking on a FIFO: the check below refuses both.
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb", buffering=0) as file:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InvalidInput(f"{path} is not a regular file")
+    with _opened_regular(path) as file:
         while count := file.readinto(view):
             hasher.update(view[:count])
             size += count

@@ -8,6 +8,7 @@ and name for name, and the dry run must predict exactly the bytes the import sto
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from aiobotocore.config import AioConfig
 from blobstore import BlobStore, StorageUnavailable
 from blobstore.testing.faults import Fault, FaultyStorage
 from blobstore.transfer import (
+    DirectorySource,
+    SourceFile,
     dry_run,
     export_tree,
     import_source,
@@ -26,6 +29,7 @@ from blobstore.transfer import (
     plan_export,
     plan_import,
 )
+from blobstore.transfer.sources import READ_WHOLE
 from tests.support.s3_server import S3Endpoint, temporary_bucket
 from tests.support.stores import FakeClock
 from tests.support.workers import check_invariants, scalar
@@ -124,6 +128,29 @@ async def test_running_an_import_again_skips_everything_and_stores_nothing(store
         changed = await import_source(tenant, source, await plan_import(source))
     assert (changed.imported, changed.skipped) == (1, len(files) - 1)
     assert await tenant.get("readme.txt") == b"hullo\n"
+
+
+async def test_a_rerun_reads_each_small_file_once_and_hashes_only_the_large_ones_again(
+    store: BlobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Skipping compares digests: a small file's bytes, read for its batch, are hashed as they are (no second
+    read); only files too large to read whole are hashed from the disk, in one call per batch."""
+    files = write_tree(tmp_path / "source", big=3 * MiB)
+    hashed: list[list[str]] = []
+    digests = DirectorySource.digests
+
+    async def recorded(self: DirectorySource, listed: Sequence[SourceFile]) -> list[tuple[str, int] | Exception]:
+        hashed.append([file.path for file in listed])
+        return await digests(self, listed)
+
+    monkeypatch.setattr(DirectorySource, "digests", recorded)
+    tenant = store.tenant("acme")
+    async with open_source(str(tmp_path / "source")) as source:
+        await import_source(tenant, source, await plan_import(source))
+        assert hashed == [], "a first import hashes nothing itself: the store does, once"
+        again = await import_source(tenant, source, await plan_import(source))
+    assert (again.imported, again.skipped) == (0, len(files))
+    assert hashed == [[path for path in sorted(files) if len(files[path]) > READ_WHOLE]]
 
 
 async def test_an_import_interrupted_by_a_storage_outage_lists_the_failures_and_resumes(
