@@ -94,7 +94,7 @@ class GroupCommit:
             queue = self._queues[runner] = _Queue()
             try:
                 outcomes: list[PutOutcome | None] = [None]
-                await runner.put([dataclasses.replace(item, index=0)], {0: source}, outcomes)
+                await runner.put([_numbered(item, 0)], {0: source}, outcomes)
                 assert outcomes[0] is not None, "every item gets an outcome"
                 return outcomes[0]
             finally:
@@ -125,7 +125,7 @@ class GroupCommit:
 
 async def _round(runner: RoundRunner, round_: list[_Waiting]) -> None:
     """Store the round's puts together; each caller hears its own outcome (or the bug that ended the round)."""
-    items = [dataclasses.replace(waiting.item, index=index) for index, waiting in enumerate(round_)]
+    items = [_numbered(waiting.item, index) for index, waiting in enumerate(round_)]
     sources = {index: waiting.source for index, waiting in enumerate(round_)}
     outcomes: list[PutOutcome | None] = [None] * len(round_)
     try:
@@ -143,3 +143,8 @@ async def _round(runner: RoundRunner, round_: list[_Waiting]) -> None:
         assert outcome is not None, "every item gets an outcome"
         if not waiting.outcome.done():
             waiting.outcome.set_result(outcome)
+
+
+def _numbered(item: binding.Item, index: int) -> binding.Item:
+    """``item`` as the ``index``-th of its round (its outcome's place)."""
+    return item if item.index == index else dataclasses.replace(item, index=index)
