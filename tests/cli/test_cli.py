@@ -23,7 +23,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import IO
 
-import blake3
 import click
 import pytest
 
@@ -32,14 +31,11 @@ import blobstore.store
 from blobstore import Settings
 from blobstore.cli import cli
 from tests.support.cli_helpers import Run, finish, invoke, listed_commands, new_store, run_process, spawn
+from tests.support.digests import digest_of
 from tests.support.s3_server import S3Endpoint
 from tests.support.servers import postgres_server, scratch_database
 
 DATA = bytes(range(256)) * 40 + b"\x00\r\n\xff"  # binary: NULs, CR/LF, high bytes
-
-
-def digest_of(data: bytes) -> str:
-    return str(blake3.blake3(data).hexdigest())
 
 
 @pytest.fixture

@@ -14,13 +14,13 @@ import random
 from collections.abc import Awaitable
 from pathlib import Path
 
-import blake3
 import pytest
 from sqlalchemy.exc import DBAPIError
 
 from blobstore import AlreadyExists, BlobInfo, BlobStore, NotFound, ObjectMissing, StorageUnavailable
 from blobstore.db import engine
 from blobstore.storage.base import Source
+from tests.support.digests import digest_of
 from tests.support.stores import FakeClock, StoreFactory
 from tests.support.workers import check_invariants, data_objects, refcount_of, rows, run_workers, scalar
 
@@ -28,10 +28,6 @@ pytestmark = pytest.mark.slow
 
 #: How many worker processes race on each deployment (SQLite serves one machine; keep it small).
 PROCESSES = {"sqlite-local": 3, "postgres-s3": 4}
-
-
-def digest_of(data: bytes) -> str:
-    return str(blake3.blake3(data).hexdigest())
 
 
 async def refs_of(store: BlobStore) -> list[tuple[str, str]]:

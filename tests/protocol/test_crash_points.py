@@ -20,7 +20,6 @@ import pytest
 from aiobotocore.config import AioConfig
 
 from blobstore import BlobStore, NotFound
-from blobstore.core.ingest import new_hasher
 from blobstore.storage import S3Storage
 from tests.support.crash_worker import (
     BATCH,
@@ -34,6 +33,7 @@ from tests.support.crash_worker import (
     TENANT,
     payload,
 )
+from tests.support.digests import digest_of
 from tests.support.stores import DEPLOYMENTS, FakeClock, StoreFactory
 from tests.support.workers import data_objects, invariant_violations, rows, worker_env
 
@@ -47,12 +47,6 @@ CASES = [
     for point in POINTS
     if deployment.endswith(ONLY_ON.get(point, deployment))
 ]
-
-
-def digest_of(data: bytes) -> str:
-    hasher = new_hasher()
-    hasher.update(data)
-    return str(hasher.hexdigest())
 
 
 async def run_worker(store: BlobStore, point: str) -> list[str]:

@@ -26,7 +26,6 @@ from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
 from blobstore import BlobStore, ConfigurationError, NotFound
-from blobstore.core.ingest import new_hasher
 from blobstore.db import catalog, maintenance
 from blobstore.db.models import Base
 from blobstore.protocol import gc as gc_module
@@ -34,17 +33,12 @@ from blobstore.protocol.gc import BATCH, GcStats, Planned
 from blobstore.storage import LocalStorage, S3Storage, open_storage_from_url
 from blobstore.storage.layout import OBJECT_PREFIX, object_key_for
 from blobstore.testing.faults import Fault, FaultyStorage, SimulatedCrash, dies_with
+from tests.support.digests import digest_of
 from tests.support.s3_server import S3Endpoint
 from tests.support.stores import FakeClock, StoreFactory
 from tests.support.workers import data_objects, invariant_violations, rows, scalar
 
 GRACE = 3600.0
-
-
-def digest_of(data: bytes) -> str:
-    hasher = new_hasher()
-    hasher.update(data)
-    return str(hasher.hexdigest())
 
 
 async def crash_put(

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from blobstore import BlobInfo, NotFound, PutItem, StorageUnavailable
-from blobstore.core.ingest import new_hasher
 from blobstore.protocol.uploads import Uploader
+from tests.support.digests import digest_of
 from tests.support.stores import StoreFactory
 from tests.support.workers import data_objects, invariant_violations, rows
 
@@ -57,12 +57,6 @@ def syncs(monkeypatch: pytest.MonkeyPatch) -> Syncs:
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(Uploader, "_promote", promote)
     return recorded
-
-
-def digest_of(data: bytes) -> str:
-    hasher = new_hasher()
-    hasher.update(data)
-    return str(hasher.hexdigest())
 
 
 def batch_with_shared_directory(others: int) -> dict[str, bytes]:

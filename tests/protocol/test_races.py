@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from blobstore import BlobStore
-from blobstore.core.ingest import new_hasher
+from tests.support.digests import digest_of
 from tests.support.gate import launch_gated
 from tests.support.race_worker import PAYLOAD, STORM_PAYLOAD, TENANT, own_keys
 from tests.support.stores import FakeClock, StoreFactory
@@ -27,12 +27,6 @@ DEPLOYMENT = "postgres-s3"
 #: a GC run or a read).
 PROCESSES = 3
 ROUNDS = 500
-
-
-def digest_of(data: bytes) -> str:
-    hasher = new_hasher()
-    hasher.update(data)
-    return str(hasher.hexdigest())
 
 
 async def run_workers(store: BlobStore, sync: Path, commands: list[list[str]]) -> list[dict[str, Any]]:

@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from blobstore import BlobStore, NotFound, Settings
-from blobstore.core.ingest import new_hasher
 from blobstore.protocol.uploads import Uploader
 from blobstore.testing.faults import Fault, FaultyStorage, SimulatedCrash
+from tests.support.digests import digest_of
 from tests.support.stores import FakeClock
 from tests.support.workers import data_objects, invariant_violations, make_raw, rows, scalar
 
@@ -54,12 +54,6 @@ STEPS = 25
 Ref = tuple[str, str]
 refs = st.tuples(st.sampled_from(TENANTS), st.sampled_from(KEYS))
 values = st.sampled_from(POOL)
-
-
-def digest_of(data: bytes) -> str:
-    hasher = new_hasher()
-    hasher.update(data)
-    return str(hasher.hexdigest())
 
 
 class StoreMachine(RuleBasedStateMachine):

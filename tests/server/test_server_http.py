@@ -16,19 +16,13 @@ import pytest
 
 from blobstore import BlobStore
 from blobstore.auth import tokens
-from blobstore.core.ingest import new_hasher
 from tests.support.access_log import access_log
+from tests.support.digests import digest_of
 from tests.support.live_server import serving
 from tests.support.stores import FakeClock
 from tests.support.workers import data_objects, rows
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
-
-
-def digest_of(data: bytes) -> str:
-    hasher = new_hasher()
-    hasher.update(data)
-    return str(hasher.hexdigest())
 
 
 @dataclass

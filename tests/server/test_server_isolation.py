@@ -10,17 +10,11 @@ import pytest
 
 from blobstore import BlobStore, wire
 from blobstore.auth import tokens
-from blobstore.core.ingest import new_hasher
+from tests.support.digests import digest_of
 from tests.support.live_server import serving
 from tests.support.stores import FakeClock
 
 SECRET = b"beta's secret bytes"
-
-
-def digest_of(data: bytes) -> str:
-    hasher = new_hasher()
-    hasher.update(data)
-    return str(hasher.hexdigest())
 
 
 @pytest.fixture

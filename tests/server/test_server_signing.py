@@ -16,20 +16,14 @@ import pytest
 from blobstore import BlobStore
 from blobstore.auth import signing, tokens
 from blobstore.client import BlobClient
-from blobstore.core.ingest import new_hasher
 from blobstore.errors import Forbidden, InvalidInput, NotFound
 from blobstore.testing.statements import sql_sent
 from tests.support.cli_helpers import invoke
+from tests.support.digests import digest_of
 from tests.support.live_server import serving
 from tests.support.stores import FakeClock, StoreFactory
 
 DATA = bytes(range(256)) * 16  # 4096 bytes
-
-
-def digest_of(data: bytes) -> str:
-    hasher = new_hasher()
-    hasher.update(data)
-    return str(hasher.hexdigest())
 
 
 @dataclass

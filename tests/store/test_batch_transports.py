@@ -26,17 +26,11 @@ from blobstore import (
     TenantAPI,
 )
 from blobstore.client import BlobClient
-from blobstore.core.ingest import new_hasher
 from blobstore.store import MAX_BATCH
+from tests.support.digests import digest_of
 from tests.support.live_server import Connect, serving
 from tests.support.stores import FakeClock, StoreFactory
 from tests.support.workers import check_invariants
-
-
-def digest_of(data: bytes) -> str:
-    hasher = new_hasher()
-    hasher.update(data)
-    return str(hasher.hexdigest())
 
 
 async def chunks(*parts: bytes) -> AsyncIterator[bytes]:

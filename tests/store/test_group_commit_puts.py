@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from blobstore import AlreadyExists, BlobInfo, BlobStore, StorageUnavailable
-from blobstore.core.ingest import new_hasher
 from blobstore.protocol.uploads import Uploader
 from blobstore.testing.faults import Fault, FaultyStorage
+from tests.support.digests import digest_of
 from tests.support.workers import data_objects, invariant_violations
 
 
@@ -29,12 +29,6 @@ def rounds(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 
     monkeypatch.setattr(Uploader, "put", recorded)
     return seen
-
-
-def digest_of(data: bytes) -> str:
-    hasher = new_hasher()
-    hasher.update(data)
-    return str(hasher.hexdigest())
 
 
 async def test_concurrent_puts_share_rounds_and_each_is_stored(store: BlobStore, rounds: list[list[str]]) -> None:

@@ -6,16 +6,10 @@ from __future__ import annotations
 import pytest
 
 from blobstore import AlreadyExists, BlobStore, IntegrityError, InvalidInput, InvalidKey, NotFound
-from blobstore.core.ingest import new_hasher
+from tests.support.digests import digest_of
 from tests.support.live_server import Connect, Handle
 from tests.support.stores import StoreFactory
 from tests.support.workers import blob_rows, check_invariants, data_objects, object_key_of, refcount_of, rows, scalar
-
-
-def digest_of(data: bytes) -> str:
-    hasher = new_hasher()
-    hasher.update(data)
-    return str(hasher.hexdigest())
 
 
 async def read_range(tenant: Handle, key: str, byte_range: tuple[int, int]) -> bytes:
