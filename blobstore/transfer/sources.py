@@ -210,9 +210,13 @@ def _opened_regular(path: Path) -> Iterator[io.FileIO]:
 
 def read_whole(path: Path, most: int) -> bytes | Path:
     """The bytes of the regular file ``path`` if it holds at most ``most`` of them, else ``path`` itself."""
+    pieces: list[bytes] = []
+    held = 0
     with _opened_regular(path) as file:
-        data = file.read(most + 1)  # one read: a regular file gives all it has up to the count
-    return data if len(data) <= most else path
+        while held <= most and (piece := file.read(most + 1 - held)):  # a read may return fewer (NFS, FUSE)
+            pieces.append(piece)
+            held += len(piece)
+    return b"".join(pieces) if held <= most else path
 
 
 def hash_file(path: Path, buffer: bytearray | None = None) -> tuple[str, int]:

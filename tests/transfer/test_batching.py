@@ -8,11 +8,17 @@ and leaves large ones to be streamed from their path.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 from blobstore.errors import InvalidInput
 from blobstore.store import MAX_BATCH
+from blobstore.transfer import sources
 from blobstore.transfer.importer import batched
 from blobstore.transfer.selection import Entry
 from blobstore.transfer.sources import READ_WHOLE, DirectorySource, SourceFile
@@ -77,3 +83,21 @@ async def test_a_directory_refuses_to_read_what_is_not_a_regular_file(tmp_path: 
     os.mkfifo(tmp_path / "fifo")
     [fifo] = await DirectorySource(tmp_path).contents([SourceFile("fifo", 0)])
     assert isinstance(fifo, InvalidInput)
+
+
+def test_a_small_file_read_in_short_pieces_is_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filesystem may return fewer bytes than a read asks for (NFS, FUSE): the file is still read to its end."""
+    path = tmp_path / "small"
+    path.write_bytes(bytes(range(256)) * 40)
+    opened = sources._opened_regular
+
+    @contextlib.contextmanager
+    def trickling(target: Path) -> Iterator[object]:
+        with opened(target) as file:
+            yield SimpleNamespace(read=lambda count: file.read(min(count, 1000)))
+
+    monkeypatch.setattr(sources, "_opened_regular", trickling)
+
+    assert sources.read_whole(path, READ_WHOLE) == bytes(range(256)) * 40
+    assert sources.read_whole(path, 10_239) == path  # one byte too many: left to stream from its path
+    assert sources.read_whole(path, 10_240) == bytes(range(256)) * 40
