@@ -112,17 +112,17 @@ def test_compact_rewrites_old_blobs_and_reports_the_bytes_saved(
     dry = bs("compact", "--dry-run").ok().stdout
     assert dry.startswith("would rewrite 1 blob: 112.0 kB before, ")
     assert "would save" in dry
-    assert objects_under(raw_blob.parents[2]) == [raw_blob]
+    assert objects_under(raw_blob.parents[1]) == [raw_blob]
     stats = json.loads(bs("compact", "--tenant", "acme", "--json", grace="0").ok().stdout)
     assert (stats["dry_run"], stats["blobs_rewritten"], stats["bytes_before"]) == (False, 1, 112_000)
     assert stats["bytes_saved"] == 112_000 - stats["bytes_after"] > 100_000
     assert stats["failures"] == []
-    assert len(objects_under(raw_blob.parents[2])) == 2  # the old object waits for gc (after the grace, 0 here)
+    assert len(objects_under(raw_blob.parents[1])) == 2  # the old object waits for gc (after the grace, 0 here)
     assert bs("compact").ok().stdout.startswith("rewrote 0 blobs: 0 bytes before, 0 bytes after, saved 0 bytes in ")
     assert bs("get", "acme", "k").ok().stdout_bytes == b"a line of text that repeats\n" * 4000
     bs("gc", grace="0").ok()
     assert "ok" in bs("fsck", "--read-data").ok().stdout
-    assert len(objects_under(raw_blob.parents[2])) == 1
+    assert len(objects_under(raw_blob.parents[1])) == 1
 
 
 def test_compact_reports_a_blob_it_cannot_read_and_exits_1(bs: Callable[..., Run], raw_blob: Path) -> None:
