@@ -9,6 +9,7 @@ swapped in later.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,12 +23,15 @@ from blobstore.core.identity import pair
 from blobstore.core.instrument import Observer, time_statements, timed_storage
 from blobstore.core.spool import Spool
 from blobstore.db import migrate, sqlite_files
-from blobstore.db.engine import Database
+from blobstore.db.engine import Database, is_transient
 from blobstore.errors import ConfigurationError
 from blobstore.storage import ObjectStorage, open_storage_from_url
 from blobstore.storage.base import ObjectReader
 
 Clock = Callable[[], datetime]
+#: Tries of the database's first statement before a store opens: a connection the server cut under it (an
+#: administrator's or a restart's termination) is tried again, a refusal or a bad URL is not.
+_PROBES = 3
 
 
 def utc_now() -> datetime:
@@ -118,11 +122,18 @@ async def open_database(settings: Settings) -> Database:
         except OSError as exc:
             raise ConfigurationError(f"BLOBSTORE_DATABASE_URL: cannot create {path}: {exc.strerror}") from None
     database = Database(settings.database_url)
-    try:
-        async with database.engine.connect() as conn:
-            await conn.exec_driver_sql("SELECT 1")
-    except (DBAPIError, OSError) as exc:
+    for attempt in range(1, _PROBES + 1):
+        try:
+            async with database.engine.connect() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+            return database
+        except DBAPIError as exc:  # a connection cut under the probe (a server restarting) is worth another try
+            if attempt < _PROBES and is_transient(exc):
+                await asyncio.sleep(0.1 * attempt)
+                continue
+            reason: object = exc.orig or exc
+        except OSError as exc:
+            reason = exc
         await database.dispose()
-        reason = getattr(exc, "orig", None) or exc
         raise ConfigurationError(f"BLOBSTORE_DATABASE_URL: cannot connect to the database: {reason}") from None
-    return database
+    raise AssertionError("unreachable")
