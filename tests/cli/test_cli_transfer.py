@@ -18,6 +18,7 @@ import pytest
 from aiobotocore.config import AioConfig
 
 from blobstore import BlobStore
+from blobstore.store import MAX_BATCH
 from blobstore.transfer import plan_export
 from tests.support.cli_helpers import Run, finish, invoke, new_store, spawn
 from tests.support.s3_server import S3Endpoint, temporary_bucket
@@ -241,11 +242,16 @@ async def test_a_missing_source_bucket_is_one_line_naming_the_source(home: Path,
 
 
 def test_ctrl_c_stops_an_import_with_exit_130_and_a_rerun_finishes_it(home: Path, tmp_path: Path) -> None:
-    """SIGINT mid-import: one line, exit 130; the rerun skips what was stored and imports the rest."""
+    """SIGINT mid-import: one line, exit 130; the rerun skips what was stored and imports the rest.
+
+    With one job an import stores its files in batches of at most ``MAX_BATCH``; 4,000 files make four, so
+    the signal, sent once the first batch is listed, lands while three are still to come however loaded the
+    machine."""
     root = tmp_path / "source"
     root.mkdir()
-    for index in range(300):
-        (root / f"f{index:03}.bin").write_bytes(os.urandom(32 * 1024))
+    files = 4 * MAX_BATCH
+    for index in range(files):
+        (root / f"f{index:04}.bin").write_bytes(os.urandom(1024))
     process = spawn(["import", "acme", str(root), "--jobs", "1"], home=home)
     deadline = time.monotonic() + 60
     while invoke(["ls", "acme", "--limit", "20"], home=home).stdout.count("\n") < 20:
@@ -255,9 +261,9 @@ def test_ctrl_c_stops_an_import_with_exit_130_and_a_rerun_finishes_it(home: Path
     process.send_signal(signal.SIGINT)
     finish(process).failed("interrupted", code=130)
     stored = invoke(["ls", "acme"], home=home).ok().stdout.count("\n")
-    assert 20 <= stored < 300
+    assert 20 <= stored < files
     rerun = json.loads(invoke(["import", "acme", str(root), "--json"], home=home).ok().stdout)
-    assert (rerun["skipped"], rerun["imported"]) == (stored, 300 - stored)
+    assert (rerun["skipped"], rerun["imported"]) == (stored, files - stored)
 
 
 def test_the_store_s_own_folder_inside_the_source_is_not_imported(tmp_path: Path) -> None:
