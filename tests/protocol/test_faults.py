@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -207,24 +207,28 @@ async def poll(store: BlobStore, keys: list[str], seen: list[str], stop: asyncio
         await asyncio.sleep(0.005)
 
 
-async def test_a_put_timing_out_in_a_slow_write_is_never_half_visible(store: BlobStore, clock: FakeClock) -> None:
-    """A put timing out in a slow upload fails cleanly; a reader meanwhile only ever sees the key missing.
+async def cancelled_when_hit(fault: Fault, work: Coroutine[Any, Any, object]) -> None:
+    """Run ``work`` until it reaches ``fault``, then cancel it, as a caller's timeout would (sent at that point
+    however loaded the machine); it must end cancelled."""
+    task = asyncio.create_task(work)
+    deadline = time.monotonic() + 30
+    while fault.hits == 0:
+        assert not task.done(), "the work ended before it reached the fault"
+        assert time.monotonic() < deadline, "the work never reached the fault"
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
-    The timeout is the caller's cancellation, sent once the write is reached (however loaded the machine)."""
+
+async def test_a_put_timing_out_in_a_slow_write_is_never_half_visible(store: BlobStore, clock: FakeClock) -> None:
+    """A put timing out in a slow upload fails cleanly; a reader meanwhile only ever sees the key missing."""
     storage = faulty(store)
     slow = storage.inject(Fault("write", delay=60.0, key_prefix="data/"))
     problems: list[str] = []
     stop = asyncio.Event()
     reader = asyncio.create_task(poll(store, ["slow"], problems, stop))
-    put = asyncio.create_task(store.tenant("acme").put("slow", b"slow bytes"))
-    deadline = time.monotonic() + 30
-    while slow.hits == 0:
-        assert not put.done(), "the put ended before its write"
-        assert time.monotonic() < deadline, "the put never reached its write"
-        await asyncio.sleep(0.01)
-    put.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await put
+    await cancelled_when_hit(slow, store.tenant("acme").put("slow", b"slow bytes"))
     stop.set()
     await reader
     assert slow.hits == 1
@@ -245,9 +249,7 @@ async def test_a_gc_cancelled_during_a_hung_delete_is_finished_by_the_next_run(
     await acme.delete("doomed")
     await acme.put("kept", b"kept")
     clock.advance(GRACE + 1)
-    storage.inject(Fault("delete_many", hang=True))
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(store.gc(), 0.5)
+    await cancelled_when_hit(storage.inject(Fault("delete_many", hang=True)), store.gc())
     assert await states(store) == ["deleting", "live"]
     assert await acme.get("kept") == b"kept"
     assert (await store.gc()).blobs_reclaimed == 1
