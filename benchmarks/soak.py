@@ -45,9 +45,6 @@ from tests.support.tcp_proxy import TcpProxy, proxied
 
 #: Error classes the product documents for the faults the soak injects; any other is a failure.
 EXPECTED_ERRORS = frozenset({"StorageUnavailable"})
-#: Seconds a SIGKILLed member may take to restart and open its store: no kill comes this long before the S3
-#: outage, nor during it (benchmarks.soak_fleet.kill_workers).
-RESTART_SECONDS = 10.0
 #: How many failures and audit problems the printed summary shows.
 SHOWN = 10
 #: The spool every soak process shares (one node): puts of new bytes go there while S3 is cut off.
@@ -122,10 +119,8 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             rng = random.Random(args.seed)
             log(fleet.started, f"soak: {args.workers} workers + GC + fsck for {duration:.0f} s in {workdir}")
             dropping = asyncio.ensure_future(drop_connections(database_url, fleet.until, random.Random(rng.random())))
-            outage_at = (duration - args.outage) / 2
-            spared = (outage_at - RESTART_SECONDS, outage_at + args.outage) if args.outage > 0 else (0.0, 0.0)
-            killing = asyncio.ensure_future(kill_workers(fleet, min(60.0, duration / 3), rng, spared))
-            cutting = asyncio.ensure_future(cut_storage(proxy, fleet, outage_at, args.outage))
+            killing = asyncio.ensure_future(kill_workers(fleet, min(60.0, duration / 3), rng))
+            cutting = asyncio.ensure_future(cut_storage(proxy, fleet, (duration - args.outage) / 2, args.outage))
             await fleet.run()
             dropped = await dropping
             await killing

@@ -135,18 +135,10 @@ class Fleet:
         ]
 
 
-async def kill_workers(
-    fleet: Fleet, interval: float, rng: random.Random, spare: tuple[float, float] = (0.0, 0.0)
-) -> None:
-    """SIGKILL a random member every ``interval`` seconds until shortly before the end, none from ``spare[0]`` to
-    ``spare[1]`` seconds into the run (a kill due then comes at its end): a killed member restarts through the
-    store's start-up checks, which refuse an S3 endpoint they cannot reach (at start an outage cannot be told
-    from a wrong URL), so no member is killed into the S3 outage."""
+async def kill_workers(fleet: Fleet, interval: float, rng: random.Random) -> None:
+    """SIGKILL a random member every ``interval`` seconds until shortly before the end."""
     when = fleet.started + interval
     while when < fleet.until - 1:
-        if spare[0] <= when - fleet.started < spare[1]:
-            when = fleet.started + spare[1]
-            continue
         await asyncio.sleep(max(0.0, when - time.time()))
         fleet.kill(rng.choice(fleet.members))
         when += interval

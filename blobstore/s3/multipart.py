@@ -85,8 +85,9 @@ async def upload_part(call: Call) -> Response:
 
 async def upload_part_copy(call: Call) -> Response:
     """UploadPartCopy: stage the tenant's object ``x-amz-copy-source`` (or the ``x-amz-copy-source-range`` of it,
-    ``bytes=FIRST-LAST``) as part ``partNumber``; the source is read, verified, as GetObject reads it. The
-    ``x-amz-copy-source-if-*`` conditions are judged on the source as CopyObject judges them (412)."""
+    ``bytes=FIRST-LAST``, 416 InvalidRange unless the source holds every byte of it) as part ``partNumber``; the
+    source is read, verified, as GetObject reads it. The ``x-amz-copy-source-if-*`` conditions are judged on the
+    source as CopyObject judges them (412)."""
     if "read" not in call.scopes:
         raise S3Error("AccessDenied", "this access key lacks the 'read' scope a copy's source needs")
     bucket = existing(call)
@@ -95,10 +96,13 @@ async def upload_part_copy(call: Call) -> Response:
     if await buckets.find(call.store.core, call.tenant.name, source_bucket) is None:
         raise S3Error("NoSuchBucket", "the specified bucket does not exist")
     await call.body.whole()
+    wanted = _copy_range(call)
     async with AsyncExitStack() as stack:
         source = await stack.enter_async_context(
-            call.tenant.open(buckets.key_of(source_bucket, source_key), byte_range=_copy_range(call))
+            call.tenant.open(buckets.key_of(source_bucket, source_key), byte_range=wanted)
         )
+        if wanted is not None and wanted[1] >= source.info.size:
+            raise S3Error("InvalidRange", f"the copy source range ends past the source's {source.info.size} bytes")
         if copy_source_unmet(call, source.info, await etag_of(call, source.info)):
             raise precondition_failed()
         part = await multipart.upload_part(

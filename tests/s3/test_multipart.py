@@ -268,6 +268,36 @@ async def test_upload_part_copy_takes_a_range_of_an_object(store: BlobStore, url
     assert missing[1] == 404
 
 
+async def test_upload_part_copy_of_a_range_past_the_source_is_invalid_range(store: BlobStore, url: str) -> None:
+    """A copy-source range that ends past the source's last byte is 416 InvalidRange (S3 copies no shorter part
+    than was asked); a malformed one is 400 InvalidArgument. No part is staged either way."""
+    s3 = await client(store, url)
+    s3.create_bucket(Bucket="short-copies")
+    s3.put_object(Bucket="short-copies", Key="source", Body=b"12345")
+    upload = begin(s3, "short-copies", "k")
+    for past in ("bytes=0-21", "bytes=5-5", "bytes=2-5"):
+        refused = error_of(
+            s3.upload_part_copy, **upload, PartNumber=1, CopySource="short-copies/source", CopySourceRange=past
+        )
+        assert refused == ("InvalidRange", 416), past
+    for malformed in (
+        "0-2",
+        "bytes=0",
+        "bytes=hello-world",
+        "bytes=0-bar",
+        "bytes=hello-",
+        "bytes=0-2,3-5",
+        "bytes=3-1",
+    ):
+        refused = error_of(
+            s3.upload_part_copy, **upload, PartNumber=1, CopySource="short-copies/source", CopySourceRange=malformed
+        )
+        assert refused == ("InvalidArgument", 400), malformed
+    assert s3.list_parts(**upload).get("Parts", []) == []
+    last = s3.upload_part_copy(**upload, PartNumber=1, CopySource="short-copies/source", CopySourceRange="bytes=0-4")
+    assert last["CopyPartResult"]["ETag"] == f'"{md5(b"12345")}"'
+
+
 async def test_upload_part_copy_evaluates_the_copy_source_conditions(store: BlobStore, url: str) -> None:
     """x-amz-copy-source-if-match and -if-none-match are judged on the source, as CopyObject judges them: 412
     and no part staged when one fails."""
