@@ -10,7 +10,9 @@ backends are terminated every 0.5-3 s, and a process is SIGKILLed (and
 restarted) every minute, at least twice in any run; and in the middle of the
 run the network to S3 is cut for ``--outage`` seconds (a proxy in front of
 it stops), while every process has a spool (docs/spool.md): puts of new
-bytes land in the spool, the GC loop drains it once S3 answers again. Then the audit
+bytes land in the spool, one process killed a third of the way in restarts
+while S3 does not answer, and the GC loop drains the spool once S3 answers
+again. Then the audit
 (:mod:`benchmarks.soak_audit`) checks the store exactly against the
 workers' journals. Prints operations by kind, errors by class, faults and
 kills, and the audit; exits 1 if anything failed: an audit problem, a
@@ -120,7 +122,10 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             log(fleet.started, f"soak: {args.workers} workers + GC + fsck for {duration:.0f} s in {workdir}")
             dropping = asyncio.ensure_future(drop_connections(database_url, fleet.until, random.Random(rng.random())))
             killing = asyncio.ensure_future(kill_workers(fleet, min(60.0, duration / 3), rng))
-            cutting = asyncio.ensure_future(cut_storage(proxy, fleet, (duration - args.outage) / 2, args.outage))
+            outage_at = (duration - args.outage) / 2
+            cutting = asyncio.ensure_future(
+                cut_storage(proxy, fleet, outage_at, args.outage, random.Random(rng.random()))
+            )
             await fleet.run()
             dropped = await dropping
             await killing
@@ -158,14 +163,18 @@ def _address(url: str) -> tuple[str | None, int]:
     return parts.hostname, parts.port or 80
 
 
-async def cut_storage(proxy: TcpProxy, fleet: Fleet, after: float, seconds: float) -> None:
-    """``after`` seconds into the run, cut the network to S3 for ``seconds`` (no outage if 0)."""
+async def cut_storage(proxy: TcpProxy, fleet: Fleet, after: float, seconds: float, rng: random.Random) -> None:
+    """``after`` seconds into the run, cut the network to S3 for ``seconds`` (no outage if 0); a third of the way
+    in, SIGKILL a random member, which restarts while S3 does not answer (with the spool, it starts anyway and
+    pairs with S3 once it is back: docs/spool.md)."""
     if seconds <= 0:
         return
     await asyncio.sleep(after)
     log(fleet.started, f"S3 outage: the network to S3 is cut for {seconds:.0f} s")
     await asyncio.to_thread(proxy.stop)
-    await asyncio.sleep(seconds)
+    await asyncio.sleep(seconds / 3)
+    fleet.kill(rng.choice(fleet.members))
+    await asyncio.sleep(seconds * 2 / 3)
     await asyncio.to_thread(proxy.start)
     log(fleet.started, "S3 outage over: the network to S3 is back")
 

@@ -26,6 +26,7 @@ from blobstore.errors import (
     QuotaExceeded,
     RangeNotSatisfiable,
     StorageUnavailable,
+    StorageUnreachable,
     Unauthorized,
     UnsafePath,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "RangeNotSatisfiable",
     "Settings",
     "StorageUnavailable",
+    "StorageUnreachable",
     "Tenant",
     "TenantAPI",
     "Unauthorized",

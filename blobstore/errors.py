@@ -22,6 +22,7 @@ importable from ``blobstore``::
     ├── Unauthorized(PermissionError)        HTTP: no usable token
     ├── Forbidden(PermissionError)           HTTP: the token is not for this tenant, or lacks the scope
     ├── ConfigurationError(ValueError)       bad settings, detected at start
+    │   └── StorageUnreachable(ConfigurationError)  object storage did not answer when the store was opened
     ├── StorageUnavailable(ConnectionError)  object storage or database unreachable
     ├── ObjectMissing(FileNotFoundError)     storage backends: no object under the key
     └── UnsafePath(OSError)                  export: a key would be written outside its folder
@@ -125,6 +126,12 @@ class ConfigurationError(BlobStoreError, ValueError):
     """Settings are unusable; the message names the variable to fix."""
 
 
+class StorageUnreachable(ConfigurationError):
+    """Object storage did not answer when the store was opened (its endpoint refused the connection or timed
+    out): a wrong endpoint, or an outage. A node with a spool starts anyway and pairs with the storage once it
+    answers (docs/spool.md); any other node refuses to start."""
+
+
 class StorageUnavailable(BlobStoreError, ConnectionError):
     """Object storage or the database could not be reached or kept failing."""
 
@@ -173,6 +180,7 @@ STATUS: Mapping[type[BlobStoreError], ErrorStatus] = MappingProxyType(
         Unauthorized: ErrorStatus(401, "AccessDenied"),
         Forbidden: ErrorStatus(403, "AccessDenied"),
         ConfigurationError: ErrorStatus(500, "InternalError"),
+        StorageUnreachable: ErrorStatus(500, "InternalError"),
         StorageUnavailable: ErrorStatus(503, "ServiceUnavailable"),
         ObjectMissing: ErrorStatus(500, "InternalError"),
         UnsafePath: ErrorStatus(500, "InternalError"),

@@ -10,6 +10,7 @@ swapped in later.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,12 +22,15 @@ from blobstore.core.egress import EgressLedger
 from blobstore.core.group_commit import GroupCommit
 from blobstore.core.identity import pair
 from blobstore.core.instrument import Observer, time_statements, timed_storage
+from blobstore.core.pairing import PairedLater
 from blobstore.core.spool import Spool
-from blobstore.db import migrate, sqlite_files
+from blobstore.db import catalog, migrate, sqlite_files
 from blobstore.db.engine import Database, is_transient
-from blobstore.errors import ConfigurationError
+from blobstore.errors import BlobStoreError, ConfigurationError, StorageUnavailable, StorageUnreachable
 from blobstore.storage import ObjectStorage, open_storage_from_url
 from blobstore.storage.base import ObjectReader
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 #: Tries of the database's first statement before a store opens: a connection the server cut under it (an
@@ -92,14 +96,17 @@ async def open_core(
         )
     database = await open_database(settings)
     try:
-        await storage.check()
+        outage = await _outage_at_start(storage, spooling=settings.spool_dir is not None)
         if settings.is_sqlite if migrate_schema is None else migrate_schema:
             await migrate.upgrade(database)
         elif not await migrate.is_current(database):
             raise ConfigurationError(
                 "BLOBSTORE_DATABASE_URL: the database schema is not up to date; run `blobstore db upgrade`"
             )
-        await pair(database, storage)
+        if outage is None:
+            await pair(database, storage)
+        else:
+            storage = await _paired_later(database, storage, outage)
     except BaseException:
         await database.dispose()
         await storage.close()
@@ -112,6 +119,27 @@ async def open_core(
         spool = Spool(settings.spool_dir, settings.spool_max_bytes, settings.node_id)
         await spool.storage.check()  # ConfigurationError now rather than a failed put in an outage
     return Core(settings, database, storage, clock, EgressLedger(database), spool)
+
+
+async def _outage_at_start(storage: ObjectStorage, *, spooling: bool) -> StorageUnreachable | StorageUnavailable | None:
+    """Check ``storage``; what kept it from answering if the node has a spool to ride that out, else None.
+    Without a spool the error is raised (StorageUnreachable is a ConfigurationError), as is any other."""
+    try:
+        await storage.check()
+    except (StorageUnreachable, StorageUnavailable) as error:
+        if not spooling:
+            raise
+        return error
+    return None
+
+
+async def _paired_later(database: Database, storage: ObjectStorage, outage: BlobStoreError) -> ObjectStorage:
+    """``storage``, which did not answer at start, wrapped to pair once it does (blobstore.core.pairing); a new
+    store, which has no id to check the storage against, cannot start so: ``outage`` is raised."""
+    if await database.read(catalog.store_id) is None:
+        raise outage
+    log.warning("object storage does not answer (%s); puts go to the spool until it does", outage)
+    return PairedLater(storage, database)
 
 
 async def open_database(settings: Settings) -> Database:

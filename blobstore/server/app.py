@@ -169,7 +169,8 @@ async def healthz() -> JSONResponse:
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: the database answers at the newest schema and the storage is usable (503 otherwise).
     With a spool (docs/spool.md) an unusable storage, or blobs of this node still spooled, is
-    ``degraded: spooling`` (200: puts are still taken).
+    ``degraded: spooling`` (200: puts are still taken); a storage a node started in an outage found to be
+    another store's is a 503.
 
     A 503 names the part that failed, never its address (no token is needed here): the cause goes to the log.
     """
@@ -183,6 +184,8 @@ async def readyz(request: Request) -> JSONResponse:
     spooling = store.settings.spool_dir is not None
     try:
         await store.storage.check()
+    except ConfigurationError as exc:  # a node started in an outage found the storage to be another store's
+        return problems.unavailable("not ready: the object storage is not this store's", exc)
     except Exception as exc:
         if not spooling:
             return problems.unavailable("not ready: the object storage is unavailable", exc)

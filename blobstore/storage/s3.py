@@ -30,7 +30,14 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from blobstore.errors import BlobStoreError, ConfigurationError, IntegrityError, ObjectMissing, StorageUnavailable
+from blobstore.errors import (
+    BlobStoreError,
+    ConfigurationError,
+    IntegrityError,
+    ObjectMissing,
+    StorageUnavailable,
+    StorageUnreachable,
+)
 from blobstore.storage.base import (
     CHUNK_SIZE,
     IncompleteUpload,
@@ -431,7 +438,7 @@ def _translate(error: Exception, storage: S3Storage, key: str, *, checking: bool
     if code in _MISSING:
         return ObjectMissing(key)
     if checking and isinstance(error, BotoConnectionError):
-        return ConfigurationError(
+        return StorageUnreachable(
             f"cannot reach the S3 endpoint {storage.endpoint} ({error}); check BLOBSTORE_S3_ENDPOINT_URL"
         )
     unavailable = StorageUnavailable(f"S3 request on {storage.url} failed: {error}")

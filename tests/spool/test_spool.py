@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from blobstore import BlobStore, ConfigurationError, NotFound, StorageUnavailable
-from blobstore.server import drainer
+from blobstore import BlobStore, ConfigurationError, NotFound, Settings, StorageUnavailable, StorageUnreachable
+from blobstore.core import pairing
+from blobstore.server import create_app, drainer
 from blobstore.storage.layout import OBJECT_PREFIX
 from tests.support.cli_helpers import invoke
 from tests.support.s3_server import S3Endpoint
@@ -243,3 +245,99 @@ async def test_the_servers_drainer_backs_off_while_s3_is_down_and_keeps_the_gaug
     assert await drainer.drain_once(store)
     assert REGISTRY.get_sample_value("blobstore_spool_blobs") == 0
     assert spool_files(store) == []
+
+
+# --- a node started in an outage (blobstore.core.pairing) ----------------------------------------------
+
+
+async def test_a_node_started_in_an_outage_spools_puts_and_pairs_once_s3_answers(
+    open_store: StoreFactory, s3_proxy: TcpProxy, tmp_path: Path, clock: FakeClock
+) -> None:
+    """A node with a spool starts while S3 does not answer (a restart during an outage): its puts are spooled
+    and read back, what lies in S3 answers StorageUnavailable, GC touches nothing; once S3 answers, the
+    drain pairs the node with it and moves the spool into it."""
+    a = await node(open_store, s3_proxy, tmp_path, "node-a")
+    await a.tenant("acme").put("before", b"stored before the outage")
+    s3_proxy.stop()
+    b = await node(open_store, s3_proxy, tmp_path, "node-b")
+    acme = b.tenant("acme")
+    await acme.put("during", LARGE)
+    assert await spooled_on(b, "acme", "during") == "node-b"
+    assert await acme.get("during") == LARGE
+    assert (await acme.put("copy-of-before", b"stored before the outage")).deduplicated  # no storage needed
+    with pytest.raises(StorageUnavailable):
+        await acme.get("before")
+    await acme.delete("copy-of-before")
+    clock.advance_past_real_time(b.settings.gc_grace_seconds + b.settings.upload_lease_seconds + 1)
+    with pytest.raises(StorageUnavailable):
+        await b.gc()
+    with pytest.raises(StorageUnavailable):
+        await b.drain_spool()
+    assert len(spool_files(b)) == 1
+    s3_proxy.start()
+    await asyncio.sleep(pairing.RETRY_SECONDS)  # calls fail at once this long after an attempt found S3 down
+    assert (await b.drain_spool()).blobs_drained == 1
+    assert spool_files(b) == []
+    assert await acme.get("before") == b"stored before the outage"
+    assert await a.tenant("acme").get("during") == LARGE
+    assert await invariant_violations(b) == []
+    report = await b.fsck(read_data=True)
+    assert report.ok, report.problems
+
+
+async def test_a_node_without_a_spool_or_a_new_store_still_refuses_to_start_in_an_outage(
+    open_store: StoreFactory, s3_proxy: TcpProxy, tmp_path: Path
+) -> None:
+    """Without a spool an unreachable S3 is a start-up error naming BLOBSTORE_S3_ENDPOINT_URL; with one, a
+    brand-new store (no id yet to check the storage against) cannot start either."""
+    s3_proxy.stop()
+    with pytest.raises(StorageUnreachable, match="BLOBSTORE_S3_ENDPOINT_URL"):
+        await node(open_store, s3_proxy, tmp_path, "node-a")
+    s3_proxy.start()
+    await node(open_store, s3_proxy, tmp_path, "node-a")
+    s3_proxy.stop()
+    with pytest.raises(ConfigurationError, match="BLOBSTORE_S3_ENDPOINT_URL"):
+        await node(open_store, s3_proxy, tmp_path, "node-b", spool_dir=None, spool_max_bytes=0)
+
+
+async def test_a_node_started_in_an_outage_never_touches_another_stores_storage(
+    open_store: StoreFactory, s3: S3Endpoint, s3_proxy: TcpProxy, tmp_path: Path, clock: FakeClock
+) -> None:
+    """A node started in an outage whose storage, once it answers, is another store's: the drain, GC and
+    readiness refuse it (ConfigurationError), its spooled put stays spooled and readable, and the other
+    store's objects are exactly as they were."""
+    home = await node(open_store, s3_proxy, tmp_path, "node-a")
+    await home.tenant("acme").put("k", b"this store's bytes")
+    other_url = f"{home.settings.storage_url}-other"
+    other = await BlobStore.open(
+        Settings(
+            home=tmp_path / "other",
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'other.db'}",
+            storage_url=other_url,
+            s3_endpoint_url=s3.url,
+        )
+    )
+    await other.tenant("globex").put("theirs", b"the other store's bytes")
+    theirs = sorted([info.key async for info in other.storage.list()])
+    s3_proxy.stop()
+    wrong = await node(open_store, s3_proxy, tmp_path, "node-b", storage_url=other_url)
+    await wrong.tenant("acme").put("during", b"spooled on the misconfigured node")
+    s3_proxy.start()
+    await asyncio.sleep(pairing.RETRY_SECONDS)
+    with pytest.raises(ConfigurationError, match="belongs to blobstore"):
+        await wrong.drain_spool()
+    clock.advance_past_real_time(wrong.settings.gc_grace_seconds + wrong.settings.upload_lease_seconds + 1)
+    with pytest.raises(ConfigurationError, match="belongs to blobstore"):
+        await wrong.gc()
+    app = create_app(wrong)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node-b") as http,
+    ):
+        ready = await http.get("/readyz")
+    assert (ready.status_code, ready.json()["detail"]) == (503, "not ready: the object storage is not this store's")
+    assert await wrong.tenant("acme").get("during") == b"spooled on the misconfigured node"
+    assert await spooled_on(wrong, "acme", "during") == "node-b"
+    assert sorted([info.key async for info in other.storage.list()]) == theirs
+    assert await other.tenant("globex").get("theirs") == b"the other store's bytes"
+    await other.close()

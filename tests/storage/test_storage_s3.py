@@ -15,7 +15,7 @@ from aiobotocore.client import AioBaseClient
 from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError
 
-from blobstore.errors import ConfigurationError, ObjectMissing, StorageUnavailable
+from blobstore.errors import ConfigurationError, ObjectMissing, StorageUnavailable, StorageUnreachable
 from blobstore.storage import ObjectStorage, S3Storage, open_storage_from_url, read_all
 from blobstore.testing.storage_suite import StorageConformance
 from tests.support.s3_server import S3Endpoint, temporary_bucket, unique_bucket_name
@@ -246,7 +246,7 @@ async def test_check_missing_bucket(make_storage: MakeStorage) -> None:
 
 
 async def test_check_unreachable_endpoint() -> None:
-    """check against a closed port names BLOBSTORE_S3_ENDPOINT_URL."""
+    """check against a closed port is StorageUnreachable (a ConfigurationError) naming BLOBSTORE_S3_ENDPOINT_URL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -254,7 +254,7 @@ async def test_check_unreachable_endpoint() -> None:
         "bucket", endpoint_url=f"http://127.0.0.1:{port}", region="us-east-1", max_attempts=1, connect_timeout=1
     )
     async with storage:
-        with pytest.raises(ConfigurationError, match="BLOBSTORE_S3_ENDPOINT_URL"):
+        with pytest.raises(StorageUnreachable, match="BLOBSTORE_S3_ENDPOINT_URL"):
             await storage.check()
 
 
