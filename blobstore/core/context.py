@@ -122,8 +122,8 @@ async def open_core(
 
 
 async def _outage_at_start(storage: ObjectStorage, *, spooling: bool) -> StorageUnreachable | StorageUnavailable | None:
-    """Check ``storage``; what kept it from answering if the node has a spool to ride that out, else None.
-    Without a spool the error is raised (StorageUnreachable is a ConfigurationError), as is any other."""
+    """Check ``storage``: None if it answers; if it does not and the node has a spool to ride that out, why not.
+    Without a spool that error is raised (StorageUnreachable is a ConfigurationError), as is any other."""
     try:
         await storage.check()
     except (StorageUnreachable, StorageUnavailable) as error:

@@ -6,7 +6,7 @@ its storage is wrapped in :class:`PairedLater`, whose every call first proves, o
 and is this store's (:func:`blobstore.core.identity.pair`, the marker's store id against the database's).
 Until then each call fails as the unreachable storage does (StorageUnavailable; for :data:`RETRY_SECONDS`
 after an attempt that found the storage unreachable, at once, without trying again): puts land in the spool,
-reads of objects in object storage answer 503, GC, fsck and drains touch nothing. A storage that answers but
+reads of objects in object storage answer 503, GC, fsck and drains touch no object. A storage that answers but
 is another store's fails every call with ConfigurationError, so nothing is ever written into it or deleted
 from it. Adding a reference to bytes the database already records (a dedup hit, a copy) needs no storage and
 goes ahead, as it does on a running node during an outage.
@@ -22,7 +22,15 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from blobstore.core.identity import pair
 from blobstore.db.engine import Database
 from blobstore.errors import StorageUnavailable, StorageUnreachable
-from blobstore.storage.base import DeferredWrites, IncompleteUpload, ObjectInfo, ObjectStorage, Source, StagedObject
+from blobstore.storage.base import (
+    DeferredWrites,
+    IncompleteUpload,
+    ObjectInfo,
+    ObjectStorage,
+    Source,
+    StagedObject,
+    StorageWrapper,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +39,11 @@ log = logging.getLogger(__name__)
 RETRY_SECONDS = 2.0
 
 
-class PairedLater(ObjectStorage):
+class PairedLater(StorageWrapper):
     """``inner``, used only once it has paired with ``database`` (see the module docstring)."""
 
     def __init__(self, inner: ObjectStorage, database: Database) -> None:
-        self.inner = inner
-        self.url = inner.url
+        super().__init__(inner)
         self._database = database
         self._paired = False
         self._pairing = asyncio.Lock()
@@ -65,22 +72,8 @@ class PairedLater(ObjectStorage):
         self._paired = True
         log.warning("object storage %s answers and belongs to this store: in use again", self.url)
 
-    @property
-    def supports_incomplete_uploads(self) -> bool:
-        return self.inner.supports_incomplete_uploads
-
-    @property
-    def supports_staging(self) -> bool:
-        return self.inner.supports_staging
-
     async def check(self) -> None:
         await (await self._storage()).check()
-
-    def require_marker(self, key: str) -> None:
-        self.inner.require_marker(key)
-
-    def ensure_location(self) -> None:
-        self.inner.ensure_location()
 
     async def prepare_prefixes(self, prefixes: Sequence[str]) -> None:
         await (await self._storage()).prepare_prefixes(prefixes)
@@ -134,6 +127,3 @@ class PairedLater(ObjectStorage):
 
     async def set_storage_class(self, key: str, storage_class: str) -> None:
         await (await self._storage()).set_storage_class(key, storage_class)
-
-    async def close(self) -> None:
-        await self.inner.close()

@@ -252,6 +252,32 @@ class ObjectStorage(abc.ABC):
         await self.close()
 
 
+class StorageWrapper(ObjectStorage):
+    """Base of a backend that wraps another, ``inner`` (timing, fault injection, pairing later): the
+    capabilities, the marker hooks and ``close`` are ``inner``'s; the wrapper implements the operations."""
+
+    def __init__(self, inner: ObjectStorage) -> None:
+        self.inner = inner
+        self.url = inner.url
+
+    @property
+    def supports_incomplete_uploads(self) -> bool:
+        return self.inner.supports_incomplete_uploads
+
+    @property
+    def supports_staging(self) -> bool:
+        return self.inner.supports_staging
+
+    def require_marker(self, key: str) -> None:
+        self.inner.require_marker(key)
+
+    def ensure_location(self) -> None:
+        self.inner.ensure_location()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
 class ObjectReader(Protocol):
     """The read side of object storage: what a read of a blob needs (an :class:`ObjectStorage` is one)."""
 

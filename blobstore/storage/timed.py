@@ -19,7 +19,15 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, S
 from typing import Literal, TypeVar
 
 from blobstore.errors import StorageUnavailable
-from blobstore.storage.base import DeferredWrites, IncompleteUpload, ObjectInfo, ObjectStorage, Source, StagedObject
+from blobstore.storage.base import (
+    DeferredWrites,
+    IncompleteUpload,
+    ObjectInfo,
+    ObjectStorage,
+    Source,
+    StagedObject,
+    StorageWrapper,
+)
 
 T = TypeVar("T")
 
@@ -30,21 +38,12 @@ _OK: Outcome = "ok"
 _ERROR: Outcome = "error"
 
 
-class TimedStorage(ObjectStorage):
+class TimedStorage(StorageWrapper):
     """Wraps a backend; see the module docstring. ``close`` is delegated untimed."""
 
     def __init__(self, inner: ObjectStorage, on_timed: OnTimed) -> None:
-        self.inner = inner
-        self.url = inner.url
+        super().__init__(inner)
         self._on_timed = on_timed
-
-    @property
-    def supports_incomplete_uploads(self) -> bool:
-        return self.inner.supports_incomplete_uploads
-
-    @property
-    def supports_staging(self) -> bool:
-        return self.inner.supports_staging
 
     @contextlib.contextmanager
     def _timed(self, operation: str) -> Iterator[None]:
@@ -83,12 +82,6 @@ class TimedStorage(ObjectStorage):
     async def check(self) -> None:
         with self._timed("check"):
             await self.inner.check()
-
-    def require_marker(self, key: str) -> None:
-        self.inner.require_marker(key)
-
-    def ensure_location(self) -> None:
-        self.inner.ensure_location()
 
     async def prepare_prefixes(self, prefixes: Sequence[str]) -> None:
         await self.inner.prepare_prefixes(prefixes)
@@ -143,9 +136,6 @@ class TimedStorage(ObjectStorage):
     async def set_storage_class(self, key: str, storage_class: str) -> None:
         with self._timed("set_storage_class"):
             await self.inner.set_storage_class(key, storage_class)
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 class _TimedDeferred(DeferredWrites):

@@ -36,7 +36,15 @@ from pathlib import Path
 from typing import Literal, ParamSpec, TypeVar
 
 from blobstore.errors import StorageUnavailable
-from blobstore.storage.base import DeferredWrites, IncompleteUpload, ObjectInfo, ObjectStorage, Source, StagedObject
+from blobstore.storage.base import (
+    DeferredWrites,
+    IncompleteUpload,
+    ObjectInfo,
+    ObjectStorage,
+    Source,
+    StagedObject,
+    StorageWrapper,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -100,12 +108,11 @@ class Fault:
         return True
 
 
-class FaultyStorage(ObjectStorage):
+class FaultyStorage(StorageWrapper):
     """Wraps a backend; each call consults the injected faults, then delegates to ``inner``."""
 
     def __init__(self, inner: ObjectStorage, *faults: Fault) -> None:
-        self.inner = inner
-        self.url = inner.url
+        super().__init__(inner)
         self.faults = list(faults)
         #: Every call made, as ``(operation, key or prefix)``, in order.
         self.calls: list[tuple[str, str]] = []
@@ -125,14 +132,6 @@ class FaultyStorage(ObjectStorage):
     def count(self, operation: str) -> int:
         """How many calls of ``operation`` were made."""
         return sum(1 for op, _ in self.calls if op == operation)
-
-    @property
-    def supports_incomplete_uploads(self) -> bool:
-        return self.inner.supports_incomplete_uploads
-
-    @property
-    def supports_staging(self) -> bool:
-        return self.inner.supports_staging
 
     async def _enter(self, operation: Operation, key: str = "") -> Fault | None:
         """Record the call; for the fault that hits it, wait, and strike now if its phase is ``before``."""
@@ -170,12 +169,6 @@ class FaultyStorage(ObjectStorage):
         fault = await self._enter("check")
         await self.inner.check()
         self._leave(fault)
-
-    def require_marker(self, key: str) -> None:
-        self.inner.require_marker(key)
-
-    def ensure_location(self) -> None:
-        self.inner.ensure_location()
 
     async def prepare_prefixes(self, prefixes: Sequence[str]) -> None:
         await self.inner.prepare_prefixes(prefixes)
@@ -279,9 +272,6 @@ class FaultyStorage(ObjectStorage):
 
     async def missing_location(self) -> str | None:
         return await self.inner.missing_location()
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 class _FaultyDeferred(DeferredWrites):
