@@ -9,13 +9,21 @@ the way that backend writes: a temporary file, fsynced, renamed into place, the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+import contextlib
+import fcntl
+import os
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 from blobstore.errors import ObjectMissing, StorageUnavailable
 from blobstore.storage.base import ObjectInfo, ObjectStorage
 from blobstore.storage.layout import OBJECT_PREFIX
 from blobstore.storage.local import LocalStorage
+
+#: The file in the spool's root whose lock a drain holds (blobstore.protocol.drain).
+DRAIN_LOCK = ".drain.lock"
+#: Seconds between two tries for the drain lock.
+_LOCK_POLL_SECONDS = 0.05
 
 
 class Spool:
@@ -42,9 +50,31 @@ class Spool:
                 "BLOBSTORE_SPOOL_MAX_BYTES); nothing was stored"
             )
 
+    @contextlib.asynccontextmanager
+    async def draining(self) -> AsyncIterator[None]:
+        """Held while a drain runs: one drain of this spool at a time, among every process that shares it (the
+        workers of one server, the CLI). Waits for a drain in progress to end; the lock is the kernel's (an
+        ``flock`` on :data:`DRAIN_LOCK`), so a process killed while draining releases it."""
+        fd = os.open(self.storage.root / DRAIN_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            while not _locked(fd):  # noqa: ASYNC110 - another process's kernel lock: no event to wait on
+                await asyncio.sleep(_LOCK_POLL_SECONDS)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
     def reading(self, storage: ObjectStorage) -> SpoolFirst:
         """Reads from this spool where it holds the object, from ``storage`` otherwise."""
         return SpoolFirst(self.storage, storage)
+
+
+def _locked(fd: int) -> bool:
+    """Take the exclusive lock on ``fd`` if no other open file description holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 class SpoolFirst:

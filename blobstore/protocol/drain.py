@@ -58,18 +58,20 @@ def spool_of(core: Core) -> Spool:
 
 async def drain(core: Core) -> DrainStats:
     """Move every live blob spooled on this node into object storage (see the module docstring), then remove
-    leftovers. StorageUnavailable as soon as object storage still does not answer (what was drained stays
+    leftovers; one drain of a spool at a time (a drain waits for another process's to end, then finds what is
+    left). StorageUnavailable as soon as object storage still does not answer (what was drained stays
     drained); ConfigurationError without a spool."""
     spool = spool_of(core)
     stats = DrainStats()
     after = 0
-    while batch := await core.database.read(
-        partial(spool_db.live_spooled, node_id=spool.node_id, after_id=after, limit=BATCH)
-    ):
-        after = batch[-1].blob_id
-        for blob in batch:
-            await _drain_one(core, spool, blob, stats)
-    await _remove_leftovers(core, spool, stats)
+    async with spool.draining():
+        while batch := await core.database.read(
+            partial(spool_db.live_spooled, node_id=spool.node_id, after_id=after, limit=BATCH)
+        ):
+            after = batch[-1].blob_id
+            for blob in batch:
+                await _drain_one(core, spool, blob, stats)
+        await _remove_leftovers(core, spool, stats)
     if stats.blobs_drained:
         log.info("drained %d spooled blobs (%d bytes) into object storage", stats.blobs_drained, stats.bytes_drained)
     return stats

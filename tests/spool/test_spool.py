@@ -7,9 +7,13 @@ The outage is real: the network to the suite's S3 endpoint (a moto server) is cu
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
+import os
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,8 +23,10 @@ from prometheus_client import REGISTRY
 
 from blobstore import BlobStore, ConfigurationError, NotFound, Settings, StorageUnavailable, StorageUnreachable
 from blobstore.core import pairing
+from blobstore.core.spool import DRAIN_LOCK
 from blobstore.server import create_app, drainer
 from blobstore.storage.layout import OBJECT_PREFIX
+from blobstore.testing.faults import FaultyStorage
 from tests.support.cli_helpers import invoke
 from tests.support.s3_server import S3Endpoint
 from tests.support.stores import FakeClock, StoreFactory
@@ -170,6 +176,44 @@ async def test_a_drain_moves_spooled_blobs_into_object_storage_and_frees_the_spo
     assert await invariant_violations(a) == []
     report = await a.fsck(read_data=True)
     assert report.ok, report.problems
+
+
+async def test_processes_sharing_a_spool_drain_it_one_at_a_time(
+    open_store: StoreFactory, s3_proxy: TcpProxy, tmp_path: Path
+) -> None:
+    """Two stores of one node (two workers of a server, sharing its spool) drain at once: the spooled blob is
+    uploaded once, by one of them; a drain waits while another process holds the spool's drain lock."""
+    a = await node(open_store, s3_proxy, tmp_path, "node-a")
+    b = await node(open_store, s3_proxy, tmp_path, "node-a")
+    s3_proxy.stop()
+    await a.tenant("acme").put("k", LARGE)
+    s3_proxy.start()
+    recorders = []
+    for store in (a, b):
+        recorder = FaultyStorage(store.storage)
+        store.core = replace(store.core, storage=recorder)
+        recorders.append(recorder)
+    with _drain_lock_held(tmp_path / "node-a"):
+        waiting = asyncio.create_task(a.drain_spool())
+        await asyncio.sleep(0.5)
+        assert not waiting.done()
+        assert [recorder.count("write") for recorder in recorders] == [0, 0]
+    first, second = await asyncio.gather(waiting, b.drain_spool())
+    assert first.blobs_drained + second.blobs_drained == 1
+    assert sum(recorder.count("write") for recorder in recorders) == 1
+    assert spool_files(a) == []
+    assert await b.tenant("acme").get("k") == LARGE
+
+
+@contextlib.contextmanager
+def _drain_lock_held(spool_dir: Path) -> Iterator[None]:
+    """Hold the spool's drain lock as another process would."""
+    fd = os.open(spool_dir / DRAIN_LOCK, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 async def test_a_drain_without_a_spool_is_a_configuration_error(

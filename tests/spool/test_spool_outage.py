@@ -21,6 +21,7 @@ import pytest
 
 from blobstore.auth import tokens
 from blobstore.client import BlobClient
+from blobstore.core.spool import DRAIN_LOCK
 from tests.support.live_server import Served, free_port, serve_process
 from tests.support.s3_server import s3_endpoint_from_env
 from tests.support.stores import TEST_SECRET_KEY, FakeClock, StoreFactory
@@ -179,7 +180,8 @@ async def test_puts_through_an_s3_outage_on_two_nodes_are_kept_drained_and_read_
     for name in ("a", "b"):  # each node's GC removes its spool files of puts that deduplicated meanwhile
         spooled_here = {"spool_dir": tmp_path / f"spool-{name}", "spool_max_bytes": MiB, "node_id": name}
         await (await open_store("postgres-s3", s3_endpoint_url=moto.url, **spooled_here)).gc()
-        assert not [p for p in (tmp_path / f"spool-{name}").rglob("*") if p.is_file() and ".tmp" not in p.parts]
+        left = [p.name for p in (tmp_path / f"spool-{name}").rglob("*") if p.is_file() and ".tmp" not in p.parts]
+        assert left == [DRAIN_LOCK]  # nothing but the drains' lock file
     assert await invariant_violations(store) == []
     report = await store.fsck(read_data=True)
     assert report.ok, report.problems
