@@ -54,7 +54,9 @@ class Spool:
     async def draining(self) -> AsyncIterator[None]:
         """Held while a drain runs: one drain of this spool at a time, among every process that shares it (the
         workers of one server, the CLI). Waits for a drain in progress to end; the lock is the kernel's (an
-        ``flock`` on :data:`DRAIN_LOCK`), so a process killed while draining releases it."""
+        ``flock`` on :data:`DRAIN_LOCK`, in the spool's directory, made here if nothing was spooled yet), so a
+        process killed while draining releases it."""
+        self.storage.root.mkdir(parents=True, exist_ok=True)  # as the first spooled put would
         fd = os.open(self.storage.root / DRAIN_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             while not _locked(fd):  # noqa: ASYNC110 - another process's kernel lock: no event to wait on

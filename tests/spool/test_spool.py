@@ -205,6 +205,16 @@ async def test_processes_sharing_a_spool_drain_it_one_at_a_time(
     assert await b.tenant("acme").get("k") == LARGE
 
 
+async def test_a_drain_before_anything_was_spooled_finds_nothing(
+    open_store: StoreFactory, s3_proxy: TcpProxy, tmp_path: Path
+) -> None:
+    """A node whose spool directory does not exist yet (nothing was ever spooled) drains nothing, without error."""
+    store = await node(open_store, s3_proxy, tmp_path, "node-a", spool_dir=tmp_path / "not-yet" / "spool")
+    stats = await store.drain_spool()
+    assert (stats.blobs_drained, stats.leftovers_removed) == (0, 0)
+    assert await drainer.drain_once(store)
+
+
 @contextlib.contextmanager
 def _drain_lock_held(spool_dir: Path) -> Iterator[None]:
     """Hold the spool's drain lock as another process would."""
