@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import os
 import re
 import shutil
@@ -282,8 +283,12 @@ class LocalStorage(ObjectStorage):
     def _new_temp(self, key: str) -> tuple[int, Path]:
         """A new empty temporary file in ``.tmp/`` named after ``key``, open for writing; the root is
         created here, by the first write, and never once the marker is required."""
-        self._tmp.mkdir(parents=self._marker is None, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(dir=self._tmp, prefix=key.replace("/", "~") + ".", suffix=".upload")
+        prefix = key.replace("/", "~") + "."
+        try:
+            fd, temp_name = tempfile.mkstemp(dir=self._tmp, prefix=prefix, suffix=".upload")
+        except FileNotFoundError:  # the first write (or a root gone: the mkdir fails too)
+            self._tmp.mkdir(parents=self._marker is None, exist_ok=True)
+            fd, temp_name = tempfile.mkstemp(dir=self._tmp, prefix=prefix, suffix=".upload")
         return fd, Path(temp_name)
 
     def _write_temp(self, key: str, source: Source, *, durable: bool = True) -> Path:
@@ -536,9 +541,16 @@ class _DeferredFiles(DeferredWrites):
 
         if not items:
             return {}
-        with ThreadPoolExecutor(min(_CONCURRENT_SYNCS, len(items)), thread_name_prefix="blobstore-sync") as pool:
-            errors = list(pool.map(one, items))
+        errors = list(_sync_threads(os.getpid()).map(one, items))
         return {str(item): error for item, error in zip(items, errors, strict=True) if error is not None}
+
+
+@functools.cache
+def _sync_threads(pid: int) -> ThreadPoolExecutor:
+    """The threads that run a batch's syncs side by side (:data:`_CONCURRENT_SYNCS` at most, shared by every batch
+    of the process): made on first use and kept, since making threads per batch cost more than the syncs of
+    a small one. Keyed by process id, so a forked child, which has none of its parent's threads, makes its own."""
+    return ThreadPoolExecutor(_CONCURRENT_SYNCS, thread_name_prefix=f"blobstore-sync-{pid}")
 
 
 def _read_cached(path: Path, first: int, remaining: int | None) -> bytes | None:

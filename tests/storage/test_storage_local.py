@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import multiprocessing
 import os
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -282,3 +283,36 @@ def test_plain_path_is_not_a_url() -> None:
     """A bare path instead of a URL is rejected saying so."""
     with pytest.raises(ConfigurationError, match="BLOBSTORE_STORAGE_URL: '/srv/blobs' is not a URL"):
         open_storage_from_url("/srv/blobs", endpoint_url=None, region="us-east-1")
+
+
+async def _write_batch(storage: LocalStorage, keys: list[str]) -> dict[str, StorageUnavailable]:
+    batch = storage.deferred_writes()
+    for key in keys:
+        await batch.write(key, key.encode())
+    return await batch.make_durable()
+
+
+def _batch_in_forked_child(root: Path) -> None:
+    """In a forked child: make a batch durable (the parent's sync threads do not exist here)."""
+
+    async def run() -> None:
+        async with LocalStorage(root) as storage:
+            assert await _write_batch(storage, ["data/child/1", "data/child/2"]) == {}
+
+    asyncio.run(run())
+
+
+async def test_a_forked_child_syncs_its_batches_in_threads_of_its_own(tmp_path: Path) -> None:
+    """The threads that sync a batch are kept per process: a child forked after its parent synced a batch
+    (whose threads it does not inherit) syncs its own instead of waiting forever for the parent's."""
+    root = tmp_path / "root"
+    async with LocalStorage(root) as storage:
+        await storage.check()
+        assert await _write_batch(storage, ["data/parent/1", "data/parent/2"]) == {}
+        child = multiprocessing.get_context("fork").Process(target=_batch_in_forked_child, args=(root,))
+        child.start()
+        await asyncio.to_thread(child.join, 60)
+        if child.is_alive():
+            child.kill()
+        assert child.exitcode == 0
+        assert await read_all(storage, "data/child/2") == b"data/child/2"
