@@ -118,6 +118,8 @@ async def open_core(
     if settings.spool_dir is not None:
         spool = Spool(settings.spool_dir, settings.spool_max_bytes, settings.node_id)
         await spool.storage.check()  # ConfigurationError now rather than a failed put in an outage
+        if outage is not None:
+            spool.outage.failed()
     return Core(settings, database, storage, clock, EgressLedger(database), spool)
 
 
@@ -139,7 +141,7 @@ async def _paired_later(database: Database, storage: ObjectStorage, outage: Blob
     if await database.read(catalog.store_id) is None:
         raise outage
     log.warning("object storage does not answer (%s); puts go to the spool until it does", outage)
-    return PairedLater(storage, database)
+    return PairedLater(storage, database, outage)
 
 
 async def open_database(settings: Settings) -> Database:

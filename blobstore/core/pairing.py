@@ -4,8 +4,9 @@ an outage").
 A node whose object storage does not answer when it opens an existing store starts anyway if it has a spool:
 its storage is wrapped in :class:`PairedLater`, whose every call first proves, once, that the storage answers
 and is this store's (:func:`blobstore.core.identity.pair`, the marker's store id against the database's).
-Until then each call fails as the unreachable storage does (StorageUnavailable; for :data:`RETRY_SECONDS`
-after an attempt that found the storage unreachable, at once, without trying again): puts land in the spool,
+Until then each call fails as the unreachable storage does (StorageUnavailable; at once, without trying
+again, for :data:`RETRY_SECONDS` after the start or an attempt that found the storage unreachable, and while
+another call's attempt is under way): puts land in the spool,
 reads of objects in object storage answer 503, GC, fsck and drains touch no object. A storage that answers but
 is another store's fails every call with ConfigurationError, so nothing is ever written into it or deleted
 from it. Adding a reference to bytes the database already records (a dedup hit, a copy) needs no storage and
@@ -21,7 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 from blobstore.core.identity import pair
 from blobstore.db.engine import Database
-from blobstore.errors import StorageUnavailable, StorageUnreachable
+from blobstore.errors import BlobStoreError, StorageUnavailable, StorageUnreachable
 from blobstore.storage.base import (
     DeferredWrites,
     IncompleteUpload,
@@ -42,17 +43,20 @@ RETRY_SECONDS = 2.0
 class PairedLater(StorageWrapper):
     """``inner``, used only once it has paired with ``database`` (see the module docstring)."""
 
-    def __init__(self, inner: ObjectStorage, database: Database) -> None:
+    def __init__(self, inner: ObjectStorage, database: Database, outage: BlobStoreError) -> None:
+        """``outage``: what the start's check of ``inner`` met."""
         super().__init__(inner)
         self._database = database
         self._paired = False
         self._pairing = asyncio.Lock()
-        self._unreachable: tuple[float, str] | None = None  # when, and what, the last attempt to pair met
+        self._unreachable = (time.monotonic(), str(outage))  # when, and what, the last attempt to pair met
 
     async def _storage(self) -> ObjectStorage:
-        """The inner storage, paired first if it is not yet: StorageUnavailable while it does not answer,
-        ConfigurationError if it is another store's."""
+        """The inner storage, paired first if it is not yet: StorageUnavailable while it does not answer (at
+        once while another call is trying), ConfigurationError if it is another store's."""
         if not self._paired:
+            if self._pairing.locked():
+                raise StorageUnavailable(self._unreachable[1])
             async with self._pairing:
                 if not self._paired:
                     await self._pair()
@@ -61,7 +65,7 @@ class PairedLater(StorageWrapper):
     async def _pair(self) -> None:
         """Check the storage and pair with it (blobstore.core.identity.pair); StorageUnavailable, at once if an
         attempt met it less than :data:`RETRY_SECONDS` ago, while it does not answer."""
-        if self._unreachable is not None and time.monotonic() - self._unreachable[0] < RETRY_SECONDS:
+        if time.monotonic() - self._unreachable[0] < RETRY_SECONDS:
             raise StorageUnavailable(self._unreachable[1])
         try:
             await self.inner.check()

@@ -15,6 +15,7 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
+from blobstore.core.outage import OutageMemory
 from blobstore.errors import ObjectMissing, StorageUnavailable
 from blobstore.storage.base import ObjectInfo, ObjectStorage
 from blobstore.storage.layout import OBJECT_PREFIX
@@ -35,6 +36,8 @@ class Spool:
         self.node_id = node_id
         #: Held while a put checks the room left and spools, so two puts cannot both take the last of it.
         self.room = asyncio.Lock()
+        #: Whether object storage failed this process's writes just now (then puts spool at once).
+        self.outage = OutageMemory()
 
     async def used_bytes(self) -> int:
         """The bytes the spool's objects take (not counting writes in flight)."""

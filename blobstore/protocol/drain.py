@@ -84,6 +84,7 @@ async def _drain_one(core: Core, spool: Spool, blob: spool_db.SpooledBlob, stats
     except FileNotFoundError:  # GC reclaimed the blob meanwhile, or the file is lost (fsck reports that)
         log.warning("the spool file of %s is gone; not drained", blob.object_key)
         return
+    spool.outage.recovered()  # object storage answers: puts try it first again
     await _verify(core, blob)
     if await core.database.transaction(partial(spool_db.unspool, blob_id=blob.blob_id, node_id=spool.node_id)):
         stats.blobs_drained += 1

@@ -331,14 +331,18 @@ class Uploader:
         return failed, stored
 
     async def _stage(self, name: str) -> StagedObject:
-        """A staging place for a stream's bytes: object storage's, or where it is unreachable, the spool's."""
-        try:
+        """A staging place for a stream's bytes: object storage's, or where it is unreachable (or was just now:
+        blobstore.core.outage), the spool's."""
+        if self.spool is None:
             return await self.storage.stage(name)
-        except StorageUnavailable:
-            if self.spool is None:
-                raise
-            log.warning("object storage is unreachable: staging %s in the spool", name)
-            return SpoolStaged(await self.spool.storage.stage(name))
+        if not self.spool.outage.spool_at_once():
+            try:
+                with self.spool.outage.trying():
+                    return await self.storage.stage(name)
+            except StorageUnavailable:
+                pass
+        log.warning("object storage is unreachable: staging %s in the spool", name)
+        return SpoolStaged(await self.spool.storage.stage(name))
 
     async def _write(
         self,
@@ -349,19 +353,24 @@ class Uploader:
         writer: ObjectStorage | DeferredWrites,
     ) -> FrameIndex:
         """Write the upload ``blob_id``'s object through ``writer`` (object storage, or its batch's deferred
-        writes); into the spool, durably, where object storage is unreachable (after its own retries) or the
-        bytes were staged there. Parts joined by a multipart Complete (blobstore.core.joining) are a single
-        upload whose pieces are in object storage: they are never batched nor spooled."""
+        writes); into the spool, durably, where object storage is unreachable (after its own retries, or at once
+        while this node remembers it failing: blobstore.core.outage) or the bytes were staged there. Parts
+        joined by a multipart Complete (blobstore.core.joining) are a single upload whose pieces are in object
+        storage: they are never batched nor spooled."""
         level = self.level_for(content_type)
         if not isinstance(source, Ingested):
             assert isinstance(writer, ObjectStorage), "joined parts are a single upload"
             return await source.write_to(writer, object_key, level)
-        if not isinstance(source.source, SpoolStaged):
+        if isinstance(source.source, SpoolStaged):
+            return await self._spooled(source, blob_id, object_key, level)
+        if self.spool is None or isinstance(source.source, StagedObject):
+            return await source.write_to(writer, object_key, level)
+        if not self.spool.outage.spool_at_once():
             try:
-                return await source.write_to(writer, object_key, level)
+                with self.spool.outage.trying():
+                    return await source.write_to(writer, object_key, level)
             except StorageUnavailable:
-                if self.spool is None or isinstance(source.source, StagedObject):
-                    raise
+                pass
         return await self._spooled(source, blob_id, object_key, level)
 
     async def _spooled(self, source: Ingested, blob_id: int, object_key: str, level: int | None) -> FrameIndex:

@@ -22,7 +22,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from blobstore import BlobStore, ConfigurationError, NotFound, Settings, StorageUnavailable, StorageUnreachable
-from blobstore.core import pairing
+from blobstore.core import outage, pairing
+from blobstore.core.outage import OutageMemory
 from blobstore.core.spool import DRAIN_LOCK
 from blobstore.server import create_app, drainer
 from blobstore.storage.layout import OBJECT_PREFIX
@@ -89,6 +90,42 @@ async def test_a_put_in_an_outage_is_spooled_acknowledged_and_read_back_on_its_n
     await acme.copy("large", "large-copy")
     assert await acme.get("large-copy") == LARGE
     assert len(spool_files(store)) == 2
+
+
+async def test_after_a_put_found_s3_down_the_next_puts_spool_at_once_until_the_memory_lapses(
+    open_store: StoreFactory, s3_proxy: TcpProxy, tmp_path: Path
+) -> None:
+    """The first put of an outage waits through the S3 client's retries before it is spooled; the node then
+    remembers the outage, so the next puts are spooled without trying S3. Once the memory lapses a put tries
+    S3 again and, S3 answering, is stored there."""
+    store = await node(open_store, s3_proxy, tmp_path, "node-a")
+    spy = FaultyStorage(store.core.storage)  # no faults: it counts the writes that reach object storage
+    store.core = replace(store.core, storage=spy)
+    assert store.core.spool is not None
+    clock = FakeMonotonic()
+    store.core.spool.outage = OutageMemory(clock)
+    acme = store.tenant("acme")
+    s3_proxy.stop()
+    await acme.put("first", b"waited for S3's retries")
+    assert spy.count("write") == 1
+    for number in range(3):
+        await acme.put(f"next-{number}", f"spooled at once {number}".encode())
+    assert spy.count("write") == 1
+    assert [await spooled_on(store, "acme", key) for key in ("first", "next-0", "next-1", "next-2")] == ["node-a"] * 4
+    s3_proxy.start()
+    clock.now += outage.MEMORY_SECONDS
+    await acme.put("after", b"S3 answers again")
+    assert spy.count("write") == 2
+    assert await spooled_on(store, "acme", "after") is None
+    assert not store.core.spool.outage.spool_at_once()
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 async def test_another_node_refuses_a_blob_spooled_elsewhere(
@@ -314,6 +351,8 @@ async def test_a_node_started_in_an_outage_spools_puts_and_pairs_once_s3_answers
     await a.tenant("acme").put("before", b"stored before the outage")
     s3_proxy.stop()
     b = await node(open_store, s3_proxy, tmp_path, "node-b")
+    assert b.core.spool is not None
+    assert b.core.spool.outage.spool_at_once()  # its puts spool without waiting
     acme = b.tenant("acme")
     await acme.put("during", LARGE)
     assert await spooled_on(b, "acme", "during") == "node-b"
