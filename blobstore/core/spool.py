@@ -13,12 +13,14 @@ import contextlib
 import fcntl
 import os
 from collections.abc import AsyncGenerator, AsyncIterator
+from functools import partial
 from pathlib import Path
 
 from blobstore.core.outage import OutageMemory
+from blobstore.db import spool as spool_db
+from blobstore.db.engine import Database
 from blobstore.errors import ObjectMissing, StorageUnavailable
 from blobstore.storage.base import ObjectInfo, ObjectStorage
-from blobstore.storage.layout import OBJECT_PREFIX
 from blobstore.storage.local import LocalStorage
 
 #: The file in the spool's root whose lock a drain holds (blobstore.protocol.drain).
@@ -39,14 +41,11 @@ class Spool:
         #: Whether object storage failed this process's writes just now (then puts spool at once).
         self.outage = OutageMemory()
 
-    async def used_bytes(self) -> int:
-        """The bytes the spool's objects take (not counting writes in flight)."""
-        return sum([info.size async for info in self.storage.list(OBJECT_PREFIX)])
-
-    async def ensure_room(self, size: int) -> None:
-        """Raise StorageUnavailable if ``size`` more bytes would take the spool past BLOBSTORE_SPOOL_MAX_BYTES.
-        Call it holding :attr:`room`."""
-        used = await self.used_bytes()
+    async def ensure_room(self, database: Database, size: int) -> None:
+        """Raise StorageUnavailable if ``size`` more bytes would take the spool past BLOBSTORE_SPOOL_MAX_BYTES,
+        counting what the catalog records as spooled on this node (one indexed query however much is spooled;
+        a listing of the spool would grow with every put of an outage). Call it holding :attr:`room`."""
+        used = await database.read(partial(spool_db.spooled_bytes, node_id=self.node_id))
         if used + size > self.max_bytes:
             raise StorageUnavailable(
                 f"object storage is unreachable and the spool is full ({used} of {self.max_bytes} bytes, "

@@ -71,6 +71,13 @@ async def unspool(conn: AsyncConnection, blob_id: int, node_id: str) -> bool:
     return result.rowcount == 1
 
 
+async def spooled_bytes(conn: AsyncConnection, node_id: str) -> int:
+    """The bytes node ``node_id``'s spool holds by the catalog: every blob row marked spooled there, whatever
+    its state (an upload being spooled counts its plaintext size until its stored size is recorded)."""
+    total = func.coalesce(func.sum(func.coalesce(blobs.c.stored_size, blobs.c.size)), 0)
+    return int((await conn.execute(select(total).where(blobs.c.spooled_on == node_id))).scalar_one())
+
+
 async def spooled_keys(conn: AsyncConnection, object_keys: Sequence[str], node_id: str) -> set[str]:
     """Which of ``object_keys`` a row (in any state) records as spooled on ``node_id``."""
     query = select(blobs.c.object_key).where(blobs.c.object_key.in_(object_keys), blobs.c.spooled_on == node_id)

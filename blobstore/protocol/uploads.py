@@ -380,7 +380,7 @@ class Uploader:
         assert self.spool is not None, "called only with a spool"
         spool = self.spool
         async with spool.room:
-            await spool.ensure_room(source.size if source.frames is None else source.frames.stored_size)
+            await spool.ensure_room(self.database, source.size if source.frames is None else source.frames.stored_size)
             if not await self.database.transaction(
                 partial(spool_db.mark_spooled, blob_id=blob_id, node_id=spool.node_id)
             ):

@@ -158,6 +158,28 @@ async def test_a_full_spool_fails_the_put_as_before_and_changes_nothing(
     assert len(spool_files(store)) == 1
 
 
+async def test_the_spools_room_is_read_from_the_catalog_without_listing_the_spool(
+    open_store: StoreFactory, s3_proxy: TcpProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each spooled put checks the room left with one query of the catalog, not a listing of the spool (which
+    would grow with every put of an outage); the limit holds the same."""
+    store = await node(open_store, s3_proxy, tmp_path, "node-a", spool_max_bytes=2 * len(LARGE) + 100)
+    assert store.core.spool is not None
+
+    def listed(*args: object) -> None:
+        raise AssertionError("a put listed the spool")
+
+    monkeypatch.setattr(store.core.spool.storage, "list", listed)
+    acme = store.tenant("acme")
+    s3_proxy.stop()
+    await acme.put("first", LARGE)
+    await acme.put("second", LARGE[::-1])
+    with pytest.raises(StorageUnavailable, match="spool is full"):
+        await acme.put("third", b"x" * 200)
+    assert not await acme.exists("third")
+    assert len(spool_files(store)) == 2
+
+
 async def test_gc_of_a_deleted_spooled_blob_removes_its_spool_file_on_its_node_only(
     open_store: StoreFactory, s3_proxy: TcpProxy, tmp_path: Path, clock: FakeClock
 ) -> None:
