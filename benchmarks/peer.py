@@ -15,7 +15,6 @@ module is loaded without running it.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import itertools
 import os
@@ -111,7 +110,6 @@ def _timed(
 ) -> Callable[[], Awaitable[float]]:
     async def batch() -> float:
         data = payloads()
-        await asyncio.to_thread(os.sync)  # neither side's fsyncs pay for the other's dirty pages
         with Stopwatch() as watch:
             await put_all(data)
         return watch.seconds

@@ -8,11 +8,13 @@ spooled; with the outage remembered, only one put per :data:`MEMORY_SECONDS` doe
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from blobstore.errors import StorageUnavailable
+
+T = TypeVar("T")
 
 #: Seconds after object storage failed a write during which puts are spooled at once.
 MEMORY_SECONDS = 10.0
@@ -22,7 +24,7 @@ class OutageMemory:
     """When object storage last failed one of this process's writes with StorageUnavailable.
 
     For :data:`MEMORY_SECONDS` after that, :meth:`spool_at_once` is true. Then one write at a time tries object
-    storage again (:meth:`trying`; the others still spool at once): its success forgets the outage, its
+    storage again (:meth:`tried`; the others still spool at once): its success forgets the outage, its
     failure starts the memory anew. A drain that reaches object storage forgets it too (:meth:`recovered`).
     """
 
@@ -37,22 +39,25 @@ class OutageMemory:
             return False
         return self._retrying or self._clock() - self._failed_at < MEMORY_SECONDS
 
-    @contextlib.contextmanager
-    def trying(self) -> Iterator[None]:
-        """Around one write to object storage: a StorageUnavailable it raises is remembered, its success forgets
-        the outage. While a write tries again after an outage, :meth:`spool_at_once` stays true for the others."""
+    async def tried(self, write: Callable[[], Awaitable[T]]) -> T | None:
+        """``write()``'s result (a write to object storage), or None (spool instead) without calling it while the
+        outage is remembered, or when it raised StorageUnavailable, which is then remembered. Its success
+        forgets the outage. While one write tries again after an outage, the others get None at once."""
+        if self.spool_at_once():
+            return None
         retry = self._failed_at is not None
-        self._retrying = self._retrying or retry
+        if retry:
+            self._retrying = True
         try:
-            yield
+            result = await write()
         except StorageUnavailable:
             self.failed()
-            raise
-        else:
-            self.recovered()
+            return None
         finally:
             if retry:
                 self._retrying = False
+        self.recovered()
+        return result
 
     def failed(self) -> None:
         """Object storage did not answer just now."""

@@ -335,12 +335,8 @@ class Uploader:
         blobstore.core.outage), the spool's."""
         if self.spool is None:
             return await self.storage.stage(name)
-        if not self.spool.outage.spool_at_once():
-            try:
-                with self.spool.outage.trying():
-                    return await self.storage.stage(name)
-            except StorageUnavailable:
-                pass
+        if (staged := await self.spool.outage.tried(partial(self.storage.stage, name))) is not None:
+            return staged
         log.warning("object storage is unreachable: staging %s in the spool", name)
         return SpoolStaged(await self.spool.storage.stage(name))
 
@@ -365,12 +361,8 @@ class Uploader:
             return await self._spooled(source, blob_id, object_key, level)
         if self.spool is None or isinstance(source.source, StagedObject):
             return await source.write_to(writer, object_key, level)
-        if not self.spool.outage.spool_at_once():
-            try:
-                with self.spool.outage.trying():
-                    return await source.write_to(writer, object_key, level)
-            except StorageUnavailable:
-                pass
+        if (frames := await self.spool.outage.tried(partial(source.write_to, writer, object_key, level))) is not None:
+            return frames
         return await self._spooled(source, blob_id, object_key, level)
 
     async def _spooled(self, source: Ingested, blob_id: int, object_key: str, level: int | None) -> FrameIndex:

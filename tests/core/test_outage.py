@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
 
 from blobstore.core import outage
 from blobstore.core.outage import OutageMemory
@@ -17,42 +17,61 @@ class Clock:
         return self.now
 
 
-def failing_write(memory: OutageMemory) -> None:
-    with pytest.raises(StorageUnavailable), memory.trying():
+async def failing_write(memory: OutageMemory) -> None:
+    async def write() -> str:
         raise StorageUnavailable("connection refused")
 
+    assert await memory.tried(write) is None
 
-def test_a_failed_write_makes_puts_spool_at_once_until_the_memory_lapses() -> None:
+
+async def written(memory: OutageMemory) -> str | None:
+    async def write() -> str:
+        return "written"
+
+    return await memory.tried(write)
+
+
+async def test_a_failed_write_makes_puts_spool_at_once_until_the_memory_lapses() -> None:
     clock = Clock()
     memory = OutageMemory(clock)
+    assert await written(memory) == "written"  # a write that succeeds changes nothing
     assert not memory.spool_at_once()
-    with memory.trying():
-        pass  # a write that succeeds changes nothing
-    assert not memory.spool_at_once()
-    failing_write(memory)
+    await failing_write(memory)
     clock.now += outage.MEMORY_SECONDS - 0.1
     assert memory.spool_at_once()
+    assert await written(memory) is None  # not tried: spool instead
     clock.now += 0.1
     assert not memory.spool_at_once()
 
 
-def test_one_write_at_a_time_tries_again_and_its_outcome_decides() -> None:
+async def test_one_write_at_a_time_tries_again_and_its_outcome_decides() -> None:
     clock = Clock()
     memory = OutageMemory(clock)
-    failing_write(memory)
+    await failing_write(memory)
     clock.now += outage.MEMORY_SECONDS
-    with memory.trying():
-        assert memory.spool_at_once()  # the others spool while this one tries
+    trying = asyncio.Event()
+    answer = asyncio.Event()
+
+    async def slow_write() -> str:
+        trying.set()
+        await answer.wait()
+        return "written"
+
+    retry = asyncio.create_task(memory.tried(slow_write))
+    await trying.wait()
+    assert await written(memory) is None  # the others spool while one tries
+    answer.set()
+    assert await retry == "written"
     assert not memory.spool_at_once()  # it succeeded: the outage is forgotten
-    failing_write(memory)
+    await failing_write(memory)
     clock.now += outage.MEMORY_SECONDS
-    failing_write(memory)  # the retry fails: the memory starts anew
+    await failing_write(memory)  # the retry fails: the memory starts anew
     clock.now += outage.MEMORY_SECONDS - 0.1
     assert memory.spool_at_once()
 
 
-def test_a_drain_that_reached_object_storage_forgets_the_outage() -> None:
+async def test_a_drain_that_reached_object_storage_forgets_the_outage() -> None:
     memory = OutageMemory(Clock())
-    failing_write(memory)
+    await failing_write(memory)
     memory.recovered()
     assert not memory.spool_at_once()

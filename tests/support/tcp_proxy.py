@@ -77,8 +77,8 @@ class TcpProxy:
         self._pipes.add(task)
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
+        except (OSError, asyncio.CancelledError):  # no server behind, or cut by stop() while connecting
+            writer.close()  # never left open: its client would wait on it without end
             self._pipes.discard(task)
             return
         try:
