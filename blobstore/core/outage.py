@@ -1,5 +1,5 @@
 """What a node with a spool remembers of an object-storage outage, so its puts go straight to the spool instead
-of each one waiting through the storage's own retries first (docs/spool.md, "Put").
+of each one waiting through the storage's own retries first (docs/spool.md, "The outage remembered").
 
 Object storage that does not answer fails a write only after its client's bounded retries (about 15 s with
 botocore's defaults against a dead endpoint). During an outage every put would wait that long before it is
