@@ -38,6 +38,7 @@ from blobstore.errors import (
     StorageUnavailable,
     StorageUnreachable,
 )
+from blobstore.storage import s3_stalls
 from blobstore.storage.base import (
     CHUNK_SIZE,
     IncompleteUpload,
@@ -145,6 +146,7 @@ class S3Storage(ObjectStorage):
                 with self._translated(checking=True):
                     client = self._session.client("s3", **self._client_args)
                     self._client = await self._stack.enter_async_context(client)
+                    s3_stalls.without_expect_continue(self._client)
         return self._client
 
     def _key(self, key: str) -> str:
