@@ -5,12 +5,11 @@ A node whose object storage does not answer when it opens an existing store star
 its storage is wrapped in :class:`PairedLater`, whose every call first proves, once, that the storage answers
 and is this store's (:func:`blobstore.core.identity.pair`, the marker's store id against the database's).
 Until then each call fails as the unreachable storage does (StorageUnavailable; at once, without trying
-again, for :data:`RETRY_SECONDS` after the start or an attempt that found the storage unreachable, and while
-another call's attempt is under way): puts land in the spool,
-reads of objects in object storage answer 503, GC, fsck and drains touch no object. A storage that answers but
-is another store's fails every call with ConfigurationError, so nothing is ever written into it or deleted
-from it. Adding a reference to bytes the database already records (a dedup hit, a copy) needs no storage and
-goes ahead, as it does on a running node during an outage.
+again, for :data:`RETRY_SECONDS` after the start or an attempt that found the storage unreachable): puts land
+in the spool, reads of objects in object storage answer 503, GC, fsck and drains touch no object. A storage
+that answers but is another store's fails every call with ConfigurationError, so nothing is ever written into
+it or deleted from it. Adding a reference to bytes the database already records (a dedup hit, a copy) needs
+no storage and goes ahead, as it does on a running node during an outage.
 """
 
 from __future__ import annotations
@@ -52,11 +51,9 @@ class PairedLater(StorageWrapper):
         self._unreachable = (time.monotonic(), str(outage))  # when, and what, the last attempt to pair met
 
     async def _storage(self) -> ObjectStorage:
-        """The inner storage, paired first if it is not yet: StorageUnavailable while it does not answer (at
-        once while another call is trying), ConfigurationError if it is another store's."""
+        """The inner storage, paired first if it is not yet: StorageUnavailable while it does not answer,
+        ConfigurationError if it is another store's."""
         if not self._paired:
-            if self._pairing.locked():
-                raise StorageUnavailable(self._unreachable[1])
             async with self._pairing:
                 if not self._paired:
                     await self._pair()
