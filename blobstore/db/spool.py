@@ -12,6 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from blobstore.db.catalog import LIVE, UPLOADING, blobs
 
+#: The stored bytes of the rows selected (a row's plaintext size until its stored size is recorded).
+_STORED_BYTES = func.coalesce(func.sum(func.coalesce(blobs.c.stored_size, blobs.c.size)), 0)
+
 
 @dataclass(frozen=True)
 class SpooledBlob:
@@ -74,8 +77,7 @@ async def unspool(conn: AsyncConnection, blob_id: int, node_id: str) -> bool:
 async def spooled_bytes(conn: AsyncConnection, node_id: str) -> int:
     """The bytes node ``node_id``'s spool holds by the catalog: every blob row marked spooled there, whatever
     its state (an upload being spooled counts its plaintext size until its stored size is recorded)."""
-    total = func.coalesce(func.sum(func.coalesce(blobs.c.stored_size, blobs.c.size)), 0)
-    return int((await conn.execute(select(total).where(blobs.c.spooled_on == node_id))).scalar_one())
+    return int((await conn.execute(select(_STORED_BYTES).where(blobs.c.spooled_on == node_id))).scalar_one())
 
 
 async def spooled_keys(conn: AsyncConnection, object_keys: Sequence[str], node_id: str) -> set[str]:
@@ -95,7 +97,7 @@ async def nodes(conn: AsyncConnection) -> list[NodeSpool]:
         select(
             blobs.c.spooled_on,
             func.count(),
-            func.coalesce(func.sum(func.coalesce(blobs.c.stored_size, blobs.c.size)), 0),
+            _STORED_BYTES,
             func.min(blobs.c.created_at),
         )
         .where(blobs.c.spooled_on.is_not(None), blobs.c.state == LIVE)
